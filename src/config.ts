@@ -1,0 +1,238 @@
+/**
+ * The one typed, validated, frozen configuration object. Every default lives here and nothing
+ * else in `src/` reads `process.env` (only `server.ts` passes it in).
+ */
+
+/** Second-factor methods an operator can allow. Backup codes come with any of them. */
+export type MfaMethod = 'totp' | 'email';
+
+/** Validated settings of one Twofold process. */
+export interface Config {
+  /** `development` (generated keys, development mailbox) or `production` (keys required). */
+  readonly env: 'development' | 'production' | 'test';
+  readonly port: number;
+  readonly host: string;
+  /** Issuer of tokens and base of e-mailed links, without trailing slash. */
+  readonly publicUrl: string;
+  readonly publicOrigin: string;
+  readonly secureCookies: boolean;
+  readonly dataDir: string;
+  readonly databaseUrl: string | undefined;
+  readonly databasePoolSize: number;
+  readonly redisUrl: string | undefined;
+  readonly smtpUrl: string | undefined;
+  readonly mailFrom: string;
+  readonly productName: string;
+  readonly jwtPrivateKeyFile: string | undefined;
+  readonly jwtAudience: string;
+  /** Raw `TOTP_ENCRYPTION_KEY` value (`kid:base64key,...`); undefined means generate in development. */
+  readonly totpEncryptionKey: string | undefined;
+  readonly totpIssuer: string;
+  readonly accessTokenTtlSeconds: number;
+  readonly refreshTokenTtlSeconds: number;
+  readonly refreshReuseGraceSeconds: number;
+  readonly mfaChallengeTtlSeconds: number;
+  readonly mfaChallengeMaxAttempts: number;
+  readonly trustedOrigins: readonly string[];
+  readonly introspectionSecret: string | undefined;
+  readonly requireEmailVerification: boolean;
+  readonly mfaPolicy: 'optional' | 'required';
+  readonly mfaMethods: readonly MfaMethod[];
+  readonly passwordMinLength: number;
+  readonly passwordHash: { readonly memoryKib: number; readonly iterations: number; readonly parallelism: number };
+  readonly emailVerificationTtlSeconds: number;
+  readonly passwordResetTtlSeconds: number;
+  readonly emailOtpTtlSeconds: number;
+  readonly emailOtpMaxAttempts: number;
+  readonly emailOtpCooldownSeconds: number;
+  readonly emailOtpMaxPerHour: number;
+  readonly rateLimit: {
+    readonly disabled: boolean;
+    /** Consecutive failed logins (password or code) per account before it is locked. */
+    readonly accountMaxFailures: number;
+    readonly accountLockSeconds: number;
+    /** Failed attempts per IP address within the window. */
+    readonly ipMaxFailures: number;
+    readonly ipWindowSeconds: number;
+    /** Requests per IP per minute on endpoints that send mail or create accounts. */
+    readonly ipMaxRequestsPerMinute: number;
+    /** Mails (verification, reset) requested per address per hour. */
+    readonly emailMaxPerHour: number;
+  };
+  readonly outbox: { readonly pollIntervalMs: number; readonly maxAgeSeconds: number; readonly maxBackoffSeconds: number };
+  readonly logLevel: string;
+  readonly bodyLimitBytes: number;
+  readonly trustProxy: boolean;
+}
+
+/** Thrown for a bad setting; the message names the variable. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function str(env: Env, name: string, fallback: string): string {
+  const v = env[name];
+  return v === undefined || v === '' ? fallback : v;
+}
+
+function opt(env: Env, name: string): string | undefined {
+  const v = env[name];
+  return v === undefined || v === '' ? undefined : v;
+}
+
+function int(env: Env, name: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(`${name} must be a whole number, got "${raw}"`);
+  const n = Number(raw.trim());
+  if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+
+/** Durations accept plain seconds or a number with s/m/h/d (`3600`, `60m`, `60d`). */
+function duration(env: Env, name: string, fallbackSeconds: number, minSeconds = 0): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallbackSeconds;
+  const m = /^(\d+)\s*([smhd]?)$/.exec(raw.trim());
+  if (!m) throw new ConfigError(`${name} must be seconds or a number with s, m, h or d, got "${raw}"`);
+  const n = Number(m[1]) * (UNIT_SECONDS[m[2] || 's'] ?? 1);
+  if (n < minSeconds) throw new ConfigError(`${name} must be at least ${minSeconds} seconds`);
+  return n;
+}
+
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const v = raw.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off'].includes(v)) return false;
+  throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+}
+
+function origin(value: string, name: string): string {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    throw new ConfigError(`${name} must be an absolute http(s) URL, got "${value}"`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError(`${name} must be http or https`);
+  return u.origin;
+}
+
+/** Reads and validates the environment once; throws ConfigError naming the bad variable. */
+export function loadConfig(env: Env): Config {
+  const nodeEnv = str(env, 'NODE_ENV', 'development');
+  const mode: Config['env'] = nodeEnv === 'production' ? 'production' : nodeEnv === 'test' ? 'test' : 'development';
+  const port = int(env, 'PORT', 8000, 0, 65535);
+  const host = str(env, 'HOST', '127.0.0.1');
+  const publicUrlRaw = str(env, 'PUBLIC_URL', `http://${host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host}:${port}`);
+  const publicOrigin = origin(publicUrlRaw, 'PUBLIC_URL');
+  const publicUrl = publicUrlRaw.replace(/\/+$/, '');
+
+  const trustedOrigins = str(env, 'TRUSTED_ORIGINS', '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((s) => origin(s, 'TRUSTED_ORIGINS'));
+
+  const mfaPolicy = str(env, 'MFA_POLICY', 'optional');
+  if (mfaPolicy !== 'optional' && mfaPolicy !== 'required') {
+    throw new ConfigError(`MFA_POLICY must be "optional" or "required", got "${mfaPolicy}"`);
+  }
+  const mfaMethods = str(env, 'MFA_METHODS', 'totp,email')
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean);
+  for (const m of mfaMethods) {
+    if (m !== 'totp' && m !== 'email') throw new ConfigError(`MFA_METHODS may list only totp and email, got "${m}"`);
+  }
+  if (mfaMethods.length === 0) throw new ConfigError('MFA_METHODS must list at least one of totp, email');
+
+  const totpEncryptionKey = opt(env, 'TOTP_ENCRYPTION_KEY');
+  const jwtPrivateKeyFile = opt(env, 'JWT_PRIVATE_KEY_FILE');
+  if (mode === 'production') {
+    // In production nothing secret may be invented on the spot: a lost generated key would void every
+    // TOTP enrolment, and a per-instance key would break a cluster.
+    if (!totpEncryptionKey) throw new ConfigError('TOTP_ENCRYPTION_KEY is required when NODE_ENV=production');
+    if (!jwtPrivateKeyFile) throw new ConfigError('JWT_PRIVATE_KEY_FILE is required when NODE_ENV=production');
+  }
+  const introspectionSecret = opt(env, 'INTROSPECTION_SECRET');
+  if (introspectionSecret !== undefined && introspectionSecret.length < 16) {
+    throw new ConfigError('INTROSPECTION_SECRET must be at least 16 characters');
+  }
+
+  const passwordMinLength = int(env, 'PASSWORD_MIN_LENGTH', 8, 8, 256);
+
+  const config: Config = {
+    env: mode,
+    port,
+    host,
+    publicUrl,
+    publicOrigin,
+    secureCookies: publicOrigin.startsWith('https:'),
+    dataDir: str(env, 'DATA_DIR', './data'),
+    databaseUrl: opt(env, 'DATABASE_URL'),
+    databasePoolSize: int(env, 'DATABASE_POOL_SIZE', 10, 1, 1000),
+    redisUrl: opt(env, 'REDIS_URL'),
+    smtpUrl: opt(env, 'SMTP_URL'),
+    mailFrom: str(env, 'MAIL_FROM', `Twofold <no-reply@${new URL(publicOrigin).hostname}>`),
+    productName: str(env, 'PRODUCT_NAME', 'Twofold'),
+    jwtPrivateKeyFile,
+    jwtAudience: str(env, 'JWT_AUDIENCE', 'twofold'),
+    totpEncryptionKey,
+    totpIssuer: str(env, 'TOTP_ISSUER', 'Twofold'),
+    accessTokenTtlSeconds: duration(env, 'ACCESS_TOKEN_TTL', 3600, 60),
+    refreshTokenTtlSeconds: duration(env, 'REFRESH_TOKEN_TTL', 60 * 86400, 300),
+    refreshReuseGraceSeconds: duration(env, 'REFRESH_REUSE_GRACE_SECONDS', 10, 0),
+    mfaChallengeTtlSeconds: duration(env, 'MFA_CHALLENGE_TTL', 300, 30),
+    mfaChallengeMaxAttempts: int(env, 'MFA_CHALLENGE_MAX_ATTEMPTS', 5, 1, 100),
+    trustedOrigins,
+    introspectionSecret,
+    requireEmailVerification: bool(env, 'REQUIRE_EMAIL_VERIFICATION', false),
+    mfaPolicy,
+    mfaMethods: mfaMethods as MfaMethod[],
+    passwordMinLength,
+    passwordHash: {
+      memoryKib: int(env, 'PASSWORD_HASH_MEMORY_KIB', 19456, 1024, 4 * 1024 * 1024),
+      iterations: int(env, 'PASSWORD_HASH_ITERATIONS', 2, 1, 100),
+      parallelism: int(env, 'PASSWORD_HASH_PARALLELISM', 1, 1, 16),
+    },
+    emailVerificationTtlSeconds: duration(env, 'EMAIL_VERIFICATION_TTL', 86400, 60),
+    passwordResetTtlSeconds: duration(env, 'PASSWORD_RESET_TTL', 1800, 60),
+    emailOtpTtlSeconds: duration(env, 'EMAIL_OTP_TTL', 600, 60),
+    emailOtpMaxAttempts: int(env, 'EMAIL_OTP_MAX_ATTEMPTS', 5, 1, 100),
+    emailOtpCooldownSeconds: duration(env, 'EMAIL_OTP_COOLDOWN', 60, 0),
+    emailOtpMaxPerHour: int(env, 'EMAIL_OTP_MAX_PER_HOUR', 5, 1, 1000),
+    rateLimit: {
+      disabled: bool(env, 'RATE_LIMIT_DISABLED', false),
+      accountMaxFailures: int(env, 'LOCKOUT_MAX_FAILURES', 10, 1, 100),
+      accountLockSeconds: duration(env, 'LOCKOUT_DURATION', 900, 1),
+      ipMaxFailures: int(env, 'RATE_LIMIT_IP_MAX_FAILURES', 50, 1),
+      ipWindowSeconds: duration(env, 'RATE_LIMIT_IP_WINDOW', 900, 1),
+      ipMaxRequestsPerMinute: int(env, 'RATE_LIMIT_IP_MAX_REQUESTS_PER_MINUTE', 30, 1),
+      emailMaxPerHour: int(env, 'RATE_LIMIT_EMAIL_MAX_PER_HOUR', 5, 1),
+    },
+    outbox: {
+      pollIntervalMs: int(env, 'OUTBOX_POLL_INTERVAL_MS', 1000, 10, 60000),
+      maxAgeSeconds: duration(env, 'OUTBOX_MAX_AGE', 86400, 60),
+      maxBackoffSeconds: duration(env, 'OUTBOX_MAX_BACKOFF', 300, 1),
+    },
+    logLevel: str(env, 'LOG_LEVEL', mode === 'test' ? 'silent' : 'info'),
+    bodyLimitBytes: 64 * 1024,
+    trustProxy: bool(env, 'TRUST_PROXY', false),
+  };
+  return deepFreeze(config);
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}

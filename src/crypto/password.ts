@@ -1,0 +1,60 @@
+/**
+ * Password hashing with argon2id (@node-rs/argon2: prebuilt, runs on the libuv thread pool so the
+ * event loop never waits for the ~10 ms hash). Parameters default to OWASP's m=19 MiB, t=2, p=1.
+ */
+import { hash, verify, type Algorithm } from '@node-rs/argon2';
+
+/** `Algorithm.Argon2id`; the package exports a const enum, which isolated modules cannot read. */
+const ARGON2ID = 2 as Algorithm;
+
+export interface PasswordHashParams {
+  memoryKib: number;
+  iterations: number;
+  parallelism: number;
+}
+
+/** Hashes and verifies passwords; tells when a stored hash should be upgraded. */
+export class PasswordHasher {
+  readonly #params: PasswordHashParams;
+  #dummy: Promise<string> | undefined;
+
+  constructor(params: PasswordHashParams) {
+    this.#params = params;
+  }
+
+  /** An argon2id PHC string for `password`. */
+  hash(password: string): Promise<string> {
+    return hash(password, {
+      algorithm: ARGON2ID,
+      memoryCost: this.#params.memoryKib,
+      timeCost: this.#params.iterations,
+      parallelism: this.#params.parallelism,
+    });
+  }
+
+  /** True when `password` matches `phc`. A malformed stored hash counts as a mismatch. */
+  async verify(phc: string, password: string): Promise<boolean> {
+    try {
+      return await verify(phc, password);
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Spends the same time as a real verification, for unknown users: without it, "no such user"
+   * answers faster than "wrong password" and usernames could be enumerated by timing.
+   */
+  async verifyDummy(password: string): Promise<false> {
+    this.#dummy ??= this.hash('twofold-dummy-password-for-timing');
+    await this.verify(await this.#dummy, password);
+    return false;
+  }
+
+  /** True when `phc` is not argon2id with the current parameters (rehash after a successful login). */
+  needsRehash(phc: string): boolean {
+    const m = /^\$argon2id\$v=19\$m=(\d+),t=(\d+),p=(\d+)\$/.exec(phc);
+    if (!m) return true;
+    return Number(m[1]) !== this.#params.memoryKib || Number(m[2]) !== this.#params.iterations || Number(m[3]) !== this.#params.parallelism;
+  }
+}

@@ -1,0 +1,50 @@
+/** Embedded PostgreSQL (PGlite): the zero-setup default, in a directory or in memory for tests. */
+import { PGlite } from '@electric-sql/pglite';
+import { mkdirSync } from 'node:fs';
+import type { Database, Queryable, QueryResult } from './database.ts';
+
+interface PgliteLike {
+  query<T>(sql: string, params?: unknown[]): Promise<{ rows: T[]; affectedRows?: number }>;
+}
+
+function wrap(q: PgliteLike): Queryable {
+  return {
+    async query<T>(sql: string, params: readonly unknown[] = []): Promise<QueryResult<T>> {
+      const r = await q.query<T>(sql, params as unknown[]);
+      return { rows: r.rows, rowCount: r.affectedRows ?? r.rows.length };
+    },
+  };
+}
+
+/**
+ * Opens PGlite at `dataDir` (created if missing), or in memory when `dataDir` is undefined.
+ * PGlite is one connection: its transaction() holds the instance exclusively, so statements of
+ * concurrent requests are serialised, which is what makes guarded updates atomic here too.
+ */
+export async function openPglite(dataDir?: string): Promise<Database> {
+  if (dataDir) mkdirSync(dataDir, { recursive: true });
+  const pg = dataDir ? new PGlite(dataDir) : new PGlite();
+  await pg.waitReady;
+  const base = wrap(pg);
+  return {
+    kind: 'pglite',
+    query: base.query,
+    async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+      return pg.transaction(async (tx) => fn(wrap(tx)));
+    },
+    async exec(sql: string) {
+      await pg.exec(sql);
+    },
+    async ping() {
+      try {
+        await pg.query('SELECT 1');
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    async close() {
+      await pg.close();
+    },
+  };
+}
