@@ -51,6 +51,9 @@ export interface Config {
     /** Consecutive failed logins (password or code) per account before it is locked. */
     readonly accountMaxFailures: number;
     readonly accountLockSeconds: number;
+    /** Consecutive failures (no success in between) after which the account stays locked much longer (NIST: at most 100). */
+    readonly accountMaxConsecutiveFailures: number;
+    readonly accountHardLockSeconds: number;
     /** Failed attempts per IP address within the window. */
     readonly ipMaxFailures: number;
     readonly ipWindowSeconds: number;
@@ -212,6 +215,8 @@ export function loadConfig(env: Env): Config {
       disabled: bool(env, 'RATE_LIMIT_DISABLED', false),
       accountMaxFailures: int(env, 'LOCKOUT_MAX_FAILURES', 10, 1, 100),
       accountLockSeconds: duration(env, 'LOCKOUT_DURATION', 900, 1),
+      accountMaxConsecutiveFailures: int(env, 'LOCKOUT_MAX_CONSECUTIVE_FAILURES', 100, 1, 100),
+      accountHardLockSeconds: duration(env, 'LOCKOUT_HARD_DURATION', 86400, 1),
       ipMaxFailures: int(env, 'RATE_LIMIT_IP_MAX_FAILURES', 50, 1),
       ipWindowSeconds: duration(env, 'RATE_LIMIT_IP_WINDOW', 900, 1),
       ipMaxRequestsPerMinute: int(env, 'RATE_LIMIT_IP_MAX_REQUESTS_PER_MINUTE', 30, 1),
