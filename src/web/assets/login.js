@@ -1,0 +1,143 @@
+// Login page: username or e-mail and password, then, when the API asks for it, a second factor.
+import { api, busy, byId, clearProblem, returnTo, say, showProblem, valueOf } from './common.js';
+
+const loginScreen = byId('login-screen');
+const loginForm = /** @type {HTMLFormElement} */ (byId('login-form'));
+const loginAlert = byId('login-alert');
+const mfaScreen = byId('mfa-screen');
+const mfaForm = /** @type {HTMLFormElement} */ (byId('mfa-form'));
+const mfaAlert = byId('mfa-alert');
+const mfaStatus = byId('mfa-status');
+const mfaHint = byId('mfa-hint');
+const codeInput = /** @type {HTMLInputElement} */ (byId('code'));
+const codeLabel = /** @type {HTMLLabelElement} */ (document.querySelector('label[for="code"]'));
+const useTotp = byId('use-totp');
+const useBackup = byId('use-backup');
+const useEmail = byId('use-email');
+const startOver = byId('start-over');
+
+/** How each second-factor method is asked for. */
+const METHODS = {
+  totp: {
+    label: 'Security code',
+    hint: 'Enter the 6-digit code from your authenticator app.',
+    inputmode: 'numeric',
+    autocomplete: 'one-time-code',
+  },
+  backup_code: {
+    label: 'Backup code',
+    hint: 'Enter one of the backup codes you saved when you turned on two-factor authentication. Each code works once.',
+    inputmode: 'text',
+    autocomplete: 'off',
+  },
+  email: {
+    label: 'Code from the e-mail',
+    hint: 'Enter the code we just sent to your e-mail address.',
+    inputmode: 'numeric',
+    autocomplete: 'one-time-code',
+  },
+};
+
+/** The pending challenge: its token and the methods the API offered. */
+let challenge = null;
+/** @type {'totp' | 'backup_code' | 'email'} */
+let method = 'totp';
+
+function finish() {
+  location.assign(returnTo() ?? '/account');
+}
+
+function showLogin(message) {
+  challenge = null;
+  mfaScreen.hidden = true;
+  loginScreen.hidden = false;
+  clearProblem(loginForm, loginAlert);
+  const password = /** @type {HTMLInputElement} */ (loginForm.elements.namedItem('password'));
+  password.value = '';
+  if (message) say(loginAlert, message);
+  password.focus();
+}
+
+function setMethod(next) {
+  method = next;
+  const m = METHODS[next];
+  codeLabel.textContent = m.label;
+  mfaHint.textContent = m.hint;
+  codeInput.setAttribute('inputmode', m.inputmode);
+  codeInput.setAttribute('autocomplete', m.autocomplete);
+  codeInput.value = '';
+  const offered = challenge?.methods ?? [];
+  useTotp.hidden = next === 'totp' || !offered.includes('totp');
+  useBackup.hidden = next === 'backup_code' || !offered.includes('backup_code');
+  useEmail.hidden = !offered.includes('email');
+  useEmail.textContent = next === 'email' ? 'Send a new code' : 'Email me a code';
+  clearProblem(mfaForm, mfaAlert);
+  mfaStatus.replaceChildren();
+  codeInput.focus();
+}
+
+async function sendEmailCode() {
+  if (!challenge) return;
+  const res = await busy(useEmail, () => api('POST', '/api/v1/auth-jwt/login/mfa/email-code', { mfa_token: challenge.token }));
+  if (res.ok) {
+    setMethod('email');
+    say(mfaStatus, 'We sent a code to your e-mail address. It may take a minute to arrive.');
+    return;
+  }
+  if (res.problem?.code === 'invalid_token') return showLogin('Your sign-in expired. Please log in again.');
+  showProblem(mfaForm, mfaAlert, res);
+}
+
+function startMfa(data) {
+  const methods = Array.isArray(data?.mfa_methods) ? data.mfa_methods : ['totp'];
+  challenge = { token: data?.mfa_token, methods };
+  loginScreen.hidden = true;
+  mfaScreen.hidden = false;
+  if (methods.includes('totp')) setMethod('totp');
+  else if (methods.includes('email')) {
+    setMethod('email');
+    void sendEmailCode();
+  } else setMethod('backup_code');
+}
+
+loginForm.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  clearProblem(loginForm, loginAlert);
+  const body = { username: valueOf(loginForm, 'username'), password: valueOf(loginForm, 'password') };
+  const res = await busy(loginForm.querySelector('button[type="submit"]'), () => api('POST', '/api/v1/auth-jwt/login', body));
+  if (res.ok) return finish();
+  if (res.status === 403 && res.problem?.code === 'mfa_required') return startMfa(res.data);
+  showProblem(loginForm, loginAlert, res);
+  if (res.problem?.code === 'invalid_credentials') {
+    const password = /** @type {HTMLInputElement} */ (loginForm.elements.namedItem('password'));
+    password.select();
+    password.focus();
+  }
+});
+
+mfaForm.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  if (!challenge) return showLogin();
+  clearProblem(mfaForm, mfaAlert);
+  // Spaces are how people copy codes ("123 456"); they are never part of one.
+  const code = method === 'backup_code' ? codeInput.value.trim() : codeInput.value.replace(/\s+/g, '');
+  const body = { mfa_token: challenge.token, method, code };
+  const res = await busy(mfaForm.querySelector('button[type="submit"]'), () => api('POST', '/api/v1/auth-jwt/login/mfa', body));
+  if (res.ok) return finish();
+  if (res.status === 401 && res.problem?.code === 'invalid_token') {
+    return showLogin('Your sign-in expired or had too many wrong codes. Please log in again.');
+  }
+  showProblem(mfaForm, mfaAlert, res, {
+    messages: {
+      invalid_security_code:
+        method === 'backup_code' ? 'That backup code is not valid or was already used.' : 'That code is not right. Check it and try again.',
+    },
+  });
+  codeInput.select();
+  codeInput.focus();
+});
+
+useTotp.addEventListener('click', () => setMethod('totp'));
+useBackup.addEventListener('click', () => setMethod('backup_code'));
+useEmail.addEventListener('click', () => void sendEmailCode());
+startOver.addEventListener('click', () => showLogin());

@@ -1,0 +1,45 @@
+/** The login page (`/` and `/login`): password first, then a second screen for the security code. */
+import { html } from '../html.ts';
+import { alertBox, field, layout, statusBox } from './layout.ts';
+import { returnToData, withReturnTo, type PageContext } from './common.ts';
+
+/** The name shown in "to continue to …": the application's host when returning to one. */
+function continueTo(ctx: PageContext): string {
+  if (!ctx.returnTo) return ctx.config.productName;
+  const url = new URL(ctx.returnTo);
+  return url.origin === ctx.config.publicOrigin ? ctx.config.productName : url.host;
+}
+
+/** Renders the login page; both screens are in the document, the script switches between them. */
+export function loginPage(ctx: PageContext): string {
+  const { productName } = ctx.config;
+  const body = html`<section class="card" id="login-screen" aria-labelledby="login-title">
+<h1 id="login-title">Log in</h1>
+<p class="lead">to continue to ${continueTo(ctx)}</p>
+${alertBox('login-alert')}
+<form id="login-form" novalidate>
+${field({ id: 'username', label: 'Username or email', autocomplete: 'username', autofocus: true })}
+${field({ id: 'password', label: 'Password', type: 'password', autocomplete: 'current-password' })}
+<button type="submit" class="primary">Log in</button>
+</form>
+<p class="links"><a href="/forgot-password">Forgot your password?</a></p>
+<p class="links">New here? <a href="${withReturnTo('/signup', ctx)}">Create an account</a></p>
+</section>
+<section class="card" id="mfa-screen" aria-labelledby="mfa-title" hidden>
+<h1 id="mfa-title">Two-factor authentication</h1>
+<p class="lead" id="mfa-hint">Enter the 6-digit code from your authenticator app.</p>
+${alertBox('mfa-alert')}
+${statusBox('mfa-status')}
+<form id="mfa-form" novalidate>
+${field({ id: 'code', name: 'code', label: 'Security code', autocomplete: 'one-time-code', inputmode: 'numeric' })}
+<button type="submit" class="primary">Verify</button>
+</form>
+<div class="alt-methods">
+<button type="button" class="link" id="use-totp" hidden>Use your authenticator app</button>
+<button type="button" class="link" id="use-backup" hidden>Use a backup code</button>
+<button type="button" class="link" id="use-email" hidden>Email me a code</button>
+<button type="button" class="link" id="start-over">Start over</button>
+</div>
+</section>`;
+  return layout({ productName, title: 'Log in', body, script: 'login.js', needsScript: true, data: returnToData(ctx) });
+}

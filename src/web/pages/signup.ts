@@ -1,0 +1,24 @@
+/** The sign-up page (`/signup`). */
+import { html } from '../html.ts';
+import { alertBox, field, layout, statusBox } from './layout.ts';
+import { returnToData, withReturnTo, type PageContext } from './common.ts';
+
+/** Renders the sign-up form; every rule is the API's, errors come back as problem details. */
+export function signupPage(ctx: PageContext): string {
+  const { productName } = ctx.config;
+  const body = html`<section class="card" aria-labelledby="signup-title">
+<h1 id="signup-title">Create your account</h1>
+<p class="lead">One account for every application behind ${productName}.</p>
+${alertBox('signup-alert')}
+${statusBox('signup-status')}
+<form id="signup-form" novalidate>
+${field({ id: 'username', label: 'Username', autocomplete: 'username', autofocus: true, hint: '3 to 32 letters, digits, dots, dashes or underscores.' })}
+${field({ id: 'email', label: 'Email', type: 'email', autocomplete: 'email', inputmode: 'email' })}
+${field({ id: 'password1', label: 'Password', type: 'password', autocomplete: 'new-password', hint: 'At least 8 characters. Long passphrases are best.' })}
+${field({ id: 'password2', label: 'Confirm password', type: 'password', autocomplete: 'new-password' })}
+<button type="submit" class="primary">Sign up</button>
+</form>
+<p class="links">Already have an account? <a href="${withReturnTo('/login', ctx)}">Log in</a></p>
+</section>`;
+  return layout({ productName, title: 'Sign up', body, script: 'signup.js', needsScript: true, data: returnToData(ctx) });
+}
