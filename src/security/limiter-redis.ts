@@ -1,0 +1,82 @@
+/**
+ * Counters shared by every instance through Redis (REDIS_URL), so that adding instances does not
+ * add guesses. Each counter is insured by an in-process one: while Redis is unreachable the
+ * service keeps answering and keeps limiting, per instance, instead of failing or letting
+ * everything through.
+ */
+import { once } from 'node:events';
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { RateLimiterRedis } from 'rate-limiter-flexible';
+import type { Limiter } from './limiter.ts';
+import { DEFAULT_KEY_PREFIX, FlexibleLimiter, type CounterStore, type LimiterConfig } from './limiter-flexible.ts';
+import { memoryCounter } from './limiter-memory.ts';
+
+/** Where the Redis client reports losing and regaining its connection. */
+export type LimiterLogger = Pick<Logger, 'warn' | 'info'>;
+
+/** Opens an ioredis client tuned for counters that must answer fast or fall back. */
+export function createRedisClient(url: string, logger?: LimiterLogger): Redis {
+  const client = new Redis(url, {
+    // Fail at once while disconnected instead of queueing: the insurance limiter then answers, and
+    // a login never waits on a Redis that is down.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    // A Redis that accepts connections but stalls would otherwise hang every login.
+    commandTimeout: 1000,
+    connectTimeout: 5000,
+  });
+  // Without an 'error' listener ioredis prints every failed reconnect; log the outage once instead.
+  let down = false;
+  client.on('error', (err: Error) => {
+    if (down) return;
+    down = true;
+    logger?.warn({ err }, 'Redis unreachable: rate limits fall back to per-instance counters until it returns');
+  });
+  client.on('ready', () => {
+    if (!down) return;
+    down = false;
+    logger?.info('Redis reachable again: rate limits are shared again');
+  });
+  return client;
+}
+
+/** A store of Redis counters, each insured by an in-process counter with the same limits; close() quits the client. */
+export function redisStore(client: Redis): CounterStore {
+  return {
+    counter: (spec, keyPrefix) =>
+      new RateLimiterRedis({
+        storeClient: client,
+        points: spec.points,
+        duration: spec.durationSeconds,
+        keyPrefix,
+        // Do not even try while the connection is not ready; go to the insurance limiter.
+        rejectIfRedisNotReady: true,
+        insuranceLimiter: memoryCounter(spec, keyPrefix),
+      }),
+    // events.once rejects on an 'error' event, so a Redis that is down fails this instead of hanging.
+    ready: async () => {
+      if (client.status !== 'ready') await once(client, 'ready');
+    },
+    close: async () => {
+      try {
+        await client.quit();
+      } catch {
+        client.disconnect(); // not connected (Redis down): nothing to say goodbye to
+      }
+    },
+  };
+}
+
+/** Options of {@link createRedisLimiter}. */
+export interface RedisLimiterOptions {
+  /** The client to count through; the limiter owns it from now on and quits it on close(). */
+  readonly client: Redis;
+  /** Namespace of every key (`<prefix>:rl:...`); default `twofold`. */
+  readonly keyPrefix?: string;
+}
+
+/** A limiter whose counters live in Redis, shared by every instance using the same prefix. */
+export function createRedisLimiter(config: LimiterConfig, options: RedisLimiterOptions): Limiter {
+  return new FlexibleLimiter(config, redisStore(options.client), options.keyPrefix ?? DEFAULT_KEY_PREFIX);
+}
