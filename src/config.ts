@@ -27,6 +27,8 @@ export interface Config {
   readonly jwtAudience: string;
   /** Raw `TOTP_ENCRYPTION_KEY` value (`kid:base64key,...`); undefined means generate in development. */
   readonly totpEncryptionKey: string | undefined;
+  /** Raw `TOKEN_HASH_KEY` (base64, 32 bytes): HMAC key for stored code/token digests; generated in development. */
+  readonly tokenHashKey: string | undefined;
   readonly totpIssuer: string;
   readonly accessTokenTtlSeconds: number;
   readonly refreshTokenTtlSeconds: number;
@@ -163,6 +165,8 @@ export function loadConfig(env: Env): Config {
     // TOTP enrolment, and a per-instance key would break a cluster.
     if (!totpEncryptionKey) throw new ConfigError('TOTP_ENCRYPTION_KEY is required when NODE_ENV=production');
     if (!jwtPrivateKeyFile) throw new ConfigError('JWT_PRIVATE_KEY_FILE is required when NODE_ENV=production');
+    if (!opt(env, 'TOKEN_HASH_KEY')) throw new ConfigError('TOKEN_HASH_KEY is required when NODE_ENV=production');
+    if (!opt(env, 'SMTP_URL')) throw new ConfigError('SMTP_URL is required when NODE_ENV=production (the development mailbox is never served in production)');
   }
   const introspectionSecret = opt(env, 'INTROSPECTION_SECRET');
   if (introspectionSecret !== undefined && introspectionSecret.length < 16) {
@@ -188,6 +192,7 @@ export function loadConfig(env: Env): Config {
     jwtPrivateKeyFile,
     jwtAudience: str(env, 'JWT_AUDIENCE', 'twofold'),
     totpEncryptionKey,
+    tokenHashKey: opt(env, 'TOKEN_HASH_KEY'),
     totpIssuer: str(env, 'TOTP_ISSUER', 'Twofold'),
     accessTokenTtlSeconds: duration(env, 'ACCESS_TOKEN_TTL', 3600, 60),
     refreshTokenTtlSeconds: duration(env, 'REFRESH_TOKEN_TTL', 60 * 86400, 300),

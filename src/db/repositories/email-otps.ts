@@ -1,0 +1,49 @@
+/** SQL for e-mailed one-time codes: one live code per (user, purpose); attempts survive a resend. */
+import type { Queryable } from '../database.ts';
+
+export interface EmailOtpRow {
+  user_id: string;
+  purpose: string;
+  code_hash: string;
+  expires_at: Date;
+  attempts: number;
+  last_sent_at: Date;
+  created_at: Date;
+}
+
+/** Stores a new code for (user, purpose), keeping the attempt count of an earlier one. */
+export async function upsertEmailOtp(tx: Queryable, userId: string, purpose: string, codeHash: string, now: Date, expiresAt: Date): Promise<void> {
+  await tx.query(
+    `INSERT INTO email_otps (user_id, purpose, code_hash, expires_at, last_sent_at, created_at) VALUES ($1, $2, $3, $4, $5, $5)
+     ON CONFLICT (user_id, purpose) DO UPDATE SET code_hash = $3, expires_at = $4, last_sent_at = $5`,
+    [userId, purpose, codeHash, expiresAt, now],
+  );
+}
+
+/** Consumes the code if it matches, is unexpired and not over-tried: true for exactly one caller. */
+export async function consumeEmailOtp(tx: Queryable, userId: string, purpose: string, codeHash: string, now: Date, maxAttempts: number): Promise<boolean> {
+  const r = await tx.query(
+    'DELETE FROM email_otps WHERE user_id = $1 AND purpose = $2 AND code_hash = $3 AND expires_at > $4 AND attempts < $5 RETURNING user_id',
+    [userId, purpose, codeHash, now, maxAttempts],
+  );
+  return r.rows.length > 0;
+}
+
+/** Counts a wrong code (guarded increment). */
+export async function countEmailOtpFailure(tx: Queryable, userId: string, purpose: string): Promise<void> {
+  await tx.query('UPDATE email_otps SET attempts = attempts + 1 WHERE user_id = $1 AND purpose = $2', [userId, purpose]);
+}
+
+export async function findEmailOtp(tx: Queryable, userId: string, purpose: string): Promise<EmailOtpRow | undefined> {
+  return (await tx.query<EmailOtpRow>('SELECT * FROM email_otps WHERE user_id = $1 AND purpose = $2', [userId, purpose])).rows[0];
+}
+
+export async function deleteEmailOtps(tx: Queryable, userId: string, purposePrefix: string): Promise<void> {
+  await tx.query("DELETE FROM email_otps WHERE user_id = $1 AND purpose LIKE $2 || '%'", [userId, purposePrefix]);
+}
+
+/** Whether e-mailed codes are an enabled second factor of the user. */
+export async function isEmailOtpEnabled(tx: Queryable, userId: string): Promise<boolean> {
+  const r = await tx.query<{ on: boolean }>('SELECT enabled_at IS NOT NULL AS on FROM email_otp_factors WHERE user_id = $1', [userId]);
+  return r.rows[0]?.on ?? false;
+}

@@ -1,0 +1,46 @@
+/** SQL for MFA challenges. Attempts are reserved before a code is checked, so at most N codes are ever tried. */
+import type { Queryable } from '../database.ts';
+
+export interface MfaChallengeRow {
+  id: string;
+  user_id: string;
+  attempts: number;
+  created_at: Date;
+  expires_at: Date;
+  consumed_at: Date | null;
+}
+
+export async function insertChallenge(tx: Queryable, c: { id: string; user_id: string; created_at: Date; expires_at: Date; user_agent: string | null; ip: string | null }): Promise<void> {
+  await tx.query(
+    'INSERT INTO mfa_challenges (id, user_id, created_at, expires_at, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6)',
+    [c.id, c.user_id, c.created_at, c.expires_at, c.user_agent, c.ip],
+  );
+}
+
+/**
+ * Reserves one attempt on a live challenge (guarded increment; committed on its own so a failing
+ * request still counts). Undefined when the challenge is used, expired, over-tried or not the user's.
+ */
+export async function reserveAttempt(tx: Queryable, id: string, userId: string, now: Date, maxAttempts: number): Promise<MfaChallengeRow | undefined> {
+  const r = await tx.query<MfaChallengeRow>(
+    `UPDATE mfa_challenges SET attempts = attempts + 1
+     WHERE id = $1 AND user_id = $2 AND consumed_at IS NULL AND expires_at > $3 AND attempts < $4 RETURNING *`,
+    [id, userId, now, maxAttempts],
+  );
+  return r.rows[0];
+}
+
+/** A live challenge, without counting an attempt (e.g. to send an e-mailed code). */
+export async function findLiveChallenge(tx: Queryable, id: string, userId: string, now: Date, maxAttempts: number): Promise<MfaChallengeRow | undefined> {
+  const r = await tx.query<MfaChallengeRow>(
+    'SELECT * FROM mfa_challenges WHERE id = $1 AND user_id = $2 AND consumed_at IS NULL AND expires_at > $3 AND attempts < $4',
+    [id, userId, now, maxAttempts],
+  );
+  return r.rows[0];
+}
+
+/** Marks the challenge used; false when another request already did. */
+export async function consumeChallenge(tx: Queryable, id: string, now: Date): Promise<boolean> {
+  const r = await tx.query('UPDATE mfa_challenges SET consumed_at = $2 WHERE id = $1 AND consumed_at IS NULL', [id, now]);
+  return r.rowCount > 0;
+}

@@ -1,0 +1,106 @@
+/**
+ * SQL for sessions (refresh-token families). Rotation and revocation are guarded single statements,
+ * so concurrent refreshes with one token cannot both win, on PGlite or across server instances.
+ */
+import type { Queryable } from '../database.ts';
+
+export interface SessionRow {
+  id: string;
+  user_id: string;
+  current_jti: string;
+  previous_jti: string | null;
+  rotated_at: Date | null;
+  amr: string[];
+  aal: string;
+  user_agent: string | null;
+  ip: string | null;
+  created_at: Date;
+  last_used_at: Date;
+  expires_at: Date;
+  revoked_at: Date | null;
+  revoked_reason: string | null;
+}
+
+export type NewSession = Pick<SessionRow, 'id' | 'user_id' | 'current_jti' | 'amr' | 'aal' | 'user_agent' | 'ip' | 'created_at' | 'expires_at'>;
+
+export async function insertSession(tx: Queryable, s: NewSession): Promise<void> {
+  await tx.query(
+    `INSERT INTO sessions (id, user_id, current_jti, amr, aal, user_agent, ip, created_at, last_used_at, expires_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)`,
+    [s.id, s.user_id, s.current_jti, s.amr, s.aal, s.user_agent, s.ip, s.created_at, s.expires_at],
+  );
+}
+
+export async function findSession(tx: Queryable, id: string): Promise<SessionRow | undefined> {
+  return (await tx.query<SessionRow>('SELECT * FROM sessions WHERE id = $1', [id])).rows[0];
+}
+
+/** State needed to accept an access token: the session is live and its user active. */
+export async function findLiveSessionUser(tx: Queryable, sessionId: string, now: Date): Promise<{ user_id: string; is_active: boolean } | undefined> {
+  const r = await tx.query<{ user_id: string; is_active: boolean }>(
+    `SELECT s.user_id, u.is_active FROM sessions s JOIN users u ON u.id = s.user_id
+     WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2`,
+    [sessionId, now],
+  );
+  return r.rows[0];
+}
+
+/** Rotates `jti` → `newJti` only if `jti` is still the current one of a live session. */
+export async function rotate(tx: Queryable, sessionId: string, jti: string, newJti: string, now: Date, expiresAt: Date): Promise<SessionRow | undefined> {
+  const r = await tx.query<SessionRow>(
+    `UPDATE sessions SET previous_jti = current_jti, current_jti = $3, rotated_at = $4, last_used_at = $4, expires_at = $5
+     WHERE id = $1 AND current_jti = $2 AND revoked_at IS NULL AND expires_at > $4 RETURNING *`,
+    [sessionId, jti, newJti, now, expiresAt],
+  );
+  return r.rows[0];
+}
+
+/**
+ * The grace path: `jti` was rotated away less than `graceSeconds` ago (two tabs refreshing at once).
+ * Returns the live session, whose current jti the caller re-issues, or undefined.
+ */
+export async function findWithinGrace(tx: Queryable, sessionId: string, jti: string, now: Date, graceSeconds: number): Promise<SessionRow | undefined> {
+  if (graceSeconds <= 0) return undefined;
+  const r = await tx.query<SessionRow>(
+    `UPDATE sessions SET last_used_at = $3
+     WHERE id = $1 AND previous_jti = $2 AND revoked_at IS NULL AND expires_at > $3
+       AND rotated_at > $3::timestamptz - make_interval(secs => $4) RETURNING *`,
+    [sessionId, jti, now, graceSeconds],
+  );
+  return r.rows[0];
+}
+
+/** Revokes one session; returns false when it was already revoked or does not exist. */
+export async function revokeSession(tx: Queryable, sessionId: string, reason: string, now: Date): Promise<boolean> {
+  const r = await tx.query('UPDATE sessions SET revoked_at = $3, revoked_reason = $2 WHERE id = $1 AND revoked_at IS NULL', [sessionId, reason, now]);
+  return r.rowCount > 0;
+}
+
+/** Revokes one session of one user (the user can only revoke their own). */
+export async function revokeUserSession(tx: Queryable, userId: string, sessionId: string, reason: string, now: Date): Promise<boolean> {
+  const r = await tx.query(
+    'UPDATE sessions SET revoked_at = $4, revoked_reason = $3 WHERE id = $2 AND user_id = $1 AND revoked_at IS NULL AND expires_at > $4',
+    [userId, sessionId, reason, now],
+  );
+  return r.rowCount > 0;
+}
+
+/** Revokes every live session of a user, except `keepSessionId` when given; returns how many. */
+export async function revokeAllSessions(tx: Queryable, userId: string, reason: string, now: Date, keepSessionId?: string): Promise<number> {
+  const r = await tx.query(
+    `UPDATE sessions SET revoked_at = $3, revoked_reason = $2
+     WHERE user_id = $1 AND revoked_at IS NULL AND ($4::uuid IS NULL OR id <> $4::uuid)`,
+    [userId, reason, now, keepSessionId ?? null],
+  );
+  return r.rowCount;
+}
+
+/** Live sessions of a user, newest first. */
+export async function listLiveSessions(tx: Queryable, userId: string, now: Date): Promise<SessionRow[]> {
+  return (
+    await tx.query<SessionRow>(
+      'SELECT * FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at DESC',
+      [userId, now],
+    )
+  ).rows;
+}

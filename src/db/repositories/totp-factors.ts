@@ -1,0 +1,73 @@
+/**
+ * SQL for TOTP factors. `last_used_step` only ever grows, through guarded updates, so one code (one
+ * time step) is accepted at most once per user even under concurrent requests on several instances.
+ */
+import type { Queryable } from '../database.ts';
+
+export interface TotpFactorRow {
+  user_id: string;
+  active_secret: string | null;
+  activated_at: Date | null;
+  pending_secret: string | null;
+  pending_created_at: Date | null;
+  last_used_step: number;
+  updated_at: Date;
+}
+
+export async function findTotpFactor(tx: Queryable, userId: string): Promise<TotpFactorRow | undefined> {
+  return (await tx.query<TotpFactorRow>('SELECT * FROM totp_factors WHERE user_id = $1', [userId])).rows[0];
+}
+
+/** Stores a new pending secret (replacing an earlier pending one); the active secret, if any, stays. */
+export async function setPendingSecret(tx: Queryable, userId: string, sealed: string, now: Date): Promise<void> {
+  await tx.query(
+    `INSERT INTO totp_factors (user_id, pending_secret, pending_created_at, updated_at) VALUES ($1, $2, $3, $3)
+     ON CONFLICT (user_id) DO UPDATE SET pending_secret = $2, pending_created_at = $3, updated_at = $3`,
+    [userId, sealed, now],
+  );
+}
+
+/**
+ * Stores a pending secret only while no secret is active (the /qrcode path, authenticated by
+ * password alone, may never replace an active secret). Returns false when one is active.
+ */
+export async function setPendingSecretIfInactive(tx: Queryable, userId: string, sealed: string, now: Date): Promise<boolean> {
+  const r = await tx.query(
+    `INSERT INTO totp_factors (user_id, pending_secret, pending_created_at, updated_at) VALUES ($1, $2, $3, $3)
+     ON CONFLICT (user_id) DO UPDATE SET pending_secret = $2, pending_created_at = $3, updated_at = $3
+     WHERE totp_factors.active_secret IS NULL`,
+    [userId, sealed, now],
+  );
+  return r.rowCount > 0;
+}
+
+/** Accepts time step `step` for the active secret: true only if it is later than every accepted one. */
+export async function useActiveStep(tx: Queryable, userId: string, sealedActive: string, step: number, now: Date): Promise<boolean> {
+  const r = await tx.query(
+    'UPDATE totp_factors SET last_used_step = $3, updated_at = $4 WHERE user_id = $1 AND active_secret = $2 AND last_used_step < $3',
+    [userId, sealedActive, step, now],
+  );
+  return r.rowCount > 0;
+}
+
+/** Activates the pending secret `sealedPending` with its first accepted step; false if it changed or the step is stale. */
+export async function activatePending(tx: Queryable, userId: string, sealedPending: string, step: number, now: Date): Promise<boolean> {
+  const r = await tx.query(
+    `UPDATE totp_factors SET active_secret = pending_secret, activated_at = $4, pending_secret = NULL, pending_created_at = NULL,
+       last_used_step = $3, updated_at = $4
+     WHERE user_id = $1 AND pending_secret = $2 AND last_used_step < $3`,
+    [userId, sealedPending, step, now],
+  );
+  return r.rowCount > 0;
+}
+
+/** Re-seals the active secret under the current key (key rotation), guarded on the old value. */
+export async function resealActive(tx: Queryable, userId: string, oldSealed: string, newSealed: string): Promise<void> {
+  await tx.query('UPDATE totp_factors SET active_secret = $3 WHERE user_id = $1 AND active_secret = $2', [userId, oldSealed, newSealed]);
+}
+
+/** Removes TOTP entirely (active and pending). Returns false if there was no active secret. */
+export async function deleteTotpFactor(tx: Queryable, userId: string): Promise<boolean> {
+  const r = await tx.query('DELETE FROM totp_factors WHERE user_id = $1 AND active_secret IS NOT NULL', [userId]);
+  return r.rowCount > 0;
+}

@@ -1,0 +1,83 @@
+/** SQL for users. Lookups by username and e-mail are case-insensitive (unique on lower()). */
+import type { Queryable } from '../database.ts';
+
+/** A user row as stored. */
+export interface UserRow {
+  id: string;
+  username: string;
+  email: string;
+  full_name: string | null;
+  profile: Record<string, unknown>;
+  password_hash: string;
+  email_verified: boolean;
+  is_active: boolean;
+  roles: string[];
+  signup_mfa: string | null;
+  created_at: Date;
+  updated_at: Date;
+  password_changed_at: Date | null;
+}
+
+export type NewUser = Pick<UserRow, 'id' | 'username' | 'email' | 'full_name' | 'profile' | 'password_hash' | 'signup_mfa' | 'created_at'>;
+
+/** Inserts a user; unique violations surface as the driver's error (code 23505, constraint name). */
+export async function insertUser(tx: Queryable, u: NewUser): Promise<UserRow> {
+  const r = await tx.query<UserRow>(
+    `INSERT INTO users (id, username, email, full_name, profile, password_hash, signup_mfa, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING *`,
+    [u.id, u.username, u.email, u.full_name, JSON.stringify(u.profile), u.password_hash, u.signup_mfa, u.created_at],
+  );
+  return r.rows[0]!;
+}
+
+export async function findUserById(tx: Queryable, id: string): Promise<UserRow | undefined> {
+  return (await tx.query<UserRow>('SELECT * FROM users WHERE id = $1', [id])).rows[0];
+}
+
+export async function findUserByUsername(tx: Queryable, username: string): Promise<UserRow | undefined> {
+  return (await tx.query<UserRow>('SELECT * FROM users WHERE lower(username) = lower($1)', [username])).rows[0];
+}
+
+export async function findUserByEmail(tx: Queryable, email: string): Promise<UserRow | undefined> {
+  return (await tx.query<UserRow>('SELECT * FROM users WHERE lower(email) = lower($1)', [email])).rows[0];
+}
+
+/** The user whose username or e-mail is `login` (a username can't contain '@', so the two never collide). */
+export async function findUserByLogin(tx: Queryable, login: string): Promise<UserRow | undefined> {
+  return login.includes('@') ? findUserByEmail(tx, login) : findUserByUsername(tx, login);
+}
+
+export async function updatePasswordHash(tx: Queryable, id: string, hash: string, now: Date, changed: boolean): Promise<void> {
+  await tx.query(
+    `UPDATE users SET password_hash = $2, updated_at = CASE WHEN $4 THEN $3 ELSE updated_at END,
+       password_changed_at = CASE WHEN $4 THEN $3 ELSE password_changed_at END WHERE id = $1`,
+    [id, hash, now, changed],
+  );
+}
+
+export async function markEmailVerified(tx: Queryable, id: string, now: Date): Promise<void> {
+  await tx.query('UPDATE users SET email_verified = true, updated_at = $2 WHERE id = $1', [id, now]);
+}
+
+export async function setActive(tx: Queryable, id: string, active: boolean, now: Date): Promise<void> {
+  await tx.query('UPDATE users SET is_active = $2, updated_at = $3 WHERE id = $1', [id, active, now]);
+}
+
+/** The profile plus the state of each second factor, in one round trip (user-info is the hottest read). */
+export interface UserWithFactors extends UserRow {
+  totp_active: boolean;
+  email_otp_enabled: boolean;
+  backup_codes_remaining: number;
+}
+
+export async function findUserWithFactors(tx: Queryable, id: string): Promise<UserWithFactors | undefined> {
+  const r = await tx.query<UserWithFactors>(
+    `SELECT u.*,
+       COALESCE((SELECT t.active_secret IS NOT NULL FROM totp_factors t WHERE t.user_id = u.id), false) AS totp_active,
+       COALESCE((SELECT e.enabled_at IS NOT NULL FROM email_otp_factors e WHERE e.user_id = u.id), false) AS email_otp_enabled,
+       (SELECT count(*)::int FROM backup_codes b WHERE b.user_id = u.id) AS backup_codes_remaining
+     FROM users u WHERE u.id = $1`,
+    [id],
+  );
+  return r.rows[0];
+}

@@ -1,0 +1,81 @@
+/** RFC 9457 problem details: the one place errors become HTTP. */
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { AppError, ERROR_CODES, type ErrorCode, type FieldError } from '../errors.ts';
+
+/** The problem document of an error code. */
+export function problemBody(code: ErrorCode, status: number, detail?: string, errors?: FieldError[], extra?: Record<string, unknown>) {
+  return {
+    type: `https://twofold.dev/problems/${code.replace(/_/g, '-')}`,
+    title: ERROR_CODES[code].title,
+    status,
+    detail: detail ?? ERROR_CODES[code].title,
+    code,
+    ...(errors && errors.length ? { errors } : {}),
+    ...(extra ?? {}),
+  };
+}
+
+/** Sends an AppError as application/problem+json. */
+export function sendProblem(reply: FastifyReply, err: AppError): FastifyReply {
+  if (err.headers) reply.headers(err.headers);
+  return reply
+    .code(err.status)
+    .type('application/problem+json')
+    .send(problemBody(err.code, err.status, err.detail, err.errors, err.extra));
+}
+
+/** Turns an Ajv validation error list into contract field errors. */
+function fieldErrors(error: FastifyError): FieldError[] {
+  return (error.validation ?? []).map((v) => {
+    const missing = (v.params as { missingProperty?: string } | undefined)?.missingProperty;
+    const path = v.instancePath.replace(/^\//, '').replace(/\//g, '.');
+    const extra = (v.params as { additionalProperty?: string } | undefined)?.additionalProperty;
+    const field = missing ?? (extra ? (path ? `${path}.${extra}` : extra) : path) ?? '';
+    const message = extra ? 'is not an allowed field' : (v.message ?? 'is invalid');
+    return { field: field || (error.validationContext ?? 'body'), message };
+  });
+}
+
+/** Maps every error to a problem document; unexpected ones are logged and become a bare 500. */
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((error: FastifyError | AppError, request: FastifyRequest, reply: FastifyReply) => {
+    if (error instanceof AppError) {
+      if (error.status >= 500) request.log.error({ err: error.cause ?? error, code: error.code }, 'request failed');
+      else if (error.cause) request.log.debug({ err: error.cause, code: error.code }, 'request refused');
+      return sendProblem(reply, error);
+    }
+    const fe = error as FastifyError;
+    if (fe.validation) {
+      const errors = fieldErrors(fe);
+      return sendProblem(reply, new AppError('validation_failed', { detail: errors.map((e) => `${e.field}: ${e.message}`).join('; '), errors }));
+    }
+    switch (fe.code) {
+      case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+        return sendProblem(reply, new AppError('malformed_request', { detail: 'The request body is not valid JSON.' }));
+      case 'FST_ERR_CTP_BODY_TOO_LARGE':
+        return sendProblem(reply, new AppError('payload_too_large', { detail: 'The request body is larger than 64 KiB.' }));
+      case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      case 'FST_ERR_CTP_INVALID_TYPE':
+        return sendProblem(reply, new AppError('unsupported_media_type', { detail: 'Send application/json.' }));
+    }
+    if (fe.statusCode === 400 && typeof fe.message === 'string' && /JSON|body/i.test(fe.message)) {
+      return sendProblem(reply, new AppError('malformed_request', { detail: 'The request body is malformed.' }));
+    }
+    if (fe.statusCode === 413) return sendProblem(reply, new AppError('payload_too_large'));
+    if (fe.statusCode === 415) return sendProblem(reply, new AppError('unsupported_media_type'));
+    if (fe.statusCode === 429) return sendProblem(reply, new AppError('too_many_requests'));
+    if (fe.statusCode !== undefined && fe.statusCode >= 400 && fe.statusCode < 500) {
+      request.log.info({ err: fe }, 'client error');
+      return sendProblem(reply, new AppError('malformed_request', { status: fe.statusCode, detail: 'The request could not be processed.' }));
+    }
+    // Anything else is our bug or an outage: log everything, say nothing about the cause.
+    request.log.error({ err: error }, 'unhandled error');
+    return sendProblem(reply, new AppError('internal_error', { detail: 'An unexpected error occurred.' }));
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    return sendProblem(reply, new AppError('not_found', { detail: `No route ${request.method} ${request.url.split('?')[0]}.` }));
+  });
+}

@@ -1,0 +1,182 @@
+/** Login (one and two steps), token refresh, logout and the caller's profile. */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import formbody from '@fastify/formbody';
+import { Type } from 'typebox';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Deps } from '../../deps.ts';
+import { AppError } from '../../errors.ts';
+import { findUserWithFactors } from '../../db/repositories/users.ts';
+import { completeMfaLogin, loginWithPassword } from '../../services/login.ts';
+import { refreshSession } from '../../services/refresh.ts';
+import { logout, logoutAll } from '../../services/logout.ts';
+import type { TokenPair } from '../../services/tokens.ts';
+import { ACCESS_COOKIE, REFRESH_COOKIE, clearTokenCookies, setTokenCookies } from '../cookies.ts';
+import { assertNotCrossSite, authOf, bearerToken, clientInfo, requireAuth } from '../plugins/auth.ts';
+import { DateTime, MfaRequired, Password, SecurityCode, TokenPairSchema, Uuid, problems } from '../schemas.ts';
+
+const security: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [] }];
+
+export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps }): Promise<void> {
+  const r = app.withTypeProvider<TypeBoxTypeProvider>();
+  const auth = requireAuth(deps);
+
+  function sendTokens(reply: FastifyReply, tokens: TokenPair) {
+    setTokenCookies(reply, deps.config, tokens);
+    // Token responses must never be cached by a proxy or the browser (RFC 6749 §5.1).
+    return reply.header('Cache-Control', 'no-store').send(tokens);
+  }
+
+  const LoginBody = Type.Object({
+    username: Type.String({ minLength: 1, maxLength: 254, description: 'Username or e-mail address', examples: ['alice'] }),
+    password: Password,
+    security_code: Type.Optional(SecurityCode),
+    backup_code: Type.Optional(Type.String({ maxLength: 64, examples: ['7K3D-9XQ2-M4TB'] })),
+  });
+
+  // The login route alone also accepts HTML-form bodies (the original service did); its own scope keeps
+  // form parsing away from every other route.
+  await app.register(async (scope) => {
+    await scope.register(formbody, { bodyLimit: deps.config.bodyLimitBytes });
+    scope.withTypeProvider<TypeBoxTypeProvider>().post('/api/v1/auth-jwt/login', {
+      schema: {
+        tags: ['Login and tokens'],
+        summary: 'Log in with password (and optionally a second factor)',
+        description: 'JSON or application/x-www-form-urlencoded. A user with an active second factor must send `security_code` (TOTP) or `backup_code`, or receives 403 `mfa_required` with an `mfa_token` for `/login/mfa`. The first successful `security_code` for a pending TOTP secret activates it.',
+        body: LoginBody,
+        response: { 200: TokenPairSchema, 403: MfaRequired, ...problems(400, 401, 413, 415, 422, 429) },
+      },
+    }, async (request, reply) => {
+      // A cross-site HTML form can post form bodies without a CORS preflight: refuse that (login CSRF).
+      if (request.headers['content-type']?.startsWith('application/x-www-form-urlencoded')) assertNotCrossSiteIfBrowser(request, deps);
+      const tokens = await loginWithPassword(deps, request.body, clientInfo(request));
+      return sendTokens(reply, tokens);
+    });
+  });
+
+  r.post('/api/v1/auth-jwt/login/mfa', {
+    schema: {
+      tags: ['Login and tokens'],
+      summary: 'Complete a login with a second factor',
+      description: 'The `mfa_token` may instead be sent as the Bearer token. A challenge allows 5 codes, then it is dead.',
+      body: Type.Object({
+        mfa_token: Type.Optional(Type.String({ maxLength: 4096 })),
+        method: Type.Union([Type.Literal('totp'), Type.Literal('email'), Type.Literal('backup_code')]),
+        code: SecurityCode,
+      }),
+      response: { 200: TokenPairSchema, ...problems(400, 401, 403, 422, 429) },
+    },
+  }, async (request, reply) => {
+    const mfaToken = request.body.mfa_token ?? bearerToken(request);
+    if (!mfaToken) throw new AppError('invalid_token', { detail: 'Send the mfa_token from the login answer.' });
+    const tokens = await completeMfaLogin(deps, { mfa_token: mfaToken, method: request.body.method, code: request.body.code }, clientInfo(request));
+    return sendTokens(reply, tokens);
+  });
+
+  r.post('/api/v1/auth-jwt/refresh', {
+    schema: {
+      tags: ['Login and tokens'],
+      summary: 'Rotate the refresh token',
+      description: 'Refresh token as `refresh_token` cookie, Bearer, or `{refresh_token}`. Reusing a rotated token revokes the session (after a grace of REFRESH_REUSE_GRACE_SECONDS).',
+      body: Type.Optional(Type.Object({ refresh_token: Type.Optional(Type.String({ maxLength: 4096 })) })),
+      response: { 200: TokenPairSchema, ...problems(401, 403) },
+    },
+  }, async (request, reply) => {
+    const token = refreshTokenOf(request, deps);
+    try {
+      return sendTokens(reply, await refreshSession(deps, token));
+    } catch (e) {
+      if (e instanceof AppError && (e.code === 'refresh_token_reused' || e.code === 'invalid_token')) clearTokenCookies(reply, deps.config);
+      throw e;
+    }
+  });
+
+  r.post('/api/v1/auth-jwt/logout', {
+    schema: {
+      tags: ['Login and tokens'],
+      summary: 'Log out (revoke this session)',
+      description: 'Access or refresh token, as Bearer, cookie or `{refresh_token}`. Clears the cookies.',
+      body: Type.Optional(Type.Object({ refresh_token: Type.Optional(Type.String({ maxLength: 4096 })) })),
+      response: { 204: Type.Null(), ...problems(401, 403) },
+    },
+  }, async (request, reply) => {
+    let token = request.body?.refresh_token ?? bearerToken(request);
+    if (!token) {
+      token = request.cookies[REFRESH_COOKIE] ?? request.cookies[ACCESS_COOKIE];
+      if (token) assertNotCrossSite(request, deps.config);
+    }
+    if (!token) throw new AppError('authentication_required', { detail: 'Send the access or refresh token.' });
+    await logout(deps, token);
+    clearTokenCookies(reply, deps.config);
+    return reply.code(204).send(null);
+  });
+
+  r.post('/api/v1/auth-jwt/logout-all', {
+    preHandler: auth,
+    schema: { tags: ['Login and tokens'], summary: 'Log out everywhere (revoke every session)', security, response: { 204: Type.Null(), ...problems(401, 403) } },
+  }, async (request, reply) => {
+    await logoutAll(deps, authOf(request).userId);
+    clearTokenCookies(reply, deps.config);
+    return reply.code(204).send(null);
+  });
+
+  r.get('/api/v1/auth-jwt/user-info', {
+    preHandler: auth,
+    schema: {
+      tags: ['Login and tokens'],
+      summary: 'The caller\'s private profile',
+      security,
+      response: {
+        200: Type.Object({
+          uuid: Uuid,
+          username: Type.String(),
+          email: Type.String(),
+          email_verified: Type.Boolean(),
+          is_active: Type.Boolean(),
+          full_name: Type.Union([Type.String(), Type.Null()]),
+          profile: Type.Record(Type.String(), Type.Unknown()),
+          created_at: DateTime,
+          updated_at: DateTime,
+          mfa: Type.Object({ totp: Type.Boolean(), email: Type.Boolean(), backup_codes_remaining: Type.Integer() }),
+        }),
+        ...problems(401),
+      },
+    },
+  }, async (request, reply) => {
+    const user = await findUserWithFactors(deps.db, authOf(request).userId);
+    if (!user) throw new AppError('invalid_token');
+    reply.header('Cache-Control', 'no-store');
+    return {
+      uuid: user.id,
+      username: user.username,
+      email: user.email,
+      email_verified: user.email_verified,
+      is_active: user.is_active,
+      full_name: user.full_name,
+      profile: user.profile,
+      created_at: user.created_at.toISOString(),
+      updated_at: user.updated_at.toISOString(),
+      mfa: {
+        totp: user.totp_active && deps.config.mfaMethods.includes('totp'),
+        email: user.email_otp_enabled && deps.config.mfaMethods.includes('email'),
+        backup_codes_remaining: user.backup_codes_remaining,
+      },
+    };
+  });
+}
+
+/** The refresh token from body, Bearer or cookie (cookies only with the CSRF check). */
+function refreshTokenOf(request: FastifyRequest, deps: Deps): string {
+  const body = request.body as { refresh_token?: string } | undefined;
+  const explicit = body?.refresh_token ?? bearerToken(request);
+  if (explicit) return explicit;
+  const cookie = request.cookies[REFRESH_COOKIE];
+  if (!cookie) throw new AppError('invalid_token', { detail: 'Send the refresh token as cookie, Bearer or body.' });
+  assertNotCrossSite(request, deps.config);
+  return cookie;
+}
+
+/** For form logins: refuse when a browser marks the request cross-site or its Origin is foreign. */
+function assertNotCrossSiteIfBrowser(request: FastifyRequest, deps: Deps): void {
+  if (request.headers['sec-fetch-site'] === undefined && request.headers.origin === undefined) return; // not a browser
+  assertNotCrossSite(request, deps.config);
+}

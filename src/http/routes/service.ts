@@ -1,0 +1,58 @@
+/** Service endpoints: JWKS, OpenID discovery, health, readiness, Prometheus metrics. */
+import type { FastifyInstance } from 'fastify';
+import { Type } from 'typebox';
+import type { Deps } from '../../deps.ts';
+import type { Metrics } from '../metrics.ts';
+
+export async function serviceRoutes(app: FastifyInstance, { deps, metrics }: { deps: Deps; metrics: Metrics }): Promise<void> {
+  const { config } = deps;
+
+  app.get('/.well-known/jwks.json', {
+    schema: { tags: ['Service'], summary: 'Public signing keys (JWK Set)', response: { 200: Type.Object({ keys: Type.Array(Type.Record(Type.String(), Type.Unknown())) }) } },
+  }, async (_request, reply) => {
+    // Verifiers cache the set; a short max-age still lets a new key appear within minutes.
+    reply.header('Cache-Control', 'public, max-age=300');
+    return deps.keys.jwks();
+  });
+
+  app.get('/.well-known/openid-configuration', {
+    schema: { tags: ['Service'], summary: 'Discovery document (issuer, jwks_uri, algorithms)' },
+  }, async (_request, reply) => {
+    reply.header('Cache-Control', 'public, max-age=300');
+    return {
+      issuer: config.publicUrl,
+      jwks_uri: `${config.publicUrl}/.well-known/jwks.json`,
+      token_endpoint: `${config.publicUrl}/api/v1/auth-jwt/login`,
+      userinfo_endpoint: `${config.publicUrl}/api/v1/auth-jwt/user-info`,
+      introspection_endpoint: `${config.publicUrl}/api/v1/auth-jwt/introspect`,
+      revocation_endpoint: `${config.publicUrl}/api/v1/auth-jwt/logout`,
+      id_token_signing_alg_values_supported: ['RS256'],
+      token_endpoint_auth_methods_supported: ['none'],
+      introspection_endpoint_auth_methods_supported: ['client_secret_bearer'],
+      subject_types_supported: ['public'],
+      response_types_supported: ['token'],
+      grant_types_supported: ['password', 'refresh_token'],
+      claims_supported: ['iss', 'sub', 'aud', 'exp', 'iat', 'jti', 'sid', 'username', 'amr', 'aal', 'roles'],
+      acr_values_supported: ['aal1', 'aal2'],
+      access_token_audience: config.jwtAudience,
+      service_documentation: `${config.publicUrl}/docs`,
+    };
+  });
+
+  app.get('/healthz', { schema: { tags: ['Service'], summary: 'Liveness: the process is up' } }, async () => ({ status: 'ok' }));
+
+  app.get('/readyz', { schema: { tags: ['Service'], summary: 'Readiness: the database answers (503 otherwise)' } }, async (_request, reply) => {
+    const ok = await deps.db.ping();
+    if (!ok) {
+      return reply.code(503).type('application/problem+json').send({
+        type: 'https://twofold.dev/problems/service-unavailable', title: 'Service unavailable', status: 503, detail: 'The database is not reachable.', code: 'service_unavailable',
+      });
+    }
+    return { status: 'ready', database: deps.db.kind };
+  });
+
+  app.get('/metrics', { schema: { tags: ['Service'], summary: 'Prometheus metrics (text format)' } }, async (_request, reply) => {
+    reply.type(metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+}

@@ -1,0 +1,51 @@
+/** Sign-up and public profiles. */
+import type { FastifyInstance } from 'fastify';
+import { Type } from 'typebox';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Deps } from '../../deps.ts';
+import { AppError } from '../../errors.ts';
+import { findUserByUsername } from '../../db/repositories/users.ts';
+import { privateUser, publicUser, registerUser } from '../../services/register-user.ts';
+import { Email, Password, PrivateUser, PublicUser, TotpEnrollmentSchema, Username, problems } from '../schemas.ts';
+
+export async function userRoutes(app: FastifyInstance, { deps }: { deps: Deps }): Promise<void> {
+  const r = app.withTypeProvider<TypeBoxTypeProvider>();
+
+  r.post('/api/v1/user', {
+    schema: {
+      tags: ['Users'],
+      summary: 'Create a user',
+      description: 'Creates an account and queues the verification e-mail. With `mfa: "totp"` the answer carries a pending TOTP secret, activated by the first login with a code.',
+      body: Type.Object({
+        username: Username,
+        email: Email,
+        password1: Password,
+        password2: Password,
+        full_name: Type.Optional(Type.String({ maxLength: 150, examples: ['Alice Liddell'] })),
+        profile: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'Free JSON object, at most 4 KiB', examples: [{ locale: 'en' }] })),
+        mfa: Type.Optional(Type.Union([Type.Literal('totp'), Type.Literal('email')], { description: 'Second factor chosen at sign-up' })),
+      }),
+      response: {
+        201: Type.Intersect([PrivateUser, Type.Object({ totp: Type.Optional(TotpEnrollmentSchema) })]),
+        ...problems(400, 409, 413, 422, 429),
+      },
+    },
+  }, async (request, reply) => {
+    await deps.limiter.consume('signup:ip', request.ip);
+    const { user, totp } = await registerUser(deps, request.body);
+    return reply.code(201).send({ ...privateUser(user), ...(totp ? { totp } : {}) });
+  });
+
+  r.get('/api/v1/user/:username', {
+    schema: {
+      tags: ['Users'],
+      summary: 'Public profile of a user',
+      params: Type.Object({ username: Type.String({ maxLength: 254 }) }),
+      response: { 200: PublicUser, ...problems(404) },
+    },
+  }, async (request) => {
+    const user = await findUserByUsername(deps.db, request.params.username);
+    if (!user) throw new AppError('user_not_found', { detail: 'No such user.' });
+    return publicUser(user);
+  });
+}

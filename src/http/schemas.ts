@@ -1,0 +1,81 @@
+/** TypeBox schemas shared by routes: one source for validation and for the OpenAPI document. */
+import { Type, type TSchema } from 'typebox';
+
+export const Username = Type.String({ pattern: '^[A-Za-z0-9_.-]{3,32}$', minLength: 3, maxLength: 32, description: '3–32 of A-Za-z0-9_.-, case-insensitively unique', examples: ['alice'] });
+export const Email = Type.String({ format: 'email', maxLength: 254, examples: ['alice@example.com'] });
+/** Passwords are length-checked by the policy (8–256 characters); the schema only bounds the input. */
+export const Password = Type.String({ minLength: 1, maxLength: 1024, examples: ['correct horse battery staple'] });
+export const SecurityCode = Type.String({ minLength: 1, maxLength: 64, description: 'A 6-digit code', examples: ['123456'] });
+export const DateTime = Type.String({ format: 'date-time', examples: ['2025-02-13T15:15:41.760Z'] });
+export const Uuid = Type.String({ format: 'uuid', examples: ['01937a5e-3f1c-7cc0-9a41-0c5a1d2f7e11'] });
+
+/** RFC 9457 problem details, with the contract's stable `code`. */
+export const Problem = Type.Object(
+  {
+    type: Type.String({ examples: ['https://twofold.dev/problems/invalid-credentials'] }),
+    title: Type.String({ examples: ['Invalid credentials'] }),
+    status: Type.Integer({ examples: [401] }),
+    detail: Type.String({ examples: ['Invalid username or password.'] }),
+    code: Type.String({ examples: ['invalid_credentials'] }),
+    errors: Type.Optional(Type.Array(Type.Object({ field: Type.String(), message: Type.String() }))),
+  },
+  { additionalProperties: true, description: 'RFC 9457 problem details (application/problem+json)' },
+);
+
+/** Response map entries for problem documents with the given statuses. */
+export function problems(...statuses: number[]): Record<number, TSchema> {
+  const out: Record<number, TSchema> = {};
+  for (const s of statuses) out[s] = Problem;
+  return out;
+}
+
+export const TokenPairSchema = Type.Object(
+  {
+    access_token: Type.String({ examples: ['eyJhbGciOiJSUzI1NiIsInR5cCI6ImF0K2p3dCIsImtpZCI6Ii4uLiJ9...'] }),
+    refresh_token: Type.String({ examples: ['eyJhbGciOiJSUzI1NiIsInR5cCI6InJlZnJlc2gr...'] }),
+    token_type: Type.Literal('Bearer'),
+    expires_in: Type.Integer({ description: 'Seconds the access token lives', examples: [3600] }),
+  },
+  { description: 'Tokens; also set as HttpOnly cookies access_token and refresh_token' },
+);
+
+export const MfaRequired = Type.Object(
+  {
+    type: Type.String(),
+    title: Type.String(),
+    status: Type.Literal(403),
+    detail: Type.String(),
+    code: Type.String({ examples: ['mfa_required'] }),
+    mfa_token: Type.Optional(Type.String({ description: 'mfa+jwt for /login/mfa, valid 5 minutes' })),
+    mfa_methods: Type.Optional(Type.Array(Type.String(), { examples: [['totp', 'backup_code']] })),
+    mfa_expires_in: Type.Optional(Type.Integer({ examples: [300] })),
+  },
+  { additionalProperties: true, description: 'mfa_required (with a challenge), or another 403 problem' },
+);
+
+export const PublicUser = Type.Object({
+  username: Type.String({ examples: ['alice'] }),
+  is_active: Type.Boolean(),
+  created_at: DateTime,
+  updated_at: DateTime,
+});
+
+export const PrivateUser = Type.Object({
+  uuid: Uuid,
+  username: Type.String({ examples: ['alice'] }),
+  email: Type.String({ examples: ['alice@example.com'] }),
+  email_verified: Type.Boolean(),
+  is_active: Type.Boolean(),
+  created_at: DateTime,
+  updated_at: DateTime,
+});
+
+export const TotpEnrollmentSchema = Type.Object({
+  otpauth_uri: Type.String({ examples: ['otpauth://totp/Twofold:alice?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=Twofold&algorithm=SHA1&digits=6&period=30'] }),
+  secret: Type.String({ description: 'Base32, for manual entry', examples: ['JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP'] }),
+  qr_code_png_base64: Type.String({ description: 'The QR code of otpauth_uri as a base64 PNG' }),
+});
+
+export const BackupCodesSchema = Type.Object({
+  backup_codes: Type.Array(Type.String(), { description: 'Shown once; each works once', examples: [['7K3D-9XQ2-M4TB', 'P0WZ-1HVC-8RJN']] }),
+});

@@ -1,0 +1,81 @@
+/**
+ * Process entry: the only place that reads the environment, opens real resources, starts the mail
+ * worker and listens. `npm start` runs it; with no settings it serves http://127.0.0.1:8000 on PGlite
+ * in ./data with generated development keys and the development mailbox.
+ */
+import { buildApp } from './app.ts';
+import { systemClock } from './clock.ts';
+import { ConfigError, loadConfig, type Config } from './config.ts';
+import { PasswordHasher } from './crypto/password.ts';
+import type { Deps } from './deps.ts';
+import { migrate } from './db/migrate.ts';
+import { openDatabase } from './db/open.ts';
+import { OutboxWorker } from './jobs/outbox-worker.ts';
+import { createLogger } from './logger.ts';
+import { createDevMailboxTransport } from './mail/dev-mailbox.ts';
+import { createSmtpTransport } from './mail/smtp-transport.ts';
+import { loadSecrets } from './secrets.ts';
+import { createLimiter } from './security/create-limiter.ts';
+
+let config: Config;
+try {
+  config = loadConfig(process.env);
+} catch (e) {
+  if (e instanceof ConfigError) {
+    console.error(`twofold: configuration error: ${e.message}`);
+    process.exit(2);
+  }
+  throw e;
+}
+const logger = createLogger(config);
+
+async function main(): Promise<void> {
+  const db = await openDatabase(config);
+  const applied = await migrate(db);
+  if (applied.length) logger.info({ applied }, 'database migrated');
+  const secrets = await loadSecrets(config);
+  const limiter = createLimiter(config, { logger });
+  if (config.rateLimit.disabled) logger.warn('RATE_LIMIT_DISABLED=true: every per-IP and per-account limit is OFF. Use this for benchmarks only.');
+  const devMailbox = !config.smtpUrl;
+  const mailTransport = config.smtpUrl ? createSmtpTransport(config) : createDevMailboxTransport(logger);
+
+  const deps: Deps = {
+    config,
+    db,
+    clock: systemClock,
+    ...secrets,
+    passwords: new PasswordHasher(config.passwordHash),
+    limiter,
+    mailTransport,
+    logger,
+  };
+  const app = await buildApp(deps, { devMailbox });
+  const worker = new OutboxWorker({ db, clock: systemClock, transport: mailTransport, logger, config });
+
+  let closing = false;
+  async function shutdown(signal: string): Promise<void> {
+    if (closing) return;
+    closing = true;
+    logger.info({ signal }, 'shutting down');
+    // Stop taking requests first, then let the worker finish the mail it holds, then close resources.
+    await app.close().catch((err: unknown) => logger.error({ err }, 'closing http server failed'));
+    await worker.stop().catch((err: unknown) => logger.error({ err }, 'stopping outbox worker failed'));
+    await Promise.allSettled([limiter.close(), mailTransport.close()]);
+    await db.close().catch((err: unknown) => logger.error({ err }, 'closing database failed'));
+    process.exit(0);
+  }
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+
+  await app.listen({ port: config.port, host: config.host });
+  worker.start();
+  logger.info(
+    { url: config.publicUrl, database: db.kind, mail: mailTransport.name, limiter: config.rateLimit.disabled ? 'disabled' : config.redisUrl ? 'redis' : 'memory', kid: secrets.keys.kid },
+    `Twofold listening on http://${config.host}:${config.port}` + (devMailbox ? ` (development mailbox: ${config.publicUrl}/dev/mailbox)` : ''),
+  );
+}
+
+main().catch((err: unknown) => {
+  logger.fatal({ err }, 'start-up failed');
+  process.exit(1);
+});

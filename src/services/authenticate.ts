@@ -1,0 +1,51 @@
+/** Turns an access token into the caller's identity, refusing tokens of revoked sessions at once. */
+import type { Deps } from '../deps.ts';
+import { AppError } from '../errors.ts';
+import { TokenError } from '../crypto/jwt.ts';
+import { findLiveSessionUser } from '../db/repositories/sessions.ts';
+
+/** Who is calling, from a verified access token of a live session. */
+export interface AuthContext {
+  userId: string;
+  sessionId: string;
+  username: string;
+  aal: 'aal1' | 'aal2';
+  amr: string[];
+  /** Expiry of the access token (seconds since the epoch). */
+  exp: number;
+}
+
+/**
+ * Verifies `token` as an access token and checks its session in the database on every request:
+ * a signed, unexpired token of a revoked session is refused immediately, on every instance.
+ */
+export async function authenticateAccessToken(deps: Deps, token: string): Promise<AuthContext> {
+  const now = deps.clock();
+  let claims;
+  try {
+    claims = await deps.keys.verify('access', token, now);
+  } catch (e) {
+    if (e instanceof TokenError) throw new AppError('invalid_token', { cause: e });
+    throw e;
+  }
+  const sid = claims.sid;
+  if (typeof sid !== 'string' || typeof claims.sub !== 'string') throw new AppError('invalid_token', { detail: 'Token lacks a session.' });
+  const live = await findLiveSessionUser(deps.db, sid, now);
+  if (!live || live.user_id !== claims.sub) throw new AppError('invalid_token', { detail: 'The session has ended.' });
+  if (!live.is_active) throw new AppError('account_inactive');
+  return {
+    userId: claims.sub,
+    sessionId: sid,
+    username: typeof claims.username === 'string' ? claims.username : '',
+    aal: claims.aal === 'aal2' ? 'aal2' : 'aal1',
+    amr: Array.isArray(claims.amr) ? (claims.amr as string[]) : [],
+    exp: claims.exp ?? 0,
+  };
+}
+
+/** Throws step_up_required unless the session passed a second factor. */
+export function requireAal2(auth: AuthContext): void {
+  if (auth.aal !== 'aal2') {
+    throw new AppError('step_up_required', { detail: 'This action needs a session that passed a second factor: log in again with your code.' });
+  }
+}

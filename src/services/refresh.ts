@@ -1,0 +1,54 @@
+/**
+ * Refresh-token rotation with reuse detection. The presented token must carry the session's current
+ * jti; the guarded UPDATE lets exactly one of several concurrent refreshes win. A token rotated away
+ * within REFRESH_REUSE_GRACE_SECONDS (two tabs at once) gets the current pair re-issued; any other
+ * rotated token is a replay (likely a stolen copy), so the whole session is revoked.
+ */
+import type { Deps } from '../deps.ts';
+import { AppError } from '../errors.ts';
+import { TokenError } from '../crypto/jwt.ts';
+import { newId } from '../crypto/random.ts';
+import { findSession, findWithinGrace, revokeSession, rotate } from '../db/repositories/sessions.ts';
+import { findUserById } from '../db/repositories/users.ts';
+import { signTokenPair, type TokenPair } from './tokens.ts';
+
+/** Verifies a refresh token's signature, type and expiry; returns its session id, jti and user. */
+export async function verifyRefreshToken(deps: Deps, token: string): Promise<{ sid: string; jti: string; sub: string }> {
+  try {
+    const claims = await deps.keys.verify('refresh', token, deps.clock());
+    if (typeof claims.sid !== 'string' || typeof claims.jti !== 'string' || typeof claims.sub !== 'string') throw new TokenError('claims');
+    return { sid: claims.sid, jti: claims.jti, sub: claims.sub };
+  } catch (e) {
+    if (e instanceof TokenError) throw new AppError('invalid_token', { detail: 'The refresh token is invalid or expired.', cause: e });
+    throw e;
+  }
+}
+
+/** Rotates the refresh token of a session and returns a new pair. */
+export async function refreshSession(deps: Deps, token: string): Promise<TokenPair> {
+  const { sid, jti, sub } = await verifyRefreshToken(deps, token);
+  const now = deps.clock();
+  const user = await findUserById(deps.db, sub);
+  if (!user) throw new AppError('invalid_token');
+  if (!user.is_active) throw new AppError('account_inactive');
+
+  const newJti = newId();
+  const expiresAt = new Date(now.getTime() + deps.config.refreshTokenTtlSeconds * 1000);
+  const rotated = await rotate(deps.db, sid, jti, newJti, now, expiresAt);
+  if (rotated) {
+    if (rotated.user_id !== sub) throw new AppError('invalid_token');
+    return signTokenPair(deps, user, rotated, newJti);
+  }
+
+  const graced = await findWithinGrace(deps.db, sid, jti, now, deps.config.refreshReuseGraceSeconds);
+  if (graced && graced.user_id === sub) return signTokenPair(deps, user, graced, graced.current_jti);
+
+  const session = await findSession(deps.db, sid);
+  if (!session || session.user_id !== sub || session.revoked_at || session.expires_at <= now) {
+    throw new AppError('invalid_token', { detail: 'The session has ended.' });
+  }
+  // A correctly signed token of this live session whose jti is not current: it was rotated away before.
+  await revokeSession(deps.db, sid, 'refresh_token_reused', now);
+  deps.logger.warn({ sessionId: sid, userId: sub }, 'refresh token reuse detected; session revoked');
+  throw new AppError('refresh_token_reused', { detail: 'This refresh token was already used; the session has been revoked.' });
+}
