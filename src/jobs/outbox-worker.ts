@@ -1,0 +1,245 @@
+/**
+ * The outbox worker: claims due mails with a lease, delivers them through the transport, and records
+ * each outcome, retrying failures with capped exponential backoff until a mail is too old.
+ *
+ * Delivery is at-least-once by construction (a crash after the SMTP server accepted a mail but before
+ * it was recorded as sent means it is sent again once the lease expires), and exactly-once in every
+ * other case: a leased row is invisible to other workers, a sent row is never claimed again, and the
+ * stable Message-ID lets a receiver drop the rare duplicate.
+ */
+import { randomInt } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.ts';
+import type { Config } from '../config.ts';
+import type { Queryable } from '../db/database.ts';
+import * as outbox from '../db/repositories/outbox.ts';
+import type { OutboxRow } from '../db/repositories/outbox.ts';
+import type { MailKind, MailMessage, MailTransport } from '../mail/types.ts';
+
+/** The logger methods the worker uses. */
+export type OutboxWorkerLogger = Pick<Logger, 'info' | 'warn' | 'error'>;
+
+/** What an OutboxWorker is built from. */
+export interface OutboxWorkerOptions {
+  readonly db: Queryable;
+  readonly clock: Clock;
+  readonly transport: MailTransport;
+  readonly logger: OutboxWorkerLogger;
+  readonly config: Pick<Config, 'outbox'>;
+  /** Rows claimed (and sent concurrently) per batch; default 5. */
+  readonly batchSize?: number;
+  /**
+   * How long a claim keeps a row from other workers; default 120 s. It must exceed the longest
+   * delivery of a batch (the SMTP transport fails within about 30 s), or another worker may claim
+   * and send the same row while the first is still sending it.
+   */
+  readonly leaseSeconds?: number;
+  /** Uniform random number in [0, 1) for the backoff jitter; injectable for tests. */
+  readonly random?: () => number;
+}
+
+/** Default rows per batch: small, so one slow batch stays well inside its lease. */
+const DEFAULT_BATCH_SIZE = 5;
+/** Default lease of a claim, in seconds. */
+const DEFAULT_LEASE_SECONDS = 120;
+
+/** A jitter source from the CSPRNG (the house rule for randomness), in [0, 1). */
+function cryptoRandom(): number {
+  return randomInt(0, 1_000_000) / 1_000_000;
+}
+
+/**
+ * Delay before the next attempt after the `attempts`-th failed one: 2^attempts seconds times a
+ * jitter in [0.8, 1.2] (so instances that failed together do not retry in lockstep), capped.
+ */
+export function backoffSeconds(attempts: number, maxBackoffSeconds: number, random: () => number = cryptoRandom): number {
+  const jitter = 0.8 + 0.4 * random();
+  return Math.min(2 ** attempts * jitter, maxBackoffSeconds);
+}
+
+/** Polls the outbox and delivers due mail; several instances may run it against one database. */
+export class OutboxWorker {
+  readonly #db: Queryable;
+  readonly #clock: Clock;
+  readonly #transport: MailTransport;
+  readonly #logger: OutboxWorkerLogger;
+  readonly #pollIntervalMs: number;
+  readonly #maxAgeSeconds: number;
+  readonly #maxBackoffSeconds: number;
+  readonly #batchSize: number;
+  readonly #leaseSeconds: number;
+  readonly #random: () => number;
+
+  #started = false;
+  #stopped = false;
+  #timer: NodeJS.Timeout | undefined;
+  /** The running timer tick, awaited by stop(). */
+  #tick: Promise<void> | undefined;
+  /** A kick that arrived during a tick: run again right after it. */
+  #kicked = false;
+  /** Tail of this worker's batches: they run one at a time, whether from the timer or drain(). */
+  #tail: Promise<unknown> = Promise.resolve();
+
+  constructor(options: OutboxWorkerOptions) {
+    this.#db = options.db;
+    this.#clock = options.clock;
+    this.#transport = options.transport;
+    this.#logger = options.logger;
+    this.#pollIntervalMs = options.config.outbox.pollIntervalMs;
+    this.#maxAgeSeconds = options.config.outbox.maxAgeSeconds;
+    this.#maxBackoffSeconds = options.config.outbox.maxBackoffSeconds;
+    this.#batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
+    this.#leaseSeconds = options.leaseSeconds ?? DEFAULT_LEASE_SECONDS;
+    this.#random = options.random ?? cryptoRandom;
+  }
+
+  /** Starts polling every config.outbox.pollIntervalMs; the first run is immediate (mail left by a crash). */
+  start(): void {
+    if (this.#started || this.#stopped) return;
+    this.#started = true;
+    this.#schedule(0);
+  }
+
+  /** Asks a started worker to run soon instead of at the next poll (call after committing a mail). */
+  kick(): void {
+    if (!this.#started || this.#stopped) return;
+    if (this.#tick) {
+      this.#kicked = true;
+      return;
+    }
+    this.#schedule(0);
+  }
+
+  /** Stops polling and waits for the batch in flight; rows it had not finished keep their lease and are retried later. Does not close the transport. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.#tick;
+    await this.#tail;
+  }
+
+  /** Claims and delivers everything due now, batch after batch, until nothing is due; returns how many were sent (0 once stopped). */
+  async drain(): Promise<number> {
+    let sent = 0;
+    while (!this.#stopped) {
+      const batch = await this.#exclusive(() => this.#runBatch());
+      sent += batch.sent;
+      // Also stop after a batch in which every delivery failed: the transport is most likely down, the
+      // failed rows now wait for their backoff, and the next poll takes up whatever else is due.
+      if (batch.claimed === 0 || batch.sent === 0) break;
+    }
+    return sent;
+  }
+
+  #schedule(delayMs: number): void {
+    if (this.#stopped) return;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => this.#onTimer(), delayMs);
+    // The poll timer alone must never keep the process alive (tests, graceful shutdown).
+    this.#timer.unref();
+  }
+
+  #onTimer(): void {
+    this.#timer = undefined;
+    this.#tick = (async () => {
+      try {
+        await this.drain();
+      } catch (err) {
+        // Nothing may escape the timer: an unhandled rejection would end the process, and a database
+        // blip must only delay mail. Rows claimed by the failed batch are retried when their lease ends.
+        this.#logger.error({ err }, 'outbox worker: delivery run failed');
+      }
+    })();
+    void this.#tick.finally(() => {
+      this.#tick = undefined;
+      const again = this.#kicked;
+      this.#kicked = false;
+      this.#schedule(again ? 0 : this.#pollIntervalMs);
+    });
+  }
+
+  /** Runs `fn` after every batch this worker started before it (one batch at a time per worker). */
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#tail.then(fn, fn);
+    this.#tail = run.catch(() => {});
+    return run;
+  }
+
+  async #runBatch(): Promise<{ claimed: number; sent: number }> {
+    const rows = await outbox.claimDue(this.#db, this.#clock(), this.#batchSize, this.#leaseSeconds);
+    if (rows.length === 0) return { claimed: 0, sent: 0 };
+    // Concurrently, so that one slow recipient server cannot push the rest of the batch past its lease.
+    const results = await Promise.all(rows.map((row) => this.#deliver(row)));
+    return { claimed: rows.length, sent: results.filter(Boolean).length };
+  }
+
+  /** Delivers one claimed row and records the outcome; never throws. True when the transport accepted it. */
+  async #deliver(row: OutboxRow): Promise<boolean> {
+    const message: MailMessage = {
+      id: row.id,
+      kind: row.kind as MailKind,
+      to: row.to_address,
+      subject: row.subject,
+      text: row.text_body,
+      html: row.html_body,
+    };
+    try {
+      await this.#transport.send(message);
+    } catch (err) {
+      await this.#recordFailure(row, err).catch((dbErr: unknown) => {
+        // The lease still protects the row; once it ends, the row is claimed and tried again.
+        this.#logger.error({ err: dbErr, mailId: row.id }, 'outbox worker: could not record a failed delivery');
+      });
+      return false;
+    }
+    try {
+      const recorded = await outbox.markSent(this.#db, row.id, this.#clock());
+      if (!recorded) {
+        this.#logger.warn(
+          { mailId: row.id, kind: row.kind, attempts: row.attempts },
+          'outbox worker: mail was already recorded as sent by another worker (lease expired during delivery); the receiver got it twice with one Message-ID',
+        );
+      }
+    } catch (err) {
+      this.#logger.error(
+        { err, mailId: row.id, kind: row.kind },
+        'outbox worker: mail delivered but not recorded as sent; it will be sent again when its lease ends',
+      );
+    }
+    return true;
+  }
+
+  async #recordFailure(row: OutboxRow, err: unknown): Promise<void> {
+    const now = this.#clock();
+    const error = describeError(err);
+    const claim = { id: row.id, attempts: row.attempts };
+    const ageSeconds = (now.getTime() - row.created_at.getTime()) / 1000;
+    if (ageSeconds >= this.#maxAgeSeconds) {
+      if (await outbox.markFailed(this.#db, claim, now, error)) {
+        this.#logger.error(
+          { mailId: row.id, kind: row.kind, attempts: row.attempts, ageSeconds: Math.round(ageSeconds), error },
+          'outbox worker: giving up on a mail after repeated failures; it will not be sent',
+        );
+      }
+      return;
+    }
+    const delaySeconds = backoffSeconds(row.attempts, this.#maxBackoffSeconds, this.#random);
+    const nextAttemptAt = new Date(now.getTime() + Math.round(delaySeconds * 1000));
+    if (await outbox.markRetry(this.#db, claim, nextAttemptAt, error)) {
+      this.#logger.warn(
+        { mailId: row.id, kind: row.kind, attempts: row.attempts, retryInSeconds: Math.round(delaySeconds * 10) / 10, error },
+        'outbox worker: mail delivery failed; will retry',
+      );
+    }
+  }
+}
+
+/** A one-line description of a delivery error for last_error and the log (no stack). */
+function describeError(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    return typeof code === 'string' && !err.message.includes(code) ? `${code}: ${err.message}` : err.message;
+  }
+  return String(err);
+}

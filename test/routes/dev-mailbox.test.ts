@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import Fastify, { type FastifyInstance } from 'fastify';
+import pino from 'pino';
+import { loadConfig } from '../../src/config.ts';
+import type { Database } from '../../src/db/database.ts';
+import { migrate } from '../../src/db/migrate.ts';
+import { openPglite } from '../../src/db/pglite.ts';
+import { devMailboxRoutes, type DevMailboxEntry } from '../../src/http/routes/dev-mailbox.ts';
+import { OutboxWorker } from '../../src/jobs/outbox-worker.ts';
+import { createDevMailboxTransport } from '../../src/mail/dev-mailbox.ts';
+import { enqueueMail } from '../../src/mail/outbox.ts';
+
+const config = loadConfig({ NODE_ENV: 'test', PUBLIC_URL: 'https://auth.example.test' });
+let db: Database;
+let app: FastifyInstance;
+let now = new Date('2030-01-01T12:00:00.000Z');
+const clock = () => new Date(now);
+
+before(async () => {
+  db = await openPglite();
+  await migrate(db);
+  app = Fastify();
+  await app.register(devMailboxRoutes, { db });
+});
+after(async () => {
+  await app.close();
+  await db.close();
+});
+
+test('the development mailbox lists mails newest first, escaped, with their status', async () => {
+  const lines: string[] = [];
+  const logger = pino({ level: 'info' }, { write: (s: string) => void lines.push(s) });
+  const worker = new OutboxWorker({ db, clock, transport: createDevMailboxTransport(logger), logger, config });
+
+  const first = await db.transaction((tx) =>
+    enqueueMail(tx, { config, clock }, { kind: 'email_otp_login', to: 'a@example.test', data: { username: '<script>x</script>', code: '135790', expiresInMinutes: 10 } }),
+  );
+  assert.equal(await worker.drain(), 1);
+  assert.ok(lines.some((l) => l.includes('135790') && l.includes(first)), 'the development transport logs the text body');
+  now = new Date(now.getTime() + 1000);
+  const second = await db.transaction((tx) =>
+    enqueueMail(tx, { config, clock }, { kind: 'password_changed', to: 'b@example.test', data: { username: 'bob' } }),
+  );
+
+  const page = await app.inject({ method: 'GET', url: '/dev/mailbox' });
+  assert.equal(page.statusCode, 200);
+  assert.match(String(page.headers['content-type']), /^text\/html/);
+  assert.equal(page.headers['cache-control'], 'no-store');
+  assert.ok(!page.body.includes('<script>'), 'no raw script: values are escaped and the page has none of its own');
+  assert.ok(page.body.includes('&lt;script&gt;x&lt;/script&gt;'));
+  assert.ok(page.body.includes('135790'));
+  assert.ok(page.body.indexOf('b@example.test') < page.body.indexOf('a@example.test'), 'newest first');
+  assert.ok(page.body.includes('delivered') && page.body.includes('queued'));
+
+  const json = await app.inject({ method: 'GET', url: '/dev/mailbox.json' });
+  assert.equal(json.statusCode, 200);
+  const list = json.json<DevMailboxEntry[]>();
+  assert.deepEqual(
+    list.map((m) => m.id),
+    [second, first],
+  );
+  const [, otp] = list;
+  assert.ok(otp);
+  assert.equal(otp.kind, 'email_otp_login');
+  assert.equal(otp.to, 'a@example.test');
+  assert.match(otp.text, /\b135790\b/);
+  assert.ok(otp.html.includes('135790'));
+  assert.equal(otp.created_at, '2030-01-01T12:00:00.000Z');
+  assert.equal(otp.sent_at, '2030-01-01T12:00:00.000Z');
+  assert.equal(list[0]?.sent_at, null);
+
+  const limited = await app.inject({ method: 'GET', url: '/dev/mailbox.json?limit=1' });
+  assert.equal(limited.json<DevMailboxEntry[]>().length, 1);
+});
+
+test('the development mailbox refuses to be registered in production', async () => {
+  const prod = Fastify();
+  void prod.register(devMailboxRoutes, { db, env: 'production' });
+  await assert.rejects(async () => prod.ready(), /never be registered in production/);
+  await prod.close();
+});
