@@ -96,7 +96,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
   await app.register(webRoutes, { config });
   if (options.devMailbox && config.env !== 'production') {
     const { devMailboxRoutes } = await import('./http/routes/dev-mailbox.ts');
-    await app.register(devMailboxRoutes, { db: deps.db });
+    await app.register(devMailboxRoutes, { db: deps.db, env: config.env });
   }
   return app;
 }

@@ -73,11 +73,12 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
   });
 
   r.post('/api/v1/auth-jwt/refresh', {
+    preValidation: emptyBodyAsObject,
     schema: {
       tags: ['Login and tokens'],
       summary: 'Rotate the refresh token',
       description: 'Refresh token as `refresh_token` cookie, Bearer, or `{refresh_token}`. Reusing a rotated token revokes the session (after a grace of REFRESH_REUSE_GRACE_SECONDS).',
-      body: Type.Optional(Type.Object({ refresh_token: Type.Optional(Type.String({ maxLength: 4096 })) })),
+      body: Type.Object({ refresh_token: Type.Optional(Type.String({ maxLength: 4096 })) }),
       response: { 200: TokenPairSchema, ...problems(401, 403) },
     },
   }, async (request, reply) => {
@@ -91,11 +92,12 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
   });
 
   r.post('/api/v1/auth-jwt/logout', {
+    preValidation: emptyBodyAsObject,
     schema: {
       tags: ['Login and tokens'],
       summary: 'Log out (revoke this session)',
       description: 'Access or refresh token, as Bearer, cookie or `{refresh_token}`. Clears the cookies.',
-      body: Type.Optional(Type.Object({ refresh_token: Type.Optional(Type.String({ maxLength: 4096 })) })),
+      body: Type.Object({ refresh_token: Type.Optional(Type.String({ maxLength: 4096 })) }),
       response: { 204: Type.Null(), ...problems(401, 403) },
     },
   }, async (request, reply) => {
@@ -162,6 +164,11 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
       },
     };
   });
+}
+
+/** Routes whose body is optional (the token may come as Bearer or cookie) validate a missing body as `{}`. */
+async function emptyBodyAsObject(request: FastifyRequest): Promise<void> {
+  if (request.body === undefined || request.body === null) request.body = {};
 }
 
 /** The refresh token from body, Bearer or cookie (cookies only with the CSRF check). */
