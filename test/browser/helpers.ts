@@ -45,9 +45,9 @@ export interface Service {
 
 /**
  * Starts `node --import tsx src/server.ts` on a free port with a fresh data directory, and waits until
- * `/healthz` answers. Its output goes to `test-results/service.log`.
+ * `/healthz` answers. Its output goes to `test-results/<logName>`.
  */
-export async function startService(extraEnv: Record<string, string> = {}): Promise<Service> {
+export async function startService(extraEnv: Record<string, string> = {}, logName = 'service.log'): Promise<Service> {
   await mkdir(RESULTS_DIR, { recursive: true });
   const port = await freePort();
   const dataDir = await mkdtemp(join(tmpdir(), 'twofold-browser-'));
@@ -64,7 +64,7 @@ export async function startService(extraEnv: Record<string, string> = {}): Promi
     if (!(name in extraEnv)) delete env[name];
   }
   const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const log = createWriteStream(join(RESULTS_DIR, 'service.log'));
+  const log = createWriteStream(join(RESULTS_DIR, logName));
   child.stdout?.pipe(log);
   child.stderr?.pipe(log);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -72,7 +72,7 @@ export async function startService(extraEnv: Record<string, string> = {}): Promi
   const baseUrl = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 90_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`the service exited with ${child.exitCode}; see test-results/service.log`);
+    if (child.exitCode !== null) throw new Error(`the service exited with ${child.exitCode}; see test-results/${logName}`);
     try {
       const res = await fetch(`${baseUrl}/healthz`);
       if (res.ok) break;
@@ -81,7 +81,7 @@ export async function startService(extraEnv: Record<string, string> = {}): Promi
     }
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error('the service did not answer /healthz within 90 s; see test-results/service.log');
+      throw new Error(`the service did not answer /healthz within 90 s; see test-results/${logName}`);
     }
     await new Promise((r) => setTimeout(r, 250));
   }

@@ -15,7 +15,7 @@ async function build(t: import('node:test').TestContext) {
 test('every page is served as HTML, uncached, with its labels and no inline script or style', async (t) => {
   const app = await build(t);
   const pages: Record<string, string[]> = {
-    '/': ['Username or email', 'Password', '>Log in<', 'Security code', '>Verify<', 'Use a backup code', 'Email me a code'],
+    '/': ['Username or email', 'Password', '>Log in<', 'Security code', '>Verify<', 'Use a backup code', 'Email me a code', 'Code from the app', 'Verify and log in'],
     '/login': ['Username or email', '>Log in<'],
     '/signup': ['>Username<', '>Email<', '>Password<', '>Confirm password<', '>Sign up<'],
     '/account': ['Enable two-factor authentication', '>Log out<', 'QR code', 'Change password', 'Sessions'],

@@ -81,6 +81,8 @@ function render() {
   byId('email-otp-disable').hidden = !mfa.email;
   const remaining = Number(mfa.backup_codes_remaining ?? 0);
   badge(byId('backup-badge'), anyFactor ? `${remaining} left` : 'None', anyFactor && remaining > 0);
+  // Without backup codes, a lost phone means a locked account: make the gap visible.
+  byId('backup-badge').classList.toggle('warn', anyFactor && remaining === 0);
   byId('backup-factor').hidden = !anyFactor && remaining === 0;
   byId('backup-regenerate').hidden = !anyFactor;
 }

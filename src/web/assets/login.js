@@ -15,6 +15,9 @@ const useTotp = byId('use-totp');
 const useBackup = byId('use-backup');
 const useEmail = byId('use-email');
 const startOver = byId('start-over');
+const enrollScreen = byId('enroll-screen');
+const enrollForm = /** @type {HTMLFormElement} */ (byId('enroll-form'));
+const enrollAlert = byId('enroll-alert');
 
 /** How each second-factor method is asked for. */
 const METHODS = {
@@ -42,6 +45,8 @@ const METHODS = {
 let challenge = null;
 /** @type {'totp' | 'backup_code' | 'email'} */
 let method = 'totp';
+/** Username and password, kept only while an enrolment required by the service is under way. */
+let credentials = null;
 
 function finish() {
   location.assign(returnTo() ?? '/account');
@@ -49,7 +54,9 @@ function finish() {
 
 function showLogin(message) {
   challenge = null;
+  credentials = null;
   mfaScreen.hidden = true;
+  enrollScreen.hidden = true;
   loginScreen.hidden = false;
   clearProblem(loginForm, loginAlert);
   const password = /** @type {HTMLInputElement} */ (loginForm.elements.namedItem('password'));
@@ -100,6 +107,39 @@ function startMfa(data) {
   } else setMethod('backup_code');
 }
 
+/**
+ * The service requires a second factor and the account has none: start an authenticator enrolment
+ * with the password (`/auth-totp/qrcode`); the first login with a code from it activates it.
+ */
+async function startEnrollment(body) {
+  const res = await api('POST', '/api/v1/auth-totp/qrcode', body);
+  if (!res.ok) return showProblem(loginForm, loginAlert, res);
+  credentials = body;
+  const png = String(res.data?.qr_code_png_base64 ?? '');
+  /** @type {HTMLImageElement} */ (byId('enroll-qr')).src = png.startsWith('data:') ? png : `data:image/png;base64,${png}`;
+  byId('enroll-secret').textContent = String(res.data?.secret ?? '').replace(/(.{4})(?=.)/g, '$1 ');
+  loginScreen.hidden = true;
+  enrollScreen.hidden = false;
+  clearProblem(enrollForm, enrollAlert);
+  byId('enroll-code').focus();
+}
+
+enrollForm.addEventListener('submit', async (event) => {
+  event.preventDefault();
+  if (!credentials) return showLogin();
+  clearProblem(enrollForm, enrollAlert);
+  const body = { ...credentials, security_code: valueOf(enrollForm, 'security_code').replace(/\s+/g, '') };
+  const res = await busy(enrollForm.querySelector('button[type="submit"]'), () => api('POST', '/api/v1/auth-jwt/login', body));
+  if (res.ok) {
+    credentials = null;
+    return finish();
+  }
+  showProblem(enrollForm, enrollAlert, res, {
+    fields: { invalid_security_code: 'security_code' },
+    messages: { invalid_security_code: 'That code is not right. Check the time on your phone and try the new code.' },
+  });
+});
+
 loginForm.addEventListener('submit', async (event) => {
   event.preventDefault();
   clearProblem(loginForm, loginAlert);
@@ -107,6 +147,7 @@ loginForm.addEventListener('submit', async (event) => {
   const res = await busy(loginForm.querySelector('button[type="submit"]'), () => api('POST', '/api/v1/auth-jwt/login', body));
   if (res.ok) return finish();
   if (res.status === 403 && res.problem?.code === 'mfa_required') return startMfa(res.data);
+  if (res.status === 403 && res.problem?.code === 'mfa_enrollment_required') return startEnrollment(body);
   showProblem(loginForm, loginAlert, res);
   if (res.problem?.code === 'invalid_credentials') {
     const password = /** @type {HTMLInputElement} */ (loginForm.elements.namedItem('password'));
@@ -141,3 +182,4 @@ useTotp.addEventListener('click', () => setMethod('totp'));
 useBackup.addEventListener('click', () => setMethod('backup_code'));
 useEmail.addEventListener('click', () => void sendEmailCode());
 startOver.addEventListener('click', () => showLogin());
+byId('enroll-start-over').addEventListener('click', () => showLogin());

@@ -10,7 +10,10 @@ function continueTo(ctx: PageContext): string {
   return url.origin === ctx.config.publicOrigin ? ctx.config.productName : url.host;
 }
 
-/** Renders the login page; both screens are in the document, the script switches between them. */
+/**
+ * Renders the login page. All three screens are in the document and the script switches between them:
+ * password, second factor, and (under `MFA_POLICY=required`) enrolment of an authenticator app.
+ */
 export function loginPage(ctx: PageContext): string {
   const { productName } = ctx.config;
   const body = html`<section class="card" id="login-screen" aria-labelledby="login-title">
@@ -40,6 +43,22 @@ ${field({ id: 'code', name: 'code', label: 'Security code', autocomplete: 'one-t
 <button type="button" class="link" id="use-email" hidden>Email me a code</button>
 <button type="button" class="link" id="start-over">Start over</button>
 </div>
+</section>
+<section class="card" id="enroll-screen" aria-labelledby="enroll-title" hidden>
+<h1 id="enroll-title">Set up two-factor authentication</h1>
+<p class="lead">${productName} requires a second factor for every account. Add it to an authenticator app to finish logging in.</p>
+${alertBox('enroll-alert')}
+<ol class="steps">
+<li><p>Scan this QR code with your authenticator app.</p>
+<img id="enroll-qr" class="qr" alt="QR code to add your ${productName} account to an authenticator app" width="200" height="200" src="data:,"></li>
+<li><p>Or type this key into the app by hand:</p><p><code id="enroll-secret" class="secret"></code></p></li>
+<li><p>Enter the 6-digit code the app shows.</p>
+<form id="enroll-form" novalidate>
+${field({ id: 'enroll-code', name: 'security_code', label: 'Code from the app', autocomplete: 'one-time-code', inputmode: 'numeric' })}
+<button type="submit" class="primary">Verify and log in</button>
+</form></li>
+</ol>
+<div class="alt-methods"><button type="button" class="link" id="enroll-start-over">Start over</button></div>
 </section>`;
   return layout({ productName, title: 'Log in', body, script: 'login.js', needsScript: true, data: returnToData(ctx) });
 }
