@@ -13,6 +13,8 @@ import { installErrorHandling } from './http/problem.ts';
 import { createMetrics, instrument } from './http/metrics.ts';
 import { authJwtRoutes } from './http/routes/auth-jwt.ts';
 import { authTotpRoutes } from './http/routes/auth-totp.ts';
+import { authEmailOtpRoutes } from './http/routes/auth-email-otp.ts';
+import { backupCodesRoutes } from './http/routes/backup-codes.ts';
 import { serviceRoutes } from './http/routes/service.ts';
 import { userRoutes } from './http/routes/users.ts';
 import { webRoutes } from './web/routes.ts';
@@ -92,6 +94,8 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
   await app.register(userRoutes, { deps });
   await app.register(authJwtRoutes, { deps });
   await app.register(authTotpRoutes, { deps });
+  await app.register(authEmailOtpRoutes, { deps });
+  await app.register(backupCodesRoutes, { deps });
   await app.register(serviceRoutes, { deps, metrics });
   await app.register(webRoutes, { config });
   if (options.devMailbox && config.env !== 'production') {

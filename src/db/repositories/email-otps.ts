@@ -47,3 +47,29 @@ export async function isEmailOtpEnabled(tx: Queryable, userId: string): Promise<
   const r = await tx.query<{ on: boolean }>('SELECT enabled_at IS NOT NULL AS on FROM email_otp_factors WHERE user_id = $1', [userId]);
   return r.rows[0]?.on ?? false;
 }
+
+/** Records that the user asked to turn e-mailed codes on (enabled_at stays NULL until confirmed). */
+export async function insertPendingEmailOtpFactor(tx: Queryable, userId: string, now: Date): Promise<void> {
+  await tx.query('INSERT INTO email_otp_factors (user_id, enabled_at, created_at) VALUES ($1, NULL, $2) ON CONFLICT (user_id) DO NOTHING', [userId, now]);
+}
+
+/** Turns e-mailed codes on; true only for the call that switched them from off to on. */
+export async function enableEmailOtpFactor(tx: Queryable, userId: string, now: Date): Promise<boolean> {
+  const r = await tx.query(
+    `INSERT INTO email_otp_factors (user_id, enabled_at, created_at) VALUES ($1, $2, $2)
+     ON CONFLICT (user_id) DO UPDATE SET enabled_at = $2 WHERE email_otp_factors.enabled_at IS NULL`,
+    [userId, now],
+  );
+  return r.rowCount > 0;
+}
+
+/** Turns e-mailed codes off (and forgets a pending enable); true when they were on. */
+export async function deleteEmailOtpFactor(tx: Queryable, userId: string): Promise<boolean> {
+  const r = await tx.query<{ enabled_at: Date | null }>('DELETE FROM email_otp_factors WHERE user_id = $1 RETURNING enabled_at', [userId]);
+  return r.rows.some((row) => row.enabled_at !== null);
+}
+
+/** Deletes the user's expired codes, so the next code for that purpose starts with a fresh attempt count. */
+export async function deleteExpiredEmailOtps(tx: Queryable, userId: string, now: Date): Promise<void> {
+  await tx.query('DELETE FROM email_otps WHERE user_id = $1 AND expires_at <= $2', [userId, now]);
+}

@@ -71,3 +71,19 @@ export async function deleteTotpFactor(tx: Queryable, userId: string): Promise<b
   const r = await tx.query('DELETE FROM totp_factors WHERE user_id = $1 AND active_secret IS NOT NULL', [userId]);
   return r.rowCount > 0;
 }
+
+/**
+ * Confirms the pending secret `sealedPending`: it becomes the active secret, replacing any active one
+ * (re-enrolment by an aal2 session). `last_used_step` restarts at the confirming step, because the
+ * old value belonged to the old secret; the guard on the pending value makes a second concurrent
+ * confirm (or one racing a newer enrolment) change nothing. False when the pending secret changed.
+ */
+export async function confirmPendingSecret(tx: Queryable, userId: string, sealedPending: string, step: number, now: Date): Promise<boolean> {
+  const r = await tx.query(
+    `UPDATE totp_factors SET active_secret = pending_secret, activated_at = $4, pending_secret = NULL, pending_created_at = NULL,
+       last_used_step = $3, updated_at = $4
+     WHERE user_id = $1 AND pending_secret = $2`,
+    [userId, sealedPending, step, now],
+  );
+  return r.rowCount > 0;
+}

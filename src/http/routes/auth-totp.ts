@@ -1,4 +1,7 @@
-/** TOTP enrolment by password (`/qrcode`), answered as PNG, SVG or JSON by content negotiation. */
+/**
+ * TOTP enrolment by password (`/qrcode`), answered as PNG, SVG or JSON by content negotiation, and
+ * TOTP management for logged-in users: enroll, confirm, remove.
+ */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import Negotiator from 'negotiator';
 import { Type } from 'typebox';
@@ -7,8 +10,11 @@ import type { Deps } from '../../deps.ts';
 import { AppError } from '../../errors.ts';
 import { findUserByLogin } from '../../db/repositories/users.ts';
 import { qrSvg, startTotpEnrollment, type TotpEnrollment } from '../../services/totp-enrollment.ts';
-import { clientInfo } from '../plugins/auth.ts';
-import { Password, TotpEnrollmentSchema, problems } from '../schemas.ts';
+import { confirmTotp, enrollTotp, removeTotp } from '../../services/totp-management.ts';
+import { authOf, clientInfo, requireAuth } from '../plugins/auth.ts';
+import { BackupCodesSchema, Password, SecurityCode, TotpEnrollmentSchema, problems } from '../schemas.ts';
+
+const security: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [] }];
 
 const ENROLLMENT_TYPES = ['image/png', 'application/json', 'image/svg+xml'];
 
@@ -62,5 +68,63 @@ export async function authTotpRoutes(app: FastifyInstance, { deps }: { deps: Dep
     if (!user.is_active) throw new AppError('account_inactive');
     const enrollment = await deps.db.transaction((tx) => startTotpEnrollment(deps, tx, user, true));
     return sendEnrollment(reply, type, enrollment);
+  });
+
+  const auth = requireAuth(deps);
+
+  r.post('/api/v1/auth-totp/enroll', {
+    preHandler: auth,
+    schema: {
+      tags: ['Second factors'],
+      summary: 'Start (or restart) TOTP enrolment for the logged-in user',
+      description:
+        'Returns a fresh pending secret in the same three forms as `/qrcode` (PNG by default; `Accept: image/svg+xml` or `application/json`). ' +
+        'When the user already has an active second factor (TOTP or e-mailed codes) the session must be `aal2`, else 403 `step_up_required`. ' +
+        'An active TOTP secret stays in force until the new one is confirmed with `POST /api/v1/auth-totp/confirm`; enrolling again replaces only the pending secret. ' +
+        '400 `method_not_enabled` when the operator does not offer TOTP (`MFA_METHODS`).',
+      security,
+      response: { 201: enrollmentResponse, ...problems(400, 401, 403, 406) },
+    },
+  }, async (request, reply) => {
+    const type = negotiateEnrollmentType(request);
+    const enrollment = await enrollTotp(deps, authOf(request));
+    return sendEnrollment(reply, type, enrollment);
+  });
+
+  r.post('/api/v1/auth-totp/confirm', {
+    preHandler: auth,
+    schema: {
+      tags: ['Second factors'],
+      summary: 'Confirm the pending TOTP secret with a code from it',
+      description:
+        'The pending secret becomes the active one (replacing an earlier active secret), and a notice is e-mailed. ' +
+        '`backup_codes` holds 10 new codes when the user had none (their first factor); they are shown only this once. Otherwise it is `[]` and the existing codes stay valid. ' +
+        'Needs `aal2` when another factor is active. 409 `totp_not_pending` when nothing is pending.',
+      security,
+      body: Type.Object({ security_code: SecurityCode }),
+      response: { 200: BackupCodesSchema, ...problems(400, 401, 403, 409, 422) },
+    },
+  }, async (request, reply) => {
+    const codes = await confirmTotp(deps, authOf(request), request.body.security_code);
+    return reply.header('Cache-Control', 'no-store').send({ backup_codes: codes });
+  });
+
+  r.delete('/api/v1/auth-totp', {
+    preHandler: auth,
+    schema: {
+      tags: ['Second factors'],
+      summary: 'Turn TOTP off',
+      description:
+        'Needs an `aal2` session and, once more, a current TOTP code (`security_code`, not one already used) or the password. ' +
+        'Removes the active and any pending secret and e-mails a notice. When no other second factor is left, the backup codes are deleted too: ' +
+        'they are a fallback for a factor, and a forgotten old set must not come back to life when a factor is turned on again. ' +
+        'Wrong proofs count towards the account lockout. 409 `totp_not_enabled` when TOTP is not active.',
+      security,
+      body: Type.Optional(Type.Object({ security_code: Type.Optional(SecurityCode), password: Type.Optional(Password) })),
+      response: { 204: Type.Null(), ...problems(401, 403, 409, 422, 429) },
+    },
+  }, async (request, reply) => {
+    await removeTotp(deps, authOf(request), request.body ?? {}, clientInfo(request).ip ?? 'unknown');
+    return reply.code(204).send(null);
   });
 }

@@ -1,0 +1,58 @@
+/**
+ * Rules shared by every change of a user's second factors (TOTP, e-mailed codes): who may make it,
+ * and what happens to the backup codes when the last factor goes.
+ */
+import type { Deps } from '../deps.ts';
+import type { Queryable } from '../db/database.ts';
+import { AppError } from '../errors.ts';
+import type { MfaMethod } from '../config.ts';
+import { deleteBackupCodes } from '../db/repositories/backup-codes.ts';
+import { isEmailOtpEnabled } from '../db/repositories/email-otps.ts';
+import { findTotpFactor } from '../db/repositories/totp-factors.ts';
+import { findUserById, type UserRow } from '../db/repositories/users.ts';
+import { requireAal2, type AuthContext } from './authenticate.ts';
+import type { FactorState } from './second-factors.ts';
+
+/** The caller's user row (its session was live a moment ago; a deleted user is an invalid token). */
+export async function callerUser(deps: Deps, auth: AuthContext): Promise<UserRow> {
+  const user = await findUserById(deps.db, auth.userId);
+  if (!user) throw new AppError('invalid_token', { detail: 'The user of this session no longer exists.' });
+  return user;
+}
+
+/** 400 method_not_enabled unless the operator offers `method` (MFA_METHODS). */
+export function assertMethodOffered(deps: Deps, method: MfaMethod): void {
+  if (!deps.config.mfaMethods.includes(method)) {
+    throw new AppError('method_not_enabled', { detail: `This service does not offer ${method === 'totp' ? 'TOTP' : 'e-mailed codes'} as a second factor.` });
+  }
+}
+
+/**
+ * Adding or replacing a factor while another one is active needs an aal2 session (NIST SP 800-63B
+ * §6.1.2.1: binding a new authenticator needs the strongest authentication already available).
+ * Otherwise a password alone — an old aal1 session — could add a weaker factor and then log in
+ * through it, around the authenticator the user set up. `others` is the state with the factor being
+ * changed left out, as the login would enforce it (MFA_METHODS applied).
+ */
+export function requireAal2IfProtected(auth: AuthContext, others: { totp: boolean; email: boolean }): void {
+  if (others.totp || others.email) requireAal2(auth);
+}
+
+/** The factors other than `changing` that a login enforces now. */
+export function otherFactors(state: FactorState, changing: MfaMethod): { totp: boolean; email: boolean } {
+  return { totp: changing !== 'totp' && state.totpActive, email: changing !== 'email' && state.emailEnabled };
+}
+
+/**
+ * After a factor was removed in `tx`: when none is left, the backup codes go too. They are a
+ * fallback for a factor, not a factor of their own, and a user who later turns a factor on again
+ * should not find a forgotten old set still valid. Reads the stored state, not MFA_METHODS: a
+ * factor the operator has only switched off for now still keeps its codes.
+ */
+export async function dropBackupCodesIfNoFactorLeft(tx: Queryable, userId: string): Promise<boolean> {
+  // One statement after the other: a transaction is one connection.
+  const totp = await findTotpFactor(tx, userId);
+  if (totp?.active_secret || (await isEmailOtpEnabled(tx, userId))) return false;
+  await deleteBackupCodes(tx, userId);
+  return true;
+}

@@ -1,0 +1,105 @@
+/**
+ * TOTP for logged-in users: enrol (a pending secret), confirm (pending → active, the old secret, if
+ * any, stays in force until this moment), and remove. Each change queues a notice mail in its own
+ * transaction, so the mail exists exactly when the change committed.
+ */
+import type { Deps } from '../deps.ts';
+import { AppError, validationError } from '../errors.ts';
+import { matchTotpStep } from '../crypto/totp.ts';
+import { confirmPendingSecret, deleteTotpFactor, findTotpFactor } from '../db/repositories/totp-factors.ts';
+import { enqueueMail } from '../mail/outbox.ts';
+import type { AttemptSubject } from '../security/limiter.ts';
+import { requireAal2, type AuthContext } from './authenticate.ts';
+import { issueBackupCodesIfNone } from './backup-codes.ts';
+import { assertMethodOffered, callerUser, dropBackupCodesIfNoFactorLeft, requireAal2IfProtected } from './factor-changes.ts';
+import { loadFactorState, verifyTotpCode } from './second-factors.ts';
+import { startTotpEnrollment, type TotpEnrollment } from './totp-enrollment.ts';
+
+function codeError(): AppError {
+  return new AppError('invalid_security_code', { detail: 'The security code is not valid.' });
+}
+
+/**
+ * Starts (or restarts) enrolment for the caller: a fresh pending secret. With any second factor
+ * active — TOTP itself included — only an aal2 session may do this; an active secret stays in force
+ * until the new one is confirmed, so a lost phone halfway through does not lock the user out.
+ */
+export async function enrollTotp(deps: Deps, auth: AuthContext): Promise<TotpEnrollment> {
+  assertMethodOffered(deps, 'totp');
+  const user = await callerUser(deps, auth);
+  const state = await loadFactorState(deps, user.id);
+  requireAal2IfProtected(auth, { totp: state.totpActive, email: state.emailEnabled });
+  return deps.db.transaction((tx) => startTotpEnrollment(deps, tx, user, false));
+}
+
+/**
+ * Confirms the pending secret with a code from it: it becomes the active secret (replacing an old
+ * one) and a TOTP-added mail is queued. Returns 10 backup codes when the user holds none (the first
+ * factor), else []. 409 totp_not_pending without a pending secret.
+ */
+export async function confirmTotp(deps: Deps, auth: AuthContext, code: string): Promise<string[]> {
+  assertMethodOffered(deps, 'totp');
+  const user = await callerUser(deps, auth);
+  const state = await loadFactorState(deps, user.id);
+  const pending = state.totp?.pending_secret;
+  if (!pending) throw new AppError('totp_not_pending', { detail: 'Start with POST /api/v1/auth-totp/enroll.' });
+  // The same rule as for enrolling: the pending secret may have come from the password-only /qrcode.
+  requireAal2IfProtected(auth, { totp: state.totpActive, email: state.emailEnabled });
+  const now = deps.clock();
+  // Wrong codes are not counted here: the caller is already logged in and holds this very secret,
+  // so guessing its codes would gain nothing.
+  const step = matchTotpStep(deps.secretBox.open(pending), code.trim(), now);
+  if (step === null) throw codeError();
+  return deps.db.transaction(async (tx) => {
+    // Guarded on the pending value read above: a concurrent confirm or a newer enrolment wins, not both.
+    if (!(await confirmPendingSecret(tx, user.id, pending, step, now))) {
+      throw new AppError('totp_not_pending', { detail: 'The enrolment changed meanwhile; start again.' });
+    }
+    const codes = await issueBackupCodesIfNone(deps, tx, user.id);
+    await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'totp' } });
+    return codes;
+  });
+}
+
+/** Proof for removing TOTP: a current code or the password. */
+export interface TotpRemovalProof {
+  security_code?: string;
+  password?: string;
+}
+
+/**
+ * Removes TOTP (active and pending) for an aal2 session that proves itself once more with a code or
+ * the password — a session left open on a shared computer must not be enough. Wrong proofs count
+ * towards the account lockout. When no factor is left, the backup codes are deleted as well.
+ */
+export async function removeTotp(deps: Deps, auth: AuthContext, proof: TotpRemovalProof, ip: string): Promise<void> {
+  const user = await callerUser(deps, auth);
+  const totp = await findTotpFactor(deps.db, user.id);
+  if (!totp?.active_secret) throw new AppError('totp_not_enabled', { detail: 'TOTP is not turned on.' });
+  requireAal2(auth);
+  const code = proof.security_code?.trim();
+  const password = proof.password;
+  if (!code && !password) throw validationError('security_code', 'Send security_code (a current TOTP code) or password.');
+
+  const subject: AttemptSubject = { account: user.id, ip };
+  await deps.limiter.assertAllowed(subject);
+  if (code) {
+    // Consumes the code's time step, like a login: the same code cannot be replayed anywhere.
+    if (!(await verifyTotpCode(deps, deps.db, totp, code, false))) {
+      await deps.limiter.recordFailure(subject);
+      throw codeError();
+    }
+  }
+  if (password !== undefined && password !== '') {
+    if (!(await deps.passwords.verify(user.password_hash, password))) {
+      await deps.limiter.recordFailure(subject);
+      throw new AppError('invalid_credentials', { detail: 'The password is not correct.' });
+    }
+  }
+
+  await deps.db.transaction(async (tx) => {
+    if (!(await deleteTotpFactor(tx, user.id))) throw new AppError('totp_not_enabled', { detail: 'TOTP was removed meanwhile.' });
+    await dropBackupCodesIfNoFactorLeft(tx, user.id);
+    await enqueueMail(tx, deps, { kind: 'factor_removed', to: user.email, data: { username: user.username, factor: 'totp' } });
+  });
+}
