@@ -11,11 +11,13 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { Deps } from './deps.ts';
 import { installErrorHandling } from './http/problem.ts';
 import { createMetrics, instrument } from './http/metrics.ts';
+import { accountRoutes } from './http/routes/account.ts';
 import { authJwtRoutes } from './http/routes/auth-jwt.ts';
 import { authTotpRoutes } from './http/routes/auth-totp.ts';
 import { authEmailOtpRoutes } from './http/routes/auth-email-otp.ts';
 import { backupCodesRoutes } from './http/routes/backup-codes.ts';
 import { serviceRoutes } from './http/routes/service.ts';
+import { sessionRoutes } from './http/routes/sessions.ts';
 import { userRoutes } from './http/routes/users.ts';
 import { webRoutes } from './web/routes.ts';
 
@@ -92,7 +94,9 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   await app.register(userRoutes, { deps });
+  await app.register(accountRoutes, { deps });
   await app.register(authJwtRoutes, { deps });
+  await app.register(sessionRoutes, { deps });
   await app.register(authTotpRoutes, { deps });
   await app.register(authEmailOtpRoutes, { deps });
   await app.register(backupCodesRoutes, { deps });

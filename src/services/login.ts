@@ -28,12 +28,16 @@ function codeError(): AppError {
   return new AppError('invalid_security_code', { detail: 'The security code is not valid.' });
 }
 
-/** Checks the account may log in at all (after its password was proven, so nothing leaks before). */
+/**
+ * Checks the account may log in at all (after its password was proven, so nothing leaks before).
+ * The verification check comes first: with REQUIRE_EMAIL_VERIFICATION=true accounts are created
+ * inactive until verified, and such a user must be told to verify, not that the account is inactive.
+ */
 function assertUsable(deps: Deps, user: UserRow): void {
-  if (!user.is_active) throw new AppError('account_inactive', { detail: 'This account is not active.' });
   if (deps.config.requireEmailVerification && !user.email_verified) {
     throw new AppError('email_not_verified', { detail: 'Verify your e-mail address before logging in.' });
   }
+  if (!user.is_active) throw new AppError('account_inactive', { detail: 'This account is not active.' });
 }
 
 /** Creates the session and signs its tokens; clears the account's failure count. */

@@ -44,3 +44,9 @@ export async function consumeChallenge(tx: Queryable, id: string, now: Date): Pr
   const r = await tx.query('UPDATE mfa_challenges SET consumed_at = $2 WHERE id = $1 AND consumed_at IS NULL', [id, now]);
   return r.rowCount > 0;
 }
+
+/** Ends every open challenge of the user (after a password change or reset: they were won with the old password). */
+export async function consumeAllChallenges(tx: Queryable, userId: string, now: Date): Promise<number> {
+  const r = await tx.query('UPDATE mfa_challenges SET consumed_at = $2 WHERE user_id = $1 AND consumed_at IS NULL', [userId, now]);
+  return r.rowCount;
+}

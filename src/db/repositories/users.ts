@@ -59,6 +59,20 @@ export async function markEmailVerified(tx: Queryable, id: string, now: Date): P
   await tx.query('UPDATE users SET email_verified = true, updated_at = $2 WHERE id = $1', [id, now]);
 }
 
+/**
+ * Marks the address verified, once: only while it is still the user's address and not yet verified,
+ * and with `activate` also activates the account (accounts created inactive until verified). Returns
+ * the updated row only to the one request that made the change.
+ */
+export async function markEmailVerifiedOnce(tx: Queryable, id: string, email: string, now: Date, activate: boolean): Promise<UserRow | undefined> {
+  const r = await tx.query<UserRow>(
+    `UPDATE users SET email_verified = true, is_active = CASE WHEN $4 THEN true ELSE is_active END, updated_at = $3
+     WHERE id = $1 AND lower(email) = lower($2) AND email_verified = false RETURNING *`,
+    [id, email, now, activate],
+  );
+  return r.rows[0];
+}
+
 export async function setActive(tx: Queryable, id: string, active: boolean, now: Date): Promise<void> {
   await tx.query('UPDATE users SET is_active = $2, updated_at = $3 WHERE id = $1', [id, active, now]);
 }

@@ -1,0 +1,158 @@
+/**
+ * Passwords: "forgot" (a single-use reset link by e-mail), reset with that link, and change by a
+ * logged-in user. Every successful change of a password ends sessions (all of them after a reset,
+ * all but the caller's after a change), ends open MFA challenges won with the old password, voids
+ * outstanding reset links and queues a password_changed notice in the same transaction.
+ */
+import type { Deps } from '../deps.ts';
+import { AppError, type FieldError } from '../errors.ts';
+import { newId } from '../crypto/random.ts';
+import { consumeEmailToken, findLiveEmailToken, insertEmailToken, voidEmailTokens } from '../db/repositories/email-tokens.ts';
+import { consumeAllChallenges } from '../db/repositories/mfa-challenges.ts';
+import { revokeAllSessions } from '../db/repositories/sessions.ts';
+import { findUserByEmail, findUserById, updatePasswordHash, type UserRow } from '../db/repositories/users.ts';
+import { enqueueMail } from '../mail/outbox.ts';
+import type { AttemptSubject } from '../security/limiter.ts';
+import { checkPassword } from '../security/password-policy.ts';
+import type { AuthContext } from './authenticate.ts';
+import { runDeferred } from './deferred.ts';
+import { linkTokenHash, newLinkToken } from './email-verification.ts';
+
+/** Path of the web page the reset link opens; the page posts the token to /api/v1/user/password/reset. */
+export const RESET_PASSWORD_PAGE_PATH = '/reset-password';
+
+/**
+ * Queues a reset link for `email` if it belongs to an active account. The quotas count every
+ * address, known or not, and the lookup, the token and the mail happen after the answer (see
+ * deferred.ts): the 202 is the same, at the same speed, for every address. A new link voids the
+ * user's earlier unused ones, so only the latest mail works. Inactive accounts get no link, as in
+ * the original service: a reset would not let them log in.
+ */
+export async function requestPasswordReset(deps: Deps, email: string, ip: string): Promise<void> {
+  const address = email.trim();
+  await deps.limiter.consume('mail:ip', ip);
+  await deps.limiter.consume('mail:address', address);
+  runDeferred(deps, 'a password reset request', async () => {
+    const user = await findUserByEmail(deps.db, address);
+    if (!user || !user.is_active) return;
+    const ttlSeconds = deps.config.passwordResetTtlSeconds;
+    const { token, hash } = newLinkToken(deps, 'reset_password');
+    await deps.db.transaction(async (tx) => {
+      const now = deps.clock();
+      await voidEmailTokens(tx, user.id, 'reset_password');
+      await insertEmailToken(tx, {
+        id: newId(),
+        user_id: user.id,
+        purpose: 'reset_password',
+        token_hash: hash,
+        email: user.email,
+        created_at: now,
+        expires_at: new Date(now.getTime() + ttlSeconds * 1000),
+      });
+      await enqueueMail(tx, deps, {
+        kind: 'password_reset',
+        to: user.email,
+        data: {
+          username: user.username,
+          link: `${deps.config.publicUrl}${RESET_PASSWORD_PAGE_PATH}?token=${encodeURIComponent(token)}`,
+          // Rounded down: a mail must never promise more time than the link has.
+          expiresInMinutes: Math.max(1, Math.floor(ttlSeconds / 60)),
+        },
+      });
+    });
+  });
+}
+
+/** A new password as sent by a client. */
+export interface NewPasswordInput {
+  password1: string;
+  password2: string;
+}
+
+/** Field errors for a new password: the two must match and pass the policy (with the user's own words as context). */
+async function newPasswordErrors(deps: Deps, user: UserRow, input: NewPasswordInput): Promise<FieldError[]> {
+  if (input.password1 !== input.password2) return [{ field: 'password2', message: 'Passwords do not match.' }];
+  return checkPassword(deps.config, input.password1, { username: user.username, email: user.email, fullName: user.full_name });
+}
+
+function rejectPassword(errors: FieldError[]): AppError {
+  return new AppError('validation_failed', { detail: errors.map((e) => e.message).join(' '), errors });
+}
+
+function invalidResetToken(): AppError {
+  return new AppError('invalid_or_expired_token', { detail: 'This password reset link is invalid, expired or already used. Ask for a new one.' });
+}
+
+/** Input of {@link resetPassword}. */
+export interface ResetPasswordInput extends NewPasswordInput {
+  token: string;
+}
+
+/**
+ * Sets a new password with a reset token. The token is looked up first without being consumed, so
+ * that a password the policy refuses (422) leaves the link usable, and no password is hashed for an
+ * unknown token (a stream of made-up tokens costs one indexed SELECT each). The token is then
+ * consumed by a guarded update in the transaction that sets the password: of concurrent resets with
+ * one token exactly one succeeds. Every session of the user ends, the account's failed-login lock is
+ * cleared (the owner has just proven control of the address), and second factors stay as they were,
+ * so a user with one still needs it at the next login.
+ */
+export async function resetPassword(deps: Deps, input: ResetPasswordInput, ip: string): Promise<void> {
+  const hash = linkTokenHash(deps, 'reset_password', input.token);
+  const live = await findLiveEmailToken(deps.db, 'reset_password', hash, deps.clock());
+  const user = live ? await findUserById(deps.db, live.user_id) : undefined;
+  // A link only vouches for the address it was sent to.
+  if (!live || !user || user.email.toLowerCase() !== live.email.toLowerCase()) throw invalidResetToken();
+
+  const errors = await newPasswordErrors(deps, user, input);
+  if (errors.length) throw rejectPassword(errors);
+  const passwordHash = await deps.passwords.hash(input.password1);
+
+  const done = await deps.db.transaction(async (tx) => {
+    const now = deps.clock();
+    if (!(await consumeEmailToken(tx, 'reset_password', hash, now))) return false;
+    await updatePasswordHash(tx, user.id, passwordHash, now, true);
+    await voidEmailTokens(tx, user.id, 'reset_password');
+    await revokeAllSessions(tx, user.id, 'password_reset', now);
+    await consumeAllChallenges(tx, user.id, now);
+    await enqueueMail(tx, deps, { kind: 'password_changed', to: user.email, data: { username: user.username } });
+    return true;
+  });
+  if (!done) throw invalidResetToken();
+  await deps.limiter.recordSuccess({ account: user.id, ip });
+}
+
+/** Input of {@link changePassword}. */
+export interface ChangePasswordInput extends NewPasswordInput {
+  current_password: string;
+}
+
+/**
+ * Changes the caller's password. The current password is checked like a login (under the same
+ * account lock, a wrong one counted as a failure), so a stolen access token alone can neither change
+ * the password nor guess it. Every other session of the user ends; the caller's stays.
+ */
+export async function changePassword(deps: Deps, auth: Pick<AuthContext, 'userId' | 'sessionId'>, input: ChangePasswordInput, ip: string): Promise<void> {
+  const subject: AttemptSubject = { account: auth.userId, ip };
+  await deps.limiter.assertAllowed(subject);
+  const user = await findUserById(deps.db, auth.userId);
+  if (!user) throw new AppError('invalid_token');
+  if (!(await deps.passwords.verify(user.password_hash, input.current_password))) {
+    await deps.limiter.recordFailure(subject);
+    throw new AppError('invalid_credentials', { detail: 'The current password is not correct.', errors: [{ field: 'current_password', message: 'is not correct' }] });
+  }
+  const errors = await newPasswordErrors(deps, user, input);
+  if (errors.length) throw rejectPassword(errors);
+  const passwordHash = await deps.passwords.hash(input.password1);
+
+  await deps.db.transaction(async (tx) => {
+    const now = deps.clock();
+    await updatePasswordHash(tx, user.id, passwordHash, now, true);
+    // A reset link still in the mailbox could otherwise undo this change.
+    await voidEmailTokens(tx, user.id, 'reset_password');
+    await revokeAllSessions(tx, user.id, 'password_changed', now, auth.sessionId);
+    await consumeAllChallenges(tx, user.id, now);
+    await enqueueMail(tx, deps, { kind: 'password_changed', to: user.email, data: { username: user.username } });
+  });
+  await deps.limiter.recordSuccess(subject);
+}

@@ -1,0 +1,43 @@
+/** The caller's sessions: list them (marking the current one) and revoke one. */
+import type { Deps } from '../deps.ts';
+import { AppError } from '../errors.ts';
+import { listLiveSessions, revokeUserSession } from '../db/repositories/sessions.ts';
+import type { AuthContext } from './authenticate.ts';
+
+/** One session as the API shows it. */
+export interface SessionView {
+  id: string;
+  created_at: string;
+  last_used_at: string;
+  user_agent: string | null;
+  ip: string | null;
+  /** True for the session of the access token making the request. */
+  current: boolean;
+}
+
+/** The caller's live sessions (not revoked, not expired), newest first. */
+export async function listSessions(deps: Deps, auth: Pick<AuthContext, 'userId' | 'sessionId'>): Promise<SessionView[]> {
+  const rows = await listLiveSessions(deps.db, auth.userId, deps.clock());
+  return rows.map((s) => ({
+    id: s.id,
+    created_at: s.created_at.toISOString(),
+    last_used_at: s.last_used_at.toISOString(),
+    user_agent: s.user_agent,
+    ip: s.ip,
+    current: s.id === auth.sessionId,
+  }));
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * Revokes one of the caller's sessions; its tokens are refused at once. Another user's session, an
+ * ended one and an id that is no session at all get the same 404, so ids of others reveal nothing.
+ * Returns whether it was the caller's own current session.
+ */
+export async function revokeOwnSession(deps: Deps, auth: Pick<AuthContext, 'userId' | 'sessionId'>, sessionId: string): Promise<{ current: boolean }> {
+  if (!UUID.test(sessionId) || !(await revokeUserSession(deps.db, auth.userId, sessionId.toLowerCase(), 'revoked_by_user', deps.clock()))) {
+    throw new AppError('session_not_found', { detail: 'You have no live session with this id.' });
+  }
+  return { current: sessionId.toLowerCase() === auth.sessionId };
+}
