@@ -44,11 +44,16 @@ export async function refreshSession(deps: Deps, token: string): Promise<TokenPa
   if (graced && graced.user_id === sub) return signTokenPair(deps, user, graced, graced.current_jti);
 
   const session = await findSession(deps.db, sid);
-  if (!session || session.user_id !== sub || session.revoked_at || session.expires_at <= now) {
+  if (!session || session.user_id !== sub) throw new AppError('invalid_token', { detail: 'The session has ended.' });
+  if (session.current_jti === jti) {
+    // The current token of a session that was logged out, revoked or has expired: simply invalid.
     throw new AppError('invalid_token', { detail: 'The session has ended.' });
   }
-  // A correctly signed token of this live session whose jti is not current: it was rotated away before.
-  await revokeSession(deps.db, sid, 'refresh_token_reused', now);
-  deps.logger.warn({ sessionId: sid, userId: sub }, 'refresh token reuse detected; session revoked');
+  // A correctly signed token of this session whose jti is not current: it was rotated away before, so
+  // someone replays it (a stolen copy, or the thief's copy after the user refreshed). Revoke the family.
+  if (!session.revoked_at) {
+    await revokeSession(deps.db, sid, 'refresh_token_reused', now);
+    deps.logger.warn({ sessionId: sid, userId: sub }, 'refresh token reuse detected; session revoked');
+  }
   throw new AppError('refresh_token_reused', { detail: 'This refresh token was already used; the session has been revoked.' });
 }
