@@ -95,7 +95,8 @@ async function signUpByApi(user: { username: string; email: string; password: st
 describe('hosted pages in a real browser', { timeout: 900_000 }, () => {
   before(async () => {
     await mkdir(RESULTS_DIR, { recursive: true });
-    service = await startService({ TRUSTED_ORIGINS: TRUSTED_APP });
+    // No cooldown between e-mailed codes: the run asks for two within seconds.
+    service = await startService({ TRUSTED_ORIGINS: TRUSTED_APP, EMAIL_OTP_COOLDOWN: '0' });
     browser = await launchBrowser();
     alice = await browser.newContext({ viewport: DESKTOP, baseURL: service.baseUrl });
     await alice.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: service.baseUrl });
@@ -316,7 +317,7 @@ describe('hosted pages in a real browser', { timeout: 900_000 }, () => {
     await page.locator('#profile-email-badge').filter({ hasText: /^Verified$/ }).waitFor();
   });
 
-  test('e-mail codes on and off, authenticator app off', T, async () => {
+  test('e-mail codes: turn on, log in with one, turn off; authenticator app off', T, async () => {
     const seen = await mailIds(service.baseUrl);
     await page.getByRole('button', { name: 'Enable e-mail codes' }).click();
     const field = page.getByLabel('Code from the e-mail');
@@ -329,6 +330,22 @@ describe('hosted pages in a real browser', { timeout: 900_000 }, () => {
     await page.locator('#email-otp-badge').filter({ hasText: 'On' }).waitFor();
     await screenshot(page, 'account-email-codes-on');
 
+    await logOut(page);
+    await logInWithPassword(page, ALICE.username, ALICE.password);
+    await page.getByLabel('Security code').waitFor();
+    const seenBeforeLogin = await mailIds(service.baseUrl);
+    await page.getByRole('button', { name: 'Email me a code' }).click();
+    const mailed = page.getByLabel('Code from the e-mail');
+    await mailed.waitFor();
+    await page.getByRole('status').filter({ hasText: 'We sent a code' }).waitFor();
+    await screenshot(page, 'login-email-code');
+    const loginMail = await waitForMail(service.baseUrl, seenBeforeLogin, (m) => m.to.includes(ALICE.email));
+    const loginCode = /\b(\d{6})\b/.exec(loginMail.text)?.[1];
+    assert.ok(loginCode, `no code in "${loginMail.text}"`);
+    await mailed.fill(loginCode);
+    await page.getByRole('button', { name: 'Verify' }).click();
+    await accountLoaded(page);
+
     await page.getByRole('button', { name: 'Turn off e-mail codes' }).click();
     await page.locator('#email-otp-badge').filter({ hasText: 'Off' }).waitFor();
 
@@ -340,6 +357,19 @@ describe('hosted pages in a real browser', { timeout: 900_000 }, () => {
     await page.getByRole('button', { name: 'Turn off', exact: true }).click();
     await page.locator('#totp-badge').filter({ hasText: 'Off' }).waitFor();
     await page.getByRole('button', { name: 'Enable two-factor authentication' }).waitFor();
+  });
+
+  test('the account page renews an expired access token, and sends a logged-out visitor to the login page', T, async () => {
+    await alice.clearCookies({ name: 'access_token' });
+    await page.goto('/account');
+    await accountLoaded(page);
+    assert.equal(await page.locator('#profile-username').innerText(), ALICE.username);
+    assert.ok((await alice.cookies()).some((c) => c.name === 'access_token'), 'the refresh set a new access cookie');
+
+    await alice.clearCookies();
+    await page.goto('/account');
+    await page.waitForURL(/\/login\?return_to=/);
+    assert.equal(await page.locator('main').getAttribute('data-return-to'), `${service.baseUrl}/account`);
   });
 
   test('return_to: a foreign origin is ignored, a trusted one is honoured', T, async () => {
