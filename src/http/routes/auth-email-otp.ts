@@ -1,5 +1,5 @@
 /** E-mailed one-time codes: turning them on and off, and mailing the code of a login challenge. */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Deps } from '../../deps.ts';
@@ -74,6 +74,7 @@ export async function authEmailOtpRoutes(app: FastifyInstance, { deps }: { deps:
   });
 
   r.post('/api/v1/auth-jwt/login/mfa/email-code', {
+    preValidation: emptyBodyAsObject,
     schema: {
       tags: ['Login and tokens'],
       summary: 'E-mail the code for a pending second-factor login',
@@ -81,12 +82,17 @@ export async function authEmailOtpRoutes(app: FastifyInstance, { deps }: { deps:
         'Send the `mfa_token` from the 403 `mfa_required` answer (in the body or as the Bearer token); then complete with `POST /api/v1/auth-jwt/login/mfa`, method `email`. ' +
         'Does not use one of the challenge\'s 5 tries. A resend replaces the code but keeps its count of wrong tries. ' +
         '400 `method_not_enabled` when the account has no e-mailed codes (or the operator switched them off); 401 `invalid_token` for an expired, used or over-tried challenge; 429 with `Retry-After` within the cooldown (60 s) or over the hourly cap (5).',
-      body: Type.Optional(Type.Object({ mfa_token: Type.Optional(Type.String({ maxLength: 4096 })) })),
+      body: Type.Object({ mfa_token: Type.Optional(Type.String({ maxLength: 4096 })) }),
       response: { 202: CodeSentSchema, ...problems(400, 401, 403, 422, 429) },
     },
   }, async (request, reply) => {
-    const mfaToken = request.body?.mfa_token ?? bearerToken(request);
+    const mfaToken = request.body.mfa_token ?? bearerToken(request);
     if (!mfaToken) throw new AppError('invalid_token', { detail: 'Send the mfa_token from the login answer.' });
     return reply.code(202).send(await sendLoginEmailCode(deps, mfaToken, clientInfo(request).ip ?? 'unknown'));
   });
+}
+
+/** The body is optional here (the token may come as Bearer): validate a missing body as `{}`. */
+async function emptyBodyAsObject(request: FastifyRequest): Promise<void> {
+  if (request.body === undefined || request.body === null) request.body = {};
 }

@@ -111,6 +111,7 @@ export async function authTotpRoutes(app: FastifyInstance, { deps }: { deps: Dep
 
   r.delete('/api/v1/auth-totp', {
     preHandler: auth,
+    preValidation: emptyBodyAsObject,
     schema: {
       tags: ['Second factors'],
       summary: 'Turn TOTP off',
@@ -120,11 +121,16 @@ export async function authTotpRoutes(app: FastifyInstance, { deps }: { deps: Dep
         'they are a fallback for a factor, and a forgotten old set must not come back to life when a factor is turned on again. ' +
         'Wrong proofs count towards the account lockout. 409 `totp_not_enabled` when TOTP is not active.',
       security,
-      body: Type.Optional(Type.Object({ security_code: Type.Optional(SecurityCode), password: Type.Optional(Password) })),
+      body: Type.Object({ security_code: Type.Optional(SecurityCode), password: Type.Optional(Password) }),
       response: { 204: Type.Null(), ...problems(401, 403, 409, 422, 429) },
     },
   }, async (request, reply) => {
-    await removeTotp(deps, authOf(request), request.body ?? {}, clientInfo(request).ip ?? 'unknown');
+    await removeTotp(deps, authOf(request), request.body, clientInfo(request).ip ?? 'unknown');
     return reply.code(204).send(null);
   });
+}
+
+/** A body-less DELETE validates as `{}`, so the missing proof gets its own 422 message. */
+async function emptyBodyAsObject(request: FastifyRequest): Promise<void> {
+  if (request.body === undefined || request.body === null) request.body = {};
 }
