@@ -42,6 +42,7 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
         tags: ['Login and tokens'],
         summary: 'Log in with password (and optionally a second factor)',
         description: 'JSON or application/x-www-form-urlencoded. A user with an active second factor must send `security_code` (TOTP) or `backup_code`, or receives 403 `mfa_required` with an `mfa_token` for `/login/mfa`. The first successful `security_code` for a pending TOTP secret activates it.',
+        consumes: ['application/json', 'application/x-www-form-urlencoded'],
         body: LoginBody,
         response: { 200: TokenPairSchema, 403: MfaRequired, ...problems(400, 401, 413, 415, 422, 429) },
       },

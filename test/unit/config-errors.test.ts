@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ConfigError, loadConfig } from '../../src/config.ts';
+import { AppError, ERROR_CODES } from '../../src/errors.ts';
+
+test('defaults: port 8000 on 127.0.0.1, PGlite in ./data, contract lifetimes', () => {
+  const c = loadConfig({});
+  assert.equal(c.port, 8000);
+  assert.equal(c.host, '127.0.0.1');
+  assert.equal(c.publicUrl, 'http://127.0.0.1:8000');
+  assert.equal(c.dataDir, './data');
+  assert.equal(c.databaseUrl, undefined);
+  assert.equal(c.accessTokenTtlSeconds, 3600);
+  assert.equal(c.refreshTokenTtlSeconds, 60 * 86400);
+  assert.equal(c.refreshReuseGraceSeconds, 10);
+  assert.equal(c.mfaChallengeTtlSeconds, 300);
+  assert.equal(c.totpIssuer, 'Twofold');
+  assert.equal(c.requireEmailVerification, false);
+  assert.equal(c.mfaPolicy, 'optional');
+  assert.deepEqual(c.passwordHash, { memoryKib: 19456, iterations: 2, parallelism: 1 });
+  assert.equal(c.rateLimit.disabled, false);
+  assert.ok(Object.isFrozen(c) && Object.isFrozen(c.rateLimit));
+});
+
+test('durations accept units; PUBLIC_URL https makes cookies Secure', () => {
+  const c = loadConfig({ ACCESS_TOKEN_TTL: '15m', REFRESH_TOKEN_TTL: '30d', PUBLIC_URL: 'https://auth.example.com/' });
+  assert.equal(c.accessTokenTtlSeconds, 900);
+  assert.equal(c.refreshTokenTtlSeconds, 30 * 86400);
+  assert.equal(c.publicUrl, 'https://auth.example.com');
+  assert.ok(c.secureCookies);
+});
+
+test('a bad setting stops start-up with a message naming it', () => {
+  for (const [env, name] of [
+    [{ PORT: 'eighty' }, 'PORT'],
+    [{ ACCESS_TOKEN_TTL: '1 hour' }, 'ACCESS_TOKEN_TTL'],
+    [{ MFA_POLICY: 'sometimes' }, 'MFA_POLICY'],
+    [{ MFA_METHODS: 'sms' }, 'MFA_METHODS'],
+    [{ PUBLIC_URL: 'ftp://x' }, 'PUBLIC_URL'],
+    [{ TRUSTED_ORIGINS: 'not a url' }, 'TRUSTED_ORIGINS'],
+    [{ REQUIRE_EMAIL_VERIFICATION: 'maybe' }, 'REQUIRE_EMAIL_VERIFICATION'],
+    [{ PASSWORD_MIN_LENGTH: '4' }, 'PASSWORD_MIN_LENGTH'],
+    [{ INTROSPECTION_SECRET: 'short' }, 'INTROSPECTION_SECRET'],
+  ] as const) {
+    assert.throws(() => loadConfig(env), (e: unknown) => e instanceof ConfigError && e.message.includes(name), name);
+  }
+});
+
+test('production refuses to invent secrets or to run without SMTP', () => {
+  assert.throws(() => loadConfig({ NODE_ENV: 'production' }), /TOTP_ENCRYPTION_KEY/);
+  assert.throws(() => loadConfig({ NODE_ENV: 'production', TOTP_ENCRYPTION_KEY: 'x' }), /JWT_PRIVATE_KEY_FILE/);
+  assert.throws(() => loadConfig({ NODE_ENV: 'production', TOTP_ENCRYPTION_KEY: 'x', JWT_PRIVATE_KEY_FILE: '/k.pem' }), /TOKEN_HASH_KEY/);
+  assert.throws(() => loadConfig({ NODE_ENV: 'production', TOTP_ENCRYPTION_KEY: 'x', JWT_PRIVATE_KEY_FILE: '/k.pem', TOKEN_HASH_KEY: 'y' }), /SMTP_URL/);
+});
+
+test('every error code has a client-error or server-error status and a title', () => {
+  for (const [code, { status, title }] of Object.entries(ERROR_CODES)) {
+    assert.ok(status >= 400 && status <= 599, code);
+    assert.ok(title.length > 0, code);
+    assert.equal(new AppError(code as keyof typeof ERROR_CODES).status, status);
+  }
+  // The statuses the contract fixes.
+  const fixed: Record<string, number> = {
+    not_found: 404, malformed_request: 400, payload_too_large: 413, validation_failed: 422, username_taken: 409, email_taken: 409,
+    user_not_found: 404, invalid_or_expired_token: 400, invalid_credentials: 401, mfa_required: 403, invalid_security_code: 401,
+    account_inactive: 403, email_not_verified: 403, invalid_token: 401, refresh_token_reused: 401, method_not_enabled: 400,
+    too_many_requests: 429, csrf_rejected: 403, totp_already_enabled: 409, step_up_required: 403, mfa_not_enabled: 409,
+  };
+  for (const [code, status] of Object.entries(fixed)) assert.equal(ERROR_CODES[code as keyof typeof ERROR_CODES].status, status, code);
+  assert.equal(new AppError('email_not_verified', { status: 422 }).status, 422, 'the one code the contract uses with two statuses');
+});
