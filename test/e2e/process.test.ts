@@ -1,0 +1,137 @@
+/**
+ * The real process, as a new user runs it: `npm start` on a fresh data directory, then the issue's
+ * steps 1–5 over HTTP, then a restart on the same directory (the generated key must survive it).
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { decodeJwt } from 'jose';
+import { totpCodeAt } from '../../src/crypto/totp.ts';
+import { decodeQrPng } from '../helpers/qr.ts';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+const children: ChildProcess[] = [];
+function stop(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    // npm start runs a process tree; it is its own process group, so signal the group.
+    try {
+      process.kill(-child.pid!, signal);
+    } catch {
+      resolve();
+    }
+  });
+}
+after(async () => {
+  await Promise.all(children.map((c) => stop(c, 'SIGKILL')));
+});
+
+async function start(env: Record<string, string>): Promise<{ child: ChildProcess; output: () => string }> {
+  const child = spawn('npm', ['start', '--silent'], { cwd: ROOT, env: { ...process.env, ...env }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  const base = `http://127.0.0.1:${env.PORT}`;
+  // Bounded wait for start-up: 60 s covers a cold tsx compile plus PGlite initialisation on 2 cores.
+  for (let i = 0; i < 240; i++) {
+    if (child.exitCode !== null) throw new Error(`npm start exited early:\n${output}`);
+    try {
+      const res = await fetch(`${base}/healthz`);
+      if (res.ok) return { child, output: () => output };
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`npm start did not answer /healthz:\n${output}`);
+}
+
+test('npm start on a fresh directory serves the whole first half of the contract, and survives a restart', async (t) => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'twofold-e2e-'));
+  t.after(() => rmSync(dataDir, { recursive: true, force: true }));
+  const port = String(await freePort());
+  const env = { PORT: port, HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', NODE_ENV: 'development', DATABASE_URL: '', SMTP_URL: '', REDIS_URL: '' };
+  const base = `http://127.0.0.1:${port}`;
+  const json = (body: unknown) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+  const first = await start(env);
+  // The embedded database, the signing key and the TOTP key live in the data directory.
+  assert.ok(existsSync(join(dataDir, 'pglite')), 'PGlite data directory');
+  const keyFile = join(dataDir, 'jwt-signing-key.pem');
+  assert.ok(existsSync(keyFile));
+  assert.equal(statSync(keyFile).mode & 0o077, 0, 'the private key is readable by its owner only');
+
+  // 1. sign up
+  const password = 'a long and unusual passphrase 7';
+  const created = await fetch(`${base}/api/v1/user`, json({ username: 'alice', email: 'alice@example.com', password1: password, password2: password }));
+  assert.equal(created.status, 201);
+  const user = await created.json();
+
+  // 2. public profile
+  const profile = await (await fetch(`${base}/api/v1/user/alice`)).json();
+  assert.deepEqual(Object.keys(profile).sort(), ['created_at', 'is_active', 'updated_at', 'username']);
+
+  // 3. QR code as PNG → the otpauth URI → a code from the secret
+  const qr = await fetch(`${base}/api/v1/auth-totp/qrcode`, json({ username: 'alice', password }));
+  assert.equal(qr.status, 201);
+  assert.equal(qr.headers.get('content-type'), 'image/png');
+  const uri = decodeQrPng(Buffer.from(await qr.arrayBuffer()));
+  assert.ok(uri);
+  const secret = new URL(uri).searchParams.get('secret')!;
+  assert.match(uri, /^otpauth:\/\/totp\/Twofold:alice\?secret=[A-Z2-7]{32}&issuer=Twofold&algorithm=SHA1&digits=6&period=30$/);
+
+  // 4. login with the code (activates TOTP); then password alone needs the second step
+  const loggedIn = await fetch(`${base}/api/v1/auth-jwt/login`, json({ username: 'alice@example.com', password, security_code: totpCodeAt(secret, new Date()) }));
+  assert.equal(loggedIn.status, 200, await loggedIn.clone().text());
+  const tokens = await loggedIn.json();
+  assert.equal(decodeJwt(tokens.access_token).aal, 'aal2');
+  assert.ok(loggedIn.headers.getSetCookie().some((c) => c.startsWith('access_token=') && /HttpOnly/i.test(c)));
+  const challenge = await fetch(`${base}/api/v1/auth-jwt/login`, json({ username: 'alice', password }));
+  assert.equal(challenge.status, 403);
+  assert.equal((await challenge.json()).code, 'mfa_required');
+
+  // 5. user-info (Bearer), refresh (rotates), logout (revokes at once)
+  const info = await fetch(`${base}/api/v1/auth-jwt/user-info`, { headers: { authorization: `Bearer ${tokens.access_token}` } });
+  assert.equal(info.status, 200);
+  const me = await info.json();
+  assert.equal(me.uuid, user.uuid);
+  assert.equal(me.mfa.totp, true);
+  const refreshed = await fetch(`${base}/api/v1/auth-jwt/refresh`, json({ refresh_token: tokens.refresh_token }));
+  assert.equal(refreshed.status, 200);
+  const pair = await refreshed.json();
+  assert.notEqual(pair.refresh_token, tokens.refresh_token);
+
+  // Service endpoints answer.
+  for (const path of ['/.well-known/jwks.json', '/.well-known/openid-configuration', '/openapi.json', '/readyz', '/metrics']) {
+    assert.equal((await fetch(`${base}${path}`)).status, 200, path);
+  }
+
+  // Restart on the same directory: the key and the data are kept, so the token still works.
+  await stop(first.child);
+  await start(env);
+  const after = await fetch(`${base}/api/v1/auth-jwt/user-info`, { headers: { authorization: `Bearer ${pair.access_token}` } });
+  assert.equal(after.status, 200, 'tokens survive a restart');
+  const out = await fetch(`${base}/api/v1/auth-jwt/logout`, { method: 'POST', headers: { authorization: `Bearer ${pair.access_token}` } });
+  assert.equal(out.status, 204);
+  const refused = await fetch(`${base}/api/v1/auth-jwt/user-info`, { headers: { authorization: `Bearer ${pair.access_token}` } });
+  assert.equal(refused.status, 401);
+  assert.equal((await refused.json()).code, 'invalid_token');
+});
