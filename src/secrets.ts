@@ -47,7 +47,7 @@ export async function loadSecrets(config: Config): Promise<Secrets> {
   try {
     secretBox = new SecretBox(parseEncryptionKeys(totpKeyText));
   } catch (e) {
-    throw new Error(`TOTP_ENCRYPTION_KEY: ${(e as Error).message}`);
+    throw new Error(`TOTP_ENCRYPTION_KEY: ${(e as Error).message}`, { cause: e });
   }
 
   const hashKeyText = config.tokenHashKey ?? readOrCreate(join(config.dataDir, 'token-hash.key'), () => `${randomBytes(32).toString('base64')}\n`);
