@@ -474,13 +474,29 @@ describe('hosted pages in a real browser', { timeout: 900_000 }, () => {
     await context.close();
   });
 
-  test('MFA_POLICY=required: the login page enrols an authenticator app before letting the user in', T, async () => {
-    const strict = await startService({ MFA_POLICY: 'required' }, 'service-mfa-required.log');
+  test('verification and second factor required: sign-up explains, the login page enrols an authenticator app', T, async () => {
+    const strict = await startService({ MFA_POLICY: 'required', REQUIRE_EMAIL_VERIFICATION: 'true' }, 'service-strict.log');
     try {
       const carol = { username: 'carol', email: 'carol@example.com', password: 'marble orchard whistle 5150' };
-      await signUpByApi(carol, strict.baseUrl);
       const context = await browser.newContext({ baseURL: strict.baseUrl, viewport: DESKTOP });
       const p = await newPage(context);
+      await p.goto('/signup');
+      await p.getByLabel('Username').fill(carol.username);
+      await p.getByLabel('Email').fill(carol.email);
+      await p.getByLabel('Password', { exact: true }).fill(carol.password);
+      await p.getByLabel('Confirm password').fill(carol.password);
+      await p.getByRole('button', { name: 'Sign up' }).click();
+      await p.getByRole('status').filter({ hasText: 'Check your inbox' }).waitFor();
+      await screenshot(p, 'signup-check-inbox');
+
+      await p.getByRole('status').getByRole('link', { name: 'log in' }).click();
+      await logInWithPassword(p, carol.username, carol.password);
+      await p.getByRole('alert').filter({ hasText: /verify/i }).waitFor();
+
+      const mail = await waitForMail(strict.baseUrl, new Set(), (m) => m.to.includes(carol.email));
+      await p.goto(linkIn(mail, 'token='));
+      await p.getByRole('heading', { name: 'Your e-mail address is verified' }).waitFor();
+
       await p.goto('/login');
       await logInWithPassword(p, carol.username, carol.password);
       const qr = p.getByRole('img', { name: /QR code/ });

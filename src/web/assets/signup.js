@@ -30,9 +30,10 @@ form.addEventListener('submit', async (event) => {
     return;
   }
   form.hidden = true;
+  byId('signup-links').hidden = true;
   const loginHref = `/login${returnTo() ? `?return_to=${encodeURIComponent(/** @type {string} */ (returnTo()))}` : ''}`;
-  say(statusEl, 'Your account is created. Check your inbox and open the link we sent to verify your e-mail address, then', {
-    href: loginHref,
-    text: 'log in',
-  });
+  const text = login.problem?.code === 'mfa_enrollment_required'
+    ? 'Your account is created. This service requires two-factor authentication: log in to set it up.'
+    : 'Your account is created. Check your inbox and open the link we sent to verify your e-mail address.';
+  say(statusEl, text, { href: loginHref, text: 'Log in' });
 });

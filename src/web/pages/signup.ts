@@ -18,7 +18,7 @@ ${field({ id: 'password1', label: 'Password', type: 'password', autocomplete: 'n
 ${field({ id: 'password2', label: 'Confirm password', type: 'password', autocomplete: 'new-password' })}
 <button type="submit" class="primary">Sign up</button>
 </form>
-<p class="links">Already have an account? <a href="${withReturnTo('/login', ctx)}">Log in</a></p>
+<p class="links" id="signup-links">Already have an account? <a href="${withReturnTo('/login', ctx)}">Log in</a></p>
 </section>`;
   return layout({ productName, title: 'Sign up', body, script: 'signup.js', needsScript: true, data: returnToData(ctx) });
 }
