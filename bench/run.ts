@@ -1,0 +1,261 @@
+/**
+ * `npm run bench`: throughput and latency of the main flows against a running instance, next to the
+ * raw argon2id verify rate measured in the same run (login is bound by the password hash).
+ *
+ * By default it starts its own instance (`node --import tsx src/server.ts`) with RATE_LIMIT_DISABLED=true
+ * on a fresh database `twofold_bench_<random>` of the PostgreSQL server at BENCH_DATABASE_URL (default
+ * postgres://postgres@127.0.0.1:5432/postgres; PGlite when unreachable), and reports its peak resident
+ * memory (VmHWM). BENCH_URL=http://host:port targets an instance you started yourself instead (it must
+ * run with RATE_LIMIT_DISABLED=true). BENCH_DURATION (seconds, default 10) bounds each timed run.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import autocannon from 'autocannon';
+import { hash, verify } from '@node-rs/argon2';
+import pg from 'pg';
+import { totpCodeAt } from '../src/crypto/totp.ts';
+
+const DURATION = Number(process.env.BENCH_DURATION ?? 10);
+const PASSWORD = 'benchmark passphrase that is long enough';
+const ROOT = new URL('../', import.meta.url).pathname;
+
+interface Row {
+  flow: string;
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  non2xx: number;
+  requests: number;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+async function post(base: string, path: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(base + path, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+  const text = await res.text();
+  return { status: res.status, json: text ? JSON.parse(text) : {} };
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight. */
+async function pool<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(Array.from({ length: limit }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  }));
+  return out;
+}
+
+/** argon2id verifications per second with every core busy (the ceiling for password logins). */
+async function argon2Rate(seconds: number): Promise<number> {
+  const phc = await hash(PASSWORD, { algorithm: 2, memoryCost: 19456, timeCost: 2, parallelism: 1 });
+  const end = Date.now() + seconds * 1000;
+  let count = 0;
+  const workers = Math.max(2, availableParallelism()) * 2;
+  await Promise.all(Array.from({ length: workers }, async () => {
+    while (Date.now() < end) {
+      await verify(phc, PASSWORD);
+      count++;
+    }
+  }));
+  return count / seconds;
+}
+
+function row(flow: string, r: autocannon.Result): Row {
+  return { flow, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx, requests: r.requests.total };
+}
+
+function run(opts: autocannon.Options): Promise<autocannon.Result> {
+  return new Promise((resolve, reject) => {
+    autocannon(opts, (err, result) => (err ? reject(err) : resolve(result)));
+  });
+}
+
+async function startInstance(): Promise<{ base: string; child: ChildProcess; cleanup: () => Promise<void>; database: string }> {
+  const adminUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+  let databaseUrl = '';
+  let dropDb: (() => Promise<void>) | undefined;
+  try {
+    const admin = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 2000 });
+    await admin.connect();
+    const name = `twofold_bench_${randomBytes(4).toString('hex')}`;
+    await admin.query(`CREATE DATABASE ${name}`);
+    await admin.end();
+    const u = new URL(adminUrl);
+    u.pathname = `/${name}`;
+    databaseUrl = u.toString();
+    dropDb = async () => {
+      const c = new pg.Client({ connectionString: adminUrl });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    };
+  } catch {
+    console.log('PostgreSQL not reachable: benchmarking on embedded PGlite');
+  }
+  const dataDir = mkdtempSync(join(tmpdir(), 'twofold-bench-'));
+  const port = await freePort();
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, DATABASE_URL: databaseUrl, REDIS_URL: '', SMTP_URL: '', RATE_LIMIT_DISABLED: 'true', LOG_LEVEL: 'warn', NODE_ENV: 'development', DATABASE_POOL_SIZE: '16' },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const base = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 240; i++) {
+    if (child.exitCode !== null) throw new Error('the instance exited during start-up');
+    try {
+      if ((await fetch(`${base}/healthz`)).ok) break;
+    } catch {
+      // not yet listening
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return {
+    base,
+    child,
+    database: databaseUrl ? 'PostgreSQL (loopback)' : 'PGlite',
+    cleanup: async () => {
+      await new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      });
+      await dropDb?.().catch(() => {});
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+function memoryOf(pid: number | undefined): { peakMb: number; rssMb: number } | undefined {
+  if (!pid) return undefined;
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+    return { peakMb: kb('VmHWM') / 1024, rssMb: kb('VmRSS') / 1024 };
+  } catch {
+    return undefined;
+  }
+}
+
+async function main(): Promise<void> {
+  const external = process.env.BENCH_URL;
+  const instance = external ? undefined : await startInstance();
+  const base = external ?? instance!.base;
+  try {
+    console.log(`benchmarking ${base} (${instance?.database ?? 'external instance'}), ${DURATION} s per timed run`);
+    console.log('measuring raw argon2id verify rate (m=19 MiB, t=2, p=1, every core busy)…');
+    const argon = await argon2Rate(5);
+
+    // Users: one for password logins and sessions; a pool with TOTP (pending at sign-up, activated by
+    // their first login) for one-step TOTP logins: each code works once per user, so each user serves
+    // three logins at strictly rising time steps (current-1, then current, then current+1).
+    const tag = randomBytes(3).toString('hex');
+    const plain = `bench_${tag}`;
+    const created = await post(base, '/api/v1/user', { username: plain, email: `${plain}@example.com`, password1: PASSWORD, password2: PASSWORD });
+    if (created.status !== 201) throw new Error(`sign-up failed: ${JSON.stringify(created.json)}`);
+    const totpTarget = Math.ceil((argon * 1.1 * DURATION) / 3) + 20;
+    console.log(`creating ${totpTarget} TOTP users…`);
+    const totpUsers = await pool(Array.from({ length: totpTarget }, (_, i) => `bt_${tag}_${i}`), 8, async (username) => {
+      const r = await post(base, '/api/v1/user', { username, email: `${username}@example.com`, password1: PASSWORD, password2: PASSWORD, mfa: 'totp' });
+      if (r.status !== 201) throw new Error(`TOTP sign-up failed: ${JSON.stringify(r.json)}`);
+      return { username, secret: (r.json.totp as { secret: string }).secret, uses: 0 };
+    });
+
+    const login = await post(base, '/api/v1/auth-jwt/login', { username: plain, password: PASSWORD });
+    const access = login.json.access_token as string;
+    const connections = 32;
+    const sessions = await pool(Array.from({ length: connections }), 8, async () => (await post(base, '/api/v1/auth-jwt/login', { username: plain, password: PASSWORD })).json.refresh_token as string);
+
+    const rows: Row[] = [];
+    console.log('user-info…');
+    rows.push(row('GET user-info (Bearer)', await run({ url: `${base}/api/v1/auth-jwt/user-info`, connections: 64, duration: DURATION, headers: { authorization: `Bearer ${access}` } })));
+
+    console.log('refresh…');
+    let nextSession = 0;
+    rows.push(row('POST refresh (rotation)', await run({
+      url: base,
+      connections,
+      duration: DURATION,
+      requests: [{
+        method: 'POST',
+        path: '/api/v1/auth-jwt/refresh',
+        headers: { 'content-type': 'application/json' },
+        // Each connection is one session: it rotates its own refresh token, request after request.
+        setupRequest: (req, context) => {
+          const ctx = context as { rt?: string };
+          ctx.rt ??= sessions[nextSession++ % sessions.length]!;
+          return { ...req, body: JSON.stringify({ refresh_token: ctx.rt }) };
+        },
+        onResponse: (status, body, context) => {
+          if (status === 200) (context as { rt?: string }).rt = JSON.parse(body).refresh_token;
+        },
+      }],
+    })));
+
+    console.log('password login…');
+    rows.push(row('POST login (password only)', await run({
+      url: `${base}/api/v1/auth-jwt/login`, method: 'POST', connections: 16, duration: DURATION,
+      headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: plain, password: PASSWORD }),
+    })));
+
+    console.log('TOTP login…');
+    let nextUser = 0;
+    const totpRequests = totpUsers.length * 3;
+    rows.push(row('POST login + security_code', await run({
+      url: base,
+      connections: 16,
+      amount: totpRequests,
+      requests: [{
+        method: 'POST',
+        path: '/api/v1/auth-jwt/login',
+        headers: { 'content-type': 'application/json' },
+        setupRequest: (req) => {
+          const user = totpUsers[nextUser++ % totpUsers.length]!;
+          const step = Math.floor(Date.now() / 30000) - 1 + user.uses++;
+          const code = totpCodeAt(user.secret, new Date(step * 30000 + 15000));
+          return { ...req, body: JSON.stringify({ username: user.username, password: PASSWORD, security_code: code }) };
+        },
+      }],
+    })));
+
+    const memory = memoryOf(instance?.child.pid);
+    const pad = (s: string, n: number) => s.padEnd(n);
+    const num = (n: number, n2 = 8) => n.toFixed(n < 100 ? 1 : 0).padStart(n2);
+    console.log('\n| flow                         |    req/s |  p50 ms |  p99 ms | non-2xx | errors |');
+    console.log('|------------------------------|---------:|--------:|--------:|--------:|-------:|');
+    for (const r of rows) console.log(`| ${pad(r.flow, 28)} | ${num(r.rps)} | ${num(r.p50, 7)} | ${num(r.p99, 7)} | ${String(r.non2xx).padStart(7)} | ${String(r.errors).padStart(6)} |`);
+    console.log(`\nargon2id raw verify rate (same run): ${argon.toFixed(1)}/s`);
+    const [info, refresh, pwd, totp] = rows;
+    console.log(`password login / argon2id: ${((pwd!.rps / argon) * 100).toFixed(0)} % (target ≥ 85 %)`);
+    console.log(`TOTP login / argon2id:     ${((totp!.rps / argon) * 100).toFixed(0)} % (target ≥ 85 %)`);
+    console.log(`user-info: ${info!.rps.toFixed(0)} req/s, p99 ${info!.p99} ms (target ≥ 5000 req/s, p99 < 50 ms)`);
+    console.log(`refresh:   ${refresh!.rps.toFixed(0)} req/s (target ≥ 1000 req/s)`);
+    if (memory) console.log(`instance memory: peak RSS ${memory.peakMb.toFixed(0)} MB, now ${memory.rssMb.toFixed(0)} MB (target ≤ 150 MB)`);
+    const bad = rows.filter((r) => r.non2xx > 0 || r.errors > 0);
+    if (bad.length) console.log(`\nWARNING: failed requests in ${bad.map((r) => r.flow).join(', ')} — the figures above include them.`);
+  } finally {
+    await instance?.cleanup();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
