@@ -6,7 +6,7 @@ import type { Deps } from '../deps.ts';
 import type { Queryable } from '../db/database.ts';
 import { AppError } from '../errors.ts';
 import { newId, randomBackupCode } from '../crypto/random.ts';
-import { countBackupCodes, replaceBackupCodes } from '../db/repositories/backup-codes.ts';
+import { countBackupCodes, lockBackupCodes, replaceBackupCodes } from '../db/repositories/backup-codes.ts';
 import { findUserById } from '../db/repositories/users.ts';
 import { enqueueMail } from '../mail/outbox.ts';
 import { requireAal2, type AuthContext } from './authenticate.ts';
@@ -26,6 +26,7 @@ export async function issueBackupCodes(deps: Deps, tx: Queryable, userId: string
   // whole change on one, so draw until there are ten different codes.
   while (codes.size < BACKUP_CODE_COUNT) codes.add(randomBackupCode());
   const list = [...codes];
+  await lockBackupCodes(tx, userId);
   await replaceBackupCodes(tx, userId, list.map((code) => ({ id: newId(), hash: backupCodeHash(deps, userId, code) })), deps.clock());
   return list;
 }
@@ -35,6 +36,8 @@ export async function issueBackupCodes(deps: Deps, tx: Queryable, userId: string
  * already holds is never replaced implicitly: they may have printed it. Returns [] otherwise.
  */
 export async function issueBackupCodesIfNone(deps: Deps, tx: Queryable, userId: string): Promise<string[]> {
+  // Locked before counting, so two factors confirmed at once cannot both see "none" and both issue.
+  await lockBackupCodes(tx, userId);
   if ((await countBackupCodes(tx, userId)) > 0) return [];
   return issueBackupCodes(deps, tx, userId);
 }

@@ -23,3 +23,13 @@ export async function countBackupCodes(tx: Queryable, userId: string): Promise<n
 export async function deleteBackupCodes(tx: Queryable, userId: string): Promise<void> {
   await tx.query('DELETE FROM backup_codes WHERE user_id = $1', [userId]);
 }
+
+/**
+ * Serialises changes of one user's set until `tx` ends, by locking the user's row. Without it two
+ * concurrent replacements on PostgreSQL (READ COMMITTED) would each delete only the rows they can
+ * see and then both insert: twenty valid codes. FOR NO KEY UPDATE does not block inserts that merely
+ * reference the user (foreign keys take KEY SHARE).
+ */
+export async function lockBackupCodes(tx: Queryable, userId: string): Promise<void> {
+  await tx.query('SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE', [userId]);
+}
