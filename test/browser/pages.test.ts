@@ -474,6 +474,28 @@ describe('hosted pages in a real browser', { timeout: 900_000 }, () => {
     await context.close();
   });
 
+  test('a locked account gets a readable "wait" message from the 429 and its Retry-After', T, async () => {
+    const eve = { username: 'eve', email: 'eve@example.com', password: 'quartz meadow bicycle 6060' };
+    await signUpByApi(eve);
+    let status = 0;
+    for (let i = 0; i < 30 && status !== 429; i++) {
+      const res = await fetch(`${service.baseUrl}/api/v1/auth-jwt/login`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ username: eve.username, password: 'not the right one' }),
+      });
+      status = res.status;
+    }
+    assert.equal(status, 429, 'the account locks after repeated failures');
+    const context = await browser.newContext({ baseURL: service.baseUrl, viewport: DESKTOP });
+    const p = await newPage(context);
+    await p.goto('/login');
+    await logInWithPassword(p, eve.username, eve.password);
+    await p.getByRole('alert').filter({ hasText: /Too many attempts\. Please wait \d+ (seconds?|minutes?)/ }).waitFor();
+    await screenshot(p, 'login-too-many-attempts');
+    await context.close();
+  });
+
   test('verification and second factor required: sign-up explains, the login page enrols an authenticator app', T, async () => {
     const strict = await startService({ MFA_POLICY: 'required', REQUIRE_EMAIL_VERIFICATION: 'true' }, 'service-strict.log');
     try {

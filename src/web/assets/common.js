@@ -140,7 +140,7 @@ export function showProblem(form, alertEl, res, options = {}) {
     }
     input.setAttribute('aria-invalid', 'true');
     const slot = document.getElementById(`${input.id}-error`);
-    if (slot) slot.textContent = slot.textContent ? `${slot.textContent} ${e.message}` : e.message;
+    if (slot) slot.textContent = slot.textContent ? `${slot.textContent}; ${e.message}` : e.message;
     first ??= input;
   }
 
