@@ -1,5 +1,5 @@
 // Account page: profile, second factors, backup codes, password change, sessions and log out.
-import { api, busy, byId, clearProblem, problemMessage, say, showProblem, valueOf } from './common.js';
+import { api, busy, byId, clearProblem, problemMessage, say, showEnrollment, showProblem, valueOf } from './common.js';
 
 const productName = document.querySelector('.brand span')?.textContent ?? 'Twofold';
 const accountAlert = byId('account-alert');
@@ -240,10 +240,7 @@ byId('totp-enable').addEventListener('click', async (event) => {
   mfaStatus.replaceChildren();
   const res = await busy(/** @type {HTMLElement} */ (event.currentTarget), () => call('POST', '/api/v1/auth-totp/enroll'));
   if (!res.ok) return showProblem(null, mfaAlert, res, { messages: { step_up_required: STEP_UP } });
-  const png = String(res.data?.qr_code_png_base64 ?? '');
-  /** @type {HTMLImageElement} */ (byId('totp-qr')).src = png.startsWith('data:') ? png : `data:image/png;base64,${png}`;
-  // Groups of four are easier to type; authenticator apps ignore the spaces.
-  byId('totp-secret').textContent = String(res.data?.secret ?? '').replace(/(.{4})(?=.)/g, '$1 ');
+  showEnrollment(/** @type {HTMLImageElement} */ (byId('totp-qr')), byId('totp-secret'), res.data);
   clearProblem(totpConfirmForm, null);
   totpConfirmForm.reset();
   byId('totp-enroll').hidden = false;

@@ -231,3 +231,16 @@ export function valueOf(form, name) {
   const el = form.elements.namedItem(name);
   return el && 'value' in el ? String(el.value) : '';
 }
+
+/**
+ * Shows a TOTP enrolment answer (`{qr_code_png_base64, secret}`) in a QR image and a key element.
+ * The key is grouped by four characters, easier to type; authenticator apps ignore the spaces.
+ * @param {HTMLImageElement} img
+ * @param {HTMLElement} secretEl
+ * @param {any} data
+ */
+export function showEnrollment(img, secretEl, data) {
+  const png = String(data?.qr_code_png_base64 ?? '');
+  img.src = png.startsWith('data:') ? png : `data:image/png;base64,${png}`;
+  secretEl.textContent = String(data?.secret ?? '').replace(/(.{4})(?=.)/g, '$1 ');
+}

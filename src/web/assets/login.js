@@ -1,5 +1,5 @@
 // Login page: username or e-mail and password, then, when the API asks for it, a second factor.
-import { api, busy, byId, clearProblem, returnTo, say, showProblem, valueOf } from './common.js';
+import { api, busy, byId, clearProblem, returnTo, say, showEnrollment, showProblem, valueOf } from './common.js';
 
 const loginScreen = byId('login-screen');
 const loginForm = /** @type {HTMLFormElement} */ (byId('login-form'));
@@ -115,9 +115,7 @@ async function startEnrollment(body) {
   const res = await api('POST', '/api/v1/auth-totp/qrcode', body);
   if (!res.ok) return showProblem(loginForm, loginAlert, res);
   credentials = body;
-  const png = String(res.data?.qr_code_png_base64 ?? '');
-  /** @type {HTMLImageElement} */ (byId('enroll-qr')).src = png.startsWith('data:') ? png : `data:image/png;base64,${png}`;
-  byId('enroll-secret').textContent = String(res.data?.secret ?? '').replace(/(.{4})(?=.)/g, '$1 ');
+  showEnrollment(/** @type {HTMLImageElement} */ (byId('enroll-qr')), byId('enroll-secret'), res.data);
   loginScreen.hidden = true;
   enrollScreen.hidden = false;
   clearProblem(enrollForm, enrollAlert);

@@ -1,6 +1,6 @@
 /** The account page (`/account`): profile, second factors, backup codes, password, sessions, log out. */
 import { html } from '../html.ts';
-import { alertBox, field, layout, statusBox } from './layout.ts';
+import { alertBox, enrollmentSteps, field, layout, statusBox } from './layout.ts';
 import { returnToData, type PageContext } from './common.ts';
 
 /** A link back to the application the user came from, when `return_to` names another origin. */
@@ -56,16 +56,15 @@ ${statusBox('mfa-status')}
 <button type="button" id="totp-disable" class="secondary" hidden>Turn off authenticator app</button>
 </div>
 <div id="totp-enroll" class="panel" hidden>
-<ol class="steps">
-<li><p>Scan this QR code with your authenticator app.</p>
-<img id="totp-qr" class="qr" alt="QR code to add your ${productName} account to an authenticator app" width="200" height="200" src="data:,"></li>
-<li><p>Or type this key into the app by hand:</p><p><code id="totp-secret" class="secret"></code></p></li>
-<li><p>Enter the 6-digit code the app shows to finish.</p>
-<form id="totp-confirm-form" novalidate>
+${enrollmentSteps({
+    productName,
+    qrId: 'totp-qr',
+    secretId: 'totp-secret',
+    form: html`<form id="totp-confirm-form" novalidate>
 ${field({ id: 'totp-code', name: 'security_code', label: 'Security code', autocomplete: 'one-time-code', inputmode: 'numeric' })}
 <div class="actions"><button type="submit" class="primary">Verify</button><button type="button" class="secondary" id="totp-cancel">Cancel</button></div>
-</form></li>
-</ol>
+</form>`,
+  })}
 </div>
 <form id="totp-disable-form" class="panel" novalidate hidden>
 <p>Confirm with your password to turn off the authenticator app.</p>

@@ -86,3 +86,17 @@ export function alertBox(id: string): SafeHtml {
 export function statusBox(id: string, text?: string): SafeHtml {
   return html`<div class="status" role="status" id="${id}">${text ?? ''}</div>`;
 }
+
+/**
+ * The three steps of adding an authenticator app: the QR code (filled in by the script; its
+ * accessible name says "QR code"), the key for typing by hand, and the form for the first code.
+ */
+export function enrollmentSteps(o: { productName: string; qrId: string; secretId: string; form: SafeHtml }): SafeHtml {
+  return html`<ol class="steps">
+<li><p>Scan this QR code with your authenticator app.</p>
+<img id="${o.qrId}" class="qr" alt="QR code to add your ${o.productName} account to an authenticator app" width="200" height="200" src="data:,"></li>
+<li><p>Or type this key into the app by hand:</p><p><code id="${o.secretId}" class="secret"></code></p></li>
+<li><p>Enter the 6-digit code the app shows.</p>
+${o.form}</li>
+</ol>`;
+}

@@ -1,6 +1,6 @@
 /** The login page (`/` and `/login`): password first, then a second screen for the security code. */
 import { html } from '../html.ts';
-import { alertBox, field, layout, statusBox } from './layout.ts';
+import { alertBox, enrollmentSteps, field, layout, statusBox } from './layout.ts';
 import { returnToData, withReturnTo, type PageContext } from './common.ts';
 
 /** The name shown in "to continue to …": the application's host when returning to one. */
@@ -48,16 +48,15 @@ ${field({ id: 'code', name: 'code', label: 'Security code', autocomplete: 'one-t
 <h1 id="enroll-title">Set up two-factor authentication</h1>
 <p class="lead">${productName} requires a second factor for every account. Add it to an authenticator app to finish logging in.</p>
 ${alertBox('enroll-alert')}
-<ol class="steps">
-<li><p>Scan this QR code with your authenticator app.</p>
-<img id="enroll-qr" class="qr" alt="QR code to add your ${productName} account to an authenticator app" width="200" height="200" src="data:,"></li>
-<li><p>Or type this key into the app by hand:</p><p><code id="enroll-secret" class="secret"></code></p></li>
-<li><p>Enter the 6-digit code the app shows.</p>
-<form id="enroll-form" novalidate>
+${enrollmentSteps({
+    productName,
+    qrId: 'enroll-qr',
+    secretId: 'enroll-secret',
+    form: html`<form id="enroll-form" novalidate>
 ${field({ id: 'enroll-code', name: 'security_code', label: 'Code from the app', autocomplete: 'one-time-code', inputmode: 'numeric' })}
 <button type="submit" class="primary">Verify and log in</button>
-</form></li>
-</ol>
+</form>`,
+  })}
 <div class="alt-methods"><button type="button" class="link" id="enroll-start-over">Start over</button></div>
 </section>`;
   return layout({ productName, title: 'Log in', body, script: 'login.js', needsScript: true, data: returnToData(ctx) });
