@@ -2,13 +2,14 @@
  * `npm run bench`: throughput and latency of the main flows against a running instance, next to the
  * raw argon2id verify rate measured in the same run (login is bound by the password hash).
  *
- * By default it starts its own instance (`node --import tsx src/server.ts`) with RATE_LIMIT_DISABLED=true
+ * By default it builds and starts its own instance the production way (`npm run build`, `node dist/server.js`)
+ * with RATE_LIMIT_DISABLED=true
  * on a fresh database `twofold_bench_<random>` of the PostgreSQL server at BENCH_DATABASE_URL (default
  * postgres://postgres@127.0.0.1:5432/postgres; PGlite when unreachable), and reports its peak resident
  * memory (VmHWM). BENCH_URL=http://host:port targets an instance you started yourself instead (it must
  * run with RATE_LIMIT_DISABLED=true). BENCH_DURATION (seconds, default 10) bounds each timed run.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -112,7 +113,9 @@ async function startInstance(): Promise<{ base: string; child: ChildProcess; cle
   }
   const dataDir = mkdtempSync(join(tmpdir(), 'twofold-bench-'));
   const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+  console.log('building (npm run build)…');
+  execSync('npm run build --silent', { cwd: ROOT, stdio: 'inherit' });
+  const child = spawn(process.execPath, ['dist/server.js'], {
     cwd: ROOT,
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, DATABASE_URL: databaseUrl, REDIS_URL: '', SMTP_URL: '', RATE_LIMIT_DISABLED: 'true', LOG_LEVEL: 'warn', NODE_ENV: 'development', DATABASE_POOL_SIZE: '16' },
     stdio: ['ignore', 'inherit', 'inherit'],

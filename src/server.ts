@@ -13,7 +13,6 @@ import { openDatabase } from './db/open.ts';
 import { OutboxWorker } from './jobs/outbox-worker.ts';
 import { createLogger } from './logger.ts';
 import { createDevMailboxTransport } from './mail/dev-mailbox.ts';
-import { createSmtpTransport } from './mail/smtp-transport.ts';
 import { loadSecrets } from './secrets.ts';
 import { createLimiter } from './security/create-limiter.ts';
 
@@ -37,7 +36,8 @@ async function main(): Promise<void> {
   const limiter = createLimiter(config, { logger });
   if (config.rateLimit.disabled) logger.warn('RATE_LIMIT_DISABLED=true: every per-IP and per-account limit is OFF. Use this for benchmarks only.');
   const devMailbox = !config.smtpUrl;
-  const mailTransport = config.smtpUrl ? createSmtpTransport(config) : createDevMailboxTransport(logger);
+  // nodemailer is loaded only when mail really goes out over SMTP.
+  const mailTransport = config.smtpUrl ? (await import('./mail/smtp-transport.ts')).createSmtpTransport(config) : createDevMailboxTransport(logger);
 
   const deps: Deps = {
     config,

@@ -2,6 +2,7 @@
  * Password hashing with argon2id (@node-rs/argon2: prebuilt, runs on the libuv thread pool so the
  * event loop never waits for the ~10 ms hash). Parameters default to OWASP's m=19 MiB, t=2, p=1.
  */
+import { availableParallelism } from 'node:os';
 import { hash, verify, type Algorithm } from '@node-rs/argon2';
 
 /** `Algorithm.Argon2id`; the package exports a const enum, which isolated modules cannot read. */
@@ -13,10 +14,34 @@ export interface PasswordHashParams {
   parallelism: number;
 }
 
+/**
+ * At most `limit` tasks at once; the rest wait in order. Written here because it is eight lines and
+ * the hasher is its only user.
+ */
+class Gate {
+  #running = 0;
+  readonly #queue: Array<() => void> = [];
+  constructor(readonly limit: number) {}
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.#running >= this.limit) await new Promise<void>((resolve) => this.#queue.push(resolve));
+    this.#running++;
+    try {
+      return await task();
+    } finally {
+      this.#running--;
+      this.#queue.shift()?.();
+    }
+  }
+}
+
 /** Hashes and verifies passwords; tells when a stored hash should be upgraded. */
 export class PasswordHasher {
   readonly #params: PasswordHashParams;
   #dummy: Promise<string> | undefined;
+  // Each argon2id run holds memoryKib of RAM. Running more at once than there are cores gains no
+  // throughput (p=1 is single-threaded) but multiplies memory, and it would also crowd RSA signing
+  // and other work off the libuv pool. So hashes queue here, one per core.
+  readonly #gate = new Gate(Math.max(1, availableParallelism()));
 
   constructor(params: PasswordHashParams) {
     this.#params = params;
@@ -24,18 +49,20 @@ export class PasswordHasher {
 
   /** An argon2id PHC string for `password`. */
   hash(password: string): Promise<string> {
-    return hash(password, {
-      algorithm: ARGON2ID,
-      memoryCost: this.#params.memoryKib,
-      timeCost: this.#params.iterations,
-      parallelism: this.#params.parallelism,
-    });
+    return this.#gate.run(() =>
+      hash(password, {
+        algorithm: ARGON2ID,
+        memoryCost: this.#params.memoryKib,
+        timeCost: this.#params.iterations,
+        parallelism: this.#params.parallelism,
+      }),
+    );
   }
 
   /** True when `password` matches `phc`. A malformed stored hash counts as a mismatch. */
   async verify(phc: string, password: string): Promise<boolean> {
     try {
-      return await verify(phc, password);
+      return await this.#gate.run(() => verify(phc, password));
     } catch {
       return false;
     }

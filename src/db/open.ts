@@ -2,10 +2,13 @@
 import { join } from 'node:path';
 import type { Config } from '../config.ts';
 import type { Database } from './database.ts';
-import { openPglite } from './pglite.ts';
-import { openPostgres } from './postgres.ts';
 
 export async function openDatabase(config: Config): Promise<Database> {
-  if (config.databaseUrl) return openPostgres(config.databaseUrl, config.databasePoolSize);
+  // Each driver is imported only when used: PGlite's module alone holds ~40 MB a server never needs.
+  if (config.databaseUrl) {
+    const { openPostgres } = await import('./postgres.ts');
+    return openPostgres(config.databaseUrl, config.databasePoolSize);
+  }
+  const { openPglite } = await import('./pglite.ts');
   return openPglite(join(config.dataDir, 'pglite'));
 }
