@@ -10,6 +10,7 @@ import { newId } from '../crypto/random.ts';
 import { findUserById, findUserByLogin, updatePasswordHash, type UserRow } from '../db/repositories/users.ts';
 import { consumeChallenge, insertChallenge, reserveAttempt } from '../db/repositories/mfa-challenges.ts';
 import type { AttemptSubject } from '../security/limiter.ts';
+import { enqueueMail } from '../mail/outbox.ts';
 import { AMR, createSession, signTokenPair, type AuthLevel, type ClientInfo, type TokenPair } from './tokens.ts';
 import { hasActiveFactor, loadFactorState, mfaMethods, useBackupCode, useEmailCode, verifyTotpCode } from './second-factors.ts';
 
@@ -40,9 +41,15 @@ function assertUsable(deps: Deps, user: UserRow): void {
   if (!user.is_active) throw new AppError('account_inactive', { detail: 'This account is not active.' });
 }
 
-/** Creates the session and signs its tokens; clears the account's failure count. */
-async function finishLogin(deps: Deps, user: UserRow, level: AuthLevel, client: ClientInfo, subject: AttemptSubject): Promise<TokenPair> {
-  const session = await deps.db.transaction((tx) => createSession(deps, tx, user, level, client));
+/**
+ * Creates the session and signs its tokens; clears the account's failure count. `totpActivated`: this
+ * login's code activated a pending TOTP secret, which the user is told by mail (as for any new factor).
+ */
+async function finishLogin(deps: Deps, user: UserRow, level: AuthLevel, client: ClientInfo, subject: AttemptSubject, totpActivated = false): Promise<TokenPair> {
+  const session = await deps.db.transaction(async (tx) => {
+    if (totpActivated) await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'totp' } });
+    return createSession(deps, tx, user, level, client);
+  });
   await deps.limiter.recordSuccess(subject);
   return signTokenPair(deps, user, session, session.current_jti);
 }
@@ -75,12 +82,14 @@ export async function loginWithPassword(deps: Deps, input: PasswordLoginInput, c
 
   const factors = await loadFactorState(deps, user.id);
   if (input.security_code !== undefined && input.security_code !== '') {
-    const result = await verifyTotpCode(deps, deps.db, factors.totp, input.security_code.trim(), !hasActiveFactor(factors));
+    // A stored TOTP secret counts only while the operator offers TOTP (MFA_METHODS), as at /login/mfa.
+    const offered = deps.config.mfaMethods.includes('totp');
+    const result = offered ? await verifyTotpCode(deps, deps.db, factors.totp, input.security_code.trim(), !hasActiveFactor(factors)) : null;
     if (!result) {
       await deps.limiter.recordFailure(subject);
       throw codeError();
     }
-    return finishLogin(deps, user, { amr: [...AMR.totp], aal: 'aal2' }, client, subject);
+    return finishLogin(deps, user, { amr: [...AMR.totp], aal: 'aal2' }, client, subject, result === 'activated');
   }
   if (input.backup_code !== undefined && input.backup_code !== '') {
     if (!hasActiveFactor(factors) || !(await useBackupCode(deps, deps.db, user.id, input.backup_code))) {

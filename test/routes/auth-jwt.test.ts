@@ -226,6 +226,31 @@ describeWithApp('TOTP enrolment and two-factor login', (suite) => {
     assert.ok(cookies(done).get('access_token'));
   });
 
+  test('activating TOTP by a first login tells the user by mail', async (t) => {
+    const ctx = await suite.build(t);
+    const user = await createUser(ctx.app);
+    const before = (await ctx.deliverMail()).filter((m) => m.to === user.email && m.kind === 'factor_added').length;
+    await enableTotp(ctx, user);
+    const mails = (await ctx.deliverMail()).filter((m) => m.to === user.email && m.kind === 'factor_added');
+    assert.equal(mails.length, before + 1);
+    nextTotpStep(ctx.clock);
+    await login(ctx.app, { username: user.username, password: user.password, security_code: '000000' });
+    assert.equal((await ctx.deliverMail()).filter((m) => m.to === user.email && m.kind === 'factor_added').length, before + 1, 'only activation mails');
+  });
+
+  test('with MFA_METHODS=email, TOTP is neither enrolled nor accepted', async (t) => {
+    const ctx = await suite.build(t);
+    const user = await createUser(ctx.app);
+    const qr = (await ctx.app.inject({ method: 'POST', url: '/api/v1/auth-totp/qrcode', headers: { accept: 'application/json' }, payload: { username: user.username, password: user.password } })).json();
+    const emailOnly = await suite.build(t, { env: { MFA_METHODS: 'email' } });
+    const refused = await emailOnly.app.inject({ method: 'POST', url: '/api/v1/auth-totp/qrcode', payload: { username: user.username, password: user.password } });
+    assert.equal(refused.statusCode, 400);
+    assert.equal(refused.json().code, 'method_not_enabled');
+    const res = await login(emailOnly.app, { username: user.username, password: user.password, security_code: totpCodeAt(qr.secret, emailOnly.clock()) });
+    assert.equal(res.statusCode, 401);
+    assert.equal(res.json().code, 'invalid_security_code');
+  });
+
   test('a new /qrcode while pending replaces the secret: the old pending code no longer works', async (t) => {
     const ctx = await suite.build(t);
     const user = await createUser(ctx.app);

@@ -1,5 +1,5 @@
 /** E-mailed one-time codes: turning them on and off, and mailing the code of a login challenge. */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Deps } from '../../deps.ts';
@@ -7,6 +7,7 @@ import { AppError } from '../../errors.ts';
 import { confirmEmailOtp, disableEmailOtp, sendLoginEmailCode, startEmailOtpEnable } from '../../services/email-otp.ts';
 import { authOf, bearerToken, clientInfo, requireAuth } from '../plugins/auth.ts';
 import { BackupCodesSchema, problems } from '../schemas.ts';
+import { emptyBodyAsObject } from '../empty-body.ts';
 
 const security: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [] }];
 
@@ -92,7 +93,3 @@ export async function authEmailOtpRoutes(app: FastifyInstance, { deps }: { deps:
   });
 }
 
-/** The body is optional here (the token may come as Bearer): validate a missing body as `{}`. */
-async function emptyBodyAsObject(request: FastifyRequest): Promise<void> {
-  if (request.body === undefined || request.body === null) request.body = {};
-}

@@ -13,6 +13,7 @@ import type { TokenPair } from '../../services/tokens.ts';
 import { ACCESS_COOKIE, REFRESH_COOKIE, clearTokenCookies, setTokenCookies } from '../cookies.ts';
 import { assertNotCrossSite, authOf, bearerToken, clientInfo, requireAuth } from '../plugins/auth.ts';
 import { DateTime, MfaRequired, Password, SecurityCode, TokenPairSchema, Uuid, problems } from '../schemas.ts';
+import { emptyBodyAsObject } from '../empty-body.ts';
 
 const security: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [] }];
 
@@ -167,10 +168,6 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
   });
 }
 
-/** Routes whose body is optional (the token may come as Bearer or cookie) validate a missing body as `{}`. */
-async function emptyBodyAsObject(request: FastifyRequest): Promise<void> {
-  if (request.body === undefined || request.body === null) request.body = {};
-}
 
 /** The refresh token from body, Bearer or cookie (cookies only with the CSRF check). */
 function refreshTokenOf(request: FastifyRequest, deps: Deps): string {

@@ -13,6 +13,8 @@ import { qrSvg, startTotpEnrollment, type TotpEnrollment } from '../../services/
 import { confirmTotp, enrollTotp, removeTotp } from '../../services/totp-management.ts';
 import { authOf, clientInfo, requireAuth } from '../plugins/auth.ts';
 import { BackupCodesSchema, Password, SecurityCode, TotpEnrollmentSchema, problems } from '../schemas.ts';
+import { emptyBodyAsObject } from '../empty-body.ts';
+import { assertMethodOffered } from '../../services/factor-changes.ts';
 
 const security: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [] }];
 
@@ -55,6 +57,7 @@ export async function authTotpRoutes(app: FastifyInstance, { deps }: { deps: Dep
       response: { 201: enrollmentResponse, ...problems(401, 406, 409, 422, 429) },
     },
   }, async (request, reply) => {
+    assertMethodOffered(deps, 'totp');
     const type = negotiateEnrollmentType(request);
     const login = request.body.username.trim();
     const user = await findUserByLogin(deps.db, login);
@@ -130,7 +133,3 @@ export async function authTotpRoutes(app: FastifyInstance, { deps }: { deps: Dep
   });
 }
 
-/** A body-less DELETE validates as `{}`, so the missing proof gets its own 422 message. */
-async function emptyBodyAsObject(request: FastifyRequest): Promise<void> {
-  if (request.body === undefined || request.body === null) request.body = {};
-}
