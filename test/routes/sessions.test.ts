@@ -108,7 +108,7 @@ describeWithApp('sessions', (suite) => {
     const victim = await createUser(ta.app);
     const mine = await loginTokens(ta.app, user);
     const theirs = await loginTokens(ta.app, victim);
-    for (const id of [sidOf(theirs.access_token), '01937a5e-3f1c-7cc0-9a41-0c5a1d2f7e11', 'not-a-uuid', "1' OR '1'='1"]) {
+    for (const id of [sidOf(theirs.access_token), '01937a5e-3f1c-7cc0-9a41-0c5a1d2f7e11', 'not-a-uuid', "1' OR '1'='1", 'x'.repeat(150)]) {
       const res = await revoke(ta.app, mine.access_token, encodeURIComponent(id));
       assert.equal(res.statusCode, 404, id);
       assert.equal(res.json().code, 'session_not_found');

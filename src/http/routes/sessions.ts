@@ -65,7 +65,7 @@ export async function sessionRoutes(app: FastifyInstance, { deps }: { deps: Deps
       summary: 'Revoke one of the caller\'s sessions',
       description: 'Its access and refresh tokens are refused at once. Revoking the current session also clears the token cookies. Another user\'s session, or an unknown or ended one, is 404 `session_not_found`.',
       security,
-      params: Type.Object({ id: Type.String({ maxLength: 64, description: 'Session id from GET /sessions' }) }),
+      params: Type.Object({ id: Type.String({ description: 'Session id from GET /sessions' }) }),
       response: { 204: Type.Null(), ...problems(401, 403, 404) },
     },
   }, async (request, reply) => {
