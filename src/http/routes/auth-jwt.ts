@@ -14,6 +14,7 @@ import { ACCESS_COOKIE, REFRESH_COOKIE, clearTokenCookies, setTokenCookies } fro
 import { assertNotCrossSite, authOf, bearerToken, clientInfo, requireAuth } from '../plugins/auth.ts';
 import { DateTime, MfaRequired, Password, SecurityCode, TokenPairSchema, Uuid, problems } from '../schemas.ts';
 import { emptyBodyAsObject } from '../empty-body.ts';
+import { privateUser } from '../../services/register-user.ts';
 
 const security: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [] }];
 
@@ -150,15 +151,9 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
     if (!user) throw new AppError('invalid_token');
     reply.header('Cache-Control', 'no-store');
     return {
-      uuid: user.id,
-      username: user.username,
-      email: user.email,
-      email_verified: user.email_verified,
-      is_active: user.is_active,
+      ...privateUser(user),
       full_name: user.full_name,
       profile: user.profile,
-      created_at: user.created_at.toISOString(),
-      updated_at: user.updated_at.toISOString(),
       mfa: {
         totp: user.totp_active && deps.config.mfaMethods.includes('totp'),
         email: user.email_otp_enabled && deps.config.mfaMethods.includes('email'),
@@ -167,7 +162,6 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
     };
   });
 }
-
 
 /** The refresh token from body, Bearer or cookie (cookies only with the CSRF check). */
 function refreshTokenOf(request: FastifyRequest, deps: Deps): string {
