@@ -15,6 +15,7 @@ import { createLogger } from './logger.ts';
 import { createDevMailboxTransport } from './mail/dev-mailbox.ts';
 import { loadSecrets } from './secrets.ts';
 import { createLimiter } from './security/create-limiter.ts';
+import { closePasswordChecker } from './security/password-policy.ts';
 
 let config: Config;
 try {
@@ -60,7 +61,7 @@ async function main(): Promise<void> {
     // Stop taking requests first, then let the worker finish the mail it holds, then close resources.
     await app.close().catch((err: unknown) => logger.error({ err }, 'closing http server failed'));
     await worker.stop().catch((err: unknown) => logger.error({ err }, 'stopping outbox worker failed'));
-    await Promise.allSettled([limiter.close(), mailTransport.close()]);
+    await Promise.allSettled([limiter.close(), mailTransport.close(), closePasswordChecker()]);
     await db.close().catch((err: unknown) => logger.error({ err }, 'closing database failed'));
     process.exit(0);
   }

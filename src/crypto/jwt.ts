@@ -134,8 +134,11 @@ export class KeyStore {
       if (e instanceof joseErrors.JOSEError) throw new TokenError(e.code, { cause: e });
       throw new TokenError('malformed token', { cause: e });
     }
-    if (this.#verified.size >= KeyStore.CACHE_LIMIT) this.#verified.clear();
-    this.#verified.set(token, { kind, payload });
+    // Only access tokens are presented again and again; refresh and MFA tokens are single use.
+    if (kind === 'access') {
+      if (this.#verified.size >= KeyStore.CACHE_LIMIT) this.#verified.clear();
+      this.#verified.set(token, { kind, payload });
+    }
     return payload;
   }
 }

@@ -1,6 +1,35 @@
 /** A PostgreSQL server through a node-postgres pool: the production driver. */
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { Database, Queryable, QueryResult } from './database.ts';
+
+const statementNames = new Map<string, string>();
+/**
+ * A named query config: node-postgres prepares a named statement once per connection and then only
+ * binds and executes it, sparing the server a parse and plan per request. Our statements are a fixed
+ * set of constant strings, so the map of names stays small.
+ */
+function prepared(sql: string, params: readonly unknown[]): pg.QueryConfig {
+  let name = statementNames.get(sql);
+  if (name === undefined) {
+    name = `s_${createHash('sha1').update(sql).digest('hex').slice(0, 16)}`;
+    statementNames.set(sql, name);
+  }
+  return { name, text: sql, values: params as unknown[] };
+}
+
+/**
+ * Runs a statement prepared; when a migration by another instance changed a table under a prepared
+ * `SELECT *` (SQLSTATE 0A000, "cached plan must not change result type"), runs it once unprepared.
+ */
+async function run(client: pg.Pool | pg.PoolClient, sql: string, params: readonly unknown[]): Promise<pg.QueryResult> {
+  try {
+    return await client.query(prepared(sql, params));
+  } catch (e) {
+    if ((e as { code?: string }).code === '0A000') return client.query(sql, params as unknown[]);
+    throw e;
+  }
+}
 
 /** Opens a pool on `url`; fails fast when the server cannot be reached. */
 export async function openPostgres(url: string, poolSize = 10): Promise<Database> {
@@ -11,7 +40,7 @@ export async function openPostgres(url: string, poolSize = 10): Promise<Database
   client.release();
 
   const query = async <T>(sql: string, params: readonly unknown[] = []): Promise<QueryResult<T>> => {
-    const r = await pool.query(sql, params as unknown[]);
+    const r = await run(pool, sql, params);
     return { rows: r.rows as T[], rowCount: r.rowCount ?? 0 };
   };
   return {
@@ -23,7 +52,7 @@ export async function openPostgres(url: string, poolSize = 10): Promise<Database
         await c.query('BEGIN');
         const tx: Queryable = {
           async query<R>(sql: string, params: readonly unknown[] = []) {
-            const r = await c.query(sql, params as unknown[]);
+            const r = await run(c, sql, params);
             return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 };
           },
         };

@@ -3,31 +3,85 @@
  * and refusal of common or context-guessable passwords. zxcvbn-ts scores guessability against its
  * common-password and diceware lists, keyboard patterns, dates, l33t variants and the user's own
  * username/e-mail/name; we refuse scores below 2 (fewer than ~10^8 guesses), which rejects
- * "password123" or "alice2024" but not passphrases. The English dictionary package (names, Wikipedia
- * words) is left out on purpose: it costs ~64 MB of resident memory and changed no verdict we tried.
+ * "password123" or "alice2024" but not passphrases. The scoring runs in a worker thread (see below).
  */
+import { Worker } from 'node:worker_threads';
 import type { Config } from '../config.ts';
 import type { FieldError } from '../errors.ts';
+import type { StrengthRequest, StrengthResponse } from './password-strength-worker.ts';
 
-type Checker = { checkAsync(password: string, userInputs: string[]): Promise<{ score: number; feedback: { warning: string | null } }> };
-let checker: Promise<Checker> | undefined;
+/**
+ * The scorer lives in a worker thread started on first use and ended after 30 s without checks:
+ * sign-ups, resets and changes are rare next to logins, so the dictionaries need not stay resident,
+ * and a check never blocks the event loop.
+ */
+class StrengthChecker {
+  #worker: Worker | undefined;
+  #nextId = 1;
+  readonly #pending = new Map<number, { resolve: (r: StrengthResponse) => void; reject: (e: Error) => void }>();
+  #idleTimer: NodeJS.Timeout | undefined;
+  static readonly IDLE_MS = 30_000;
 
-/** Loads the dictionaries once, on first use (~100 ms and ~20 MB). */
-function getChecker(): Promise<Checker> {
-  checker ??= (async () => {
-    const [{ ZxcvbnFactory }, common, en] = await Promise.all([
-      import('@zxcvbn-ts/core'),
-      import('@zxcvbn-ts/language-common'),
-      import('@zxcvbn-ts/language-en'),
-    ]);
-    // English translations only (the feedback messages); not the English dictionary.
-    return new ZxcvbnFactory({
-      dictionary: { ...common.dictionary },
-      graphs: common.adjacencyGraphs,
-      translations: en.translations,
-    }) as unknown as Checker;
-  })();
-  return checker;
+  #start(): Worker {
+    const worker = new Worker(workerEntry());
+    worker.unref();
+    worker.on('message', (r: StrengthResponse) => {
+      this.#pending.get(r.id)?.resolve(r);
+      this.#pending.delete(r.id);
+    });
+    const fail = (e: Error) => {
+      for (const p of this.#pending.values()) p.reject(e);
+      this.#pending.clear();
+      if (this.#worker === worker) this.#worker = undefined;
+    };
+    worker.on('error', fail);
+    worker.on('exit', () => fail(new Error('password strength worker exited')));
+    return worker;
+  }
+
+  /** zxcvbn's score and warning for `password`. */
+  check(password: string, userInputs: string[]): Promise<StrengthResponse> {
+    this.#worker ??= this.#start();
+    const worker = this.#worker;
+    clearTimeout(this.#idleTimer);
+    const id = this.#nextId++;
+    return new Promise<StrengthResponse>((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      worker.postMessage({ id, password, userInputs } satisfies StrengthRequest);
+    }).finally(() => {
+      if (this.#pending.size === 0) {
+        this.#idleTimer = setTimeout(() => void this.close(), StrengthChecker.IDLE_MS);
+        this.#idleTimer.unref();
+      }
+    });
+  }
+
+  /** Ends the worker (it starts again on the next check). */
+  async close(): Promise<void> {
+    clearTimeout(this.#idleTimer);
+    const worker = this.#worker;
+    this.#worker = undefined;
+    if (worker) await worker.terminate();
+  }
+}
+
+/**
+ * The worker's entry: the built .js file; or, when running from TypeScript under tsx, a tiny ESM
+ * bootstrap that registers tsx in the worker (Node 20 does not carry --import hooks into workers).
+ */
+function workerEntry(): URL {
+  if (!import.meta.url.endsWith('.ts')) return new URL('./password-strength-worker.js', import.meta.url);
+  const source = new URL('./password-strength-worker.ts', import.meta.url).href;
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const code = `const { register } = await import(${JSON.stringify(tsx)}); register(); await import(${JSON.stringify(source)});`;
+  return new URL(`data:text/javascript,${encodeURIComponent(code)}`);
+}
+
+const strength = new StrengthChecker();
+
+/** Ends the password-strength worker, if running (graceful shutdown; tests). */
+export function closePasswordChecker(): Promise<void> {
+  return strength.close();
 }
 
 export const PASSWORD_MAX_LENGTH = 256;
@@ -58,9 +112,9 @@ export async function checkPassword(config: Config, password: string, context: P
       return [{ field, message: 'Password must not be your username, e-mail address or name.' }];
     }
   }
-  const result = await (await getChecker()).checkAsync(password.slice(0, SCORED_PREFIX), inputs.filter(Boolean));
+  const result = await strength.check(password.slice(0, SCORED_PREFIX), inputs.filter(Boolean));
   if (result.score < 2) {
-    const why = result.feedback.warning ? ` ${result.feedback.warning}` : '';
+    const why = result.warning ? ` ${result.warning}` : '';
     return [{ field, message: `Password is too common or easy to guess.${why}`.trim() }];
   }
   return [];
