@@ -1,5 +1,6 @@
 /** SQL for users. Lookups by username and e-mail are case-insensitive (unique on lower()). */
 import type { Queryable } from '../database.ts';
+import { bumpRevocationEpoch } from '../revocation-epoch.ts';
 
 /** A user row as stored. */
 export interface UserRow {
@@ -74,6 +75,7 @@ export async function markEmailVerifiedOnce(tx: Queryable, id: string, email: st
 }
 
 export async function setActive(tx: Queryable, id: string, active: boolean, now: Date): Promise<void> {
+  bumpRevocationEpoch();
   await tx.query('UPDATE users SET is_active = $2, updated_at = $3 WHERE id = $1', [id, active, now]);
 }
 
