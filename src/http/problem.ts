@@ -24,16 +24,46 @@ export function sendProblem(reply: FastifyReply, err: AppError): FastifyReply {
     .send(problemBody(err.code, err.status, err.detail, err.errors, err.extra));
 }
 
-/** Turns an Ajv validation error list into contract field errors. */
+type AjvError = NonNullable<FastifyError['validation']>[number];
+
+/** What a person should read for one Ajv error: plain language instead of schema vocabulary. */
+function friendlyMessage(field: string, v: AjvError): string {
+  const params = (v.params ?? {}) as { limit?: number; format?: string; type?: string; allowedValue?: unknown };
+  switch (v.keyword) {
+    case 'required':
+      return 'is required';
+    case 'minLength':
+      return `must be at least ${params.limit} characters`;
+    case 'maxLength':
+      return `must be at most ${params.limit} characters`;
+    case 'pattern':
+      return field === 'username' ? 'may contain only letters, digits, "_", "." and "-" (3–32 characters)' : 'has an invalid format';
+    case 'format':
+      return params.format === 'email' ? 'must be a valid e-mail address' : `must be a valid ${params.format}`;
+    case 'type':
+      return `must be ${params.type === 'object' ? 'an object' : `a ${params.type}`}`;
+    default:
+      return v.message ?? 'is invalid';
+  }
+}
+
+/** Turns an Ajv validation error list into contract field errors, one per field. */
 function fieldErrors(error: FastifyError): FieldError[] {
-  return (error.validation ?? []).map((v) => {
+  const byField = new Map<string, { messages: string[]; allowed: unknown[] }>();
+  for (const v of error.validation ?? []) {
     const missing = (v.params as { missingProperty?: string } | undefined)?.missingProperty;
     const path = v.instancePath.replace(/^\//, '').replace(/\//g, '.');
-    const extra = (v.params as { additionalProperty?: string } | undefined)?.additionalProperty;
-    const field = missing ?? (extra ? (path ? `${path}.${extra}` : extra) : path) ?? '';
-    const message = extra ? 'is not an allowed field' : (v.message ?? 'is invalid');
-    return { field: field || (error.validationContext ?? 'body'), message };
-  });
+    const field = (missing ?? path) || (error.validationContext ?? 'body');
+    const entry = byField.get(field) ?? { messages: [], allowed: [] };
+    if (v.keyword === 'const') entry.allowed.push((v.params as { allowedValue?: unknown }).allowedValue);
+    else if (v.keyword !== 'anyOf') entry.messages.push(friendlyMessage(field, v));
+    byField.set(field, entry);
+  }
+  // A union of literals (e.g. mfa: "totp" | "email") fails once per branch: say which values are allowed.
+  return [...byField].map(([field, e]) => ({
+    field,
+    message: e.allowed.length ? `must be one of: ${e.allowed.join(', ')}` : [...new Set(e.messages)].join('; '),
+  }));
 }
 
 /** Maps every error to a problem document; unexpected ones are logged and become a bare 500. */

@@ -82,6 +82,20 @@ describeWithApp('POST /api/v1/user and GET /api/v1/user/{username}', (suite) => 
     });
   }
 
+  test('validation messages are written for people, one per field', async (t) => {
+    const { app } = await suite.build(t);
+    const res = await app.inject({ method: 'POST', url: '/api/v1/user', payload: { username: 'no spaces', email: 'nope', password1: PASSWORD, mfa: 'sms' } });
+    assert.equal(res.statusCode, 422);
+    const errors = Object.fromEntries(res.json().errors.map((e: { field: string; message: string }) => [e.field, e.message]));
+    assert.deepEqual(errors, {
+      username: 'may contain only letters, digits, "_", "." and "-" (3–32 characters)',
+      email: 'must be a valid e-mail address',
+      password2: 'is required',
+      mfa: 'must be one of: totp, email',
+    });
+    assert.doesNotMatch(res.body, /must match pattern|\^\[/);
+  });
+
   test('mfa "totp" at sign-up returns a pending TOTP secret', async (t) => {
     const { app } = await suite.build(t);
     const username = uniqueName('mfa');
