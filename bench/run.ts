@@ -11,7 +11,6 @@
  */
 import { execSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -19,6 +18,7 @@ import autocannon from 'autocannon';
 import { hash, verify } from '@node-rs/argon2';
 import pg from 'pg';
 import { totpCodeAt } from '../src/crypto/totp.ts';
+import { freePort } from '../test/helpers/net.ts';
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 10);
 const PASSWORD = 'benchmark passphrase that is long enough';
@@ -58,16 +58,6 @@ function codeFor(secret: string, step: number): string {
   return totpCodeAt(secret, new Date(step * 30000 + 15000));
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 async function post(base: string, path: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: Record<string, unknown> }> {
   const res = await fetch(base + path, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });

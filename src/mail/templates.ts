@@ -4,6 +4,7 @@
  * HTML uses inline styles only, because most mail clients drop <style> blocks and external sheets.
  */
 import type { MailKind } from './types.ts';
+import { escapeHtml } from '../html-escape.ts';
 
 /** A second factor that can be added to an account. */
 export type AddedFactor = 'totp' | 'email' | 'backup_codes';
@@ -41,15 +42,7 @@ export interface RenderedMail {
   html: string;
 }
 
-/** Escapes a value for HTML text and double- or single-quoted attributes. */
-export function escapeHtml(value: string): string {
-  return value
-    .replace(/&/g, '&amp;')
-    .replace(/</g, '&lt;')
-    .replace(/>/g, '&gt;')
-    .replace(/"/g, '&quot;')
-    .replace(/'/g, '&#39;');
-}
+export { escapeHtml };
 
 /**
  * Only absolute http(s) links go into a mail: a `javascript:` or relative link built by mistake

@@ -27,6 +27,27 @@ export function newLinkToken(deps: Pick<Deps, 'tokenHasher'>, purpose: EmailToke
   return { token, hash: linkTokenHash(deps, purpose, token) };
 }
 
+/** Stores the digest of a link token for the user's current address, valid for `ttlSeconds`. */
+export async function storeLinkToken(
+  tx: Queryable,
+  deps: Pick<Deps, 'clock'>,
+  user: Pick<UserRow, 'id' | 'email'>,
+  purpose: EmailTokenPurpose,
+  hash: string,
+  ttlSeconds: number,
+): Promise<void> {
+  const now = deps.clock();
+  await insertEmailToken(tx, {
+    id: newId(),
+    user_id: user.id,
+    purpose,
+    token_hash: hash,
+    email: user.email,
+    created_at: now,
+    expires_at: new Date(now.getTime() + ttlSeconds * 1000),
+  });
+}
+
 /** The stored digest of a link token (HMAC under the server key, labelled by purpose). */
 export function linkTokenHash(deps: Pick<Deps, 'tokenHasher'>, purpose: EmailTokenPurpose, token: string): string {
   return deps.tokenHasher.hash(purpose, token);
@@ -37,18 +58,9 @@ export function linkTokenHash(deps: Pick<Deps, 'tokenHasher'>, purpose: EmailTok
  * the caller's transaction: the token and the mail exist only if the surrounding change commits.
  */
 export async function queueVerificationMail(deps: Deps, tx: Queryable, user: Pick<UserRow, 'id' | 'username' | 'email'>): Promise<void> {
-  const now = deps.clock();
   const ttlSeconds = deps.config.emailVerificationTtlSeconds;
   const { token, hash } = newLinkToken(deps, 'verify_email');
-  await insertEmailToken(tx, {
-    id: newId(),
-    user_id: user.id,
-    purpose: 'verify_email',
-    token_hash: hash,
-    email: user.email,
-    created_at: now,
-    expires_at: new Date(now.getTime() + ttlSeconds * 1000),
-  });
+  await storeLinkToken(tx, deps, user, 'verify_email', hash, ttlSeconds);
   await enqueueMail(tx, deps, {
     kind: 'verify_email',
     to: user.email,

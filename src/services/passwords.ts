@@ -6,8 +6,7 @@
  */
 import type { Deps } from '../deps.ts';
 import { AppError, type FieldError } from '../errors.ts';
-import { newId } from '../crypto/random.ts';
-import { consumeEmailToken, findLiveEmailToken, insertEmailToken, voidEmailTokens } from '../db/repositories/email-tokens.ts';
+import { consumeEmailToken, findLiveEmailToken, voidEmailTokens } from '../db/repositories/email-tokens.ts';
 import { consumeAllChallenges } from '../db/repositories/mfa-challenges.ts';
 import { revokeAllSessions } from '../db/repositories/sessions.ts';
 import { findUserByEmail, findUserById, updatePasswordHash, type UserRow } from '../db/repositories/users.ts';
@@ -16,7 +15,7 @@ import type { AttemptSubject } from '../security/limiter.ts';
 import { checkPassword } from '../security/password-policy.ts';
 import type { AuthContext } from './authenticate.ts';
 import { runDeferred } from './deferred.ts';
-import { linkTokenHash, newLinkToken } from './email-verification.ts';
+import { linkTokenHash, newLinkToken, storeLinkToken } from './email-verification.ts';
 import { bumpRevocationEpoch } from '../db/revocation-epoch.ts';
 
 /** Path of the web page the reset link opens; the page posts the token to /api/v1/user/password/reset. */
@@ -39,17 +38,8 @@ export async function requestPasswordReset(deps: Deps, email: string, ip: string
     const ttlSeconds = deps.config.passwordResetTtlSeconds;
     const { token, hash } = newLinkToken(deps, 'reset_password');
     await deps.db.transaction(async (tx) => {
-      const now = deps.clock();
       await voidEmailTokens(tx, user.id, 'reset_password');
-      await insertEmailToken(tx, {
-        id: newId(),
-        user_id: user.id,
-        purpose: 'reset_password',
-        token_hash: hash,
-        email: user.email,
-        created_at: now,
-        expires_at: new Date(now.getTime() + ttlSeconds * 1000),
-      });
+      await storeLinkToken(tx, deps, user, 'reset_password', hash, ttlSeconds);
       await enqueueMail(tx, deps, {
         kind: 'password_reset',
         to: user.email,

@@ -2,6 +2,9 @@
  * Escape-by-default HTML building for the hosted pages: every interpolated value is escaped unless it
  * is already `SafeHtml` produced by the `html` tag, so a page cannot forget to escape user input.
  */
+import { escapeHtml } from '../html-escape.ts';
+
+export { escapeHtml };
 
 /** A fragment of markup that is known to be safe to emit as is. */
 export class SafeHtml {
@@ -10,20 +13,6 @@ export class SafeHtml {
   toString(): string {
     return this.value;
   }
-}
-
-const ESCAPES: Record<string, string> = {
-  '&': '&amp;',
-  '<': '&lt;',
-  '>': '&gt;',
-  '"': '&quot;',
-  "'": '&#39;',
-  '`': '&#96;',
-};
-
-/** Escapes text for use in element content and in quoted attribute values. */
-export function escapeHtml(value: string): string {
-  return value.replace(/[&<>"'`]/g, (c) => ESCAPES[c] ?? c);
 }
 
 function render(value: unknown): string {

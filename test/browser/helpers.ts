@@ -5,7 +5,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +12,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import jsQRModule from 'jsqr';
 import { PNG } from 'pngjs';
 import * as OTPAuth from 'otpauth';
+import { freePort } from '../helpers/net.ts';
 
 // jsqr is CommonJS with an ES-style default export: TypeScript sees the module object, the runtime may
 // hand over the function itself. Accept both.
@@ -24,18 +24,7 @@ export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** Where screenshots and the service log of a run go (ignored by git). */
 export const RESULTS_DIR = join(ROOT, 'test-results');
 
-/** A port nobody listens on right now. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
+export { freePort };
 
 /** A running Twofold process. */
 export interface Service {

@@ -5,13 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { simpleParser, type AddressObject, type ParsedMail } from 'mailparser';
+import type { AddressObject } from 'mailparser';
 import pino from 'pino';
-import { SMTPServer } from 'smtp-server';
 import { loadConfig } from '../../src/config.ts';
 import type { Database } from '../../src/db/database.ts';
 import { migrate } from '../../src/db/migrate.ts';
@@ -20,50 +18,9 @@ import * as outbox from '../../src/db/repositories/outbox.ts';
 import { OutboxWorker } from '../../src/jobs/outbox-worker.ts';
 import { enqueueMail } from '../../src/mail/outbox.ts';
 import { createSmtpTransport } from '../../src/mail/smtp-transport.ts';
+import { freePort, startSmtpSink } from '../helpers/smtp-sink.ts';
 
 const logger = pino({ level: 'silent' });
-
-interface Received {
-  rcptTo: string[];
-  mail: ParsedMail;
-}
-
-/** Starts an SMTP server on 127.0.0.1 (`port` 0: any free port) that keeps every message it accepts. */
-async function startSmtpServer(port = 0) {
-  const received: Received[] = [];
-  const server = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS'],
-    logger: false,
-    onData(stream, session, callback) {
-      simpleParser(stream)
-        .then((mail) => {
-          received.push({ rcptTo: session.envelope.rcptTo.map((a) => a.address), mail });
-          callback();
-        })
-        .catch((err: Error) => callback(err));
-    },
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve());
-  });
-  const address = server.server.address() as AddressInfo;
-  return {
-    port: address.port,
-    received,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-}
-
-/** A loopback port on which nothing listens (taken from the OS, then released). */
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', () => resolve()));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 
 function configFor(port: number) {
   return loadConfig({
@@ -91,7 +48,7 @@ async function openDb(dir?: string): Promise<Database> {
 }
 
 test('a queued mail is delivered over SMTP with its recipient, subject, bodies and a stable Message-ID', async (t) => {
-  const smtp = await startSmtpServer();
+  const smtp = await startSmtpSink();
   t.after(() => smtp.close());
   const config = configFor(smtp.port);
   const db = await openDb();
@@ -156,7 +113,7 @@ test('SMTP down across a restart: sign-up mail is queued at once, retried, and d
   await db.close();
 
   // SMTP comes back on the same port, the service restarts on the same data, and time passes.
-  const smtp = await startSmtpServer(port);
+  const smtp = await startSmtpSink(port);
   t.after(() => smtp.close());
   db = await openDb(dir);
   t.after(() => db.close());

@@ -1,5 +1,5 @@
 /** A real SMTP server for end-to-end tests: listens on loopback, accepts everything, keeps each parsed message. */
-import { createServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { simpleParser, type ParsedMail } from 'mailparser';
 import { SMTPServer } from 'smtp-server';
 
@@ -52,14 +52,7 @@ export async function startSmtpSink(port = 0): Promise<SmtpSink> {
   };
 }
 
-/** A loopback port nothing listens on (asked of the OS, then released). */
-export async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', () => resolve()));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
+export { freePort } from './net.ts';
 
 /** The first http(s) link carrying a `token=` parameter in a text. */
 export function tokenLink(text: string | undefined): URL {
