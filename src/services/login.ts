@@ -46,10 +46,13 @@ function assertUsable(deps: Deps, user: UserRow): void {
  * login's code activated a pending TOTP secret, which the user is told by mail (as for any new factor).
  */
 async function finishLogin(deps: Deps, user: UserRow, level: AuthLevel, client: ClientInfo, subject: AttemptSubject, totpActivated = false): Promise<TokenPair> {
-  const session = await deps.db.transaction(async (tx) => {
-    if (totpActivated) await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'totp' } });
-    return createSession(deps, tx, user, level, client);
-  });
+  // A lone INSERT needs no transaction of its own; the activation mail must commit with the session.
+  const session = totpActivated
+    ? await deps.db.transaction(async (tx) => {
+        await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'totp' } });
+        return createSession(deps, tx, user, level, client);
+      })
+    : await createSession(deps, deps.db, user, level, client);
   await deps.limiter.recordSuccess(subject);
   return signTokenPair(deps, user, session, session.current_jti);
 }

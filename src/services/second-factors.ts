@@ -3,13 +3,13 @@ import type { Deps } from '../deps.ts';
 import type { Queryable } from '../db/database.ts';
 import { matchTotpStep } from '../crypto/totp.ts';
 import { normalizeBackupCode } from '../crypto/random.ts';
-import { activatePending, findTotpFactor, resealActive, useActiveStep, type TotpFactorRow } from '../db/repositories/totp-factors.ts';
-import { consumeBackupCode, countBackupCodes } from '../db/repositories/backup-codes.ts';
-import { consumeEmailOtp, countEmailOtpFailure, isEmailOtpEnabled } from '../db/repositories/email-otps.ts';
+import { activatePending, findFactorSummary, resealActive, useActiveStep, type TotpSecrets } from '../db/repositories/totp-factors.ts';
+import { consumeBackupCode } from '../db/repositories/backup-codes.ts';
+import { consumeEmailOtp, countEmailOtpFailure } from '../db/repositories/email-otps.ts';
 
 /** Which second factors a user has, as offered at login. */
 export interface FactorState {
-  totp: TotpFactorRow | undefined;
+  totp: TotpSecrets | undefined;
   totpActive: boolean;
   emailEnabled: boolean;
   backupCodes: number;
@@ -17,14 +17,9 @@ export interface FactorState {
 
 /** Loads the user's factors. E-mail codes count only while the operator allows them (MFA_METHODS). */
 export async function loadFactorState(deps: Deps, userId: string): Promise<FactorState> {
-  const [totp, email, backupCodes] = await Promise.all([
-    findTotpFactor(deps.db, userId),
-    isEmailOtpEnabled(deps.db, userId),
-    countBackupCodes(deps.db, userId),
-  ]);
+  const { totp, emailEnabled, backupCodes } = await findFactorSummary(deps.db, userId);
   const totpActive = Boolean(totp?.active_secret) && deps.config.mfaMethods.includes('totp');
-  const emailEnabled = email && deps.config.mfaMethods.includes('email');
-  return { totp, totpActive, emailEnabled, backupCodes };
+  return { totp, totpActive, emailEnabled: emailEnabled && deps.config.mfaMethods.includes('email'), backupCodes };
 }
 
 /** True when the user must pass a second factor at login. */
@@ -46,7 +41,7 @@ export function mfaMethods(state: FactorState): string[] {
  * pending one, which it then activates). The step must be later than the last accepted one.
  * Returns 'active', 'activated' or null.
  */
-export async function verifyTotpCode(deps: Deps, tx: Queryable, totp: TotpFactorRow | undefined, code: string, allowPending: boolean): Promise<'active' | 'activated' | null> {
+export async function verifyTotpCode(deps: Deps, tx: Queryable, totp: TotpSecrets | undefined, code: string, allowPending: boolean): Promise<'active' | 'activated' | null> {
   if (!totp) return null;
   const now = deps.clock();
   if (totp.active_secret) {
