@@ -33,8 +33,6 @@ export interface Config {
   readonly accessTokenTtlSeconds: number;
   readonly refreshTokenTtlSeconds: number;
   readonly refreshReuseGraceSeconds: number;
-  /** How long an instance may trust its last check that a session is live (revocations elsewhere show within this). */
-  readonly sessionCheckCacheMs: number;
   readonly mfaChallengeTtlSeconds: number;
   readonly mfaChallengeMaxAttempts: number;
   readonly trustedOrigins: readonly string[];
@@ -199,8 +197,6 @@ export function loadConfig(env: Env): Config {
     accessTokenTtlSeconds: duration(env, 'ACCESS_TOKEN_TTL', 3600, 60),
     refreshTokenTtlSeconds: duration(env, 'REFRESH_TOKEN_TTL', 60 * 86400, 300),
     refreshReuseGraceSeconds: duration(env, 'REFRESH_REUSE_GRACE_SECONDS', 10, 0),
-    // The contract allows a revocation to reach other instances within 1 s; half of that leaves margin.
-    sessionCheckCacheMs: int(env, 'SESSION_CHECK_CACHE_MS', 500, 0, 1000),
     mfaChallengeTtlSeconds: duration(env, 'MFA_CHALLENGE_TTL', 300, 30),
     mfaChallengeMaxAttempts: int(env, 'MFA_CHALLENGE_MAX_ATTEMPTS', 5, 1, 100),
     trustedOrigins,

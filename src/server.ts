@@ -51,7 +51,7 @@ async function main(): Promise<void> {
     logger,
   };
   const app = await buildApp(deps, { devMailbox });
-  const worker = new OutboxWorker({ db, clock: systemClock, transport: mailTransport, logger, config });
+  const worker = new OutboxWorker({ db, clock: systemClock, transport: mailTransport, logger, config, keepBodies: devMailbox });
 
   let closing = false;
   async function shutdown(signal: string): Promise<void> {

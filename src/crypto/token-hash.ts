@@ -3,7 +3,7 @@
  * a 6-digit code or a 60-bit backup code would fall to an offline brute force of a leaked table,
  * but not without the key. Lookups are by digest equality, so no secret comparison happens in JS.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 
 /** Hashes values under one key. */
 export class TokenHasher {
@@ -19,9 +19,12 @@ export class TokenHasher {
   }
 }
 
-/** Constant-time comparison of two strings (false when lengths differ). */
-export function safeEqual(a: string, b: string): boolean {
-  const ba = Buffer.from(a);
-  const bb = Buffer.from(b);
-  return ba.length === bb.length && timingSafeEqual(ba, bb);
+/**
+ * Constant-time equality of two secrets of any lengths: their SHA-256 digests are compared, so neither
+ * the content nor the length of the expected secret leaks through timing.
+ */
+export function safeEqual(presented: string, expected: string): boolean {
+  const a = createHash('sha256').update(presented, 'utf8').digest();
+  const b = createHash('sha256').update(expected, 'utf8').digest();
+  return timingSafeEqual(a, b);
 }

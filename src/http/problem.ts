@@ -90,9 +90,6 @@ export function installErrorHandling(app: FastifyInstance): void {
       case 'FST_ERR_CTP_INVALID_TYPE':
         return sendProblem(reply, new AppError('unsupported_media_type', { detail: 'Send application/json.' }));
     }
-    if (fe.statusCode === 400 && typeof fe.message === 'string' && /JSON|body/i.test(fe.message)) {
-      return sendProblem(reply, new AppError('malformed_request', { detail: 'The request body is malformed.' }));
-    }
     if (fe.statusCode === 413) return sendProblem(reply, new AppError('payload_too_large'));
     if (fe.statusCode === 415) return sendProblem(reply, new AppError('unsupported_media_type'));
     if (fe.statusCode === 429) return sendProblem(reply, new AppError('too_many_requests'));

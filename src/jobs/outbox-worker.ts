@@ -36,6 +36,12 @@ export interface OutboxWorkerOptions {
   readonly leaseSeconds?: number;
   /** Uniform random number in [0, 1) for the backoff jitter; injectable for tests. */
   readonly random?: () => number;
+  /**
+   * Keep a mail's text and HTML after it is delivered or given up (the development mailbox shows
+   * them). Off by default: the bodies hold reset links, verification links and one-time codes, which
+   * must not outlive delivery in a database that otherwise stores only their digests.
+   */
+  readonly keepBodies?: boolean;
 }
 
 /** Default rows per batch: small, so one slow batch stays well inside its lease. */
@@ -69,6 +75,7 @@ export class OutboxWorker {
   readonly #batchSize: number;
   readonly #leaseSeconds: number;
   readonly #random: () => number;
+  readonly #keepBodies: boolean;
 
   #started = false;
   #stopped = false;
@@ -91,6 +98,7 @@ export class OutboxWorker {
     this.#batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
     this.#leaseSeconds = options.leaseSeconds ?? DEFAULT_LEASE_SECONDS;
     this.#random = options.random ?? cryptoRandom;
+    this.#keepBodies = options.keepBodies ?? false;
   }
 
   /** Starts polling every config.outbox.pollIntervalMs; the first run is immediate (mail left by a crash). */
@@ -194,7 +202,7 @@ export class OutboxWorker {
       return false;
     }
     try {
-      const recorded = await outbox.markSent(this.#db, row.id, this.#clock());
+      const recorded = await outbox.markSent(this.#db, row.id, this.#clock(), this.#keepBodies);
       if (!recorded) {
         this.#logger.warn(
           { mailId: row.id, kind: row.kind, attempts: row.attempts },
@@ -216,7 +224,7 @@ export class OutboxWorker {
     const claim = { id: row.id, attempts: row.attempts };
     const ageSeconds = (now.getTime() - row.created_at.getTime()) / 1000;
     if (ageSeconds >= this.#maxAgeSeconds) {
-      if (await outbox.markFailed(this.#db, claim, now, error)) {
+      if (await outbox.markFailed(this.#db, claim, now, error, this.#keepBodies)) {
         this.#logger.error(
           { mailId: row.id, kind: row.kind, attempts: row.attempts, ageSeconds: Math.round(ageSeconds), error },
           'outbox worker: giving up on a mail after repeated failures; it will not be sent',

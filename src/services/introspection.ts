@@ -3,11 +3,11 @@
  * against the JWKS, the answer reflects revocation (logout, password change, reuse detection) at once.
  * Callers authenticate with the shared INTROSPECTION_SECRET; without one configured, nobody can call.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { JWTPayload } from 'jose';
 import type { Deps } from '../deps.ts';
 import { AppError } from '../errors.ts';
 import { TokenError, type TokenKind } from '../crypto/jwt.ts';
+import { safeEqual } from '../crypto/token-hash.ts';
 import { findLiveSessionUser, findSession } from '../db/repositories/sessions.ts';
 
 /** The answer of introspection: `{active: false}` and nothing else for any token that is not good now. */
@@ -27,13 +27,6 @@ export interface IntrospectionResponse {
   roles?: string[];
 }
 
-/** Constant-time equality of two secrets of any lengths (compares their SHA-256 digests). */
-function secretMatches(presented: string, expected: string): boolean {
-  const a = createHash('sha256').update(presented, 'utf8').digest();
-  const b = createHash('sha256').update(expected, 'utf8').digest();
-  return timingSafeEqual(a, b);
-}
-
 /**
  * Throws 401 invalid_client unless `presented` is the configured INTROSPECTION_SECRET. The secret is
  * compared in constant time. Failures are not fed to the login limiter: the secret is long (at least
@@ -42,7 +35,7 @@ function secretMatches(presented: string, expected: string): boolean {
  */
 export function authenticateIntrospectionClient(deps: Pick<Deps, 'config'>, presented: string | undefined): void {
   const expected = deps.config.introspectionSecret;
-  if (expected === undefined || presented === undefined || !secretMatches(presented, expected)) {
+  if (expected === undefined || presented === undefined || !safeEqual(presented, expected)) {
     throw new AppError('invalid_client', {
       detail: expected === undefined ? 'Introspection is not enabled on this service.' : 'Send the introspection secret as the Bearer token.',
       headers: { 'WWW-Authenticate': 'Bearer realm="introspection"' },

@@ -16,7 +16,6 @@ import { checkPassword } from '../security/password-policy.ts';
 import type { AuthContext } from './authenticate.ts';
 import { runDeferred } from './deferred.ts';
 import { linkTokenHash, newLinkToken, storeLinkToken } from './email-verification.ts';
-import { bumpRevocationEpoch } from '../db/revocation-epoch.ts';
 
 /** Path of the web page the reset link opens; the page posts the token to /api/v1/user/password/reset. */
 export const RESET_PASSWORD_PAGE_PATH = '/reset-password';
@@ -110,9 +109,6 @@ export async function resetPassword(deps: Deps, input: ResetPasswordInput, ip: s
     return true;
   });
   if (!done) throw invalidResetToken();
-  // Again after commit: a session check between the revoking statement and the commit may have
-  // cached the pre-commit state.
-  bumpRevocationEpoch();
   await deps.limiter.recordSuccess({ account: user.id, ip });
 }
 
@@ -148,6 +144,5 @@ export async function changePassword(deps: Deps, auth: Pick<AuthContext, 'userId
     await consumeAllChallenges(tx, user.id, now);
     await enqueueMail(tx, deps, { kind: 'password_changed', to: user.email, data: { username: user.username } });
   });
-  bumpRevocationEpoch(); // after commit too (see resetPassword)
   await deps.limiter.recordSuccess(subject);
 }

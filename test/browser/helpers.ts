@@ -13,6 +13,7 @@ import jsQRModule from 'jsqr';
 import { PNG } from 'pngjs';
 import * as OTPAuth from 'otpauth';
 import { freePort } from '../helpers/net.ts';
+import type { DevMailboxEntry } from '../../src/http/routes/dev-mailbox.ts';
 
 // jsqr is CommonJS with an ES-style default export: TypeScript sees the module object, the runtime may
 // hand over the function itself. Accept both.
@@ -91,16 +92,7 @@ export async function startService(extraEnv: Record<string, string> = {}, logNam
 }
 
 /** One mail of the development mailbox. */
-export interface Mail {
-  id: string;
-  kind: string;
-  to: string;
-  subject: string;
-  text: string;
-  html: string;
-  created_at: string;
-  sent_at: string | null;
-}
+export type Mail = DevMailboxEntry;
 
 /** The development mailbox, newest first. */
 export async function mailbox(baseUrl: string): Promise<Mail[]> {

@@ -259,6 +259,19 @@ withDatabases('outbox', ({ kind, open }) => {
     assert.equal((await row(db, id)).attempts, 2);
   });
 
+  test('a delivered mail keeps no body (codes and links must not outlive delivery), unless keepBodies', async () => {
+    const gone = await queue(db, t0.clock);
+    assert.ok((await newWorker(db, t0.clock, recordingTransport().transport).worker.drain()) >= 1);
+    const sent = await row(db, gone);
+    assert.ok(sent.sent_at);
+    assert.equal(sent.text_body, '');
+    assert.equal(sent.html_body, '');
+    assert.equal(sent.subject.length > 0, true, 'metadata stays for operators');
+    const kept = await queue(db, t0.clock);
+    await newWorker(db, t0.clock, recordingTransport().transport, { keepBodies: true }).worker.drain();
+    assert.match((await row(db, kept)).text_body, /\b123456\b/);
+  });
+
   test('a worker whose lease ran out cannot overwrite the newer claim, but its delivery is still recorded', async () => {
     const id = await queue(db, t0.clock);
     const first = await outbox.claimDue(db, t0.clock(), 1, 60);
@@ -268,11 +281,11 @@ withDatabases('outbox', ({ kind, open }) => {
     assert.equal(second[0]?.attempts, 2);
     const stale = { id, attempts: 1 };
     assert.equal(await outbox.markRetry(db, stale, t0.clock(), 'late failure'), false);
-    assert.equal(await outbox.markFailed(db, stale, t0.clock(), 'late failure'), false);
+    assert.equal(await outbox.markFailed(db, stale, t0.clock(), 'late failure', false), false);
     assert.equal((await row(db, id)).last_error, null);
     // The stale worker did deliver: record it, so that no one sends it again.
-    assert.equal(await outbox.markSent(db, id, t0.clock()), true);
-    assert.equal(await outbox.markSent(db, id, t0.clock()), false, 'recorded once');
+    assert.equal(await outbox.markSent(db, id, t0.clock(), false), true);
+    assert.equal(await outbox.markSent(db, id, t0.clock(), false), false, 'recorded once');
     assert.equal(await outbox.markRetry(db, { id, attempts: 2 }, t0.clock(), 'x'), false, 'a sent row stays sent');
     t0.advance(3600);
     assert.equal((await outbox.claimDue(db, t0.clock(), 10, 60)).length, 0);

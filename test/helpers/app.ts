@@ -88,9 +88,6 @@ export async function buildTestApp(t: TestContext | undefined, db: Database, opt
     PUBLIC_URL: 'http://127.0.0.1:8000',
     PASSWORD_HASH_MEMORY_KIB: '1024',
     PASSWORD_HASH_ITERATIONS: '1',
-    // Route tests check the database on every request (tests that revoke by SQL act as "another
-    // instance"); the session-check cache has its own tests.
-    SESSION_CHECK_CACHE_MS: '0',
     ...options.env,
   });
   const clock = options.clock ?? createTestClock();

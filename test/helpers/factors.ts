@@ -1,12 +1,12 @@
 /** Test helpers for second factors: verified addresses, mailed codes, MFA challenges, e-mail factor set-up. */
 import type { LightMyRequestResponse } from 'fastify';
-import { markEmailVerified } from '../../src/db/repositories/users.ts';
+import { markEmailVerifiedOnce } from '../../src/db/repositories/users.ts';
 import type { MailKind, MailMessage } from '../../src/mail/types.ts';
 import { bearer, login, type TestApp, type TestUser } from './app.ts';
 
 /** Marks the user's address verified directly in the database (verification itself is tested elsewhere). */
 export async function verifyEmail(t: TestApp, user: TestUser): Promise<void> {
-  await markEmailVerified(t.deps.db, user.uuid, t.clock());
+  await markEmailVerifiedOnce(t.deps.db, user.uuid, user.email, t.clock(), false);
 }
 
 /** Delivers queued mail and returns the captured mails of `kind` sent to `to`, oldest first. */

@@ -116,6 +116,19 @@ describeWithApp('login, tokens and cookies', (suite) => {
     assert.equal(res.json().code, 'account_inactive');
   });
 
+  test('a live session of a deactivated account gets 403 account_inactive, not the profile', async (t) => {
+    const { app, deps } = await suite.build(t);
+    const user = await createUser(app);
+    const tokens = await loginTokens(app, user);
+    await deps.db.query('UPDATE users SET is_active = false WHERE id = $1', [user.uuid]);
+    for (const url of ['/api/v1/auth-jwt/user-info', '/api/v1/auth-jwt/sessions']) {
+      const res = await app.inject({ method: 'GET', url, headers: bearer(tokens.access_token) });
+      assert.equal(res.statusCode, 403, url);
+      assert.equal(res.json().code, 'account_inactive', url);
+      assert.equal(res.json().email, undefined);
+    }
+  });
+
   test('a hash made with other argon2 parameters is upgraded at login', async (t) => {
     const { app, deps } = await suite.build(t);
     const user = await createUser(app);

@@ -31,7 +31,7 @@ after(async () => {
 test('the development mailbox lists mails newest first, escaped, with their status', async () => {
   const lines: string[] = [];
   const logger = pino({ level: 'info' }, { write: (s: string) => void lines.push(s) });
-  const worker = new OutboxWorker({ db, clock, transport: createDevMailboxTransport(logger), logger, config });
+  const worker = new OutboxWorker({ db, clock, transport: createDevMailboxTransport(logger), logger, config, keepBodies: true });
 
   const first = await db.transaction((tx) =>
     enqueueMail(tx, { config, clock }, { kind: 'email_otp_login', to: 'a@example.test', data: { username: '<script>x</script>', code: '135790', expiresInMinutes: 10 } }),

@@ -89,10 +89,12 @@ export async function claimDue(db: Queryable, now: Date, limit: number, leaseSec
  * never sent again. False means another worker recorded it first (a duplicate went out; the
  * shared Message-ID lets the receiver drop it).
  */
-export async function markSent(db: Queryable, id: string, sentAt: Date): Promise<boolean> {
+export async function markSent(db: Queryable, id: string, sentAt: Date, keepBody: boolean): Promise<boolean> {
   const r = await db.query(
-    `UPDATE outbox SET sent_at = $2, locked_until = NULL, failed_at = NULL WHERE id = $1 AND sent_at IS NULL`,
-    [id, sentAt],
+    `UPDATE outbox SET sent_at = $2, locked_until = NULL, failed_at = NULL,
+       text_body = CASE WHEN $3 THEN text_body ELSE '' END, html_body = CASE WHEN $3 THEN html_body ELSE '' END
+     WHERE id = $1 AND sent_at IS NULL`,
+    [id, sentAt, keepBody],
   );
   return r.rowCount === 1;
 }
@@ -111,11 +113,12 @@ export async function markRetry(db: Queryable, claim: OutboxClaim, nextAttemptAt
 }
 
 /** Gives up on a row for good (guarded on the claim like markRetry). False: claim lost. */
-export async function markFailed(db: Queryable, claim: OutboxClaim, failedAt: Date, error: string): Promise<boolean> {
+export async function markFailed(db: Queryable, claim: OutboxClaim, failedAt: Date, error: string, keepBody: boolean): Promise<boolean> {
   const r = await db.query(
-    `UPDATE outbox SET failed_at = $3, last_error = $4, locked_until = NULL
+    `UPDATE outbox SET failed_at = $3, last_error = $4, locked_until = NULL,
+       text_body = CASE WHEN $5 THEN text_body ELSE '' END, html_body = CASE WHEN $5 THEN html_body ELSE '' END
       WHERE id = $1 AND attempts = $2 AND sent_at IS NULL AND failed_at IS NULL`,
-    [claim.id, claim.attempts, failedAt, truncate(error)],
+    [claim.id, claim.attempts, failedAt, truncate(error), keepBody],
   );
   return r.rowCount === 1;
 }

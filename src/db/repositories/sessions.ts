@@ -3,7 +3,6 @@
  * so concurrent refreshes with one token cannot both win, on PGlite or across server instances.
  */
 import type { Queryable } from '../database.ts';
-import { bumpRevocationEpoch } from '../revocation-epoch.ts';
 
 export interface SessionRow {
   id: string;
@@ -73,14 +72,12 @@ export async function findWithinGrace(tx: Queryable, sessionId: string, jti: str
 
 /** Revokes one session; returns false when it was already revoked or does not exist. */
 export async function revokeSession(tx: Queryable, sessionId: string, reason: string, now: Date): Promise<boolean> {
-  bumpRevocationEpoch();
   const r = await tx.query('UPDATE sessions SET revoked_at = $3, revoked_reason = $2 WHERE id = $1 AND revoked_at IS NULL', [sessionId, reason, now]);
   return r.rowCount > 0;
 }
 
 /** Revokes one session of one user (the user can only revoke their own). */
 export async function revokeUserSession(tx: Queryable, userId: string, sessionId: string, reason: string, now: Date): Promise<boolean> {
-  bumpRevocationEpoch();
   const r = await tx.query(
     'UPDATE sessions SET revoked_at = $4, revoked_reason = $3 WHERE id = $2 AND user_id = $1 AND revoked_at IS NULL AND expires_at > $4',
     [userId, sessionId, reason, now],
@@ -90,7 +87,6 @@ export async function revokeUserSession(tx: Queryable, userId: string, sessionId
 
 /** Revokes every live session of a user, except `keepSessionId` when given; returns how many. */
 export async function revokeAllSessions(tx: Queryable, userId: string, reason: string, now: Date, keepSessionId?: string): Promise<number> {
-  bumpRevocationEpoch();
   const r = await tx.query(
     `UPDATE sessions SET revoked_at = $3, revoked_reason = $2
      WHERE user_id = $1 AND revoked_at IS NULL AND ($4::uuid IS NULL OR id <> $4::uuid)`,

@@ -1,6 +1,5 @@
 /** SQL for users. Lookups by username and e-mail are case-insensitive (unique on lower()). */
 import type { Queryable } from '../database.ts';
-import { bumpRevocationEpoch } from '../revocation-epoch.ts';
 
 /** A user row as stored. */
 export interface UserRow {
@@ -56,10 +55,6 @@ export async function updatePasswordHash(tx: Queryable, id: string, hash: string
   );
 }
 
-export async function markEmailVerified(tx: Queryable, id: string, now: Date): Promise<void> {
-  await tx.query('UPDATE users SET email_verified = true, updated_at = $2 WHERE id = $1', [id, now]);
-}
-
 /**
  * Marks the address verified, once: only while it is still the user's address and not yet verified,
  * and with `activate` also activates the account (accounts created inactive until verified). Returns
@@ -75,25 +70,31 @@ export async function markEmailVerifiedOnce(tx: Queryable, id: string, email: st
 }
 
 export async function setActive(tx: Queryable, id: string, active: boolean, now: Date): Promise<void> {
-  bumpRevocationEpoch();
   await tx.query('UPDATE users SET is_active = $2, updated_at = $3 WHERE id = $1', [id, active, now]);
 }
 
 /** The profile plus the state of each second factor, in one round trip (user-info is the hottest read). */
 export interface UserWithFactors extends UserRow {
+  /** The session's user (the same as id): lets the row go to assertLiveSession as it is. */
+  user_id: string;
   totp_active: boolean;
   email_otp_enabled: boolean;
   backup_codes_remaining: number;
 }
 
-export async function findUserWithFactors(tx: Queryable, id: string): Promise<UserWithFactors | undefined> {
+/**
+ * The profile and factor state of the user of a live session (not revoked, not expired): user-info's
+ * one query, which is also its session check. Undefined when the session has ended.
+ */
+export async function findUserInfoForSession(tx: Queryable, sessionId: string, now: Date): Promise<UserWithFactors | undefined> {
   const r = await tx.query<UserWithFactors>(
-    `SELECT u.*,
+    `SELECT u.*, s.user_id,
        COALESCE((SELECT t.active_secret IS NOT NULL FROM totp_factors t WHERE t.user_id = u.id), false) AS totp_active,
        COALESCE((SELECT e.enabled_at IS NOT NULL FROM email_otp_factors e WHERE e.user_id = u.id), false) AS email_otp_enabled,
        (SELECT count(*)::int FROM backup_codes b WHERE b.user_id = u.id) AS backup_codes_remaining
-     FROM users u WHERE u.id = $1`,
-    [id],
+     FROM sessions s JOIN users u ON u.id = s.user_id
+     WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2`,
+    [sessionId, now],
   );
   return r.rows[0];
 }

@@ -4,7 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Config } from '../../config.ts';
 import type { Deps } from '../../deps.ts';
 import { AppError } from '../../errors.ts';
-import { authenticateAccessToken, type AuthContext } from '../../services/authenticate.ts';
+import { authenticateAccessToken, verifyAccessToken, type AuthContext } from '../../services/authenticate.ts';
 import { ACCESS_COOKIE } from '../cookies.ts';
 
 declare module 'fastify' {
@@ -43,8 +43,13 @@ export function assertNotCrossSite(request: FastifyRequest, config: Config): voi
   throw new AppError('csrf_rejected', { detail: 'A cookie-authenticated request must carry its Origin.' });
 }
 
-/** Pre-handler: authenticates the caller by Bearer token or access-token cookie (with CSRF check). */
-export function requireAuth(deps: Deps) {
+/**
+ * Pre-handler: authenticates the caller by Bearer token or access-token cookie (with CSRF check).
+ * With `sessionCheckedByHandler`, only the token is verified here and the handler's own query must
+ * include the live-session condition and pass its row to assertLiveSession (user-info does: one
+ * round trip instead of two on the hottest read).
+ */
+export function requireAuth(deps: Deps, options: { sessionCheckedByHandler?: boolean } = {}) {
   return async function requireAuthHandler(request: FastifyRequest, _reply: FastifyReply): Promise<void> {
     let token = bearerToken(request);
     if (!token) {
@@ -52,7 +57,7 @@ export function requireAuth(deps: Deps) {
       if (!token) throw new AppError('authentication_required', { detail: 'Send an access token as Bearer or cookie.', headers: { 'WWW-Authenticate': 'Bearer' } });
       assertNotCrossSite(request, deps.config);
     }
-    request.auth = await authenticateAccessToken(deps, token);
+    request.auth = options.sessionCheckedByHandler ? await verifyAccessToken(deps, token) : await authenticateAccessToken(deps, token);
   };
 }
 

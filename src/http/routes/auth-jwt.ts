@@ -5,7 +5,8 @@ import { Type } from 'typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Deps } from '../../deps.ts';
 import { AppError } from '../../errors.ts';
-import { findUserWithFactors } from '../../db/repositories/users.ts';
+import { findUserInfoForSession } from '../../db/repositories/users.ts';
+import { assertLiveSession } from '../../services/authenticate.ts';
 import { completeMfaLogin, loginWithPassword } from '../../services/login.ts';
 import { refreshSession } from '../../services/refresh.ts';
 import { logout, logoutAll } from '../../services/logout.ts';
@@ -125,7 +126,8 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
   });
 
   r.get('/api/v1/auth-jwt/user-info', {
-    preHandler: auth,
+    // One round trip: the profile query below carries the live-session condition itself.
+    preHandler: requireAuth(deps, { sessionCheckedByHandler: true }),
     schema: {
       tags: ['Login and tokens'],
       summary: 'The caller\'s private profile',
@@ -147,8 +149,9 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
       },
     },
   }, async (request, reply) => {
-    const user = await findUserWithFactors(deps.db, authOf(request).userId);
-    if (!user) throw new AppError('invalid_token');
+    const auth = authOf(request);
+    const user = await findUserInfoForSession(deps.db, auth.sessionId, deps.clock());
+    assertLiveSession(auth, user);
     reply.header('Cache-Control', 'no-store');
     return {
       ...privateUser(user),
