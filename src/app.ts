@@ -10,7 +10,11 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Deps } from './deps.ts';
 import { installErrorHandling } from './http/problem.ts';
-import { createMetrics, instrument } from './http/metrics.ts';
+import { guardInput } from './http/input-guard.ts';
+import { noStoreForApi } from './http/no-store.ts';
+import { authBeforeBody } from './http/plugins/auth.ts';
+import { createMetrics, instrument, type Metrics } from './http/metrics.ts';
+import { metricsRoutes } from './http/routes/metrics.ts';
 import { accountRoutes } from './http/routes/account.ts';
 import { authJwtRoutes } from './http/routes/auth-jwt.ts';
 import { authTotpRoutes } from './http/routes/auth-totp.ts';
@@ -24,6 +28,8 @@ import { webRoutes } from './web/routes.ts';
 export interface AppOptions {
   /** Serve the development mailbox page (only ever without SMTP and outside production). */
   devMailbox?: boolean;
+  /** The metrics registry (server.ts shares it with the METRICS_PORT listener); a fresh one otherwise. */
+  metrics?: Metrics;
 }
 
 /** The Content-Security-Policy of every response: no inline script, no framing. */
@@ -40,19 +46,36 @@ export const CONTENT_SECURITY_POLICY = {
   objectSrc: ["'none'"],
 };
 
+/**
+ * Fastify's own number form now trusts nothing, so a hop count becomes a function: the socket peer is
+ * hop 0, and the client address is the entry the n-th proxy appended (never one the client wrote itself).
+ */
+function trustProxyOption(tp: Deps['config']['trustProxy']): false | string[] | ((address: string, hop: number) => boolean) {
+  if (tp === false) return false;
+  if (typeof tp === 'number') return (_address, hop) => hop < tp;
+  return [...tp];
+}
+
 export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<FastifyInstance> {
   const { config } = deps;
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit: config.bodyLimitBytes,
-    trustProxy: config.trustProxy,
+    trustProxy: trustProxyOption(config.trustProxy),
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
     ajv: { customOptions: { allErrors: true, removeAdditional: true, coerceTypes: false, useDefaults: true } },
   });
   app.decorateRequest('auth', null);
+  // Every (auth) route authenticates before it reads a body: 401 comes before 415 and 422.
+  app.addHook('onRoute', authBeforeBody);
+  app.addHook('preValidation', guardInput);
+  // Fastify parses text/plain by default; no endpoint takes it, so it must be 415 like any other stranger type.
+  app.removeContentTypeParser('text/plain');
+  // API answers carry tokens, codes, secrets or personal data: no cache keeps them unless a route says otherwise.
+  app.addHook('onSend', noStoreForApi);
 
   installErrorHandling(app);
-  const metrics = createMetrics();
+  const metrics = options.metrics ?? createMetrics();
   instrument(app, metrics);
 
   await app.register(helmet, {
@@ -100,7 +123,8 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
   await app.register(authTotpRoutes, { deps });
   await app.register(authEmailOtpRoutes, { deps });
   await app.register(backupCodesRoutes, { deps });
-  await app.register(serviceRoutes, { deps, metrics });
+  await app.register(serviceRoutes, { deps });
+  if (config.metricsPort === undefined) await app.register(metricsRoutes, { config, metrics });
   await app.register(webRoutes, { config });
   if (options.devMailbox && config.env !== 'production') {
     const { devMailboxRoutes } = await import('./http/routes/dev-mailbox.ts');

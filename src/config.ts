@@ -1,3 +1,5 @@
+import { isIP } from 'node:net';
+
 /**
  * The one typed, validated, frozen configuration object. Every default lives here and nothing
  * else in `src/` reads `process.env` (only `server.ts` passes it in).
@@ -67,7 +69,19 @@ export interface Config {
   readonly outbox: { readonly pollIntervalMs: number; readonly maxAgeSeconds: number; readonly maxBackoffSeconds: number };
   readonly logLevel: string;
   readonly bodyLimitBytes: number;
-  readonly trustProxy: boolean;
+  /**
+   * Fastify `trustProxy`: `false` (use the socket address), a hop count, or the addresses/CIDRs of the
+   * proxies in front. Never `true` (that would trust every X-Forwarded-For entry, so a client could pick its address).
+   */
+  readonly trustProxy: false | number | readonly string[];
+  /** Other origins that are this same service on a loopback host (localhost ↔ 127.0.0.1 ↔ [::1]), accepted like `publicOrigin`. */
+  readonly loopbackAliases: readonly string[];
+  /** Serve the development mailbox at /dev/mailbox: only without SMTP, and only on a plainly local instance or with DEV_MAILBOX=true. */
+  readonly devMailbox: boolean;
+  /** Bearer token `/metrics` requires; unset: open. */
+  readonly metricsToken: string | undefined;
+  /** Serve `/metrics` on this separate port (same HOST) instead of the main one; unset: on the main port. */
+  readonly metricsPort: number | undefined;
 }
 
 /** Thrown for a bad setting; the message names the variable. */
@@ -131,11 +145,14 @@ function origin(value: string, name: string): string {
 
 /** Reads and validates the environment once; throws ConfigError naming the bad variable. */
 export function loadConfig(env: Env): Config {
-  const nodeEnv = str(env, 'NODE_ENV', 'development');
+  // Case-insensitive: `NODE_ENV=Production` must not silently start a development instance with generated keys.
+  const nodeEnv = str(env, 'NODE_ENV', 'development').trim().toLowerCase();
   const mode: Config['env'] = nodeEnv === 'production' ? 'production' : nodeEnv === 'test' ? 'test' : 'development';
   const port = int(env, 'PORT', 8000, 0, 65535);
   const host = str(env, 'HOST', '127.0.0.1');
-  const publicUrlRaw = str(env, 'PUBLIC_URL', `http://${host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host}:${port}`);
+  // localhost (not 127.0.0.1) by default: it is what people type, and the passkey RP ID must be a name.
+  const defaultHost = host === '0.0.0.0' || host === '::' || isLoopbackHost(host) ? 'localhost' : host;
+  const publicUrlRaw = str(env, 'PUBLIC_URL', `http://${defaultHost}:${port}`);
   const publicOrigin = origin(publicUrlRaw, 'PUBLIC_URL');
   const publicUrl = publicUrlRaw.replace(/\/+$/, '');
 
@@ -173,6 +190,19 @@ export function loadConfig(env: Env): Config {
     throw new ConfigError('INTROSPECTION_SECRET must be at least 16 characters');
   }
 
+  const smtpUrl = opt(env, 'SMTP_URL');
+  const loopback = isLoopbackHost(new URL(publicOrigin).hostname);
+  const devMailboxSetting = opt(env, 'DEV_MAILBOX') === undefined ? undefined : bool(env, 'DEV_MAILBOX', false);
+  if (devMailboxSetting && mode === 'production') throw new ConfigError('DEV_MAILBOX=true is not allowed when NODE_ENV=production');
+  if (devMailboxSetting && smtpUrl) throw new ConfigError('DEV_MAILBOX=true needs SMTP_URL unset (the mailbox shows mail that is not sent)');
+  // The mailbox shows every reset link and code: serve it only where that is plainly harmless.
+  const devMailbox = !smtpUrl && mode !== 'production' && (devMailboxSetting ?? loopback);
+  const metricsToken = opt(env, 'METRICS_TOKEN');
+  if (metricsToken !== undefined && metricsToken.length < 16) throw new ConfigError('METRICS_TOKEN must be at least 16 characters');
+  const metricsPortRaw = opt(env, 'METRICS_PORT');
+  const metricsPort = metricsPortRaw === undefined ? undefined : int(env, 'METRICS_PORT', 0, 1, 65535);
+  if (metricsPort !== undefined && metricsPort === port) throw new ConfigError('METRICS_PORT must differ from PORT');
+
   const passwordMinLength = int(env, 'PASSWORD_MIN_LENGTH', 8, 8, 256);
 
   const config: Config = {
@@ -186,7 +216,7 @@ export function loadConfig(env: Env): Config {
     databaseUrl: opt(env, 'DATABASE_URL'),
     databasePoolSize: int(env, 'DATABASE_POOL_SIZE', 10, 1, 1000),
     redisUrl: opt(env, 'REDIS_URL'),
-    smtpUrl: opt(env, 'SMTP_URL'),
+    smtpUrl,
     mailFrom: str(env, 'MAIL_FROM', `Twofold <no-reply@${new URL(publicOrigin).hostname}>`),
     productName: str(env, 'PRODUCT_NAME', 'Twofold'),
     jwtPrivateKeyFile,
@@ -234,9 +264,57 @@ export function loadConfig(env: Env): Config {
     },
     logLevel: str(env, 'LOG_LEVEL', mode === 'test' ? 'silent' : 'info'),
     bodyLimitBytes: 64 * 1024,
-    trustProxy: bool(env, 'TRUST_PROXY', false),
+    trustProxy: trustProxy(env),
+    loopbackAliases: loopback ? loopbackAliasesOf(publicOrigin) : [],
+    devMailbox,
+    metricsToken,
+    metricsPort,
   };
   return deepFreeze(config);
+}
+
+const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]'];
+
+/** True for localhost, 127.0.0.0/8 and ::1. */
+export function isLoopbackHost(hostname: string): boolean {
+  const h = hostname.toLowerCase();
+  return h === 'localhost' || h.endsWith('.localhost') || /^127\.\d+\.\d+\.\d+$/.test(h) || h === '::1' || h === '[::1]';
+}
+
+/** The same origin under the other loopback names (http://localhost:8000 → http://127.0.0.1:8000, http://[::1]:8000). */
+function loopbackAliasesOf(publicOrigin: string): string[] {
+  const u = new URL(publicOrigin);
+  return LOOPBACK_NAMES.filter((n) => n !== u.hostname).map((n) => `${u.protocol}//${n}${u.port ? `:${u.port}` : ''}`);
+}
+
+const PROXY_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/**
+ * TRUST_PROXY: `false`, a hop count, or a comma-separated list of proxy addresses/CIDRs (and proxy-addr's
+ * names loopback, linklocal, uniquelocal). `true` means ONE hop — the address the nearest proxy appended —
+ * because "trust every X-Forwarded-For entry" would let any client choose the address limits count against.
+ */
+function trustProxy(env: Env): false | number | string[] {
+  const raw = (env.TRUST_PROXY ?? '').trim();
+  const v = raw.toLowerCase();
+  if (v === '' || ['0', 'false', 'no', 'off'].includes(v)) return false;
+  if (['true', 'yes', 'on'].includes(v)) return 1;
+  if (/^\d+$/.test(v)) {
+    const n = Number(v);
+    if (n > 10) throw new ConfigError(`TRUST_PROXY hop count must be at most 10, got ${n}`);
+    return n;
+  }
+  const entries = v.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const e of entries) {
+    if (PROXY_NAMES.has(e)) continue;
+    const [addr, prefix, extra] = e.split('/');
+    const family = isIP(addr ?? '');
+    const maxPrefix = family === 4 ? 32 : 128;
+    if (!family || extra !== undefined || (prefix !== undefined && (!/^\d+$/.test(prefix) || Number(prefix) > maxPrefix))) {
+      throw new ConfigError(`TRUST_PROXY must be false, true (one hop), a hop count, or proxy addresses/CIDRs separated by commas; "${e}" is none of these`);
+    }
+  }
+  return entries;
 }
 
 function deepFreeze<T>(o: T): T {

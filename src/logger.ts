@@ -13,15 +13,30 @@ export const REDACT_PATHS = [
   'password', 'token', 'code', 'secret',
 ];
 
+/** Error fields that hold a failed query's bound values (PGlite and pg attach them): password hashes, codes, e-mail addresses. */
+const QUERY_VALUE_FIELDS = ['params', 'parameters', 'values', 'queryOptions'];
+
+/** pino's error serializer, minus every query's bound values, in the error and in its causes. */
+export function serializeError(err: unknown): unknown {
+  const out = pino.stdSerializers.err(err as Error) as unknown as Record<string, unknown>;
+  let o: Record<string, unknown> | undefined = out;
+  for (let depth = 0; o && typeof o === 'object' && depth < 8; depth++) {
+    for (const f of QUERY_VALUE_FIELDS) delete o[f];
+    o = o.cause as Record<string, unknown> | undefined;
+  }
+  return out;
+}
+
 /** The process logger. Request URLs are logged without their query (e-mailed links carry tokens there). */
-export function createLogger(config: Pick<Config, 'logLevel'>): Logger {
+export function createLogger(config: Pick<Config, 'logLevel'>, destination?: pino.DestinationStream): Logger {
   return pino({
     level: config.logLevel,
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     serializers: {
+      err: serializeError,
       req(req: { method: string; url: string; ip?: string; headers?: Record<string, unknown> }) {
         return { method: req.method, url: req.url.split('?')[0], ip: req.ip, userAgent: req.headers?.['user-agent'] };
       },
     },
-  });
+  }, destination);
 }

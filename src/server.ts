@@ -1,9 +1,11 @@
 /**
  * Process entry: the only place that reads the environment, opens real resources, starts the mail
- * worker and listens. `npm start` runs it; with no settings it serves http://127.0.0.1:8000 on PGlite
+ * worker and listens. `npm start` runs it; with no settings it serves http://localhost:8000 on PGlite
  * in ./data with generated development keys and the development mailbox.
  */
 import { buildApp } from './app.ts';
+import { createMetrics } from './http/metrics.ts';
+import { buildMetricsApp } from './http/routes/metrics.ts';
 import { systemClock } from './clock.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { PasswordHasher } from './crypto/password.ts';
@@ -33,10 +35,24 @@ async function main(): Promise<void> {
   const db = await openDatabase(config);
   const applied = await migrate(db);
   if (applied.length) logger.info({ applied }, 'database migrated');
-  const secrets = await loadSecrets(config);
+  let secrets: Awaited<ReturnType<typeof loadSecrets>>;
+  try {
+    secrets = await loadSecrets(config);
+  } catch (e) {
+    // A bad or unreadable key is an operator's mistake, not a crash: one line naming it, no stack trace.
+    console.error(`twofold: key error: ${(e as Error).message}`);
+    process.exit(2);
+  }
   const limiter = createLimiter(config, { logger });
   if (config.rateLimit.disabled) logger.warn('RATE_LIMIT_DISABLED=true: every per-IP and per-account limit is OFF. Use this for benchmarks only.');
-  const devMailbox = !config.smtpUrl;
+  const devMailbox = config.devMailbox;
+  if (!config.smtpUrl) {
+    logger.warn(
+      devMailbox
+        ? `SMTP_URL is not set: no mail leaves this process; mails are kept for the development mailbox at ${config.publicUrl}/dev/mailbox`
+        : 'SMTP_URL is not set: no mail leaves this process and the development mailbox is off (PUBLIC_URL is not a loopback address; DEV_MAILBOX=true turns it on). Users get no verification, reset or code mails.',
+    );
+  }
   // nodemailer is loaded only when mail really goes out over SMTP.
   const mailTransport = config.smtpUrl ? (await import('./mail/smtp-transport.ts')).createSmtpTransport(config) : createDevMailboxTransport(logger);
 
@@ -50,7 +66,9 @@ async function main(): Promise<void> {
     mailTransport,
     logger,
   };
-  const app = await buildApp(deps, { devMailbox });
+  const metrics = createMetrics();
+  const app = await buildApp(deps, { devMailbox, metrics });
+  const metricsApp = config.metricsPort === undefined ? undefined : await buildMetricsApp(config, metrics, logger);
   const worker = new OutboxWorker({ db, clock: systemClock, transport: mailTransport, logger, config, keepBodies: devMailbox });
 
   let closing = false;
@@ -60,6 +78,7 @@ async function main(): Promise<void> {
     logger.info({ signal }, 'shutting down');
     // Stop taking requests first, then let the worker finish the mail it holds, then close resources.
     await app.close().catch((err: unknown) => logger.error({ err }, 'closing http server failed'));
+    await metricsApp?.close().catch((err: unknown) => logger.error({ err }, 'closing metrics server failed'));
     await worker.stop().catch((err: unknown) => logger.error({ err }, 'stopping outbox worker failed'));
     await Promise.allSettled([limiter.close(), mailTransport.close(), closePasswordChecker()]);
     await db.close().catch((err: unknown) => logger.error({ err }, 'closing database failed'));
@@ -69,6 +88,7 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => void shutdown('SIGINT'));
 
   await app.listen({ port: config.port, host: config.host });
+  if (metricsApp) await metricsApp.listen({ port: config.metricsPort, host: config.host });
   worker.start();
   logger.info(
     { url: config.publicUrl, database: db.kind, mail: mailTransport.name, limiter: config.rateLimit.disabled ? 'disabled' : config.redisUrl ? 'redis' : 'memory', kid: secrets.keys.kid },

@@ -34,6 +34,14 @@ class Gate {
   }
 }
 
+/**
+ * NFKC, as NIST SP 800-63B-4 §3.1.1.2 asks: the same passphrase typed on another system (composed vs
+ * decomposed accents, full-width forms, ligatures) must match. Applied to every password hashed or checked.
+ */
+export function normalizePassword(password: string): string {
+  return password.normalize('NFKC');
+}
+
 /** Hashes and verifies passwords; tells when a stored hash should be upgraded. */
 export class PasswordHasher {
   readonly #params: PasswordHashParams;
@@ -52,7 +60,7 @@ export class PasswordHasher {
   /** An argon2id PHC string for `password`. */
   hash(password: string): Promise<string> {
     return this.#gate.run(() =>
-      hash(password, {
+      hash(normalizePassword(password), {
         algorithm: ARGON2ID,
         memoryCost: this.#params.memoryKib,
         timeCost: this.#params.iterations,
@@ -61,8 +69,23 @@ export class PasswordHasher {
     );
   }
 
-  /** True when `password` matches `phc`. A malformed stored hash counts as a mismatch. */
+  /** True when `password` matches `phc` (normalised, or as typed for older hashes). A malformed stored hash counts as a mismatch. */
   async verify(phc: string, password: string): Promise<boolean> {
+    return (await this.check(phc, password)) !== false;
+  }
+
+  /**
+   * `current` when the NFKC form matches; `legacy` when only the form as typed does — a hash made before
+   * passwords were normalised, which the caller should replace by `hash(password)`; false otherwise.
+   */
+  async check(phc: string, password: string): Promise<false | 'current' | 'legacy'> {
+    const normalized = normalizePassword(password);
+    if (await this.#verify(phc, normalized)) return 'current';
+    if (normalized !== password && (await this.#verify(phc, password))) return 'legacy';
+    return false;
+  }
+
+  async #verify(phc: string, password: string): Promise<boolean> {
     try {
       return await this.#gate.run(() => verify(phc, password));
     } catch {

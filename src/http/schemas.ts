@@ -22,10 +22,15 @@ export const Problem = Type.Object(
   { additionalProperties: true, description: 'RFC 9457 problem details (application/problem+json)' },
 );
 
+/** A response whose body is a problem document, declared (and serialised) as application/problem+json. */
+export function problemResponse(schema: TSchema = Problem, description = 'Problem details (RFC 9457)') {
+  return { description, content: { 'application/problem+json': { schema } } };
+}
+
 /** Response map entries for problem documents with the given statuses. */
-export function problems(...statuses: number[]): Record<number, TSchema> {
-  const out: Record<number, TSchema> = {};
-  for (const s of statuses) out[s] = Problem;
+export function problems(...statuses: number[]): Record<number, ReturnType<typeof problemResponse>> {
+  const out: Record<number, ReturnType<typeof problemResponse>> = {};
+  for (const s of statuses) out[s] = problemResponse();
   return out;
 }
 

@@ -6,19 +6,18 @@ import type { Logger } from 'pino';
 import type { MailMessage, MailTransport } from './types.ts';
 
 /** The logger methods the development mailbox uses. */
-export type DevMailboxLogger = Pick<Logger, 'info'>;
+export type DevMailboxLogger = Pick<Logger, 'info' | 'debug'>;
 
-/** Creates the development transport: every mail is logged (text body included) and counts as delivered. */
+/** Creates the development transport: every mail is logged (its text body at debug only) and counts as delivered. */
 export function createDevMailboxTransport(logger: DevMailboxLogger): MailTransport {
   return {
     name: 'dev-mailbox',
     async send(message: MailMessage): Promise<void> {
-      // The text body carries codes and one-time links; logging it is the point of this transport,
-      // which is never used in production (server.ts picks it only without SMTP_URL, outside production).
-      logger.info(
-        { mail: { id: message.id, kind: message.kind, to: message.to, subject: message.subject }, body: message.text },
-        'development mailbox: mail not sent, shown at /dev/mailbox',
-      );
+      // The text body carries codes and one-time links: never at info (log collectors keep info for
+      // months); LOG_LEVEL=debug shows it to a developer who has no mailbox page.
+      const mail = { id: message.id, kind: message.kind, to: message.to, subject: message.subject };
+      logger.info({ mail }, 'mail not sent (no SMTP_URL)');
+      logger.debug({ mail, body: message.text }, 'mail body (debug only)');
     },
     async close(): Promise<void> {},
   };

@@ -9,6 +9,7 @@ import { Worker } from 'node:worker_threads';
 import type { Config } from '../config.ts';
 import type { FieldError } from '../errors.ts';
 import type { StrengthRequest, StrengthResponse } from './password-strength-worker.ts';
+import { normalizePassword } from '../crypto/password.ts';
 
 /**
  * The scorer lives in a worker thread started on first use and ended after 30 s without checks:
@@ -96,7 +97,9 @@ export interface PasswordContext {
 }
 
 /** Field errors for `password` under the policy (empty when acceptable). `field` names the input. */
-export async function checkPassword(config: Config, password: string, context: PasswordContext, field = 'password1'): Promise<FieldError[]> {
+export async function checkPassword(config: Config, rawPassword: string, context: PasswordContext, field = 'password1'): Promise<FieldError[]> {
+  // Judge what is stored: the NFKC form (a ligature "ﬃ" is three letters, as it is once hashed).
+  const password = normalizePassword(rawPassword);
   const length = [...password].length;
   if (length < config.passwordMinLength) {
     return [{ field, message: `Password must be at least ${config.passwordMinLength} characters long.` }];

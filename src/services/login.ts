@@ -73,13 +73,14 @@ export async function loginWithPassword(deps: Deps, input: PasswordLoginInput, c
     await deps.limiter.recordFailure(subject);
     throw credentialsError();
   }
-  if (!(await deps.passwords.verify(user.password_hash, input.password))) {
+  const match = await deps.passwords.check(user.password_hash, input.password);
+  if (!match) {
     await deps.limiter.recordFailure(subject);
     throw credentialsError();
   }
   assertUsable(deps, user);
-  if (deps.passwords.needsRehash(user.password_hash)) {
-    // Parameters changed since this hash was made: upgrade it now that we hold the password.
+  if (match === 'legacy' || deps.passwords.needsRehash(user.password_hash)) {
+    // Parameters changed, or the hash predates NFKC normalisation: upgrade it now that we hold the password.
     await updatePasswordHash(deps.db, user.id, await deps.passwords.hash(input.password), deps.clock(), false);
   }
 

@@ -27,7 +27,7 @@ describeWithApp('account lifecycle security', (suite) => {
     const ta = await suite.build(t);
     const user = await createUser(ta.app);
     const { access_token } = await loginTokens(ta.app, user);
-    const refused: Array<Record<string, string>> = [{ 'sec-fetch-site': 'cross-site' }, { origin: 'https://evil.example' }, {}, { 'sec-fetch-site': 'same-site' }];
+    const refused: Array<Record<string, string>> = [{ 'sec-fetch-site': 'cross-site' }, { origin: 'https://evil.example' }, { origin: 'null' }, { 'sec-fetch-site': 'same-site' }];
     for (const headers of refused) {
       const res = await changeWithCookie(ta.app, access_token, headers);
       assert.equal(res.statusCode, 403, JSON.stringify(headers));

@@ -183,7 +183,8 @@ describeWithApp('CSRF defence for cookie-authenticated requests', (suite) => {
       { cookie, 'sec-fetch-site': 'cross-site', origin: 'https://evil.example' },
       { cookie, origin: 'https://evil.example' },
       { cookie, 'sec-fetch-site': 'cross-site' },
-      { cookie },
+      { cookie, origin: 'null' },
+      { cookie, 'sec-fetch-site': 'same-site' },
     ]) {
       const res = await app.inject({ method: 'POST', url: '/api/v1/auth-jwt/logout-all', headers });
       assert.equal(res.statusCode, 403, JSON.stringify(headers));

@@ -30,14 +30,17 @@ after(async () => {
 
 test('the development mailbox lists mails newest first, escaped, with their status', async () => {
   const lines: string[] = [];
-  const logger = pino({ level: 'info' }, { write: (s: string) => void lines.push(s) });
+  const logger = pino({ level: 'debug' }, { write: (s: string) => void lines.push(s) });
   const worker = new OutboxWorker({ db, clock, transport: createDevMailboxTransport(logger), logger, config, keepBodies: true });
 
   const first = await db.transaction((tx) =>
     enqueueMail(tx, { config, clock }, { kind: 'email_otp_login', to: 'a@example.test', data: { username: '<script>x</script>', code: '135790', expiresInMinutes: 10 } }),
   );
   assert.equal(await worker.drain(), 1);
-  assert.ok(lines.some((l) => l.includes('135790') && l.includes(first)), 'the development transport logs the text body');
+  const records = lines.map((l) => JSON.parse(l) as { level: number; msg: string });
+  assert.ok(records.some((r) => r.level === 20 && JSON.stringify(r).includes('135790') && JSON.stringify(r).includes(first)), 'the body is logged at debug');
+  assert.ok(!records.some((r) => r.level >= 30 && JSON.stringify(r).includes('135790')), 'never at info or above: log collectors keep info');
+  assert.ok(records.some((r) => r.level === 30 && JSON.stringify(r).includes(first)), 'that a mail was not sent is logged at info');
   now = new Date(now.getTime() + 1000);
   const second = await db.transaction((tx) =>
     enqueueMail(tx, { config, clock }, { kind: 'password_changed', to: 'b@example.test', data: { username: 'bob' } }),

@@ -3,11 +3,14 @@ import { test } from 'node:test';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 import { AppError, ERROR_CODES } from '../../src/errors.ts';
 
-test('defaults: port 8000 on 127.0.0.1, PGlite in ./data, contract lifetimes', () => {
+test('defaults: port 8000 on 127.0.0.1 (public URL http://localhost:8000), PGlite in ./data, contract lifetimes', () => {
   const c = loadConfig({});
   assert.equal(c.port, 8000);
   assert.equal(c.host, '127.0.0.1');
-  assert.equal(c.publicUrl, 'http://127.0.0.1:8000');
+  assert.equal(c.publicUrl, 'http://localhost:8000');
+  assert.deepEqual(c.loopbackAliases, ['http://127.0.0.1:8000', 'http://[::1]:8000']);
+  assert.equal(c.devMailbox, true);
+  assert.equal(c.trustProxy, false);
   assert.equal(c.dataDir, './data');
   assert.equal(c.databaseUrl, undefined);
   assert.equal(c.accessTokenTtlSeconds, 3600);

@@ -123,7 +123,7 @@ export async function accountRoutes(app: FastifyInstance, { deps }: { deps: Deps
   });
 
   r.post('/api/v1/user/password/change', {
-    preHandler: auth,
+    onRequest: auth,
     schema: {
       tags: ['Users'],
       summary: 'Change the password',

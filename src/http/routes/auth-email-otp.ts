@@ -24,7 +24,7 @@ export async function authEmailOtpRoutes(app: FastifyInstance, { deps }: { deps:
   const auth = requireAuth(deps);
 
   r.post('/api/v1/auth-email-otp/enable', {
-    preHandler: auth,
+    onRequest: auth,
     schema: {
       tags: ['Second factors'],
       summary: 'Ask to turn on e-mailed sign-in codes',
@@ -41,7 +41,7 @@ export async function authEmailOtpRoutes(app: FastifyInstance, { deps }: { deps:
   });
 
   r.post('/api/v1/auth-email-otp/confirm', {
-    preHandler: auth,
+    onRequest: auth,
     schema: {
       tags: ['Second factors'],
       summary: 'Turn on e-mailed sign-in codes with the mailed code',
@@ -59,7 +59,7 @@ export async function authEmailOtpRoutes(app: FastifyInstance, { deps }: { deps:
   });
 
   r.delete('/api/v1/auth-email-otp', {
-    preHandler: auth,
+    onRequest: auth,
     schema: {
       tags: ['Second factors'],
       summary: 'Turn off e-mailed sign-in codes',

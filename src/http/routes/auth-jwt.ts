@@ -13,7 +13,7 @@ import { logout, logoutAll } from '../../services/logout.ts';
 import type { TokenPair } from '../../services/tokens.ts';
 import { ACCESS_COOKIE, REFRESH_COOKIE, clearTokenCookies, setTokenCookies } from '../cookies.ts';
 import { assertNotCrossSite, authOf, bearerToken, clientInfo, requireAuth } from '../plugins/auth.ts';
-import { DateTime, MfaRequired, Password, SecurityCode, TokenPairSchema, Uuid, problems } from '../schemas.ts';
+import { DateTime, MfaRequired, Password, SecurityCode, TokenPairSchema, Uuid, problemResponse, problems } from '../schemas.ts';
 import { emptyBodyAsObject } from '../empty-body.ts';
 import { privateUser } from '../../services/register-user.ts';
 
@@ -47,11 +47,12 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
         description: 'JSON or application/x-www-form-urlencoded. A user with an active second factor must send `security_code` (TOTP) or `backup_code`, or receives 403 `mfa_required` with an `mfa_token` for `/login/mfa`. The first successful `security_code` for a pending TOTP secret activates it.',
         consumes: ['application/json', 'application/x-www-form-urlencoded'],
         body: LoginBody,
-        response: { 200: TokenPairSchema, 403: MfaRequired, ...problems(400, 401, 413, 415, 422, 429) },
+        response: { 200: TokenPairSchema, 403: problemResponse(MfaRequired, 'mfa_required with a challenge, or another 403 problem'), ...problems(400, 401, 413, 415, 422, 429) },
       },
     }, async (request, reply) => {
       // A cross-site HTML form can post form bodies without a CORS preflight: refuse that (login CSRF).
-      if (request.headers['content-type']?.startsWith('application/x-www-form-urlencoded')) assertNotCrossSiteIfBrowser(request, deps);
+      // Media types are case-insensitive (RFC 9110 §8.3.1): `Application/X-WWW-Form-Urlencoded` is a form too.
+      if (isFormBody(request)) assertNotCrossSite(request, deps.config);
       const tokens = await loginWithPassword(deps, request.body, clientInfo(request));
       return sendTokens(reply, tokens);
     });
@@ -117,7 +118,7 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
   });
 
   r.post('/api/v1/auth-jwt/logout-all', {
-    preHandler: auth,
+    onRequest: auth,
     schema: { tags: ['Login and tokens'], summary: 'Log out everywhere (revoke every session)', security, response: { 204: Type.Null(), ...problems(401, 403) } },
   }, async (request, reply) => {
     await logoutAll(deps, authOf(request).userId);
@@ -127,7 +128,7 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
 
   r.get('/api/v1/auth-jwt/user-info', {
     // One round trip: the profile query below carries the live-session condition itself.
-    preHandler: requireAuth(deps, { sessionCheckedByHandler: true }),
+    onRequest: requireAuth(deps, { sessionCheckedByHandler: true }),
     schema: {
       tags: ['Login and tokens'],
       summary: 'The caller\'s private profile',
@@ -177,8 +178,7 @@ function refreshTokenOf(request: FastifyRequest, deps: Deps): string {
   return cookie;
 }
 
-/** For form logins: refuse when a browser marks the request cross-site or its Origin is foreign. */
-function assertNotCrossSiteIfBrowser(request: FastifyRequest, deps: Deps): void {
-  if (request.headers['sec-fetch-site'] === undefined && request.headers.origin === undefined) return; // not a browser
-  assertNotCrossSite(request, deps.config);
+/** True for an application/x-www-form-urlencoded body, however the type is capitalised. */
+function isFormBody(request: FastifyRequest): boolean {
+  return (request.headers['content-type'] ?? '').trimStart().toLowerCase().startsWith('application/x-www-form-urlencoded');
 }

@@ -76,7 +76,7 @@ export async function authTotpRoutes(app: FastifyInstance, { deps }: { deps: Dep
   const auth = requireAuth(deps);
 
   r.post('/api/v1/auth-totp/enroll', {
-    preHandler: auth,
+    onRequest: auth,
     schema: {
       tags: ['Second factors'],
       summary: 'Start (or restart) TOTP enrolment for the logged-in user',
@@ -95,7 +95,7 @@ export async function authTotpRoutes(app: FastifyInstance, { deps }: { deps: Dep
   });
 
   r.post('/api/v1/auth-totp/confirm', {
-    preHandler: auth,
+    onRequest: auth,
     schema: {
       tags: ['Second factors'],
       summary: 'Confirm the pending TOTP secret with a code from it',
@@ -113,7 +113,7 @@ export async function authTotpRoutes(app: FastifyInstance, { deps }: { deps: Dep
   });
 
   r.delete('/api/v1/auth-totp', {
-    preHandler: auth,
+    onRequest: auth,
     preValidation: emptyBodyAsObject,
     schema: {
       tags: ['Second factors'],

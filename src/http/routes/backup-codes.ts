@@ -15,7 +15,7 @@ export async function backupCodesRoutes(app: FastifyInstance, { deps }: { deps: 
   const auth = requireAuth(deps);
 
   r.post('/api/v1/backup-codes', {
-    preHandler: auth,
+    onRequest: auth,
     schema: {
       tags: ['Second factors'],
       summary: 'Create a new set of backup codes',
@@ -32,7 +32,7 @@ export async function backupCodesRoutes(app: FastifyInstance, { deps }: { deps: 
   });
 
   r.get('/api/v1/backup-codes', {
-    preHandler: auth,
+    onRequest: auth,
     schema: {
       tags: ['Second factors'],
       summary: 'How many unused backup codes are left',

@@ -1,10 +1,9 @@
-/** Service endpoints: JWKS, OpenID discovery, health, readiness, Prometheus metrics. */
+/** Service endpoints: JWKS, OpenID discovery, health, readiness (metrics: routes/metrics.ts). */
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import type { Deps } from '../../deps.ts';
-import type { Metrics } from '../metrics.ts';
 
-export async function serviceRoutes(app: FastifyInstance, { deps, metrics }: { deps: Deps; metrics: Metrics }): Promise<void> {
+export async function serviceRoutes(app: FastifyInstance, { deps }: { deps: Deps }): Promise<void> {
   const { config } = deps;
 
   app.get('/.well-known/jwks.json', {
@@ -49,10 +48,5 @@ export async function serviceRoutes(app: FastifyInstance, { deps, metrics }: { d
       });
     }
     return { status: 'ready', database: deps.db.kind };
-  });
-
-  app.get('/metrics', { schema: { tags: ['Service'], summary: 'Prometheus metrics (text format)' } }, async (_request, reply) => {
-    reply.type(metrics.registry.contentType);
-    return metrics.registry.metrics();
   });
 }

@@ -45,7 +45,7 @@ export async function sessionRoutes(app: FastifyInstance, { deps }: { deps: Deps
   const auth = requireAuth(deps);
 
   r.get('/api/v1/auth-jwt/sessions', {
-    preHandler: auth,
+    onRequest: auth,
     schema: {
       tags: ['Login and tokens'],
       summary: 'The caller\'s live sessions',
@@ -59,7 +59,7 @@ export async function sessionRoutes(app: FastifyInstance, { deps }: { deps: Deps
   });
 
   r.delete('/api/v1/auth-jwt/sessions/:id', {
-    preHandler: auth,
+    onRequest: auth,
     schema: {
       tags: ['Login and tokens'],
       summary: 'Revoke one of the caller\'s sessions',

@@ -1,0 +1,46 @@
+/**
+ * GET /metrics (Prometheus text format), optionally behind `Authorization: Bearer <METRICS_TOKEN>`.
+ * Served by the main app, or — with METRICS_PORT — only by a separate listener that can stay inside
+ * the cluster network while the main port faces the Internet.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { Type } from 'typebox';
+import type { Config } from '../../config.ts';
+import { safeEqual } from '../../crypto/token-hash.ts';
+import { AppError } from '../../errors.ts';
+import type { Metrics } from '../metrics.ts';
+import { bearerToken } from '../plugins/auth.ts';
+import { installErrorHandling } from '../problem.ts';
+import { problems } from '../schemas.ts';
+
+export async function metricsRoutes(app: FastifyInstance, { config, metrics }: { config: Config; metrics: Metrics }): Promise<void> {
+  app.get('/metrics', {
+    schema: {
+      tags: ['Service'],
+      operationId: 'getMetrics',
+      summary: 'Prometheus metrics (text format)',
+      description: 'With METRICS_TOKEN set, only for `Authorization: Bearer <METRICS_TOKEN>` (401 otherwise). With METRICS_PORT set, served on that port only.',
+      ...(config.metricsToken ? { security: [{ bearerAuth: [] }] } : {}),
+      response: { 200: { description: 'Prometheus exposition format', content: { 'text/plain': { schema: Type.String() } } }, ...problems(401) },
+    },
+    // Per-route metrics reveal traffic, routes and error rates: an operator can keep them private.
+    onRequest: async (request) => {
+      if (config.metricsToken === undefined) return;
+      const presented = bearerToken(request);
+      if (presented === undefined || !safeEqual(presented, config.metricsToken)) {
+        throw new AppError('authentication_required', { detail: 'Send the METRICS_TOKEN as Bearer token.', headers: { 'WWW-Authenticate': 'Bearer' } });
+      }
+    },
+  }, async (_request, reply) => {
+    reply.type(metrics.registry.contentType);
+    return metrics.registry.metrics();
+  });
+}
+
+/** The separate listener of METRICS_PORT: /metrics and nothing else. */
+export async function buildMetricsApp(config: Config, metrics: Metrics, logger: FastifyBaseLogger): Promise<FastifyInstance> {
+  const app = Fastify({ loggerInstance: logger });
+  installErrorHandling(app);
+  await app.register(metricsRoutes, { config, metrics });
+  return app;
+}

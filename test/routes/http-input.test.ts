@@ -1,0 +1,134 @@
+/** Issue 7: hostile input gets 4xx problem details; auth before body; 415; the CSRF rule for non-browser clients. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import { createUser, describeWithApp, loginTokens, uniqueName } from '../helpers/app.ts';
+
+function assertProblem(res: LightMyRequestResponse, status: number, code: string, what: string): void {
+  assert.equal(res.statusCode, status, `${what}: ${res.body}`);
+  assert.match(String(res.headers['content-type']), /^application\/problem\+json/, what);
+  assert.equal(res.json().code, code, what);
+}
+
+function post(app: FastifyInstance, url: string, payload: string, headers: Record<string, string> = {}) {
+  return app.inject({ method: 'POST', url, payload, headers: { 'content-type': 'application/json', ...headers } });
+}
+
+describeWithApp('hostile input', (suite) => {
+  test('NUL characters and lone surrogates in bodies, paths and queries are 400 malformed_request, never 500', async (t) => {
+    const { app } = await suite.build(t);
+    const name = uniqueName();
+    const signUp = (extra: string) => `{"username":"${name}","email":"${name}@example.com","password1":"a long passphrase 42","password2":"a long passphrase 42",${extra}}`;
+    const cases: Array<[string, () => Promise<LightMyRequestResponse>]> = [
+      ['NUL in a login name', () => post(app, '/api/v1/auth-jwt/login', '{"username":"ali\\u0000ce","password":"x"}')],
+      ['lone high surrogate in a login name', () => post(app, '/api/v1/auth-jwt/login', '{"username":"ali\\ud800ce","password":"x"}')],
+      ['lone low surrogate in a password', () => post(app, '/api/v1/auth-jwt/login', '{"username":"alice","password":"\\udc00"}')],
+      ['NUL in full_name', () => post(app, '/api/v1/user', signUp('"full_name":"A\\u0000B"'))],
+      ['NUL in a profile key', () => post(app, '/api/v1/user', signUp('"profile":{"a\\u0000":1}'))],
+      ['lone surrogate in a profile value', () => post(app, '/api/v1/user', signUp('"profile":{"a":"\\ud83d"}'))],
+      ['NUL in a path parameter', () => app.inject({ method: 'GET', url: '/api/v1/user/ab%00cd' })],
+      ['NUL in a query parameter', () => app.inject({ method: 'GET', url: '/api/v1/user/email/verify?token=a%00b' })],
+      ['NUL in a form body', () => app.inject({ method: 'POST', url: '/api/v1/auth-jwt/login', payload: 'username=a%00b&password=x', headers: { 'content-type': 'application/x-www-form-urlencoded' } })],
+    ];
+    for (const [what, send] of cases) assertProblem(await send(), 400, 'malformed_request', what);
+    // A proper surrogate pair (an emoji) is fine.
+    const ok = await post(app, '/api/v1/user', signUp('"full_name":"Ali \\ud83d\\ude00"'));
+    assert.equal(ok.statusCode, 201, ok.body);
+  });
+
+  test('deeply nested JSON is 400, not a stack overflow or 500 (objects and arrays, up to the body limit)', async (t) => {
+    const { app } = await suite.build(t);
+    const name = uniqueName();
+    const wrap = (inner: string) => `{"username":"${name}","email":"${name}@example.com","password1":"a long passphrase 42","password2":"a long passphrase 42","profile":${inner}}`;
+    const deepObject = '{"a":'.repeat(40) + '1' + '}'.repeat(40);
+    const deepArray = '{"a":' + '['.repeat(30000) + ']'.repeat(30000) + '}';
+    assertProblem(await post(app, '/api/v1/user', wrap(deepObject)), 400, 'malformed_request', 'deep object');
+    assertProblem(await post(app, '/api/v1/user', wrap(deepArray)), 400, 'malformed_request', 'deep array');
+    assertProblem(await post(app, '/api/v1/auth-jwt/login', '[' .repeat(30000) + ']'.repeat(30000)), 400, 'malformed_request', 'deep array as the whole body');
+    const shallow = await post(app, '/api/v1/user', wrap('{"a":{"b":{"c":[1,2,{"d":true}]}}}'));
+    assert.equal(shallow.statusCode, 201, shallow.body);
+  });
+
+  test('bodies of a type an endpoint does not take are 415 unsupported_media_type (text/plain included)', async (t) => {
+    const { app } = await suite.build(t);
+    for (const type of ['text/plain', 'multipart/form-data; boundary=x', 'application/xml']) {
+      for (const url of ['/api/v1/auth-jwt/login', '/api/v1/user', '/api/v1/user/password/forgot']) {
+        const res = await app.inject({ method: 'POST', url, payload: '{"username":"alice","password":"x"}', headers: { 'content-type': type } });
+        assertProblem(res, 415, 'unsupported_media_type', `${type} at ${url}`);
+      }
+    }
+  });
+
+  test('every (auth) operation answers 401 before it looks at the body: no 415 or 422 for a stranger', async (t) => {
+    const { app } = await suite.build(t);
+    const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json() as { paths: Record<string, Record<string, { security?: Array<Record<string, unknown>> }>> };
+    let checked = 0;
+    for (const [path, ops] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(ops)) {
+        if (!op.security?.some((s) => 'cookieAuth' in s)) continue;
+        const url = path.replace(/\{[^}]+\}/g, randomUUID());
+        for (const [type, payload] of [['text/plain', 'hello'], ['application/json', '{"broken":'], ['application/json', '{"security_code":42,"password":[]}']]) {
+          const res = await app.inject({ method: method.toUpperCase() as 'POST', url, payload, headers: { 'content-type': type! } });
+          assertProblem(res, 401, 'authentication_required', `${method.toUpperCase()} ${path} with ${type} ${payload}`);
+        }
+        checked++;
+      }
+    }
+    assert.ok(checked >= 12, `walked ${checked} authenticated operations`);
+  });
+});
+
+describeWithApp('the CSRF rule and non-browser clients', (suite) => {
+  test('curl with cookies (no Origin, no Sec-Fetch-Site) can refresh and log out', async (t) => {
+    const { app } = await suite.build(t);
+    const user = await createUser(app);
+    const tokens = await loginTokens(app, user);
+    const refresh = await app.inject({ method: 'POST', url: '/api/v1/auth-jwt/refresh', cookies: { refresh_token: tokens.refresh_token } });
+    assert.equal(refresh.statusCode, 200, refresh.body);
+    const next = refresh.json();
+    const logout = await app.inject({ method: 'POST', url: '/api/v1/auth-jwt/logout', cookies: { access_token: next.access_token, refresh_token: next.refresh_token } });
+    assert.equal(logout.statusCode, 204, logout.body);
+    const after = await app.inject({ method: 'POST', url: '/api/v1/auth-jwt/refresh', cookies: { refresh_token: next.refresh_token } });
+    assert.equal(after.statusCode, 401, 'the session is gone');
+  });
+
+  test('browsers are still held to the rule: Origin null, a foreign Origin, Sec-Fetch-Site cross-site are 403', async (t) => {
+    const { app } = await suite.build(t);
+    const user = await createUser(app);
+    const tokens = await loginTokens(app, user);
+    for (const headers of [{ origin: 'null' }, { origin: 'https://evil.example' }, { 'sec-fetch-site': 'cross-site' }, { origin: 'http://127.0.0.1:8001' }]) {
+      for (const url of ['/api/v1/auth-jwt/refresh', '/api/v1/auth-jwt/logout', '/api/v1/auth-jwt/logout-all']) {
+        const res = await app.inject({ method: 'POST', url, headers, cookies: { access_token: tokens.access_token, refresh_token: tokens.refresh_token } });
+        assertProblem(res, 403, 'csrf_rejected', `${url} ${JSON.stringify(headers)}`);
+      }
+    }
+    assert.equal((await app.inject({ method: 'GET', url: '/api/v1/auth-jwt/user-info', headers: { authorization: `Bearer ${tokens.access_token}` } })).statusCode, 200);
+  });
+
+  test('a form login with a mixed-case content type from a foreign site is refused (login CSRF)', async (t) => {
+    const { app } = await suite.build(t);
+    const user = await createUser(app);
+    const body = `username=${user.username}&password=${encodeURIComponent(user.password)}`;
+    for (const type of ['Application/X-WWW-Form-Urlencoded', 'APPLICATION/X-WWW-FORM-URLENCODED; charset=UTF-8', 'application/x-www-form-urlencoded']) {
+      const res = await app.inject({ method: 'POST', url: '/api/v1/auth-jwt/login', payload: body, headers: { 'content-type': type, origin: 'https://evil.example', 'sec-fetch-site': 'cross-site' } });
+      assertProblem(res, 403, 'csrf_rejected', type);
+      assert.equal(res.headers['set-cookie'], undefined, 'no session cookie planted');
+    }
+    const own = await app.inject({ method: 'POST', url: '/api/v1/auth-jwt/login', payload: body, headers: { 'content-type': 'Application/X-WWW-Form-Urlencoded', origin: 'http://127.0.0.1:8000' } });
+    assert.equal(own.statusCode, 200, 'our own form, any capitalisation, logs in');
+  });
+
+  test('with PUBLIC_URL http://localhost:8000 a page opened as http://127.0.0.1:8000 may use its cookies (loopback alias)', async (t) => {
+    const { app } = await suite.build(t, { env: { PUBLIC_URL: 'http://localhost:8000' } });
+    const user = await createUser(app);
+    for (const origin of ['http://127.0.0.1:8000', 'http://localhost:8000', 'http://[::1]:8000']) {
+      const tokens = await loginTokens(app, user);
+      const res = await app.inject({ method: 'POST', url: '/api/v1/auth-jwt/logout', headers: { origin, 'sec-fetch-site': 'same-origin' }, cookies: { access_token: tokens.access_token } });
+      assert.equal(res.statusCode, 204, origin);
+    }
+    const tokens = await loginTokens(app, user);
+    const other = await app.inject({ method: 'POST', url: '/api/v1/auth-jwt/logout', headers: { origin: 'http://127.0.0.1:9999' }, cookies: { access_token: tokens.access_token } });
+    assertProblem(other, 403, 'csrf_rejected', 'another port is another origin');
+  });
+});

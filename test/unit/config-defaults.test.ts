@@ -1,0 +1,56 @@
+/** Issue 7: settings that were unsafe by default or easy to get wrong. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ConfigError, loadConfig } from '../../src/config.ts';
+
+const PROD = { TOTP_ENCRYPTION_KEY: 'k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=', JWT_PRIVATE_KEY_FILE: '/k.pem', TOKEN_HASH_KEY: 'x', SMTP_URL: 'smtp://mail:25' };
+
+test('NODE_ENV is read case-insensitively: "Production" is production (keys required), not a development instance', () => {
+  for (const v of ['Production', 'PRODUCTION', ' production ']) {
+    assert.throws(() => loadConfig({ NODE_ENV: v }), (e: unknown) => e instanceof ConfigError && /required when NODE_ENV=production/.test(e.message), v);
+    assert.equal(loadConfig({ NODE_ENV: v, ...PROD }).env, 'production', v);
+  }
+  assert.equal(loadConfig({ NODE_ENV: 'Test' }).env, 'test');
+});
+
+test('TRUST_PROXY: false, true (= one hop, never "trust all"), a hop count, or proxy addresses/CIDRs; anything else is refused', () => {
+  assert.equal(loadConfig({}).trustProxy, false);
+  assert.equal(loadConfig({ TRUST_PROXY: 'false' }).trustProxy, false);
+  assert.equal(loadConfig({ TRUST_PROXY: '0' }).trustProxy, false);
+  assert.equal(loadConfig({ TRUST_PROXY: 'true' }).trustProxy, 1);
+  assert.equal(loadConfig({ TRUST_PROXY: '2' }).trustProxy, 2);
+  assert.deepEqual(loadConfig({ TRUST_PROXY: '10.0.0.0/8, 192.168.1.5,::1,fd00::/8,loopback' }).trustProxy, ['10.0.0.0/8', '192.168.1.5', '::1', 'fd00::/8', 'loopback']);
+  for (const bad of ['everything', '10.0.0.0/33', '300.1.1.1', '10.0.0.1/8/2', '11']) {
+    assert.throws(() => loadConfig({ TRUST_PROXY: bad }), (e: unknown) => e instanceof ConfigError && e.message.startsWith('TRUST_PROXY'), bad);
+  }
+});
+
+test('the development mailbox is on only for a plainly local instance without SMTP, or with DEV_MAILBOX=true', () => {
+  assert.equal(loadConfig({}).devMailbox, true, 'default: http://localhost:8000');
+  assert.equal(loadConfig({ PUBLIC_URL: 'http://127.0.0.1:9000' }).devMailbox, true);
+  assert.equal(loadConfig({ PUBLIC_URL: 'https://auth.example.com' }).devMailbox, false, 'a public name: someone forgot SMTP_URL, the mailbox would hand out every reset link');
+  assert.equal(loadConfig({ HOST: '0.0.0.0', PUBLIC_URL: 'http://10.1.2.3:8000' }).devMailbox, false);
+  assert.equal(loadConfig({ PUBLIC_URL: 'https://staging.example.com', DEV_MAILBOX: 'true' }).devMailbox, true, 'explicit');
+  assert.equal(loadConfig({ DEV_MAILBOX: 'false' }).devMailbox, false);
+  assert.equal(loadConfig({ SMTP_URL: 'smtp://mail:25' }).devMailbox, false);
+  assert.throws(() => loadConfig({ NODE_ENV: 'production', ...PROD, DEV_MAILBOX: 'true' }), ConfigError);
+  assert.throws(() => loadConfig({ SMTP_URL: 'smtp://mail:25', DEV_MAILBOX: 'true' }), ConfigError);
+});
+
+test('default PUBLIC_URL is http://localhost:PORT and the other loopback names are aliases of it; a public URL has none', () => {
+  const c = loadConfig({ PORT: '8123' });
+  assert.equal(c.publicUrl, 'http://localhost:8123');
+  assert.deepEqual(c.loopbackAliases, ['http://127.0.0.1:8123', 'http://[::1]:8123']);
+  assert.deepEqual(loadConfig({ PUBLIC_URL: 'http://127.0.0.1:8000' }).loopbackAliases, ['http://localhost:8000', 'http://[::1]:8000']);
+  assert.deepEqual(loadConfig({ PUBLIC_URL: 'https://auth.example.com' }).loopbackAliases, []);
+  assert.equal(loadConfig({ HOST: '192.168.1.9' }).publicUrl, 'http://192.168.1.9:8000');
+});
+
+test('METRICS_TOKEN must be long enough; METRICS_PORT must be another port', () => {
+  assert.equal(loadConfig({}).metricsToken, undefined);
+  assert.equal(loadConfig({ METRICS_TOKEN: 'a-long-metrics-token' }).metricsToken, 'a-long-metrics-token');
+  assert.throws(() => loadConfig({ METRICS_TOKEN: 'short' }), ConfigError);
+  assert.equal(loadConfig({ METRICS_PORT: '9464' }).metricsPort, 9464);
+  assert.throws(() => loadConfig({ METRICS_PORT: '8000' }), ConfigError);
+  assert.throws(() => loadConfig({ METRICS_PORT: 'x' }), ConfigError);
+});
