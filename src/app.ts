@@ -11,6 +11,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { Deps } from './deps.ts';
 import { installErrorHandling } from './http/problem.ts';
 import { guardInput } from './http/input-guard.ts';
+import { documentOperation } from './http/operation-ids.ts';
 import { noStoreForApi } from './http/no-store.ts';
 import { authBeforeBody } from './http/plugins/auth.ts';
 import { createMetrics, instrument, type Metrics } from './http/metrics.ts';
@@ -68,6 +69,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
   app.decorateRequest('auth', null);
   // Every (auth) route authenticates before it reads a body: 401 comes before 415 and 422.
   app.addHook('onRoute', authBeforeBody);
+  app.addHook('onRoute', documentOperation);
   app.addHook('preValidation', guardInput);
   // Fastify parses text/plain by default; no endpoint takes it, so it must be 415 like any other stranger type.
   app.removeContentTypeParser('text/plain');
@@ -96,6 +98,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
       info: {
         title: 'Twofold API',
         version: '1.0.0',
+        license: { name: 'MIT', identifier: 'MIT' },
         description: 'Two-factor authentication: password plus TOTP, e-mailed codes or backup codes; RS256 JWTs verifiable offline through the JWKS. Errors are RFC 9457 problem details with a stable `code`.',
       },
       servers: [{ url: config.publicUrl }],

@@ -14,14 +14,34 @@ export const REDACT_PATHS = [
 ];
 
 /** Error fields that hold a failed query's bound values (PGlite and pg attach them): password hashes, codes, e-mail addresses. */
-const QUERY_VALUE_FIELDS = ['params', 'parameters', 'values', 'queryOptions'];
+const QUERY_VALUE_FIELDS = ['params', 'parameters', 'values', 'queryOptions', 'detail', 'where'];
 
-/** pino's error serializer, minus every query's bound values, in the error and in its causes. */
+/** A PostgreSQL error (pg or PGlite): it carries a severity and a five-character SQLSTATE. */
+function isDatabaseError(e: unknown): boolean {
+  const o = e as { severity?: unknown; code?: unknown } | null;
+  return !!o && typeof o.severity === 'string' && typeof o.code === 'string' && /^[0-9A-Z]{5}$/.test(o.code);
+}
+
+/** PostgreSQL quotes the offending value in its messages (`invalid input syntax for type integer: "…"`). */
+function maskQuoted(text: unknown): unknown {
+  return typeof text === 'string' ? text.replace(/"(?:[^"\\]|\\.)*"/g, '"…"') : text;
+}
+
+/**
+ * pino's error serializer, minus every query's bound values — in the error, in its causes, and in the
+ * messages PostgreSQL builds from them (these once put password hashes into error logs).
+ */
 export function serializeError(err: unknown): unknown {
+  let fromDatabase = false;
+  for (let e = err, depth = 0; e && depth < 8; e = (e as { cause?: unknown }).cause, depth++) fromDatabase ||= isDatabaseError(e);
   const out = pino.stdSerializers.err(err as Error) as unknown as Record<string, unknown>;
   let o: Record<string, unknown> | undefined = out;
   for (let depth = 0; o && typeof o === 'object' && depth < 8; depth++) {
     for (const f of QUERY_VALUE_FIELDS) delete o[f];
+    if (fromDatabase) {
+      o.message = maskQuoted(o.message);
+      o.stack = maskQuoted(o.stack);
+    }
     o = o.cause as Record<string, unknown> | undefined;
   }
   return out;

@@ -47,7 +47,7 @@ test('return_to is rendered only when it is allowed, and escaped', async (t) => 
   const app = await build(t);
   const ok = await app.inject({ url: '/login?return_to=' + encodeURIComponent('https://app.example.com/x?a=1&b="2"') });
   assert.ok(ok.body.includes('data-return-to="https://app.example.com/x?a=1&amp;b=%222%22"'));
-  assert.ok(ok.body.includes('data-allowed-origins="http://127.0.0.1:8000 https://app.example.com"'));
+  assert.ok(ok.body.includes('data-allowed-origins="http://localhost:8000 http://127.0.0.1:8000 http://[::1]:8000 https://app.example.com"'));
   assert.ok(ok.body.includes('to continue to app.example.com'));
   for (const bad of ['https://evil.example/', '//evil.example', 'javascript:alert(1)']) {
     const res = await app.inject({ url: '/login?return_to=' + encodeURIComponent(bad) });

@@ -377,9 +377,11 @@ passwordForm.addEventListener('submit', async (event) => {
 });
 
 byId('logout').addEventListener('click', async (event) => {
-  // Whatever the answer (already logged out, expired session), the user ends on the login page.
-  await busy(/** @type {HTMLElement} */ (event.currentTarget), () => api('POST', '/api/v1/auth-jwt/logout'));
-  location.assign('/login');
+  const res = await busy(/** @type {HTMLElement} */ (event.currentTarget), () => api('POST', '/api/v1/auth-jwt/logout'));
+  // 204: logged out; 401: no session was left to end. Anything else (a refused request, an outage) leaves
+  // the session and its cookies in place: say so, never pretend to have logged out.
+  if (res.ok || res.status === 401) return location.assign('/login');
+  say(accountAlert, `You are still logged in: ${problemMessage(res)}`);
 });
 
 // ---- start -----------------------------------------------------------------------------------

@@ -9,16 +9,21 @@ export interface PageContext {
   returnTo: string | undefined;
 }
 
+/** Trusted origins plus this service under its other loopback names (a page opened as 127.0.0.1 while PUBLIC_URL says localhost). */
+function sameServiceOrigins(config: Config): string[] {
+  return [...config.loopbackAliases, ...config.trustedOrigins];
+}
+
 /** Builds the page context, validating `return_to` against the configured origins. */
 export function pageContext(config: Config, rawReturnTo: unknown): PageContext {
-  return { config, returnTo: safeReturnTo(rawReturnTo, config.publicOrigin, config.trustedOrigins) };
+  return { config, returnTo: safeReturnTo(rawReturnTo, config.publicOrigin, sameServiceOrigins(config)) };
 }
 
 /** The `data-*` attributes the page scripts read to re-check and follow `return_to`. */
 export function returnToData(ctx: PageContext): Record<string, string> {
   return {
     'return-to': ctx.returnTo ?? '',
-    'allowed-origins': returnToOrigins(ctx.config.publicOrigin, ctx.config.trustedOrigins).join(' '),
+    'allowed-origins': returnToOrigins(ctx.config.publicOrigin, sameServiceOrigins(ctx.config)).join(' '),
   };
 }
 
