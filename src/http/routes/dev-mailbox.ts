@@ -69,7 +69,7 @@ function renderPage(rows: OutboxRow[]): string {
 <meta name="viewport" content="width=device-width,initial-scale=1">
 <meta name="robots" content="noindex">
 <title>Development mailbox</title>
-<link rel="stylesheet" href="/assets/app.css">
+<link rel="stylesheet" href="/assets/style.css">
 </head>
 <body>
 <main class="dev-mailbox">
