@@ -13,6 +13,7 @@ import { installErrorHandling } from './http/problem.ts';
 import { guardInput } from './http/input-guard.ts';
 import { documentOperation } from './http/operation-ids.ts';
 import { noStoreForApi } from './http/no-store.ts';
+import { logRequest } from './http/request-log.ts';
 import { authBeforeBody } from './http/plugins/auth.ts';
 import { createMetrics, instrument, type Metrics } from './http/metrics.ts';
 import { metricsRoutes } from './http/routes/metrics.ts';
@@ -62,6 +63,8 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit: config.bodyLimitBytes,
+    // Request lines are logged at debug by logRequest (see the LOG_LEVEL table in the README).
+    disableRequestLogging: true,
     trustProxy: trustProxyOption(config.trustProxy),
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
     ajv: { customOptions: { allErrors: true, removeAdditional: true, coerceTypes: false, useDefaults: true } },
@@ -71,6 +74,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
   app.addHook('onRoute', authBeforeBody);
   app.addHook('onRoute', documentOperation);
   app.addHook('preValidation', guardInput);
+  app.addHook('onResponse', logRequest);
   // Fastify parses text/plain by default; no endpoint takes it, so it must be 415 like any other stranger type.
   app.removeContentTypeParser('text/plain');
   // API answers carry tokens, codes, secrets or personal data: no cache keeps them unless a route says otherwise.

@@ -78,6 +78,8 @@ export interface TestAppOptions {
   appOptions?: AppOptions;
   /** Another app on the same database (a second instance): pass the database explicitly. */
   db?: Database;
+  /** The app's logger (default: silent, or TEST_LOG_LEVEL). */
+  logger?: pino.Logger;
 }
 
 /** Builds deps and app on `db`; the app (not the database) is closed when the test ends. */
@@ -92,7 +94,7 @@ export async function buildTestApp(t: TestContext | undefined, db: Database, opt
   });
   const clock = options.clock ?? createTestClock();
   const mail = new CapturingTransport();
-  const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  const logger = options.logger ?? pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const keys = await KeyStore.fromPem(await testKeyPem(), config.publicUrl, config.jwtAudience);
   const limiter = options.limiter ?? createLimiter(config);
   const deps: Deps = {

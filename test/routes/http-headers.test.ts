@@ -6,6 +6,7 @@ import pino from 'pino';
 import { totpCodeAt } from '../../src/crypto/totp.ts';
 import { createMetrics } from '../../src/http/metrics.ts';
 import { buildMetricsApp } from '../../src/http/routes/metrics.ts';
+import { createLogger } from '../../src/logger.ts';
 import { bearer, createUser, describeWithApp, enableTotp, login, loginTokens, nextTotpStep, uniqueName } from '../helpers/app.ts';
 
 describeWithApp('Cache-Control on answers that carry secrets', (suite) => {
@@ -119,5 +120,22 @@ describeWithApp('/metrics protection', (suite) => {
     const res = await side.inject({ method: 'GET', url: '/metrics' });
     assert.equal(res.statusCode, 200);
     assert.match(res.body, /twofold_http_requests_total\{method="GET",route="\/healthz",status="200"\} 1/);
+  });
+});
+
+describeWithApp('what each LOG_LEVEL logs', (suite) => {
+  test('requests are logged at debug only, without their query string; a client error is not an error', async (t) => {
+    for (const level of ['info', 'debug'] as const) {
+      const lines: string[] = [];
+      const logger = createLogger({ logLevel: level }, { write: (s: string) => void lines.push(s) });
+      const { app } = await suite.build(t, { logger });
+      await app.inject({ method: 'GET', url: '/api/v1/user/email/verify?token=tok-secret-123' });
+      await app.inject({ method: 'POST', url: '/api/v1/auth-jwt/login', payload: { username: 'nobody-here', password: 'wrong password!' } });
+      const records = lines.map((l) => JSON.parse(l) as { level: number; msg: string; url?: string });
+      const requestLines = records.filter((r) => r.msg === 'request completed');
+      assert.equal(requestLines.length, level === 'debug' ? 2 : 0, `${level}: ${lines.join('')}`);
+      assert.ok(!lines.join('').includes('tok-secret-123'), 'never the query');
+      assert.ok(!records.some((r) => r.level >= 40), 'nothing at warn or above for ordinary refusals');
+    }
   });
 });

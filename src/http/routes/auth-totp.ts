@@ -52,7 +52,7 @@ export async function authTotpRoutes(app: FastifyInstance, { deps }: { deps: Dep
     schema: {
       tags: ['Second factors'],
       summary: 'Start TOTP enrolment with username and password',
-      description: 'Returns a fresh pending secret as a QR code (PNG by default; `Accept: image/svg+xml` or `application/json` for the other forms). Only while TOTP is not active; the first login with a `security_code` activates it.',
+      description: 'Returns a fresh pending secret as a QR code (PNG by default; `Accept: image/svg+xml` or `application/json` for the other forms). Only while TOTP is not active; the first login with a `security_code` activates it. Every call makes a new pending secret and voids the previous one: fetch it once, in the form you need (JSON carries the secret, the otpauth URI and the PNG).',
       body: Type.Object({ username: Type.String({ minLength: 1, maxLength: 254, examples: ['alice'] }), password: Password }),
       response: { 201: enrollmentResponse, ...problems(401, 406, 409, 422, 429) },
     },
