@@ -53,6 +53,8 @@ export async function startService(extraEnv: Record<string, string> = {}, logNam
   for (const name of ['DATABASE_URL', 'REDIS_URL', 'SMTP_URL', 'PUBLIC_URL', 'RATE_LIMIT_DISABLED', 'REQUIRE_EMAIL_VERIFICATION', 'MFA_POLICY']) {
     if (!(name in extraEnv)) delete env[name];
   }
+  // The address the browser uses, unless a test asks otherwise (PUBLIC_URL: '' for the localhost default).
+  env.PUBLIC_URL = extraEnv.PUBLIC_URL ?? `http://127.0.0.1:${port}`;
   const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const log = createWriteStream(join(RESULTS_DIR, logName));
   child.stdout?.pipe(log);
