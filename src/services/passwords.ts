@@ -11,7 +11,7 @@ import { consumeAllChallenges } from '../db/repositories/mfa-challenges.ts';
 import { revokeAllSessions } from '../db/repositories/sessions.ts';
 import { findUserByEmail, findUserById, updatePasswordHash, type UserRow } from '../db/repositories/users.ts';
 import { enqueueMail } from '../mail/outbox.ts';
-import type { AttemptSubject } from '../security/limiter.ts';
+import { accountNames } from './password-check.ts';
 import { checkPassword } from '../security/password-policy.ts';
 import type { AuthContext } from './authenticate.ts';
 import { runDeferred } from './deferred.ts';
@@ -109,7 +109,8 @@ export async function resetPassword(deps: Deps, input: ResetPasswordInput, ip: s
     return true;
   });
   if (!done) throw invalidResetToken();
-  await deps.limiter.recordSuccess({ account: user.id, ip });
+  // Every limiter name of the account: both login names and the id.
+  await Promise.all(accountNames(user).map((account) => deps.limiter.recordSuccess({ account, ip })));
 }
 
 /** Input of {@link changePassword}. */
@@ -123,14 +124,15 @@ export interface ChangePasswordInput extends NewPasswordInput {
  * the password nor guess it. Every other session of the user ends; the caller's stays.
  */
 export async function changePassword(deps: Deps, auth: Pick<AuthContext, 'userId' | 'sessionId'>, input: ChangePasswordInput, ip: string): Promise<void> {
-  const subject: AttemptSubject = { account: auth.userId, ip };
-  await deps.limiter.assertAllowed(subject);
+  // Counted before the (expensive) check: a burst of guesses gets no more than the limit checked.
   const user = await findUserById(deps.db, auth.userId);
   if (!user) throw new AppError('invalid_token');
+  const attempt = await deps.limiter.beginAttempt({ account: user.id, alsoAccounts: accountNames(user), ip });
   if (!(await deps.passwords.verify(user.password_hash, input.current_password))) {
-    await deps.limiter.recordFailure(subject);
+    await attempt.failed();
     throw new AppError('invalid_credentials', { detail: 'The current password is not correct.', errors: [{ field: 'current_password', message: 'is not correct' }] });
   }
+  await attempt.succeeded(accountNames(user));
   const errors = await newPasswordErrors(deps, user, input);
   if (errors.length) throw rejectPassword(errors);
   const passwordHash = await deps.passwords.hash(input.password1);
@@ -144,5 +146,4 @@ export async function changePassword(deps: Deps, auth: Pick<AuthContext, 'userId
     await consumeAllChallenges(tx, user.id, now);
     await enqueueMail(tx, deps, { kind: 'password_changed', to: user.email, data: { username: user.username } });
   });
-  await deps.limiter.recordSuccess(subject);
 }
