@@ -81,10 +81,7 @@ async function afterPassword<T>(attempt: Attempt, fn: (fail: () => Promise<never
   try {
     return await fn(fail);
   } catch (e) {
-    if (!settled) {
-      settled = true;
-      await attempt.passed().catch(() => undefined);
-    }
+    if (!settled) await attempt.passed().catch(() => undefined);
     throw e;
   }
 }

@@ -42,7 +42,7 @@ export async function checkLoginPassword(deps: Deps, login: string, password: st
   const name = login.trim();
   const attempt = await deps.limiter.beginAttempt({ account: loginAccountName(name), ip });
   let user: UserRow | undefined;
-  let ok = false;
+  let ok: boolean;
   try {
     user = await findUserByLogin(deps.db, name);
     ok = user ? await deps.passwords.verify(user.password_hash, password) : await deps.passwords.verifyDummy(password);

@@ -12,6 +12,7 @@ import { revokeAllSessions } from '../db/repositories/sessions.ts';
 import { findUserByEmail, findUserById, updatePasswordHash, type UserRow } from '../db/repositories/users.ts';
 import { enqueueMail } from '../mail/outbox.ts';
 import { accountNames } from './password-check.ts';
+import { allowMailToAccount, consumeRequesterQuota } from './mail-quota.ts';
 import { checkPassword } from '../security/password-policy.ts';
 import type { AuthContext } from './authenticate.ts';
 import { runDeferred } from './deferred.ts';
@@ -21,19 +22,20 @@ import { linkTokenHash, newLinkToken, storeLinkToken } from './email-verificatio
 export const RESET_PASSWORD_PAGE_PATH = '/reset-password';
 
 /**
- * Queues a reset link for `email` if it belongs to an active account. The quotas count every
- * address, known or not, and the lookup, the token and the mail happen after the answer (see
+ * Queues a reset link for `email` if it belongs to an active account. The requester's quotas
+ * count every address, known or not (the owner's budget is kept apart: mail-quota.ts), and the lookup, the token and the mail happen after the answer (see
  * deferred.ts): the 202 is the same, at the same speed, for every address. A new link voids the
  * user's earlier unused ones, so only the latest mail works. Inactive accounts get no link, as in
  * the original service: a reset would not let them log in.
  */
 export async function requestPasswordReset(deps: Deps, email: string, ip: string): Promise<void> {
   const address = email.trim();
-  await deps.limiter.consume('mail:ip', ip);
-  await deps.limiter.consume('mail:address', address);
+  // Per requester only: a stranger's requests must not use up the owner's budget (mail-quota.ts).
+  await consumeRequesterQuota(deps, ip, address);
   runDeferred(deps, 'a password reset request', async () => {
     const user = await findUserByEmail(deps.db, address);
     if (!user || !user.is_active) return;
+    if (!(await allowMailToAccount(deps, user.id, address, ip))) return;
     const ttlSeconds = deps.config.passwordResetTtlSeconds;
     const { token, hash } = newLinkToken(deps, 'reset_password');
     await deps.db.transaction(async (tx) => {
