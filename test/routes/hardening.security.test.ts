@@ -122,7 +122,9 @@ describeWithApp('issue 7: sessions, challenges, factors', (suite) => {
   test('two different valid codes (TOTP and backup code) for one challenge at once: one login, one code spent', async (t) => {
     const ta = await suite.build(t);
     const user = await createUser(ta.app);
-    const { secret, backupCodes } = await enableTotp(ta, user);
+    const { secret, tokens } = await enableTotp(ta, user);
+    // A fresh set through the aal2 session (independent of how the first set was handed out).
+    const backupCodes: string[] = (await post(ta, '/api/v1/backup-codes', tokens.access_token)).json().backup_codes;
     assert.equal(backupCodes.length, 10);
     nextTotpStep(ta.clock);
     const { mfa_token } = await mfaChallenge(ta, user);
@@ -139,6 +141,20 @@ describeWithApp('issue 7: sessions, challenges, factors', (suite) => {
       assert.equal(remaining, 9, 'the winning backup code was spent');
       assert.equal(totpAgain.statusCode, 200, 'the losing TOTP code was not spent');
     }
+  });
+
+  test('five challenges, each sent two different valid backup codes at once: five logins, five codes spent', async (t) => {
+    const ta = await suite.build(t);
+    const user = await createUser(ta.app);
+    const { tokens } = await enableTotp(ta, user);
+    const codes: string[] = (await post(ta, '/api/v1/backup-codes', tokens.access_token)).json().backup_codes;
+    const challenges = await Promise.all([0, 1, 2, 3, 4].map(() => mfaChallenge(ta, user)));
+    const results = await Promise.all(
+      challenges.flatMap(({ mfa_token }, i) => [loginMfa(ta, mfa_token, 'backup_code', codes[2 * i]!), loginMfa(ta, mfa_token, 'backup_code', codes[2 * i + 1]!)]),
+    );
+    assert.equal(results.filter((r) => r.statusCode === 200).length, 5, 'one login per challenge');
+    const remaining = (await ta.deps.db.query<{ n: number }>('SELECT count(*)::int AS n FROM backup_codes WHERE user_id = $1', [user.uuid])).rows[0]!.n;
+    assert.equal(remaining, 5, 'each challenge spent exactly one code');
   });
 
   test('MFA_METHODS no longer offering a user\'s only factor keeps the second factor required; /qrcode never binds by password', async (t) => {
