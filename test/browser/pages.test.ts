@@ -261,6 +261,9 @@ describe('hosted pages in a real browser', { timeout: 900_000 }, () => {
     await screenshot(page, 'login-backup-code');
     await field.fill(backupCodes[0] ?? '');
     await page.getByRole('button', { name: 'Verify' }).click();
+    // The login page says how many codes are left before going on (issue 7, item 13).
+    await page.getByText('You used a backup code. You have 9 backup codes left.').waitFor();
+    await page.getByRole('button', { name: 'Continue' }).click();
     await accountLoaded(page);
     await page.locator('#backup-badge').filter({ hasText: '9 left' }).waitFor();
   });
@@ -295,6 +298,9 @@ describe('hosted pages in a real browser', { timeout: 900_000 }, () => {
     await page.getByLabel('Backup code').waitFor();
     assert.equal(await focusedId(), 'code');
     await page.keyboard.type(backupCodes[1] ?? '');
+    await page.keyboard.press('Enter');
+    await page.getByText(/You have 8 backup codes left/).waitFor();
+    await tabTo(async () => (await focusedId()) === 'after-login-continue', 'the Continue button');
     await page.keyboard.press('Enter');
     await accountLoaded(page);
   });

@@ -8,8 +8,9 @@ import { VERIFY_EMAIL_PATH, resendVerification, verifyEmail } from '../../servic
 import { changePassword, requestPasswordReset, resetPassword } from '../../services/passwords.ts';
 import { authOf, requireAuth } from '../plugins/auth.ts';
 import { Email, Password, problems } from '../schemas.ts';
-import { pageContext } from '../../web/pages/common.ts';
-import { verifyEmailPage } from '../../web/pages/verify-email.ts';
+
+/** The page of the verification link: a button that posts the token (link scanners only GET). */
+const VERIFY_PAGE = '/verify-email';
 
 const security: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [] }];
 
@@ -45,20 +46,19 @@ export async function accountRoutes(app: FastifyInstance, { deps }: { deps: Deps
   r.get(VERIFY_EMAIL_PATH, {
     schema: {
       tags: ['Users'],
-      summary: 'The mailed verification link: a confirmation page',
+      summary: 'The mailed verification link: on to the confirmation page',
       description:
         'Never spends the token. Mail scanners and link previews fetch links (GET, HEAD) before the person does; a GET that verified would ' +
-        'let them use up the link. Every GET answers 200 with a page whose button sends the token to `POST /api/v1/user/email/verify`; ' +
-        'the page then shows `/verify-email?status=ok` or `?status=invalid`. API clients POST the token themselves.',
+        'let them use up the link. Every GET answers 303 to `/verify-email?token=…`, a page whose button sends the token to ' +
+        '`POST /api/v1/user/email/verify` and then shows `/verify-email?status=ok` or `?status=invalid`. API clients POST the token themselves.',
       querystring: Type.Object({ token: Type.Optional(Type.String({ maxLength: 256 })) }),
-      response: { 200: Type.String({ description: 'text/html: the confirmation page' }) },
+      response: { 303: Type.Null({ description: 'To the confirmation page (the token is not spent)' }) },
     },
   }, async (request, reply) => {
-    // The page carries a one-time token: never cache it (helmet already sends Referrer-Policy: no-referrer).
-    return reply
-      .header('Cache-Control', 'no-store')
-      .type('text/html; charset=utf-8')
-      .send(verifyEmailPage(pageContext(deps.config, undefined), undefined, request.query.token || undefined));
+    // The URLs carry a one-time token: never cache them (helmet already sends Referrer-Policy: no-referrer).
+    const token = request.query.token ?? '';
+    const location = token ? `${VERIFY_PAGE}?token=${encodeURIComponent(token)}` : `${VERIFY_PAGE}?status=invalid`;
+    return reply.code(303).header('Cache-Control', 'no-store').header('Location', location).send(null);
   });
 
   r.post(`${VERIFY_EMAIL_PATH}/resend`, {

@@ -64,7 +64,7 @@ ${field({ id: 'enroll-code', name: 'security_code', label: 'Code from the app', 
 <p class="lead" id="after-login-text"></p>
 <div id="login-codes-panel" class="panel codes-panel" hidden>
 <p>Each code works once. Keep them somewhere safe: they are shown only now.</p>
-<ol id="login-codes" class="codes" aria-label="Backup codes"></ol>
+<ol id="login-codes" class="codes" aria-labelledby="after-login-title"></ol>
 </div>
 <button type="button" class="primary" id="after-login-continue">Continue</button>
 </section>`;
