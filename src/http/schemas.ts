@@ -44,6 +44,21 @@ export const TokenPairSchema = Type.Object(
   { description: 'Tokens; also set as HttpOnly cookies access_token and refresh_token' },
 );
 
+/** A login's 200: the tokens, plus backup-code facts when the login touched them (issue 7, item 13). */
+export const LoginResultSchema = Type.Object(
+  {
+    ...TokenPairSchema.properties,
+    backup_codes: Type.Optional(
+      Type.Array(Type.String(), {
+        description: 'Only when this login activated a pending TOTP secret (from `/qrcode` or sign-up `mfa: "totp"`) and the user had no backup codes: the 10 new codes, shown this once',
+        examples: [['7K3D-9XQ2-M4TB', 'Q8WN-2HZR-5CVA']],
+      }),
+    ),
+    backup_codes_remaining: Type.Optional(Type.Integer({ description: 'Only after a login with a backup code: unused codes left', examples: [9] })),
+  },
+  { description: 'Tokens; also set as HttpOnly cookies access_token and refresh_token' },
+);
+
 export const MfaRequired = Type.Object(
   {
     type: Type.String(),

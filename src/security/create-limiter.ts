@@ -1,11 +1,18 @@
 /** Picks the limiter for a configuration: none, in-process, or shared through Redis. */
 import type { Config } from '../config.ts';
-import type { AttemptSubject, Limiter, QuotaName } from './limiter.ts';
+import type { Attempt, AttemptSubject, Limiter, QuotaName } from './limiter.ts';
 import { createMemoryLimiter } from './limiter-memory.ts';
 import { createRedisClient, createRedisLimiter, type LimiterLogger } from './limiter-redis.ts';
 
 /** A limiter that allows everything: RATE_LIMIT_DISABLED=true, for benchmarks only. */
+const noAttempt: Attempt = Object.freeze({
+  failed: () => Promise.resolve(),
+  passed: () => Promise.resolve(),
+  succeeded: () => Promise.resolve(),
+});
+
 export const noopLimiter: Limiter = Object.freeze({
+  beginAttempt: (_subject: AttemptSubject) => Promise.resolve(noAttempt),
   assertAllowed: (_subject: AttemptSubject) => Promise.resolve(),
   recordFailure: (_subject: AttemptSubject) => Promise.resolve(),
   recordSuccess: (_subject: AttemptSubject) => Promise.resolve(),

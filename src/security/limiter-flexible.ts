@@ -8,11 +8,14 @@
  * mock.timers, which the memory store honours.
  */
 import { createHash } from 'node:crypto';
-import { isIPv4, isIPv6 } from 'node:net';
 import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import { ConfigError, type Config } from '../config.ts';
 import { AppError } from '../errors.ts';
-import type { AttemptSubject, Limiter, QuotaName } from './limiter.ts';
+import type { Attempt, AttemptSubject, Limiter, QuotaName } from './limiter.ts';
+import { AttemptRefused, takeAttempt } from './limiter-attempt.ts';
+import { normalizeIp } from './ip-key.ts';
+
+export { normalizeIp };
 
 /** The part of the configuration the limiter reads. */
 export type LimiterConfig = Pick<Config, 'rateLimit' | 'emailOtpCooldownSeconds' | 'emailOtpMaxPerHour'>;
@@ -116,6 +119,9 @@ export class FlexibleLimiter implements Limiter {
       ['signup:ip', make({ name: 'quota:signup-ip', points: s.ipMaxRequestsPerMinute, durationSeconds: 60 })],
       ['mail:ip', make({ name: 'quota:mail-ip', points: s.ipMaxRequestsPerMinute, durationSeconds: 60 })],
       ['mail:address', make({ name: 'quota:mail-address', points: s.emailMaxPerHour, durationSeconds: 3600 })],
+      // One requester's mails to one address, and the owner's own budget (see services/mail-quota.ts).
+      ['mail:pair', make({ name: 'quota:mail-pair', points: s.emailMaxPerHour, durationSeconds: 3600 })],
+      ['mail:owner', make({ name: 'quota:mail-owner', points: s.emailMaxPerHour, durationSeconds: 3600 })],
       ['email_otp:hour', make({ name: 'quota:email-otp-hour', points: config.emailOtpMaxPerHour, durationSeconds: 3600 })],
     ]);
     // A cooldown of 0 means none; rate-limiter-flexible would read duration 0 as "never expires".
@@ -126,23 +132,55 @@ export class FlexibleLimiter implements Limiter {
   }
 
   /**
+   * Counts the attempt before the caller checks the credential (see limiter-attempt.ts). Locks
+   * already in place are judged first by assertAllowed, for their Retry-After and the repair of a
+   * hard lock that never landed.
+   */
+  async beginAttempt(subject: AttemptSubject): Promise<Attempt> {
+    await this.assertAllowed(subject);
+    const s = this.settings;
+    const counters = [{ counter: this.ipFailures, key: ipKey(subject.ip), limit: s.ipMaxFailures, lockSeconds: 0, clearedOnSuccess: false }];
+    for (const name of accountsOf(subject)) {
+      const account = accountKey(name);
+      counters.push(
+        { counter: this.accountFailures, key: account, limit: s.accountMaxFailures, lockSeconds: s.accountLockSeconds, clearedOnSuccess: true },
+        { counter: this.accountConsecutive, key: account, limit: s.accountMaxConsecutiveFailures, lockSeconds: s.accountHardLockSeconds, clearedOnSuccess: true },
+      );
+    }
+    try {
+      return await takeAttempt(counters, (extra) => this.clearAccounts(extra));
+    } catch (e) {
+      if (e instanceof AttemptRefused) throw tooManyRequests(e.msBeforeNext, LOCKED_DETAIL);
+      throw e;
+    }
+  }
+
+  /** Deletes both failure counts of each account name. */
+  private async clearAccounts(accounts: readonly string[]): Promise<void> {
+    await Promise.all(accounts.flatMap((a) => [this.accountFailures.delete(accountKey(a)), this.accountConsecutive.delete(accountKey(a))]));
+  }
+
+  /**
    * Throws too_many_requests while the account is locked (either lock) or the IP has reached its
    * failure limit. Retry-After is the longest of the applicable waits.
    */
   async assertAllowed(subject: AttemptSubject): Promise<void> {
     const s = this.settings;
-    const ip = ipKey(subject.ip);
-    const account = subject.account === undefined ? undefined : accountKey(subject.account);
-    const [ipRes, shortRes, longRes] = await Promise.all([
-      this.ipFailures.get(ip),
-      account === undefined ? null : this.accountFailures.get(account),
-      account === undefined ? null : this.accountConsecutive.get(account),
-    ]);
-
+    const ipRes = await this.ipFailures.get(ipKey(subject.ip));
     const waitsMs: number[] = [];
     if (reached(ipRes, s.ipMaxFailures)) waitsMs.push(ipRes.msBeforeNext);
+    const accountWaits = await Promise.all(accountsOf(subject).map((a) => this.accountWaitMs(accountKey(a))));
+    waitsMs.push(...accountWaits.flat());
+    if (waitsMs.length > 0) throw tooManyRequests(Math.max(...waitsMs), LOCKED_DETAIL);
+  }
+
+  /** The waits of one account's locks (short and hard); none when it is not locked. */
+  private async accountWaitMs(account: string): Promise<number[]> {
+    const s = this.settings;
+    const [shortRes, longRes] = await Promise.all([this.accountFailures.get(account), this.accountConsecutive.get(account)]);
+    const waitsMs: number[] = [];
     if (reached(shortRes, s.accountMaxFailures)) waitsMs.push(shortRes.msBeforeNext);
-    if (reached(longRes, s.accountMaxConsecutiveFailures) && account !== undefined) {
+    if (reached(longRes, s.accountMaxConsecutiveFailures)) {
       const hardLockMs = s.accountHardLockSeconds * 1000;
       if (longRes.msBeforeNext > 0 && longRes.msBeforeNext <= hardLockMs) {
         waitsMs.push(longRes.msBeforeNext);
@@ -153,7 +191,7 @@ export class FlexibleLimiter implements Limiter {
         waitsMs.push(hardLockMs);
       }
     }
-    if (waitsMs.length > 0) throw tooManyRequests(Math.max(...waitsMs), LOCKED_DETAIL);
+    return waitsMs;
   }
 
   /**
@@ -188,9 +226,7 @@ export class FlexibleLimiter implements Limiter {
    * one good password from an address must not wipe a spraying attacker's record there.
    */
   async recordSuccess(subject: AttemptSubject): Promise<void> {
-    if (subject.account === undefined) return;
-    const account = accountKey(subject.account);
-    await Promise.all([this.accountFailures.delete(account), this.accountConsecutive.delete(account)]);
+    if (subject.account !== undefined) await this.clearAccounts([subject.account]);
   }
 
   /** Counts one request against `quota` for `key` (an IP, an e-mail address, a user id); throws too_many_requests when over. */
@@ -219,6 +255,11 @@ export class FlexibleLimiter implements Limiter {
   async close(): Promise<void> {
     await this.store.close();
   }
+}
+
+/** The account names of a subject: `account` and `alsoAccounts`, without repeats. */
+function accountsOf(subject: AttemptSubject): string[] {
+  return [...new Set([...(subject.account === undefined ? [] : [subject.account]), ...(subject.alsoAccounts ?? [])])];
 }
 
 function reached(res: RateLimiterRes | null, limit: number): res is RateLimiterRes {
@@ -253,40 +294,6 @@ export function ipKey(ip: string): string {
 function quotaKey(quota: QuotaName, key: string): string {
   if (quota === 'signup:ip' || quota === 'mail:ip') return ipKey(key);
   // Addresses are compared case-insensitively so case variants cannot multiply the mails sent.
-  if (quota === 'mail:address') return digest(key.trim().toLowerCase());
+  if (quota === 'mail:address' || quota === 'mail:owner') return digest(key.trim().toLowerCase());
   return digest(key);
-}
-
-/**
- * The unit an IP limit counts: an IPv4 address as is (also when IPv4-mapped), an IPv6 address by
- * its /64 prefix — a single host usually holds a whole /64, so counting full addresses would hand
- * it 2^64 fresh budgets. Anything that is not an IP address is counted as the lower-cased string.
- */
-export function normalizeIp(ip: string): string {
-  const bare = ip.trim().toLowerCase().replace(/%.*$/, ''); // drop an IPv6 zone id (fe80::1%eth0)
-  if (isIPv4(bare) || !isIPv6(bare)) return bare;
-  const g = expandIPv6(bare);
-  // ::ffff:a.b.c.d is an IPv4 client on a dual-stack socket: count it with its IPv4 self.
-  if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) {
-    const [hi = 0, lo = 0] = g.slice(6);
-    return [hi >> 8, hi & 0xff, lo >> 8, lo & 0xff].join('.');
-  }
-  return `${g.slice(0, 4).map((x) => x.toString(16)).join(':')}::/64`;
-}
-
-/** The eight 16-bit groups of a valid IPv6 address (`::` filled in, a dotted IPv4 tail as two groups). */
-function expandIPv6(addr: string): number[] {
-  const parse = (s: string | undefined): number[] =>
-    s
-      ? s.split(':').flatMap((part) => {
-          if (!part.includes('.')) return [parseInt(part, 16)];
-          const [a = 0, b = 0, c = 0, d = 0] = part.split('.').map(Number);
-          return [(a << 8) | b, (c << 8) | d];
-        })
-      : [];
-  const [head, tail] = addr.split('::'); // a valid address has at most one '::'
-  const h = parse(head);
-  if (tail === undefined) return h;
-  const t = parse(tail);
-  return [...h, ...Array<number>(8 - h.length - t.length).fill(0), ...t];
 }

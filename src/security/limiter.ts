@@ -4,15 +4,38 @@
  * instance), both thin stores under `limiter-flexible.ts` on rate-limiter-flexible. Every refusal
  * is AppError('too_many_requests') with a Retry-After header (whole seconds, at least 1).
  *
- * Calling order for a credential check: `assertAllowed` first, then verify, then `recordFailure`
- * or (once the whole login succeeded) `recordSuccess`. The failure that reaches a limit still gets
- * its ordinary error; every attempt after it gets 429, even with the right password.
+ * Calling order for a credential check: `beginAttempt` first — it counts the attempt BEFORE the
+ * expensive check, so a burst of simultaneous guesses cannot all pass a check that only counted
+ * finished failures — then verify, then settle the attempt: `failed()` (the point stays),
+ * `passed()` (the point is given back) or `succeeded()` (a whole login: the account's counts are
+ * cleared). The attempt that reaches a limit still gets its ordinary error; every attempt after it
+ * gets 429, even with the right password. `assertAllowed`/`recordFailure` are the older
+ * check-then-count pair; they lose races and are kept only for callers not yet moved over.
  */
 
 /** Who is trying: the account (user id, or the lower-cased login name when no user matched) and the client IP. */
 export interface AttemptSubject {
   account?: string;
   ip: string;
+  /**
+   * More names of the same account, counted and judged like `account`. Used once the caller has
+   * proven who the account is (an MFA token, a session), so that guesses there also lock the login
+   * by username and by e-mail — never at the password step, where it would link the two names.
+   */
+  alsoAccounts?: readonly string[];
+}
+
+/** One attempt counted by {@link Limiter.beginAttempt}; settle it exactly once. */
+export interface Attempt {
+  /** The credential was wrong: the point stays counted, and a lock is armed when this attempt reached a limit. */
+  failed(): Promise<void>;
+  /** The credential was right but no login completed (a second factor is still due): the point is given back. */
+  passed(): Promise<void>;
+  /**
+   * A complete login: the account's counts are cleared — for `alsoClear` too (the other names of the
+   * same account) — and the IP's point is given back; the IP's earlier failures stay.
+   */
+  succeeded(alsoClear?: readonly string[]): Promise<void>;
 }
 
 /** Named quotas for requests that cost us something (mail, sign-ups), counted whether they succeed or not. */
@@ -20,11 +43,18 @@ export type QuotaName =
   | 'signup:ip'
   | 'mail:ip'
   | 'mail:address'
+  | 'mail:pair'
+  | 'mail:owner'
   | 'email_otp:cooldown'
   | 'email_otp:hour';
 
 /** Brute-force counters and request quotas; see the module comment for the calling order. */
 export interface Limiter {
+  /**
+   * Counts one attempt against the account and the IP before the credential is checked; throws
+   * too_many_requests (counting nothing) when either is locked or this attempt would go over a limit.
+   */
+  beginAttempt(subject: AttemptSubject): Promise<Attempt>;
   /** Throws too_many_requests when the account is locked or the IP has reached its failure limit. */
   assertAllowed(subject: AttemptSubject): Promise<void>;
   /**

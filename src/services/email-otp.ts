@@ -20,7 +20,7 @@ import { requireAal2, type AuthContext } from './authenticate.ts';
 import { issueBackupCodesIfNone } from './backup-codes.ts';
 import { assertMethodOffered, callerUser, dropBackupCodesIfNoFactorLeft, otherFactors, requireAal2IfProtected } from './factor-changes.ts';
 import { verifyMfaToken } from './login.ts';
-import { emailCodeHash, loadFactorState, useEmailCode } from './second-factors.ts';
+import { checkEmailCode, emailCodeHash, loadFactorState, spendEmailCode } from './second-factors.ts';
 
 /** Digits of an e-mailed code. */
 export const EMAIL_OTP_DIGITS = 6;
@@ -94,11 +94,13 @@ export async function confirmEmailOtp(deps: Deps, auth: AuthContext, code: strin
   const user = await callerUser(deps, auth);
   if (await isEmailOtpEnabled(deps.db, user.id)) throw new AppError('email_otp_already_enabled', { detail: 'E-mailed codes are already turned on.' });
   requireAal2IfProtected(auth, otherFactors(await loadFactorState(deps, user.id), 'email'));
-  // Autocommit statements, outside any transaction: the attempt count must survive this request's failure.
-  if (!(await useEmailCode(deps, user.id, ENABLE_PURPOSE, code.trim()))) {
-    throw new AppError('invalid_security_code', { detail: 'The code is not valid, has expired or was tried too often; ask for a new one.' });
-  }
+  const wrongCode = (): AppError => new AppError('invalid_security_code', { detail: 'The code is not valid, has expired or was tried too often; ask for a new one.' });
+  // The attempt is taken (and committed) before the code is compared, outside any transaction: of
+  // simultaneous guesses at most EMAIL_OTP_MAX_ATTEMPTS are compared, as at login.
+  const digest = await checkEmailCode(deps, user.id, ENABLE_PURPOSE, code.trim());
+  if (digest === undefined) throw wrongCode();
   return deps.db.transaction(async (tx) => {
+    if (!(await spendEmailCode(tx, user.id, ENABLE_PURPOSE, digest))) throw wrongCode();
     if (!(await enableEmailOtpFactor(tx, user.id, deps.clock()))) {
       throw new AppError('email_otp_already_enabled', { detail: 'E-mailed codes were turned on meanwhile.' });
     }

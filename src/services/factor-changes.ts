@@ -32,7 +32,7 @@ export function assertMethodOffered(deps: Deps, method: MfaMethod): void {
  * §6.1.2.1: binding a new authenticator needs the strongest authentication already available).
  * Otherwise a password alone — an old aal1 session — could add a weaker factor and then log in
  * through it, around the authenticator the user set up. `others` is the state with the factor being
- * changed left out, as the login would enforce it (MFA_METHODS applied).
+ * changed left out, as stored (a factor MFA_METHODS no longer offers still counts).
  */
 export function requireAal2IfProtected(auth: AuthContext, others: { totp: boolean; email: boolean }): void {
   if (others.totp || others.email) requireAal2(auth);
@@ -40,7 +40,8 @@ export function requireAal2IfProtected(auth: AuthContext, others: { totp: boolea
 
 /** The factors other than `changing` that a login enforces now. */
 export function otherFactors(state: FactorState, changing: MfaMethod): { totp: boolean; email: boolean } {
-  return { totp: changing !== 'totp' && state.totpActive, email: changing !== 'email' && state.emailEnabled };
+  // Stored factors, offered or not: one switched off by MFA_METHODS still protects the account.
+  return { totp: changing !== 'totp' && state.totpStored, email: changing !== 'email' && state.emailStored };
 }
 
 /**

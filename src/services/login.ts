@@ -1,18 +1,21 @@
 /**
  * Password login (one step, optionally with a TOTP or backup code) and the second step of a two-step
- * login. Every credential failure is counted by the limiter; one message for unknown user and wrong
- * password; a dummy hash for unknown users keeps the timing equal.
+ * login. Every attempt is counted by the limiter before its check (password-check.ts); one message
+ * for unknown user and wrong password; a dummy hash for unknown users keeps the timing equal.
  */
 import type { Deps } from '../deps.ts';
 import { AppError } from '../errors.ts';
 import { TokenError } from '../crypto/jwt.ts';
 import { newId } from '../crypto/random.ts';
-import { findUserById, findUserByLogin, updatePasswordHash, type UserRow } from '../db/repositories/users.ts';
+import { findUserById, lockUserIfPasswordUnchanged, updatePasswordHash, type UserRow } from '../db/repositories/users.ts';
+import { countBackupCodes } from '../db/repositories/backup-codes.ts';
 import { consumeChallenge, insertChallenge, reserveAttempt } from '../db/repositories/mfa-challenges.ts';
-import type { AttemptSubject } from '../security/limiter.ts';
+import type { Attempt } from '../security/limiter.ts';
 import { enqueueMail } from '../mail/outbox.ts';
+import { issueBackupCodesIfNone } from './backup-codes.ts';
+import { accountNames, checkLoginPassword } from './password-check.ts';
 import { AMR, createSession, signTokenPair, type AuthLevel, type ClientInfo, type TokenPair } from './tokens.ts';
-import { hasActiveFactor, loadFactorState, mfaMethods, useBackupCode, useEmailCode, verifyTotpCode } from './second-factors.ts';
+import { checkEmailCode, hasActiveFactor, loadFactorState, mfaMethods, spendEmailCode, useBackupCode, verifyTotpCode } from './second-factors.ts';
 
 export interface PasswordLoginInput {
   username: string;
@@ -21,11 +24,15 @@ export interface PasswordLoginInput {
   backup_code?: string;
 }
 
-function credentialsError(): AppError {
-  return new AppError('invalid_credentials', { detail: 'Invalid username or password.' });
+/** A login's answer: the tokens, plus the backup codes when this login turned on the user's first factor. */
+export interface LoginResult extends TokenPair {
+  /** Present only when this login activated a pending TOTP secret (see finishLogin); shown once. */
+  backup_codes?: string[];
+  /** After a login with a backup code: how many unused codes the user has left. */
+  backup_codes_remaining?: number;
 }
 
-function codeError(): AppError {
+export function codeError(): AppError {
   return new AppError('invalid_security_code', { detail: 'The security code is not valid.' });
 }
 
@@ -34,7 +41,7 @@ function codeError(): AppError {
  * The verification check comes first: with REQUIRE_EMAIL_VERIFICATION=true accounts are created
  * inactive until verified, and such a user must be told to verify, not that the account is inactive.
  */
-function assertUsable(deps: Deps, user: UserRow): void {
+export function assertUsable(deps: Deps, user: UserRow): void {
   if (deps.config.requireEmailVerification && !user.email_verified) {
     throw new AppError('email_not_verified', { detail: 'Verify your e-mail address before logging in.' });
   }
@@ -42,79 +49,85 @@ function assertUsable(deps: Deps, user: UserRow): void {
 }
 
 /**
- * Creates the session and signs its tokens; clears the account's failure count. `totpActivated`: this
- * login's code activated a pending TOTP secret, which the user is told by mail (as for any new factor).
+ * Creates the session and signs its tokens; clears the account's failure counts (all its names).
+ * `totpActivated`: this login's code activated a pending TOTP secret — the user's first factor — so
+ * the notice mail is queued and the 10 backup codes are issued with the session, and returned: this
+ * answer is the only place they are ever shown, as when confirming TOTP on the account page.
  */
-async function finishLogin(deps: Deps, user: UserRow, level: AuthLevel, client: ClientInfo, subject: AttemptSubject, totpActivated = false): Promise<TokenPair> {
-  // A lone INSERT needs no transaction of its own; the activation mail must commit with the session.
+async function finishLogin(deps: Deps, user: UserRow, level: AuthLevel, client: ClientInfo, attempt: Attempt, totpActivated = false): Promise<LoginResult> {
+  let codes: string[] = [];
+  // A lone INSERT needs no transaction of its own; the activation mail and codes commit with the session.
   const session = totpActivated
     ? await deps.db.transaction(async (tx) => {
+        const created = await createSession(deps, tx, user, level, client);
+        codes = await issueBackupCodesIfNone(deps, tx, user.id);
         await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'totp' } });
-        return createSession(deps, tx, user, level, client);
+        return created;
       })
     : await createSession(deps, deps.db, user, level, client);
-  await deps.limiter.recordSuccess(subject);
-  return signTokenPair(deps, user, session, session.current_jti);
+  await attempt.succeeded(accountNames(user));
+  const pair = await signTokenPair(deps, user, session, session.current_jti);
+  return codes.length > 0 ? { ...pair, backup_codes: codes } : pair;
+}
+
+/** Runs `fn`; a throw settles `attempt` as passed (the password was right), unless `fn` settled it already. */
+async function afterPassword<T>(attempt: Attempt, fn: (fail: () => Promise<never>) => Promise<T>): Promise<T> {
+  let settled = false;
+  const fail = async (): Promise<never> => {
+    settled = true;
+    await attempt.failed();
+    throw codeError();
+  };
+  try {
+    return await fn(fail);
+  } catch (e) {
+    if (!settled) await attempt.passed().catch(() => undefined);
+    throw e;
+  }
 }
 
 /**
  * Logs in with username (or e-mail) and password. Returns tokens, or throws 403 mfa_required with an
  * MFA challenge when a second factor is due and none was given.
  */
-export async function loginWithPassword(deps: Deps, input: PasswordLoginInput, client: ClientInfo): Promise<TokenPair> {
-  const login = input.username.trim();
-  const user = await findUserByLogin(deps.db, login);
-  // Account key: the user id when the login names a user, so username and e-mail share one counter.
-  const subject: AttemptSubject = { account: user ? user.id : `unknown:${login.toLowerCase()}`, ip: client.ip ?? 'unknown' };
-  await deps.limiter.assertAllowed(subject);
-
-  if (!user) {
-    await deps.passwords.verifyDummy(input.password);
-    await deps.limiter.recordFailure(subject);
-    throw credentialsError();
-  }
-  const match = await deps.passwords.check(user.password_hash, input.password);
-  if (!match) {
-    await deps.limiter.recordFailure(subject);
-    throw credentialsError();
-  }
-  assertUsable(deps, user);
-  if (match === 'legacy' || deps.passwords.needsRehash(user.password_hash)) {
-    // Parameters changed, or the hash predates NFKC normalisation: upgrade it now that we hold the password.
-    await updatePasswordHash(deps.db, user.id, await deps.passwords.hash(input.password), deps.clock(), false);
-  }
-
-  const factors = await loadFactorState(deps, user.id);
-  if (input.security_code !== undefined && input.security_code !== '') {
-    // A stored TOTP secret counts only while the operator offers TOTP (MFA_METHODS), as at /login/mfa.
-    const offered = deps.config.mfaMethods.includes('totp');
-    const result = offered ? await verifyTotpCode(deps, deps.db, factors.totp, input.security_code.trim(), !hasActiveFactor(factors)) : null;
-    if (!result) {
-      await deps.limiter.recordFailure(subject);
-      throw codeError();
+export async function loginWithPassword(deps: Deps, input: PasswordLoginInput, client: ClientInfo): Promise<LoginResult> {
+  const { user, attempt, legacy } = await checkLoginPassword(deps, input.username, input.password, client.ip ?? 'unknown');
+  return afterPassword(attempt, async (fail) => {
+    assertUsable(deps, user);
+    if (legacy || deps.passwords.needsRehash(user.password_hash)) {
+      // Parameters changed, or the hash predates NFKC normalisation: upgrade it now that we hold the password.
+      await updatePasswordHash(deps.db, user.id, await deps.passwords.hash(input.password), deps.clock(), false);
     }
-    return finishLogin(deps, user, { amr: [...AMR.totp], aal: 'aal2' }, client, subject, result === 'activated');
-  }
-  if (input.backup_code !== undefined && input.backup_code !== '') {
-    if (!hasActiveFactor(factors) || !(await useBackupCode(deps, deps.db, user.id, input.backup_code))) {
-      await deps.limiter.recordFailure(subject);
-      throw codeError();
+
+    const factors = await loadFactorState(deps, user.id);
+    if (input.security_code !== undefined && input.security_code !== '') {
+      // A stored TOTP secret counts only while the operator offers TOTP (MFA_METHODS), as at /login/mfa.
+      // A pending secret is activated only for an account with no factor at all: a password alone
+      // must never bind a new authenticator next to one the user already has.
+      const offered = deps.config.mfaMethods.includes('totp');
+      const result = offered ? await verifyTotpCode(deps, deps.db, factors.totp, input.security_code.trim(), !hasActiveFactor(factors)) : null;
+      if (!result) return fail();
+      return finishLogin(deps, user, { amr: [...AMR.totp], aal: 'aal2' }, client, attempt, result === 'activated');
     }
-    return finishLogin(deps, user, { amr: [...AMR.backupCode], aal: 'aal2' }, client, subject);
-  }
-  if (hasActiveFactor(factors)) {
-    const challenge = await issueChallenge(deps, user, client);
-    throw new AppError('mfa_required', {
-      detail: 'A second factor is required.',
-      extra: { mfa_token: challenge.token, mfa_methods: mfaMethods(factors), mfa_expires_in: deps.config.mfaChallengeTtlSeconds },
-    });
-  }
-  if (deps.config.mfaPolicy === 'required') {
-    throw new AppError('mfa_enrollment_required', {
-      detail: 'This service requires a second factor: enrol TOTP with POST /api/v1/auth-totp/qrcode, then log in with a security_code.',
-    });
-  }
-  return finishLogin(deps, user, { amr: [...AMR.password], aal: 'aal1' }, client, subject);
+    if (input.backup_code !== undefined && input.backup_code !== '') {
+      if (!hasActiveFactor(factors) || !(await useBackupCode(deps, deps.db, user.id, input.backup_code))) return fail();
+      const result = await finishLogin(deps, user, { amr: [...AMR.backupCode], aal: 'aal2' }, client, attempt);
+      return { ...result, backup_codes_remaining: await countBackupCodes(deps.db, user.id) };
+    }
+    if (hasActiveFactor(factors)) {
+      const challenge = await issueChallenge(deps, user, client);
+      throw new AppError('mfa_required', {
+        detail: 'A second factor is required.',
+        extra: { mfa_token: challenge.token, mfa_methods: mfaMethods(factors), mfa_expires_in: deps.config.mfaChallengeTtlSeconds },
+      });
+    }
+    if (deps.config.mfaPolicy === 'required') {
+      throw new AppError('mfa_enrollment_required', {
+        detail: 'This service requires a second factor: enrol TOTP with POST /api/v1/auth-totp/qrcode, then log in with a security_code.',
+      });
+    }
+    return finishLogin(deps, user, { amr: [...AMR.password], aal: 'aal1' }, client, attempt);
+  });
 }
 
 /** Stores an MFA challenge and signs its mfa+jwt (jti and sid = challenge id; no session exists yet). */
@@ -147,40 +160,58 @@ export interface MfaLoginInput {
 }
 
 /**
- * Second step: checks one code against a live challenge. The attempt is reserved (and committed)
- * before the code is checked, so a challenge never sees more than MFA_CHALLENGE_MAX_ATTEMPTS codes,
- * however many arrive at once; success consumes the challenge in the same transaction as the session.
+ * Second step: checks one code against a live challenge. The limiter's attempt and the challenge's
+ * attempt are both taken (and committed) before the code is checked, so a challenge never sees more
+ * than MFA_CHALLENGE_MAX_ATTEMPTS codes, however many arrive at once. The code is then spent in the
+ * transaction that consumes the challenge and creates the session, after the challenge row is
+ * taken: of two different valid codes arriving at once (a TOTP and a backup code, say) one wins and
+ * the other is not spent — its transaction finds the challenge used and rolls back.
  */
-export async function completeMfaLogin(deps: Deps, input: MfaLoginInput, client: ClientInfo): Promise<TokenPair> {
+export async function completeMfaLogin(deps: Deps, input: MfaLoginInput, client: ClientInfo): Promise<LoginResult> {
   const { challengeId, userId } = await verifyMfaToken(deps, input.mfa_token);
-  const subject: AttemptSubject = { account: userId, ip: client.ip ?? 'unknown' };
-  await deps.limiter.assertAllowed(subject);
-  const now = deps.clock();
-  const challenge = await reserveAttempt(deps.db, challengeId, userId, now, deps.config.mfaChallengeMaxAttempts);
-  if (!challenge) throw new AppError('invalid_token', { detail: 'The MFA challenge is expired, used or over-tried; log in again.' });
   const user = await findUserById(deps.db, userId);
   if (!user) throw new AppError('invalid_token');
-  assertUsable(deps, user);
+  // The token proves which account this is, so code guesses here also lock its logins by both names.
+  const attempt = await deps.limiter.beginAttempt({ account: userId, alsoAccounts: accountNames(user), ip: client.ip ?? 'unknown' });
+  return afterPassword(attempt, async (fail) => {
+    const challenge = await reserveAttempt(deps.db, challengeId, userId, deps.clock(), deps.config.mfaChallengeMaxAttempts);
+    if (!challenge) throw new AppError('invalid_token', { detail: 'The MFA challenge is expired, used or over-tried; log in again.' });
+    assertUsable(deps, user);
 
-  const factors = await loadFactorState(deps, user.id);
-  const code = input.code.trim();
-  let level: AuthLevel | undefined;
-  if (input.method === 'totp' && factors.totpActive) {
-    if (await verifyTotpCode(deps, deps.db, factors.totp, code, false)) level = { amr: [...AMR.totp], aal: 'aal2' };
-  } else if (input.method === 'email' && factors.emailEnabled) {
-    if (await useEmailCode(deps, user.id, `login:${challengeId}`, code)) level = { amr: [...AMR.email], aal: 'aal2' };
-  } else if (input.method === 'backup_code' && hasActiveFactor(factors)) {
-    if (await useBackupCode(deps, deps.db, user.id, code)) level = { amr: [...AMR.backupCode], aal: 'aal2' };
-  }
-  if (!level) {
-    await deps.limiter.recordFailure(subject);
-    throw codeError();
-  }
-  const authLevel = level;
-  const session = await deps.db.transaction(async (tx) => {
-    if (!(await consumeChallenge(tx, challengeId, deps.clock()))) throw new AppError('invalid_token', { detail: 'The MFA challenge was already used.' });
-    return createSession(deps, tx, user, authLevel, client);
+    const factors = await loadFactorState(deps, user.id);
+    const code = input.code.trim();
+    const purpose = `login:${challengeId}`;
+    // Only methods the operator offers; backup codes whenever the account has any factor stored.
+    const method =
+      (input.method === 'totp' && factors.totpActive) || (input.method === 'email' && factors.emailEnabled) || (input.method === 'backup_code' && hasActiveFactor(factors))
+        ? input.method
+        : undefined;
+    if (method === undefined) return fail();
+    // The e-mailed code's own attempt count is taken outside the transaction, so it survives a rollback.
+    const emailDigest = method === 'email' ? await checkEmailCode(deps, user.id, purpose, code) : undefined;
+    if (method === 'email' && emailDigest === undefined) return fail();
+
+    let wrongCode = false;
+    let level: AuthLevel | undefined;
+    const session = await deps.db
+      .transaction(async (tx) => {
+        // The user row first (the lock order of a password reset), then the challenge, then the code.
+        if (!(await lockUserIfPasswordUnchanged(tx, user.id, user.password_changed_at))) throw new AppError('invalid_token', { detail: 'The password changed; log in again.' });
+        if (!(await consumeChallenge(tx, challengeId, deps.clock()))) throw new AppError('invalid_token', { detail: 'The MFA challenge was already used.' });
+        if (method === 'totp' && (await verifyTotpCode(deps, tx, factors.totp, code, false))) level = { amr: [...AMR.totp], aal: 'aal2' };
+        else if (method === 'email' && emailDigest !== undefined && (await spendEmailCode(tx, user.id, purpose, emailDigest))) level = { amr: [...AMR.email], aal: 'aal2' };
+        else if (method === 'backup_code' && (await useBackupCode(deps, tx, user.id, code))) level = { amr: [...AMR.backupCode], aal: 'aal2' };
+        if (!level) {
+          wrongCode = true;
+          throw codeError(); // rolls the challenge back: a wrong code does not end it
+        }
+        return createSession(deps, tx, user, level, client);
+      })
+      .catch(async (e: unknown) => (wrongCode ? fail() : Promise.reject(e)));
+    await attempt.succeeded(accountNames(user));
+    const pair = await signTokenPair(deps, user, session, session.current_jti);
+    if (level?.amr.join() !== AMR.backupCode.join()) return pair;
+    // After a backup-code login the client learns how many codes are left (the page shows it).
+    return { ...pair, backup_codes_remaining: await countBackupCodes(deps.db, user.id) };
   });
-  await deps.limiter.recordSuccess(subject);
-  return signTokenPair(deps, user, session, session.current_jti);
 }

@@ -11,7 +11,8 @@ import { consumeAllChallenges } from '../db/repositories/mfa-challenges.ts';
 import { revokeAllSessions } from '../db/repositories/sessions.ts';
 import { findUserByEmail, findUserById, updatePasswordHash, type UserRow } from '../db/repositories/users.ts';
 import { enqueueMail } from '../mail/outbox.ts';
-import type { AttemptSubject } from '../security/limiter.ts';
+import { accountNames } from './password-check.ts';
+import { allowMailToAccount, consumeRequesterQuota } from './mail-quota.ts';
 import { checkPassword } from '../security/password-policy.ts';
 import type { AuthContext } from './authenticate.ts';
 import { runDeferred } from './deferred.ts';
@@ -21,19 +22,20 @@ import { linkTokenHash, newLinkToken, storeLinkToken } from './email-verificatio
 export const RESET_PASSWORD_PAGE_PATH = '/reset-password';
 
 /**
- * Queues a reset link for `email` if it belongs to an active account. The quotas count every
- * address, known or not, and the lookup, the token and the mail happen after the answer (see
+ * Queues a reset link for `email` if it belongs to an active account. The requester's quotas
+ * count every address, known or not (the owner's budget is kept apart: mail-quota.ts), and the lookup, the token and the mail happen after the answer (see
  * deferred.ts): the 202 is the same, at the same speed, for every address. A new link voids the
  * user's earlier unused ones, so only the latest mail works. Inactive accounts get no link, as in
  * the original service: a reset would not let them log in.
  */
 export async function requestPasswordReset(deps: Deps, email: string, ip: string): Promise<void> {
   const address = email.trim();
-  await deps.limiter.consume('mail:ip', ip);
-  await deps.limiter.consume('mail:address', address);
+  // Per requester only: a stranger's requests must not use up the owner's budget (mail-quota.ts).
+  await consumeRequesterQuota(deps, ip, address);
   runDeferred(deps, 'a password reset request', async () => {
     const user = await findUserByEmail(deps.db, address);
     if (!user || !user.is_active) return;
+    if (!(await allowMailToAccount(deps, user.id, address, ip))) return;
     const ttlSeconds = deps.config.passwordResetTtlSeconds;
     const { token, hash } = newLinkToken(deps, 'reset_password');
     await deps.db.transaction(async (tx) => {
@@ -109,7 +111,8 @@ export async function resetPassword(deps: Deps, input: ResetPasswordInput, ip: s
     return true;
   });
   if (!done) throw invalidResetToken();
-  await deps.limiter.recordSuccess({ account: user.id, ip });
+  // Every limiter name of the account: both login names and the id.
+  await Promise.all(accountNames(user).map((account) => deps.limiter.recordSuccess({ account, ip })));
 }
 
 /** Input of {@link changePassword}. */
@@ -123,14 +126,15 @@ export interface ChangePasswordInput extends NewPasswordInput {
  * the password nor guess it. Every other session of the user ends; the caller's stays.
  */
 export async function changePassword(deps: Deps, auth: Pick<AuthContext, 'userId' | 'sessionId'>, input: ChangePasswordInput, ip: string): Promise<void> {
-  const subject: AttemptSubject = { account: auth.userId, ip };
-  await deps.limiter.assertAllowed(subject);
+  // Counted before the (expensive) check: a burst of guesses gets no more than the limit checked.
   const user = await findUserById(deps.db, auth.userId);
   if (!user) throw new AppError('invalid_token');
+  const attempt = await deps.limiter.beginAttempt({ account: user.id, alsoAccounts: accountNames(user), ip });
   if (!(await deps.passwords.verify(user.password_hash, input.current_password))) {
-    await deps.limiter.recordFailure(subject);
+    await attempt.failed();
     throw new AppError('invalid_credentials', { detail: 'The current password is not correct.', errors: [{ field: 'current_password', message: 'is not correct' }] });
   }
+  await attempt.succeeded(accountNames(user));
   const errors = await newPasswordErrors(deps, user, input);
   if (errors.length) throw rejectPassword(errors);
   const passwordHash = await deps.passwords.hash(input.password1);
@@ -144,5 +148,4 @@ export async function changePassword(deps: Deps, auth: Pick<AuthContext, 'userId
     await consumeAllChallenges(tx, user.id, now);
     await enqueueMail(tx, deps, { kind: 'password_changed', to: user.email, data: { username: user.username } });
   });
-  await deps.limiter.recordSuccess(subject);
 }

@@ -5,26 +5,49 @@ import { matchTotpStep } from '../crypto/totp.ts';
 import { normalizeBackupCode } from '../crypto/random.ts';
 import { activatePending, findFactorSummary, resealActive, useActiveStep, type TotpSecrets } from '../db/repositories/totp-factors.ts';
 import { consumeBackupCode } from '../db/repositories/backup-codes.ts';
-import { consumeEmailOtp, countEmailOtpFailure } from '../db/repositories/email-otps.ts';
+import { reserveEmailOtpAttempt, spendEmailOtp } from '../db/repositories/email-otps.ts';
+import { timingSafeEqual } from 'node:crypto';
 
-/** Which second factors a user has, as offered at login. */
+/**
+ * Which second factors a user has. `totpActive`/`emailEnabled`: the factor is set up AND the
+ * operator offers it (MFA_METHODS), so a code of it is accepted. `totpStored`/`emailStored`: the
+ * factor is set up, offered or not — what decides whether the account is protected at all.
+ */
 export interface FactorState {
   totp: TotpSecrets | undefined;
   totpActive: boolean;
   emailEnabled: boolean;
+  totpStored: boolean;
+  emailStored: boolean;
   backupCodes: number;
 }
 
-/** Loads the user's factors. E-mail codes count only while the operator allows them (MFA_METHODS). */
+/** Loads the user's factors (see {@link FactorState}). */
 export async function loadFactorState(deps: Deps, userId: string): Promise<FactorState> {
   const { totp, emailEnabled, backupCodes } = await findFactorSummary(deps.db, userId);
-  const totpActive = Boolean(totp?.active_secret) && deps.config.mfaMethods.includes('totp');
-  return { totp, totpActive, emailEnabled: emailEnabled && deps.config.mfaMethods.includes('email'), backupCodes };
+  const totpStored = Boolean(totp?.active_secret);
+  return {
+    totp,
+    totpActive: totpStored && deps.config.mfaMethods.includes('totp'),
+    emailEnabled: emailEnabled && deps.config.mfaMethods.includes('email'),
+    totpStored,
+    emailStored: emailEnabled,
+    backupCodes,
+  };
 }
 
-/** True when the user must pass a second factor at login. */
+/**
+ * True when the user must pass a second factor at login: they have set one up, whether or not the
+ * operator still offers it. Taking a method out of MFA_METHODS must never turn a protected account
+ * into a password-only one; such a user logs in with a backup code and enrols an offered factor.
+ */
 export function hasActiveFactor(state: FactorState): boolean {
-  return state.totpActive || state.emailEnabled;
+  return state.totpStored || state.emailStored;
+}
+
+/** The stored factors, as requireAal2IfProtected takes them. */
+export function storedFactors(state: FactorState): { totp: boolean; email: boolean } {
+  return { totp: state.totpStored, email: state.emailStored };
 }
 
 /** The methods `/login/mfa` accepts for this user. */
@@ -77,16 +100,21 @@ export function emailCodeHash(deps: Deps, userId: string, purpose: string, code:
 }
 
 /**
- * Consumes the e-mailed code for (user, purpose) in autocommit statements, so a wrong code is
- * counted even when the request fails later. Never call it inside a transaction callback: PGlite is
- * one connection, and a statement on the database from inside its transaction would wait forever.
+ * Checks an e-mailed code for (user, purpose), counting the attempt first: one guarded, autocommit
+ * UPDATE takes an attempt (refused at EMAIL_OTP_MAX_ATTEMPTS) and returns the stored digest, which is
+ * then compared here. Of any number of simultaneous guesses at most EMAIL_OTP_MAX_ATTEMPTS are ever
+ * compared, and a wrong one stays counted whatever happens later. Returns the digest when the code
+ * matches; the caller spends it with {@link spendEmailCode} (in its transaction). Never call it
+ * inside a transaction callback: PGlite is one connection and would wait for itself.
  */
-export async function useEmailCode(deps: Deps, userId: string, purpose: string, code: string): Promise<boolean> {
-  if (!/^\d{6}$/.test(code)) {
-    await countEmailOtpFailure(deps.db, userId, purpose);
-    return false;
-  }
-  const ok = await consumeEmailOtp(deps.db, userId, purpose, emailCodeHash(deps, userId, purpose, code), deps.clock(), deps.config.emailOtpMaxAttempts);
-  if (!ok) await countEmailOtpFailure(deps.db, userId, purpose);
-  return ok;
+export async function checkEmailCode(deps: Deps, userId: string, purpose: string, code: string): Promise<string | undefined> {
+  const stored = await reserveEmailOtpAttempt(deps.db, userId, purpose, deps.clock(), deps.config.emailOtpMaxAttempts);
+  if (stored === undefined || !/^\d{6}$/.test(code)) return undefined;
+  const given = emailCodeHash(deps, userId, purpose, code);
+  return given.length === stored.length && timingSafeEqual(Buffer.from(given), Buffer.from(stored)) ? stored : undefined;
+}
+
+/** Spends the code checked by {@link checkEmailCode}: true for exactly one caller. */
+export function spendEmailCode(tx: Queryable, userId: string, purpose: string, digest: string): Promise<boolean> {
+  return spendEmailOtp(tx, userId, purpose, digest);
 }

@@ -1,5 +1,6 @@
 /** Creates sessions and signs the token pair of a session. Tokens are never stored, only the refresh jti. */
 import type { Deps } from '../deps.ts';
+import { AppError } from '../errors.ts';
 import type { Queryable } from '../db/database.ts';
 import { insertSession } from '../db/repositories/sessions.ts';
 import type { UserRow } from '../db/repositories/users.ts';
@@ -32,8 +33,12 @@ export interface ClientInfo {
   ip: string | null;
 }
 
-/** Inserts a new session in `tx` and returns what is needed to sign its tokens. */
-export async function createSession(deps: Deps, tx: Queryable, user: UserRow, level: AuthLevel, client: ClientInfo) {
+/**
+ * Inserts a new session in `tx` and returns what is needed to sign its tokens. `user` is the row the
+ * login checked the password against: when the password changed since (a reset or change while this
+ * login was in flight) no session is created and the login fails with invalid_credentials.
+ */
+export async function createSession(deps: Deps, tx: Queryable, user: Pick<UserRow, 'id' | 'password_changed_at'>, level: AuthLevel, client: ClientInfo) {
   const now = deps.clock();
   const session = {
     id: newId(),
@@ -46,7 +51,9 @@ export async function createSession(deps: Deps, tx: Queryable, user: UserRow, le
     created_at: now,
     expires_at: new Date(now.getTime() + deps.config.refreshTokenTtlSeconds * 1000),
   };
-  await insertSession(tx, session);
+  if (!(await insertSession(tx, session, user.password_changed_at))) {
+    throw new AppError('invalid_credentials', { detail: 'The password changed while logging in; log in with the new password.' });
+  }
   return session;
 }
 

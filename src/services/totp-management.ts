@@ -8,11 +8,11 @@ import { AppError, validationError } from '../errors.ts';
 import { matchTotpStep } from '../crypto/totp.ts';
 import { confirmPendingSecret, deleteTotpFactor, findTotpFactor } from '../db/repositories/totp-factors.ts';
 import { enqueueMail } from '../mail/outbox.ts';
-import type { AttemptSubject } from '../security/limiter.ts';
 import { requireAal2, type AuthContext } from './authenticate.ts';
 import { issueBackupCodesIfNone } from './backup-codes.ts';
 import { assertMethodOffered, callerUser, dropBackupCodesIfNoFactorLeft, requireAal2IfProtected } from './factor-changes.ts';
-import { loadFactorState, verifyTotpCode } from './second-factors.ts';
+import { loadFactorState, storedFactors, verifyTotpCode } from './second-factors.ts';
+import { accountNames } from './password-check.ts';
 import { startTotpEnrollment, type TotpEnrollment } from './totp-enrollment.ts';
 
 function codeError(): AppError {
@@ -28,7 +28,7 @@ export async function enrollTotp(deps: Deps, auth: AuthContext): Promise<TotpEnr
   assertMethodOffered(deps, 'totp');
   const user = await callerUser(deps, auth);
   const state = await loadFactorState(deps, user.id);
-  requireAal2IfProtected(auth, { totp: state.totpActive, email: state.emailEnabled });
+  requireAal2IfProtected(auth, storedFactors(state));
   return deps.db.transaction((tx) => startTotpEnrollment(deps, tx, user, false));
 }
 
@@ -44,7 +44,7 @@ export async function confirmTotp(deps: Deps, auth: AuthContext, code: string): 
   const pending = state.totp?.pending_secret;
   if (!pending) throw new AppError('totp_not_pending', { detail: 'Start with POST /api/v1/auth-totp/enroll.' });
   // The same rule as for enrolling: the pending secret may have come from the password-only /qrcode.
-  requireAal2IfProtected(auth, { totp: state.totpActive, email: state.emailEnabled });
+  requireAal2IfProtected(auth, storedFactors(state));
   const now = deps.clock();
   // Wrong codes are not counted here: the caller is already logged in and holds this very secret,
   // so guessing its codes would gain nothing.
@@ -81,21 +81,22 @@ export async function removeTotp(deps: Deps, auth: AuthContext, proof: TotpRemov
   const password = proof.password;
   if (!code && !password) throw validationError('security_code', 'Send security_code (a current TOTP code) or password.');
 
-  const subject: AttemptSubject = { account: user.id, ip };
-  await deps.limiter.assertAllowed(subject);
+  // Counted before the check (see limiter.ts), so a burst of guesses gets no more than the limit checked.
+  const attempt = await deps.limiter.beginAttempt({ account: user.id, alsoAccounts: accountNames(user), ip });
   if (code) {
     // Consumes the code's time step, like a login: the same code cannot be replayed anywhere.
     if (!(await verifyTotpCode(deps, deps.db, totp, code, false))) {
-      await deps.limiter.recordFailure(subject);
+      await attempt.failed();
       throw codeError();
     }
   }
   if (password !== undefined && password !== '') {
     if (!(await deps.passwords.verify(user.password_hash, password))) {
-      await deps.limiter.recordFailure(subject);
+      await attempt.failed();
       throw new AppError('invalid_credentials', { detail: 'The password is not correct.' });
     }
   }
+  await attempt.passed();
 
   await deps.db.transaction(async (tx) => {
     if (!(await deleteTotpFactor(tx, user.id))) throw new AppError('totp_not_enabled', { detail: 'TOTP was removed meanwhile.' });

@@ -261,6 +261,9 @@ describe('hosted pages in a real browser', { timeout: 900_000 }, () => {
     await screenshot(page, 'login-backup-code');
     await field.fill(backupCodes[0] ?? '');
     await page.getByRole('button', { name: 'Verify' }).click();
+    // The login page says how many codes are left before going on (issue 7, item 13).
+    await page.getByText('You used a backup code. You have 9 backup codes left.').waitFor();
+    await page.getByRole('button', { name: 'Continue' }).click();
     await accountLoaded(page);
     await page.locator('#backup-badge').filter({ hasText: '9 left' }).waitFor();
   });
@@ -296,6 +299,9 @@ describe('hosted pages in a real browser', { timeout: 900_000 }, () => {
     assert.equal(await focusedId(), 'code');
     await page.keyboard.type(backupCodes[1] ?? '');
     await page.keyboard.press('Enter');
+    await page.getByText(/You have 8 backup codes left/).waitFor();
+    await tabTo(async () => (await focusedId()) === 'after-login-continue', 'the Continue button');
+    await page.keyboard.press('Enter');
     await accountLoaded(page);
   });
 
@@ -303,11 +309,14 @@ describe('hosted pages in a real browser', { timeout: 900_000 }, () => {
     const mail = await waitForMail(service.baseUrl, new Set(), (m) => m.to.includes(ALICE.email) && /verif/i.test(`${m.kind} ${m.subject}`));
     const link = linkIn(mail, 'token=');
     const p = await newPage(alice);
+    // Opening the link only shows a button (a mail scanner's GET must not spend the token); the click verifies.
     await p.goto(link);
+    await p.getByRole('button', { name: 'Verify my e-mail address' }).click();
     await p.waitForURL(/\/verify-email\?status=ok/);
     await p.getByRole('heading', { name: 'Your e-mail address is verified' }).waitFor();
     await screenshot(p, 'verify-email-ok');
     await p.goto(link);
+    await p.getByRole('button', { name: 'Verify my e-mail address' }).click();
     await p.waitForURL(/\/verify-email\?status=/);
     await p.getByRole('heading', { name: /did not work/ }).waitFor();
     await screenshot(p, 'verify-email-invalid');
@@ -517,6 +526,7 @@ describe('hosted pages in a real browser', { timeout: 900_000 }, () => {
 
       const mail = await waitForMail(strict.baseUrl, new Set(), (m) => m.to.includes(carol.email));
       await p.goto(linkIn(mail, 'token='));
+      await p.getByRole('button', { name: 'Verify my e-mail address' }).click();
       await p.getByRole('heading', { name: 'Your e-mail address is verified' }).waitFor();
 
       await p.goto('/login');
@@ -529,8 +539,51 @@ describe('hosted pages in a real browser', { timeout: 900_000 }, () => {
       await screenshot(p, 'login-enroll-required');
       await p.getByLabel('Code from the app').fill(otp.generate());
       await p.getByRole('button', { name: 'Verify and log in' }).click();
+      // The enrolment by login turned on the first factor: its backup codes are shown once (issue 7, item 13).
+      await p.getByRole('heading', { name: 'Save your backup codes' }).waitFor();
+      assert.equal(await p.locator('#login-codes li').count(), 10);
+      await p.getByRole('button', { name: 'Continue' }).click();
       await accountLoaded(p);
       await p.locator('#totp-badge').filter({ hasText: 'On' }).waitFor();
+      await context.close();
+    } finally {
+      await strict.stop();
+    }
+  });
+
+  test('second factor required: sign-up goes straight into enrolment, shows the backup codes; a backup-code login says how many are left', T, async () => {
+    const strict = await startService({ MFA_POLICY: 'required' }, 'service-required.log');
+    try {
+      const dave = { username: 'dave', email: 'dave@example.com', password: 'copper lantern meadow 8080' };
+      const context = await browser.newContext({ baseURL: strict.baseUrl, viewport: DESKTOP });
+      const p = await newPage(context);
+      await p.goto('/signup');
+      await p.getByLabel('Username').fill(dave.username);
+      await p.getByLabel('Email').fill(dave.email);
+      await p.getByLabel('Password', { exact: true }).fill(dave.password);
+      await p.getByLabel('Confirm password').fill(dave.password);
+      await p.getByRole('button', { name: 'Sign up' }).click();
+      const qr = p.getByRole('img', { name: /QR code/ });
+      await qr.waitFor();
+      await p.waitForFunction(() => (document.getElementById('signup-enroll-qr') as HTMLImageElement | null)?.src.startsWith('data:image/png'));
+      const otp = totpFromUri(decodeQrDataUrl((await qr.getAttribute('src')) ?? ''));
+      await p.getByLabel('Code from the app').fill(otp.generate());
+      await p.getByRole('button', { name: 'Verify and log in' }).click();
+      await p.getByRole('heading', { name: 'Save your backup codes' }).waitFor();
+      const codes = await p.locator('#signup-codes li').allInnerTexts();
+      assert.equal(codes.length, 10);
+      await p.getByRole('button', { name: 'Continue' }).click();
+      await accountLoaded(p);
+      await logOut(p);
+
+      await p.goto('/login');
+      await logInWithPassword(p, dave.username, dave.password);
+      await p.getByRole('button', { name: 'Use a backup code' }).click();
+      await p.getByLabel('Backup code').fill(codes[0] ?? '');
+      await p.keyboard.press('Enter');
+      await p.getByText('You used a backup code. You have 9 backup codes left.').waitFor();
+      await p.getByRole('button', { name: 'Continue' }).click();
+      await accountLoaded(p);
       await context.close();
     } finally {
       await strict.stop();

@@ -96,10 +96,23 @@ async function ipFailuresSpreadOverBothBlockTheIpOnBoth(a: TestApp, b: TestApp):
   assert.equal((await loginFrom(b.app, '203.0.113.100', target.username, PASSWORD)).statusCode, 200);
 }
 
+/** Issue 7: a burst of simultaneous wrong passwords spread over both instances gets at most MAX_FAILURES checked. */
+async function concurrentBurstOverBothChecksAtMostTheLimit(a: TestApp, b: TestApp): Promise<void> {
+  const user = await createUser(a.app);
+  const burst = await Promise.all(
+    Array.from({ length: 100 }, (_, i) => loginFrom(i % 2 ? b.app : a.app, `198.51.100.${(i % 50) + 1}`, user.username, `burst guess ${i}`)),
+  );
+  const checked = burst.filter((r) => r.statusCode !== 429).length;
+  assert.ok(checked <= MAX_FAILURES, `${checked} of 100 simultaneous guesses were checked`);
+  assert.ok(burst.every((r) => r.statusCode === 401 || r.statusCode === 429));
+  for (const app of [a.app, b.app]) assert.equal((await loginFrom(app, '198.51.100.201', user.username, PASSWORD)).statusCode, 429);
+}
+
 const scenarios: Array<[string, (a: TestApp, b: TestApp) => Promise<void>]> = [
   ['failures spread over both instances lock the account on both (429 + Retry-After, even with the right password)', failuresSpreadOverBothLockBoth],
   ['a successful login on one instance clears the count on both', successOnOneClearsTheCountForBoth],
   ['failures from one IP spread over both instances block that IP on both', ipFailuresSpreadOverBothBlockTheIpOnBoth],
+  ['100 simultaneous wrong passwords over both instances get at most the limit checked', concurrentBurstOverBothChecksAtMostTheLimit],
 ];
 
 describe('lockout across two app instances', () => {

@@ -214,13 +214,14 @@ export async function loginTokens(app: FastifyInstance, user: TestUser): Promise
 }
 
 /** Enrols TOTP through /qrcode and activates it with a first login; returns the secret and the aal2 tokens. */
-export async function enableTotp(t: TestApp, user: TestUser): Promise<{ secret: string; tokens: { access_token: string; refresh_token: string } }> {
+export async function enableTotp(t: TestApp, user: TestUser): Promise<{ secret: string; tokens: { access_token: string; refresh_token: string }; backupCodes: string[] }> {
   const qr = await t.app.inject({ method: 'POST', url: '/api/v1/auth-totp/qrcode', headers: { accept: 'application/json' }, payload: { username: user.username, password: user.password } });
   if (qr.statusCode !== 201) throw new Error(`qrcode failed: ${qr.statusCode} ${qr.body}`);
   const secret: string = qr.json().secret;
   const res = await login(t.app, { username: user.username, password: user.password, security_code: totpCodeAt(secret, t.clock()) });
   if (res.statusCode !== 200) throw new Error(`activation login failed: ${res.statusCode} ${res.body}`);
-  return { secret, tokens: res.json() };
+  // The activating login hands out the first backup codes (issue 7, item 13).
+  return { secret, tokens: res.json(), backupCodes: res.json().backup_codes ?? [] };
 }
 
 /** Moves the clock to the next TOTP step, so a fresh code is not a replay of the last one. */

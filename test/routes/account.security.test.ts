@@ -119,13 +119,15 @@ describeWithApp('account lifecycle security', (suite) => {
     assert.ok(!('set-cookie' in res.headers));
   });
 
-  test('the browser redirect of the verification link never carries the token or leaves the site', async (t) => {
+  test('the verification link redirects only to its own page (no open redirect) and does not spend the token', async (t) => {
     const ta = await suite.build(t);
     const user = await createUser(ta.app);
     const token = await latestToken(ta, user.email, 'verify_email');
     const res = await ta.app.inject({ method: 'GET', url: `/api/v1/user/email/verify?token=${token}&next=https://evil.example`, headers: { accept: 'text/html' } });
     assert.equal(res.statusCode, 303);
-    assert.equal(res.headers.location, '/verify-email?status=ok');
+    assert.equal(res.headers.location, `/verify-email?token=${encodeURIComponent(token)}`);
+    assert.ok(!String(res.headers.location).includes('evil.example'));
+    assert.equal((await ta.app.inject({ method: 'POST', url: '/api/v1/user/email/verify', payload: { token } })).statusCode, 200);
   });
 
   test('without REQUIRE_EMAIL_VERIFICATION, verifying never re-activates a deactivated account', async (t) => {

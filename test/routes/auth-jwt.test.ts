@@ -227,7 +227,7 @@ describeWithApp('TOTP enrolment and two-factor login', (suite) => {
     assert.equal(pwOnly.statusCode, 403);
     const challenge = pwOnly.json();
     assert.equal(challenge.code, 'mfa_required');
-    assert.deepEqual(challenge.mfa_methods, ['totp']);
+    assert.deepEqual(challenge.mfa_methods, ['totp', 'backup_code'], 'the first login with a code issued the backup codes');
     assert.equal(challenge.mfa_expires_in, 300);
     assert.equal(pwOnly.headers['set-cookie'], undefined, 'no tokens before the second factor');
     assert.equal(challenge.access_token, undefined);

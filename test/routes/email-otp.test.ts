@@ -195,7 +195,7 @@ describeWithApp('E-mailed codes', (suite) => {
     assert.equal((await post(app, CONFIRM, aal1, { code })).statusCode, 403);
     const confirmed = await post(app, CONFIRM, tokens.access_token, { code });
     assert.equal(confirmed.statusCode, 200);
-    assert.equal(confirmed.json().backup_codes.length, 10, 'TOTP turned on at login issued no codes, so these are the first');
+    assert.deepEqual(confirmed.json().backup_codes, [], 'TOTP turned on at login already issued the set; it is not replaced');
   });
 
   test('two-step login with an e-mailed code: body or Bearer token, aal2 tokens, code single use', async (t) => {
@@ -349,7 +349,7 @@ describeWithApp('E-mailed codes', (suite) => {
     await enableTotp(app, user);
     await app.deps.db.transaction((tx) => enableEmailOtpFactor(tx, user.uuid, app.clock()));
     const challenge = await mfaChallenge(app, user);
-    assert.deepEqual(challenge.mfa_methods, ['totp']);
+    assert.deepEqual(challenge.mfa_methods, ['totp', 'backup_code']);
     const send = await requestLoginCode(app, challenge.mfa_token);
     assert.equal(send.statusCode, 400);
     assert.equal(send.json().code, 'method_not_enabled');
@@ -362,7 +362,10 @@ describeWithApp('E-mailed codes', (suite) => {
     const emailOnly = await createUser(app.app);
     await app.deps.db.transaction((tx) => enableEmailOtpFactor(tx, emailOnly.uuid, app.clock()));
     const noMfa = await login(app.app, { username: emailOnly.username, password: emailOnly.password });
-    assert.equal(noMfa.statusCode, 200, 'a factor the operator switched off is not demanded');
+    // Switching a method off never lowers a user's protection (issue 7, item 5): the password alone is not enough.
+    assert.equal(noMfa.statusCode, 403, 'a factor the operator switched off still protects the account');
+    assert.equal(noMfa.json().code, 'mfa_required');
+    assert.equal(noMfa.json().access_token, undefined);
   });
 
   test('sign-up with mfa "email": verification turns e-mailed codes on (no backup codes yet) and mails a notice', async (t) => {

@@ -83,14 +83,15 @@ describeWithApp('forgot password', (suite) => {
     assert.equal(mailsTo(ta, user.email, 'password_reset').length, 0);
   });
 
-  test('per-address and per-IP quotas: 429 with Retry-After, for known and unknown addresses alike', async (t) => {
+  test('per-requester-and-address and per-IP quotas: 429 with Retry-After, for known and unknown addresses alike', async (t) => {
     const ta = await suite.build(t, { env: { RATE_LIMIT_EMAIL_MAX_PER_HOUR: '2', RATE_LIMIT_IP_MAX_REQUESTS_PER_MINUTE: '3' } });
     const user = await createUser(ta.app);
     const ghost = `${uniqueName('ghost')}@example.com`;
-    for (const email of [user.email, ghost]) {
-      assert.equal((await forgot(ta.app, email, '198.51.100.1')).statusCode, 202);
-      assert.equal((await forgot(ta.app, email, '198.51.100.2')).statusCode, 202);
-      const over = await forgot(ta.app, email, '198.51.100.3');
+    for (const [i, email] of [user.email, ghost].entries()) {
+      const requester = `198.51.100.${i + 1}`;
+      assert.equal((await forgot(ta.app, email, requester)).statusCode, 202);
+      assert.equal((await forgot(ta.app, email, requester)).statusCode, 202);
+      const over = await forgot(ta.app, email, requester);
       assert.equal(over.statusCode, 429, email);
       assert.equal(over.json().code, 'too_many_requests');
       assert.match(String(over.headers['retry-after']), /^[1-9]\d*$/);

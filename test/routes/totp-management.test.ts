@@ -189,18 +189,17 @@ describeWithApp('TOTP management', (suite) => {
     assert.equal((await mailsOf(app, 'factor_added', user.email)).length, 2, 'one notice per confirmed secret');
   });
 
-  test('a pending secret from the password-only /qrcode cannot be confirmed by an aal1 session while another factor is on', async (t) => {
+  test('the password-only /qrcode gives no pending secret to an account with another factor; aal1 cannot enrol', async (t) => {
     const app = await suite.build(t, { env: { EMAIL_OTP_COOLDOWN: '0' } });
     const user = await createUser(app.app);
     const aal1 = (await loginTokens(app.app, user)).access_token;
     await enableEmailOtp(app, user, aal1);
 
     const qr = await app.app.inject({ method: 'POST', url: '/api/v1/auth-totp/qrcode', headers: { accept: 'application/json' }, payload: { username: user.username, password: user.password } });
-    assert.equal(qr.statusCode, 201);
-    const res = await post(app, CONFIRM, aal1, { security_code: totpCodeAt(qr.json().secret, app.clock()) });
-    assert.equal(res.statusCode, 403);
-    assert.equal(res.json().code, 'step_up_required');
-    assert.equal((await findTotpFactor(app.deps.db, user.uuid))?.active_secret, null);
+    assert.equal(qr.statusCode, 409);
+    assert.equal(qr.json().code, 'totp_already_enabled');
+    assert.equal(qr.json().secret, undefined);
+    assert.equal(await findTotpFactor(app.deps.db, user.uuid), undefined);
     const enrollRefused = await post(app, ENROLL, aal1);
     assert.equal(enrollRefused.statusCode, 403);
     assert.equal(enrollRefused.json().code, 'step_up_required');

@@ -20,18 +20,23 @@ export async function upsertEmailOtp(tx: Queryable, userId: string, purpose: str
   );
 }
 
-/** Consumes the code if it matches, is unexpired and not over-tried: true for exactly one caller. */
-export async function consumeEmailOtp(tx: Queryable, userId: string, purpose: string, codeHash: string, now: Date, maxAttempts: number): Promise<boolean> {
-  const r = await tx.query(
-    'DELETE FROM email_otps WHERE user_id = $1 AND purpose = $2 AND code_hash = $3 AND expires_at > $4 AND attempts < $5 RETURNING user_id',
-    [userId, purpose, codeHash, now, maxAttempts],
+/**
+ * Takes one attempt at the live code of (user, purpose) before it is compared: a guarded increment
+ * that returns the stored digest, or undefined when there is no live code or it is over-tried.
+ */
+export async function reserveEmailOtpAttempt(tx: Queryable, userId: string, purpose: string, now: Date, maxAttempts: number): Promise<string | undefined> {
+  const r = await tx.query<{ code_hash: string }>(
+    `UPDATE email_otps SET attempts = attempts + 1
+     WHERE user_id = $1 AND purpose = $2 AND expires_at > $3 AND attempts < $4 RETURNING code_hash`,
+    [userId, purpose, now, maxAttempts],
   );
-  return r.rows.length > 0;
+  return r.rows[0]?.code_hash;
 }
 
-/** Counts a wrong code (guarded increment). */
-export async function countEmailOtpFailure(tx: Queryable, userId: string, purpose: string): Promise<void> {
-  await tx.query('UPDATE email_otps SET attempts = attempts + 1 WHERE user_id = $1 AND purpose = $2', [userId, purpose]);
+/** Deletes the code with digest `codeHash`: true for exactly one caller (a resend in between replaced it: false). */
+export async function spendEmailOtp(tx: Queryable, userId: string, purpose: string, codeHash: string): Promise<boolean> {
+  const r = await tx.query('DELETE FROM email_otps WHERE user_id = $1 AND purpose = $2 AND code_hash = $3 RETURNING user_id', [userId, purpose, codeHash]);
+  return r.rows.length > 0;
 }
 
 export async function findEmailOtp(tx: Queryable, userId: string, purpose: string): Promise<EmailOtpRow | undefined> {

@@ -98,3 +98,13 @@ export async function findUserInfoForSession(tx: Queryable, sessionId: string, n
   );
   return r.rows[0];
 }
+
+/**
+ * Locks the user's row (FOR SHARE) while its password is still the one changed at
+ * `passwordChangedAt`; false when it changed. Taken first in a login's transaction, so the lock
+ * order matches a password reset's (user row, then sessions and challenges) and the two never deadlock.
+ */
+export async function lockUserIfPasswordUnchanged(tx: Queryable, id: string, passwordChangedAt: Date | null): Promise<boolean> {
+  const r = await tx.query('SELECT 1 FROM users WHERE id = $1 AND password_changed_at IS NOT DISTINCT FROM $2::timestamptz FOR SHARE', [id, passwordChangedAt]);
+  return r.rows.length > 0;
+}

@@ -3,12 +3,14 @@ import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Deps } from '../../deps.ts';
-import { AppError, isAppError } from '../../errors.ts';
 import { settleDeferred } from '../../services/deferred.ts';
 import { VERIFY_EMAIL_PATH, resendVerification, verifyEmail } from '../../services/email-verification.ts';
 import { changePassword, requestPasswordReset, resetPassword } from '../../services/passwords.ts';
 import { authOf, requireAuth } from '../plugins/auth.ts';
 import { Email, Password, problems } from '../schemas.ts';
+
+/** The page of the verification link: a button that posts the token (link scanners only GET). */
+const VERIFY_PAGE = '/verify-email';
 
 const security: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [] }];
 
@@ -21,14 +23,6 @@ const Accepted = Type.Object(
   { detail: Type.String({ examples: ['If this address needs it, a message is on its way.'] }) },
   { description: 'Accepted. The same answer whether or not the address belongs to an account.' },
 );
-
-/** The web page a browser lands on after following the verification link. */
-const VERIFY_PAGE = '/verify-email';
-
-/** True when the client is a browser following a link (it asks for HTML), not an API client. */
-function wantsHtml(accept: string | undefined): boolean {
-  return accept !== undefined && /\btext\/html\b/i.test(accept);
-}
 
 export async function accountRoutes(app: FastifyInstance, { deps }: { deps: Deps }): Promise<void> {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
@@ -50,37 +44,21 @@ export async function accountRoutes(app: FastifyInstance, { deps }: { deps: Deps
   });
 
   r.get(VERIFY_EMAIL_PATH, {
-    // A HEAD (link checkers, mail scanners) must not consume the token the way the GET does.
-    exposeHeadRoute: false,
     schema: {
       tags: ['Users'],
-      summary: 'Verify an e-mail address from the mailed link',
-      description: 'The link in the verification mail. A browser (`Accept: text/html`) is redirected (303) to `/verify-email?status=ok` or `/verify-email?status=invalid`; other clients get the JSON answer of the POST.',
+      summary: 'The mailed verification link: on to the confirmation page',
+      description:
+        'Never spends the token. Mail scanners and link previews fetch links (GET, HEAD) before the person does; a GET that verified would ' +
+        'let them use up the link. Every GET answers 303 to `/verify-email?token=…`, a page whose button sends the token to ' +
+        '`POST /api/v1/user/email/verify` and then shows `/verify-email?status=ok` or `?status=invalid`. API clients POST the token themselves.',
       querystring: Type.Object({ token: Type.Optional(Type.String({ maxLength: 256 })) }),
-      response: {
-        200: EmailVerified,
-        303: Type.Null({ description: 'Browser: redirect to the verification page with the outcome' }),
-        ...problems(400),
-      },
+      response: { 303: Type.Null({ description: 'To the confirmation page (the token is not spent)' }) },
     },
   }, async (request, reply) => {
-    // The URL carries a one-time token: never cache it, never pass it on as a Referer (helmet already
-    // sends Referrer-Policy: no-referrer, and the redirect target does not carry the token).
-    reply.header('Cache-Control', 'no-store');
+    // The URLs carry a one-time token: never cache them (helmet already sends Referrer-Policy: no-referrer).
     const token = request.query.token ?? '';
-    if (wantsHtml(request.headers.accept)) {
-      let status = 'ok';
-      try {
-        if (!token) throw new AppError('invalid_or_expired_token');
-        await verifyEmail(deps, token);
-      } catch (e) {
-        if (!isAppError(e, 'invalid_or_expired_token')) throw e;
-        status = 'invalid';
-      }
-      return reply.code(303).header('Location', `${VERIFY_PAGE}?status=${status}`).send(null);
-    }
-    if (!token) throw new AppError('invalid_or_expired_token', { detail: 'The link has no token.' });
-    return verifyEmail(deps, token);
+    const location = token ? `${VERIFY_PAGE}?token=${encodeURIComponent(token)}` : `${VERIFY_PAGE}?status=invalid`;
+    return reply.code(303).header('Cache-Control', 'no-store').header('Location', location).send(null);
   });
 
   r.post(`${VERIFY_EMAIL_PATH}/resend`, {

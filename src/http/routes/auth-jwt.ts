@@ -13,7 +13,7 @@ import { logout, logoutAll } from '../../services/logout.ts';
 import type { TokenPair } from '../../services/tokens.ts';
 import { ACCESS_COOKIE, REFRESH_COOKIE, clearTokenCookies, setTokenCookies } from '../cookies.ts';
 import { assertNotCrossSite, authOf, bearerToken, clientInfo, requireAuth } from '../plugins/auth.ts';
-import { DateTime, MfaRequired, Password, SecurityCode, TokenPairSchema, Uuid, problemResponse, problems } from '../schemas.ts';
+import { DateTime, LoginResultSchema, MfaRequired, Password, SecurityCode, TokenPairSchema, Uuid, problemResponse, problems } from '../schemas.ts';
 import { emptyBodyAsObject } from '../empty-body.ts';
 import { privateUser } from '../../services/register-user.ts';
 
@@ -44,10 +44,10 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
       schema: {
         tags: ['Login and tokens'],
         summary: 'Log in with password (and optionally a second factor)',
-        description: 'JSON or application/x-www-form-urlencoded. A user with an active second factor must send `security_code` (TOTP) or `backup_code`, or receives 403 `mfa_required` with an `mfa_token` for `/login/mfa`. The first successful `security_code` for a pending TOTP secret activates it.',
+        description: 'JSON or application/x-www-form-urlencoded. A user with an active second factor must send `security_code` (TOTP) or `backup_code`, or receives 403 `mfa_required` with an `mfa_token` for `/login/mfa`. The first successful `security_code` for a pending TOTP secret activates it; that answer also carries `backup_codes` (10 codes, shown once) when the user had none. After a `backup_code` login the answer carries `backup_codes_remaining`.',
         consumes: ['application/json', 'application/x-www-form-urlencoded'],
         body: LoginBody,
-        response: { 200: TokenPairSchema, 403: problemResponse(MfaRequired, 'mfa_required with a challenge, or another 403 problem'), ...problems(400, 401, 413, 415, 422, 429) },
+        response: { 200: LoginResultSchema, 403: problemResponse(MfaRequired, 'mfa_required with a challenge, or another 403 problem'), ...problems(400, 401, 413, 415, 422, 429) },
       },
     }, async (request, reply) => {
       // A cross-site HTML form can post form bodies without a CORS preflight: refuse that (login CSRF).
@@ -62,13 +62,13 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
     schema: {
       tags: ['Login and tokens'],
       summary: 'Complete a login with a second factor',
-      description: 'The `mfa_token` may instead be sent as the Bearer token. A challenge allows 5 codes, then it is dead.',
+      description: 'The `mfa_token` may instead be sent as the Bearer token. A challenge allows 5 codes, then it is dead, and it spends at most one code: two valid codes sent at once log in once. After a `backup_code` the answer carries `backup_codes_remaining`.',
       body: Type.Object({
         mfa_token: Type.Optional(Type.String({ maxLength: 4096 })),
         method: Type.Union([Type.Literal('totp'), Type.Literal('email'), Type.Literal('backup_code')]),
         code: SecurityCode,
       }),
-      response: { 200: TokenPairSchema, ...problems(400, 401, 403, 422, 429) },
+      response: { 200: LoginResultSchema, ...problems(400, 401, 403, 422, 429) },
     },
   }, async (request, reply) => {
     const mfaToken = request.body.mfa_token ?? bearerToken(request);

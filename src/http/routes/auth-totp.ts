@@ -8,7 +8,8 @@ import { Type } from 'typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Deps } from '../../deps.ts';
 import { AppError } from '../../errors.ts';
-import { findUserByLogin } from '../../db/repositories/users.ts';
+import { checkLoginPassword } from '../../services/password-check.ts';
+import { hasActiveFactor, loadFactorState } from '../../services/second-factors.ts';
 import { qrSvg, startTotpEnrollment, type TotpEnrollment } from '../../services/totp-enrollment.ts';
 import { confirmTotp, enrollTotp, removeTotp } from '../../services/totp-management.ts';
 import { authOf, clientInfo, requireAuth } from '../plugins/auth.ts';
@@ -59,16 +60,15 @@ export async function authTotpRoutes(app: FastifyInstance, { deps }: { deps: Dep
   }, async (request, reply) => {
     assertMethodOffered(deps, 'totp');
     const type = negotiateEnrollmentType(request);
-    const login = request.body.username.trim();
-    const user = await findUserByLogin(deps.db, login);
-    const subject = { account: user ? user.id : `unknown:${login.toLowerCase()}`, ip: clientInfo(request).ip ?? 'unknown' };
-    await deps.limiter.assertAllowed(subject);
-    const ok = user ? await deps.passwords.verify(user.password_hash, request.body.password) : await deps.passwords.verifyDummy(request.body.password);
-    if (!user || !ok) {
-      await deps.limiter.recordFailure(subject);
-      throw new AppError('invalid_credentials', { detail: 'Invalid username or password.' });
-    }
+    const { user, attempt } = await checkLoginPassword(deps, request.body.username, request.body.password, clientInfo(request).ip ?? 'unknown');
+    // The password was right: its point goes back, but the account's count is not cleared (no login happened).
+    await attempt.passed();
     if (!user.is_active) throw new AppError('account_inactive');
+    // A password alone never binds an authenticator to an account that has any factor — also one
+    // MFA_METHODS no longer offers (e-mailed codes switched off): that account enrols with aal2.
+    if (hasActiveFactor(await loadFactorState(deps, user.id))) {
+      throw new AppError('totp_already_enabled', { detail: 'This account already has a second factor. Log in with it and add TOTP from your account.' });
+    }
     const enrollment = await deps.db.transaction((tx) => startTotpEnrollment(deps, tx, user, true));
     return sendEnrollment(reply, type, enrollment);
   });

@@ -52,6 +52,43 @@ function finish() {
   location.assign(returnTo() ?? '/account');
 }
 
+/**
+ * After a successful login: when the answer carries the first backup codes (this login turned on
+ * TOTP) they are shown once before going on; after a backup-code login the page says how many are
+ * left. Otherwise straight on.
+ */
+function loggedIn(data) {
+  const codes = Array.isArray(data?.backup_codes) ? data.backup_codes.map(String) : [];
+  const remaining = typeof data?.backup_codes_remaining === 'number' ? data.backup_codes_remaining : null;
+  if (codes.length === 0 && remaining === null) return finish();
+  loginScreen.hidden = true;
+  mfaScreen.hidden = true;
+  enrollScreen.hidden = true;
+  const title = byId('after-login-title');
+  if (codes.length > 0) {
+    title.textContent = 'Save your backup codes';
+    byId('after-login-text').textContent = 'Two-factor authentication is on. If you lose your phone, one of these codes lets you log in.';
+    byId('login-codes').replaceChildren(
+      ...codes.map((c) => {
+        const li = document.createElement('li');
+        li.textContent = c;
+        return li;
+      }),
+    );
+    byId('login-codes-panel').hidden = false;
+  } else {
+    byId('after-login-text').textContent =
+      remaining === 1 ? 'You used a backup code. You have 1 backup code left.' : `You used a backup code. You have ${remaining} backup codes left.`;
+  }
+  byId('after-login-screen').hidden = false;
+  title.focus();
+}
+
+byId('after-login-continue').addEventListener('click', () => {
+  byId('login-codes').replaceChildren();
+  finish();
+});
+
 function showLogin(message) {
   challenge = null;
   credentials = null;
@@ -130,7 +167,7 @@ enrollForm.addEventListener('submit', async (event) => {
   const res = await busy(enrollForm.querySelector('button[type="submit"]'), () => api('POST', '/api/v1/auth-jwt/login', body));
   if (res.ok) {
     credentials = null;
-    return finish();
+    return loggedIn(res.data);
   }
   showProblem(enrollForm, enrollAlert, res, {
     fields: { invalid_security_code: 'security_code' },
@@ -143,7 +180,7 @@ loginForm.addEventListener('submit', async (event) => {
   clearProblem(loginForm, loginAlert);
   const body = { username: valueOf(loginForm, 'username'), password: valueOf(loginForm, 'password') };
   const res = await busy(loginForm.querySelector('button[type="submit"]'), () => api('POST', '/api/v1/auth-jwt/login', body));
-  if (res.ok) return finish();
+  if (res.ok) return loggedIn(res.data);
   if (res.status === 403 && res.problem?.code === 'mfa_required') return startMfa(res.data);
   if (res.status === 403 && res.problem?.code === 'mfa_enrollment_required') return startEnrollment(body);
   showProblem(loginForm, loginAlert, res);
@@ -162,7 +199,7 @@ mfaForm.addEventListener('submit', async (event) => {
   const code = method === 'backup_code' ? codeInput.value.trim() : codeInput.value.replace(/\s+/g, '');
   const body = { mfa_token: challenge.token, method, code };
   const res = await busy(mfaForm.querySelector('button[type="submit"]'), () => api('POST', '/api/v1/auth-jwt/login/mfa', body));
-  if (res.ok) return finish();
+  if (res.ok) return loggedIn(res.data);
   if (res.status === 401 && res.problem?.code === 'invalid_token') {
     return showLogin('Your sign-in expired or had too many wrong codes. Please log in again.');
   }

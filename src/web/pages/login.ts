@@ -58,6 +58,15 @@ ${field({ id: 'enroll-code', name: 'security_code', label: 'Code from the app', 
 </form>`,
   })}
 <div class="alt-methods"><button type="button" class="link" id="enroll-start-over">Start over</button></div>
+</section>
+<section class="card" id="after-login-screen" aria-labelledby="after-login-title" hidden>
+<h1 id="after-login-title" tabindex="-1">You are logged in</h1>
+<p class="lead" id="after-login-text"></p>
+<div id="login-codes-panel" class="panel codes-panel" hidden>
+<p>Each code works once. Keep them somewhere safe: they are shown only now.</p>
+<ol id="login-codes" class="codes" aria-labelledby="after-login-title"></ol>
+</div>
+<button type="button" class="primary" id="after-login-continue">Continue</button>
 </section>`;
   return layout({ productName, title: 'Log in', body, script: 'login.js', needsScript: true, data: returnToData(ctx) });
 }

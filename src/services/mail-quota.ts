@@ -1,0 +1,53 @@
+/**
+ * Who may make us mail an address, and how often (forgot-password). Counting only per address let a
+ * stranger use up the owner's own budget: a few requests an hour for someone else's address and the
+ * owner could not get a reset link at all. So:
+ *
+ * - in the request, per requester: `mail:ip` (all addresses) and `mail:pair` (this requester and this
+ *   address) answer 429 — counted for every address, known or not, so a 429 reveals nothing;
+ * - after the answer, once the account is known (deferred.ts): a request from the OWNER is counted on
+ *   the owner's own budget (`mail:owner`); any other on the address's shared budget (`mail:address`),
+ *   which caps what many strangers together can send. Over a deferred quota the mail is silently
+ *   not sent (the 202 has gone out already, identical for every address).
+ *
+ * "Owner" means: the request comes from an IP address from which this account has logged in
+ * successfully (a session of it, live or not, was created from that address) within the last
+ * OWNER_MEMORY_DAYS. A stranger elsewhere cannot borrow that; an owner on a new network shares the
+ * address's budget with everyone else, as before.
+ */
+import type { Deps } from '../deps.ts';
+import type { Queryable } from '../db/database.ts';
+import { isAppError } from '../errors.ts';
+
+/** How far back a successful login from an address makes its requests the owner's. */
+export const OWNER_MEMORY_DAYS = 90;
+
+/** The in-request quotas of a mail request from `ip` for `address`; throws 429 when over. */
+export async function consumeRequesterQuota(deps: Deps, ip: string, address: string): Promise<void> {
+  await deps.limiter.consume('mail:ip', ip);
+  await deps.limiter.consume('mail:pair', `${ip}|${address.trim().toLowerCase()}`);
+}
+
+/** True when the user has logged in from `ip` within OWNER_MEMORY_DAYS (see the module comment). */
+export async function isOwnerAddress(db: Queryable, userId: string, ip: string, now: Date): Promise<boolean> {
+  const r = await db.query(
+    `SELECT 1 FROM sessions WHERE user_id = $1 AND ip = $2 AND created_at > $3::timestamptz - make_interval(days => $4) LIMIT 1`,
+    [userId, ip, now, OWNER_MEMORY_DAYS],
+  );
+  return r.rows.length > 0;
+}
+
+/**
+ * The deferred quota of a mail to a known account: the owner's budget or the address's shared one.
+ * False when over it (no mail is sent).
+ */
+export async function allowMailToAccount(deps: Deps, userId: string, address: string, ip: string): Promise<boolean> {
+  const owner = await isOwnerAddress(deps.db, userId, ip, deps.clock());
+  try {
+    await deps.limiter.consume(owner ? 'mail:owner' : 'mail:address', address);
+    return true;
+  } catch (e) {
+    if (isAppError(e, 'too_many_requests')) return false;
+    throw e;
+  }
+}
