@@ -8,32 +8,27 @@
  * postgres://postgres@127.0.0.1:5432/postgres; PGlite when unreachable), and reports its peak resident
  * memory (VmHWM). BENCH_URL=http://host:port targets an instance you started yourself instead (it must
  * run with RATE_LIMIT_DISABLED=true). BENCH_DURATION (seconds, default 10) bounds each timed run.
+ * The load comes from a child process (bench/load-generator.ts): instance, driver and load generator
+ * are three processes.
  */
-import { execSync, spawn, type ChildProcess } from 'node:child_process';
+import { execSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import autocannon from 'autocannon';
 import { hash, verify } from '@node-rs/argon2';
 import pg from 'pg';
-import { totpCodeAt } from '../src/crypto/totp.ts';
 import { freePort } from '../test/helpers/net.ts';
+import { codeFor, currentStep, type LoadJob, type LoadResult } from './load-generator.ts';
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 10);
 const PASSWORD = 'benchmark passphrase that is long enough';
 const ROOT = new URL('../', import.meta.url).pathname;
 
-interface Row {
+interface Row extends LoadResult {
   flow: string;
   peakRssMb?: number;
   heapMb: number;
-  rps: number;
-  p50: number;
-  p99: number;
-  errors: number;
-  non2xx: number;
-  requests: number;
 }
 
 /** Waits (at most 60 s) until the development mailbox shows no undelivered mail. */
@@ -46,16 +41,6 @@ async function settle(base: string): Promise<void> {
     if (mails.every((m) => m.sent_at)) return;
     await new Promise((r) => setTimeout(r, 250));
   }
-}
-
-/** The current TOTP time step. */
-function currentStep(): number {
-  return Math.floor(Date.now() / 30000);
-}
-
-/** The TOTP code of `step`. */
-function codeFor(secret: string, step: number): string {
-  return totpCodeAt(secret, new Date(step * 30000 + 15000));
 }
 
 
@@ -93,8 +78,8 @@ async function argon2Rate(seconds: number): Promise<number> {
   return count / seconds;
 }
 
-function row(flow: string, r: autocannon.Result): Row {
-  return { flow, peakRssMb: samplePid ? phasePeakMb : undefined, heapMb: phaseHeapMb, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx, requests: r.requests.total };
+function row(flow: string, r: LoadResult): Row {
+  return { flow, peakRssMb: samplePid ? phasePeakMb : undefined, heapMb: phaseHeapMb, ...r };
 }
 
 let samplePid: number | undefined;
@@ -110,17 +95,36 @@ async function heapTotalMb(): Promise<number> {
     return 0;
   }
 }
-/** Samples the instance's resident memory every 100 ms while a run lasts. */
-function run(opts: autocannon.Options): Promise<autocannon.Result> {
+/**
+ * The load generator: autocannon in a child process of its own (bench/load-generator.ts), so the
+ * service, this driver and the load are three processes and none steals the others' event loop.
+ */
+let generator: ChildProcess | undefined;
+async function startGenerator(): Promise<void> {
+  const child = fork(join(ROOT, 'bench/load-generator.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  await new Promise<void>((resolve, reject) => {
+    child.once('message', () => resolve());
+    child.once('exit', (code) => reject(new Error(`the load generator exited (${code})`)));
+  });
+  generator = child;
+}
+function generate(job: LoadJob): Promise<LoadResult> {
+  const child = generator!;
+  return new Promise((resolve, reject) => {
+    child.once('message', (m: { ok: boolean; result?: LoadResult; error?: string }) => (m.ok ? resolve(m.result!) : reject(new Error(m.error))));
+    child.send(job);
+  });
+}
+
+/** Runs `job` in the load generator, sampling the instance's resident memory every 100 ms meanwhile. */
+function run(job: LoadJob): Promise<LoadResult> {
   phasePeakMb = 0;
   phaseHeapMb = 0;
   const timer = setInterval(() => {
     const m = memoryOf(samplePid);
     if (m) phasePeakMb = Math.max(phasePeakMb, m.rssMb);
   }, 100);
-  return new Promise<autocannon.Result>((resolve, reject) => {
-    autocannon(opts, (err, result) => (err ? reject(err) : resolve(result)));
-  }).finally(async () => {
+  return generate(job).finally(async () => {
     clearInterval(timer);
     // One heap reading at the end of the run: polling /metrics during it would load the instance.
     if (samplePid) phaseHeapMb = await heapTotalMb();
@@ -206,6 +210,7 @@ async function main(): Promise<void> {
   samplePid = instance?.child.pid;
   metricsBase = base;
   try {
+    await startGenerator();
     console.log(`benchmarking ${base} (${instance?.database ?? 'external instance'}), ${DURATION} s per timed run`);
     console.log('measuring raw argon2id verify rate (m=19 MiB, t=2, p=1, every core busy)…');
     const argon = await argon2Rate(5);
@@ -244,63 +249,26 @@ async function main(): Promise<void> {
     // Let the set-up's background work settle (the outbox worker delivering ~2 mails per user to the
     // development mailbox), so the timed runs measure the flows themselves.
     await settle(base);
+    // The password-strength worker of the sign-ups above (~55 MB) ends 10 s after the last check;
+    // none of the timed flows use it, so their memory is measured without it (the whole-process
+    // peak printed at the end still includes it).
+    console.log('waiting for the sign-up password-strength worker to end…');
+    await new Promise((r) => setTimeout(r, 11_000));
     // Untimed warm-up, so the first timed run measures the service, not the JIT compiling it.
     console.log('warm-up…');
-    await run({ url: `${base}/api/v1/auth-jwt/user-info`, connections: 16, duration: 3, headers: { authorization: `Bearer ${access}` } });
+    const bearer = { authorization: `Bearer ${access}` };
+    await run({ kind: 'get', url: `${base}/api/v1/auth-jwt/user-info`, connections: 16, duration: 3, headers: bearer });
     console.log('user-info…');
-    rows.push(row('GET user-info (Bearer)', await run({ url: `${base}/api/v1/auth-jwt/user-info`, connections: 64, duration: DURATION, headers: { authorization: `Bearer ${access}` } })));
+    rows.push(row('GET user-info (Bearer)', await run({ kind: 'get', url: `${base}/api/v1/auth-jwt/user-info`, connections: 64, duration: DURATION, headers: bearer })));
 
     console.log('refresh…');
-    let nextSession = 0;
-    rows.push(row('POST refresh (rotation)', await run({
-      url: base,
-      connections,
-      duration: DURATION,
-      requests: [{
-        method: 'POST',
-        path: '/api/v1/auth-jwt/refresh',
-        headers: { 'content-type': 'application/json' },
-        // Each connection is one session: it rotates its own refresh token, request after request.
-        setupRequest: (req, context) => {
-          const ctx = context as { rt?: string };
-          ctx.rt ??= sessions[nextSession++ % sessions.length]!;
-          return { ...req, body: JSON.stringify({ refresh_token: ctx.rt }) };
-        },
-        onResponse: (status, body, context) => {
-          if (status === 200) (context as { rt?: string }).rt = JSON.parse(body).refresh_token;
-        },
-      }],
-    })));
+    rows.push(row('POST refresh (rotation)', await run({ kind: 'refresh', base, connections, duration: DURATION, sessions })));
 
     console.log('password login…');
-    rows.push(row('POST login (password only)', await run({
-      url: `${base}/api/v1/auth-jwt/login`, method: 'POST', connections: 16, duration: DURATION,
-      headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: plain, password: PASSWORD }),
-    })));
+    rows.push(row('POST login (password only)', await run({ kind: 'post', url: `${base}/api/v1/auth-jwt/login`, connections: 16, duration: DURATION, body: { username: plain, password: PASSWORD } })));
 
     console.log('TOTP login…');
-    let nextUser = 0;
-    const totpRequests = totpUsers.length;
-    rows.push(row('POST login + security_code', await run({
-      url: base,
-      connections: 16,
-      amount: totpRequests,
-      requests: [{
-        method: 'POST',
-        path: '/api/v1/auth-jwt/login',
-        headers: { 'content-type': 'application/json' },
-        setupRequest: (req) => {
-          // The next user with a usable step: later than its last accepted one, and the current step
-          // or the next (still inside the ±1 window if the request crosses a 30 s boundary in flight).
-          const now = currentStep();
-          let user = totpUsers[nextUser++ % totpUsers.length]!;
-          for (let i = 0; i < totpUsers.length && Math.max(user.lastStep + 1, now) > now + 1; i++) user = totpUsers[nextUser++ % totpUsers.length]!;
-          const step = Math.max(user.lastStep + 1, now);
-          user.lastStep = step;
-          return { ...req, body: JSON.stringify({ username: user.username, password: PASSWORD, security_code: codeFor(user.secret, step) }) };
-        },
-      }],
-    })));
+    rows.push(row('POST login + security_code', await run({ kind: 'totp-login', base, connections: 16, password: PASSWORD, users: totpUsers })));
 
     const memory = memoryOf(instance?.child.pid);
     const pad = (s: string, n: number) => s.padEnd(n);
@@ -321,6 +289,7 @@ async function main(): Promise<void> {
     const bad = rows.filter((r) => r.non2xx > 0 || r.errors > 0);
     if (bad.length) console.log(`\nWARNING: failed requests in ${bad.map((r) => r.flow).join(', ')} — the figures above include them.`);
   } finally {
+    generator?.kill();
     await instance?.cleanup();
   }
 }

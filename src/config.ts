@@ -82,6 +82,8 @@ export interface Config {
   readonly metricsToken: string | undefined;
   /** Serve `/metrics` on this separate port (same HOST) instead of the main one; unset: on the main port. */
   readonly metricsPort: number | undefined;
+  /** Worker processes (Node's cluster module) sharing the port; 1 = this process serves alone. */
+  readonly webConcurrency: number;
 }
 
 /** Thrown for a bad setting; the message names the variable. */
@@ -269,7 +271,14 @@ export function loadConfig(env: Env): Config {
     devMailbox,
     metricsToken,
     metricsPort,
+    webConcurrency: int(env, 'WEB_CONCURRENCY', 1, 1, 64),
   };
+  if (config.webConcurrency > 1) {
+    // PGlite is one process's embedded database; several processes need a PostgreSQL server.
+    if (!config.databaseUrl) throw new ConfigError('WEB_CONCURRENCY > 1 needs DATABASE_URL (PGlite serves one process only)');
+    // In-process limiters would each allow the full count: N processes, N times the guesses.
+    if (!config.redisUrl && !config.rateLimit.disabled) throw new ConfigError('WEB_CONCURRENCY > 1 needs REDIS_URL, so that every process shares the brute-force limits');
+  }
   return deepFreeze(config);
 }
 

@@ -96,7 +96,16 @@ async function main(): Promise<void> {
   );
 }
 
-main().catch((err: unknown) => {
-  logger.fatal({ err }, 'start-up failed');
-  process.exit(1);
-});
+const cluster = config.webConcurrency > 1 ? (await import('node:cluster')).default : undefined;
+if (cluster?.isPrimary) {
+  // WEB_CONCURRENCY > 1: this process only supervises the workers (see cluster-primary.ts).
+  await (await import('./cluster-primary.ts')).runClusterPrimary(config, logger).catch((err: unknown) => {
+    logger.fatal({ err }, 'start-up failed');
+    process.exit(1);
+  });
+} else {
+  main().catch((err: unknown) => {
+    logger.fatal({ err }, 'start-up failed');
+    process.exit(1);
+  });
+}

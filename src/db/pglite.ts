@@ -1,5 +1,5 @@
 /** Embedded PostgreSQL (PGlite): the zero-setup default, in a directory or in memory for tests. */
-import { PGlite } from '@electric-sql/pglite';
+import { PGlite, type PGliteOptions } from '@electric-sql/pglite';
 import { mkdirSync } from 'node:fs';
 import type { Database, Queryable, QueryResult } from './database.ts';
 
@@ -20,11 +20,17 @@ function wrap(q: PgliteLike): Queryable {
  * Opens PGlite at `dataDir` (created if missing), or in memory when `dataDir` is undefined.
  * PGlite is one connection: its transaction() holds the instance exclusively, so statements of
  * concurrent requests are serialised, which is what makes guarded updates atomic here too.
+ * `options` are PGlite's own (tests pass precompiled WebAssembly modules and a migrated template).
  */
-export async function openPglite(dataDir?: string): Promise<Database> {
+export async function openPglite(dataDir?: string, options: PGliteOptions = {}): Promise<Database> {
   if (dataDir) mkdirSync(dataDir, { recursive: true });
-  const pg = dataDir ? new PGlite(dataDir) : new PGlite();
+  const pg = new PGlite({ ...options, ...(dataDir ? { dataDir } : {}) });
   await pg.waitReady;
+  return pgliteDatabase(pg);
+}
+
+/** The Database interface over an open PGlite instance. */
+export function pgliteDatabase(pg: PGlite): Database {
   const base = wrap(pg);
   return {
     kind: 'pglite',

@@ -18,6 +18,7 @@ import * as outbox from '../../src/db/repositories/outbox.ts';
 import { OutboxWorker } from '../../src/jobs/outbox-worker.ts';
 import { enqueueMail } from '../../src/mail/outbox.ts';
 import { createSmtpTransport } from '../../src/mail/smtp-transport.ts';
+import { openTestPglite } from '../helpers/pglite-template.ts';
 import { freePort, startSmtpSink } from '../helpers/smtp-sink.ts';
 
 const logger = pino({ level: 'silent' });
@@ -42,6 +43,7 @@ function addresses(a: AddressObject | AddressObject[] | undefined): string[] {
 }
 
 async function openDb(dir?: string): Promise<Database> {
+  if (!dir) return openTestPglite();
   const db = await openPglite(dir);
   await migrate(db);
   return db;

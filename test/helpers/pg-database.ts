@@ -8,8 +8,8 @@ import { after, describe } from 'node:test';
 import pg from 'pg';
 import type { Database } from '../../src/db/database.ts';
 import { migrate } from '../../src/db/migrate.ts';
-import { openPglite } from '../../src/db/pglite.ts';
 import { openPostgres } from '../../src/db/postgres.ts';
+import { openTestPglite } from './pglite-template.ts';
 
 /** The engines a suite can run on. */
 export type DatabaseKind = 'pglite' | 'postgres';
@@ -37,8 +37,8 @@ export interface DatabaseSuiteContext {
 /** Creates a fresh migrated database of the given kind. Call cleanup() when done. */
 export async function createTestDatabase(kind: DatabaseKind): Promise<TestDatabase> {
   if (kind === 'pglite') {
-    const db = await openPglite();
-    await migrate(db);
+    // From a migrated snapshot: initdb per database would cost seconds (see pglite-template.ts).
+    const db = await openTestPglite();
     let closed = false;
     return {
       kind,

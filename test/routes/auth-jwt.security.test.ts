@@ -280,11 +280,9 @@ describeWithApp('malformed, oversized, unknown and invalid requests', (suite) =>
 });
 
 test('a database outage gives a bare 500 problem without internals, and /readyz says 503', async (t) => {
-  const { openPglite } = await import('../../src/db/pglite.ts');
-  const { migrate } = await import('../../src/db/migrate.ts');
+  const { openTestPglite } = await import('../helpers/pglite-template.ts');
   const { buildTestApp } = await import('../helpers/app.ts');
-  const db = await openPglite();
-  await migrate(db);
+  const db = await openTestPglite();
   const { app } = await buildTestApp(t, db);
   await db.close();
   const res = await app.inject({ method: 'POST', url: '/api/v1/auth-jwt/login', payload: { username: 'someone', password: 'something long' } });

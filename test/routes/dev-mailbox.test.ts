@@ -4,12 +4,11 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { loadConfig } from '../../src/config.ts';
 import type { Database } from '../../src/db/database.ts';
-import { migrate } from '../../src/db/migrate.ts';
-import { openPglite } from '../../src/db/pglite.ts';
 import { devMailboxRoutes, type DevMailboxEntry } from '../../src/http/routes/dev-mailbox.ts';
 import { OutboxWorker } from '../../src/jobs/outbox-worker.ts';
 import { createDevMailboxTransport } from '../../src/mail/dev-mailbox.ts';
 import { enqueueMail } from '../../src/mail/outbox.ts';
+import { openTestPglite } from '../helpers/pglite-template.ts';
 
 const config = loadConfig({ NODE_ENV: 'test', PUBLIC_URL: 'https://auth.example.test' });
 let db: Database;
@@ -18,8 +17,7 @@ let now = new Date('2030-01-01T12:00:00.000Z');
 const clock = () => new Date(now);
 
 before(async () => {
-  db = await openPglite();
-  await migrate(db);
+  db = await openTestPglite();
   app = Fastify();
   await app.register(devMailboxRoutes, { db });
 });

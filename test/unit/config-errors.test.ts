@@ -72,3 +72,11 @@ test('every error code has a client-error or server-error status and a title', (
   for (const [code, status] of Object.entries(fixed)) assert.equal(ERROR_CODES[code as keyof typeof ERROR_CODES].status, status, code);
   assert.equal(new AppError('email_not_verified', { status: 422 }).status, 422, 'the one code the contract uses with two statuses');
 });
+
+test('WEB_CONCURRENCY > 1 needs PostgreSQL and shared limits: PGlite is one process, per-process limiters multiply the guesses', () => {
+  assert.equal(loadConfig({}).webConcurrency, 1);
+  assert.throws(() => loadConfig({ WEB_CONCURRENCY: '2' }), (e: unknown) => e instanceof ConfigError && /WEB_CONCURRENCY.*DATABASE_URL/.test(e.message));
+  assert.throws(() => loadConfig({ WEB_CONCURRENCY: '2', DATABASE_URL: 'postgres://db/x' }), (e: unknown) => e instanceof ConfigError && /WEB_CONCURRENCY.*REDIS_URL/.test(e.message));
+  assert.equal(loadConfig({ WEB_CONCURRENCY: '2', DATABASE_URL: 'postgres://db/x', REDIS_URL: 'redis://r:6379' }).webConcurrency, 2);
+  assert.throws(() => loadConfig({ WEB_CONCURRENCY: '0' }), /WEB_CONCURRENCY/);
+});

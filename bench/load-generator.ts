@@ -1,0 +1,111 @@
+/**
+ * The bench's load generator, run as a child process of bench/run.ts (never inside it): autocannon
+ * in the same process as the bench driver competes with it for the event loop and under-measured the
+ * service by ~25 %. The driver sends one job over IPC; this process runs it and sends the result back.
+ * Jobs that need per-request state (rotating refresh tokens, fresh TOTP codes) keep it here.
+ */
+import autocannon from 'autocannon';
+import { totpCodeAt } from '../src/crypto/totp.ts';
+
+export type LoadJob =
+  | { kind: 'get'; url: string; connections: number; duration: number; headers?: Record<string, string> }
+  | { kind: 'post'; url: string; connections: number; duration: number; body: unknown }
+  | { kind: 'refresh'; base: string; connections: number; duration: number; sessions: string[] }
+  | { kind: 'totp-login'; base: string; connections: number; password: string; users: Array<{ username: string; secret: string; lastStep: number }> };
+
+/** What the driver needs from autocannon's result. */
+export interface LoadResult {
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  non2xx: number;
+  requests: number;
+}
+
+/** The current TOTP time step. */
+export function currentStep(): number {
+  return Math.floor(Date.now() / 30000);
+}
+
+/** The TOTP code of `step`. */
+export function codeFor(secret: string, step: number): string {
+  return totpCodeAt(secret, new Date(step * 30000 + 15000));
+}
+
+function options(job: LoadJob): autocannon.Options {
+  const json = { 'content-type': 'application/json' };
+  switch (job.kind) {
+    case 'get':
+      return { url: job.url, connections: job.connections, duration: job.duration, headers: job.headers };
+    case 'post':
+      return { url: job.url, method: 'POST', connections: job.connections, duration: job.duration, headers: json, body: JSON.stringify(job.body) };
+    case 'refresh': {
+      let next = 0;
+      return {
+        url: job.base,
+        connections: job.connections,
+        duration: job.duration,
+        requests: [{
+          method: 'POST',
+          path: '/api/v1/auth-jwt/refresh',
+          headers: json,
+          // Each connection is one session: it rotates its own refresh token, request after request.
+          setupRequest: (req, context) => {
+            const ctx = context as { rt?: string };
+            ctx.rt ??= job.sessions[next++ % job.sessions.length]!;
+            return { ...req, body: JSON.stringify({ refresh_token: ctx.rt }) };
+          },
+          onResponse: (status, body, context) => {
+            if (status === 200) (context as { rt?: string }).rt = JSON.parse(body).refresh_token;
+          },
+        }],
+      };
+    }
+    case 'totp-login': {
+      const users = job.users;
+      let next = 0;
+      return {
+        url: job.base,
+        connections: job.connections,
+        amount: users.length,
+        requests: [{
+          method: 'POST',
+          path: '/api/v1/auth-jwt/login',
+          headers: json,
+          setupRequest: (req) => {
+            // The next user with a usable step: later than its last accepted one, and the current step
+            // or the next (still inside the ±1 window if the request crosses a 30 s boundary in flight).
+            const now = currentStep();
+            let user = users[next++ % users.length]!;
+            for (let i = 0; i < users.length && Math.max(user.lastStep + 1, now) > now + 1; i++) user = users[next++ % users.length]!;
+            const step = Math.max(user.lastStep + 1, now);
+            user.lastStep = step;
+            return { ...req, body: JSON.stringify({ username: user.username, password: job.password, security_code: codeFor(user.secret, step) }) };
+          },
+        }],
+      };
+    }
+  }
+}
+
+/** Runs one job in this process. */
+function runJob(job: LoadJob): Promise<LoadResult> {
+  return new Promise((resolve, reject) => {
+    autocannon(options(job), (err, r) => {
+      if (err) return reject(err);
+      resolve({ rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx, requests: r.requests.total });
+    });
+  });
+}
+
+// As a child process: one job per message, one answer per job.
+if (process.send) {
+  process.on('message', (job: LoadJob) => {
+    runJob(job).then(
+      (result) => process.send!({ ok: true, result }),
+      (err: unknown) => process.send!({ ok: false, error: String(err) }),
+    );
+  });
+  process.send({ ready: true });
+}

@@ -1,0 +1,51 @@
+/**
+ * WEB_CONCURRENCY=N (N > 1, PostgreSQL deployments only): this process becomes the cluster primary
+ * of Node's cluster module. It serves nothing itself; it forks N workers that each run the whole
+ * service (server.ts) and share the listening port, replaces a worker that dies, and passes SIGTERM
+ * and SIGINT on so that every worker shuts down gracefully. Limits are shared through Redis and the
+ * outbox through PostgreSQL, which config.ts requires for this mode.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import type { Logger } from 'pino';
+import type { Config } from './config.ts';
+import { loadSecrets } from './secrets.ts';
+
+/** A worker that dies within this long of its start is failing at start-up: do not loop forking it. */
+const MIN_LIFETIME_MS = 5_000;
+
+export async function runClusterPrimary(config: Config, logger: Logger): Promise<void> {
+  // Keys are read (and, in development, generated into DATA_DIR) once here, before any worker
+  // starts: workers racing to create the same key file could read a half-written one.
+  await loadSecrets(config);
+  let stopping = false;
+  const started = new Map<Worker, number>();
+  const fork = () => started.set(cluster.fork(), Date.now());
+  for (let i = 0; i < config.webConcurrency; i++) fork();
+
+  cluster.on('exit', (worker, code, signal) => {
+    const lived = Date.now() - (started.get(worker) ?? 0);
+    started.delete(worker);
+    if (stopping) {
+      if (started.size === 0) process.exit(0);
+      return;
+    }
+    logger.error({ pid: worker.process.pid, code, signal }, 'worker process exited');
+    if (lived < MIN_LIFETIME_MS) {
+      logger.fatal('a worker failed during start-up; stopping the cluster');
+      stop('SIGTERM');
+      return;
+    }
+    fork();
+  });
+
+  function stop(signal: NodeJS.Signals): void {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping workers');
+    for (const worker of started.keys()) worker.process.kill(signal);
+    if (started.size === 0) process.exit(0);
+  }
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  logger.info({ workers: config.webConcurrency }, `cluster primary: ${config.webConcurrency} worker processes on port ${config.port}`);
+}

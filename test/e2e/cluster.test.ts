@@ -1,0 +1,93 @@
+/**
+ * WEB_CONCURRENCY=2 with the real process on PostgreSQL and Redis: the started process supervises two
+ * workers that serve one port; a sign-up on one is a login on either; SIGTERM stops all three.
+ * Registered only when DATABASE_URL and REDIS_URL are set (cluster mode needs both): no skipped test.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { freePort } from '../helpers/net.ts';
+import { createTestDatabase } from '../helpers/pg-database.ts';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** Pids of the live service processes whose parent is `pid` (from /proc; tsx's esbuild is not one). */
+function workersOf(pid: number): number[] {
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .filter((d) => {
+      try {
+        // stat: "pid (comm) state ppid …"; comm may hold spaces, so read after the last ')'.
+        const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+        const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        return Number(ppid) === pid && state !== 'Z' && readFileSync(`/proc/${d}/cmdline`, 'utf8').includes('src/server.ts');
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+if (process.env.DATABASE_URL && process.env.REDIS_URL) {
+  test('WEB_CONCURRENCY=2: two workers serve one port on a shared database and stop with the primary', async (t) => {
+    const database = await createTestDatabase('postgres');
+    t.after(() => database.cleanup());
+    const dataDir = mkdtempSync(join(tmpdir(), 'twofold-cluster-'));
+    t.after(() => rmSync(dataDir, { recursive: true, force: true }));
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const url = new URL(process.env.DATABASE_URL!);
+    url.pathname = `/${(await database.db.query<{ d: string }>('SELECT current_database() AS d')).rows[0]!.d}`;
+    const env = {
+      PATH: process.env.PATH ?? '',
+      NODE_ENV: 'development',
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      DATA_DIR: dataDir,
+      DATABASE_URL: url.toString(),
+      REDIS_URL: process.env.REDIS_URL!,
+      WEB_CONCURRENCY: '2',
+      PASSWORD_HASH_MEMORY_KIB: '1024',
+      PASSWORD_HASH_ITERATIONS: '1',
+      LOG_LEVEL: 'warn',
+    };
+    const primary = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    primary.stdout.on('data', (d) => (output += d));
+    primary.stderr.on('data', (d) => (output += d));
+    const exited = new Promise<number | null>((done) => primary.once('exit', (code) => done(code)));
+    t.after(() => {
+      if (primary.exitCode === null) primary.kill('SIGKILL');
+    });
+
+    // Bounded wait: both workers compile under tsx and migrate (under the advisory lock).
+    let workers: number[] = [];
+    for (let i = 0; i < 480; i++) {
+      if (primary.exitCode !== null) throw new Error(`the primary exited:\n${output}`);
+      workers = workersOf(primary.pid!);
+      const healthy = await fetch(`${base}/healthz`).then((r) => r.ok, () => false);
+      if (healthy && workers.length === 2) break;
+      await sleep(250);
+    }
+    assert.equal(workers.length, 2, `two worker processes under the primary:\n${output}`);
+
+    const username = `cluster_${Date.now().toString(36)}`;
+    const password = 'correct horse battery staple';
+    const signup = await fetch(`${base}/api/v1/user`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username, email: `${username}@example.com`, password1: password, password2: password }) });
+    assert.equal(signup.status, 201, await signup.clone().text());
+    // New connections are dealt round-robin: several logins land on both workers, all succeed.
+    for (let i = 0; i < 6; i++) {
+      const res = await fetch(`${base}/api/v1/auth-jwt/login`, { method: 'POST', headers: { 'content-type': 'application/json', connection: 'close' }, body: JSON.stringify({ username, password }) });
+      assert.equal(res.status, 200, await res.clone().text());
+    }
+
+    primary.kill('SIGTERM');
+    assert.equal(await exited, 0, output);
+    for (const pid of workers) assert.throws(() => process.kill(pid, 0), 'every worker has exited');
+  });
+}

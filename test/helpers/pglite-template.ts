@@ -1,0 +1,81 @@
+/**
+ * Fresh PGlite databases for tests, fast. Starting PGlite from nothing runs initdb inside WebAssembly
+ * (seconds of CPU each time, tens of seconds on a busy 2-core machine), and the suites open dozens of
+ * databases. So each test process compiles PGlite's WebAssembly once, and every new database starts
+ * from a data-directory snapshot of a freshly initialised and migrated one. Each test still gets its
+ * own, independent database: only the starting bytes are shared.
+ *
+ * The snapshot is cached in node_modules/.cache (never committed) under a hash of PGlite's version, the
+ * migration runner and every migration file, so a changed or added migration builds a new one (by
+ * running the real migrations on a real initdb). Writes are atomic (temp file, then rename), so test
+ * processes starting together never read half a file.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PGlite, type PGliteOptions } from '@electric-sql/pglite';
+import type { Database } from '../../src/db/database.ts';
+import { migrate } from '../../src/db/migrate.ts';
+import { openPglite, pgliteDatabase } from '../../src/db/pglite.ts';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const MIGRATIONS = join(ROOT, 'src/db/migrations');
+const CACHE_DIR = join(ROOT, 'node_modules/.cache/twofold-test');
+
+let engine: Promise<PGliteOptions> | undefined;
+let template: Promise<Blob> | undefined;
+
+/** PGlite's WebAssembly modules, compiled once per process, and its file-system bundle. */
+function pgliteEngine(): Promise<PGliteOptions> {
+  engine ??= (async () => {
+    const dist = new URL('./', import.meta.resolve('@electric-sql/pglite'));
+    const [pglite, initdb, bundle] = await Promise.all(['pglite.wasm', 'initdb.wasm', 'pglite.data'].map((f) => readFile(new URL(f, dist))));
+    const [pgliteWasmModule, initdbWasmModule] = await Promise.all([WebAssembly.compile(pglite!), WebAssembly.compile(initdb!)]);
+    return { pgliteWasmModule, initdbWasmModule, fsBundle: new Blob([bundle!]) };
+  })();
+  return engine;
+}
+
+/** The cache key: anything that changes what a migrated database holds. */
+function templateKey(): string {
+  const h = createHash('sha256');
+  h.update(readFileSync(join(ROOT, 'node_modules/@electric-sql/pglite/package.json')));
+  h.update(readFileSync(join(ROOT, 'src/db/migrate.ts')));
+  for (const f of readdirSync(MIGRATIONS).filter((n) => n.endsWith('.sql')).sort()) {
+    h.update(f);
+    h.update(readFileSync(join(MIGRATIONS, f)));
+  }
+  return h.digest('hex').slice(0, 16);
+}
+
+/** The snapshot of a fresh, migrated database (built and cached on first use). */
+function migratedTemplate(): Promise<Blob> {
+  template ??= (async () => {
+    const file = join(CACHE_DIR, `pglite-migrated-${templateKey()}.tar`);
+    if (existsSync(file)) return new Blob([await readFile(file)]);
+    const pg = new PGlite(await pgliteEngine());
+    try {
+      await migrate(pgliteDatabase(pg));
+      const dump = await pg.dumpDataDir('none');
+      mkdirSync(CACHE_DIR, { recursive: true });
+      const tmp = `${file}.${process.pid}.tmp`;
+      writeFileSync(tmp, Buffer.from(await dump.arrayBuffer()));
+      renameSync(tmp, file);
+      return dump;
+    } finally {
+      await pg.close();
+    }
+  })();
+  return template;
+}
+
+/** A new in-memory PGlite database, migrated (the runner still checks that nothing is pending). */
+export async function openTestPglite(): Promise<Database> {
+  const [options, loadDataDir] = await Promise.all([pgliteEngine(), migratedTemplate()]);
+  const db = await openPglite(undefined, { ...options, loadDataDir });
+  const pending = await migrate(db);
+  if (pending.length) throw new Error(`the PGlite test template missed migrations: ${pending.join(', ')}`);
+  return db;
+}
