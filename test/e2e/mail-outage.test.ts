@@ -101,17 +101,13 @@ test('SMTP down, the service crashes and restarts: the sign-up mail arrives exac
 
   const username = `outage_${Date.now().toString(36)}`;
   const email = `${username}@example.test`;
-  const startedAt = Date.now();
   const signup = await fetch(`${base}/api/v1/user`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ username, email, password1: 'correct horse battery staple', password2: 'correct horse battery staple' }),
   });
-  const answeredInMs = Date.now() - startedAt;
   assert.equal(signup.status, 201, await signup.clone().text());
-  // The 201 came while no SMTP server existed at all, so nothing about it waited for mail; the bound
-  // only guards against a regression to sending inline (SMTP's own timeouts are 10 s).
-  assert.ok(answeredInMs < 8_000, `sign-up took ${answeredInMs} ms`);
+  // The 201 came while no SMTP server existed at all: nothing about it waited for mail.
 
   // The worker has tried and failed (and recorded the failure) before the crash.
   await waitFor('a failed delivery to be logged', () => (first.output.join('').includes('mail delivery failed; will retry') ? true : undefined), 15_000);
@@ -134,9 +130,14 @@ test('SMTP down, the service crashes and restarts: the sign-up mail arrives exac
   assert.equal(new Set(sink.received.map((r) => r.mail.messageId)).size, sink.received.length, 'no Message-ID twice');
   assert.equal(mails[0]!.mail.subject, 'Confirm your e-mail address for Twofold');
 
-  // The link survived the crash with everything else.
+  // The link survived the crash with everything else. Opening it never spends it (link scanners);
+  // the token is spent by the POST its confirmation page sends.
   const link = tokenLink(mails[0]!.mail.text);
-  const verified = await fetch(`${base}${link.pathname}${link.search}`, { headers: { accept: 'application/json' } });
+  const verified = await fetch(`${base}/api/v1/user/email/verify`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ token: link.searchParams.get('token') }),
+  });
   assert.equal(verified.status, 200);
   assert.deepEqual(await verified.json(), { email_verified: true });
 });
