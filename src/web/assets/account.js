@@ -1,5 +1,5 @@
 // Account page: profile, second factors, backup codes, password change, sessions and log out.
-import { api, busy, byId, clearProblem, problemMessage, say, showEnrollment, showProblem, valueOf } from './common.js';
+import { api, busy, byId, clearProblem, problemMessage, say, showCodes, showEnrollment, showProblem, valueOf } from './common.js';
 
 const productName = document.querySelector('.brand span')?.textContent ?? 'Twofold';
 const accountAlert = byId('account-alert');
@@ -170,14 +170,7 @@ let shownCodes = [];
 
 function showBackupCodes(codes) {
   shownCodes = codes.map(String);
-  const list = byId('backup-codes');
-  list.replaceChildren(
-    ...shownCodes.map((c) => {
-      const li = document.createElement('li');
-      li.textContent = c;
-      return li;
-    }),
-  );
+  showCodes(byId('backup-codes'), shownCodes);
   byId('backup-status').replaceChildren();
   byId('backup-codes-panel').hidden = false;
   byId('backup-codes-title').focus();

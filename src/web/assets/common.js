@@ -244,3 +244,14 @@ export function showEnrollment(img, secretEl, data) {
   img.src = png.startsWith('data:') ? png : `data:image/png;base64,${png}`;
   secretEl.textContent = String(data?.secret ?? '').replace(/(.{4})(?=.)/g, '$1 ');
 }
+
+/** Fills the ordered list `list` with backup codes, one item each (text only, never HTML). */
+export function showCodes(list, codes) {
+  list.replaceChildren(
+    ...codes.map((c) => {
+      const li = document.createElement('li');
+      li.textContent = String(c);
+      return li;
+    }),
+  );
+}

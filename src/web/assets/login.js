@@ -1,5 +1,5 @@
 // Login page: username or e-mail and password, then, when the API asks for it, a second factor.
-import { api, busy, byId, clearProblem, returnTo, say, showEnrollment, showProblem, valueOf } from './common.js';
+import { api, busy, byId, clearProblem, returnTo, say, showCodes, showEnrollment, showProblem, valueOf } from './common.js';
 
 const loginScreen = byId('login-screen');
 const loginForm = /** @type {HTMLFormElement} */ (byId('login-form'));
@@ -68,13 +68,7 @@ function loggedIn(data) {
   if (codes.length > 0) {
     title.textContent = 'Save your backup codes';
     byId('after-login-text').textContent = 'Two-factor authentication is on. If you lose your phone, one of these codes lets you log in.';
-    byId('login-codes').replaceChildren(
-      ...codes.map((c) => {
-        const li = document.createElement('li');
-        li.textContent = c;
-        return li;
-      }),
-    );
+    showCodes(byId('login-codes'), codes);
     byId('login-codes-panel').hidden = false;
   } else {
     byId('after-login-text').textContent =

@@ -1,5 +1,5 @@
 // Sign-up page: creates the account through the API, then logs the new user in.
-import { api, busy, byId, clearProblem, returnTo, say, showEnrollment, showProblem, valueOf } from './common.js';
+import { api, busy, byId, clearProblem, returnTo, say, showCodes, showEnrollment, showProblem, valueOf } from './common.js';
 
 const form = /** @type {HTMLFormElement} */ (byId('signup-form'));
 const alertEl = byId('signup-alert');
@@ -75,13 +75,7 @@ function startEnrollment(username, password, enrollment) {
     const codes = Array.isArray(res.data?.backup_codes) ? res.data.backup_codes.map(String) : [];
     if (codes.length === 0) return welcome();
     screen.hidden = true;
-    byId('signup-codes').replaceChildren(
-      ...codes.map((c) => {
-        const li = document.createElement('li');
-        li.textContent = c;
-        return li;
-      }),
-    );
+    showCodes(byId('signup-codes'), codes);
     byId('signup-codes-screen').hidden = false;
     byId('signup-codes-title').focus();
   });

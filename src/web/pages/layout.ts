@@ -100,3 +100,16 @@ export function enrollmentSteps(o: { productName: string; qrId: string; secretId
 ${o.form}</li>
 </ol>`;
 }
+
+/** The TOTP enrolment steps whose form verifies the first code and logs in (login and sign-up pages). */
+export function loginEnrollment(productName: string, prefix: string): SafeHtml {
+  return enrollmentSteps({
+    productName,
+    qrId: `${prefix}-qr`,
+    secretId: `${prefix}-secret`,
+    form: html`<form id="${prefix}-form" novalidate>
+${field({ id: `${prefix}-code`, name: 'security_code', label: 'Code from the app', autocomplete: 'one-time-code', inputmode: 'numeric' })}
+<button type="submit" class="primary">Verify and log in</button>
+</form>`,
+  });
+}

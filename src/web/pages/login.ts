@@ -1,6 +1,6 @@
 /** The login page (`/` and `/login`): password first, then a second screen for the security code. */
 import { html } from '../html.ts';
-import { alertBox, enrollmentSteps, field, layout, statusBox } from './layout.ts';
+import { alertBox, field, layout, loginEnrollment, statusBox } from './layout.ts';
 import { returnToData, withReturnTo, type PageContext } from './common.ts';
 
 /** The name shown in "to continue to …": the application's host when returning to one. */
@@ -48,15 +48,7 @@ ${field({ id: 'code', name: 'code', label: 'Security code', autocomplete: 'one-t
 <h1 id="enroll-title">Set up two-factor authentication</h1>
 <p class="lead">${productName} requires a second factor for every account. Add it to an authenticator app to finish logging in.</p>
 ${alertBox('enroll-alert')}
-${enrollmentSteps({
-    productName,
-    qrId: 'enroll-qr',
-    secretId: 'enroll-secret',
-    form: html`<form id="enroll-form" novalidate>
-${field({ id: 'enroll-code', name: 'security_code', label: 'Code from the app', autocomplete: 'one-time-code', inputmode: 'numeric' })}
-<button type="submit" class="primary">Verify and log in</button>
-</form>`,
-  })}
+${loginEnrollment(productName, 'enroll')}
 <div class="alt-methods"><button type="button" class="link" id="enroll-start-over">Start over</button></div>
 </section>
 <section class="card" id="after-login-screen" aria-labelledby="after-login-title" hidden>

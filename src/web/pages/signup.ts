@@ -1,6 +1,6 @@
 /** The sign-up page (`/signup`). */
 import { html } from '../html.ts';
-import { alertBox, enrollmentSteps, field, layout, statusBox } from './layout.ts';
+import { alertBox, field, layout, loginEnrollment, statusBox } from './layout.ts';
 import { returnToData, withReturnTo, type PageContext } from './common.ts';
 
 /** Renders the sign-up form; every rule is the API's, errors come back as problem details. */
@@ -24,15 +24,7 @@ ${field({ id: 'password2', label: 'Confirm password', type: 'password', autocomp
 <h1 id="signup-enroll-title" tabindex="-1">Set up two-factor authentication</h1>
 <p class="lead">Your account is created. ${productName} requires a second factor for every account: add it to an authenticator app to finish.</p>
 ${alertBox('signup-enroll-alert')}
-${enrollmentSteps({
-    productName,
-    qrId: 'signup-enroll-qr',
-    secretId: 'signup-enroll-secret',
-    form: html`<form id="signup-enroll-form" novalidate>
-${field({ id: 'signup-enroll-code', name: 'security_code', label: 'Code from the app', autocomplete: 'one-time-code', inputmode: 'numeric' })}
-<button type="submit" class="primary">Verify and log in</button>
-</form>`,
-  })}
+${loginEnrollment(productName, 'signup-enroll')}
 </section>
 <section class="card" id="signup-codes-screen" aria-labelledby="signup-codes-title" hidden>
 <h1 id="signup-codes-title" tabindex="-1">Save your backup codes</h1>
