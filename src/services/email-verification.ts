@@ -13,6 +13,7 @@ import { consumeEmailToken, insertEmailToken, voidEmailTokens, type EmailTokenPu
 import { findUserByEmail, findUserById, markEmailVerifiedOnce, type UserRow } from '../db/repositories/users.ts';
 import { enqueueMail } from '../mail/outbox.ts';
 import { runDeferred } from './deferred.ts';
+import { allowMailToAccount, consumeRequesterQuota } from './mail-quota.ts';
 import { enableEmailOtpAfterVerification } from './email-otp.ts';
 
 /** Path of the verification link; GET (from the mail) and POST (from a page or a client) both verify. */
@@ -106,17 +107,18 @@ export async function verifyEmail(deps: Deps, token: string): Promise<{ email_ve
 
 /**
  * Sends a new verification link to `email` if it belongs to an account whose address is unverified.
- * The quotas are counted for every address, known or not, and the lookup runs after the answer
- * (see deferred.ts), so neither the status nor the timing tells whether the address has an account.
+ * The requester's quotas are counted for every address, known or not, and the lookup runs after the
+ * answer (see deferred.ts), so neither the status nor the timing tells whether the address has an
+ * account. As for reset links, the owner's budget is kept apart from strangers' (mail-quota.ts).
  * Earlier links stay valid until they expire: the user may open whichever mail arrives first.
  */
 export async function resendVerification(deps: Deps, email: string, ip: string): Promise<void> {
   const address = email.trim();
-  await deps.limiter.consume('mail:ip', ip);
-  await deps.limiter.consume('mail:address', address);
+  await consumeRequesterQuota(deps, ip, address);
   runDeferred(deps, 'resending a verification e-mail', async () => {
     const user = await findUserByEmail(deps.db, address);
     if (!user || user.email_verified) return;
+    if (!(await allowMailToAccount(deps, user.id, address, ip))) return;
     await deps.db.transaction((tx) => queueVerificationMail(deps, tx, user));
   });
 }

@@ -11,8 +11,9 @@
  *   not sent (the 202 has gone out already, identical for every address).
  *
  * "Owner" means: the request comes from an IP address from which this account has logged in
- * successfully (a session of it, live or not, was created from that address) within the last
- * OWNER_MEMORY_DAYS. A stranger elsewhere cannot borrow that; an owner on a new network shares the
+ * successfully (a session of it, live or not, was created from that address) or signed up, within the
+ * last OWNER_MEMORY_DAYS. The sign-up address matters for "resend verification": an account that must
+ * verify its address before its first login has no session yet. A stranger elsewhere cannot borrow that; an owner on a new network shares the
  * address's budget with everyone else, as before.
  */
 import type { Deps } from '../deps.ts';
@@ -28,10 +29,13 @@ export async function consumeRequesterQuota(deps: Deps, ip: string, address: str
   await deps.limiter.consume('mail:pair', `${ip}|${address.trim().toLowerCase()}`);
 }
 
-/** True when the user has logged in from `ip` within OWNER_MEMORY_DAYS (see the module comment). */
+/** True when the user has logged in or signed up from `ip` within OWNER_MEMORY_DAYS (see the module comment). */
 export async function isOwnerAddress(db: Queryable, userId: string, ip: string, now: Date): Promise<boolean> {
   const r = await db.query(
-    `SELECT 1 FROM sessions WHERE user_id = $1 AND ip = $2 AND created_at > $3::timestamptz - make_interval(days => $4) LIMIT 1`,
+    `SELECT 1 FROM sessions WHERE user_id = $1 AND ip = $2 AND created_at > $3::timestamptz - make_interval(days => $4)
+     UNION ALL
+     SELECT 1 FROM users WHERE id = $1 AND signup_ip = $2 AND created_at > $3::timestamptz - make_interval(days => $4)
+     LIMIT 1`,
     [userId, ip, now, OWNER_MEMORY_DAYS],
   );
   return r.rows.length > 0;

@@ -20,8 +20,8 @@ export interface RegisterInput {
 /** Largest accepted `profile`, serialised (the contract: a free JSON object of at most 4 KiB). */
 export const PROFILE_MAX_BYTES = 4096;
 
-/** Creates a user; throws validation_failed, username_taken or email_taken. */
-export async function registerUser(deps: Deps, input: RegisterInput): Promise<{ user: UserRow; totp?: TotpEnrollment }> {
+/** Creates a user; throws validation_failed, username_taken or email_taken. `signupIp`: where the request came from. */
+export async function registerUser(deps: Deps, input: RegisterInput, signupIp?: string): Promise<{ user: UserRow; totp?: TotpEnrollment }> {
   const username = input.username.trim();
   const email = input.email.trim();
   const errors: FieldError[] = [];
@@ -51,6 +51,7 @@ export async function registerUser(deps: Deps, input: RegisterInput): Promise<{ 
         password_hash: passwordHash,
         signup_mfa: input.mfa ?? null,
         created_at: deps.clock(),
+        signup_ip: signupIp ?? null,
       });
       const totp = input.mfa === 'totp' ? await startTotpEnrollment(deps, tx, user, true) : undefined;
       await afterUserRegistered(deps, tx, user);

@@ -233,4 +233,24 @@ describeWithApp('issue 7: enumeration and mail quotas', (suite) => {
     await settleAndDeliver(ta);
     assert.equal(mailsTo(ta, user.email, 'password_reset').length, 3, 'the owner\'s own request went through');
   });
+  test('a stranger cannot use up the verification mails of a new account; the address it signed up from still gets one', async (t) => {
+    const ta = await suite.build(t, { env: { RATE_LIMIT_EMAIL_MAX_PER_HOUR: '2', RATE_LIMIT_IP_MAX_REQUESTS_PER_MINUTE: '1000', REQUIRE_EMAIL_VERIFICATION: 'true' } });
+    const home = '192.0.2.78';
+    const username = uniqueName('fresh');
+    const email = `${username}@example.com`;
+    const signup = await ta.app.inject({ method: 'POST', url: '/api/v1/user', payload: { username, email, password1: PASSWORD, password2: PASSWORD }, remoteAddress: home });
+    assert.equal(signup.statusCode, 201);
+    await settleAndDeliver(ta);
+    const before = mailsTo(ta, email, 'verify_email').length;
+    const flood = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => ta.app.inject({ method: 'POST', url: '/api/v1/user/email/verify/resend', payload: { email }, remoteAddress: `203.0.113.${i + 1}` })),
+    );
+    assert.ok(flood.every((r) => r.statusCode === 202));
+    await settleAndDeliver(ta);
+    assert.equal(mailsTo(ta, email, 'verify_email').length, before + 2, 'the strangers together got the address\'s shared budget only');
+    const own = await ta.app.inject({ method: 'POST', url: '/api/v1/user/email/verify/resend', payload: { email }, remoteAddress: home });
+    assert.equal(own.statusCode, 202);
+    await settleAndDeliver(ta);
+    assert.equal(mailsTo(ta, email, 'verify_email').length, before + 3, 'the request from the sign-up address went through');
+  });
 });

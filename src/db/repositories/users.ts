@@ -16,16 +16,20 @@ export interface UserRow {
   created_at: Date;
   updated_at: Date;
   password_changed_at: Date | null;
+  /** Where the sign-up request came from (owner detection for mail quotas); null for admin-created users. */
+  signup_ip: string | null;
 }
 
-export type NewUser = Pick<UserRow, 'id' | 'username' | 'email' | 'full_name' | 'profile' | 'password_hash' | 'signup_mfa' | 'created_at'>;
+export type NewUser = Pick<UserRow, 'id' | 'username' | 'email' | 'full_name' | 'profile' | 'password_hash' | 'signup_mfa' | 'created_at'> & {
+  signup_ip?: string | null;
+};
 
 /** Inserts a user; unique violations surface as the driver's error (code 23505, constraint name). */
 export async function insertUser(tx: Queryable, u: NewUser): Promise<UserRow> {
   const r = await tx.query<UserRow>(
-    `INSERT INTO users (id, username, email, full_name, profile, password_hash, signup_mfa, created_at, updated_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING *`,
-    [u.id, u.username, u.email, u.full_name, JSON.stringify(u.profile), u.password_hash, u.signup_mfa, u.created_at],
+    `INSERT INTO users (id, username, email, full_name, profile, password_hash, signup_mfa, created_at, updated_at, signup_ip)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) RETURNING *`,
+    [u.id, u.username, u.email, u.full_name, JSON.stringify(u.profile), u.password_hash, u.signup_mfa, u.created_at, u.signup_ip ?? null],
   );
   return r.rows[0]!;
 }

@@ -32,7 +32,7 @@ export async function userRoutes(app: FastifyInstance, { deps }: { deps: Deps })
     },
   }, async (request, reply) => {
     await deps.limiter.consume('signup:ip', request.ip);
-    const { user, totp } = await registerUser(deps, request.body);
+    const { user, totp } = await registerUser(deps, request.body, request.ip);
     return reply.code(201).send({ ...privateUser(user), ...(totp ? { totp } : {}) });
   });
 
