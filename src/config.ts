@@ -84,6 +84,21 @@ export interface Config {
   readonly metricsPort: number | undefined;
   /** Worker processes (Node's cluster module) sharing the port; 1 = this process serves alone. */
   readonly webConcurrency: number;
+  /** Signed webhooks to other services (see src/events/). */
+  readonly webhooks: {
+    /** One delivery attempt's limit (connect, send, answer), in milliseconds. */
+    readonly timeoutMs: number;
+    /** After this long without a 2xx an event is given up for that endpoint. */
+    readonly maxAgeSeconds: number;
+    /** Longest wait between two attempts. */
+    readonly maxBackoffSeconds: number;
+    /** How long a rotated-out secret still signs beside the new one. */
+    readonly secretGraceSeconds: number;
+    /** Allow private, loopback and link-local targets (off: refused at registration and delivery). */
+    readonly allowPrivate: boolean;
+  };
+  /** RabbitMQ publication of the events and the introspection queue; url unset: off. */
+  readonly eventsAmqp: { readonly url: string | undefined; readonly exchange: string; readonly introspectQueue: string };
 }
 
 /** Thrown for a bad setting; the message names the variable. */
@@ -272,6 +287,18 @@ export function loadConfig(env: Env): Config {
     metricsToken,
     metricsPort,
     webConcurrency: int(env, 'WEB_CONCURRENCY', 1, 1, 64),
+    webhooks: {
+      timeoutMs: duration(env, 'WEBHOOK_TIMEOUT', 10, 1) * 1000,
+      maxAgeSeconds: duration(env, 'WEBHOOK_MAX_AGE', 3 * 86400, 60),
+      maxBackoffSeconds: duration(env, 'WEBHOOK_MAX_BACKOFF', 3600, 1),
+      secretGraceSeconds: duration(env, 'WEBHOOK_SECRET_GRACE', 86400, 0),
+      allowPrivate: bool(env, 'WEBHOOK_ALLOW_PRIVATE', false),
+    },
+    eventsAmqp: {
+      url: amqpUrl(env),
+      exchange: amqpName(env, 'EVENTS_AMQP_EXCHANGE', 'twofold.events'),
+      introspectQueue: amqpName(env, 'EVENTS_AMQP_INTROSPECT_QUEUE', 'twofold.introspect'),
+    },
   };
   if (config.webConcurrency > 1) {
     // PGlite is one process's embedded database; several processes need a PostgreSQL server.
@@ -280,6 +307,26 @@ export function loadConfig(env: Env): Config {
     if (!config.redisUrl && !config.rateLimit.disabled) throw new ConfigError('WEB_CONCURRENCY > 1 needs REDIS_URL, so that every process shares the brute-force limits');
   }
   return deepFreeze(config);
+}
+
+function amqpUrl(env: Env): string | undefined {
+  const v = opt(env, 'EVENTS_AMQP_URL');
+  if (v === undefined) return undefined;
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    throw new ConfigError('EVENTS_AMQP_URL must be an amqp:// or amqps:// URL');
+  }
+  if (u.protocol !== 'amqp:' && u.protocol !== 'amqps:') throw new ConfigError('EVENTS_AMQP_URL must be an amqp:// or amqps:// URL');
+  return v;
+}
+
+/** An exchange or queue name: 1-255 of letters, digits, `-`, `_`, `.`, `:` (AMQP 0-9-1 short string). */
+function amqpName(env: Env, name: string, fallback: string): string {
+  const v = str(env, name, fallback);
+  if (!/^[A-Za-z0-9_.:-]{1,255}$/.test(v) || v.startsWith('amq.')) throw new ConfigError(`${name} must be 1-255 of A-Za-z0-9_.:- and not start with "amq.", got "${v}"`);
+  return v;
 }
 
 const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]'];

@@ -38,6 +38,8 @@ export const ERROR_CODES = {
   email_otp_not_enabled: { status: 409, title: 'E-mail codes not enabled' },
   mfa_not_enabled: { status: 409, title: 'No second factor enabled' },
   session_not_found: { status: 404, title: 'Session not found' },
+  // events
+  already_delivered: { status: 409, title: 'Already delivered' },
   // limits and the server
   too_many_requests: { status: 429, title: 'Too many requests' },
   internal_error: { status: 500, title: 'Internal server error' },

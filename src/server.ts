@@ -12,7 +12,8 @@ import { PasswordHasher } from './crypto/password.ts';
 import type { Deps } from './deps.ts';
 import { migrate } from './db/migrate.ts';
 import { openDatabase } from './db/open.ts';
-import { OutboxWorker } from './jobs/outbox-worker.ts';
+import { amqpLane, webhookLane } from './jobs/event-delivery.ts';
+import { OutboxWorker, type OutboxLane } from './jobs/outbox-worker.ts';
 import { createLogger } from './logger.ts';
 import { createDevMailboxTransport } from './mail/dev-mailbox.ts';
 import { loadSecrets } from './secrets.ts';
@@ -69,7 +70,11 @@ async function main(): Promise<void> {
   const metrics = createMetrics();
   const app = await buildApp(deps, { devMailbox, metrics });
   const metricsApp = config.metricsPort === undefined ? undefined : await buildMetricsApp(config, metrics, logger);
-  const worker = new OutboxWorker({ db, clock: systemClock, transport: mailTransport, logger, config, keepBodies: devMailbox });
+  // Events for other services ride the same outbox worker: webhooks always, RabbitMQ with EVENTS_AMQP_URL.
+  const lanes: OutboxLane[] = [webhookLane({ db, clock: systemClock, logger, secretBox: secrets.secretBox, config })];
+  const amqp = config.eventsAmqp.url ? await startAmqp(deps, config.eventsAmqp.url) : undefined;
+  if (amqp) lanes.push(amqpLane({ db, clock: systemClock, logger, config, publisher: amqp.publisher }));
+  const worker = new OutboxWorker({ db, clock: systemClock, transport: mailTransport, logger, config, keepBodies: devMailbox, lanes });
 
   let closing = false;
   async function shutdown(signal: string): Promise<void> {
@@ -80,6 +85,7 @@ async function main(): Promise<void> {
     await app.close().catch((err: unknown) => logger.error({ err }, 'closing http server failed'));
     await metricsApp?.close().catch((err: unknown) => logger.error({ err }, 'closing metrics server failed'));
     await worker.stop().catch((err: unknown) => logger.error({ err }, 'stopping outbox worker failed'));
+    await amqp?.close();
     await Promise.allSettled([limiter.close(), mailTransport.close(), closePasswordChecker()]);
     await db.close().catch((err: unknown) => logger.error({ err }, 'closing database failed'));
     process.exit(0);
@@ -94,6 +100,21 @@ async function main(): Promise<void> {
     { url: config.publicUrl, database: db.kind, mail: mailTransport.name, limiter: config.rateLimit.disabled ? 'disabled' : config.redisUrl ? 'redis' : 'memory', kid: secrets.keys.kid },
     `Twofold listening on http://${config.host}:${config.port}` + (devMailbox ? ` (development mailbox: ${config.publicUrl}/dev/mailbox)` : ''),
   );
+}
+
+/** The RabbitMQ side of the events: the publisher the outbox worker uses, and the introspection queue's consumer. */
+async function startAmqp(deps: Deps, url: string) {
+  const { AmqpEventPublisher } = await import('./amqp/publisher.ts');
+  const { IntrospectionResponder } = await import('./amqp/introspection.ts');
+  const publisher = new AmqpEventPublisher(url, config.eventsAmqp.exchange, logger);
+  const responder = new IntrospectionResponder(deps, url, config.eventsAmqp.introspectQueue, logger);
+  await responder.start();
+  return {
+    publisher,
+    async close() {
+      await Promise.allSettled([responder.stop(), publisher.close()]);
+    },
+  };
 }
 
 const cluster = config.webConcurrency > 1 ? (await import('node:cluster')).default : undefined;

@@ -16,6 +16,17 @@ import * as outbox from '../db/repositories/outbox.ts';
 import type { OutboxRow } from '../db/repositories/outbox.ts';
 import type { MailKind, MailMessage, MailTransport } from '../mail/types.ts';
 
+/**
+ * Another kind of outbox row the worker delivers besides mail (the events' deliveries: see
+ * src/jobs/event-delivery.ts). A lane claims its own rows with its own lease; the worker runs each
+ * lane's batches one at a time, lanes side by side, on the same timer, kick and stop as the mail.
+ */
+export interface OutboxLane {
+  readonly name: string;
+  /** Claims and delivers one batch; `sent` counts the successful deliveries. Must not throw for a failed delivery. */
+  runBatch(): Promise<{ claimed: number; sent: number }>;
+}
+
 /** The logger methods the worker uses. */
 export type OutboxWorkerLogger = Pick<Logger, 'info' | 'warn' | 'error'>;
 
@@ -42,6 +53,8 @@ export interface OutboxWorkerOptions {
    * must not outlive delivery in a database that otherwise stores only their digests.
    */
   readonly keepBodies?: boolean;
+  /** Further lanes (event deliveries) drained beside the mail. */
+  readonly lanes?: readonly OutboxLane[];
 }
 
 /** Default rows per batch: small, so one slow batch stays well inside its lease. */
@@ -76,6 +89,7 @@ export class OutboxWorker {
   readonly #leaseSeconds: number;
   readonly #random: () => number;
   readonly #keepBodies: boolean;
+  readonly #lanes: readonly OutboxLane[];
 
   #started = false;
   #stopped = false;
@@ -84,8 +98,8 @@ export class OutboxWorker {
   #tick: Promise<void> | undefined;
   /** A kick that arrived during a tick: run again right after it. */
   #kicked = false;
-  /** Tail of this worker's batches: they run one at a time, whether from the timer or drain(). */
-  #tail: Promise<unknown> = Promise.resolve();
+  /** Tail of each lane's batches: a lane's batches run one at a time, whether from the timer or drain(). */
+  readonly #tails = new Map<OutboxLane, Promise<unknown>>();
 
   constructor(options: OutboxWorkerOptions) {
     this.#db = options.db;
@@ -99,6 +113,7 @@ export class OutboxWorker {
     this.#leaseSeconds = options.leaseSeconds ?? DEFAULT_LEASE_SECONDS;
     this.#random = options.random ?? cryptoRandom;
     this.#keepBodies = options.keepBodies ?? false;
+    this.#lanes = [{ name: 'mail', runBatch: () => this.#runBatch() }, ...(options.lanes ?? [])];
   }
 
   /** Starts polling every config.outbox.pollIntervalMs; the first run is immediate (mail left by a crash). */
@@ -124,14 +139,22 @@ export class OutboxWorker {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.#tick;
-    await this.#tail;
+    await Promise.all(this.#tails.values());
   }
 
-  /** Claims and delivers everything due now, batch after batch, until nothing is due; returns how many were sent (0 once stopped). */
+  /**
+   * Claims and delivers everything due now in every lane (mail and the others side by side), batch
+   * after batch, until nothing is due; returns how many were sent (0 once stopped).
+   */
   async drain(): Promise<number> {
+    const counts = await Promise.all(this.#lanes.map((lane) => this.#drainLane(lane)));
+    return counts.reduce((a, b) => a + b, 0);
+  }
+
+  async #drainLane(lane: OutboxLane): Promise<number> {
     let sent = 0;
     while (!this.#stopped) {
-      const batch = await this.#exclusive(() => this.#runBatch());
+      const batch = await this.#exclusive(lane, () => lane.runBatch());
       sent += batch.sent;
       // Also stop after a batch in which every delivery failed: the transport is most likely down, the
       // failed rows now wait for their backoff, and the next poll takes up whatever else is due.
@@ -167,10 +190,11 @@ export class OutboxWorker {
     });
   }
 
-  /** Runs `fn` after every batch this worker started before it (one batch at a time per worker). */
-  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.#tail.then(fn, fn);
-    this.#tail = run.catch(() => {});
+  /** Runs `fn` after every batch of the lane this worker started before it (one batch at a time per lane). */
+  #exclusive<T>(lane: OutboxLane, fn: () => Promise<T>): Promise<T> {
+    const tail = this.#tails.get(lane) ?? Promise.resolve();
+    const run = tail.then(fn, fn);
+    this.#tails.set(lane, run.catch(() => {}));
     return run;
   }
 
@@ -244,7 +268,7 @@ export class OutboxWorker {
 }
 
 /** A one-line description of a delivery error for last_error and the log (no stack). */
-function describeError(err: unknown): string {
+export function describeError(err: unknown): string {
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;
     return typeof code === 'string' && !err.message.includes(code) ? `${code}: ${err.message}` : err.message;

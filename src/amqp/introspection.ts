@@ -1,0 +1,121 @@
+/**
+ * Token introspection over RabbitMQ, the original service's broker-based token check: a request on
+ * the queue `twofold.introspect` (EVENTS_AMQP_INTROSPECT_QUEUE) with `reply_to` and `correlation_id`,
+ * body `{"token": "..."}` (and optionally `token_type_hint`), gets the same JSON answer as
+ * `POST /api/v1/auth-jwt/introspect`, sent to `reply_to` with the request's correlation id. Callers
+ * are whoever the broker lets publish to the queue (the broker's permissions are the client check).
+ */
+import type { Channel, ConsumeMessage } from 'amqplib';
+import type { Deps } from '../deps.ts';
+import { introspectToken, type IntrospectionResponse } from '../services/introspection.ts';
+import { AmqpConnection, type AmqpLogger } from './connection.ts';
+
+/** Requests handled at once per instance. */
+const PREFETCH = 16;
+/** Longest token accepted (the HTTP endpoint's bound). */
+const MAX_TOKEN_LENGTH = 8192;
+const RECONNECT_MIN_MS = 500;
+const RECONNECT_MAX_MS = 15_000;
+
+/** The answer for one request body; anything malformed is simply not an active token. */
+export async function answerIntrospection(deps: Deps, content: Buffer): Promise<IntrospectionResponse> {
+  let body: unknown;
+  try {
+    body = JSON.parse(content.toString('utf8'));
+  } catch {
+    return { active: false };
+  }
+  const { token, token_type_hint: hint } = (body ?? {}) as { token?: unknown; token_type_hint?: unknown };
+  if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) return { active: false };
+  return introspectToken(deps, token, typeof hint === 'string' ? hint : undefined);
+}
+
+/** Consumes the introspection queue and keeps consuming across broker restarts until stopped. */
+export class IntrospectionResponder {
+  readonly #deps: Deps;
+  readonly #queue: string;
+  readonly #logger: AmqpLogger;
+  readonly #conn: AmqpConnection;
+  #stopped = false;
+  #timer: NodeJS.Timeout | undefined;
+  #delay = RECONNECT_MIN_MS;
+  #channel: Channel | undefined;
+
+  constructor(deps: Deps, url: string, queue: string, logger: AmqpLogger) {
+    this.#deps = deps;
+    this.#queue = queue;
+    this.#logger = logger;
+    this.#conn = new AmqpConnection(url, logger, 'introspection');
+    this.#conn.onLost = () => this.#retry();
+  }
+
+  /** Starts consuming; resolves after the first attempt (a broker that is down is retried in the background). */
+  async start(): Promise<void> {
+    await this.#subscribe();
+  }
+
+  async #subscribe(): Promise<void> {
+    if (this.#stopped) return;
+    try {
+      const model = await this.#conn.get();
+      const ch = await model.createChannel();
+      ch.on('error', () => {});
+      ch.on('close', () => {
+        if (this.#channel === ch) this.#channel = undefined;
+        this.#retry();
+      });
+      await ch.assertQueue(this.#queue, { durable: true });
+      await ch.prefetch(PREFETCH);
+      await ch.consume(this.#queue, (msg) => {
+        if (msg) void this.#handle(ch, msg);
+      });
+      this.#channel = ch;
+      this.#delay = RECONNECT_MIN_MS;
+      this.#logger.info({ queue: this.#queue }, 'AMQP introspection: consuming');
+    } catch (err) {
+      this.#logger.warn({ err: { message: (err as Error).message } }, 'AMQP introspection: broker unavailable; retrying');
+      this.#conn.reset();
+      this.#retry();
+    }
+  }
+
+  #retry(): void {
+    if (this.#stopped || this.#timer || this.#channel) return;
+    const delay = this.#delay;
+    this.#delay = Math.min(this.#delay * 2, RECONNECT_MAX_MS);
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      void this.#subscribe();
+    }, delay);
+    this.#timer.unref();
+  }
+
+  async #handle(ch: Channel, msg: ConsumeMessage): Promise<void> {
+    const { replyTo, correlationId } = msg.properties as { replyTo?: string; correlationId?: string };
+    try {
+      if (!replyTo) {
+        this.#logger.warn('AMQP introspection: request without reply_to dropped');
+        return;
+      }
+      const answer = await answerIntrospection(this.#deps, msg.content);
+      ch.sendToQueue(replyTo, Buffer.from(JSON.stringify(answer)), {
+        contentType: 'application/json',
+        ...(correlationId !== undefined ? { correlationId } : {}),
+      });
+    } catch (err) {
+      this.#logger.error({ err }, 'AMQP introspection: request failed');
+    } finally {
+      try {
+        ch.ack(msg);
+      } catch {
+        // The channel closed meanwhile: the broker redelivers the request to the next consumer.
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    await this.#conn.close();
+  }
+}

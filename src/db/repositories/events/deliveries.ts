@@ -1,0 +1,190 @@
+/**
+ * SQL for events and their deliveries: the events' part of the transactional outbox. Same rules as
+ * the mail outbox (repositories/outbox.ts): times come from the caller's clock, `locked_until` is
+ * a claim's lease, and `attempts` (raised by every claim) identifies the claim, so a worker whose
+ * lease ran out can no longer record the outcome of its attempt over a newer claim's.
+ */
+import type { Queryable } from '../../database.ts';
+
+/** The target name of the RabbitMQ publication (webhook targets are endpoint ids). */
+export const AMQP_TARGET = 'amqp';
+
+/** An event to store, with the targets it goes to. */
+export interface NewEvent {
+  id: string;
+  type: string;
+  occurredAt: Date;
+  data: Record<string, unknown>;
+  /** Also queue it for the broker (EVENTS_AMQP_URL set). */
+  amqp: boolean;
+}
+
+/** A claimed delivery with its event. */
+export interface ClaimedDelivery {
+  event_id: string;
+  target: string;
+  endpoint_id: string | null;
+  seq: string;
+  attempts: number;
+  age_from: Date;
+  type: string;
+  occurred_at: Date;
+  data: Record<string, unknown>;
+}
+
+/** Identifies one claim of a delivery row. */
+export interface DeliveryClaim {
+  eventId: string;
+  target: string;
+  attempts: number;
+}
+
+/** One line of an endpoint's delivery log. */
+export interface DeliveryLogRow {
+  event_id: string;
+  type: string;
+  status: 'pending' | 'delivered' | 'failed';
+  attempts: number;
+  last_status_code: number | null;
+  last_error: string | null;
+  created_at: Date;
+  last_attempt_at: Date | null;
+  next_attempt_at: Date | null;
+  delivered_at: Date | null;
+  failed_at: Date | null;
+}
+
+const MAX_ERROR_LENGTH = 1000;
+const PENDING = 'delivered_at IS NULL AND failed_at IS NULL';
+
+/**
+ * Inserts the event and, in the same statement, one delivery per webhook endpoint subscribed to its
+ * type (or to `*`) and one for the broker when `amqp`. Called in the transaction of the change.
+ */
+export async function insertEvent(tx: Queryable, e: NewEvent): Promise<void> {
+  await tx.query(
+    `WITH ev AS (
+       INSERT INTO events (id, type, occurred_at, data) VALUES ($1, $2, $3, $4::jsonb) RETURNING id, seq
+     )
+     INSERT INTO event_deliveries (event_id, target, endpoint_id, seq, created_at, age_from, next_attempt_at)
+     SELECT ev.id, w.id::text, w.id, ev.seq, $3, $3, $3
+       FROM ev, webhook_endpoints w
+      WHERE $2::text = ANY (w.event_types) OR '*' = ANY (w.event_types)
+     UNION ALL
+     SELECT ev.id, '${AMQP_TARGET}', NULL, ev.seq, $3, $3, $3 FROM ev WHERE $5::boolean`,
+    [e.id, e.type, e.occurredAt, JSON.stringify(e.data), e.amqp],
+  );
+}
+
+/**
+ * Claims, for up to `limit` targets of the channel, the target's oldest pending delivery if it is
+ * due and not leased: sets the lease and counts the attempt. Only a target's head is ever claimed,
+ * so one target never has two deliveries in flight and receives its events in order of creation.
+ * The lease conditions are on the locked row itself, so PostgreSQL re-checks them against a claim
+ * that another worker committed meanwhile (no double claim under READ COMMITTED).
+ */
+export async function claimHeads(db: Queryable, channel: 'webhook' | 'amqp', now: Date, limit: number, leaseSeconds: number): Promise<ClaimedDelivery[]> {
+  const leaseUntil = new Date(now.getTime() + leaseSeconds * 1000);
+  const r = await db.query<ClaimedDelivery>(
+    `WITH heads AS (
+       SELECT DISTINCT ON (target) event_id, target
+         FROM event_deliveries
+        WHERE ${PENDING} AND (target = '${AMQP_TARGET}') = $4::boolean
+        ORDER BY target, seq
+     ), due AS (
+       SELECT d.event_id, d.target
+         FROM event_deliveries d JOIN heads h ON h.event_id = d.event_id AND h.target = d.target
+        WHERE d.delivered_at IS NULL AND d.failed_at IS NULL
+          AND d.next_attempt_at <= $1 AND (d.locked_until IS NULL OR d.locked_until <= $1)
+        ORDER BY d.seq
+        LIMIT $3
+        FOR UPDATE OF d SKIP LOCKED
+     )
+     UPDATE event_deliveries d SET locked_until = $2, attempts = d.attempts + 1, last_attempt_at = $1
+       FROM due, events e
+      WHERE d.event_id = due.event_id AND d.target = due.target AND e.id = d.event_id
+     RETURNING d.event_id, d.target, d.endpoint_id, d.seq, d.attempts, d.age_from, e.type, e.occurred_at, e.data`,
+    [now, leaseUntil, limit, channel === 'amqp'],
+  );
+  return r.rows.sort((a, b) => Number(a.seq) - Number(b.seq));
+}
+
+/**
+ * Records a delivery the receiver acknowledged. Guarded only on not being delivered yet: an
+ * acknowledgement must be recorded even if the lease ran out meanwhile, so it is never sent again.
+ */
+export async function markDelivered(db: Queryable, eventId: string, target: string, at: Date, statusCode: number | null): Promise<boolean> {
+  const r = await db.query(
+    `UPDATE event_deliveries SET delivered_at = $3, failed_at = NULL, locked_until = NULL, last_status_code = $4, last_error = NULL
+      WHERE event_id = $1 AND target = $2 AND delivered_at IS NULL`,
+    [eventId, target, at, statusCode],
+  );
+  return r.rowCount === 1;
+}
+
+/**
+ * Records a failed attempt and releases the lease: another attempt at `retryAt`, or given up at
+ * `failedAt` (older than the age limit). Guarded on the claim, so a worker whose lease ran out cannot
+ * overwrite a newer claim's state. False: claim lost.
+ */
+export async function markAttemptFailed(
+  db: Queryable,
+  claim: DeliveryClaim,
+  outcome: { retryAt: Date } | { failedAt: Date },
+  error: string,
+  statusCode: number | null,
+): Promise<boolean> {
+  const [column, at] = 'retryAt' in outcome ? ['next_attempt_at', outcome.retryAt] : ['failed_at', outcome.failedAt];
+  const r = await db.query(
+    `UPDATE event_deliveries SET ${column} = $4, last_error = $5, last_status_code = $6, locked_until = NULL
+      WHERE event_id = $1 AND target = $2 AND attempts = $3 AND ${PENDING}`,
+    [claim.eventId, claim.target, claim.attempts, at, truncate(error), statusCode],
+  );
+  return r.rowCount === 1;
+}
+
+/** An endpoint's delivery log, newest first. */
+export async function listDeliveries(db: Queryable, endpointId: string, limit: number): Promise<DeliveryLogRow[]> {
+  const r = await db.query<DeliveryLogRow>(
+    `SELECT d.event_id, e.type,
+            CASE WHEN d.delivered_at IS NOT NULL THEN 'delivered' WHEN d.failed_at IS NOT NULL THEN 'failed' ELSE 'pending' END AS status,
+            d.attempts, d.last_status_code, d.last_error, d.created_at, d.last_attempt_at,
+            CASE WHEN ${PENDING.replace(/(\w+_at)/g, 'd.$1')} THEN d.next_attempt_at END AS next_attempt_at,
+            d.delivered_at, d.failed_at
+       FROM event_deliveries d JOIN events e ON e.id = d.event_id
+      WHERE d.endpoint_id = $1
+      ORDER BY d.seq DESC
+      LIMIT $2`,
+    [endpointId, limit],
+  );
+  return r.rows;
+}
+
+/** The state of one delivery of an endpoint, or undefined. */
+export async function findDelivery(db: Queryable, endpointId: string, eventId: string): Promise<{ delivered_at: Date | null } | undefined> {
+  const r = await db.query<{ delivered_at: Date | null }>(
+    `SELECT delivered_at FROM event_deliveries WHERE endpoint_id = $1 AND event_id = $2`,
+    [endpointId, eventId],
+  );
+  return r.rows[0];
+}
+
+/**
+ * Makes undelivered deliveries of an endpoint due now, with a fresh age limit: a given-up one comes
+ * back, one waiting for its backoff goes at once. One in flight (leased) is left to its worker.
+ * `eventId` limits it to one delivery. Returns how many were requeued.
+ */
+export async function requeue(db: Queryable, endpointId: string, now: Date, eventId?: string): Promise<number> {
+  const r = await db.query(
+    `UPDATE event_deliveries
+        SET failed_at = NULL, next_attempt_at = $2, age_from = $2
+      WHERE endpoint_id = $1 AND delivered_at IS NULL AND (locked_until IS NULL OR locked_until <= $2)
+        AND ($3::uuid IS NULL OR event_id = $3::uuid)`,
+    [endpointId, now, eventId ?? null],
+  );
+  return r.rowCount;
+}
+
+function truncate(s: string): string {
+  return s.length > MAX_ERROR_LENGTH ? s.slice(0, MAX_ERROR_LENGTH - 1) + '…' : s;
+}

@@ -1,0 +1,158 @@
+/**
+ * The events' lanes of the outbox worker: webhook deliveries (one in flight per endpoint, in order of
+ * creation) and the RabbitMQ publication. Same guarantees as the mail: a claimed row is leased, so
+ * several instances never deliver one event to one target at the same time; a crash between sending
+ * and recording resends after the lease, with the same webhook-id / message-id, so receivers can
+ * drop the duplicate; an acknowledged delivery is never claimed again.
+ */
+import type { Clock } from '../clock.ts';
+import type { Config } from '../config.ts';
+import type { SecretBox } from '../crypto/secret-box.ts';
+import type { Queryable } from '../db/database.ts';
+import * as deliveries from '../db/repositories/events/deliveries.ts';
+import type { ClaimedDelivery } from '../db/repositories/events/deliveries.ts';
+import * as endpoints from '../db/repositories/events/endpoints.ts';
+import { eventBody } from '../services/events/publish.ts';
+import { sendWebhook, type WebhookResult } from '../webhooks/send.ts';
+import { backoffSeconds, describeError, type OutboxLane, type OutboxWorkerLogger } from './outbox-worker.ts';
+
+/** An endpoint whose deliveries have failed without a success for this long is marked failing. */
+export const FAILING_AFTER_SECONDS = 86400;
+
+/** What both lanes are built from. */
+interface LaneOptions {
+  readonly db: Queryable;
+  readonly clock: Clock;
+  readonly logger: OutboxWorkerLogger;
+  /** Uniform random number in [0, 1) for the backoff jitter; injectable for tests. */
+  readonly random?: () => number;
+}
+
+/** The webhook lane's options. */
+export interface WebhookLaneOptions extends LaneOptions {
+  readonly secretBox: SecretBox;
+  readonly config: Pick<Config, 'webhooks'>;
+  /** Endpoints served per batch (each gets its oldest due event); default 10. */
+  readonly batchSize?: number;
+  /** Lease of a claim in seconds; default twice WEBHOOK_TIMEOUT plus 30 s, so a claim outlives its attempt. */
+  readonly leaseSeconds?: number;
+}
+
+/** Delivers due webhook events, one per endpoint per batch, endpoints side by side. */
+export function webhookLane(o: WebhookLaneOptions): OutboxLane {
+  const { db, clock, logger } = o;
+  const { timeoutMs, allowPrivate, maxAgeSeconds, maxBackoffSeconds } = o.config.webhooks;
+  const leaseSeconds = o.leaseSeconds ?? Math.ceil((2 * timeoutMs) / 1000) + 30;
+
+  async function deliver(d: ClaimedDelivery): Promise<boolean> {
+    const endpoint = d.endpoint_id ? await endpoints.findEndpoint(db, d.endpoint_id) : undefined;
+    // Deleted meanwhile: its deliveries went with it (cascade), nothing to record.
+    if (!endpoint) return false;
+    const now = clock();
+    const secrets = [o.secretBox.open(endpoint.secret_sealed)];
+    if (endpoint.previous_secret_sealed && endpoint.previous_secret_expires_at && endpoint.previous_secret_expires_at > now) {
+      secrets.push(o.secretBox.open(endpoint.previous_secret_sealed));
+    }
+    const result = await sendWebhook({ url: endpoint.url, id: d.event_id, timestamp: now, body: eventBody(d), secrets }, { timeoutMs, allowPrivate });
+    const log = { eventId: d.event_id, type: d.type, endpointId: endpoint.id, attempts: d.attempts };
+    if (result.ok) {
+      const recorded = await deliveries.markDelivered(db, d.event_id, d.target, clock(), result.statusCode);
+      if (!recorded) logger.warn(log, 'webhook delivered again after its lease ran out; the receiver got it twice with one webhook-id');
+      await endpoints.noteSuccess(db, endpoint.id);
+      return true;
+    }
+    if (await endpoints.noteFailure(db, endpoint.id, clock(), FAILING_AFTER_SECONDS)) {
+      logger.error({ ...log, url: endpoint.url }, 'webhook endpoint marked failing: no successful delivery for a day');
+    }
+    await recordFailure(d, result, { db, clock, logger, maxAgeSeconds, maxBackoffSeconds, random: o.random }, log);
+    return false;
+  }
+
+  return {
+    name: 'webhooks',
+    async runBatch() {
+      const claimed = await deliveries.claimHeads(db, 'webhook', clock(), o.batchSize ?? 10, leaseSeconds);
+      const results = await Promise.all(
+        claimed.map((d) =>
+          deliver(d).catch((err: unknown) => {
+            // The lease still protects the row; once it ends, the delivery is tried again.
+            logger.error({ err, eventId: d.event_id, endpointId: d.endpoint_id }, 'webhook delivery could not be recorded');
+            return false;
+          }),
+        ),
+      );
+      return { claimed: claimed.length, sent: results.filter(Boolean).length };
+    },
+  };
+}
+
+/** Publishes one event and resolves once the broker confirmed it (rejects otherwise). */
+export interface EventPublisher {
+  publish(event: { id: string; type: string; occurredAt: Date; body: string }): Promise<void>;
+}
+
+/** The broker lane's options. */
+export interface AmqpLaneOptions extends LaneOptions {
+  readonly publisher: EventPublisher;
+  readonly config: Pick<Config, 'webhooks'>;
+  /** Lease of a claim in seconds; default 60. */
+  readonly leaseSeconds?: number;
+}
+
+/** Longest wait between two publication attempts: a broker restart should cost seconds, not an hour. */
+const AMQP_MAX_BACKOFF_SECONDS = 30;
+
+/**
+ * Publishes due events to the broker in order of creation, one at a time (the next is claimed only
+ * once the previous is confirmed and recorded). Publication is retried until it is confirmed: the
+ * broker is the operator's own, and an outage must delay events, not drop them.
+ */
+export function amqpLane(o: AmqpLaneOptions): OutboxLane {
+  const { db, clock, logger } = o;
+  return {
+    name: 'amqp',
+    async runBatch() {
+      const [d] = await deliveries.claimHeads(db, 'amqp', clock(), 1, o.leaseSeconds ?? 60);
+      if (!d) return { claimed: 0, sent: 0 };
+      const log = { eventId: d.event_id, type: d.type, attempts: d.attempts };
+      try {
+        await o.publisher.publish({ id: d.event_id, type: d.type, occurredAt: d.occurred_at, body: eventBody(d) });
+      } catch (err) {
+        await recordFailure(d, { ok: false, statusCode: null, error: describeError(err) }, {
+          db, clock, logger, maxAgeSeconds: Infinity, maxBackoffSeconds: Math.min(AMQP_MAX_BACKOFF_SECONDS, o.config.webhooks.maxBackoffSeconds), random: o.random,
+        }, log).catch((dbErr: unknown) => logger.error({ err: dbErr, ...log }, 'event publication failure could not be recorded'));
+        return { claimed: 1, sent: 0 };
+      }
+      const recorded = await deliveries.markDelivered(db, d.event_id, d.target, clock(), null);
+      if (!recorded) logger.warn(log, 'event published again after its lease ran out; consumers got it twice with one message-id');
+      return { claimed: 1, sent: 1 };
+    },
+  };
+}
+
+interface FailureContext {
+  db: Queryable;
+  clock: Clock;
+  logger: OutboxWorkerLogger;
+  maxAgeSeconds: number;
+  maxBackoffSeconds: number;
+  random: (() => number) | undefined;
+}
+
+/** Schedules the next attempt with backoff and jitter, or gives up once the delivery is older than the age limit. */
+async function recordFailure(d: ClaimedDelivery, result: WebhookResult, c: FailureContext, log: Record<string, unknown>): Promise<void> {
+  const now = c.clock();
+  const error = result.error ?? 'failed';
+  const claim = { eventId: d.event_id, target: d.target, attempts: d.attempts };
+  const ageSeconds = (now.getTime() - d.age_from.getTime()) / 1000;
+  if (ageSeconds >= c.maxAgeSeconds) {
+    if (await deliveries.markAttemptFailed(c.db, claim, { failedAt: now }, error, result.statusCode)) {
+      c.logger.error({ ...log, error, ageSeconds: Math.round(ageSeconds) }, 'event delivery given up: no success within the age limit');
+    }
+    return;
+  }
+  const delay = backoffSeconds(d.attempts, c.maxBackoffSeconds, c.random);
+  if (await deliveries.markAttemptFailed(c.db, claim, { retryAt: new Date(now.getTime() + Math.round(delay * 1000)) }, error, result.statusCode)) {
+    c.logger.warn({ ...log, error, retryInSeconds: Math.round(delay * 10) / 10 }, 'event delivery failed; will retry');
+  }
+}

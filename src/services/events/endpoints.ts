@@ -1,0 +1,159 @@
+/**
+ * Webhook endpoints, managed through the admin API: registration (URL checked against the SSRF
+ * rules, secret generated, sealed, shown once), listing without secrets, deletion, secret rotation
+ * with a grace period, the delivery log and retries.
+ */
+import type { Deps as AppDeps } from '../../deps.ts';
+import { AppError, validationError } from '../../errors.ts';
+import { newId, randomToken } from '../../crypto/random.ts';
+import * as repo from '../../db/repositories/events/endpoints.ts';
+import type { EndpointRow } from '../../db/repositories/events/endpoints.ts';
+import * as deliveries from '../../db/repositories/events/deliveries.ts';
+import { refuseHost, refuseResolvedHost } from '../../webhooks/ssrf.ts';
+import { EVENT_TYPES, isEventType } from './publish.ts';
+
+/** What endpoint management needs. */
+type Deps = Pick<AppDeps, 'config' | 'db' | 'clock' | 'secretBox'>;
+
+/** An endpoint as the admin API shows it (never its secret). */
+export interface EndpointView {
+  id: string;
+  url: string;
+  events: string[];
+  description: string;
+  created_at: string;
+  status: 'active' | 'failing';
+  failing_since: string | null;
+}
+
+/** What registration takes. */
+export interface NewEndpointInput {
+  url: string;
+  events: string[];
+  description?: string;
+}
+
+const MAX_URL_LENGTH = 2048;
+
+/** A fresh Standard Webhooks secret: `whsec_` and 32 random bytes in base64. */
+function newSecret(): string {
+  return `whsec_${Buffer.from(randomToken(32), 'base64url').toString('base64')}`;
+}
+
+function view(e: EndpointRow): EndpointView {
+  return {
+    id: e.id,
+    url: e.url,
+    events: e.event_types,
+    description: e.description,
+    created_at: e.created_at.toISOString(),
+    status: e.marked_failing_at ? 'failing' : 'active',
+    failing_since: e.failing_since ? e.failing_since.toISOString() : null,
+  };
+}
+
+/** Throws 422 unless `raw` is an http(s) URL without credentials whose host may be reached. */
+async function checkUrl(deps: Pick<Deps, 'config'>, raw: string): Promise<string> {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw validationError('url', 'must be an absolute http or https URL');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw validationError('url', 'must be an http or https URL');
+  if (url.username || url.password) throw validationError('url', 'must not carry a user name or password');
+  if (url.href.length > MAX_URL_LENGTH) throw validationError('url', `must be at most ${MAX_URL_LENGTH} characters`);
+  const allow = deps.config.webhooks.allowPrivate;
+  const refused = refuseHost(url.hostname, allow) ?? (await refuseResolvedHost(url.hostname, allow));
+  if (refused) throw validationError('url', `must be a public address (${refused}; WEBHOOK_ALLOW_PRIVATE=true allows it)`);
+  url.hash = '';
+  return url.href;
+}
+
+function checkEvents(events: string[]): string[] {
+  const unique = [...new Set(events)];
+  if (unique.length === 0) throw validationError('events', 'must list at least one event type, or "*"');
+  if (unique.includes('*')) {
+    if (unique.length > 1) throw validationError('events', '"*" stands alone');
+    return unique;
+  }
+  const unknown = unique.filter((t) => !isEventType(t));
+  if (unknown.length) throw validationError('events', `unknown event type ${unknown.map((t) => `"${t}"`).join(', ')}; known: ${EVENT_TYPES.join(', ')}`);
+  return unique;
+}
+
+/** Registers an endpoint; the answer carries the secret, the only time it is shown. */
+export async function createEndpoint(deps: Deps, input: NewEndpointInput): Promise<EndpointView & { secret: string }> {
+  const url = await checkUrl(deps, input.url);
+  const events = checkEvents(input.events);
+  const secret = newSecret();
+  const row = await repo.insertEndpoint(deps.db, {
+    id: newId(),
+    url,
+    description: input.description ?? '',
+    eventTypes: events,
+    secretSealed: deps.secretBox.seal(secret),
+    createdAt: deps.clock(),
+  });
+  return { ...view(row), secret };
+}
+
+export async function listEndpoints(deps: Deps): Promise<EndpointView[]> {
+  return (await repo.listEndpoints(deps.db)).map(view);
+}
+
+async function mustFind(deps: Deps, id: string): Promise<EndpointRow> {
+  const row = await repo.findEndpoint(deps.db, id);
+  if (!row) throw new AppError('not_found', { detail: 'No webhook endpoint with this id.' });
+  return row;
+}
+
+/** Deletes an endpoint and its pending deliveries. */
+export async function deleteEndpoint(deps: Deps, id: string): Promise<void> {
+  if (!(await repo.deleteEndpoint(deps.db, id))) throw new AppError('not_found', { detail: 'No webhook endpoint with this id.' });
+}
+
+/** A new secret, shown once; the old one still signs (a second `v1,` signature) for WEBHOOK_SECRET_GRACE. */
+export async function rotateEndpointSecret(deps: Deps, id: string): Promise<{ id: string; secret: string; previous_secret_expires_at: string }> {
+  const secret = newSecret();
+  const expires = new Date(deps.clock().getTime() + deps.config.webhooks.secretGraceSeconds * 1000);
+  const row = await repo.rotateSecret(deps.db, id, deps.secretBox.seal(secret), expires);
+  if (!row) throw new AppError('not_found', { detail: 'No webhook endpoint with this id.' });
+  return { id, secret, previous_secret_expires_at: expires.toISOString() };
+}
+
+/** The endpoint's delivery log, newest first. */
+export async function listEndpointDeliveries(deps: Deps, id: string, limit = 100) {
+  await mustFind(deps, id);
+  const rows = await deliveries.listDeliveries(deps.db, id, limit);
+  const iso = (d: Date | null) => (d ? d.toISOString() : null);
+  return rows.map((r) => ({
+    event_id: r.event_id,
+    type: r.type,
+    status: r.status,
+    attempts: r.attempts,
+    last_status_code: r.last_status_code,
+    last_error: r.last_error,
+    delivered_at: iso(r.delivered_at),
+    created_at: r.created_at.toISOString(),
+    last_attempt_at: iso(r.last_attempt_at),
+    next_attempt_at: iso(r.next_attempt_at),
+    failed_at: iso(r.failed_at),
+  }));
+}
+
+/** Makes one undelivered delivery due now (a given-up one comes back); 409 once it was acknowledged. */
+export async function retryDelivery(deps: Deps, id: string, eventId: string): Promise<void> {
+  await mustFind(deps, id);
+  const d = await deliveries.findDelivery(deps.db, id, eventId);
+  if (!d) throw new AppError('not_found', { detail: 'This endpoint has no delivery of that event.' });
+  if (d.delivered_at) throw new AppError('already_delivered', { detail: 'The receiver acknowledged this event; it is not sent again.' });
+  // 0 rows: it is in flight right now, which is what was asked for.
+  await deliveries.requeue(deps.db, id, deps.clock(), eventId);
+}
+
+/** Makes every undelivered delivery of the endpoint due now; returns how many. */
+export async function retryAllDeliveries(deps: Deps, id: string): Promise<number> {
+  await mustFind(deps, id);
+  return deliveries.requeue(deps.db, id, deps.clock());
+}

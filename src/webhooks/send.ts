@@ -1,0 +1,100 @@
+/**
+ * One webhook attempt: a signed POST after the Standard Webhooks specification, signed by the
+ * reference library (`standardwebhooks`), through a connection whose DNS answer passed the SSRF
+ * guard, never following a redirect, bounded by WEBHOOK_TIMEOUT from connect to the end of the answer.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import { Webhook } from 'standardwebhooks';
+import { guardedLookup, refuseHost, ForbiddenTargetError } from './ssrf.ts';
+
+/** What an attempt sends. */
+export interface WebhookRequest {
+  url: string;
+  /** The event id: `webhook-id`, the same on every retry. */
+  id: string;
+  /** Signing time (`webhook-timestamp`). */
+  timestamp: Date;
+  /** The JSON body, exactly as signed. */
+  body: string;
+  /** `whsec_…` secrets to sign with: the current one, plus a rotated-out one during its grace period. */
+  secrets: readonly string[];
+}
+
+/** The outcome of an attempt: ok only for a 2xx answer. */
+export interface WebhookResult {
+  ok: boolean;
+  statusCode: number | null;
+  error?: string;
+}
+
+/** Longest answer body read (the rest is discarded): receivers' answers are only diagnostics. */
+const MAX_ANSWER_BYTES = 512;
+
+/** The `webhook-signature` header: one `v1,<base64>` per secret, separated by spaces. */
+export function signatureHeader(secrets: readonly string[], id: string, timestamp: Date, body: string): string {
+  return secrets.map((s) => new Webhook(s).sign(id, timestamp, body)).join(' ');
+}
+
+/** Sends one attempt; never throws (every failure is a result). */
+export function sendWebhook(req: WebhookRequest, options: { timeoutMs: number; allowPrivate: boolean }): Promise<WebhookResult> {
+  let url: URL;
+  try {
+    url = new URL(req.url);
+  } catch {
+    return Promise.resolve({ ok: false, statusCode: null, error: 'invalid URL' });
+  }
+  // Node skips `lookup` for IP literals, so those are checked here.
+  const refused = refuseHost(url.hostname, options.allowPrivate);
+  if (refused) return Promise.resolve({ ok: false, statusCode: null, error: `refused: ${refused}` });
+  const client = url.protocol === 'https:' ? https : http;
+  const headers = {
+    'content-type': 'application/json',
+    'content-length': String(Buffer.byteLength(req.body)),
+    'user-agent': 'Twofold-Webhooks/1',
+    'webhook-id': req.id,
+    'webhook-timestamp': String(Math.floor(req.timestamp.getTime() / 1000)),
+    'webhook-signature': signatureHeader(req.secrets, req.id, req.timestamp, req.body),
+  };
+  return new Promise<WebhookResult>((resolve) => {
+    let settled = false;
+    const finish = (r: WebhookResult) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve(r);
+    };
+    const request = client.request(url, {
+      method: 'POST',
+      headers,
+      // A fresh connection per attempt: no pooled socket skips the lookup's check.
+      agent: false,
+      lookup: guardedLookup(options.allowPrivate) as never,
+    });
+    const timer = setTimeout(() => {
+      finish({ ok: false, statusCode: null, error: `timeout: no complete answer within ${options.timeoutMs} ms` });
+      request.destroy();
+    }, options.timeoutMs);
+    request.on('error', (err: NodeJS.ErrnoException) => {
+      if (err instanceof ForbiddenTargetError) return finish({ ok: false, statusCode: null, error: `refused: ${err.message}` });
+      finish({ ok: false, statusCode: null, error: err.code && !err.message.includes(err.code) ? `${err.code}: ${err.message}` : err.message });
+    });
+    request.on('response', (res) => {
+      const status = res.statusCode ?? 0;
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        if (size < MAX_ANSWER_BYTES) chunks.push(c);
+        size += c.length;
+      });
+      res.on('error', (err) => finish({ ok: false, statusCode: status, error: err.message }));
+      res.on('end', () => {
+        if (status >= 200 && status < 300) return finish({ ok: true, statusCode: status });
+        const text = Buffer.concat(chunks).toString('utf8').slice(0, MAX_ANSWER_BYTES).replace(/\s+/g, ' ').trim();
+        const redirect = status >= 300 && status < 400 ? ' (redirects are not followed)' : '';
+        finish({ ok: false, statusCode: status, error: `HTTP ${status}${redirect}${text ? `: ${text}` : ''}` });
+      });
+    });
+    request.end(req.body);
+  });
+}

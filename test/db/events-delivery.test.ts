@@ -1,0 +1,321 @@
+/**
+ * Webhook delivery from the events outbox, on a real engine (PGlite; also PostgreSQL with
+ * DATABASE_URL) to real HTTP receivers that verify with the reference `standardwebhooks` library.
+ * Backoff and age limits are checked by moving the clock; only the timeout test waits (2 s).
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, beforeEach, test } from 'node:test';
+import pino from 'pino';
+import { loadConfig, type Config } from '../../src/config.ts';
+import { SecretBox } from '../../src/crypto/secret-box.ts';
+import type { Database } from '../../src/db/database.ts';
+import { webhookLane } from '../../src/jobs/event-delivery.ts';
+import { OutboxWorker } from '../../src/jobs/outbox-worker.ts';
+import type { MailTransport } from '../../src/mail/types.ts';
+import * as endpoints from '../../src/services/events/endpoints.ts';
+import { enqueueEvent } from '../../src/services/events/publish.ts';
+import { freePort } from '../helpers/net.ts';
+import { withDatabases } from '../helpers/pg-database.ts';
+import { startReceiver, verifyWith, type WebhookReceiver } from '../helpers/webhook-receiver.ts';
+
+/**
+ * The clock starts at the real time (whole seconds), because receivers verify like real ones: the
+ * reference library refuses a webhook-timestamp more than 5 minutes from its own clock.
+ */
+let START = new Date();
+const noMail: MailTransport = { name: 'none', async send() {}, async close() {} };
+const silent = pino({ level: 'silent' });
+const secretBox = new SecretBox([{ kid: 't', key: randomBytes(32) }]);
+
+function cfg(env: Record<string, string> = {}): Config {
+  return loadConfig({ NODE_ENV: 'test', WEBHOOK_ALLOW_PRIVATE: 'true', WEBHOOK_TIMEOUT: '10', ...env });
+}
+
+function movableClock() {
+  START = new Date(Math.floor(Date.now() / 1000) * 1000);
+  let now = START.getTime();
+  const clock = () => new Date(now);
+  clock.advance = (s: number) => {
+    now += s * 1000;
+  };
+  return clock;
+}
+
+withDatabases('webhook delivery', ({ kind, open }) => {
+  let db: Database;
+  let connectAgain: (n?: number) => Promise<Database>;
+  let clock: ReturnType<typeof movableClock>;
+  const receivers: WebhookReceiver[] = [];
+
+  before(async () => {
+    const d = await open();
+    db = d.db;
+    connectAgain = (n) => d.connectAgain(n);
+  });
+  beforeEach(async () => {
+    await db.query('DELETE FROM events');
+    await db.query('DELETE FROM webhook_endpoints');
+    clock = movableClock();
+  });
+  after(async () => {
+    await Promise.all(receivers.map((r) => r.close()));
+  });
+
+  async function receiver(): Promise<WebhookReceiver> {
+    const r = await startReceiver();
+    receivers.push(r);
+    return r;
+  }
+
+  function deps(config = cfg()) {
+    return { config, db, clock, secretBox };
+  }
+
+  async function register(url: string, events = ['*'], config = cfg()) {
+    return endpoints.createEndpoint(deps(config), { url, events });
+  }
+
+  function worker(config = cfg(), on: Database = db) {
+    return new OutboxWorker({ db: on, clock, transport: noMail, logger: silent, config, lanes: [webhookLane({ db: on, clock, logger: silent, secretBox, config, random: () => 0.5 })] });
+  }
+
+  async function emit(type: string, data: Record<string, unknown> = {}) {
+    return db.transaction((tx) => enqueueEvent(tx, deps(), type, data));
+  }
+
+  async function log(endpointId: string) {
+    return endpoints.listEndpointDeliveries(deps(), endpointId);
+  }
+
+  test('an event delivered to a verifying receiver: Standard Webhooks headers, body, once', async () => {
+    const r = await receiver();
+    const ep = await register(r.url);
+    assert.match(ep.secret, /^whsec_[A-Za-z0-9+/]{43}=$/);
+    r.secrets = [ep.secret];
+    const id = await emit('session.revoked', { user_id: 'u1', sid: 's1' });
+    assert.equal(await worker().drain(), 1);
+    assert.equal(r.received.length, 1);
+    const got = r.received[0]!;
+    assert.equal(got.id, id);
+    assert.equal(got.timestamp, String(START.getTime() / 1000));
+    assert.match(got.signature, /^v1,[A-Za-z0-9+/=]+$/);
+    assert.equal(got.headers['content-type'], 'application/json');
+    assert.deepEqual(got.verified, { type: 'session.revoked', timestamp: START.toISOString(), data: { user_id: 'u1', sid: 's1' } });
+    // Nothing twice: a second drain finds nothing due.
+    assert.equal(await worker().drain(), 0);
+    assert.equal(r.received.length, 1);
+    const [entry] = await log(ep.id);
+    assert.equal(entry!.status, 'delivered');
+    assert.equal(entry!.attempts, 1);
+    assert.equal(entry!.last_status_code, 204);
+    assert.equal(entry!.delivered_at, START.toISOString());
+    // A receiver with another secret refuses it (the signature is really keyed with this one).
+    assert.equal(verifyWith([`whsec_${randomBytes(32).toString('base64')}`], got.body, { 'webhook-id': got.id, 'webhook-timestamp': got.timestamp, 'webhook-signature': got.signature }), undefined);
+  });
+
+  test('a rolled-back change announces nothing', async () => {
+    const r = await receiver();
+    await register(r.url);
+    await assert.rejects(db.transaction(async (tx) => {
+      await enqueueEvent(tx, deps(), 'user.deleted', { user_id: 'u' });
+      throw new Error('change failed');
+    }), /change failed/);
+    assert.equal(await worker().drain(), 0);
+    assert.equal(r.received.length, 0);
+  });
+
+  test('an endpoint gets only the types it subscribed to, in order of creation', async () => {
+    const all = await receiver();
+    const some = await receiver();
+    await register(all.url);
+    await register(some.url, ['user.deleted']);
+    const ids = [];
+    for (let i = 0; i < 6; i++) ids.push(await emit(i % 2 ? 'user.deleted' : 'login.succeeded', { n: i }));
+    await worker().drain();
+    assert.deepEqual(all.received.map((x) => x.id), ids);
+    assert.deepEqual(some.received.map((x) => x.id), [ids[1], ids[3], ids[5]]);
+  });
+
+  test('500: retried with backoff and jitter, same webhook-id, the next event waits behind it; other endpoints are not held up', async () => {
+    const bad = await receiver();
+    const good = await receiver();
+    const badEp = await register(bad.url);
+    await register(good.url);
+    bad.mode = { kind: 'status', status: 500 };
+    const first = await emit('user.created');
+    const second = await emit('user.updated');
+    await worker().drain();
+    assert.deepEqual(good.received.map((x) => x.id), [first, second]);
+    assert.deepEqual(bad.received.map((x) => x.id), [first]);
+    let [, e1] = await log(badEp.id);
+    assert.equal(e1!.event_id, first);
+    assert.equal(e1!.status, 'pending');
+    assert.equal(e1!.last_status_code, 500);
+    assert.match(e1!.last_error!, /HTTP 500: receiver says no/);
+    // attempt 1, jitter 0.5 → 2^1 * 1.0 = 2 s
+    assert.equal(e1!.next_attempt_at, new Date(START.getTime() + 2000).toISOString());
+    await worker().drain();
+    assert.equal(bad.received.length, 1, 'not before its backoff');
+    clock.advance(2);
+    await worker().drain();
+    assert.deepEqual(bad.received.map((x) => x.id), [first, first]);
+    [, e1] = await log(badEp.id);
+    assert.equal(e1!.next_attempt_at, new Date(clock().getTime() + 4000).toISOString(), 'doubles');
+    bad.mode = { kind: 'status', status: 200 };
+    clock.advance(4);
+    await worker().drain();
+    assert.deepEqual(bad.received.map((x) => x.id), [first, first, first, second]);
+    assert.equal(new Set(bad.received.slice(0, 3).map((x) => x.signature)).size, 3, 'each attempt signs its own timestamp');
+    const entries = await log(badEp.id);
+    assert.deepEqual(entries.map((e) => [e.event_id, e.status, e.attempts]), [[second, 'delivered', 1], [first, 'delivered', 3]]);
+  });
+
+  test('timeout, connection refused, redirect: failures recorded, redirect not followed; a slow receiver within the timeout is fine', async () => {
+    const hang = await receiver();
+    hang.mode = { kind: 'hang' };
+    const target = await receiver();
+    const redirect = await receiver();
+    redirect.mode = { kind: 'redirect', location: target.url };
+    const slow = await receiver();
+    slow.mode = { kind: 'slow', delayMs: 300 };
+    const refusedUrl = `http://127.0.0.1:${await freePort()}/hook`;
+    const eps = {
+      hang: await register(hang.url),
+      refused: await register(refusedUrl),
+      redirect: await register(redirect.url),
+      slow: await register(slow.url),
+    };
+    await emit('user.created');
+    // 2 s: the hanging receiver is waited for; the slow one (0.3 s) is well inside even on a busy machine.
+    await worker(cfg({ WEBHOOK_TIMEOUT: '2' })).drain();
+    const [h] = await log(eps.hang.id);
+    assert.match(h!.last_error!, /timeout/);
+    assert.equal(h!.status, 'pending');
+    const [c] = await log(eps.refused.id);
+    assert.match(c!.last_error!, /ECONNREFUSED/);
+    const [rd] = await log(eps.redirect.id);
+    assert.equal(rd!.last_status_code, 302);
+    assert.match(rd!.last_error!, /redirects are not followed/);
+    assert.equal(target.received.length, 0, 'the redirect target was never called');
+    const [s] = await log(eps.slow.id);
+    assert.equal(s!.status, 'delivered');
+    assert.equal(hang.received.length, 1);
+  });
+
+  test('given up after WEBHOOK_MAX_AGE; marked failing after a day; an admin retry brings it back, a success clears the mark', async () => {
+    const r = await receiver();
+    r.mode = { kind: 'status', status: 503 };
+    const config = cfg({ WEBHOOK_MAX_AGE: '2d' });
+    const ep = await register(r.url, ['*'], config);
+    const id = await emit('user.deleted');
+    const w = worker(config);
+    await w.drain();
+    let [view] = await endpoints.listEndpoints(deps());
+    assert.equal(view!.status, 'active');
+    assert.equal(view!.failing_since, START.toISOString());
+    clock.advance(86400);
+    await w.drain();
+    [view] = await endpoints.listEndpoints(deps());
+    assert.equal(view!.status, 'failing');
+    clock.advance(86400);
+    await w.drain();
+    let [e] = await log(ep.id);
+    assert.equal(e!.status, 'failed');
+    assert.equal(e!.attempts, 3);
+    const before = r.received.length;
+    clock.advance(86400);
+    await w.drain();
+    assert.equal(r.received.length, before, 'a given-up delivery is not tried again by itself');
+    // Admin retry: due now, with a fresh age limit.
+    r.mode = { kind: 'status', status: 200 };
+    await endpoints.retryDelivery(deps(config), ep.id, id);
+    await w.drain();
+    [e] = await log(ep.id);
+    assert.equal(e!.status, 'delivered');
+    assert.equal(r.received.at(-1)!.id, id);
+    [view] = await endpoints.listEndpoints(deps());
+    assert.deepEqual([view!.status, view!.failing_since], ['active', null]);
+    await assert.rejects(endpoints.retryDelivery(deps(config), ep.id, id), (e: { code?: string }) => e.code === 'already_delivered');
+  });
+
+  test('retry all: every waiting delivery goes now', async () => {
+    const r = await receiver();
+    r.mode = { kind: 'status', status: 500 };
+    const ep = await register(r.url);
+    await emit('user.created');
+    await emit('user.updated');
+    await worker().drain();
+    assert.equal(r.received.length, 1);
+    r.mode = { kind: 'status', status: 200 };
+    assert.equal(await endpoints.retryAllDeliveries(deps(), ep.id), 2);
+    await worker().drain();
+    assert.equal(r.received.length, 3);
+    assert.deepEqual((await log(ep.id)).map((e) => e.status), ['delivered', 'delivered']);
+  });
+
+  test('secret rotation: both signatures during the grace period, then only the new one', async () => {
+    const r = await receiver();
+    const config = cfg({ WEBHOOK_SECRET_GRACE: '60' });
+    const ep = await register(r.url, ['*'], config);
+    const rotated = await endpoints.rotateEndpointSecret(deps(config), ep.id);
+    assert.notEqual(rotated.secret, ep.secret);
+    assert.equal(rotated.previous_secret_expires_at, new Date(START.getTime() + 60_000).toISOString());
+    await emit('user.created');
+    await worker().drain();
+    const during = r.received[0]!;
+    assert.equal(during.signature.split(' ').length, 2);
+    const headers = { 'webhook-id': during.id, 'webhook-timestamp': during.timestamp, 'webhook-signature': during.signature };
+    assert.ok(verifyWith([ep.secret], during.body, headers), 'a receiver still on the old secret verifies');
+    assert.ok(verifyWith([rotated.secret], during.body, headers), 'a receiver on the new secret verifies');
+    clock.advance(60);
+    await emit('user.updated');
+    await worker().drain();
+    const afterGrace = r.received[1]!;
+    assert.equal(afterGrace.signature.split(' ').length, 1);
+    const h2 = { 'webhook-id': afterGrace.id, 'webhook-timestamp': afterGrace.timestamp, 'webhook-signature': afterGrace.signature };
+    assert.equal(verifyWith([ep.secret], afterGrace.body, h2), undefined);
+    assert.ok(verifyWith([rotated.secret], afterGrace.body, h2));
+  });
+
+  test('SSRF at delivery: a loopback target registered while allowed is refused once WEBHOOK_ALLOW_PRIVATE is off (by IP and by name after DNS)', async () => {
+    const r = await receiver();
+    const byIp = await register(r.url);
+    const byName = await register(r.url.replace('127.0.0.1', 'localhost'));
+    await emit('user.created');
+    const strict = cfg({ WEBHOOK_ALLOW_PRIVATE: 'false' });
+    await worker(strict).drain();
+    assert.equal(r.received.length, 0, 'no request reached the receiver');
+    const [a] = await log(byIp.id);
+    const [b] = await log(byName.id);
+    assert.match(a!.last_error!, /refused: 127\.0\.0\.1 is a private/);
+    assert.match(b!.last_error!, /refused: .*localhost/);
+    assert.equal(a!.status, 'pending');
+  });
+
+  test('deleting an endpoint drops its pending deliveries', async () => {
+    const r = await receiver();
+    r.mode = { kind: 'status', status: 500 };
+    const ep = await register(r.url);
+    await emit('user.created');
+    await worker().drain();
+    await endpoints.deleteEndpoint(deps(), ep.id);
+    clock.advance(3600);
+    await worker().drain();
+    assert.equal(r.received.length, 1);
+    assert.equal(Number((await db.query<{ n: string }>('SELECT count(*) AS n FROM event_deliveries')).rows[0]!.n), 0);
+  });
+
+  test('several workers (two instances on PostgreSQL) deliver one stream: each event once, in order', async () => {
+    const receiversHere = [await receiver(), await receiver(), await receiver()];
+    for (const r of receiversHere) await register(r.url);
+    const ids: string[] = [];
+    for (let i = 0; i < 30; i++) ids.push(await emit('login.succeeded', { n: i }));
+    const other = kind === 'postgres' ? await connectAgain(5) : db;
+    const workers = [worker(cfg(), db), worker(cfg(), other), worker(cfg(), db), worker(cfg(), other)];
+    await Promise.all(workers.map((w) => w.drain()));
+    // A worker stops draining when another holds the heads; drain until nothing is left.
+    for (let i = 0; i < 10; i++) await Promise.all(workers.map((w) => w.drain()));
+    for (const r of receiversHere) assert.deepEqual(r.received.map((x) => x.id), ids);
+  });
+});

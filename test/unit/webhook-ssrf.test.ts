@@ -1,0 +1,38 @@
+/** The SSRF guard's address rules (issue 10): only public unicast addresses are webhook targets. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { guardedLookup, isPublicAddress, refuseHost } from '../../src/webhooks/ssrf.ts';
+
+test('private, loopback, link-local and reserved addresses are not public, in every spelling', () => {
+  for (const a of [
+    '127.0.0.1', '127.8.9.10', '10.0.0.1', '172.16.5.4', '172.31.255.255', '192.168.1.1', '169.254.169.254', '0.0.0.0',
+    '100.64.0.1', '224.0.0.1', '255.255.255.255', '::1', '::', 'fe80::1', 'fc00::1', 'fd12:3456::1', 'ff02::1',
+    '::ffff:127.0.0.1', '::ffff:7f00:1', '::ffff:169.254.169.254', '64:ff9b::a9fe:a9fe', '2002:7f00:1::', '::127.0.0.1', '[::1]', 'fe80::1%eth0',
+  ]) {
+    assert.equal(isPublicAddress(a), false, a);
+  }
+  for (const a of ['8.8.8.8', '93.184.216.34', '172.32.0.1', '2606:4700:4700::1111', '::ffff:8.8.8.8', '2002:808:808::']) {
+    assert.equal(isPublicAddress(a), true, a);
+  }
+});
+
+test('refuseHost: IP literals and local names are refused unless private targets are allowed', () => {
+  assert.match(refuseHost('127.0.0.1', false)!, /private/);
+  assert.match(refuseHost('[::ffff:10.0.0.1]', false)!, /private/);
+  assert.match(refuseHost('localhost', false)!, /local name/);
+  assert.match(refuseHost('api.localhost', false)!, /local name/);
+  assert.match(refuseHost('printer', false)!, /local name/);
+  assert.match(refuseHost('metadata.google.internal', false)!, /local name/);
+  assert.equal(refuseHost('hooks.example.com', false), undefined);
+  assert.equal(refuseHost('8.8.8.8', false), undefined);
+  assert.equal(refuseHost('127.0.0.1', true), undefined);
+});
+
+test('guardedLookup refuses a name whose DNS answer is loopback, and passes it through when allowed', async () => {
+  const refused = await new Promise<Error | null>((resolve) => guardedLookup(false)('localhost', {}, (err) => resolve(err)));
+  assert.ok(refused);
+  assert.equal((refused as Error & { code?: string }).code, 'EFORBIDDENTARGET');
+  const allowed = await new Promise<{ err: Error | null; address: unknown }>((resolve) => guardedLookup(true)('localhost', { all: true }, (err, address) => resolve({ err, address })));
+  assert.equal(allowed.err, null);
+  assert.ok(Array.isArray(allowed.address) && allowed.address.length > 0);
+});
