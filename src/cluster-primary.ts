@@ -14,8 +14,9 @@ import { loadSecrets } from './secrets.ts';
 const MIN_LIFETIME_MS = 5_000;
 
 export async function runClusterPrimary(config: Config, logger: Logger): Promise<void> {
-  // Keys are read (and, in development, generated into DATA_DIR) once here, before any worker
-  // starts: workers racing to create the same key file could read a half-written one.
+  // File secrets are read (and, in development, generated into DATA_DIR) once here, before any worker
+  // starts: workers racing to create the same key file could read a half-written one. The JWT signing
+  // keys are in the database: the workers' start-up creates the first one under an advisory lock.
   await loadSecrets(config);
   let stopping = false;
   const started = new Map<Worker, number>();

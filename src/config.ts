@@ -25,7 +25,12 @@ export interface Config {
   readonly smtpUrl: string | undefined;
   readonly mailFrom: string;
   readonly productName: string;
+  /** PEM key imported as the first signing key when the database holds none; unset: one is generated. */
   readonly jwtPrivateKeyFile: string | undefined;
+  /** How long a rotated-in key is served as `next` before it signs (verifiers caching the JWKS see it first). */
+  readonly jwtKeyActivationDelaySeconds: number;
+  /** Scheduled rotation: a new key when the newest is this old; undefined: only by hand. */
+  readonly jwtKeyRotationIntervalSeconds: number | undefined;
   readonly jwtAudience: string;
   /** Raw `TOTP_ENCRYPTION_KEY` value (`kid:base64key,...`); undefined means generate in development. */
   readonly totpEncryptionKey: string | undefined;
@@ -196,9 +201,9 @@ export function loadConfig(env: Env): Config {
   const jwtPrivateKeyFile = opt(env, 'JWT_PRIVATE_KEY_FILE');
   if (mode === 'production') {
     // In production nothing secret may be invented on the spot: a lost generated key would void every
-    // TOTP enrolment, and a per-instance key would break a cluster.
+    // TOTP enrolment, and a per-instance key would break a cluster. (The JWT signing keys live in the
+    // database, sealed under TOTP_ENCRYPTION_KEY, so every instance shares them: a generated one is fine.)
     if (!totpEncryptionKey) throw new ConfigError('TOTP_ENCRYPTION_KEY is required when NODE_ENV=production');
-    if (!jwtPrivateKeyFile) throw new ConfigError('JWT_PRIVATE_KEY_FILE is required when NODE_ENV=production');
     if (!opt(env, 'TOKEN_HASH_KEY')) throw new ConfigError('TOKEN_HASH_KEY is required when NODE_ENV=production');
     if (!opt(env, 'SMTP_URL')) throw new ConfigError('SMTP_URL is required when NODE_ENV=production (the development mailbox is never served in production)');
   }
@@ -222,6 +227,13 @@ export function loadConfig(env: Env): Config {
 
   const passwordMinLength = int(env, 'PASSWORD_MIN_LENGTH', 8, 8, 256);
 
+  const jwtKeyActivationDelaySeconds = duration(env, 'JWT_KEY_ACTIVATION_DELAY', 600, 0);
+  if (jwtKeyActivationDelaySeconds > 7 * 86400) throw new ConfigError('JWT_KEY_ACTIVATION_DELAY must be at most 7 days');
+  const jwtKeyRotationIntervalSeconds = opt(env, 'JWT_KEY_ROTATION_INTERVAL') === undefined ? undefined : duration(env, 'JWT_KEY_ROTATION_INTERVAL', 0, 3600);
+  if (jwtKeyRotationIntervalSeconds !== undefined && jwtKeyRotationIntervalSeconds <= jwtKeyActivationDelaySeconds) {
+    throw new ConfigError('JWT_KEY_ROTATION_INTERVAL must be longer than JWT_KEY_ACTIVATION_DELAY (a key must become current before the next one is made)');
+  }
+
   const config: Config = {
     env: mode,
     port,
@@ -237,6 +249,8 @@ export function loadConfig(env: Env): Config {
     mailFrom: str(env, 'MAIL_FROM', `Twofold <no-reply@${new URL(publicOrigin).hostname}>`),
     productName: str(env, 'PRODUCT_NAME', 'Twofold'),
     jwtPrivateKeyFile,
+    jwtKeyActivationDelaySeconds,
+    jwtKeyRotationIntervalSeconds,
     jwtAudience: str(env, 'JWT_AUDIENCE', 'twofold'),
     totpEncryptionKey,
     tokenHashKey: opt(env, 'TOKEN_HASH_KEY'),

@@ -10,13 +10,16 @@ import { systemClock } from './clock.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { PasswordHasher } from './crypto/password.ts';
 import type { Deps } from './deps.ts';
+import { DataDirInUseError, lockDataDir } from './db/data-dir-lock.ts';
 import { migrate } from './db/migrate.ts';
 import { openDatabase } from './db/open.ts';
 import { amqpLane, webhookLane } from './jobs/event-delivery.ts';
+import { startKeyJob } from './jobs/key-rotation.ts';
 import { OutboxWorker, type OutboxLane } from './jobs/outbox-worker.ts';
 import { createLogger } from './logger.ts';
 import { createDevMailboxTransport } from './mail/dev-mailbox.ts';
 import { loadSecrets } from './secrets.ts';
+import { openKeyStore } from './services/signing-keys/open.ts';
 import { createLimiter } from './security/create-limiter.ts';
 import { closePasswordChecker } from './security/password-policy.ts';
 
@@ -33,12 +36,26 @@ try {
 const logger = createLogger(config);
 
 async function main(): Promise<void> {
+  // The embedded database is this process's alone (see db/data-dir-lock.ts); a server has no such lock.
+  let releaseDataDir = () => {};
+  if (!config.databaseUrl) {
+    try {
+      releaseDataDir = lockDataDir(config.dataDir);
+    } catch (e) {
+      if (!(e instanceof DataDirInUseError)) throw e;
+      console.error(`twofold: ${e.message} (another Twofold server?); stop it first, or use another DATA_DIR`);
+      process.exit(2);
+    }
+    process.once('exit', releaseDataDir);
+  }
   const db = await openDatabase(config);
   const applied = await migrate(db);
   if (applied.length) logger.info({ applied }, 'database migrated');
   let secrets: Awaited<ReturnType<typeof loadSecrets>>;
+  let keys: Awaited<ReturnType<typeof openKeyStore>>;
   try {
     secrets = await loadSecrets(config);
+    keys = await openKeyStore({ config, db, clock: systemClock, secretBox: secrets.secretBox, logger }, secrets.initialKey);
   } catch (e) {
     // A bad or unreadable key is an operator's mistake, not a crash: one line naming it, no stack trace.
     console.error(`twofold: key error: ${(e as Error).message}`);
@@ -61,7 +78,9 @@ async function main(): Promise<void> {
     config,
     db,
     clock: systemClock,
-    ...secrets,
+    keys,
+    secretBox: secrets.secretBox,
+    tokenHasher: secrets.tokenHasher,
     passwords: new PasswordHasher(config.passwordHash),
     limiter,
     mailTransport,
@@ -75,6 +94,7 @@ async function main(): Promise<void> {
   const amqp = config.eventsAmqp.url ? await startAmqp(deps, config.eventsAmqp.url) : undefined;
   if (amqp) lanes.push(amqpLane({ db, clock: systemClock, logger, config, publisher: amqp.publisher }));
   const worker = new OutboxWorker({ db, clock: systemClock, transport: mailTransport, logger, config, keepBodies: devMailbox, lanes });
+  const stopKeyJob = startKeyJob({ deps, ring: keys.ring });
 
   let closing = false;
   async function shutdown(signal: string): Promise<void> {
@@ -84,10 +104,12 @@ async function main(): Promise<void> {
     // Stop taking requests first, then let the worker finish the mail it holds, then close resources.
     await app.close().catch((err: unknown) => logger.error({ err }, 'closing http server failed'));
     await metricsApp?.close().catch((err: unknown) => logger.error({ err }, 'closing metrics server failed'));
+    stopKeyJob();
     await worker.stop().catch((err: unknown) => logger.error({ err }, 'stopping outbox worker failed'));
     await amqp?.close();
     await Promise.allSettled([limiter.close(), mailTransport.close(), closePasswordChecker()]);
     await db.close().catch((err: unknown) => logger.error({ err }, 'closing database failed'));
+    releaseDataDir();
     process.exit(0);
   }
   process.once('SIGTERM', () => void shutdown('SIGTERM'));
@@ -97,7 +119,7 @@ async function main(): Promise<void> {
   if (metricsApp) await metricsApp.listen({ port: config.metricsPort, host: config.host });
   worker.start();
   logger.info(
-    { url: config.publicUrl, database: db.kind, mail: mailTransport.name, limiter: config.rateLimit.disabled ? 'disabled' : config.redisUrl ? 'redis' : 'memory', kid: secrets.keys.kid },
+    { url: config.publicUrl, database: db.kind, mail: mailTransport.name, limiter: config.rateLimit.disabled ? 'disabled' : config.redisUrl ? 'redis' : 'memory', kid: await keys.currentKid() },
     `Twofold listening on http://${config.host}:${config.port}` + (devMailbox ? ` (development mailbox: ${config.publicUrl}/dev/mailbox)` : ''),
   );
 }

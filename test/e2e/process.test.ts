@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -63,11 +63,13 @@ test('npm start on a fresh directory serves the whole first half of the contract
   const json = (body: unknown) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 
   const first = await start(env);
-  // The embedded database, the signing key and the TOTP key live in the data directory.
+  // The embedded database and the TOTP key live in the data directory; the signing key lives in the
+  // database, sealed under the TOTP key, never as a PEM file. The server holds the directory's lock file.
   assert.ok(existsSync(join(dataDir, 'pglite')), 'PGlite data directory');
-  const keyFile = join(dataDir, 'jwt-signing-key.pem');
-  assert.ok(existsSync(keyFile));
-  assert.equal(statSync(keyFile).mode & 0o077, 0, 'the private key is readable by its owner only');
+  assert.ok(!existsSync(join(dataDir, 'jwt-signing-key.pem')), 'no signing key in the clear');
+  const totpKeyFile = join(dataDir, 'totp-encryption.key');
+  assert.equal(statSync(totpKeyFile).mode & 0o077, 0, 'the key that seals the signing key is readable by its owner only');
+  assert.equal(readFileSync(join(dataDir, 'twofold.pid'), 'utf8').trim().length > 0, true, 'the data directory is locked');
 
   // 1. sign up
   const password = 'a long and unusual passphrase 7';

@@ -9,7 +9,7 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import pino from 'pino';
 import { buildApp, type AppOptions } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
-import { KeyStore, generateRsaPem } from '../../src/crypto/jwt.ts';
+import { generateRsaPem } from '../../src/crypto/jwt.ts';
 import { PasswordHasher } from '../../src/crypto/password.ts';
 import { SecretBox } from '../../src/crypto/secret-box.ts';
 import { TokenHasher } from '../../src/crypto/token-hash.ts';
@@ -19,6 +19,7 @@ import type { Deps } from '../../src/deps.ts';
 import { OutboxWorker } from '../../src/jobs/outbox-worker.ts';
 import type { MailMessage, MailTransport } from '../../src/mail/types.ts';
 import { createLimiter } from '../../src/security/create-limiter.ts';
+import { openKeyStore } from '../../src/services/signing-keys/open.ts';
 import type { Limiter } from '../../src/security/limiter.ts';
 import { createTestDatabase, type DatabaseKind, type TestDatabase } from './pg-database.ts';
 
@@ -61,6 +62,12 @@ export function testKeyPem(): Promise<string> {
   return rsaPem;
 }
 
+/**
+ * The secret box of every test app in this process: one key, so that apps sharing a database (a
+ * second instance) open each other's sealed values, as real instances sharing TOTP_ENCRYPTION_KEY do.
+ */
+export const testSecretBox = new SecretBox([{ kid: 'test', key: randomBytes(32) }]);
+
 export interface TestApp {
   app: FastifyInstance;
   deps: Deps;
@@ -80,6 +87,8 @@ export interface TestAppOptions {
   db?: Database;
   /** The app's logger (default: silent, or TEST_LOG_LEVEL). */
   logger?: pino.Logger;
+  /** The secret box (default: the process-wide testSecretBox). */
+  secretBox?: SecretBox;
 }
 
 /** Builds deps and app on `db`; the app (not the database) is closed when the test ends. */
@@ -95,14 +104,16 @@ export async function buildTestApp(t: TestContext | undefined, db: Database, opt
   const clock = options.clock ?? createTestClock();
   const mail = new CapturingTransport();
   const logger = options.logger ?? pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-  const keys = await KeyStore.fromPem(await testKeyPem(), config.publicUrl, config.jwtAudience);
+  const secretBox = options.secretBox ?? testSecretBox;
+  // The database's keys, as in production; the first one imported from the process's test key (generation is slow).
+  const keys = await openKeyStore({ config, db, clock, secretBox, logger }, { pem: await testKeyPem(), source: 'test key' });
   const limiter = options.limiter ?? createLimiter(config);
   const deps: Deps = {
     config,
     db,
     clock,
     keys,
-    secretBox: new SecretBox([{ kid: 'test', key: randomBytes(32) }]),
+    secretBox,
     tokenHasher: new TokenHasher(randomBytes(32)),
     passwords: new PasswordHasher(config.passwordHash),
     limiter,

@@ -37,7 +37,7 @@ describeWithApp('token forgery and confusion', (suite) => {
     const input = `${b64(header)}.${p}`;
     const sig = createHmac('sha256', publicPem).update(input).digest('base64url');
     assertInvalidToken(await userInfo(app, `${input}.${sig}`), 'key confusion');
-    assert.ok(deps.keys.jwks().keys[0]!.kid);
+    assert.ok((await deps.keys.jwks()).keys[0]!.kid);
   });
 
   test('a tampered payload (aal1 → aal2, other sub) breaks the signature', async (t) => {

@@ -49,9 +49,21 @@ test('a bad setting stops start-up with a message naming it', () => {
   }
 });
 
+test('key rotation settings: durations, a minimum interval, and an interval longer than the activation delay', () => {
+  assert.equal(loadConfig({}).jwtKeyActivationDelaySeconds, 600);
+  assert.equal(loadConfig({}).jwtKeyRotationIntervalSeconds, undefined);
+  assert.equal(loadConfig({ JWT_KEY_ACTIVATION_DELAY: '0' }).jwtKeyActivationDelaySeconds, 0);
+  assert.equal(loadConfig({ JWT_KEY_ROTATION_INTERVAL: '30d' }).jwtKeyRotationIntervalSeconds, 30 * 86400);
+  assert.throws(() => loadConfig({ JWT_KEY_ACTIVATION_DELAY: 'soon' }), (e) => e instanceof ConfigError && /JWT_KEY_ACTIVATION_DELAY/.test(e.message));
+  assert.throws(() => loadConfig({ JWT_KEY_ACTIVATION_DELAY: '8d' }), /JWT_KEY_ACTIVATION_DELAY must be at most 7 days/);
+  assert.throws(() => loadConfig({ JWT_KEY_ROTATION_INTERVAL: '10m' }), /JWT_KEY_ROTATION_INTERVAL must be at least 3600/);
+  assert.throws(() => loadConfig({ JWT_KEY_ROTATION_INTERVAL: '2h', JWT_KEY_ACTIVATION_DELAY: '3h' }), /longer than JWT_KEY_ACTIVATION_DELAY/);
+});
+
 test('production refuses to invent secrets or to run without SMTP', () => {
   assert.throws(() => loadConfig({ NODE_ENV: 'production' }), /TOTP_ENCRYPTION_KEY/);
-  assert.throws(() => loadConfig({ NODE_ENV: 'production', TOTP_ENCRYPTION_KEY: 'x' }), /JWT_PRIVATE_KEY_FILE/);
+  // JWT_PRIVATE_KEY_FILE is optional: the signing keys live in the database, sealed under TOTP_ENCRYPTION_KEY.
+  assert.throws(() => loadConfig({ NODE_ENV: 'production', TOTP_ENCRYPTION_KEY: 'x' }), /TOKEN_HASH_KEY/);
   assert.throws(() => loadConfig({ NODE_ENV: 'production', TOTP_ENCRYPTION_KEY: 'x', JWT_PRIVATE_KEY_FILE: '/k.pem' }), /TOKEN_HASH_KEY/);
   assert.throws(() => loadConfig({ NODE_ENV: 'production', TOTP_ENCRYPTION_KEY: 'x', JWT_PRIVATE_KEY_FILE: '/k.pem', TOKEN_HASH_KEY: 'y' }), /SMTP_URL/);
 });

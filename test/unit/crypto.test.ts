@@ -71,12 +71,13 @@ test('PasswordHasher: argon2id with the configured parameters, rehash detection,
 
 test('KeyStore: kid is the RFC 7638 thumbprint; tokens verify only as their own type', async () => {
   const keys = await KeyStore.fromPem(await generateRsaPem(), 'https://issuer.example', 'aud');
-  const jwk = keys.jwks().keys[0]!;
-  assert.equal(keys.kid, await calculateJwkThumbprint({ kty: jwk.kty!, n: jwk.n!, e: jwk.e! }, 'sha256'));
+  const jwk = (await keys.jwks()).keys[0]!;
+  const kid = await keys.currentKid();
+  assert.equal(kid, await calculateJwkThumbprint({ kty: jwk.kty!, n: jwk.n!, e: jwk.e! }, 'sha256'));
   const now = new Date('2030-01-01T00:00:00Z');
   const iat = Math.floor(now.getTime() / 1000);
   const token = await keys.sign('refresh', { sub: 'u', iat, exp: iat + 60, jti: 'j', sid: 's' });
-  assert.deepEqual(decodeProtectedHeader(token), { alg: 'RS256', typ: 'refresh+jwt', kid: keys.kid });
+  assert.deepEqual(decodeProtectedHeader(token), { alg: 'RS256', typ: 'refresh+jwt', kid });
   assert.equal((await keys.verify('refresh', token, now)).sid, 's');
   await assert.rejects(keys.verify('access', token, now), TokenError);
   // The verified-token cache must not let a token outlive its expiry or change type.

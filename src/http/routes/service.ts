@@ -3,14 +3,20 @@ import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import type { Deps } from '../../deps.ts';
 
+/** The JWKS's Cache-Control max-age: half the activation delay, at most 5 minutes. */
+export function jwksMaxAgeSeconds(activationDelaySeconds: number): number {
+  return Math.min(300, Math.floor(activationDelaySeconds / 2));
+}
+
 export async function serviceRoutes(app: FastifyInstance, { deps }: { deps: Deps }): Promise<void> {
   const { config } = deps;
 
   app.get('/.well-known/jwks.json', {
-    schema: { tags: ['Service'], summary: 'Public signing keys (JWK Set)', response: { 200: Type.Object({ keys: Type.Array(Type.Record(Type.String(), Type.Unknown())) }) } },
+    schema: { tags: ['Service'], summary: 'Public signing keys (JWK Set)', description: 'The keys in states `next`, `current` (listed first; the only one that signs) and `previous` (still verifying tokens it signed). `Cache-Control: max-age` is half of JWT_KEY_ACTIVATION_DELAY (at most 300 s), so a cached set holds a new key before its first token. Verifiers pick the key by the token header\'s `kid`.', response: { 200: Type.Object({ keys: Type.Array(Type.Record(Type.String(), Type.Unknown())) }) } },
   }, async (_request, reply) => {
-    // Verifiers cache the set; a short max-age still lets a new key appear within minutes.
-    reply.header('Cache-Control', 'public, max-age=300');
+    // Verifiers cache the set. A rotated-in key is served JWKS_MAX_AGE before it signs, so the
+    // max-age must be shorter than JWT_KEY_ACTIVATION_DELAY: then every cache has it in time.
+    reply.header('Cache-Control', `public, max-age=${jwksMaxAgeSeconds(config.jwtKeyActivationDelaySeconds)}`);
     return deps.keys.jwks();
   });
 
