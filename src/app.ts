@@ -26,6 +26,7 @@ import { serviceRoutes } from './http/routes/service.ts';
 import { sessionRoutes } from './http/routes/sessions.ts';
 import { userRoutes } from './http/routes/users.ts';
 import { webRoutes } from './web/routes.ts';
+import { installOidc } from './oidc/mount.ts';
 
 export interface AppOptions {
   /** Serve the development mailbox page (only ever without SMTP and outside production). */
@@ -131,6 +132,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
   await app.register(authEmailOtpRoutes, { deps });
   await app.register(backupCodesRoutes, { deps });
   await app.register(serviceRoutes, { deps });
+  await installOidc(app, deps);
   if (config.metricsPort === undefined) await app.register(metricsRoutes, { config, metrics });
   await app.register(webRoutes, { config });
   if (options.devMailbox && config.env !== 'production') {

@@ -104,6 +104,14 @@ export interface Config {
   };
   /** RabbitMQ publication of the events and the introspection queue; url unset: off. */
   readonly eventsAmqp: { readonly url: string | undefined; readonly exchange: string; readonly introspectQueue: string };
+  /** OpenID provider settings: clients file, token lifetimes, how often ended sessions are swept. */
+  readonly oidc: {
+    readonly clientsFile: string | undefined;
+    readonly accessTokenTtlSeconds: number;
+    readonly idTokenTtlSeconds: number;
+    readonly refreshTokenTtlSeconds: number;
+    readonly sweepIntervalMs: number;
+  };
 }
 
 /** Thrown for a bad setting; the message names the variable. */
@@ -312,6 +320,13 @@ export function loadConfig(env: Env): Config {
       url: amqpUrl(env),
       exchange: amqpName(env, 'EVENTS_AMQP_EXCHANGE', 'twofold.events'),
       introspectQueue: amqpName(env, 'EVENTS_AMQP_INTROSPECT_QUEUE', 'twofold.introspect'),
+    },
+    oidc: {
+      clientsFile: opt(env, 'OIDC_CLIENTS_FILE'),
+      accessTokenTtlSeconds: duration(env, 'OIDC_ACCESS_TOKEN_TTL', 600, 60),
+      idTokenTtlSeconds: duration(env, 'OIDC_ID_TOKEN_TTL', 3600, 60),
+      refreshTokenTtlSeconds: duration(env, 'OIDC_REFRESH_TOKEN_TTL', 30 * 86400, 300),
+      sweepIntervalMs: int(env, 'OIDC_LOGOUT_SWEEP_INTERVAL_MS', 2000, 100, 600000),
     },
   };
   if (config.webConcurrency > 1) {

@@ -1,4 +1,4 @@
-/** Service endpoints: JWKS, OpenID discovery, health, readiness (metrics: routes/metrics.ts). */
+/** Service endpoints: JWKS, health, readiness (metrics: routes/metrics.ts; discovery: src/oidc/). */
 import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import type { Deps } from '../../deps.ts';
@@ -9,40 +9,16 @@ export function jwksMaxAgeSeconds(activationDelaySeconds: number): number {
 }
 
 export async function serviceRoutes(app: FastifyInstance, { deps }: { deps: Deps }): Promise<void> {
-  const { config } = deps;
-
   app.get('/.well-known/jwks.json', {
     schema: { tags: ['Service'], summary: 'Public signing keys (JWK Set)', description: 'The keys in states `next`, `current` (listed first; the only one that signs) and `previous` (still verifying tokens it signed). `Cache-Control: max-age` is half of JWT_KEY_ACTIVATION_DELAY (at most 300 s), so a cached set holds a new key before its first token. Verifiers pick the key by the token header\'s `kid`.', response: { 200: Type.Object({ keys: Type.Array(Type.Record(Type.String(), Type.Unknown())) }) } },
   }, async (_request, reply) => {
     // Verifiers cache the set. A rotated-in key is served JWKS_MAX_AGE before it signs, so the
     // max-age must be shorter than JWT_KEY_ACTIVATION_DELAY: then every cache has it in time.
-    reply.header('Cache-Control', `public, max-age=${jwksMaxAgeSeconds(config.jwtKeyActivationDelaySeconds)}`);
+    reply.header('Cache-Control', `public, max-age=${jwksMaxAgeSeconds(deps.config.jwtKeyActivationDelaySeconds)}`);
     return deps.keys.jwks();
   });
 
-  app.get('/.well-known/openid-configuration', {
-    schema: { tags: ['Service'], summary: 'Discovery document (issuer, jwks_uri, algorithms)' },
-  }, async (_request, reply) => {
-    reply.header('Cache-Control', 'public, max-age=300');
-    return {
-      issuer: config.publicUrl,
-      jwks_uri: `${config.publicUrl}/.well-known/jwks.json`,
-      token_endpoint: `${config.publicUrl}/api/v1/auth-jwt/login`,
-      userinfo_endpoint: `${config.publicUrl}/api/v1/auth-jwt/user-info`,
-      introspection_endpoint: `${config.publicUrl}/api/v1/auth-jwt/introspect`,
-      revocation_endpoint: `${config.publicUrl}/api/v1/auth-jwt/logout`,
-      id_token_signing_alg_values_supported: ['RS256'],
-      token_endpoint_auth_methods_supported: ['none'],
-      introspection_endpoint_auth_methods_supported: ['client_secret_bearer'],
-      subject_types_supported: ['public'],
-      response_types_supported: ['token'],
-      grant_types_supported: ['password', 'refresh_token'],
-      claims_supported: ['iss', 'sub', 'aud', 'exp', 'iat', 'jti', 'sid', 'username', 'amr', 'aal', 'roles'],
-      acr_values_supported: ['aal1', 'aal2'],
-      access_token_audience: config.jwtAudience,
-      service_documentation: `${config.publicUrl}/docs`,
-    };
-  });
+  // GET /.well-known/openid-configuration is the OpenID provider's own discovery document (src/oidc/mount.ts).
 
   app.get('/healthz', { schema: { tags: ['Service'], summary: 'Liveness: the process is up' } }, async () => ({ status: 'ok' }));
 

@@ -1,0 +1,58 @@
+/** SQL for the links between the provider's sessions and Twofold sessions, and the liveness check. */
+import type { Queryable } from '../../database.ts';
+
+export interface SessionLinkRow {
+  provider_session_uid: string;
+  session_id: string;
+  user_id: string;
+}
+
+/** Links a provider session to the Twofold session that logged it in (replacing an older link). */
+export async function upsertLink(tx: Queryable, providerSessionUid: string, sessionId: string, userId: string, now: Date): Promise<void> {
+  await tx.query(
+    `INSERT INTO oidc_session_links (provider_session_uid, session_id, user_id, created_at) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (provider_session_uid) DO UPDATE SET session_id = EXCLUDED.session_id, user_id = EXCLUDED.user_id, created_at = EXCLUDED.created_at`,
+    [providerSessionUid, sessionId, userId, now],
+  );
+}
+
+/**
+ * The link of `providerSessionUid` with `live` = its Twofold session is unrevoked and unexpired and its
+ * user active. Undefined when the provider session was never linked (no login yet).
+ */
+export async function findLinkState(tx: Queryable, providerSessionUid: string, now: Date): Promise<(SessionLinkRow & { live: boolean }) | undefined> {
+  const r = await tx.query<SessionLinkRow & { live: boolean }>(
+    `SELECT l.provider_session_uid, l.session_id, l.user_id,
+       COALESCE(s.revoked_at IS NULL AND s.expires_at > $2 AND u.is_active, false) AS live
+     FROM oidc_session_links l JOIN users u ON u.id = l.user_id LEFT JOIN sessions s ON s.id = l.session_id
+     WHERE l.provider_session_uid = $1`,
+    [providerSessionUid, now],
+  );
+  return r.rows[0];
+}
+
+/**
+ * Claims up to `limit` links whose Twofold session has ended (revoked, expired, user deactivated or the
+ * session row gone) and deletes them, returning them: each is handed to exactly one sweeper, on any instance.
+ */
+export async function takeEndedLinks(tx: Queryable, now: Date, limit: number): Promise<SessionLinkRow[]> {
+  const r = await tx.query<SessionLinkRow>(
+    `DELETE FROM oidc_session_links WHERE provider_session_uid IN (
+       SELECT l.provider_session_uid FROM oidc_session_links l JOIN users u ON u.id = l.user_id
+       LEFT JOIN sessions s ON s.id = l.session_id
+       WHERE s.id IS NULL OR s.revoked_at IS NOT NULL OR s.expires_at <= $1 OR NOT u.is_active
+       LIMIT $2 FOR UPDATE OF l SKIP LOCKED)
+     RETURNING provider_session_uid, session_id, user_id`,
+    [now, limit],
+  );
+  return r.rows;
+}
+
+/** Removes the link of a provider session (it ended through the provider itself). */
+export async function deleteLink(tx: Queryable, providerSessionUid: string): Promise<SessionLinkRow | undefined> {
+  const r = await tx.query<SessionLinkRow>(
+    'DELETE FROM oidc_session_links WHERE provider_session_uid = $1 RETURNING provider_session_uid, session_id, user_id',
+    [providerSessionUid],
+  );
+  return r.rows[0];
+}

@@ -1,0 +1,102 @@
+/**
+ * SQL for the OpenID provider's stored models (one table, keyed by kind and the digest of the id).
+ * Consumption is a guarded single UPDATE, so two concurrent uses of one code or refresh token cannot
+ * both see it unconsumed.
+ */
+import type { Queryable } from '../../database.ts';
+
+/** A stored model as the adapter writes it. */
+export interface OidcPayloadRow {
+  kind: string;
+  id: string;
+  payload: Record<string, unknown>;
+  grant_id: string | null;
+  uid: string | null;
+  user_code: string | null;
+  session_uid: string | null;
+  account_id: string | null;
+  client_id: string | null;
+  expires_at: Date | null;
+  consumed_at: Date | null;
+}
+
+/** Inserts or replaces one model. */
+export async function upsertPayload(tx: Queryable, row: Omit<OidcPayloadRow, 'consumed_at'>): Promise<void> {
+  await tx.query(
+    `INSERT INTO oidc_payloads (kind, id, payload, grant_id, uid, user_code, session_uid, account_id, client_id, expires_at)
+     VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9, $10)
+     ON CONFLICT (kind, id) DO UPDATE SET payload = EXCLUDED.payload, grant_id = EXCLUDED.grant_id, uid = EXCLUDED.uid,
+       user_code = EXCLUDED.user_code, session_uid = EXCLUDED.session_uid, account_id = EXCLUDED.account_id,
+       client_id = EXCLUDED.client_id, expires_at = EXCLUDED.expires_at`,
+    [row.kind, row.id, JSON.stringify(row.payload), row.grant_id, row.uid, row.user_code, row.session_uid, row.account_id, row.client_id, row.expires_at],
+  );
+}
+
+/** The unexpired model `kind`/`id`, if any. */
+export async function findPayload(tx: Queryable, kind: string, id: string, now: Date): Promise<OidcPayloadRow | undefined> {
+  const r = await tx.query<OidcPayloadRow>(
+    'SELECT * FROM oidc_payloads WHERE kind = $1 AND id = $2 AND (expires_at IS NULL OR expires_at > $3)',
+    [kind, id, now],
+  );
+  return r.rows[0];
+}
+
+/** The unexpired model of `kind` found by another column (uid or user_code). */
+export async function findPayloadBy(tx: Queryable, kind: string, column: 'uid' | 'user_code', value: string, now: Date): Promise<OidcPayloadRow | undefined> {
+  const r = await tx.query<OidcPayloadRow>(
+    `SELECT * FROM oidc_payloads WHERE kind = $1 AND ${column} = $2 AND (expires_at IS NULL OR expires_at > $3) LIMIT 1`,
+    [kind, value, now],
+  );
+  return r.rows[0];
+}
+
+/** Marks a model consumed; false when it already was (a concurrent use won). */
+export async function consumePayload(tx: Queryable, kind: string, id: string, now: Date): Promise<boolean> {
+  const r = await tx.query('UPDATE oidc_payloads SET consumed_at = $3 WHERE kind = $1 AND id = $2 AND consumed_at IS NULL', [kind, id, now]);
+  return r.rowCount > 0;
+}
+
+export async function deletePayload(tx: Queryable, kind: string, id: string): Promise<void> {
+  await tx.query('DELETE FROM oidc_payloads WHERE kind = $1 AND id = $2', [kind, id]);
+}
+
+/** Deletes every model of a grant (codes, tokens and the grant itself). */
+export async function deleteByGrantId(tx: Queryable, grantId: string): Promise<void> {
+  await tx.query('DELETE FROM oidc_payloads WHERE grant_id = $1', [grantId]);
+}
+
+/** The grant ids held by a provider session's tokens and codes. */
+export async function grantIdsOfSession(tx: Queryable, sessionUid: string): Promise<string[]> {
+  const r = await tx.query<{ grant_id: string }>(
+    'SELECT DISTINCT grant_id FROM oidc_payloads WHERE session_uid = $1 AND grant_id IS NOT NULL',
+    [sessionUid],
+  );
+  return r.rows.map((x) => x.grant_id);
+}
+
+/** Deletes every model bound to a provider session, and the session itself. */
+export async function deleteBySessionUid(tx: Queryable, sessionUid: string): Promise<void> {
+  await tx.query("DELETE FROM oidc_payloads WHERE session_uid = $1 OR (kind = 'Session' AND uid = $1)", [sessionUid]);
+}
+
+/** Deletes every grant, code and token of `accountId` for `clientId`; returns the grant ids removed. */
+export async function deleteForAccountClient(tx: Queryable, accountId: string, clientId: string): Promise<string[]> {
+  const r = await tx.query<{ grant_id: string | null }>(
+    'DELETE FROM oidc_payloads WHERE account_id = $1 AND client_id = $2 RETURNING grant_id',
+    [accountId, clientId],
+  );
+  const ids = [...new Set(r.rows.map((x) => x.grant_id).filter((x): x is string => x !== null))];
+  if (ids.length) await tx.query('DELETE FROM oidc_payloads WHERE grant_id = ANY($1::text[])', [ids]);
+  return ids;
+}
+
+/** Deletes every model of a client (the client was removed). */
+export async function deleteForClient(tx: Queryable, clientId: string): Promise<void> {
+  await tx.query('DELETE FROM oidc_payloads WHERE client_id = $1', [clientId]);
+}
+
+/** Removes expired rows; returns how many. */
+export async function deleteExpiredPayloads(tx: Queryable, now: Date): Promise<number> {
+  const r = await tx.query('DELETE FROM oidc_payloads WHERE expires_at <= $1', [now]);
+  return r.rowCount;
+}

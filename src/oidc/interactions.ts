@@ -1,0 +1,144 @@
+/**
+ * The provider's interaction routes (`/oidc/interaction/:uid`): the glue between the engine and the
+ * hosted pages. Login is the hosted login page (the browser comes back here with its Twofold session
+ * cookie); consent is a page of ours, skipped when remembered or for first-party clients.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type Provider from 'oidc-provider';
+import type { Deps } from '../deps.ts';
+import { ACCESS_COOKIE } from '../http/cookies.ts';
+import { assertNotCrossSite } from '../http/plugins/auth.ts';
+import { findUserById } from '../db/repositories/users.ts';
+import { decideLogin, type LoginRequest } from '../services/oidc/interaction-login.ts';
+import { consentCovers, rememberConsent } from '../services/oidc/consent.ts';
+import { consentPage, oidcErrorPage } from '../web/pages/oidc.ts';
+import { pageCsp } from './provider.ts';
+
+type Details = Awaited<ReturnType<Provider['interactionDetails']>>;
+
+/** What we keep in the interaction between visits (the engine's free-form `lastSubmission`). */
+interface Memo {
+  twofoldFresh?: { afterMs: number; staleSessionId: string | null };
+}
+
+function wantsAal2(details: Details): boolean {
+  const params = details.params as { acr_values?: string; claims?: string };
+  if (typeof params.acr_values === 'string' && params.acr_values.split(' ').includes('aal2')) return true;
+  return (details.prompt.reasons as string[]).includes('aal2_required');
+}
+
+/** Registers the interaction routes for `provider`. */
+export async function interactionRoutes(app: FastifyInstance, { deps, provider }: { deps: Deps; provider: Provider }): Promise<void> {
+  const { config } = deps;
+
+  const page = (reply: FastifyReply, status: number, body: string, formOrigins: string[] = []): FastifyReply =>
+    reply.code(status).header('Cache-Control', 'no-store').header('Content-Security-Policy', pageCsp(formOrigins)).type('text/html; charset=utf-8').send(body);
+
+  /** The interaction of this browser (the engine checks its cookie), or an error page. */
+  async function details(request: FastifyRequest, reply: FastifyReply): Promise<Details | undefined> {
+    try {
+      return await provider.interactionDetails(request.raw, reply.raw);
+    } catch (e) {
+      deps.logger.debug({ err: e }, 'oidc interaction not found');
+      page(reply, 400, oidcErrorPage(config.productName, 'invalid_request', 'This sign-in has expired or belongs to another browser. Go back to the application and start again.'));
+      return undefined;
+    }
+  }
+
+  /** Hands the result to the engine, which redirects the browser on to the authorization endpoint. */
+  async function finish(request: FastifyRequest, reply: FastifyReply, result: Record<string, unknown>): Promise<void> {
+    const redirectTo = await provider.interactionResult(request.raw, reply.raw, result, { mergeWithLastSubmission: false });
+    await reply.code(303).header('Cache-Control', 'no-store').redirect(redirectTo, 303);
+  }
+
+  async function redirectOrigins(clientId: unknown): Promise<string[]> {
+    const client = typeof clientId === 'string' ? await provider.Client.find(clientId) : undefined;
+    return (client?.redirectUris ?? []).map((u) => new URL(u).origin);
+  }
+
+  app.get<{ Params: { uid: string } }>('/oidc/interaction/:uid', { schema: { hide: true } }, async (request, reply) => {
+    const d = await details(request, reply);
+    if (!d) return reply;
+    if (d.prompt.name === 'login') {
+      const memo = (d.lastSubmission ?? {}) as Memo;
+      const req: LoginRequest = {
+        reasons: d.prompt.reasons as string[],
+        maxAgeSeconds: typeof d.params.max_age === 'number' ? d.params.max_age : (typeof d.params.max_age === 'string' ? Number(d.params.max_age) : undefined),
+        wantsAal2: wantsAal2(d),
+        fresh: memo.twofoldFresh,
+      };
+      const decision = await decideLogin(deps, request.cookies[ACCESS_COOKIE], req);
+      if (decision.kind === 'refuse') {
+        return finish(request, reply, { error: decision.error, error_description: decision.description });
+      }
+      if (decision.kind === 'hosted_login') {
+        if (decision.fresh && !memo.twofoldFresh) {
+          d.lastSubmission = { ...memo, twofoldFresh: decision.fresh };
+          await d.persist();
+        }
+        const back = `/oidc/interaction/${encodeURIComponent(d.uid)}`;
+        return reply.header('Cache-Control', 'no-store').redirect(`/login?return_to=${encodeURIComponent(back)}`, 303);
+      }
+      // The provider session is linked to this Twofold session when the engine resumes (mount.ts): only then is its uid final.
+      return finish(request, reply, {
+        login: { accountId: decision.userId, acr: decision.acr, amr: decision.amr, ts: decision.authTimeSeconds, remember: true, twofoldSessionId: decision.sessionId },
+      });
+    }
+    if (d.prompt.name === 'consent') {
+      const accountId = d.session?.accountId;
+      const clientId = String(d.params.client_id);
+      const client = await provider.Client.find(clientId);
+      if (!accountId || !client) return finish(request, reply, { error: 'access_denied', error_description: 'unknown client or no session' });
+      const scopes = missingScopes(d);
+      const explicit = (d.prompt.reasons as string[]).includes('consent_prompt');
+      const remembered = (client as unknown as { skip_consent?: boolean }).skip_consent === true || (!explicit && await consentCovers(deps, accountId, clientId, scopes));
+      if (remembered) return finish(request, reply, { consent: { grantId: await grantScopes(provider, d, accountId, clientId) } });
+      const user = await findUserById(deps.db, accountId);
+      const host = new URL(client.redirectUris?.[0] ?? config.publicUrl).host;
+      return page(reply, 200, consentPage({
+        productName: config.productName, uid: d.uid, clientName: client.clientName ?? clientId, clientHost: host,
+        username: user?.username ?? '', scopes: requestedScopes(d),
+      }), await redirectOrigins(clientId));
+    }
+    return finish(request, reply, { error: 'invalid_request', error_description: `unsupported prompt ${d.prompt.name}` });
+  });
+
+  app.post<{ Params: { uid: string } }>('/oidc/interaction/:uid/confirm', { schema: { hide: true } }, async (request, reply) => {
+    // A consent form posted from another site is refused (the interaction cookie is SameSite=Lax too).
+    assertNotCrossSite(request, config);
+    const d = await details(request, reply);
+    if (!d) return reply;
+    const accountId = d.session?.accountId;
+    if (d.prompt.name !== 'consent' || !accountId) return page(reply, 400, oidcErrorPage(config.productName, 'invalid_request', 'Nothing to consent to.'));
+    const clientId = String(d.params.client_id);
+    const grantId = await grantScopes(provider, d, accountId, clientId);
+    await rememberConsent(deps, accountId, clientId, requestedScopes(d));
+    return finish(request, reply, { consent: { grantId } });
+  });
+
+  app.post<{ Params: { uid: string } }>('/oidc/interaction/:uid/abort', { schema: { hide: true } }, async (request, reply) => {
+    assertNotCrossSite(request, config);
+    const d = await details(request, reply);
+    if (!d) return reply;
+    return finish(request, reply, { error: 'access_denied', error_description: 'The user denied the request.' });
+  });
+}
+
+function requestedScopes(d: Details): string[] {
+  return String(d.params.scope ?? 'openid').split(' ').filter(Boolean);
+}
+
+function missingScopes(d: Details): string[] {
+  const details = d.prompt.details as { missingOIDCScope?: string[] };
+  return details.missingOIDCScope ?? [];
+}
+
+/** Adds what the prompt found missing to the grant (a new one, or the session's existing one) and saves it. */
+async function grantScopes(provider: Provider, d: Details, accountId: string, clientId: string): Promise<string> {
+  const grant = d.grantId ? await provider.Grant.find(d.grantId) ?? new provider.Grant({ accountId, clientId }) : new provider.Grant({ accountId, clientId });
+  const details = d.prompt.details as { missingOIDCScope?: string[]; missingOIDCClaims?: string[]; missingResourceScopes?: Record<string, string[]> };
+  if (details.missingOIDCScope) grant.addOIDCScope(details.missingOIDCScope.join(' '));
+  if (details.missingOIDCClaims) grant.addOIDCClaims(details.missingOIDCClaims);
+  for (const [indicator, scopes] of Object.entries(details.missingResourceScopes ?? {})) grant.addResourceScope(indicator, scopes.join(' '));
+  return grant.save();
+}

@@ -1,0 +1,93 @@
+/**
+ * Mounts the OpenID provider in the Fastify application: the engine's endpoints (`/oidc/*` and the
+ * discovery document) are handed to its Node handler before Fastify parses any body; our interaction
+ * routes, the session links and the session-end sweep are wired here.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type Provider from 'oidc-provider';
+import type { KoaContextWithOIDC } from 'oidc-provider';
+import type { Deps } from '../deps.ts';
+import { ACCESS_COOKIE, REFRESH_COOKIE, REFRESH_COOKIE_PATH } from '../http/cookies.ts';
+import { deleteLink, upsertLink } from '../db/repositories/oidc/links.ts';
+import { revokeSession } from '../db/repositories/sessions.ts';
+import { loadClientsFile } from './clients-file.ts';
+import { createProvider } from './provider.ts';
+import { interactionRoutes } from './interactions.ts';
+import { SessionEndSweeper } from './session-end.ts';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The OpenID provider and its session-end sweeper. */
+    oidc: { provider: Provider; sweeper: SessionEndSweeper };
+  }
+}
+
+/** API routes after which a Twofold session may have ended: sweep at once instead of waiting for the timer. */
+const SESSION_ENDING = /^\/api\/v1\/(auth-jwt\/(logout|logout-all|sessions)|user\/password|admin\/)/;
+
+/**
+ * Koa middleware of the engine: after a login resumes, link the provider session to the Twofold
+ * session the hosted login opened; after an RP-initiated logout, end that Twofold session too and
+ * clear its cookies (one session model: logging out of an application logs out of Twofold).
+ */
+function sessionGlue(deps: Deps) {
+  const clear = (ctx: KoaContextWithOIDC) => {
+    const secure = deps.config.secureCookies ? '; Secure' : '';
+    ctx.append('Set-Cookie', `${ACCESS_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax${secure}`);
+    ctx.append('Set-Cookie', `${REFRESH_COOKIE}=; Path=${REFRESH_COOKIE_PATH}; Max-Age=0; HttpOnly; SameSite=Strict${secure}`);
+  };
+  return async (ctx: KoaContextWithOIDC, next: () => Promise<void>) => {
+    await next();
+    const oidc = ctx.oidc as KoaContextWithOIDC['oidc'] | undefined;
+    if (!oidc) return;
+    if (oidc.route === 'resume') {
+      const login = (oidc.result as { login?: { accountId?: string; twofoldSessionId?: string } } | undefined)?.login;
+      if (login?.twofoldSessionId && login.accountId && oidc.session?.uid) {
+        await upsertLink(deps.db, oidc.session.uid, login.twofoldSessionId, login.accountId, deps.clock());
+      }
+    } else if (oidc.route === 'end_session_confirm' && (oidc.session as { destroyed?: boolean } | undefined)?.destroyed) {
+      const link = await deleteLink(deps.db, oidc.session!.uid);
+      if (link) await revokeSession(deps.db, link.session_id, 'oidc_logout', deps.clock());
+      clear(ctx);
+    }
+  };
+}
+
+/** Installs the provider on the root instance (its onResponse hook must see the API routes). */
+export async function installOidc(app: FastifyInstance, deps: Deps): Promise<void> {
+  const { provider, signingKey } = await createProvider(deps, loadClientsFile(deps.config.oidc.clientsFile));
+  provider.use(sessionGlue(deps));
+  provider.on('server_error', (_ctx, err) => deps.logger.error({ err }, 'oidc server error'));
+  provider.on('backchannel.error', (_ctx, err, client) => deps.logger.warn({ err, clientId: client.clientId }, 'oidc back-channel logout failed'));
+  const sweeper = new SessionEndSweeper(deps, provider, () => signingKey.refresh());
+  app.decorate('oidc', { provider, sweeper });
+
+  const callback = provider.callback();
+  const publicUrl = new URL(deps.config.publicUrl);
+  // onRequest, before Fastify reads the body: the engine parses its own requests.
+  const hand = async (request: FastifyRequest, reply: FastifyReply) => {
+    // The engine builds endpoint URLs from the request; they must always be PUBLIC_URL's, whatever
+    // Host a client sent. The client address is the one Fastify worked out (TRUST_PROXY).
+    request.raw.headers['x-forwarded-proto'] = publicUrl.protocol.slice(0, -1);
+    request.raw.headers['x-forwarded-host'] = publicUrl.host;
+    request.raw.headers['x-forwarded-for'] = request.ip;
+    await signingKey.refresh();
+    reply.hijack();
+    await new Promise<void>((resolve) => {
+      reply.raw.once('finish', resolve);
+      reply.raw.once('close', resolve);
+      void callback(request.raw, reply.raw);
+    });
+    return reply;
+  };
+  const never = async () => undefined;
+  app.route({ method: ['GET', 'POST', 'OPTIONS'], url: '/.well-known/openid-configuration', schema: { hide: true }, onRequest: hand, handler: never });
+  app.route({ method: ['GET', 'POST', 'DELETE', 'OPTIONS'], url: '/oidc/*', schema: { hide: true }, onRequest: hand, handler: never });
+  await app.register(interactionRoutes, { deps, provider });
+
+  app.addHook('onResponse', async (request, reply) => {
+    if (reply.statusCode < 400 && request.method !== 'GET' && SESSION_ENDING.test(request.url)) void sweeper.run();
+  });
+  app.addHook('onReady', async () => sweeper.start(deps.config.oidc.sweepIntervalMs));
+  app.addHook('onClose', async () => sweeper.stop());
+}

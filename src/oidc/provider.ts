@@ -1,0 +1,184 @@
+/**
+ * The OpenID Provider: panva's oidc-provider (OpenID Certified) configured for Twofold. Issuer is
+ * PUBLIC_URL, storage is our database (adapter.ts), ID tokens are RS256 with our signing key (the same
+ * JWKS as the JSON API), accounts are our users, and login / second factor / consent happen on the
+ * hosted pages (interactions.ts).
+ */
+import Provider, { interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
+import type { Deps } from '../deps.ts';
+import { findUserById } from '../db/repositories/users.ts';
+import { loggedOutPage, logoutPage, oidcErrorPage } from '../web/pages/oidc.ts';
+import { createAdapterClass } from './adapter.ts';
+import { OIDC_SCOPES, toProviderMetadata, type ClientInput } from './client-metadata.ts';
+import { RingSigningKey } from './signing-key.ts';
+
+/** Where the engine's endpoints live (the discovery document lists them). */
+export const OIDC_ROUTES = {
+  authorization: '/oidc/auth',
+  token: '/oidc/token',
+  userinfo: '/oidc/me',
+  jwks: '/.well-known/jwks.json',
+  revocation: '/oidc/token/revocation',
+  introspection: '/oidc/token/introspection',
+  end_session: '/oidc/session/end',
+  backchannel_authentication: '/oidc/backchannel',
+  code_verification: '/oidc/device',
+  device_authorization: '/oidc/device/auth',
+  pushed_authorization_request: '/oidc/request',
+  registration: '/oidc/reg',
+  challenge: '/oidc/challenge',
+} as const;
+
+/** acr values: aal2 = a second factor was passed in this login. */
+export const ACR_VALUES = ['aal1', 'aal2'] as const;
+
+/** True when the request asks for a second factor (acr_values or an essential acr claim). */
+export function wantsAal2(ctx: KoaContextWithOIDC): boolean {
+  const params = ctx.oidc.params as { acr_values?: string } | undefined;
+  if (typeof params?.acr_values === 'string' && params.acr_values.split(' ').includes('aal2')) return true;
+  const acr = (ctx.oidc.claims as { id_token?: { acr?: { value?: string; values?: string[]; essential?: boolean } } }).id_token?.acr;
+  return !!acr && (acr.value === 'aal2' || (Array.isArray(acr.values) && acr.values.length === 1 && acr.values[0] === 'aal2'));
+}
+
+function policy() {
+  const { base, Check } = interactionPolicy;
+  const p = base();
+  // The engine does not enforce voluntary acr_values: a request for aal2 sends an aal1 session back to log in with a second factor.
+  p.get('login')!.checks.add(new Check('aal2_required', 'A second factor is required', (ctx) =>
+    wantsAal2(ctx) && ctx.oidc.session?.acr !== 'aal2' && !ctx.oidc.result?.login ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT));
+  return p;
+}
+
+/**
+ * Builds the provider for `deps` with the clients of OIDC_CLIENTS_FILE; `signingKey` must be refreshed
+ * before the engine handles a request (mount.ts does).
+ */
+export async function createProvider(deps: Deps, fileClients: readonly ClientInput[]): Promise<{ provider: Provider; signingKey: RingSigningKey }> {
+  const { config } = deps;
+  const signingKey = await RingSigningKey.create(deps.keys.ring, deps.clock);
+  const html = (ctx: KoaContextWithOIDC, body: string) => {
+    ctx.type = 'html';
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = body;
+  };
+  const configuration: Configuration = {
+    adapter: createAdapterClass(deps),
+    clients: fileClients.map(toProviderMetadata),
+    extraClientMetadata: {
+      properties: ['skip_consent'],
+      validator(_ctx, key, value, metadata) {
+        if (key === 'skip_consent') metadata.skip_consent = value === true;
+      },
+    },
+    clientDefaults: { grant_types: ['authorization_code'], id_token_signed_response_alg: 'RS256', response_types: ['code'], token_endpoint_auth_method: 'client_secret_basic' },
+    async findAccount(_ctx, id) {
+      const user = await findUserById(deps.db, id);
+      // A deactivated user is no account: no token, no userinfo.
+      if (!user || !user.is_active) return undefined;
+      return {
+        accountId: user.id,
+        async claims() {
+          return {
+            sub: user.id,
+            preferred_username: user.username,
+            ...(user.full_name ? { name: user.full_name } : {}),
+            updated_at: Math.floor(user.updated_at.getTime() / 1000),
+            email: user.email,
+            email_verified: user.email_verified,
+          };
+        },
+      };
+    },
+    // The JSON API's key ring: the same kid and key as its tokens, rotation included.
+    jwks: { keys: [signingKey as never] },
+    cookies: {
+      // A derived key: no extra secret to configure, and it changes with TOKEN_HASH_KEY.
+      keys: [deps.tokenHasher.hash('oidc-cookie-key', 'v1')],
+      long: { signed: true, httpOnly: true, sameSite: 'lax', secure: config.secureCookies },
+      short: { signed: true, httpOnly: true, sameSite: 'lax', secure: config.secureCookies },
+    },
+    claims: {
+      // The engine leaves acr/amr/auth_time out unless asked; the contract wants them in every ID token.
+      openid: ['sub', 'acr', 'amr', 'auth_time'],
+      profile: ['preferred_username', 'name', 'updated_at'],
+      email: ['email', 'email_verified'],
+      acr: null,
+      amr: null,
+      auth_time: null,
+      sid: null,
+    },
+    scopes: [...OIDC_SCOPES],
+    acrValues: [...ACR_VALUES],
+    responseTypes: ['code'],
+    enabledJWA: { idTokenSigningAlgValues: ['RS256'] },
+    features: {
+      devInteractions: { enabled: false },
+      externalSigningSupport: { enabled: true, ack: 'experimental-01' },
+      clientCredentials: { enabled: true },
+      introspection: { enabled: true },
+      revocation: { enabled: true },
+      userinfo: { enabled: true },
+      backchannelLogout: { enabled: true },
+      rpInitiatedLogout: {
+        enabled: true,
+        async logoutSource(ctx, form) {
+          const origins = (ctx.oidc.client?.postLogoutRedirectUris ?? []).map((u) => new URL(u).origin);
+          // The confirmation's 303 goes to the application: the form may lead there (CSP form-action covers redirects).
+          ctx.set('Content-Security-Policy', pageCsp(origins));
+          html(ctx, logoutPage(config.productName, form, ctx.oidc.client?.clientName ?? ctx.oidc.client?.clientId));
+        },
+        async postLogoutSuccessSource(ctx) {
+          html(ctx, loggedOutPage(config.productName));
+        },
+      },
+    },
+    pkce: {
+      // S256 only (the engine offers nothing else); required for public clients, optional for confidential ones.
+      required: (_ctx, client) => client.clientAuthMethod === 'none',
+    },
+    clientBasedCORS(ctx, origin, client) {
+      if (origin === 'null') return false;
+      if (ctx.oidc.route === 'userinfo' || client.clientAuthMethod === 'none') return (client.redirectUris ?? []).some((u) => URL.parse(u)?.origin === origin);
+      return false;
+    },
+    routes: OIDC_ROUTES,
+    interactions: {
+      url: (_ctx, interaction) => `/oidc/interaction/${interaction.uid}`,
+      policy: policy(),
+    },
+    rotateRefreshToken: true,
+    ttl: {
+      AccessToken: config.oidc.accessTokenTtlSeconds,
+      AuthorizationCode: 60,
+      ClientCredentials: config.oidc.accessTokenTtlSeconds,
+      IdToken: config.oidc.idTokenTtlSeconds,
+      RefreshToken: config.oidc.refreshTokenTtlSeconds,
+      Interaction: 3600,
+      Session: config.oidc.refreshTokenTtlSeconds,
+      Grant: config.oidc.refreshTokenTtlSeconds,
+    },
+    // Back-channel logout URIs are registered by the operator (file or admin API), not by users, so
+    // they are called even on loopback or private addresses (the engine's SSRF guard would refuse them).
+    fetch(url, options) {
+      const { dispatcher: _ignored, ...rest } = options as RequestInit & { dispatcher?: unknown };
+      return fetch(url, rest);
+    },
+    async renderError(ctx, out) {
+      ctx.set('Content-Security-Policy', pageCsp([]));
+      html(ctx, oidcErrorPage(config.productName, String(out.error), out.error_description ? String(out.error_description) : undefined));
+    },
+  };
+  const provider = new Provider(config.publicUrl, configuration);
+  // mount.ts sets X-Forwarded-Proto/Host/For from PUBLIC_URL and Fastify's client address on every
+  // request it hands over, so the engine may read them (clients' own values are overwritten).
+  provider.proxy = true;
+  // sid in every ID token (the contract lists it), not only for clients with back-channel logout.
+  provider.Client.prototype.includeSid = () => true;
+  return { provider, signingKey };
+}
+
+/** Content-Security-Policy of a provider page whose form may lead (by redirect) to `origins`. */
+export function pageCsp(origins: readonly string[]): string {
+  const formAction = ["'self'", ...new Set(origins)].join(' ');
+  return `default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action ${formAction}; frame-ancestors 'none'; base-uri 'none'; object-src 'none'`;
+}

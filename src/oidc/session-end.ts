@@ -1,0 +1,83 @@
+/**
+ * One session model, enforced both ways. When a Twofold session ends (logout, logout-all, revocation,
+ * password reset, deactivation, expiry) the provider sessions it logged in end too: their grants, codes
+ * and tokens are deleted and every client with a back-channel logout URI is told. Token lookups already
+ * refuse tokens of an ended session at once (adapter.ts); the sweep makes it final and sends the
+ * notifications. It runs every OIDC_LOGOUT_SWEEP_INTERVAL_MS and right after the API routes that end
+ * sessions; the claim is SKIP LOCKED, so several instances never notify twice.
+ */
+import type Provider from 'oidc-provider';
+import type { Deps } from '../deps.ts';
+import { takeEndedLinks, type SessionLinkRow } from '../db/repositories/oidc/links.ts';
+import { deleteByGrantId, deleteBySessionUid, grantIdsOfSession } from '../db/repositories/oidc/payloads.ts';
+
+/** Notifications are best effort (OpenID Back-Channel Logout 1.0 §2.8); failures are logged. */
+async function endProviderSession(deps: Deps, provider: Provider, link: SessionLinkRow): Promise<void> {
+  const session = await provider.Session.adapter.findByUid(link.provider_session_uid).catch(() => undefined);
+  const authorizations = (session?.authorizations ?? {}) as Record<string, { sid?: string; grantId?: string }>;
+  const grantIds = new Set(await grantIdsOfSession(deps.db, link.provider_session_uid));
+  for (const a of Object.values(authorizations)) if (a.grantId) grantIds.add(a.grantId);
+  for (const grantId of grantIds) await deleteByGrantId(deps.db, grantId);
+  await deleteBySessionUid(deps.db, link.provider_session_uid);
+  await Promise.all(Object.entries(authorizations).map(async ([clientId, a]) => {
+    const client = await provider.Client.find(clientId).catch(() => undefined);
+    if (!client?.backchannelLogoutUri || !a.sid) return;
+    try {
+      await (client as unknown as { backchannelLogout(sub: string, sid: string): Promise<void> }).backchannelLogout(link.user_id, a.sid);
+      deps.logger.info({ clientId, sid: a.sid }, 'oidc back-channel logout sent');
+    } catch (err) {
+      deps.logger.warn({ err, clientId }, 'oidc back-channel logout failed');
+    }
+  }));
+}
+
+/** Ends the provider sessions of ended Twofold sessions; returns how many. */
+export async function sweepEndedSessions(deps: Deps, provider: Provider, beforeSigning: () => Promise<void>): Promise<number> {
+  let total = 0;
+  await beforeSigning();
+  for (;;) {
+    const links = await deps.db.transaction((tx) => takeEndedLinks(tx, deps.clock(), 50));
+    for (const link of links) await endProviderSession(deps, provider, link);
+    total += links.length;
+    if (links.length < 50) return total;
+  }
+}
+
+/** Runs the sweep on a timer and on demand, never two at once in this process. */
+export class SessionEndSweeper {
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+  #again = false;
+  constructor(private readonly deps: Deps, private readonly provider: Provider, private readonly beforeSigning: () => Promise<void>) {}
+
+  start(intervalMs: number): void {
+    this.#timer = setInterval(() => void this.run(), intervalMs);
+    this.#timer.unref();
+  }
+
+  /** Sweeps now (or once more right after the sweep in progress); resolves when done. */
+  run(): Promise<void> {
+    if (this.#running) {
+      this.#again = true;
+      return this.#running;
+    }
+    this.#running = (async () => {
+      do {
+        this.#again = false;
+        try {
+          await sweepEndedSessions(this.deps, this.provider, this.beforeSigning);
+        } catch (err) {
+          this.deps.logger.error({ err }, 'oidc session sweep failed');
+        }
+      } while (this.#again);
+    })().finally(() => {
+      this.#running = undefined;
+    });
+    return this.#running;
+  }
+
+  async stop(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    await this.#running;
+  }
+}

@@ -1,0 +1,40 @@
+/** Consent remembered per user and client, and "Connected applications" (list, disconnect). */
+import type { Deps } from '../../deps.ts';
+import { AppError } from '../../errors.ts';
+import { deleteConsent, findConsent, listConsents, upsertConsent } from '../../db/repositories/oidc/consents.ts';
+import { deleteForAccountClient } from '../../db/repositories/oidc/payloads.ts';
+
+/** True when `userId` already granted `clientId` every scope in `scopes`. */
+export async function consentCovers(deps: Deps, userId: string, clientId: string, scopes: readonly string[]): Promise<boolean> {
+  const row = await findConsent(deps.db, userId, clientId);
+  return !!row && scopes.every((s) => row.scopes.includes(s));
+}
+
+/** Remembers that `userId` granted `clientId` the `scopes`. */
+export async function rememberConsent(deps: Deps, userId: string, clientId: string, scopes: readonly string[]): Promise<void> {
+  await upsertConsent(deps.db, userId, clientId, scopes, deps.clock());
+}
+
+/** One connected application as the account page shows it. */
+export interface ConnectedApp {
+  client_id: string;
+  scopes: string[];
+  connected_at: string;
+}
+
+export async function listConnectedApps(deps: Deps, userId: string): Promise<ConnectedApp[]> {
+  return (await listConsents(deps.db, userId)).map((c) => ({ client_id: c.client_id, scopes: c.scopes, connected_at: c.created_at.toISOString() }));
+}
+
+/**
+ * Disconnects an application: forgets the consent and deletes every grant, code, access and refresh
+ * token it holds for the user, in one transaction. 404 when it was not connected.
+ */
+export async function disconnectApp(deps: Deps, userId: string, clientId: string): Promise<void> {
+  const removed = await deps.db.transaction(async (tx) => {
+    const had = await deleteConsent(tx, userId, clientId);
+    await deleteForAccountClient(tx, userId, clientId);
+    return had;
+  });
+  if (!removed) throw new AppError('not_found', { detail: 'No connected application with this id.' });
+}

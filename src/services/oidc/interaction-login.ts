@@ -1,0 +1,74 @@
+/**
+ * The login step of an OpenID authorization: decides from the Twofold session in the browser (the
+ * access-token cookie of the hosted login) whether the provider may log the user in, or the hosted
+ * login page must run first (no session, prompt=login / max_age needing a fresh login, aal2 wanted).
+ * Everything the hosted login enforces (lockout, second-factor limits, TOTP replay) thus applies.
+ */
+import type { Deps } from '../../deps.ts';
+import { AppError } from '../../errors.ts';
+import { findSession } from '../../db/repositories/sessions.ts';
+import { upsertLink } from '../../db/repositories/oidc/links.ts';
+import { authenticateAccessToken } from '../authenticate.ts';
+import { hasActiveFactor, loadFactorState } from '../second-factors.ts';
+
+/** What the interaction asked for, as the engine reports it. */
+export interface LoginRequest {
+  /** Reasons of the engine's login prompt (no_session, login_prompt, max_age, aal2_required, …). */
+  reasons: readonly string[];
+  maxAgeSeconds: number | undefined;
+  wantsAal2: boolean;
+  /** A fresh login was already asked for in this interaction: not before `afterMs`, and not session `staleSessionId`. */
+  fresh: { afterMs: number; staleSessionId: string | null } | undefined;
+}
+
+/** The decision: log in with this session, send the browser to the hosted login, or refuse. */
+export type LoginDecision =
+  | { kind: 'login'; userId: string; sessionId: string; acr: 'aal1' | 'aal2'; amr: string[]; authTimeSeconds: number }
+  | { kind: 'hosted_login'; fresh: { afterMs: number; staleSessionId: string | null } | undefined }
+  | { kind: 'refuse'; error: string; description: string };
+
+/** Decides the login step for the browser presenting `accessToken` (the cookie, if any). */
+export async function decideLogin(deps: Deps, accessToken: string | undefined, req: LoginRequest): Promise<LoginDecision> {
+  const now = deps.clock();
+  let auth;
+  if (accessToken) {
+    try {
+      auth = await authenticateAccessToken(deps, accessToken);
+    } catch (e) {
+      if (!(e instanceof AppError)) throw e;
+    }
+  }
+  const session = auth ? await findSession(deps.db, auth.sessionId) : undefined;
+  if (!auth || !session) return { kind: 'hosted_login', fresh: req.fresh };
+
+  const freshNeeded = req.reasons.includes('login_prompt')
+    || (req.maxAgeSeconds !== undefined && now.getTime() - session.created_at.getTime() > req.maxAgeSeconds * 1000)
+    || (req.wantsAal2 && auth.aal !== 'aal2');
+  if (freshNeeded) {
+    const fresh = req.fresh;
+    const isFresh = fresh !== undefined && session.id !== fresh.staleSessionId && session.created_at.getTime() >= fresh.afterMs;
+    if (!isFresh) {
+      if (req.wantsAal2 && auth.aal !== 'aal2' && !hasActiveFactor(await loadFactorState(deps, auth.userId))) {
+        // Logging in again cannot give a second factor the user does not have.
+        return { kind: 'refuse', error: 'unmet_authentication_requirements', description: 'This application requires two-factor authentication: turn it on in your account first.' };
+      }
+      return { kind: 'hosted_login', fresh: fresh ?? { afterMs: now.getTime(), staleSessionId: session.id } };
+    }
+    if (req.wantsAal2 && auth.aal !== 'aal2') {
+      return { kind: 'refuse', error: 'unmet_authentication_requirements', description: 'A second factor was required and not used.' };
+    }
+  }
+  return {
+    kind: 'login',
+    userId: auth.userId,
+    sessionId: auth.sessionId,
+    acr: auth.aal,
+    amr: auth.amr,
+    authTimeSeconds: Math.floor(session.created_at.getTime() / 1000),
+  };
+}
+
+/** Records that provider session `providerSessionUid` belongs to Twofold session `sessionId`. */
+export async function linkProviderSession(deps: Deps, providerSessionUid: string, sessionId: string, userId: string): Promise<void> {
+  await upsertLink(deps.db, providerSessionUid, sessionId, userId, deps.clock());
+}
