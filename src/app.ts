@@ -27,6 +27,8 @@ import { sessionRoutes } from './http/routes/sessions.ts';
 import { userRoutes } from './http/routes/users.ts';
 import { webRoutes } from './web/routes.ts';
 import { installOidc } from './oidc/mount.ts';
+import { adminRoutes } from './http/routes/admin/index.ts';
+import { securityEventRoutes } from './http/routes/security-events.ts';
 
 export interface AppOptions {
   /** Serve the development mailbox page (only ever without SMTP and outside production). */
@@ -111,6 +113,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
         securitySchemes: {
           bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
           cookieAuth: { type: 'apiKey', in: 'cookie', name: 'access_token' },
+          adminApiKey: { type: 'http', scheme: 'bearer', description: 'ADMIN_API_KEY (programs); people use bearerAuth with an admin aal2 token' },
         },
       },
       tags: [
@@ -118,6 +121,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
         { name: 'Login and tokens', description: 'Login, second step, refresh, logout, sessions' },
         { name: 'Second factors', description: 'TOTP, e-mailed codes, backup codes' },
         { name: 'Service', description: 'Keys, discovery, health, metrics' },
+        { name: 'Administration', description: 'Users, audit log, mail status (ADMIN_API_KEY, or role admin with aal2)' },
       ],
     },
   });
@@ -133,6 +137,8 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
   await app.register(backupCodesRoutes, { deps });
   await app.register(serviceRoutes, { deps });
   await installOidc(app, deps);
+  await app.register(securityEventRoutes, { deps });
+  await app.register(adminRoutes, { deps });
   if (config.metricsPort === undefined) await app.register(metricsRoutes, { config, metrics });
   await app.register(webRoutes, { config });
   if (options.devMailbox && config.env !== 'production') {

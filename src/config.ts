@@ -44,6 +44,10 @@ export interface Config {
   readonly mfaChallengeMaxAttempts: number;
   readonly trustedOrigins: readonly string[];
   readonly introspectionSecret: string | undefined;
+  /** Bearer secret (≥ 32 characters) of programs calling /api/v1/admin/*; unset: only admin people (role admin + aal2). */
+  readonly adminApiKey: string | undefined;
+  /** Audit entries older than this are deleted by the retention job (AUDIT_RETENTION, default 400 days). */
+  readonly auditRetentionSeconds: number;
   readonly requireEmailVerification: boolean;
   readonly mfaPolicy: 'optional' | 'required';
   readonly mfaMethods: readonly MfaMethod[];
@@ -220,6 +224,10 @@ export function loadConfig(env: Env): Config {
     throw new ConfigError('INTROSPECTION_SECRET must be at least 16 characters');
   }
 
+  const adminApiKey = opt(env, 'ADMIN_API_KEY');
+  // A short key is guessable; refusing it at start beats an admin API anyone can brute-force.
+  if (adminApiKey !== undefined && adminApiKey.length < 32) throw new ConfigError('ADMIN_API_KEY must be at least 32 characters');
+
   const smtpUrl = opt(env, 'SMTP_URL');
   const loopback = isLoopbackHost(new URL(publicOrigin).hostname);
   const devMailboxSetting = opt(env, 'DEV_MAILBOX') === undefined ? undefined : bool(env, 'DEV_MAILBOX', false);
@@ -270,6 +278,8 @@ export function loadConfig(env: Env): Config {
     mfaChallengeMaxAttempts: int(env, 'MFA_CHALLENGE_MAX_ATTEMPTS', 5, 1, 100),
     trustedOrigins,
     introspectionSecret,
+    adminApiKey,
+    auditRetentionSeconds: duration(env, 'AUDIT_RETENTION', 400 * 86400, 86400),
     requireEmailVerification: bool(env, 'REQUIRE_EMAIL_VERIFICATION', false),
     mfaPolicy,
     mfaMethods: mfaMethods as MfaMethod[],

@@ -6,7 +6,7 @@ import { createRedisClient, createRedisLimiter, type LimiterLogger } from './lim
 
 /** A limiter that allows everything: RATE_LIMIT_DISABLED=true, for benchmarks only. */
 const noAttempt: Attempt = Object.freeze({
-  failed: () => Promise.resolve(),
+  failed: () => Promise.resolve(false),
   passed: () => Promise.resolve(),
   succeeded: () => Promise.resolve(),
 });

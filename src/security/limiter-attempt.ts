@@ -57,9 +57,9 @@ export async function takeAttempt(counters: readonly AttemptCounter[], clearKeys
       once();
       // Only the attempt that landed exactly on the limit locks, so failures arriving together
       // cannot keep pushing the end of the lock further away.
-      await Promise.all(
-        counters.map((c, i) => (c.lockSeconds > 0 && consumed[i] === c.limit ? c.counter.block(c.key, c.lockSeconds) : undefined)),
-      );
+      const locking = counters.filter((c, i) => c.lockSeconds > 0 && consumed[i] === c.limit);
+      await Promise.all(locking.map((c) => c.counter.block(c.key, c.lockSeconds)));
+      return locking.length > 0;
     },
     async passed() {
       once();

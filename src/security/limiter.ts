@@ -27,8 +27,11 @@ export interface AttemptSubject {
 
 /** One attempt counted by {@link Limiter.beginAttempt}; settle it exactly once. */
 export interface Attempt {
-  /** The credential was wrong: the point stays counted, and a lock is armed when this attempt reached a limit. */
-  failed(): Promise<void>;
+  /**
+   * The credential was wrong: the point stays counted, and a lock is armed when this attempt reached a
+   * limit. Resolves true when this failure locked the account (the audit log records login.locked).
+   */
+  failed(): Promise<boolean>;
   /** The credential was right but no login completed (a second factor is still due): the point is given back. */
   passed(): Promise<void>;
   /**

@@ -11,6 +11,8 @@ export interface AuthContext {
   username: string;
   aal: 'aal1' | 'aal2';
   amr: string[];
+  /** The token's `roles` claim: the roles the user had when the token was signed. */
+  roles: string[];
   /** Expiry of the access token (seconds since the epoch). */
   exp: number;
 }
@@ -32,6 +34,7 @@ export async function verifyAccessToken(deps: Deps, token: string): Promise<Auth
     username: typeof claims.username === 'string' ? claims.username : '',
     aal: claims.aal === 'aal2' ? 'aal2' : 'aal1',
     amr: Array.isArray(claims.amr) ? (claims.amr as string[]) : [],
+    roles: Array.isArray(claims.roles) ? (claims.roles as unknown[]).filter((r): r is string => typeof r === 'string') : [],
     exp: claims.exp ?? 0,
   };
 }
@@ -48,9 +51,15 @@ export function assertLiveSession<T extends { user_id: string; is_active: boolea
 
 /** Verifies an access token and checks its session: the authentication of every protected route. */
 export async function authenticateAccessToken(deps: Deps, token: string): Promise<AuthContext> {
+  return (await authenticateWithRoles(deps, token)).auth;
+}
+
+/** As {@link authenticateAccessToken}, also returning the roles the user holds now (the admin guard's second check). */
+export async function authenticateWithRoles(deps: Deps, token: string): Promise<{ auth: AuthContext; currentRoles: string[] }> {
   const auth = await verifyAccessToken(deps, token);
-  assertLiveSession(auth, await findLiveSessionUser(deps.db, auth.sessionId, deps.clock()));
-  return auth;
+  const live = await findLiveSessionUser(deps.db, auth.sessionId, deps.clock());
+  assertLiveSession(auth, live);
+  return { auth, currentRoles: live.roles };
 }
 
 /** Throws step_up_required unless the session passed a second factor. */

@@ -11,6 +11,8 @@ import { findUserById } from '../db/repositories/users.ts';
 import { enqueueMail } from '../mail/outbox.ts';
 import { requireAal2, type AuthContext } from './authenticate.ts';
 import { backupCodeHash, hasActiveFactor, loadFactorState } from './second-factors.ts';
+import { recordSecurityEvent, userContext } from './audit/record.ts';
+import type { ClientInfo } from './tokens.ts';
 
 /** How many codes a set holds. */
 export const BACKUP_CODE_COUNT = 10;
@@ -46,7 +48,7 @@ export async function issueBackupCodesIfNone(deps: Deps, tx: Queryable, userId: 
  * POST /backup-codes: a new set for an aal2 session; the old codes stop working. 409 mfa_not_enabled
  * comes before the step-up check, because without a factor the caller could never step up.
  */
-export async function regenerateBackupCodes(deps: Deps, auth: AuthContext): Promise<string[]> {
+export async function regenerateBackupCodes(deps: Deps, auth: AuthContext, client: ClientInfo): Promise<string[]> {
   const user = await findUserById(deps.db, auth.userId);
   if (!user) throw new AppError('invalid_token');
   if (!hasActiveFactor(await loadFactorState(deps, user.id))) {
@@ -57,6 +59,7 @@ export async function regenerateBackupCodes(deps: Deps, auth: AuthContext): Prom
   return deps.db.transaction(async (tx) => {
     const codes = await issueBackupCodes(deps, tx, user.id);
     await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'backup_codes' } });
+    await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'backup_codes.regenerated', userId: user.id, data: { count: codes.length }, at: deps.clock() });
     return codes;
   });
 }

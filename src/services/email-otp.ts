@@ -21,6 +21,8 @@ import { issueBackupCodesIfNone } from './backup-codes.ts';
 import { assertMethodOffered, callerUser, dropBackupCodesIfNoFactorLeft, otherFactors, requireAal2IfProtected } from './factor-changes.ts';
 import { verifyMfaToken } from './login.ts';
 import { checkEmailCode, emailCodeHash, loadFactorState, spendEmailCode } from './second-factors.ts';
+import { recordSecurityEvent, userContext, type AuditContext } from './audit/record.ts';
+import type { ClientInfo } from './tokens.ts';
 
 /** Digits of an e-mailed code. */
 export const EMAIL_OTP_DIGITS = 6;
@@ -89,7 +91,7 @@ export async function startEmailOtpEnable(deps: Deps, auth: AuthContext): Promis
  * POST /auth-email-otp/confirm: turns e-mailed codes on with the mailed code. Returns 10 backup codes
  * when the user holds none, else []. A wrong code is counted (and stays counted) before anything else.
  */
-export async function confirmEmailOtp(deps: Deps, auth: AuthContext, code: string): Promise<string[]> {
+export async function confirmEmailOtp(deps: Deps, auth: AuthContext, code: string, client: ClientInfo): Promise<string[]> {
   assertMethodOffered(deps, 'email');
   const user = await callerUser(deps, auth);
   if (await isEmailOtpEnabled(deps.db, user.id)) throw new AppError('email_otp_already_enabled', { detail: 'E-mailed codes are already turned on.' });
@@ -106,12 +108,13 @@ export async function confirmEmailOtp(deps: Deps, auth: AuthContext, code: strin
     }
     const codes = await issueBackupCodesIfNone(deps, tx, user.id);
     await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'email' } });
+    await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'mfa.enabled', userId: user.id, data: { method: 'email', backup_codes_issued: codes.length > 0 }, at: deps.clock() });
     return codes;
   });
 }
 
 /** DELETE /auth-email-otp: turns e-mailed codes off (aal2); the backup codes go when no factor is left. */
-export async function disableEmailOtp(deps: Deps, auth: AuthContext): Promise<void> {
+export async function disableEmailOtp(deps: Deps, auth: AuthContext, client: ClientInfo): Promise<void> {
   const user = await callerUser(deps, auth);
   if (!(await isEmailOtpEnabled(deps.db, user.id))) throw new AppError('email_otp_not_enabled', { detail: 'E-mailed codes are not turned on.' });
   requireAal2(auth);
@@ -119,8 +122,9 @@ export async function disableEmailOtp(deps: Deps, auth: AuthContext): Promise<vo
     if (!(await deleteEmailOtpFactor(tx, user.id))) throw new AppError('email_otp_not_enabled', { detail: 'E-mailed codes were turned off meanwhile.' });
     // Codes already mailed (for enabling or for open login challenges) must not work any more.
     await deleteEmailOtps(tx, user.id, '');
-    await dropBackupCodesIfNoFactorLeft(tx, user.id);
+    const codesDropped = await dropBackupCodesIfNoFactorLeft(tx, user.id);
     await enqueueMail(tx, deps, { kind: 'factor_removed', to: user.email, data: { username: user.username, factor: 'email' } });
+    await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'mfa.disabled', userId: user.id, data: { method: 'email', backup_codes_removed: codesDropped }, at: deps.clock() });
   });
 }
 
@@ -155,9 +159,10 @@ export async function sendLoginEmailCode(deps: Deps, mfaToken: string, ip: strin
  * opened in a mail client's browser). The user gets a set from POST /api/v1/backup-codes after
  * logging in with an e-mailed code, or with the next factor they confirm themselves.
  */
-export async function enableEmailOtpAfterVerification(deps: Deps, tx: Queryable, user: Pick<UserRow, 'id' | 'username' | 'email' | 'signup_mfa'>): Promise<boolean> {
+export async function enableEmailOtpAfterVerification(deps: Deps, tx: Queryable, user: Pick<UserRow, 'id' | 'username' | 'email' | 'signup_mfa'>, ctx: AuditContext): Promise<boolean> {
   if (user.signup_mfa !== 'email' || !deps.config.mfaMethods.includes('email')) return false;
   if (!(await enableEmailOtpFactor(tx, user.id, deps.clock()))) return false;
   await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'email' } });
+  await recordSecurityEvent(tx, { ...ctx, type: 'mfa.enabled', userId: user.id, data: { method: 'email', at_sign_up: true }, at: deps.clock() });
   return true;
 }

@@ -15,6 +15,8 @@ import { enqueueMail } from '../mail/outbox.ts';
 import { runDeferred } from './deferred.ts';
 import { allowMailToAccount, consumeRequesterQuota } from './mail-quota.ts';
 import { enableEmailOtpAfterVerification } from './email-otp.ts';
+import { recordSecurityEvent, userContext } from './audit/record.ts';
+import type { ClientInfo } from './tokens.ts';
 
 /** Path of the verification link; GET (from the mail) and POST (from a page or a client) both verify. */
 export const VERIFY_EMAIL_PATH = '/api/v1/user/email/verify';
@@ -85,7 +87,7 @@ function invalidToken(): AppError {
  * and, when the user chose e-mailed codes at sign-up, makes them the second factor. A token of an
  * address the user no longer has is refused.
  */
-export async function verifyEmail(deps: Deps, token: string): Promise<{ email_verified: true }> {
+export async function verifyEmail(deps: Deps, token: string, client: ClientInfo): Promise<{ email_verified: true }> {
   const hash = linkTokenHash(deps, 'verify_email', token);
   const verified = await deps.db.transaction(async (tx) => {
     const now = deps.clock();
@@ -94,7 +96,10 @@ export async function verifyEmail(deps: Deps, token: string): Promise<{ email_ve
     const user = await markEmailVerifiedOnce(tx, row.user_id, row.email, now, deps.config.requireEmailVerification);
     if (user) {
       await voidEmailTokens(tx, user.id, 'verify_email');
-      if (user.signup_mfa === 'email') await enableEmailOtpAfterVerification(deps, tx, user);
+      // The link's holder proved the address; recorded as the user.
+      const ctx = userContext(user.id, client);
+      await recordSecurityEvent(tx, { ...ctx, type: 'email.verified', userId: user.id, data: { is_active: user.is_active }, at: now });
+      if (user.signup_mfa === 'email') await enableEmailOtpAfterVerification(deps, tx, user, ctx);
       return true;
     }
     // Nothing changed: fine if the address was verified already (a second link), not if it changed since.

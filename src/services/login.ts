@@ -7,13 +7,15 @@ import type { Deps } from '../deps.ts';
 import { AppError } from '../errors.ts';
 import { TokenError } from '../crypto/jwt.ts';
 import { newId } from '../crypto/random.ts';
-import { findUserById, lockUserIfPasswordUnchanged, updatePasswordHash, type UserRow } from '../db/repositories/users.ts';
+import { findUserById, lockUserIfPasswordUnchanged, setLastLogin, updatePasswordHash, type UserRow } from '../db/repositories/users.ts';
 import { countBackupCodes } from '../db/repositories/backup-codes.ts';
 import { consumeChallenge, insertChallenge, reserveAttempt } from '../db/repositories/mfa-challenges.ts';
 import type { Attempt } from '../security/limiter.ts';
 import { enqueueMail } from '../mail/outbox.ts';
 import { issueBackupCodesIfNone } from './backup-codes.ts';
 import { accountNames, checkLoginPassword } from './password-check.ts';
+import { recordLoginFailure, recordLoginSuccess } from './audit/login-events.ts';
+import { recordSecurityEvent, userContext } from './audit/record.ts';
 import { AMR, createSession, signTokenPair, type AuthLevel, type ClientInfo, type TokenPair } from './tokens.ts';
 import { checkEmailCode, hasActiveFactor, loadFactorState, mfaMethods, spendEmailCode, useBackupCode, verifyTotpCode } from './second-factors.ts';
 
@@ -50,32 +52,39 @@ export function assertUsable(deps: Deps, user: UserRow): void {
 
 /**
  * Creates the session and signs its tokens; clears the account's failure counts (all its names).
+ * The session, login.succeeded and last_login_at commit together.
  * `totpActivated`: this login's code activated a pending TOTP secret — the user's first factor — so
  * the notice mail is queued and the 10 backup codes are issued with the session, and returned: this
  * answer is the only place they are ever shown, as when confirming TOTP on the account page.
  */
 async function finishLogin(deps: Deps, user: UserRow, level: AuthLevel, client: ClientInfo, attempt: Attempt, totpActivated = false): Promise<LoginResult> {
   let codes: string[] = [];
-  // A lone INSERT needs no transaction of its own; the activation mail and codes commit with the session.
-  const session = totpActivated
-    ? await deps.db.transaction(async (tx) => {
-        const created = await createSession(deps, tx, user, level, client);
-        codes = await issueBackupCodesIfNone(deps, tx, user.id);
-        await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'totp' } });
-        return created;
-      })
-    : await createSession(deps, deps.db, user, level, client);
+  const session = await deps.db.transaction(async (tx) => {
+    const created = await createSession(deps, tx, user, level, client);
+    await setLastLogin(tx, user.id, created.created_at);
+    await recordLoginSuccess(deps, tx, user.id, client, created);
+    if (totpActivated) {
+      codes = await issueBackupCodesIfNone(deps, tx, user.id);
+      await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'totp' } });
+      await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'mfa.enabled', userId: user.id, data: { method: 'totp' }, at: created.created_at });
+    }
+    return created;
+  });
   await attempt.succeeded(accountNames(user));
   const pair = await signTokenPair(deps, user, session, session.current_jti);
   return codes.length > 0 ? { ...pair, backup_codes: codes } : pair;
 }
 
-/** Runs `fn`; a throw settles `attempt` as passed (the password was right), unless `fn` settled it already. */
-async function afterPassword<T>(attempt: Attempt, fn: (fail: () => Promise<never>) => Promise<T>): Promise<T> {
+/**
+ * Runs `fn`; a throw settles `attempt` as passed (the password was right), unless `fn` settled it
+ * already. `fail` settles it as failed, records login.failed (and login.locked) and throws.
+ */
+async function afterPassword<T>(deps: Deps, user: UserRow, client: ClientInfo, step: 'password' | 'mfa', attempt: Attempt, fn: (fail: (method?: string) => Promise<never>) => Promise<T>): Promise<T> {
   let settled = false;
-  const fail = async (): Promise<never> => {
+  const fail = async (method?: string): Promise<never> => {
     settled = true;
-    await attempt.failed();
+    const locked = await attempt.failed();
+    await recordLoginFailure(deps, user.id, client, { reason: 'invalid_code', step, ...(method ? { method } : {}) }, locked);
     throw codeError();
   };
   try {
@@ -91,8 +100,8 @@ async function afterPassword<T>(attempt: Attempt, fn: (fail: () => Promise<never
  * MFA challenge when a second factor is due and none was given.
  */
 export async function loginWithPassword(deps: Deps, input: PasswordLoginInput, client: ClientInfo): Promise<LoginResult> {
-  const { user, attempt, legacy } = await checkLoginPassword(deps, input.username, input.password, client.ip ?? 'unknown');
-  return afterPassword(attempt, async (fail) => {
+  const { user, attempt, legacy } = await checkLoginPassword(deps, input.username, input.password, client);
+  return afterPassword(deps, user, client, 'password', attempt, async (fail) => {
     assertUsable(deps, user);
     if (legacy || deps.passwords.needsRehash(user.password_hash)) {
       // Parameters changed, or the hash predates NFKC normalisation: upgrade it now that we hold the password.
@@ -106,11 +115,11 @@ export async function loginWithPassword(deps: Deps, input: PasswordLoginInput, c
       // must never bind a new authenticator next to one the user already has.
       const offered = deps.config.mfaMethods.includes('totp');
       const result = offered ? await verifyTotpCode(deps, deps.db, factors.totp, input.security_code.trim(), !hasActiveFactor(factors)) : null;
-      if (!result) return fail();
+      if (!result) return fail('totp');
       return finishLogin(deps, user, { amr: [...AMR.totp], aal: 'aal2' }, client, attempt, result === 'activated');
     }
     if (input.backup_code !== undefined && input.backup_code !== '') {
-      if (!hasActiveFactor(factors) || !(await useBackupCode(deps, deps.db, user.id, input.backup_code))) return fail();
+      if (!hasActiveFactor(factors) || !(await useBackupCode(deps, deps.db, user.id, input.backup_code))) return fail('backup_code');
       const result = await finishLogin(deps, user, { amr: [...AMR.backupCode], aal: 'aal2' }, client, attempt);
       return { ...result, backup_codes_remaining: await countBackupCodes(deps.db, user.id) };
     }
@@ -173,7 +182,7 @@ export async function completeMfaLogin(deps: Deps, input: MfaLoginInput, client:
   if (!user) throw new AppError('invalid_token');
   // The token proves which account this is, so code guesses here also lock its logins by both names.
   const attempt = await deps.limiter.beginAttempt({ account: userId, alsoAccounts: accountNames(user), ip: client.ip ?? 'unknown' });
-  return afterPassword(attempt, async (fail) => {
+  return afterPassword(deps, user, client, 'mfa', attempt, async (fail) => {
     const challenge = await reserveAttempt(deps.db, challengeId, userId, deps.clock(), deps.config.mfaChallengeMaxAttempts);
     if (!challenge) throw new AppError('invalid_token', { detail: 'The MFA challenge is expired, used or over-tried; log in again.' });
     assertUsable(deps, user);
@@ -186,10 +195,10 @@ export async function completeMfaLogin(deps: Deps, input: MfaLoginInput, client:
       (input.method === 'totp' && factors.totpActive) || (input.method === 'email' && factors.emailEnabled) || (input.method === 'backup_code' && hasActiveFactor(factors))
         ? input.method
         : undefined;
-    if (method === undefined) return fail();
+    if (method === undefined) return fail(input.method);
     // The e-mailed code's own attempt count is taken outside the transaction, so it survives a rollback.
     const emailDigest = method === 'email' ? await checkEmailCode(deps, user.id, purpose, code) : undefined;
-    if (method === 'email' && emailDigest === undefined) return fail();
+    if (method === 'email' && emailDigest === undefined) return fail('email');
 
     let wrongCode = false;
     let level: AuthLevel | undefined;
@@ -205,9 +214,12 @@ export async function completeMfaLogin(deps: Deps, input: MfaLoginInput, client:
           wrongCode = true;
           throw codeError(); // rolls the challenge back: a wrong code does not end it
         }
-        return createSession(deps, tx, user, level, client);
+        const created = await createSession(deps, tx, user, level, client);
+        await setLastLogin(tx, user.id, created.created_at);
+        await recordLoginSuccess(deps, tx, user.id, client, created);
+        return created;
       })
-      .catch(async (e: unknown) => (wrongCode ? fail() : Promise.reject(e)));
+      .catch(async (e: unknown) => (wrongCode ? fail(method) : Promise.reject(e)));
     await attempt.succeeded(accountNames(user));
     const pair = await signTokenPair(deps, user, session, session.current_jti);
     if (level?.amr.join() !== AMR.backupCode.join()) return pair;

@@ -3,12 +3,15 @@ import type { Deps } from '../deps.ts';
 import { AppError } from '../errors.ts';
 import { TokenError } from '../crypto/jwt.ts';
 import { revokeAllSessions, revokeSession } from '../db/repositories/sessions.ts';
+import { recordSessionsRevoked } from './audit/login-events.ts';
+import { userContext } from './audit/record.ts';
+import type { ClientInfo } from './tokens.ts';
 
 /**
  * Revokes the session of `token` (an access or a refresh token). Logging out a session that is
  * already revoked still succeeds: the client's goal, an ended session, holds.
  */
-export async function logout(deps: Deps, token: string): Promise<void> {
+export async function logout(deps: Deps, token: string, client: ClientInfo): Promise<void> {
   const now = deps.clock();
   let sid: unknown;
   for (const kind of ['access', 'refresh'] as const) {
@@ -20,10 +23,18 @@ export async function logout(deps: Deps, token: string): Promise<void> {
     }
   }
   if (typeof sid !== 'string') throw new AppError('invalid_token', { detail: 'Send a valid access or refresh token.' });
-  await revokeSession(deps.db, sid, 'logout', now);
+  const revokedSid = sid;
+  await deps.db.transaction(async (tx) => {
+    const userId = await revokeSession(tx, revokedSid, 'logout', now);
+    if (userId) await recordSessionsRevoked(deps, tx, userContext(userId, client), userId, [revokedSid], 'logout');
+  });
 }
 
-/** Revokes every session of the user. */
-export async function logoutAll(deps: Deps, userId: string): Promise<number> {
-  return revokeAllSessions(deps.db, userId, 'logout_all', deps.clock());
+/** Revokes every session of the user; returns how many were live. */
+export async function logoutAll(deps: Deps, userId: string, client: ClientInfo): Promise<number> {
+  return deps.db.transaction(async (tx) => {
+    const revoked = await revokeAllSessions(tx, userId, 'logout_all', deps.clock());
+    await recordSessionsRevoked(deps, tx, userContext(userId, client), userId, revoked, 'logout_all');
+    return revoked.length;
+  });
 }

@@ -7,6 +7,8 @@ import type { Deps } from '../deps.ts';
 import { AppError } from '../errors.ts';
 import { findUserByLogin, type UserRow } from '../db/repositories/users.ts';
 import type { Attempt } from '../security/limiter.ts';
+import { recordLoginFailure } from './audit/login-events.ts';
+import type { ClientInfo } from './tokens.ts';
 
 function credentialsError(): AppError {
   return new AppError('invalid_credentials', { detail: 'Invalid username or password.' });
@@ -38,11 +40,12 @@ export interface PasswordProof {
 
 /**
  * Counts the attempt, then checks `password` for the login name. A wrong password or unknown name
- * settles the attempt as failed and throws invalid_credentials; 429 when locked, before any hashing.
+ * settles the attempt as failed, records login.failed (and login.locked when it locked the account)
+ * and throws invalid_credentials; 429 when locked, before any hashing.
  */
-export async function checkLoginPassword(deps: Deps, login: string, password: string, ip: string): Promise<PasswordProof> {
+export async function checkLoginPassword(deps: Deps, login: string, password: string, client: ClientInfo): Promise<PasswordProof> {
   const name = login.trim();
-  const attempt = await deps.limiter.beginAttempt({ account: loginAccountName(name), ip });
+  const attempt = await deps.limiter.beginAttempt({ account: loginAccountName(name), ip: client.ip ?? 'unknown' });
   let user: UserRow | undefined;
   let ok: false | 'current' | 'legacy';
   try {
@@ -53,7 +56,8 @@ export async function checkLoginPassword(deps: Deps, login: string, password: st
     throw e;
   }
   if (!user || !ok) {
-    await attempt.failed();
+    const locked = await attempt.failed();
+    await recordLoginFailure(deps, user?.id ?? null, client, { reason: user ? 'invalid_password' : 'unknown_user', step: 'password' }, locked);
     throw credentialsError();
   }
   return { user, attempt, legacy: ok === 'legacy' };

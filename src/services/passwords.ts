@@ -17,6 +17,9 @@ import { checkPassword } from '../security/password-policy.ts';
 import type { AuthContext } from './authenticate.ts';
 import { runDeferred } from './deferred.ts';
 import { linkTokenHash, newLinkToken, storeLinkToken } from './email-verification.ts';
+import { recordSecurityEvent, userContext } from './audit/record.ts';
+import { recordLoginFailure, recordSessionsRevoked } from './audit/login-events.ts';
+import type { ClientInfo } from './tokens.ts';
 
 /** Path of the web page the reset link opens; the page posts the token to /api/v1/user/password/reset. */
 export const RESET_PASSWORD_PAGE_PATH = '/reset-password';
@@ -89,7 +92,8 @@ export interface ResetPasswordInput extends NewPasswordInput {
  * cleared (the owner has just proven control of the address), and second factors stay as they were,
  * so a user with one still needs it at the next login.
  */
-export async function resetPassword(deps: Deps, input: ResetPasswordInput, ip: string): Promise<void> {
+export async function resetPassword(deps: Deps, input: ResetPasswordInput, client: ClientInfo): Promise<void> {
+  const ip = client.ip ?? 'unknown';
   const hash = linkTokenHash(deps, 'reset_password', input.token);
   const live = await findLiveEmailToken(deps.db, 'reset_password', hash, deps.clock());
   const user = live ? await findUserById(deps.db, live.user_id) : undefined;
@@ -105,9 +109,12 @@ export async function resetPassword(deps: Deps, input: ResetPasswordInput, ip: s
     if (!(await consumeEmailToken(tx, 'reset_password', hash, now))) return false;
     await updatePasswordHash(tx, user.id, passwordHash, now, true);
     await voidEmailTokens(tx, user.id, 'reset_password');
-    await revokeAllSessions(tx, user.id, 'password_reset', now);
+    const revoked = await revokeAllSessions(tx, user.id, 'password_reset', now);
     await consumeAllChallenges(tx, user.id, now);
     await enqueueMail(tx, deps, { kind: 'password_changed', to: user.email, data: { username: user.username } });
+    const ctx = userContext(user.id, client);
+    await recordSecurityEvent(tx, { ...ctx, type: 'password.reset', userId: user.id, data: { sessions_revoked: revoked.length }, at: now });
+    await recordSessionsRevoked(deps, tx, ctx, user.id, revoked, 'password_reset');
     return true;
   });
   if (!done) throw invalidResetToken();
@@ -125,13 +132,15 @@ export interface ChangePasswordInput extends NewPasswordInput {
  * account lock, a wrong one counted as a failure), so a stolen access token alone can neither change
  * the password nor guess it. Every other session of the user ends; the caller's stays.
  */
-export async function changePassword(deps: Deps, auth: Pick<AuthContext, 'userId' | 'sessionId'>, input: ChangePasswordInput, ip: string): Promise<void> {
+export async function changePassword(deps: Deps, auth: Pick<AuthContext, 'userId' | 'sessionId'>, input: ChangePasswordInput, client: ClientInfo): Promise<void> {
+  const ip = client.ip ?? 'unknown';
   // Counted before the (expensive) check: a burst of guesses gets no more than the limit checked.
   const user = await findUserById(deps.db, auth.userId);
   if (!user) throw new AppError('invalid_token');
   const attempt = await deps.limiter.beginAttempt({ account: user.id, alsoAccounts: accountNames(user), ip });
   if (!(await deps.passwords.verify(user.password_hash, input.current_password))) {
-    await attempt.failed();
+    const locked = await attempt.failed();
+    await recordLoginFailure(deps, user.id, client, { reason: 'invalid_password', step: 'password', method: 'password_change' }, locked);
     throw new AppError('invalid_credentials', { detail: 'The current password is not correct.', errors: [{ field: 'current_password', message: 'is not correct' }] });
   }
   await attempt.succeeded(accountNames(user));
@@ -144,8 +153,11 @@ export async function changePassword(deps: Deps, auth: Pick<AuthContext, 'userId
     await updatePasswordHash(tx, user.id, passwordHash, now, true);
     // A reset link still in the mailbox could otherwise undo this change.
     await voidEmailTokens(tx, user.id, 'reset_password');
-    await revokeAllSessions(tx, user.id, 'password_changed', now, auth.sessionId);
+    const revoked = await revokeAllSessions(tx, user.id, 'password_changed', now, auth.sessionId);
     await consumeAllChallenges(tx, user.id, now);
     await enqueueMail(tx, deps, { kind: 'password_changed', to: user.email, data: { username: user.username } });
+    const ctx = userContext(user.id, client);
+    await recordSecurityEvent(tx, { ...ctx, type: 'password.changed', userId: user.id, data: { sessions_revoked: revoked.length }, at: now });
+    await recordSessionsRevoked(deps, tx, ctx, user.id, revoked, 'password_changed');
   });
 }

@@ -10,7 +10,9 @@ import { TokenError } from '../crypto/jwt.ts';
 import { newId } from '../crypto/random.ts';
 import { findSession, findWithinGrace, revokeSession, rotate } from '../db/repositories/sessions.ts';
 import { findUserById } from '../db/repositories/users.ts';
-import { signTokenPair, type TokenPair } from './tokens.ts';
+import { signTokenPair, type ClientInfo, type TokenPair } from './tokens.ts';
+import { recordSessionsRevoked } from './audit/login-events.ts';
+import { recordSecurityEvent, userContext } from './audit/record.ts';
 
 /** Verifies a refresh token's signature, type and expiry; returns its session id, jti and user. */
 export async function verifyRefreshToken(deps: Deps, token: string): Promise<{ sid: string; jti: string; sub: string }> {
@@ -25,7 +27,7 @@ export async function verifyRefreshToken(deps: Deps, token: string): Promise<{ s
 }
 
 /** Rotates the refresh token of a session and returns a new pair. */
-export async function refreshSession(deps: Deps, token: string): Promise<TokenPair> {
+export async function refreshSession(deps: Deps, token: string, client: ClientInfo): Promise<TokenPair> {
   const { sid, jti, sub } = await verifyRefreshToken(deps, token);
   const now = deps.clock();
   const user = await findUserById(deps.db, sub);
@@ -52,7 +54,13 @@ export async function refreshSession(deps: Deps, token: string): Promise<TokenPa
   // A correctly signed token of this session whose jti is not current: it was rotated away before, so
   // someone replays it (a stolen copy, or the thief's copy after the user refreshed). Revoke the family.
   if (!session.revoked_at) {
-    await revokeSession(deps.db, sid, 'refresh_token_reused', now);
+    await deps.db.transaction(async (tx) => {
+      if (!(await revokeSession(tx, sid, 'refresh_token_reused', now))) return;
+      // The actor is whoever holds the replayed token: recorded as the user, from the replaying client.
+      const ctx = userContext(sub, client);
+      await recordSecurityEvent(tx, { ...ctx, type: 'refresh.reused', userId: sub, data: { sid }, at: now });
+      await recordSessionsRevoked(deps, tx, ctx, sub, [sid], 'refresh_token_reused');
+    });
     deps.logger.warn({ sessionId: sid, userId: sub }, 'refresh token reuse detected; session revoked');
   }
   throw new AppError('refresh_token_reused', { detail: 'This refresh token was already used; the session has been revoked.' });

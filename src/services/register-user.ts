@@ -2,10 +2,11 @@
 import type { Deps } from '../deps.ts';
 import { AppError, type FieldError } from '../errors.ts';
 import { newId } from '../crypto/random.ts';
-import { findUserByEmail, findUserByUsername, insertUser, type UserRow } from '../db/repositories/users.ts';
+import { findUserByEmail, findUserByUsername, insertUser, setRolesAndVerified, type UserRow } from '../db/repositories/users.ts';
 import { checkPassword } from '../security/password-policy.ts';
 import { startTotpEnrollment, type TotpEnrollment } from './totp-enrollment.ts';
 import { afterUserRegistered } from './registration-hooks.ts';
+import { recordSecurityEvent, type AuditContext } from './audit/record.ts';
 
 export interface RegisterInput {
   username: string;
@@ -20,8 +21,18 @@ export interface RegisterInput {
 /** Largest accepted `profile`, serialised (the contract: a free JSON object of at most 4 KiB). */
 export const PROFILE_MAX_BYTES = 4096;
 
-/** Creates a user; throws validation_failed, username_taken or email_taken. `signupIp`: where the request came from. */
-export async function registerUser(deps: Deps, input: RegisterInput, signupIp?: string): Promise<{ user: UserRow; totp?: TotpEnrollment }> {
+/** What an admin may set besides the sign-up body (POST /api/v1/admin/users). */
+export interface RegisterOptions {
+  roles?: string[];
+  emailVerified?: boolean;
+}
+
+/**
+ * Creates a user; throws validation_failed, username_taken or email_taken. `ctx` says who did it
+ * (the person signing up: a 'user' actor without id becomes the new user; or an admin); user.created
+ * is recorded in the transaction of the insert.
+ */
+export async function registerUser(deps: Deps, input: RegisterInput, ctx: AuditContext, options: RegisterOptions = {}): Promise<{ user: UserRow; totp?: TotpEnrollment }> {
   const username = input.username.trim();
   const email = input.email.trim();
   const errors: FieldError[] = [];
@@ -51,10 +62,25 @@ export async function registerUser(deps: Deps, input: RegisterInput, signupIp?: 
         password_hash: passwordHash,
         signup_mfa: input.mfa ?? null,
         created_at: deps.clock(),
-        signup_ip: signupIp ?? null,
+        // Where a person signed up from (mail-quota owner detection); none for admin-created users.
+        signup_ip: ctx.actor.kind === 'user' ? ctx.ip : null,
       });
       const totp = input.mfa === 'totp' ? await startTotpEnrollment(deps, tx, user, true) : undefined;
-      await afterUserRegistered(deps, tx, user);
+      if (options.roles?.length || options.emailVerified) {
+        const updated = await setRolesAndVerified(tx, user.id, options.roles ?? [], options.emailVerified ?? false);
+        Object.assign(user, { roles: updated.roles, email_verified: updated.email_verified });
+      }
+      // An address an admin vouches for needs no verification mail (and starts active).
+      if (!user.email_verified) await afterUserRegistered(deps, tx, user);
+      const actor = ctx.actor.kind === 'user' && ctx.actor.id === undefined ? { kind: 'user' as const, id: user.id } : ctx.actor;
+      await recordSecurityEvent(tx, {
+        ...ctx,
+        actor,
+        type: 'user.created',
+        userId: user.id,
+        data: { username: user.username, roles: user.roles, email_verified: user.email_verified, ...(input.mfa ? { mfa: input.mfa } : {}) },
+        at: user.created_at,
+      });
       return totp ? { user, totp } : { user };
     });
   } catch (e) {

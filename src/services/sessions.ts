@@ -3,6 +3,9 @@ import type { Deps } from '../deps.ts';
 import { AppError } from '../errors.ts';
 import { listLiveSessions, revokeUserSession } from '../db/repositories/sessions.ts';
 import type { AuthContext } from './authenticate.ts';
+import { recordSessionsRevoked } from './audit/login-events.ts';
+import { userContext } from './audit/record.ts';
+import type { ClientInfo } from './tokens.ts';
 
 /** One session as the API shows it. */
 export interface SessionView {
@@ -35,9 +38,15 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
  * ended one and an id that is no session at all get the same 404, so ids of others reveal nothing.
  * Returns whether it was the caller's own current session.
  */
-export async function revokeOwnSession(deps: Deps, auth: Pick<AuthContext, 'userId' | 'sessionId'>, sessionId: string): Promise<{ current: boolean }> {
-  if (!UUID.test(sessionId) || !(await revokeUserSession(deps.db, auth.userId, sessionId.toLowerCase(), 'revoked_by_user', deps.clock()))) {
-    throw new AppError('session_not_found', { detail: 'You have no live session with this id.' });
-  }
+export async function revokeOwnSession(deps: Deps, auth: Pick<AuthContext, 'userId' | 'sessionId'>, sessionId: string, client: ClientInfo): Promise<{ current: boolean }> {
+  const sid = sessionId.toLowerCase();
+  const revoked =
+    UUID.test(sessionId) &&
+    (await deps.db.transaction(async (tx) => {
+      if (!(await revokeUserSession(tx, auth.userId, sid, 'revoked_by_user', deps.clock()))) return false;
+      await recordSessionsRevoked(deps, tx, userContext(auth.userId, client), auth.userId, [sid], 'revoked_by_user');
+      return true;
+    }));
+  if (!revoked) throw new AppError('session_not_found', { detail: 'You have no live session with this id.' });
   return { current: sessionId.toLowerCase() === auth.sessionId };
 }

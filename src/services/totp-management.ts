@@ -14,6 +14,9 @@ import { assertMethodOffered, callerUser, dropBackupCodesIfNoFactorLeft, require
 import { loadFactorState, storedFactors, verifyTotpCode } from './second-factors.ts';
 import { accountNames } from './password-check.ts';
 import { startTotpEnrollment, type TotpEnrollment } from './totp-enrollment.ts';
+import { recordSecurityEvent, userContext } from './audit/record.ts';
+import { recordLoginFailure } from './audit/login-events.ts';
+import type { ClientInfo } from './tokens.ts';
 
 function codeError(): AppError {
   return new AppError('invalid_security_code', { detail: 'The security code is not valid.' });
@@ -37,7 +40,7 @@ export async function enrollTotp(deps: Deps, auth: AuthContext): Promise<TotpEnr
  * one) and a TOTP-added mail is queued. Returns 10 backup codes when the user holds none (the first
  * factor), else []. 409 totp_not_pending without a pending secret.
  */
-export async function confirmTotp(deps: Deps, auth: AuthContext, code: string): Promise<string[]> {
+export async function confirmTotp(deps: Deps, auth: AuthContext, code: string, client: ClientInfo): Promise<string[]> {
   assertMethodOffered(deps, 'totp');
   const user = await callerUser(deps, auth);
   const state = await loadFactorState(deps, user.id);
@@ -57,6 +60,8 @@ export async function confirmTotp(deps: Deps, auth: AuthContext, code: string): 
     }
     const codes = await issueBackupCodesIfNone(deps, tx, user.id);
     await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'totp' } });
+    // replaced: an active secret was swapped for the new one (still one TOTP factor).
+    await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'mfa.enabled', userId: user.id, data: { method: 'totp', replaced: Boolean(state.totp?.active_secret), backup_codes_issued: codes.length > 0 }, at: now });
     return codes;
   });
 }
@@ -72,7 +77,8 @@ export interface TotpRemovalProof {
  * the password — a session left open on a shared computer must not be enough. Wrong proofs count
  * towards the account lockout. When no factor is left, the backup codes are deleted as well.
  */
-export async function removeTotp(deps: Deps, auth: AuthContext, proof: TotpRemovalProof, ip: string): Promise<void> {
+export async function removeTotp(deps: Deps, auth: AuthContext, proof: TotpRemovalProof, client: ClientInfo): Promise<void> {
+  const ip = client.ip ?? 'unknown';
   const user = await callerUser(deps, auth);
   const totp = await findTotpFactor(deps.db, user.id);
   if (!totp?.active_secret) throw new AppError('totp_not_enabled', { detail: 'TOTP is not turned on.' });
@@ -86,13 +92,15 @@ export async function removeTotp(deps: Deps, auth: AuthContext, proof: TotpRemov
   if (code) {
     // Consumes the code's time step, like a login: the same code cannot be replayed anywhere.
     if (!(await verifyTotpCode(deps, deps.db, totp, code, false))) {
-      await attempt.failed();
+      const locked = await attempt.failed();
+      await recordLoginFailure(deps, user.id, client, { reason: 'invalid_code', step: 'mfa', method: 'totp_removal' }, locked);
       throw codeError();
     }
   }
   if (password !== undefined && password !== '') {
     if (!(await deps.passwords.verify(user.password_hash, password))) {
-      await attempt.failed();
+      const locked = await attempt.failed();
+      await recordLoginFailure(deps, user.id, client, { reason: 'invalid_password', step: 'password', method: 'totp_removal' }, locked);
       throw new AppError('invalid_credentials', { detail: 'The password is not correct.' });
     }
   }
@@ -100,7 +108,8 @@ export async function removeTotp(deps: Deps, auth: AuthContext, proof: TotpRemov
 
   await deps.db.transaction(async (tx) => {
     if (!(await deleteTotpFactor(tx, user.id))) throw new AppError('totp_not_enabled', { detail: 'TOTP was removed meanwhile.' });
-    await dropBackupCodesIfNoFactorLeft(tx, user.id);
+    const codesDropped = await dropBackupCodesIfNoFactorLeft(tx, user.id);
     await enqueueMail(tx, deps, { kind: 'factor_removed', to: user.email, data: { username: user.username, factor: 'totp' } });
+    await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'mfa.disabled', userId: user.id, data: { method: 'totp', backup_codes_removed: codesDropped }, at: deps.clock() });
   });
 }

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { enableEmailOtpFactor, findEmailOtp, isEmailOtpEnabled } from '../../src/db/repositories/email-otps.ts';
 import { findUserById } from '../../src/db/repositories/users.ts';
 import { enableEmailOtpAfterVerification } from '../../src/services/email-otp.ts';
+import { SYSTEM_CONTEXT } from '../../src/services/audit/record.ts';
 import { bearer, createUser, describeWithApp, enableTotp, login, loginTokens, type TestApp, type TestUser } from '../helpers/app.ts';
 import { del, enableEmailOtp, get, lastCode, loginMfa, loginWithEmailCode, mailsOf, mfaChallenge, post, requestLoginCode, verifyEmail, wrongCode } from '../helpers/factors.ts';
 
@@ -374,8 +375,8 @@ describeWithApp('E-mailed codes', (suite) => {
     assert.equal(await isEmailOtpEnabled(app.deps.db, user.uuid), false, 'not before the address is verified');
     const row = await findUserById(app.deps.db, user.uuid);
     assert.ok(row);
-    assert.equal(await app.deps.db.transaction((tx) => enableEmailOtpAfterVerification(app.deps, tx, row)), true);
-    assert.equal(await app.deps.db.transaction((tx) => enableEmailOtpAfterVerification(app.deps, tx, row)), false, 'once');
+    assert.equal(await app.deps.db.transaction((tx) => enableEmailOtpAfterVerification(app.deps, tx, row, SYSTEM_CONTEXT)), true);
+    assert.equal(await app.deps.db.transaction((tx) => enableEmailOtpAfterVerification(app.deps, tx, row, SYSTEM_CONTEXT)), false, 'once');
     assert.equal(await isEmailOtpEnabled(app.deps.db, user.uuid), true);
     assert.equal((await mailsOf(app, 'factor_added', user.email)).length, 1);
     const challenge = await mfaChallenge(app, user);
@@ -384,7 +385,7 @@ describeWithApp('E-mailed codes', (suite) => {
     const plain = await createUser(app.app);
     const plainRow = await findUserById(app.deps.db, plain.uuid);
     assert.ok(plainRow);
-    assert.equal(await app.deps.db.transaction((tx) => enableEmailOtpAfterVerification(app.deps, tx, plainRow)), false);
+    assert.equal(await app.deps.db.transaction((tx) => enableEmailOtpAfterVerification(app.deps, tx, plainRow, SYSTEM_CONTEXT)), false);
     assert.equal(await isEmailOtpEnabled(app.deps.db, plain.uuid), false);
   });
 });

@@ -45,9 +45,9 @@ export async function findSession(tx: Queryable, id: string): Promise<SessionRow
 }
 
 /** State needed to accept an access token: the session is live and its user active. */
-export async function findLiveSessionUser(tx: Queryable, sessionId: string, now: Date): Promise<{ user_id: string; is_active: boolean } | undefined> {
-  const r = await tx.query<{ user_id: string; is_active: boolean }>(
-    `SELECT s.user_id, u.is_active FROM sessions s JOIN users u ON u.id = s.user_id
+export async function findLiveSessionUser(tx: Queryable, sessionId: string, now: Date): Promise<{ user_id: string; is_active: boolean; roles: string[] } | undefined> {
+  const r = await tx.query<{ user_id: string; is_active: boolean; roles: string[] }>(
+    `SELECT s.user_id, u.is_active, u.roles FROM sessions s JOIN users u ON u.id = s.user_id
      WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2`,
     [sessionId, now],
   );
@@ -79,10 +79,10 @@ export async function findWithinGrace(tx: Queryable, sessionId: string, jti: str
   return r.rows[0];
 }
 
-/** Revokes one session; returns false when it was already revoked or does not exist. */
-export async function revokeSession(tx: Queryable, sessionId: string, reason: string, now: Date): Promise<boolean> {
-  const r = await tx.query('UPDATE sessions SET revoked_at = $3, revoked_reason = $2 WHERE id = $1 AND revoked_at IS NULL', [sessionId, reason, now]);
-  return r.rowCount > 0;
+/** Revokes one session; returns its user's id, or undefined when it was already revoked or does not exist. */
+export async function revokeSession(tx: Queryable, sessionId: string, reason: string, now: Date): Promise<string | undefined> {
+  const r = await tx.query<{ user_id: string }>('UPDATE sessions SET revoked_at = $3, revoked_reason = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING user_id', [sessionId, reason, now]);
+  return r.rows[0]?.user_id;
 }
 
 /** Revokes one session of one user (the user can only revoke their own). */
@@ -94,14 +94,17 @@ export async function revokeUserSession(tx: Queryable, userId: string, sessionId
   return r.rowCount > 0;
 }
 
-/** Revokes every live session of a user, except `keepSessionId` when given; returns how many. */
-export async function revokeAllSessions(tx: Queryable, userId: string, reason: string, now: Date, keepSessionId?: string): Promise<number> {
-  const r = await tx.query(
+/**
+ * Revokes every session of a user not yet revoked, except `keepSessionId` when given; returns the
+ * ids of those that were still live (not expired), for the audit log.
+ */
+export async function revokeAllSessions(tx: Queryable, userId: string, reason: string, now: Date, keepSessionId?: string): Promise<string[]> {
+  const r = await tx.query<{ id: string; live: boolean }>(
     `UPDATE sessions SET revoked_at = $3, revoked_reason = $2
-     WHERE user_id = $1 AND revoked_at IS NULL AND ($4::uuid IS NULL OR id <> $4::uuid)`,
+     WHERE user_id = $1 AND revoked_at IS NULL AND ($4::uuid IS NULL OR id <> $4::uuid) RETURNING id, expires_at > $3 AS live`,
     [userId, reason, now, keepSessionId ?? null],
   );
-  return r.rowCount;
+  return r.rows.filter((s) => s.live).map((s) => s.id);
 }
 
 /** Live sessions of a user, newest first. */

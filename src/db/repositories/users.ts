@@ -18,6 +18,10 @@ export interface UserRow {
   password_changed_at: Date | null;
   /** Where the sign-up request came from (owner detection for mail quotas); null for admin-created users. */
   signup_ip: string | null;
+  /** Last successful login (0002); absent on rows read before the migration's columns were selected. */
+  last_login_at?: Date | null;
+  /** Set while an admin has deactivated the account (0002); verifying the address does not reactivate it then. */
+  deactivated_at?: Date | null;
 }
 
 export type NewUser = Pick<UserRow, 'id' | 'username' | 'email' | 'full_name' | 'profile' | 'password_hash' | 'signup_mfa' | 'created_at'> & {
@@ -66,11 +70,23 @@ export async function updatePasswordHash(tx: Queryable, id: string, hash: string
  */
 export async function markEmailVerifiedOnce(tx: Queryable, id: string, email: string, now: Date, activate: boolean): Promise<UserRow | undefined> {
   const r = await tx.query<UserRow>(
-    `UPDATE users SET email_verified = true, is_active = CASE WHEN $4 THEN true ELSE is_active END, updated_at = $3
+    // An account an admin deactivated (deactivated_at) stays inactive: the link only ends "inactive until verified".
+    `UPDATE users SET email_verified = true, is_active = CASE WHEN $4 AND deactivated_at IS NULL THEN true ELSE is_active END, updated_at = $3
      WHERE id = $1 AND lower(email) = lower($2) AND email_verified = false RETURNING *`,
     [id, email, now, activate],
   );
   return r.rows[0];
+}
+
+/** Sets roles and the verified flag at creation by an admin; returns the row. */
+export async function setRolesAndVerified(tx: Queryable, id: string, roles: readonly string[], emailVerified: boolean): Promise<UserRow> {
+  const r = await tx.query<UserRow>('UPDATE users SET roles = $2::text[], email_verified = $3 WHERE id = $1 RETURNING *', [id, [...roles], emailVerified]);
+  return r.rows[0]!;
+}
+
+/** Notes a successful login (shown to admins). */
+export async function setLastLogin(tx: Queryable, id: string, at: Date): Promise<void> {
+  await tx.query('UPDATE users SET last_login_at = $2 WHERE id = $1', [id, at]);
 }
 
 export async function setActive(tx: Queryable, id: string, active: boolean, now: Date): Promise<void> {

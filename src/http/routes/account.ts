@@ -6,7 +6,7 @@ import type { Deps } from '../../deps.ts';
 import { settleDeferred } from '../../services/deferred.ts';
 import { VERIFY_EMAIL_PATH, resendVerification, verifyEmail } from '../../services/email-verification.ts';
 import { changePassword, requestPasswordReset, resetPassword } from '../../services/passwords.ts';
-import { authOf, requireAuth } from '../plugins/auth.ts';
+import { authOf, clientInfo, requireAuth } from '../plugins/auth.ts';
 import { Email, Password, problems } from '../schemas.ts';
 
 /** The page of the verification link: a button that posts the token (link scanners only GET). */
@@ -40,7 +40,7 @@ export async function accountRoutes(app: FastifyInstance, { deps }: { deps: Deps
     },
   }, async (request, reply) => {
     reply.header('Cache-Control', 'no-store');
-    return verifyEmail(deps, request.body.token);
+    return verifyEmail(deps, request.body.token, clientInfo(request));
   });
 
   r.get(VERIFY_EMAIL_PATH, {
@@ -96,7 +96,7 @@ export async function accountRoutes(app: FastifyInstance, { deps }: { deps: Deps
       response: { 204: Type.Null(), ...problems(400, 422) },
     },
   }, async (request, reply) => {
-    await resetPassword(deps, request.body, request.ip);
+    await resetPassword(deps, request.body, clientInfo(request));
     return reply.code(204).send(null);
   });
 
@@ -111,7 +111,7 @@ export async function accountRoutes(app: FastifyInstance, { deps }: { deps: Deps
       response: { 204: Type.Null(), ...problems(401, 403, 422, 429) },
     },
   }, async (request, reply) => {
-    await changePassword(deps, authOf(request), request.body, request.ip);
+    await changePassword(deps, authOf(request), request.body, clientInfo(request));
     return reply.code(204).send(null);
   });
 }

@@ -54,7 +54,7 @@ export async function authEmailOtpRoutes(app: FastifyInstance, { deps }: { deps:
       response: { 200: BackupCodesSchema, ...problems(400, 401, 403, 409, 422) },
     },
   }, async (request, reply) => {
-    const codes = await confirmEmailOtp(deps, authOf(request), request.body.code);
+    const codes = await confirmEmailOtp(deps, authOf(request), request.body.code, clientInfo(request));
     return reply.header('Cache-Control', 'no-store').send({ backup_codes: codes });
   });
 
@@ -70,7 +70,7 @@ export async function authEmailOtpRoutes(app: FastifyInstance, { deps }: { deps:
       response: { 204: Type.Null(), ...problems(401, 403, 409) },
     },
   }, async (request, reply) => {
-    await disableEmailOtp(deps, authOf(request));
+    await disableEmailOtp(deps, authOf(request), clientInfo(request));
     return reply.code(204).send(null);
   });
 

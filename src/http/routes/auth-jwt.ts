@@ -89,7 +89,7 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
   }, async (request, reply) => {
     const token = refreshTokenOf(request, deps);
     try {
-      return sendTokens(reply, await refreshSession(deps, token));
+      return sendTokens(reply, await refreshSession(deps, token, clientInfo(request)));
     } catch (e) {
       if (e instanceof AppError && (e.code === 'refresh_token_reused' || e.code === 'invalid_token')) clearTokenCookies(reply, deps.config);
       throw e;
@@ -112,7 +112,7 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
       if (token) assertNotCrossSite(request, deps.config);
     }
     if (!token) throw new AppError('authentication_required', { detail: 'Send the access or refresh token.' });
-    await logout(deps, token);
+    await logout(deps, token, clientInfo(request));
     clearTokenCookies(reply, deps.config);
     return reply.code(204).send(null);
   });
@@ -121,7 +121,7 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
     onRequest: auth,
     schema: { tags: ['Login and tokens'], summary: 'Log out everywhere (revoke every session)', security, response: { 204: Type.Null(), ...problems(401, 403) } },
   }, async (request, reply) => {
-    await logoutAll(deps, authOf(request).userId);
+    await logoutAll(deps, authOf(request).userId, clientInfo(request));
     clearTokenCookies(reply, deps.config);
     return reply.code(204).send(null);
   });

@@ -60,7 +60,7 @@ export async function authTotpRoutes(app: FastifyInstance, { deps }: { deps: Dep
   }, async (request, reply) => {
     assertMethodOffered(deps, 'totp');
     const type = negotiateEnrollmentType(request);
-    const { user, attempt } = await checkLoginPassword(deps, request.body.username, request.body.password, clientInfo(request).ip ?? 'unknown');
+    const { user, attempt } = await checkLoginPassword(deps, request.body.username, request.body.password, clientInfo(request));
     // The password was right: its point goes back, but the account's count is not cleared (no login happened).
     await attempt.passed();
     if (!user.is_active) throw new AppError('account_inactive');
@@ -108,7 +108,7 @@ export async function authTotpRoutes(app: FastifyInstance, { deps }: { deps: Dep
       response: { 200: BackupCodesSchema, ...problems(400, 401, 403, 409, 422) },
     },
   }, async (request, reply) => {
-    const codes = await confirmTotp(deps, authOf(request), request.body.security_code);
+    const codes = await confirmTotp(deps, authOf(request), request.body.security_code, clientInfo(request));
     return reply.header('Cache-Control', 'no-store').send({ backup_codes: codes });
   });
 
@@ -128,7 +128,7 @@ export async function authTotpRoutes(app: FastifyInstance, { deps }: { deps: Dep
       response: { 204: Type.Null(), ...problems(401, 403, 409, 422, 429) },
     },
   }, async (request, reply) => {
-    await removeTotp(deps, authOf(request), request.body, clientInfo(request).ip ?? 'unknown');
+    await removeTotp(deps, authOf(request), request.body, clientInfo(request));
     return reply.code(204).send(null);
   });
 }

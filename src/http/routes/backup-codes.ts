@@ -4,7 +4,7 @@ import { Type } from 'typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Deps } from '../../deps.ts';
 import { regenerateBackupCodes, remainingBackupCodes } from '../../services/backup-codes.ts';
-import { authOf, requireAuth } from '../plugins/auth.ts';
+import { authOf, clientInfo, requireAuth } from '../plugins/auth.ts';
 import { BackupCodesSchema, problems } from '../schemas.ts';
 
 const security: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [] }];
@@ -27,7 +27,7 @@ export async function backupCodesRoutes(app: FastifyInstance, { deps }: { deps: 
       response: { 201: BackupCodesSchema, ...problems(401, 403, 409) },
     },
   }, async (request, reply) => {
-    const codes = await regenerateBackupCodes(deps, authOf(request));
+    const codes = await regenerateBackupCodes(deps, authOf(request), clientInfo(request));
     return reply.code(201).header('Cache-Control', 'no-store').send({ backup_codes: codes });
   });
 

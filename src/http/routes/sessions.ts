@@ -7,7 +7,7 @@ import type { Deps } from '../../deps.ts';
 import { authenticateIntrospectionClient, introspectToken } from '../../services/introspection.ts';
 import { listSessions, revokeOwnSession } from '../../services/sessions.ts';
 import { clearTokenCookies } from '../cookies.ts';
-import { authOf, bearerToken, requireAuth } from '../plugins/auth.ts';
+import { authOf, bearerToken, clientInfo, requireAuth } from '../plugins/auth.ts';
 import { DateTime, Uuid, problems } from '../schemas.ts';
 
 const security: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [] }];
@@ -69,7 +69,7 @@ export async function sessionRoutes(app: FastifyInstance, { deps }: { deps: Deps
       response: { 204: Type.Null(), ...problems(401, 403, 404) },
     },
   }, async (request, reply) => {
-    const { current } = await revokeOwnSession(deps, authOf(request), request.params.id);
+    const { current } = await revokeOwnSession(deps, authOf(request), request.params.id, clientInfo(request));
     if (current) clearTokenCookies(reply, deps.config);
     return reply.code(204).send(null);
   });

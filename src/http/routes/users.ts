@@ -6,6 +6,7 @@ import type { Deps } from '../../deps.ts';
 import { AppError } from '../../errors.ts';
 import { findUserByUsername } from '../../db/repositories/users.ts';
 import { privateUser, publicUser, registerUser } from '../../services/register-user.ts';
+import { clientInfo } from '../plugins/auth.ts';
 import { Email, Password, PrivateUser, PublicUser, TotpEnrollmentSchema, Username, problems } from '../schemas.ts';
 
 export async function userRoutes(app: FastifyInstance, { deps }: { deps: Deps }): Promise<void> {
@@ -32,7 +33,7 @@ export async function userRoutes(app: FastifyInstance, { deps }: { deps: Deps })
     },
   }, async (request, reply) => {
     await deps.limiter.consume('signup:ip', request.ip);
-    const { user, totp } = await registerUser(deps, request.body, request.ip);
+    const { user, totp } = await registerUser(deps, request.body, { actor: { kind: 'user' }, ...clientInfo(request) });
     return reply.code(201).send({ ...privateUser(user), ...(totp ? { totp } : {}) });
   });
 

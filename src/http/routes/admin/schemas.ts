@@ -1,0 +1,27 @@
+/** TypeBox schemas of the admin API (validation and OpenAPI from one source). */
+import { Type } from 'typebox';
+import { DateTime, Uuid } from '../../schemas.ts';
+
+/** Both ways to call the admin API: ADMIN_API_KEY or an admin's aal2 access token as Bearer, or that token as cookie. */
+export const adminSecurity: Array<Record<string, string[]>> = [{ adminApiKey: [] }, { bearerAuth: [] }, { cookieAuth: [] }];
+
+/** Query strings are not type-coerced (ajv coerceTypes is off): the page size is digits, checked by {@link pageLimit}. */
+export const Limit = Type.Optional(Type.String({ pattern: '^[0-9]{1,3}$', description: 'Page size, 1 to 100 (default 50)', examples: ['50'] }));
+export const Cursor = Type.Optional(Type.String({ maxLength: 512, description: 'The `next_cursor` of the previous page' }));
+export const NextCursor = Type.Union([Type.String(), Type.Null()], { description: 'Pass as `cursor` for the next page; null on the last page', examples: ['eyJiIjoiNDIifQ'] });
+
+export const AuditActorSchema = Type.Object({
+  kind: Type.Union([Type.Literal('user'), Type.Literal('admin'), Type.Literal('api_key'), Type.Literal('system')]),
+  id: Type.Optional(Uuid),
+});
+
+export const AuditEventSchema = Type.Object({
+  id: Type.String({ description: 'Increasing with insertion', examples: ['42'] }),
+  type: Type.String({ examples: ['login.succeeded'] }),
+  at: DateTime,
+  user_id: Type.Union([Uuid, Type.Null()]),
+  actor: AuditActorSchema,
+  ip: Type.Union([Type.String(), Type.Null()], { examples: ['203.0.113.7'] }),
+  user_agent: Type.Union([Type.String(), Type.Null()], { examples: ['Mozilla/5.0'] }),
+  data: Type.Record(Type.String(), Type.Unknown(), { description: 'Non-secret facts of the event', examples: [{ sid: '01937a5e-3f1c-7cc0-9a41-0c5a1d2f7e11', aal: 'aal2', amr: ['pwd', 'otp', 'mfa'] }] }),
+});
