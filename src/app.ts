@@ -22,6 +22,8 @@ import { authJwtRoutes } from './http/routes/auth-jwt.ts';
 import { authTotpRoutes } from './http/routes/auth-totp.ts';
 import { authEmailOtpRoutes } from './http/routes/auth-email-otp.ts';
 import { backupCodesRoutes } from './http/routes/backup-codes.ts';
+import { passkeyRoutes } from './http/routes/passkeys/manage.ts';
+import { passkeyLoginRoutes } from './http/routes/passkeys/login.ts';
 import { serviceRoutes } from './http/routes/service.ts';
 import { sessionRoutes } from './http/routes/sessions.ts';
 import { userRoutes } from './http/routes/users.ts';
@@ -95,7 +97,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
   });
   if (config.trustedOrigins.length) {
     // Browser apps on TRUSTED_ORIGINS may call the API with credentials; no other origin may.
-    await app.register(cors, { origin: [...config.trustedOrigins], credentials: true, methods: ['GET', 'POST', 'DELETE'] });
+    await app.register(cors, { origin: [...config.trustedOrigins], credentials: true, methods: ['GET', 'POST', 'PATCH', 'DELETE'] });
   }
   await app.register(cookie);
 
@@ -106,7 +108,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
         title: 'Twofold API',
         version: '1.0.0',
         license: { name: 'MIT', identifier: 'MIT' },
-        description: 'Two-factor authentication: password plus TOTP, e-mailed codes or backup codes; RS256 JWTs verifiable offline through the JWKS. Errors are RFC 9457 problem details with a stable `code`.',
+        description: 'Two-factor authentication: password plus TOTP, e-mailed codes, passkeys or backup codes, and passwordless passkey sign-in; RS256 JWTs verifiable offline through the JWKS. Errors are RFC 9457 problem details with a stable `code`.',
       },
       servers: [{ url: config.publicUrl }],
       components: {
@@ -120,6 +122,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
         { name: 'Users', description: 'Sign-up, profiles, e-mail verification, passwords' },
         { name: 'Login and tokens', description: 'Login, second step, refresh, logout, sessions' },
         { name: 'Second factors', description: 'TOTP, e-mailed codes, backup codes' },
+        { name: 'Passkeys', description: 'WebAuthn passkeys: add, list, rename, remove (sign-in with them is under Login and tokens)' },
         { name: 'Service', description: 'Keys, discovery, health, metrics' },
         { name: 'Administration', description: 'Users, audit log, mail status (ADMIN_API_KEY, or role admin with aal2)' },
       ],
@@ -135,6 +138,8 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
   await app.register(authTotpRoutes, { deps });
   await app.register(authEmailOtpRoutes, { deps });
   await app.register(backupCodesRoutes, { deps });
+  await app.register(passkeyRoutes, { deps });
+  await app.register(passkeyLoginRoutes, { deps });
   await app.register(serviceRoutes, { deps });
   await installOidc(app, deps);
   await app.register(securityEventRoutes, { deps });

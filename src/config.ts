@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { webauthnConfig, type WebauthnConfig } from './config-webauthn.ts';
 
 /**
  * The one typed, validated, frozen configuration object. Every default lives here and nothing
@@ -116,6 +117,8 @@ export interface Config {
     readonly refreshTokenTtlSeconds: number;
     readonly sweepIntervalMs: number;
   };
+  /** Passkeys' relying party (PUBLIC_URL, WEBAUTHN_RP_ID); see config-webauthn.ts. */
+  readonly webauthn: WebauthnConfig;
 }
 
 /** Thrown for a bad setting; the message names the variable. */
@@ -338,6 +341,7 @@ export function loadConfig(env: Env): Config {
       refreshTokenTtlSeconds: duration(env, 'OIDC_REFRESH_TOKEN_TTL', 30 * 86400, 300),
       sweepIntervalMs: int(env, 'OIDC_LOGOUT_SWEEP_INTERVAL_MS', 2000, 100, 600000),
     },
+    webauthn: webauthnConfig(publicOrigin, opt(env, 'WEBAUTHN_RP_ID'), str(env, 'PRODUCT_NAME', 'Twofold')),
   };
   if (config.webConcurrency > 1) {
     // PGlite is one process's embedded database; several processes need a PostgreSQL server.

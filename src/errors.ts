@@ -41,6 +41,10 @@ export const ERROR_CODES = {
   session_not_found: { status: 404, title: 'Session not found' },
   // events
   already_delivered: { status: 409, title: 'Already delivered' },
+  // passkeys (400 at registration; logins answer it with 401, see services/passkeys/)
+  invalid_passkey: { status: 400, title: 'Invalid passkey' },
+  passkey_already_registered: { status: 409, title: 'Passkey already registered' },
+  passkey_not_found: { status: 404, title: 'Passkey not found' },
   // limits and the server
   too_many_requests: { status: 429, title: 'Too many requests' },
   internal_error: { status: 500, title: 'Internal server error' },

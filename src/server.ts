@@ -122,6 +122,10 @@ async function main(): Promise<void> {
     { url: config.publicUrl, database: db.kind, mail: mailTransport.name, limiter: config.rateLimit.disabled ? 'disabled' : config.redisUrl ? 'redis' : 'memory', kid: await keys.currentKid() },
     `Twofold listening on http://${config.host}:${config.port}` + (devMailbox ? ` (development mailbox: ${config.publicUrl}/dev/mailbox)` : ''),
   );
+  if (config.webauthn.origin !== config.publicOrigin) {
+    // PUBLIC_URL is a loopback IP: browsers refuse passkeys there, so name the address where they work.
+    logger.info({ origin: config.webauthn.origin, rpId: config.webauthn.rpId }, `Passkeys work at ${config.webauthn.origin} (browsers refuse them on an IP address); open that address to add or use one`);
+  }
 }
 
 /** The RabbitMQ side of the events: the publisher the outbox worker uses, and the introspection queue's consumer. */

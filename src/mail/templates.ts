@@ -7,9 +7,9 @@ import type { MailKind } from './types.ts';
 import { escapeHtml } from '../html-escape.ts';
 
 /** A second factor that can be added to an account. */
-export type AddedFactor = 'totp' | 'email' | 'backup_codes';
+export type AddedFactor = 'totp' | 'email' | 'backup_codes' | 'passkey';
 /** A second factor that can be removed from an account. */
-export type RemovedFactor = 'totp' | 'email';
+export type RemovedFactor = 'totp' | 'email' | 'passkey';
 
 /** The data each kind of mail needs, keyed by kind. */
 export interface MailDataByKind {
@@ -18,8 +18,9 @@ export interface MailDataByKind {
   password_changed: { username: string };
   email_otp_login: { username: string; code: string; expiresInMinutes: number };
   email_otp_enable: { username: string; code: string; expiresInMinutes: number };
-  factor_added: { username: string; factor: AddedFactor };
-  factor_removed: { username: string; factor: RemovedFactor };
+  /** `passkeyName`: the name of the passkey added or removed, so the person can tell which one. */
+  factor_added: { username: string; factor: AddedFactor; passkeyName?: string };
+  factor_removed: { username: string; factor: RemovedFactor; passkeyName?: string };
 }
 
 /** The data of any kind of mail (use MailDataByKind[K] where the kind is known). */
@@ -67,7 +68,13 @@ const FACTOR_NAMES: Record<AddedFactor, string> = {
   totp: 'an authenticator app (TOTP)',
   email: 'sign-in codes by e-mail',
   backup_codes: 'backup codes',
+  passkey: 'a passkey',
 };
+
+/** "A passkey ("Laptop")" or the factor's plain name. */
+function factorName(factor: AddedFactor, passkeyName: string | undefined): string {
+  return factor === 'passkey' && passkeyName ? `a passkey ("${passkeyName}")` : FACTOR_NAMES[factor];
+}
 
 // ---- HTML building blocks (inline styles only) ----
 
@@ -275,7 +282,7 @@ const renderers: { [K in MailKind]: Renderer<K> } = {
     const what =
       d.factor === 'backup_codes'
         ? `A new set of backup codes was created for your ${ctx.productName} account; any earlier backup codes no longer work.`
-        : `${capitalise(FACTOR_NAMES[d.factor])} was turned on as a second factor for your ${ctx.productName} account.`;
+        : `${capitalise(factorName(d.factor, d.passkeyName))} was turned on as a second factor for your ${ctx.productName} account.`;
     return compose(
       ctx,
       subject,
@@ -286,7 +293,7 @@ const renderers: { [K in MailKind]: Renderer<K> } = {
 
   factor_removed(d, ctx) {
     const subject = `A second factor was removed from your ${ctx.productName} account`;
-    const what = `${capitalise(FACTOR_NAMES[d.factor])} was turned off as a second factor for your ${ctx.productName} account.`;
+    const what = `${capitalise(factorName(d.factor, d.passkeyName))} was turned off as a second factor for your ${ctx.productName} account.`;
     return compose(
       ctx,
       subject,

@@ -123,6 +123,9 @@ export class FlexibleLimiter implements Limiter {
       ['mail:pair', make({ name: 'quota:mail-pair', points: s.emailMaxPerHour, durationSeconds: 3600 })],
       ['mail:owner', make({ name: 'quota:mail-owner', points: s.emailMaxPerHour, durationSeconds: 3600 })],
       ['email_otp:hour', make({ name: 'quota:email-otp-hour', points: config.emailOtpMaxPerHour, durationSeconds: 3600 })],
+      // Passkey options store a challenge row each, unauthenticated: bounded per IP, but generously,
+      // since every visit of the login page asks for one (browser autofill).
+      ['passkey:ip', make({ name: 'quota:passkey-ip', points: s.ipMaxRequestsPerMinute * 4, durationSeconds: 60 })],
     ]);
     // A cooldown of 0 means none; rate-limiter-flexible would read duration 0 as "never expires".
     if (config.emailOtpCooldownSeconds > 0) {
@@ -292,7 +295,7 @@ export function ipKey(ip: string): string {
 }
 
 function quotaKey(quota: QuotaName, key: string): string {
-  if (quota === 'signup:ip' || quota === 'mail:ip') return ipKey(key);
+  if (quota === 'signup:ip' || quota === 'mail:ip' || quota === 'passkey:ip') return ipKey(key);
   // Addresses are compared case-insensitively so case variants cannot multiply the mails sent.
   if (quota === 'mail:address' || quota === 'mail:owner') return digest(key.trim().toLowerCase());
   return digest(key);

@@ -49,7 +49,8 @@ export type QuotaName =
   | 'mail:pair'
   | 'mail:owner'
   | 'email_otp:cooldown'
-  | 'email_otp:hour';
+  | 'email_otp:hour'
+  | 'passkey:ip';
 
 /** Brute-force counters and request quotas; see the module comment for the calling order. */
 export interface Limiter {

@@ -52,7 +52,7 @@ export async function regenerateBackupCodes(deps: Deps, auth: AuthContext, clien
   const user = await findUserById(deps.db, auth.userId);
   if (!user) throw new AppError('invalid_token');
   if (!hasActiveFactor(await loadFactorState(deps, user.id))) {
-    throw new AppError('mfa_not_enabled', { detail: 'Turn on a second factor (TOTP or e-mailed codes) first; backup codes come with it.' });
+    throw new AppError('mfa_not_enabled', { detail: 'Turn on a second factor (TOTP, e-mailed codes or a passkey) first; backup codes come with it.' });
   }
   // A stolen password-only session must not mint codes that then pass as a second factor.
   requireAal2(auth);

@@ -1,5 +1,5 @@
 /**
- * Rules shared by every change of a user's second factors (TOTP, e-mailed codes): who may make it,
+ * Rules shared by every change of a user's second factors (TOTP, e-mailed codes, passkeys): who may make it,
  * and what happens to the backup codes when the last factor goes.
  */
 import type { Deps } from '../deps.ts';
@@ -9,6 +9,7 @@ import type { MfaMethod } from '../config.ts';
 import { deleteBackupCodes } from '../db/repositories/backup-codes.ts';
 import { isEmailOtpEnabled } from '../db/repositories/email-otps.ts';
 import { findTotpFactor } from '../db/repositories/totp-factors.ts';
+import { countPasskeys } from '../db/repositories/passkeys/credentials.ts';
 import { findUserById, type UserRow } from '../db/repositories/users.ts';
 import { requireAal2, type AuthContext } from './authenticate.ts';
 import type { FactorState } from './second-factors.ts';
@@ -34,14 +35,14 @@ export function assertMethodOffered(deps: Deps, method: MfaMethod): void {
  * through it, around the authenticator the user set up. `others` is the state with the factor being
  * changed left out, as stored (a factor MFA_METHODS no longer offers still counts).
  */
-export function requireAal2IfProtected(auth: AuthContext, others: { totp: boolean; email: boolean }): void {
-  if (others.totp || others.email) requireAal2(auth);
+export function requireAal2IfProtected(auth: AuthContext, others: { totp: boolean; email: boolean; passkey: boolean }): void {
+  if (others.totp || others.email || others.passkey) requireAal2(auth);
 }
 
 /** The factors other than `changing` that a login enforces now. */
-export function otherFactors(state: FactorState, changing: MfaMethod): { totp: boolean; email: boolean } {
+export function otherFactors(state: FactorState, changing: MfaMethod): { totp: boolean; email: boolean; passkey: boolean } {
   // Stored factors, offered or not: one switched off by MFA_METHODS still protects the account.
-  return { totp: changing !== 'totp' && state.totpStored, email: changing !== 'email' && state.emailStored };
+  return { totp: changing !== 'totp' && state.totpStored, email: changing !== 'email' && state.emailStored, passkey: state.passkeys > 0 };
 }
 
 /**
@@ -53,7 +54,7 @@ export function otherFactors(state: FactorState, changing: MfaMethod): { totp: b
 export async function dropBackupCodesIfNoFactorLeft(tx: Queryable, userId: string): Promise<boolean> {
   // One statement after the other: a transaction is one connection.
   const totp = await findTotpFactor(tx, userId);
-  if (totp?.active_secret || (await isEmailOtpEnabled(tx, userId))) return false;
+  if (totp?.active_secret || (await isEmailOtpEnabled(tx, userId)) || (await countPasskeys(tx, userId)) > 0) return false;
   await deleteBackupCodes(tx, userId);
   return true;
 }

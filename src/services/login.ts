@@ -17,6 +17,9 @@ import { accountNames, checkLoginPassword } from './password-check.ts';
 import { recordLoginFailure, recordLoginSuccess } from './audit/login-events.ts';
 import { recordSecurityEvent, userContext } from './audit/record.ts';
 import { AMR, createSession, signTokenPair, type AuthLevel, type ClientInfo, type TokenPair } from './tokens.ts';
+import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
+import { checkMfaPasskey, spendMfaPasskey, type MfaPasskeyProof } from './passkeys/login.ts';
+import { passkeyError } from './passkeys/relying-party.ts';
 import { checkEmailCode, hasActiveFactor, loadFactorState, mfaMethods, spendEmailCode, useBackupCode, verifyTotpCode } from './second-factors.ts';
 
 export interface PasswordLoginInput {
@@ -79,13 +82,21 @@ async function finishLogin(deps: Deps, user: UserRow, level: AuthLevel, client: 
  * Runs `fn`; a throw settles `attempt` as passed (the password was right), unless `fn` settled it
  * already. `fail` settles it as failed, records login.failed (and login.locked) and throws.
  */
-async function afterPassword<T>(deps: Deps, user: UserRow, client: ClientInfo, step: 'password' | 'mfa', attempt: Attempt, fn: (fail: (method?: string) => Promise<never>) => Promise<T>): Promise<T> {
+async function afterPassword<T>(
+  deps: Deps,
+  user: UserRow,
+  client: ClientInfo,
+  step: 'password' | 'mfa',
+  attempt: Attempt,
+  fn: (fail: (method?: string, error?: AppError) => Promise<never>) => Promise<T>,
+): Promise<T> {
   let settled = false;
-  const fail = async (method?: string): Promise<never> => {
+  // `error`: what the client is told (a wrong code by default; invalid_passkey for a passkey).
+  const fail = async (method?: string, error: AppError = codeError()): Promise<never> => {
     settled = true;
     const locked = await attempt.failed();
-    await recordLoginFailure(deps, user.id, client, { reason: 'invalid_code', step, ...(method ? { method } : {}) }, locked);
-    throw codeError();
+    await recordLoginFailure(deps, user.id, client, { reason: method === 'passkey' ? 'invalid_passkey' : 'invalid_code', step, ...(method ? { method } : {}) }, locked);
+    throw error;
   };
   try {
     return await fn(fail);
@@ -164,8 +175,11 @@ export async function verifyMfaToken(deps: Deps, token: string): Promise<{ chall
 
 export interface MfaLoginInput {
   mfa_token: string;
-  method: 'totp' | 'email' | 'backup_code';
-  code: string;
+  method: 'totp' | 'email' | 'backup_code' | 'passkey';
+  /** The code (totp, email, backup_code). */
+  code?: string;
+  /** The WebAuthn assertion (passkey), answering options from /login/mfa/passkey/options. */
+  credential?: AuthenticationResponseJSON;
 }
 
 /**
@@ -188,17 +202,30 @@ export async function completeMfaLogin(deps: Deps, input: MfaLoginInput, client:
     assertUsable(deps, user);
 
     const factors = await loadFactorState(deps, user.id);
-    const code = input.code.trim();
+    const code = (input.code ?? '').trim();
     const purpose = `login:${challengeId}`;
     // Only methods the operator offers; backup codes whenever the account has any factor stored.
     const method =
-      (input.method === 'totp' && factors.totpActive) || (input.method === 'email' && factors.emailEnabled) || (input.method === 'backup_code' && hasActiveFactor(factors))
+      (input.method === 'totp' && factors.totpActive) ||
+      (input.method === 'email' && factors.emailEnabled) ||
+      (input.method === 'passkey' && factors.passkeys > 0) ||
+      (input.method === 'backup_code' && hasActiveFactor(factors))
         ? input.method
         : undefined;
-    if (method === undefined) return fail(input.method);
+    if (method === undefined) return fail(input.method, input.method === 'passkey' ? passkeyError('This account has no passkey.', undefined, 401) : undefined);
     // The e-mailed code's own attempt count is taken outside the transaction, so it survives a rollback.
     const emailDigest = method === 'email' ? await checkEmailCode(deps, user.id, purpose, code) : undefined;
     if (method === 'email' && emailDigest === undefined) return fail('email');
+    // The passkey's WebAuthn challenge is taken (single use) and the assertion verified before the
+    // transaction; its counter moves on inside it, guarded, with the session.
+    let passkeyProof: MfaPasskeyProof | undefined;
+    if (method === 'passkey') {
+      try {
+        passkeyProof = await checkMfaPasskey(deps, user, challengeId, input.credential, client);
+      } catch (e) {
+        return e instanceof AppError && e.code === 'invalid_passkey' ? fail('passkey', e) : Promise.reject(e);
+      }
+    }
 
     let wrongCode = false;
     let level: AuthLevel | undefined;
@@ -210,6 +237,7 @@ export async function completeMfaLogin(deps: Deps, input: MfaLoginInput, client:
         if (method === 'totp' && (await verifyTotpCode(deps, tx, factors.totp, code, false))) level = { amr: [...AMR.totp], aal: 'aal2' };
         else if (method === 'email' && emailDigest !== undefined && (await spendEmailCode(tx, user.id, purpose, emailDigest))) level = { amr: [...AMR.email], aal: 'aal2' };
         else if (method === 'backup_code' && (await useBackupCode(deps, tx, user.id, code))) level = { amr: [...AMR.backupCode], aal: 'aal2' };
+        else if (method === 'passkey' && passkeyProof) level = await spendMfaPasskey(deps, tx, passkeyProof);
         if (!level) {
           wrongCode = true;
           throw codeError(); // rolls the challenge back: a wrong code does not end it
@@ -219,7 +247,9 @@ export async function completeMfaLogin(deps: Deps, input: MfaLoginInput, client:
         await recordLoginSuccess(deps, tx, user.id, client, created);
         return created;
       })
-      .catch(async (e: unknown) => (wrongCode ? fail(method) : Promise.reject(e)));
+      .catch(async (e: unknown) =>
+        wrongCode ? fail(method, method === 'passkey' ? passkeyError('The passkey was used by another sign-in at the same moment.', undefined, 401) : undefined) : Promise.reject(e),
+      );
     await attempt.succeeded(accountNames(user));
     const pair = await signTokenPair(deps, user, session, session.current_jti);
     if (level?.amr.join() !== AMR.backupCode.join()) return pair;

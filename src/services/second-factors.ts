@@ -19,12 +19,14 @@ export interface FactorState {
   emailEnabled: boolean;
   totpStored: boolean;
   emailStored: boolean;
+  /** Registered passkeys (a passkey is always offered: MFA_METHODS names only code factors). */
+  passkeys: number;
   backupCodes: number;
 }
 
 /** Loads the user's factors (see {@link FactorState}). */
 export async function loadFactorState(deps: Deps, userId: string): Promise<FactorState> {
-  const { totp, emailEnabled, backupCodes } = await findFactorSummary(deps.db, userId);
+  const { totp, emailEnabled, passkeys, backupCodes } = await findFactorSummary(deps.db, userId);
   const totpStored = Boolean(totp?.active_secret);
   return {
     totp,
@@ -32,6 +34,7 @@ export async function loadFactorState(deps: Deps, userId: string): Promise<Facto
     emailEnabled: emailEnabled && deps.config.mfaMethods.includes('email'),
     totpStored,
     emailStored: emailEnabled,
+    passkeys,
     backupCodes,
   };
 }
@@ -42,12 +45,12 @@ export async function loadFactorState(deps: Deps, userId: string): Promise<Facto
  * into a password-only one; such a user logs in with a backup code and enrols an offered factor.
  */
 export function hasActiveFactor(state: FactorState): boolean {
-  return state.totpStored || state.emailStored;
+  return state.totpStored || state.emailStored || state.passkeys > 0;
 }
 
 /** The stored factors, as requireAal2IfProtected takes them. */
-export function storedFactors(state: FactorState): { totp: boolean; email: boolean } {
-  return { totp: state.totpStored, email: state.emailStored };
+export function storedFactors(state: FactorState): { totp: boolean; email: boolean; passkey: boolean } {
+  return { totp: state.totpStored, email: state.emailStored, passkey: state.passkeys > 0 };
 }
 
 /** The methods `/login/mfa` accepts for this user. */
@@ -55,6 +58,7 @@ export function mfaMethods(state: FactorState): string[] {
   const methods: string[] = [];
   if (state.totpActive) methods.push('totp');
   if (state.emailEnabled) methods.push('email');
+  if (state.passkeys > 0) methods.push('passkey');
   if (state.backupCodes > 0) methods.push('backup_code');
   return methods;
 }

@@ -160,7 +160,7 @@ describeWithApp('login, tokens and cookies', (suite) => {
       const body = res.json();
       assert.equal(body.uuid, user.uuid);
       assert.equal(body.email, user.email);
-      assert.deepEqual(body.mfa, { totp: false, email: false, backup_codes_remaining: 0 });
+      assert.deepEqual(body.mfa, { totp: false, email: false, passkeys: 0, backup_codes_remaining: 0 });
       assert.equal(body.password_hash, undefined);
     }
     const none = await app.inject({ method: 'GET', url: '/api/v1/auth-jwt/user-info' });

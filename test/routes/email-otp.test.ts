@@ -62,7 +62,7 @@ describeWithApp('E-mailed codes', (suite) => {
     assert.equal(await findEmailOtp(app.deps.db, user.uuid, 'enable'), undefined, 'the code is used up');
 
     const me = (await get(app, '/api/v1/auth-jwt/user-info', access_token)).json();
-    assert.deepEqual(me.mfa, { totp: false, email: true, backup_codes_remaining: 10 });
+    assert.deepEqual(me.mfa, { totp: false, email: true, passkeys: 0, backup_codes_remaining: 10 });
     const added = await mailsOf(app, 'factor_added', user.email);
     assert.equal(added.length, 1);
     assert.match(added[0]!.text, /sign-in codes by e-mail/i);
@@ -321,7 +321,7 @@ describeWithApp('E-mailed codes', (suite) => {
     assert.equal(res.statusCode, 204);
     assert.equal(await isEmailOtpEnabled(app.deps.db, user.uuid), false);
     const me = (await get(app, '/api/v1/auth-jwt/user-info', aal2)).json();
-    assert.deepEqual(me.mfa, { totp: false, email: false, backup_codes_remaining: 0 });
+    assert.deepEqual(me.mfa, { totp: false, email: false, passkeys: 0, backup_codes_remaining: 0 });
     const removed = await mailsOf(app, 'factor_removed', user.email);
     assert.equal(removed.length, 1);
     assert.match(removed[0]!.text, /sign-in codes by e-mail/i);

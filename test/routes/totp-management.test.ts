@@ -111,7 +111,7 @@ describeWithApp('TOTP management', (suite) => {
     for (const c of codes) assert.match(c, BACKUP_CODE_FORMAT);
 
     const me = (await get(app, '/api/v1/auth-jwt/user-info', access_token)).json();
-    assert.deepEqual(me.mfa, { totp: true, email: false, backup_codes_remaining: 10 });
+    assert.deepEqual(me.mfa, { totp: true, email: false, passkeys: 0, backup_codes_remaining: 10 });
     const added = await mailsOf(app, 'factor_added', user.email);
     assert.equal(added.length, 1);
     assert.match(added[0]!.text, /authenticator app/);
@@ -249,7 +249,7 @@ describeWithApp('TOTP management', (suite) => {
 
     assert.equal(await findTotpFactor(app.deps.db, user.uuid), undefined);
     const me = (await get(app, '/api/v1/auth-jwt/user-info', aal2)).json();
-    assert.deepEqual(me.mfa, { totp: false, email: false, backup_codes_remaining: 0 });
+    assert.deepEqual(me.mfa, { totp: false, email: false, passkeys: 0, backup_codes_remaining: 0 });
     const removed = await mailsOf(app, 'factor_removed', user.email);
     assert.equal(removed.length, 1);
     assert.match(removed[0]!.text, /authenticator app/);
@@ -273,7 +273,7 @@ describeWithApp('TOTP management', (suite) => {
     const res = await del(app, TOTP, aal2, { security_code: totpCodeAt(secret, app.clock()) });
     assert.equal(res.statusCode, 204, res.body);
     const me = (await get(app, '/api/v1/auth-jwt/user-info', aal2)).json();
-    assert.deepEqual(me.mfa, { totp: false, email: true, backup_codes_remaining: 10 });
+    assert.deepEqual(me.mfa, { totp: false, email: true, passkeys: 0, backup_codes_remaining: 10 });
     const challenge = await login(app.app, { username: user.username, password: user.password });
     assert.equal(challenge.statusCode, 403);
     assert.deepEqual(challenge.json().mfa_methods, ['email', 'backup_code']);

@@ -29,7 +29,7 @@ test('the development mailbox is on only for a plainly local instance without SM
   assert.equal(loadConfig({}).devMailbox, true, 'default: http://localhost:8000');
   assert.equal(loadConfig({ PUBLIC_URL: 'http://127.0.0.1:9000' }).devMailbox, true);
   assert.equal(loadConfig({ PUBLIC_URL: 'https://auth.example.com' }).devMailbox, false, 'a public name: someone forgot SMTP_URL, the mailbox would hand out every reset link');
-  assert.equal(loadConfig({ HOST: '0.0.0.0', PUBLIC_URL: 'http://10.1.2.3:8000' }).devMailbox, false);
+  assert.equal(loadConfig({ HOST: '0.0.0.0', PUBLIC_URL: 'http://auth.lan:8000' }).devMailbox, false);
   assert.equal(loadConfig({ PUBLIC_URL: 'https://staging.example.com', DEV_MAILBOX: 'true' }).devMailbox, true, 'explicit');
   assert.equal(loadConfig({ DEV_MAILBOX: 'false' }).devMailbox, false);
   assert.equal(loadConfig({ SMTP_URL: 'smtp://mail:25' }).devMailbox, false);
@@ -43,7 +43,9 @@ test('default PUBLIC_URL is http://localhost:PORT and the other loopback names a
   assert.deepEqual(c.loopbackAliases, ['http://127.0.0.1:8123', 'http://[::1]:8123']);
   assert.deepEqual(loadConfig({ PUBLIC_URL: 'http://127.0.0.1:8000' }).loopbackAliases, ['http://localhost:8000', 'http://[::1]:8000']);
   assert.deepEqual(loadConfig({ PUBLIC_URL: 'https://auth.example.com' }).loopbackAliases, []);
-  assert.equal(loadConfig({ HOST: '192.168.1.9' }).publicUrl, 'http://192.168.1.9:8000');
+  // The default PUBLIC_URL follows HOST; an IP address there cannot carry passkeys, and start-up says so.
+  assert.equal(loadConfig({ HOST: 'auth.lan' }).publicUrl, 'http://auth.lan:8000');
+  assert.throws(() => loadConfig({ HOST: '192.168.1.9' }), /PUBLIC_URL's host 192\.168\.1\.9 is an IP address/);
 });
 
 test('METRICS_TOKEN must be long enough; METRICS_PORT must be another port', () => {

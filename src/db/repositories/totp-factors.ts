@@ -21,18 +21,19 @@ export async function findTotpFactor(tx: Queryable, userId: string): Promise<Tot
 /** The parts of a TOTP row that checking a code needs. */
 export type TotpSecrets = Pick<TotpFactorRow, 'user_id' | 'active_secret' | 'pending_secret' | 'last_used_step'>;
 
-/** A user's TOTP secrets (if any), whether e-mailed codes are on, and how many backup codes remain: one round trip for login. */
-export async function findFactorSummary(tx: Queryable, userId: string): Promise<{ totp: TotpSecrets | undefined; emailEnabled: boolean; backupCodes: number }> {
-  const r = await tx.query<{ totp: TotpSecrets | null; email_enabled: boolean; backup_codes: number }>(
+/** A user's TOTP secrets (if any), whether e-mailed codes are on, how many passkeys and backup codes they have: one round trip for login. */
+export async function findFactorSummary(tx: Queryable, userId: string): Promise<{ totp: TotpSecrets | undefined; emailEnabled: boolean; passkeys: number; backupCodes: number }> {
+  const r = await tx.query<{ totp: TotpSecrets | null; email_enabled: boolean; passkeys: number; backup_codes: number }>(
     `SELECT (SELECT jsonb_build_object('user_id', t.user_id, 'active_secret', t.active_secret, 'pending_secret', t.pending_secret,
                                        'last_used_step', t.last_used_step)
              FROM totp_factors t WHERE t.user_id = $1) AS totp,
        COALESCE((SELECT e.enabled_at IS NOT NULL FROM email_otp_factors e WHERE e.user_id = $1), false) AS email_enabled,
+       (SELECT count(*)::int FROM passkeys p WHERE p.user_id = $1) AS passkeys,
        (SELECT count(*)::int FROM backup_codes b WHERE b.user_id = $1) AS backup_codes`,
     [userId],
   );
   const row = r.rows[0]!;
-  return { totp: row.totp ?? undefined, emailEnabled: row.email_enabled, backupCodes: row.backup_codes };
+  return { totp: row.totp ?? undefined, emailEnabled: row.email_enabled, passkeys: row.passkeys, backupCodes: row.backup_codes };
 }
 
 /** Stores a new pending secret (replacing an earlier pending one); the active secret, if any, stays. */

@@ -22,6 +22,8 @@ export interface UserRow {
   last_login_at?: Date | null;
   /** Set while an admin has deactivated the account (0002); verifying the address does not reactivate it then. */
   deactivated_at?: Date | null;
+  /** WebAuthn user handle (random, base64url), set with the first passkey registration options. */
+  webauthn_user_id?: string | null;
 }
 
 export type NewUser = Pick<UserRow, 'id' | 'username' | 'email' | 'full_name' | 'profile' | 'password_hash' | 'signup_mfa' | 'created_at'> & {
@@ -99,6 +101,7 @@ export interface UserWithFactors extends UserRow {
   user_id: string;
   totp_active: boolean;
   email_otp_enabled: boolean;
+  passkeys: number;
   backup_codes_remaining: number;
 }
 
@@ -111,6 +114,7 @@ export async function findUserInfoForSession(tx: Queryable, sessionId: string, n
     `SELECT u.*, s.user_id,
        COALESCE((SELECT t.active_secret IS NOT NULL FROM totp_factors t WHERE t.user_id = u.id), false) AS totp_active,
        COALESCE((SELECT e.enabled_at IS NOT NULL FROM email_otp_factors e WHERE e.user_id = u.id), false) AS email_otp_enabled,
+       (SELECT count(*)::int FROM passkeys p WHERE p.user_id = u.id) AS passkeys,
        (SELECT count(*)::int FROM backup_codes b WHERE b.user_id = u.id) AS backup_codes_remaining
      FROM sessions s JOIN users u ON u.id = s.user_id
      WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2`,

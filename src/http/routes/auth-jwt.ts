@@ -4,7 +4,9 @@ import formbody from '@fastify/formbody';
 import { Type } from 'typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Deps } from '../../deps.ts';
-import { AppError } from '../../errors.ts';
+import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
+import { AppError, validationError } from '../../errors.ts';
+import { AuthenticationCredential } from './passkeys/schemas.ts';
 import { findUserInfoForSession } from '../../db/repositories/users.ts';
 import { assertLiveSession } from '../../services/authenticate.ts';
 import { completeMfaLogin, loginWithPassword } from '../../services/login.ts';
@@ -62,18 +64,24 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
     schema: {
       tags: ['Login and tokens'],
       summary: 'Complete a login with a second factor',
-      description: 'The `mfa_token` may instead be sent as the Bearer token. A challenge allows 5 codes, then it is dead, and it spends at most one code: two valid codes sent at once log in once. After a `backup_code` the answer carries `backup_codes_remaining`.',
+      description:
+        'The `mfa_token` may instead be sent as the Bearer token. A challenge allows 5 codes, then it is dead, and it spends at most one code: two valid codes sent at once log in once. After a `backup_code` the answer carries `backup_codes_remaining`. ' +
+        'With `method: "passkey"` send `credential` (the browser\'s `AuthenticationResponseJSON` for options from `/login/mfa/passkey/options`) instead of `code`; a bad one answers 401 `invalid_passkey` and counts like a wrong code.',
       body: Type.Object({
         mfa_token: Type.Optional(Type.String({ maxLength: 4096 })),
-        method: Type.Union([Type.Literal('totp'), Type.Literal('email'), Type.Literal('backup_code')]),
-        code: SecurityCode,
+        method: Type.Union([Type.Literal('totp'), Type.Literal('email'), Type.Literal('backup_code'), Type.Literal('passkey')]),
+        code: Type.Optional(SecurityCode),
+        credential: Type.Optional(AuthenticationCredential),
       }),
       response: { 200: LoginResultSchema, ...problems(400, 401, 403, 422, 429) },
     },
   }, async (request, reply) => {
     const mfaToken = request.body.mfa_token ?? bearerToken(request);
     if (!mfaToken) throw new AppError('invalid_token', { detail: 'Send the mfa_token from the login answer.' });
-    const tokens = await completeMfaLogin(deps, { mfa_token: mfaToken, method: request.body.method, code: request.body.code }, clientInfo(request));
+    const { method, code, credential } = request.body;
+    if (method === 'passkey' && !credential) throw validationError('credential', 'Send the passkey answer as credential.');
+    if (method !== 'passkey' && code === undefined) throw validationError('code', 'Send the code.');
+    const tokens = await completeMfaLogin(deps, { mfa_token: mfaToken, method, code, credential: credential as AuthenticationResponseJSON | undefined }, clientInfo(request));
     return sendTokens(reply, tokens);
   });
 
@@ -144,7 +152,7 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
           profile: Type.Record(Type.String(), Type.Unknown()),
           created_at: DateTime,
           updated_at: DateTime,
-          mfa: Type.Object({ totp: Type.Boolean(), email: Type.Boolean(), backup_codes_remaining: Type.Integer() }),
+          mfa: Type.Object({ totp: Type.Boolean(), email: Type.Boolean(), passkeys: Type.Integer({ description: 'How many passkeys the user has' }), backup_codes_remaining: Type.Integer() }),
         }),
         ...problems(401),
       },
@@ -161,6 +169,7 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
       mfa: {
         totp: user.totp_active && deps.config.mfaMethods.includes('totp'),
         email: user.email_otp_enabled && deps.config.mfaMethods.includes('email'),
+        passkeys: user.passkeys,
         backup_codes_remaining: user.backup_codes_remaining,
       },
     };

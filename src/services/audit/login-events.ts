@@ -19,7 +19,7 @@ export async function recordLoginFailure(
   deps: Deps,
   userId: string | null,
   client: Client,
-  data: { reason: 'unknown_user' | 'invalid_password' | 'invalid_code'; method?: string; step?: 'password' | 'mfa' },
+  data: { reason: 'unknown_user' | 'invalid_password' | 'invalid_code' | 'invalid_passkey'; method?: string; step?: 'password' | 'mfa' | 'passkey' },
   locked: boolean,
 ): Promise<void> {
   const ctx = userId ? userContext(userId, client) : { actor: { kind: 'user' as const }, ip: client.ip, userAgent: client.userAgent };

@@ -1,0 +1,53 @@
+/**
+ * SQL for single-use WebAuthn challenges. A challenge is taken by one DELETE … RETURNING, so of any
+ * number of simultaneous requests carrying it exactly one gets it, on PGlite and PostgreSQL alike.
+ */
+import type { Queryable } from '../../database.ts';
+
+/** What a challenge is for. */
+export type ChallengePurpose = 'registration' | 'login' | 'mfa';
+
+export interface WebauthnChallengeRow {
+  id: string;
+  challenge: string;
+  purpose: ChallengePurpose;
+  user_id: string | null;
+  mfa_challenge_id: string | null;
+  created_at: Date;
+  expires_at: Date;
+}
+
+/** Stores a challenge; expired ones are swept first (the table holds only live challenges). */
+export async function insertWebauthnChallenge(tx: Queryable, c: WebauthnChallengeRow): Promise<void> {
+  await tx.query('DELETE FROM webauthn_challenges WHERE expires_at <= $1', [c.created_at]);
+  await tx.query(
+    `INSERT INTO webauthn_challenges (id, challenge, purpose, user_id, mfa_challenge_id, created_at, expires_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+    [c.id, c.challenge, c.purpose, c.user_id, c.mfa_challenge_id, c.created_at, c.expires_at],
+  );
+}
+
+/**
+ * Takes the live challenge `challenge` of `purpose`, bound to `binding` (the user for
+ * 'registration', the MFA challenge for 'mfa', the challenge_token's id for 'login'). Deleted
+ * whatever happens next: a challenge is tried once. Undefined when it is unknown, used, expired or
+ * bound to someone else.
+ */
+export async function takeWebauthnChallenge(
+  tx: Queryable,
+  purpose: ChallengePurpose,
+  challenge: string,
+  binding: { userId?: string; mfaChallengeId?: string; id?: string },
+  now: Date,
+): Promise<WebauthnChallengeRow | undefined> {
+  // Never unbound: a challenge must only ever serve the one it was issued to.
+  if (binding.userId === undefined && binding.mfaChallengeId === undefined && binding.id === undefined) throw new Error('a challenge is taken with its binding');
+  const r = await tx.query<WebauthnChallengeRow>(
+    `DELETE FROM webauthn_challenges
+     WHERE challenge = $1 AND purpose = $2 AND expires_at > $3
+       AND ($4::uuid IS NULL OR user_id = $4) AND ($5::uuid IS NULL OR mfa_challenge_id = $5) AND ($6::text IS NULL OR id = $6)
+     RETURNING *`,
+    [challenge, purpose, now, binding.userId ?? null, binding.mfaChallengeId ?? null, binding.id ?? null],
+  );
+  return r.rows[0];
+}

@@ -1,0 +1,212 @@
+/**
+ * Signing in with a passkey: passwordless (discoverable credentials, autofill) and as the second
+ * step of a password login. Attempts are counted before the check like codes (limiter.ts), the
+ * challenge is taken (deleted) before the assertion is verified so a replay or a concurrent second
+ * use of it finds nothing, and the counter is moved on by a guarded update in the session's transaction.
+ */
+import type { AuthenticationResponseJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
+import type { Deps } from '../../deps.ts';
+import { AppError } from '../../errors.ts';
+import { randomToken } from '../../crypto/random.ts';
+import { findLiveChallenge } from '../../db/repositories/mfa-challenges.ts';
+import { findPasskeyByCredentialId, listPasskeys, recordCounterRegression, recordPasskeyUse, type PasskeyRow } from '../../db/repositories/passkeys/credentials.ts';
+import { insertWebauthnChallenge, takeWebauthnChallenge, type ChallengePurpose } from '../../db/repositories/passkeys/challenges.ts';
+import { findUserById, findUserByLogin, setLastLogin, type UserRow } from '../../db/repositories/users.ts';
+import { recordLoginFailure, recordLoginSuccess } from '../audit/login-events.ts';
+import { recordSecurityEvent, userContext } from '../audit/record.ts';
+import { assertUsable, verifyMfaToken } from '../login.ts';
+import { accountNames } from '../password-check.ts';
+import type { Attempt } from '../../security/limiter.ts';
+import { createSession, signTokenPair, type AuthLevel, type ClientInfo, type TokenPair } from '../tokens.ts';
+import { passkeyAmr, passkeyError, claimedChallenge, requestOptions, verifyAssertion, type VerifiedAssertion } from './relying-party.ts';
+
+/** What the passwordless options endpoint answers. */
+export interface PasskeyLoginOptions {
+  challenge_token: string;
+  options: PublicKeyCredentialRequestOptionsJSON;
+}
+
+async function storeChallenge(deps: Deps, purpose: ChallengePurpose, id: string, challenge: string, userId: string | null, mfaChallengeId: string | null): Promise<void> {
+  const now = deps.clock();
+  await insertWebauthnChallenge(deps.db, {
+    id,
+    challenge,
+    purpose,
+    user_id: userId,
+    mfa_challenge_id: mfaChallengeId,
+    created_at: now,
+    expires_at: new Date(now.getTime() + deps.config.webauthn.challengeTtlSeconds * 1000),
+  });
+}
+
+/**
+ * A stand-in credential for a name without passkeys (unknown, or a user who has none), derived from
+ * the name under the server key: the same every time, so an answer never shows whether the name exists.
+ */
+function decoyCredential(deps: Deps, login: string): Pick<PasskeyRow, 'credential_id' | 'transports'> {
+  // 16 bytes, the length many authenticators use, so a decoy does not stand out by its size.
+  const id = Buffer.from(deps.tokenHasher.hash('passkey_decoy', login.trim().toLowerCase()), 'hex').subarray(0, 16).toString('base64url');
+  return { credential_id: id, transports: ['internal', 'hybrid'] };
+}
+
+/**
+ * POST /login/passkey/options: request options and their challenge_token. Without a username
+ * `allowCredentials` is empty (discoverable credentials: the browser offers the user's passkeys,
+ * also as autofill); with one, the user's passkeys — or a decoy, so unknown names look the same.
+ */
+export async function passkeyLoginOptions(deps: Deps, username: string | undefined, ip: string): Promise<PasskeyLoginOptions> {
+  await deps.limiter.consume('passkey:ip', ip);
+  let allow: Pick<PasskeyRow, 'credential_id' | 'transports'>[] = [];
+  const login = username?.trim();
+  if (login) {
+    const user = await findUserByLogin(deps.db, login);
+    const passkeys = user ? await listPasskeys(deps.db, user.id) : [];
+    allow = passkeys.length > 0 ? passkeys : [decoyCredential(deps, login)];
+  }
+  const options = await requestOptions(deps.config.webauthn, allow);
+  const token = randomToken(32);
+  await storeChallenge(deps, 'login', token, options.challenge, null, null);
+  return { challenge_token: token, options };
+}
+
+/** The stored passkey a response names, and the user owning it (undefined when unknown). */
+async function credentialOwner(deps: Deps, credential: AuthenticationResponseJSON): Promise<{ passkey: PasskeyRow; user: UserRow } | undefined> {
+  const id = typeof credential.id === 'string' && credential.id.length <= 1024 ? credential.id : undefined;
+  const passkey = id ? await findPasskeyByCredentialId(deps.db, id) : undefined;
+  const user = passkey ? await findUserById(deps.db, passkey.user_id) : undefined;
+  return passkey && user ? { passkey, user } : undefined;
+}
+
+/**
+ * Verifies `credential` as an assertion by `passkey` of `user` for the challenge already taken. A
+ * user handle in the answer must be this user's; a signed counter that did not grow is counted on
+ * the credential, logged, and refused.
+ */
+async function verifyOwnAssertion(deps: Deps, credential: AuthenticationResponseJSON, challenge: string, passkey: PasskeyRow, user: UserRow, client: ClientInfo): Promise<VerifiedAssertion> {
+  const handle = credential.response?.userHandle;
+  if (handle !== undefined && handle !== null && handle !== '' && handle !== user.webauthn_user_id) {
+    throw passkeyError('The passkey does not belong to this account.', undefined, 401);
+  }
+  const verified = await verifyAssertion(deps.config.webauthn, credential, challenge, passkey);
+  if (verified.counterRegressed) {
+    // Its own transaction: the record must outlive the refused login. A step back of a proven signature
+    // means two copies of the key exist (WebAuthn §6.1.1 "signCount"; NIST SP 800-63B §5.2.9).
+    await deps.db.transaction(async (tx) => {
+      await recordCounterRegression(tx, passkey.id);
+      await recordSecurityEvent(tx, {
+        ...userContext(user.id, client),
+        type: 'passkey.counter_regressed',
+        userId: user.id,
+        data: { passkey_id: passkey.id, stored_counter: Number(passkey.counter), received_counter: verified.newCounter },
+        at: deps.clock(),
+      });
+    });
+    deps.logger.warn({ userId: user.id, passkeyId: passkey.id, storedCounter: Number(passkey.counter), receivedCounter: verified.newCounter }, 'passkey signature counter did not grow: login refused (possible cloned authenticator)');
+    throw passkeyError('This passkey could not be accepted. If you copied it to another device, remove it and add it again.', undefined, 401);
+  }
+  return verified;
+}
+
+/** The session's level after a passkey: aal2, RFC 8176 methods naming the key (and `pwd` after a password). */
+function passkeyLevel(verified: VerifiedAssertion, afterPassword: boolean): AuthLevel {
+  return { amr: [...(afterPassword ? ['pwd'] : []), ...passkeyAmr(verified.deviceType), 'mfa'], aal: 'aal2' };
+}
+
+/** Settles a passwordless attempt as failed and records login.failed (and login.locked when it locked the account). */
+async function failed(deps: Deps, attempt: Attempt, userId: string | null, client: ClientInfo): Promise<void> {
+  const locked = await attempt.failed();
+  await recordLoginFailure(deps, userId, client, { reason: 'invalid_passkey', method: 'passkey', step: 'passkey' }, locked);
+}
+
+/**
+ * POST /login/passkey: a passwordless login. The attempt is counted (IP, and the account once the
+ * credential names one) before anything is checked; any failure answers 401 invalid_passkey.
+ */
+export async function loginWithPasskey(deps: Deps, input: { challenge_token: string; credential: AuthenticationResponseJSON }, client: ClientInfo): Promise<TokenPair> {
+  const ip = client.ip ?? 'unknown';
+  const owner = await credentialOwner(deps, input.credential);
+  const attempt = await deps.limiter.beginAttempt(owner ? { account: owner.user.id, alsoAccounts: accountNames(owner.user), ip } : { ip });
+  let verified: VerifiedAssertion;
+  try {
+    const claimed = claimedChallenge(input.credential);
+    const taken = claimed ? await takeWebauthnChallenge(deps.db, 'login', claimed, { id: input.challenge_token }, deps.clock()) : undefined;
+    if (!taken) throw passkeyError('The sign-in challenge is unknown, used or expired; start again.', undefined, 401);
+    if (!owner) throw passkeyError('This passkey is not registered here.', undefined, 401);
+    verified = await verifyOwnAssertion(deps, input.credential, taken.challenge, owner.passkey, owner.user, client);
+  } catch (e) {
+    if (e instanceof AppError && e.code === 'invalid_passkey') await failed(deps, attempt, owner?.user.id ?? null, client);
+    else await attempt.passed().catch(() => undefined);
+    throw e;
+  }
+  const { user, passkey } = owner!;
+  try {
+    assertUsable(deps, user);
+  } catch (e) {
+    await attempt.passed();
+    throw e;
+  }
+  let raced = false;
+  const session = await deps.db
+    .transaction(async (tx) => {
+      if (!(await recordPasskeyUse(tx, passkey.id, Number(passkey.counter), verified.newCounter, verified.backedUp, deps.clock()))) {
+        raced = true;
+        throw passkeyError('The passkey was used by another sign-in at the same moment; try again.', undefined, 401);
+      }
+      const created = await createSession(deps, tx, user, passkeyLevel(verified, false), client);
+      await setLastLogin(tx, user.id, created.created_at);
+      await recordLoginSuccess(deps, tx, user.id, client, created);
+      return created;
+    })
+    .catch(async (e: unknown) => {
+      if (raced) await failed(deps, attempt, user.id, client);
+      else await attempt.passed().catch(() => undefined);
+      throw e;
+    });
+  await attempt.succeeded(accountNames(user));
+  return signTokenPair(deps, user, session, session.current_jti);
+}
+
+/**
+ * POST /login/mfa/passkey/options: request options limited to the challenge's user's passkeys.
+ * 401 invalid_token for a dead challenge; 400 method_not_enabled when the user has no passkey.
+ */
+export async function mfaPasskeyOptions(deps: Deps, mfaToken: string, ip: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
+  const { challengeId, userId } = await verifyMfaToken(deps, mfaToken);
+  await deps.limiter.consume('passkey:ip', ip);
+  const live = await findLiveChallenge(deps.db, challengeId, userId, deps.clock(), deps.config.mfaChallengeMaxAttempts);
+  if (!live) throw new AppError('invalid_token', { detail: 'The MFA challenge is expired, used or over-tried; log in again.' });
+  const passkeys = await listPasskeys(deps.db, userId);
+  if (passkeys.length === 0) throw new AppError('method_not_enabled', { detail: 'This account has no passkey.' });
+  const options = await requestOptions(deps.config.webauthn, passkeys);
+  await storeChallenge(deps, 'mfa', randomToken(16), options.challenge, userId, challengeId);
+  return options;
+}
+
+/** A passkey proven at the second step, waiting for its use to be recorded in the session's transaction. */
+export interface MfaPasskeyProof {
+  passkey: PasskeyRow;
+  verified: VerifiedAssertion;
+}
+
+/**
+ * The second step's passkey check (the caller has counted the attempt): takes the WebAuthn
+ * challenge of this MFA challenge, then verifies that the credential is one of `user`'s passkeys.
+ * Throws 401 invalid_passkey on any failure.
+ */
+export async function checkMfaPasskey(deps: Deps, user: UserRow, mfaChallengeId: string, credential: AuthenticationResponseJSON | undefined, client: ClientInfo): Promise<MfaPasskeyProof> {
+  if (!credential) throw passkeyError('Send the passkey answer as `credential`.', undefined, 401);
+  const claimed = claimedChallenge(credential);
+  const taken = claimed ? await takeWebauthnChallenge(deps.db, 'mfa', claimed, { mfaChallengeId, userId: user.id }, deps.clock()) : undefined;
+  if (!taken) throw passkeyError('The passkey challenge is unknown, used or expired; ask for new options.', undefined, 401);
+  const owner = await credentialOwner(deps, credential);
+  // Another user's credential is refused like an unknown one.
+  if (!owner || owner.user.id !== user.id) throw passkeyError('This passkey is not registered for this account.', undefined, 401);
+  return { passkey: owner.passkey, verified: await verifyOwnAssertion(deps, credential, taken.challenge, owner.passkey, user, client) };
+}
+
+/** Records the proven use in `tx` (guarded counter); the level for the session, or undefined when another use won. */
+export async function spendMfaPasskey(deps: Deps, tx: Parameters<typeof recordPasskeyUse>[0], proof: MfaPasskeyProof): Promise<AuthLevel | undefined> {
+  const { passkey, verified } = proof;
+  if (!(await recordPasskeyUse(tx, passkey.id, Number(passkey.counter), verified.newCounter, verified.backedUp, deps.clock()))) return undefined;
+  return passkeyLevel(verified, true);
+}

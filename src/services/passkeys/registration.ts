@@ -1,0 +1,102 @@
+/**
+ * Adding a passkey: creation options (a single-use challenge bound to the caller) and verification
+ * of the browser's answer. The same factor rules as TOTP: with any factor already active only an
+ * aal2 session may add one; the user's first factor brings the backup codes; every add mails the user.
+ */
+import type { PublicKeyCredentialCreationOptionsJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
+import type { Deps } from '../../deps.ts';
+import { AppError } from '../../errors.ts';
+import { newId, randomToken } from '../../crypto/random.ts';
+import { ensureWebauthnUserId, insertPasskey, listPasskeys } from '../../db/repositories/passkeys/credentials.ts';
+import { insertWebauthnChallenge, takeWebauthnChallenge } from '../../db/repositories/passkeys/challenges.ts';
+import { lockBackupCodes } from '../../db/repositories/backup-codes.ts';
+import { enqueueMail } from '../../mail/outbox.ts';
+import type { AuthContext } from '../authenticate.ts';
+import { recordSecurityEvent, userContext } from '../audit/record.ts';
+import type { ClientInfo } from '../tokens.ts';
+import { issueBackupCodesIfNone } from '../backup-codes.ts';
+import { callerUser, requireAal2IfProtected } from '../factor-changes.ts';
+import { loadFactorState, storedFactors } from '../second-factors.ts';
+import { claimedChallenge, creationOptions, passkeyError, verifyRegistration } from './relying-party.ts';
+import { passkeyView, type PasskeyView } from './view.ts';
+
+/** Bytes of a WebAuthn user handle (random, per user; WebAuthn allows up to 64). */
+const USER_HANDLE_BYTES = 32;
+
+/** POST /passkeys/registration/options: creation options with a fresh challenge for the caller. */
+export async function startPasskeyRegistration(deps: Deps, auth: AuthContext): Promise<PublicKeyCredentialCreationOptionsJSON> {
+  const user = await callerUser(deps, auth);
+  requireAal2IfProtected(auth, storedFactors(await loadFactorState(deps, user.id)));
+  const rp = deps.config.webauthn;
+  const handle = await ensureWebauthnUserId(deps.db, user.id, randomToken(USER_HANDLE_BYTES));
+  const options = await creationOptions(rp, { username: user.username, handle }, await listPasskeys(deps.db, user.id));
+  const now = deps.clock();
+  await insertWebauthnChallenge(deps.db, {
+    id: randomToken(16),
+    challenge: options.challenge,
+    purpose: 'registration',
+    user_id: user.id,
+    mfa_challenge_id: null,
+    created_at: now,
+    expires_at: new Date(now.getTime() + rp.challengeTtlSeconds * 1000),
+  });
+  return options;
+}
+
+/** A registered passkey, plus the backup codes when it was the user's first factor. */
+export interface RegisteredPasskey extends PasskeyView {
+  backup_codes?: string[];
+}
+
+/** The name a passkey gets when the caller gives none. */
+function defaultName(deps: Deps): string {
+  return `Passkey ${deps.clock().toISOString().slice(0, 10)}`;
+}
+
+/**
+ * POST /passkeys/registration/verify: takes the caller's challenge (single use: gone whatever the
+ * outcome), verifies the attestation (origin, RP ID hash, user verification) and stores the passkey
+ * in one transaction with its mail and, for a first factor, the backup codes.
+ */
+export async function finishPasskeyRegistration(deps: Deps, auth: AuthContext, credential: RegistrationResponseJSON, name: string | undefined, client: ClientInfo): Promise<RegisteredPasskey> {
+  const user = await callerUser(deps, auth);
+  // Checked again here: the options may have been fetched before another factor was added.
+  requireAal2IfProtected(auth, storedFactors(await loadFactorState(deps, user.id)));
+  const rp = deps.config.webauthn;
+  const challenge = claimedChallenge(credential);
+  const taken = challenge ? await takeWebauthnChallenge(deps.db, 'registration', challenge, { userId: user.id }, deps.clock()) : undefined;
+  if (!taken) throw passkeyError('The registration challenge is unknown, used, expired or not yours; start again.');
+  const verified = await verifyRegistration(rp, credential, taken.challenge);
+  const label = name?.trim() || defaultName(deps);
+  return deps.db.transaction(async (tx) => {
+    // The user row first (as issueBackupCodesIfNone does), so two registrations at once serialise.
+    await lockBackupCodes(tx, user.id);
+    const id = newId();
+    const now = deps.clock();
+    const stored = await insertPasskey(tx, {
+      id,
+      user_id: user.id,
+      credential_id: verified.credentialId,
+      public_key: verified.publicKey,
+      counter: verified.counter,
+      transports: verified.transports,
+      device_type: verified.deviceType,
+      backed_up: verified.backedUp,
+      aaguid: verified.aaguid,
+      name: label,
+      created_at: now,
+    });
+    if (!stored) throw new AppError('passkey_already_registered', { detail: 'This passkey is already registered.' });
+    const codes = await issueBackupCodesIfNone(deps, tx, user.id);
+    await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'passkey', passkeyName: label } });
+    await recordSecurityEvent(tx, {
+      ...userContext(user.id, client),
+      type: 'passkey.added',
+      userId: user.id,
+      data: { passkey_id: id, name: label, device_type: verified.deviceType, backed_up: verified.backedUp, aaguid: verified.aaguid, first_factor: codes.length > 0 },
+      at: now,
+    });
+    const view = passkeyView({ id, name: label, created_at: now, last_used_at: null, backed_up: verified.backedUp, device_type: verified.deviceType, transports: verified.transports });
+    return codes.length > 0 ? { ...view, backup_codes: codes } : view;
+  });
+}
