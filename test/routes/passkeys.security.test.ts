@@ -18,6 +18,7 @@ import {
   TEST_ORIGIN,
 } from '../helpers/passkeys.ts';
 import { SoftwareAuthenticator } from '../helpers/webauthn.ts';
+import { auditRowsOf, auditTypesOf } from '../helpers/admin.ts';
 
 const CONCURRENCY = 20;
 
@@ -162,6 +163,8 @@ describeWithApp('Passkeys: security', (suite) => {
     assert.equal(row.rows[0]!.counter, '5');
     assert.equal(row.rows[0]!.counter_regressions, 2);
     assert.equal(await sessionCount(app, user), before);
+    const regressions = (await auditRowsOf(app, user.uuid)).filter((r) => r.type === 'passkey.counter_regressed');
+    assert.deepEqual(regressions.map((r) => (r.data as { received_counter: number }).received_counter), [3, 5], 'recorded in the audit log');
     // As the second step too.
     const challenge = await mfaChallenge(app, user);
     const opts = (await mfaPasskeyOptions(app, challenge.mfa_token)).json();
@@ -214,10 +217,13 @@ describeWithApp('Passkeys: security', (suite) => {
 
   test('passkey failures count towards the account lockout and the per-IP limit like wrong codes', async (t) => {
     const app = await suite.build(t, { env: { LOCKOUT_MAX_FAILURES: '3', RATE_LIMIT_IP_MAX_FAILURES: '6' } });
-    const { authenticator } = await userWithPasskey(app);
+    const { authenticator, user } = await userWithPasskey(app);
     for (let i = 0; i < 3; i++) expectInvalid(await signInWithPasskey(app, authenticator, { origin: 'https://evil.example' }), 401, `failure ${i + 1}`);
     const locked = await signInWithPasskey(app, authenticator);
     assert.equal(locked.statusCode, 429, 'the account is locked, even for a valid passkey');
+    const types = await auditTypesOf(app, user.uuid);
+    assert.equal(types.filter((x) => x === 'login.failed').length, 3);
+    assert.ok(types.includes('login.locked'));
     assert.ok(Number(locked.headers['retry-after']) >= 1);
     // Unknown passkeys count against the IP.
     const stranger = new SoftwareAuthenticator(TEST_ORIGIN);

@@ -16,6 +16,7 @@ import {
   TEST_ORIGIN,
 } from '../helpers/passkeys.ts';
 import { SoftwareAuthenticator } from '../helpers/webauthn.ts';
+import { auditRowsOf, auditTypesOf } from '../helpers/admin.ts';
 
 describeWithApp('Passkeys', (suite) => {
   test('creation options: RP ID localhost, a random user handle, ES256 and RS256, discoverable, UV required, own passkeys excluded', async (t) => {
@@ -66,6 +67,10 @@ describeWithApp('Passkeys', (suite) => {
     const info = (await get(app, '/api/v1/auth-jwt/user-info', token)).json();
     assert.equal(info.mfa.passkeys, 1);
     assert.equal(info.mfa.backup_codes_remaining, 10);
+    const added = (await auditRowsOf(app, user.uuid)).filter((r) => r.type === 'passkey.added');
+    assert.equal(added.length, 1, 'passkey.added in the audit log');
+    assert.equal((added[0]!.data as Record<string, unknown>).name, 'My laptop');
+    assert.equal(added[0]!.actor_kind, 'user');
     const list = await listPasskeys(app, token);
     assert.deepEqual(list.map((p) => p.name), ['My laptop']);
     assert.equal((list[0] as Record<string, unknown>).public_key, undefined, 'no key material in the list');
@@ -93,6 +98,8 @@ describeWithApp('Passkeys', (suite) => {
     assert.equal(c.aal, 'aal2');
     assert.deepEqual(c.amr, ['hwk', 'user', 'mfa']);
     assert.ok(String(res.headers['set-cookie']).includes('access_token='));
+    const succeeded = (await auditRowsOf(app, user.uuid)).filter((r) => r.type === 'login.succeeded').at(-1);
+    assert.deepEqual((succeeded!.data as { amr: string[] }).amr, ['hwk', 'user', 'mfa']);
     const [passkey] = await listPasskeys(app, res.json().access_token);
     assert.ok(passkey!.last_used_at);
     const row = await app.deps.db.query<{ counter: string }>('SELECT counter::text AS counter FROM passkeys WHERE user_id = $1', [user.uuid]);
@@ -196,6 +203,7 @@ describeWithApp('Passkeys', (suite) => {
     const mails = await mailsOf(app, 'factor_removed', user.email);
     assert.equal(mails.length, 1);
     assert.match(mails[0]!.text, /Old key/);
+    assert.ok((await auditTypesOf(app, user.uuid)).includes('passkey.removed'));
     assert.deepEqual(await listPasskeys(app, aal2), []);
     const info = (await get(app, '/api/v1/auth-jwt/user-info', aal2)).json();
     assert.equal(info.mfa.passkeys, 0);
