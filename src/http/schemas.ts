@@ -80,6 +80,17 @@ export const PublicUser = Type.Object({
   updated_at: DateTime,
 });
 
+/** The fields of the sign-up body (POST /api/v1/user; the admin's create adds roles and email_verified). */
+export const SIGN_UP_FIELDS = {
+  username: Username,
+  email: Email,
+  password1: Password,
+  password2: Password,
+  full_name: Type.Optional(Type.String({ maxLength: 150, examples: ['Alice Liddell'] })),
+  profile: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'Free JSON object, at most 4 KiB', examples: [{ locale: 'en' }] })),
+  mfa: Type.Optional(Type.Union([Type.Literal('totp'), Type.Literal('email')], { description: 'Second factor chosen at sign-up' })),
+};
+
 export const PrivateUser = Type.Object({
   uuid: Uuid,
   username: Type.String({ examples: ['alice'] }),

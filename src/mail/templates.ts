@@ -21,6 +21,8 @@ export interface MailDataByKind {
   /** `passkeyName`: the name of the passkey added or removed, so the person can tell which one. */
   factor_added: { username: string; factor: AddedFactor; passkeyName?: string };
   factor_removed: { username: string; factor: RemovedFactor; passkeyName?: string };
+  /** An administrator removed every second factor (lost-device recovery). */
+  mfa_reset: { username: string };
 }
 
 /** The data of any kind of mail (use MailDataByKind[K] where the kind is known). */
@@ -294,6 +296,16 @@ const renderers: { [K in MailKind]: Renderer<K> } = {
   factor_removed(d, ctx) {
     const subject = `A second factor was removed from your ${ctx.productName} account`;
     const what = `${capitalise(factorName(d.factor, d.passkeyName))} was turned off as a second factor for your ${ctx.productName} account.`;
+    return compose(
+      ctx,
+      subject,
+      [`Hello ${d.username},`, '', what, '', notYouText(ctx)],
+      p(`Hello ${escapeHtml(d.username)},`) + p(escapeHtml(what)) + notYouHtml(ctx),
+    );
+  },
+  mfa_reset(d, ctx) {
+    const subject = `The second factors of your ${ctx.productName} account were reset`;
+    const what = `An administrator removed every second factor (authenticator app, e-mailed codes, backup codes) from your ${ctx.productName} account, as asked when a device is lost. You can log in with your password alone now; set up a second factor again on your account page.`;
     return compose(
       ctx,
       subject,

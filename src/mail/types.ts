@@ -8,7 +8,8 @@ export type MailKind =
   | 'email_otp_login'
   | 'email_otp_enable'
   | 'factor_added'
-  | 'factor_removed';
+  | 'factor_removed'
+  | 'mfa_reset';
 
 /** A rendered message ready to deliver. `id` is the outbox row id, used as a stable Message-ID. */
 export interface MailMessage {

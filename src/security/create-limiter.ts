@@ -16,6 +16,8 @@ export const noopLimiter: Limiter = Object.freeze({
   assertAllowed: (_subject: AttemptSubject) => Promise.resolve(),
   recordFailure: (_subject: AttemptSubject) => Promise.resolve(),
   recordSuccess: (_subject: AttemptSubject) => Promise.resolve(),
+  accountLockMs: (_accounts: readonly string[]) => Promise.resolve(0),
+  clearAccounts: (_accounts: readonly string[]) => Promise.resolve(),
   consume: (_quota: QuotaName, _key: string) => Promise.resolve(),
   close: () => Promise.resolve(),
 });

@@ -158,8 +158,8 @@ export class FlexibleLimiter implements Limiter {
     }
   }
 
-  /** Deletes both failure counts of each account name. */
-  private async clearAccounts(accounts: readonly string[]): Promise<void> {
+  /** Deletes both failure counts (and so the locks) of each account name. */
+  async clearAccounts(accounts: readonly string[]): Promise<void> {
     await Promise.all(accounts.flatMap((a) => [this.accountFailures.delete(accountKey(a)), this.accountConsecutive.delete(accountKey(a))]));
   }
 
@@ -175,6 +175,19 @@ export class FlexibleLimiter implements Limiter {
     const accountWaits = await Promise.all(accountsOf(subject).map((a) => this.accountWaitMs(accountKey(a))));
     waitsMs.push(...accountWaits.flat());
     if (waitsMs.length > 0) throw tooManyRequests(Math.max(...waitsMs), LOCKED_DETAIL);
+  }
+
+  /** The longest wait of the locks of `accounts`; 0 when none is locked. Reads only. */
+  async accountLockMs(accounts: readonly string[]): Promise<number> {
+    const s = this.settings;
+    const waits = await Promise.all(
+      accounts.map(async (a) => {
+        const key = accountKey(a);
+        const [shortRes, longRes] = await Promise.all([this.accountFailures.get(key), this.accountConsecutive.get(key)]);
+        return Math.max(reached(shortRes, s.accountMaxFailures) ? shortRes.msBeforeNext : 0, reached(longRes, s.accountMaxConsecutiveFailures) ? Math.max(0, longRes.msBeforeNext) : 0);
+      }),
+    );
+    return Math.max(0, ...waits);
   }
 
   /** The waits of one account's locks (short and hard); none when it is not locked. */

@@ -69,6 +69,13 @@ export interface Limiter {
   recordFailure(subject: AttemptSubject): Promise<void>;
   /** Clears the account's failure counts (both) after a complete successful login; the IP's count stays. */
   recordSuccess(subject: AttemptSubject): Promise<void>;
+  /**
+   * Milliseconds until the longest lock of any of `accounts` ends; 0 when none is locked. Read-only
+   * (the admin API shows it as `locked_until`). `clearAccounts` ends the locks: the admin unlock.
+   */
+  accountLockMs(accounts: readonly string[]): Promise<number>;
+  /** Deletes every failure count and lock of each account name (admin unlock; a complete login clears them the same way). */
+  clearAccounts(accounts: readonly string[]): Promise<void>;
   /** Counts one request against `quota` for `key`; throws too_many_requests when over. */
   consume(quota: QuotaName, key: string): Promise<void>;
   /** Releases the store (quits the Redis client). */

@@ -59,7 +59,7 @@ export async function regenerateBackupCodes(deps: Deps, auth: AuthContext, clien
   return deps.db.transaction(async (tx) => {
     const codes = await issueBackupCodes(deps, tx, user.id);
     await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'backup_codes' } });
-    await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'backup_codes.regenerated', userId: user.id, data: { count: codes.length }, at: deps.clock() });
+    await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'backup_codes.regenerated', userId: user.id, data: { backups_issued: codes.length }, at: deps.clock() });
     return codes;
   });
 }

@@ -108,7 +108,7 @@ export async function confirmEmailOtp(deps: Deps, auth: AuthContext, code: strin
     }
     const codes = await issueBackupCodesIfNone(deps, tx, user.id);
     await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'email' } });
-    await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'mfa.enabled', userId: user.id, data: { method: 'email', backup_codes_issued: codes.length > 0 }, at: deps.clock() });
+    await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'mfa.enabled', userId: user.id, data: { method: 'email', backups_issued: codes.length > 0 }, at: deps.clock() });
     return codes;
   });
 }
@@ -124,7 +124,7 @@ export async function disableEmailOtp(deps: Deps, auth: AuthContext, client: Cli
     await deleteEmailOtps(tx, user.id, '');
     const codesDropped = await dropBackupCodesIfNoFactorLeft(tx, user.id);
     await enqueueMail(tx, deps, { kind: 'factor_removed', to: user.email, data: { username: user.username, factor: 'email' } });
-    await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'mfa.disabled', userId: user.id, data: { method: 'email', backup_codes_removed: codesDropped }, at: deps.clock() });
+    await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'mfa.disabled', userId: user.id, data: { method: 'email', backups_removed: codesDropped }, at: deps.clock() });
   });
 }
 

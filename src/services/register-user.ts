@@ -78,7 +78,8 @@ export async function registerUser(deps: Deps, input: RegisterInput, ctx: AuditC
         actor,
         type: 'user.created',
         userId: user.id,
-        data: { username: user.username, roles: user.roles, email_verified: user.email_verified, ...(input.mfa ? { mfa: input.mfa } : {}) },
+        // No username or address: an erased user's entries keep only the uuid.
+        data: { roles: user.roles, email_verified: user.email_verified, ...(input.mfa ? { mfa: input.mfa } : {}) },
         at: user.created_at,
       });
       return totp ? { user, totp } : { user };

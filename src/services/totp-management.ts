@@ -61,7 +61,7 @@ export async function confirmTotp(deps: Deps, auth: AuthContext, code: string, c
     const codes = await issueBackupCodesIfNone(deps, tx, user.id);
     await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'totp' } });
     // replaced: an active secret was swapped for the new one (still one TOTP factor).
-    await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'mfa.enabled', userId: user.id, data: { method: 'totp', replaced: Boolean(state.totp?.active_secret), backup_codes_issued: codes.length > 0 }, at: now });
+    await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'mfa.enabled', userId: user.id, data: { method: 'totp', replaced: Boolean(state.totp?.active_secret), backups_issued: codes.length > 0 }, at: now });
     return codes;
   });
 }
@@ -110,6 +110,6 @@ export async function removeTotp(deps: Deps, auth: AuthContext, proof: TotpRemov
     if (!(await deleteTotpFactor(tx, user.id))) throw new AppError('totp_not_enabled', { detail: 'TOTP was removed meanwhile.' });
     const codesDropped = await dropBackupCodesIfNoFactorLeft(tx, user.id);
     await enqueueMail(tx, deps, { kind: 'factor_removed', to: user.email, data: { username: user.username, factor: 'totp' } });
-    await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'mfa.disabled', userId: user.id, data: { method: 'totp', backup_codes_removed: codesDropped }, at: deps.clock() });
+    await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'mfa.disabled', userId: user.id, data: { method: 'totp', backups_removed: codesDropped }, at: deps.clock() });
   });
 }

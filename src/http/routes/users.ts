@@ -7,7 +7,7 @@ import { AppError } from '../../errors.ts';
 import { findUserByUsername } from '../../db/repositories/users.ts';
 import { privateUser, publicUser, registerUser } from '../../services/register-user.ts';
 import { clientInfo } from '../plugins/auth.ts';
-import { Email, Password, PrivateUser, PublicUser, TotpEnrollmentSchema, Username, problems } from '../schemas.ts';
+import { PrivateUser, problems, PublicUser, SIGN_UP_FIELDS, TotpEnrollmentSchema } from '../schemas.ts';
 
 export async function userRoutes(app: FastifyInstance, { deps }: { deps: Deps }): Promise<void> {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
@@ -17,15 +17,7 @@ export async function userRoutes(app: FastifyInstance, { deps }: { deps: Deps })
       tags: ['Users'],
       summary: 'Create a user',
       description: 'Creates an account and queues the verification e-mail. With `mfa: "totp"` the answer carries a pending TOTP secret, activated by the first login with a code.',
-      body: Type.Object({
-        username: Username,
-        email: Email,
-        password1: Password,
-        password2: Password,
-        full_name: Type.Optional(Type.String({ maxLength: 150, examples: ['Alice Liddell'] })),
-        profile: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'Free JSON object, at most 4 KiB', examples: [{ locale: 'en' }] })),
-        mfa: Type.Optional(Type.Union([Type.Literal('totp'), Type.Literal('email')], { description: 'Second factor chosen at sign-up' })),
-      }),
+      body: Type.Object(SIGN_UP_FIELDS),
       response: {
         201: Type.Intersect([PrivateUser, Type.Object({ totp: Type.Optional(TotpEnrollmentSchema) })]),
         ...problems(400, 409, 413, 422, 429),

@@ -36,7 +36,7 @@ export async function setRolesInTx(deps: Deps, tx: Queryable, user: Pick<UserRow
   const before = [...user.roles].sort();
   if (before.join(',') === next.join(',')) return before;
   await updateUserRoles(tx, user.id, next, deps.clock());
-  await recordSecurityEvent(tx, { ...ctx, type: 'user.updated', userId: user.id, data: { roles: { from: before, to: next } }, at: deps.clock() });
+  await recordSecurityEvent(tx, { ...ctx, type: 'user.updated', userId: user.id, data: { changes: { roles: { from: before, to: next } } }, at: deps.clock() });
   return next;
 }
 

@@ -80,7 +80,7 @@ export async function updateUserRoles(tx: Queryable, id: string, roles: readonly
 
 /** Sets is_active; deactivation by an admin is remembered in deactivated_at (e-mail verification must not undo it). */
 export async function updateUserActive(tx: Queryable, id: string, active: boolean, now: Date): Promise<void> {
-  await tx.query('UPDATE users SET is_active = $2, deactivated_at = CASE WHEN $2 THEN NULL ELSE $3 END, updated_at = $3 WHERE id = $1', [id, active, now]);
+  await tx.query('UPDATE users SET is_active = $2, deactivated_at = CASE WHEN $2 THEN NULL ELSE $3::timestamptz END, updated_at = $3 WHERE id = $1', [id, active, now]);
 }
 
 export async function updateUserVerified(tx: Queryable, id: string, verified: boolean, now: Date): Promise<void> {
@@ -100,4 +100,19 @@ export async function eraseMailTo(tx: Queryable, address: string): Promise<numbe
 /** Deletes the user; sessions, factors, codes, challenges and tokens go with it (ON DELETE CASCADE). */
 export async function deleteUserRow(tx: Queryable, id: string): Promise<boolean> {
   return (await tx.query('DELETE FROM users WHERE id = $1', [id])).rowCount > 0;
+}
+
+/**
+ * Removes every second factor of a user (TOTP active and pending, e-mailed codes and their live
+ * codes, backup codes) and the sign-up choice of e-mailed codes (verifying the address later must
+ * not switch them back on). Returns which factors were active.
+ */
+export async function deleteSecondFactors(tx: Queryable, userId: string): Promise<{ totp: boolean; email: boolean; backupCodes: number }> {
+  // One statement after the other: a transaction is one connection.
+  const totp = await tx.query<{ active: boolean }>('DELETE FROM totp_factors WHERE user_id = $1 RETURNING active_secret IS NOT NULL AS active', [userId]);
+  const email = await tx.query<{ enabled: boolean }>('DELETE FROM email_otp_factors WHERE user_id = $1 RETURNING enabled_at IS NOT NULL AS enabled', [userId]);
+  await tx.query('DELETE FROM email_otps WHERE user_id = $1', [userId]);
+  const codes = await tx.query('DELETE FROM backup_codes WHERE user_id = $1', [userId]);
+  await tx.query('UPDATE users SET signup_mfa = NULL WHERE id = $1', [userId]);
+  return { totp: totp.rows.some((r) => r.active), email: email.rows.some((r) => r.enabled), backupCodes: codes.rowCount };
 }

@@ -9,12 +9,13 @@ import type { Deps } from '../../../deps.ts';
 import { AppError } from '../../../errors.ts';
 import { requireAdmin } from './guard.ts';
 import { adminAuditRoutes } from './audit.ts';
+import { adminUserRoutes } from './users.ts';
 
 /** An admin route plugin: receives the deps; its routes are already guarded. */
 export type AdminRoutePlugin = (app: FastifyInstance, opts: { deps: Deps }) => Promise<void>;
 
 /** Admin route plugins, registered in order behind the guard. Append yours. */
-export const ADMIN_ROUTE_PLUGINS: AdminRoutePlugin[] = [adminAuditRoutes];
+export const ADMIN_ROUTE_PLUGINS: AdminRoutePlugin[] = [adminUserRoutes, adminAuditRoutes];
 
 /** Registers the guard and every admin route plugin (app.ts calls this once). */
 export async function adminRoutes(app: FastifyInstance, opts: { deps: Deps }): Promise<void> {

@@ -25,3 +25,34 @@ export const AuditEventSchema = Type.Object({
   user_agent: Type.Union([Type.String(), Type.Null()], { examples: ['Mozilla/5.0'] }),
   data: Type.Record(Type.String(), Type.Unknown(), { description: 'Non-secret facts of the event', examples: [{ sid: '01937a5e-3f1c-7cc0-9a41-0c5a1d2f7e11', aal: 'aal2', amr: ['pwd', 'otp', 'mfa'] }] }),
 });
+
+const Role = Type.String({ pattern: '^[a-z][a-z0-9_.:-]{0,63}$', examples: ['admin'] });
+export const Roles = Type.Array(Role, { maxItems: 32, description: 'Lower-case role names; the access token carries them in `roles` from the next token on', examples: [['admin']] });
+
+export const AdminUserSchema = Type.Object({
+  uuid: Uuid,
+  username: Type.String({ examples: ['alice'] }),
+  email: Type.String({ examples: ['alice@example.com'] }),
+  full_name: Type.Union([Type.String(), Type.Null()], { examples: ['Alice Liddell'] }),
+  email_verified: Type.Boolean(),
+  is_active: Type.Boolean(),
+  roles: Type.Array(Type.String(), { examples: [['admin']] }),
+  mfa: Type.Object({ totp: Type.Boolean(), email: Type.Boolean(), backup_codes_remaining: Type.Integer({ minimum: 0, examples: [10] }) }),
+  last_login_at: Type.Union([DateTime, Type.Null()]),
+  locked_until: Type.Union([DateTime, Type.Null()], { description: 'End of the current login lock (any of the account\'s names); null when not locked' }),
+  created_at: DateTime,
+  updated_at: DateTime,
+});
+
+export const AdminSessionSchema = Type.Object({
+  id: Uuid,
+  created_at: DateTime,
+  last_used_at: DateTime,
+  expires_at: DateTime,
+  user_agent: Type.Union([Type.String(), Type.Null()], { examples: ['Mozilla/5.0'] }),
+  ip: Type.Union([Type.String(), Type.Null()], { examples: ['203.0.113.7'] }),
+  aal: Type.String({ examples: ['aal2'] }),
+  amr: Type.Array(Type.String(), { examples: [['pwd', 'otp', 'mfa']] }),
+});
+
+export const UserIdParams = Type.Object({ uuid: Type.String({ maxLength: 64, description: 'The user\'s uuid', examples: ['01937a5e-3f1c-7cc0-9a41-0c5a1d2f7e11'] }) });

@@ -1,0 +1,144 @@
+/**
+ * What an admin changes on a user: roles, active, verified (PATCH), erasure, ending every session,
+ * removing every second factor (lost device), clearing login locks. Each change and its audit
+ * entries commit in one transaction, under a lock on the user row so two admins take turns.
+ */
+import type { Deps } from '../../deps.ts';
+import type { Queryable } from '../../db/database.ts';
+import { AppError } from '../../errors.ts';
+import { deleteSecondFactors, deleteUserRow, eraseMailTo, lockUser, updateUserActive, updateUserRoles, updateUserVerified } from '../../db/repositories/admin/users.ts';
+import { consumeAllChallenges } from '../../db/repositories/mfa-challenges.ts';
+import { revokeAllSessions } from '../../db/repositories/sessions.ts';
+import { findUserById, type UserRow } from '../../db/repositories/users.ts';
+import { enqueueMail } from '../../mail/outbox.ts';
+import { recordSessionsRevoked } from '../audit/login-events.ts';
+import { recordSecurityEvent, type AuditContext } from '../audit/record.ts';
+import { accountNames } from '../password-check.ts';
+import { validateRoles } from './roles.ts';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function notFound(): AppError {
+  return new AppError('user_not_found', { detail: 'No such user.' });
+}
+
+/** Runs `fn` in a transaction holding the user's row lock; 404 when there is no such user. */
+async function withLockedUser<T>(deps: Deps, userId: string, fn: (tx: Queryable, user: UserRow) => Promise<T>): Promise<T> {
+  if (!UUID.test(userId)) throw notFound();
+  return deps.db.transaction(async (tx) => {
+    const user = await lockUser(tx, userId.toLowerCase());
+    if (!user) throw notFound();
+    return fn(tx, user);
+  });
+}
+
+/** Body of PATCH /api/v1/admin/users/{uuid}. */
+export interface UserPatch {
+  is_active?: boolean;
+  roles?: string[];
+  email_verified?: boolean;
+}
+
+/**
+ * Applies a PATCH and records one user.updated with each changed field as {from, to}. Deactivating
+ * revokes every session in the same transaction (their tokens are refused at once: authentication
+ * reads the session and the user's is_active on every request) and ends open MFA challenges. A role
+ * change reaches the user's tokens at their next token; the admin API itself checks stored roles.
+ */
+export async function updateUserAsAdmin(deps: Deps, userId: string, patch: UserPatch, ctx: AuditContext): Promise<void> {
+  const roles = patch.roles === undefined ? undefined : validateRoles(patch.roles);
+  await withLockedUser(deps, userId, async (tx, user) => {
+    const now = deps.clock();
+    const changes: Record<string, { from: unknown; to: unknown }> = {};
+    if (roles !== undefined && [...user.roles].sort().join(',') !== roles.join(',')) {
+      await updateUserRoles(tx, user.id, roles, now);
+      changes.roles = { from: [...user.roles].sort(), to: roles };
+    }
+    if (patch.email_verified !== undefined && patch.email_verified !== user.email_verified) {
+      await updateUserVerified(tx, user.id, patch.email_verified, now);
+      changes.email_verified = { from: user.email_verified, to: patch.email_verified };
+    }
+    let revoked: string[] = [];
+    // Deactivating an account that is inactive only until its address is verified still marks it
+    // as deactivated by an admin, so the verification link cannot activate it.
+    const deactivating = patch.is_active === false && (user.is_active || !user.deactivated_at);
+    if (patch.is_active !== undefined && (patch.is_active !== user.is_active || deactivating)) {
+      await updateUserActive(tx, user.id, patch.is_active, now);
+      changes.is_active = { from: user.is_active, to: patch.is_active };
+      if (!patch.is_active) {
+        revoked = await revokeAllSessions(tx, user.id, 'deactivated', now);
+        await consumeAllChallenges(tx, user.id, now);
+      }
+    }
+    if (Object.keys(changes).length === 0) return;
+    await recordSecurityEvent(tx, { ...ctx, type: 'user.updated', userId: user.id, data: { changes }, at: now });
+    await recordSessionsRevoked(deps, tx, ctx, user.id, revoked, 'deactivated');
+  });
+}
+
+/**
+ * Erases a user: the row and with it (ON DELETE CASCADE) sessions, factors, backup codes, e-mailed
+ * codes, challenges and link tokens; and every outbox row addressed to them (pending mail holds
+ * links and codes). Audit entries stay, naming only the uuid. Live tokens die at once: their session
+ * row is gone.
+ */
+export async function deleteUserAsAdmin(deps: Deps, userId: string, ctx: AuditContext): Promise<void> {
+  const user = await withLockedUser(deps, userId, async (tx, u) => {
+    const mails = await eraseMailTo(tx, u.email);
+    if (!(await deleteUserRow(tx, u.id))) throw notFound();
+    await recordSecurityEvent(tx, { ...ctx, type: 'user.deleted', userId: u.id, data: { mails_erased: mails }, at: deps.clock() });
+    return u;
+  });
+  // Counters keyed by the erased names would otherwise lock a new account that reuses them.
+  await deps.limiter.clearAccounts(accountNames(user));
+}
+
+/** Ends every session of the user (tokens refused at once); session.revoked per session and admin.action. */
+export async function revokeUserSessionsAsAdmin(deps: Deps, userId: string, ctx: AuditContext): Promise<number> {
+  return withLockedUser(deps, userId, async (tx, user) => {
+    const now = deps.clock();
+    const revoked = await revokeAllSessions(tx, user.id, 'revoked_by_admin', now);
+    await consumeAllChallenges(tx, user.id, now);
+    await recordSecurityEvent(tx, { ...ctx, type: 'admin.action', userId: user.id, data: { action: 'revoke_sessions', sessions_revoked: revoked.length }, at: now });
+    await recordSessionsRevoked(deps, tx, ctx, user.id, revoked, 'revoked_by_admin');
+    return revoked.length;
+  });
+}
+
+/** A step of the second-factor reset added by another capability (passkeys): removes its factors in `tx`, returns their names. */
+export type MfaResetStep = (tx: Queryable, userId: string) => Promise<string[]>;
+
+/** Extra steps of {@link resetMfaAsAdmin}; append yours (e.g. deleting the user's passkeys). */
+export const MFA_RESET_STEPS: MfaResetStep[] = [];
+
+/**
+ * Lost-device recovery: removes every second factor and backup code, ends open MFA challenges, and
+ * mails the user (in the same transaction, so the mail exists exactly when the reset happened).
+ * Sessions stay: the admin ends them separately when the device may be in someone else's hands.
+ */
+export async function resetMfaAsAdmin(deps: Deps, userId: string, ctx: AuditContext): Promise<void> {
+  await withLockedUser(deps, userId, async (tx, user) => {
+    const now = deps.clock();
+    const removed = await deleteSecondFactors(tx, user.id);
+    const methods = [...(removed.totp ? ['totp'] : []), ...(removed.email ? ['email'] : [])];
+    for (const step of MFA_RESET_STEPS) methods.push(...(await step(tx, user.id)));
+    await consumeAllChallenges(tx, user.id, now);
+    await enqueueMail(tx, deps, { kind: 'mfa_reset', to: user.email, data: { username: user.username } });
+    await recordSecurityEvent(tx, { ...ctx, type: 'mfa.disabled', userId: user.id, data: { methods, backups_removed: removed.backupCodes, reset: true }, at: now });
+    await recordSecurityEvent(tx, { ...ctx, type: 'admin.action', userId: user.id, data: { action: 'reset_mfa' }, at: now });
+  });
+}
+
+/**
+ * Clears every login lock and failure count of the account: by username and by e-mail (issue 7
+ * counts failures per typed login name, `login:<name>`) and by user id (second step and in-session
+ * checks). The per-IP count stays: it belongs to the client, not the account.
+ */
+export async function unlockUserAsAdmin(deps: Deps, userId: string, ctx: AuditContext): Promise<void> {
+  const user = UUID.test(userId) ? await findUserById(deps.db, userId.toLowerCase()) : undefined;
+  if (!user) throw notFound();
+  // The counters live in the limiter's store (memory or Redis), not in this database: clear first,
+  // so the entry records an unlock that happened.
+  await deps.limiter.clearAccounts(accountNames(user));
+  await recordSecurityEvent(deps.db, { ...ctx, type: 'admin.action', userId: user.id, data: { action: 'unlock' }, at: deps.clock() });
+}
