@@ -305,7 +305,7 @@ const renderers: { [K in MailKind]: Renderer<K> } = {
   },
   mfa_reset(d, ctx) {
     const subject = `The second factors of your ${ctx.productName} account were reset`;
-    const what = `An administrator removed every second factor (authenticator app, e-mailed codes, backup codes) from your ${ctx.productName} account, as asked when a device is lost. You can log in with your password alone now; set up a second factor again on your account page.`;
+    const what = `An administrator removed every second factor (authenticator app, e-mailed codes, passkeys, backup codes) from your ${ctx.productName} account, as asked when a device is lost. You can log in with your password alone now; set up a second factor again on your account page.`;
     return compose(
       ctx,
       subject,

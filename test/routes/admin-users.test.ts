@@ -29,7 +29,7 @@ describeWithApp('admin users API', (suite) => {
     assert.deepEqual(created.roles, ['billing:read', 'support']);
     assert.equal(created.email_verified, true);
     assert.equal(created.is_active, true);
-    assert.deepEqual(created.mfa, { totp: false, email: false, backup_codes_remaining: 0 });
+    assert.deepEqual(created.mfa, { totp: false, email: false, passkeys: 0, backup_codes_remaining: 0 });
     assert.equal(created.password_hash, undefined);
     assert.equal(ta.mail.sent.filter((m) => m.to === body.email).length + (await ta.deliverMail()).filter((m) => m.to === body.email && m.kind === 'verify_email').length, 0, 'no verification mail for a vouched address');
     const [entry] = await auditRowsOf(ta, created.uuid);
@@ -167,10 +167,17 @@ describeWithApp('admin users API', (suite) => {
     const user = await createUser(ta.app);
     const { secret, backupCodes } = await enableTotp(ta, user);
     assert.equal((await login(ta.app, { username: user.username, password: user.password })).json().code, 'mfa_required');
+    // A passkey on the lost device goes too.
+    await ta.deps.db.query(
+      `INSERT INTO passkeys (id, user_id, credential_id, public_key, device_type, backed_up, aaguid, name, created_at)
+       VALUES (gen_random_uuid(), $1, $2, 'pk', 'singleDevice', false, '00000000-0000-0000-0000-000000000000', 'Phone', now())`,
+      [user.uuid, `cred-${user.uuid}`],
+    );
+    assert.equal((await adminCall(ta, 'GET', `${USERS}/${user.uuid}`)).json().mfa.passkeys, 1);
     const res = await adminCall(ta, 'DELETE', `${USERS}/${user.uuid}/mfa`);
     assert.equal(res.statusCode, 204);
     const view = (await adminCall(ta, 'GET', `${USERS}/${user.uuid}`)).json();
-    assert.deepEqual(view.mfa, { totp: false, email: false, backup_codes_remaining: 0 });
+    assert.deepEqual(view.mfa, { totp: false, email: false, passkeys: 0, backup_codes_remaining: 0 });
     const mails = (await ta.deliverMail()).filter((m) => m.to === user.email && m.kind === 'mfa_reset');
     assert.equal(mails.length, 1);
     assert.ok(!mails[0]!.text.includes(secret));
@@ -179,7 +186,7 @@ describeWithApp('admin users API', (suite) => {
     assert.equal((await login(ta.app, { username: user.username, password: user.password, backup_code: backupCodes[0]! })).statusCode, 401, 'old backup codes are void');
     assert.equal((await login(ta.app, { username: user.username, password: user.password, security_code: totpCodeAt(secret, ta.clock()) })).statusCode, 401, 'the old secret is gone');
     const disabled = (await auditRowsOf(ta, user.uuid)).find((r) => r.type === 'mfa.disabled');
-    assert.deepEqual(disabled?.data, { methods: ['totp'], backups_removed: 10, reset: true });
+    assert.deepEqual(disabled?.data, { methods: ['totp', 'passkey'], backups_removed: 10, reset: true });
   });
 
   test('unlock clears the locks of the username, the e-mail and the id; locked_until shows the lock', async (t) => {

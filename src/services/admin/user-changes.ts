@@ -8,6 +8,7 @@ import type { Queryable } from '../../db/database.ts';
 import { AppError } from '../../errors.ts';
 import { deleteSecondFactors, deleteUserRow, eraseMailTo, lockUser, updateUserActive, updateUserRoles, updateUserVerified } from '../../db/repositories/admin/users.ts';
 import { consumeAllChallenges } from '../../db/repositories/mfa-challenges.ts';
+import { deleteAllPasskeys } from '../../db/repositories/passkeys/credentials.ts';
 import { revokeAllSessions } from '../../db/repositories/sessions.ts';
 import { findUserById, type UserRow } from '../../db/repositories/users.ts';
 import { enqueueMail } from '../../mail/outbox.ts';
@@ -105,14 +106,9 @@ export async function revokeUserSessionsAsAdmin(deps: Deps, userId: string, ctx:
   });
 }
 
-/** A step of the second-factor reset added by another capability (passkeys): removes its factors in `tx`, returns their names. */
-export type MfaResetStep = (tx: Queryable, userId: string) => Promise<string[]>;
-
-/** Extra steps of {@link resetMfaAsAdmin}; append yours (e.g. deleting the user's passkeys). */
-export const MFA_RESET_STEPS: MfaResetStep[] = [];
-
 /**
- * Lost-device recovery: removes every second factor and backup code, ends open MFA challenges, and
+ * Lost-device recovery: removes every second factor (TOTP, e-mailed codes, passkeys — the lost
+ * device may hold one) and backup code, ends open MFA challenges, and
  * mails the user (in the same transaction, so the mail exists exactly when the reset happened).
  * Sessions stay: the admin ends them separately when the device may be in someone else's hands.
  */
@@ -121,7 +117,7 @@ export async function resetMfaAsAdmin(deps: Deps, userId: string, ctx: AuditCont
     const now = deps.clock();
     const removed = await deleteSecondFactors(tx, user.id);
     const methods = [...(removed.totp ? ['totp'] : []), ...(removed.email ? ['email'] : [])];
-    for (const step of MFA_RESET_STEPS) methods.push(...(await step(tx, user.id)));
+    if ((await deleteAllPasskeys(tx, user.id)) > 0) methods.push('passkey');
     await consumeAllChallenges(tx, user.id, now);
     await enqueueMail(tx, deps, { kind: 'mfa_reset', to: user.email, data: { username: user.username } });
     await recordSecurityEvent(tx, { ...ctx, type: 'mfa.disabled', userId: user.id, data: { methods, backups_removed: removed.backupCodes, reset: true }, at: now });

@@ -20,7 +20,7 @@ export interface AdminUserView {
   email_verified: boolean;
   is_active: boolean;
   roles: string[];
-  mfa: { totp: boolean; email: boolean; backup_codes_remaining: number };
+  mfa: { totp: boolean; email: boolean; passkeys: number; backup_codes_remaining: number };
   last_login_at: string | null;
   /** End of the longest login lock on any of the account's names; null when not locked. */
   locked_until: string | null;
@@ -39,7 +39,7 @@ export async function adminUserView(deps: Deps, u: AdminUserRow): Promise<AdminU
     email_verified: u.email_verified,
     is_active: u.is_active,
     roles: u.roles,
-    mfa: { totp: u.totp_active, email: u.email_otp_enabled, backup_codes_remaining: u.backup_codes_remaining },
+    mfa: { totp: u.totp_active, email: u.email_otp_enabled, passkeys: u.passkeys, backup_codes_remaining: u.backup_codes_remaining },
     last_login_at: u.last_login_at ? u.last_login_at.toISOString() : null,
     locked_until: lockMs > 0 ? new Date(Date.now() + lockMs).toISOString() : null,
     created_at: u.created_at.toISOString(),

@@ -7,6 +7,7 @@ export interface AdminUserRow extends UserRow {
   totp_active: boolean;
   email_otp_enabled: boolean;
   backup_codes_remaining: number;
+  passkeys: number;
 }
 
 /** Which key a search page walks: usernames first, then e-mail addresses whose username did not match. */
@@ -22,7 +23,8 @@ export interface SearchPosition {
 const FACTORS = `
   EXISTS (SELECT 1 FROM totp_factors t WHERE t.user_id = u.id AND t.active_secret IS NOT NULL) AS totp_active,
   EXISTS (SELECT 1 FROM email_otp_factors e WHERE e.user_id = u.id AND e.enabled_at IS NOT NULL) AS email_otp_enabled,
-  (SELECT count(*)::int FROM backup_codes b WHERE b.user_id = u.id) AS backup_codes_remaining`;
+  (SELECT count(*)::int FROM backup_codes b WHERE b.user_id = u.id) AS backup_codes_remaining,
+  (SELECT count(*)::int FROM passkeys p WHERE p.user_id = u.id) AS passkeys`;
 
 /**
  * One page of users whose lower-cased username (phase 'username') or e-mail (phase 'email') starts

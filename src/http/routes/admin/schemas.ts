@@ -37,7 +37,7 @@ export const AdminUserSchema = Type.Object({
   email_verified: Type.Boolean(),
   is_active: Type.Boolean(),
   roles: Type.Array(Type.String(), { examples: [['admin']] }),
-  mfa: Type.Object({ totp: Type.Boolean(), email: Type.Boolean(), backup_codes_remaining: Type.Integer({ minimum: 0, examples: [10] }) }),
+  mfa: Type.Object({ totp: Type.Boolean(), email: Type.Boolean(), passkeys: Type.Integer({ minimum: 0, examples: [1] }), backup_codes_remaining: Type.Integer({ minimum: 0, examples: [10] }) }),
   last_login_at: Type.Union([DateTime, Type.Null()]),
   locked_until: Type.Union([DateTime, Type.Null()], { description: 'End of the current login lock (any of the account\'s names); null when not locked' }),
   created_at: DateTime,

@@ -92,7 +92,7 @@ export async function adminUserRoutes(app: FastifyInstance, { deps }: { deps: De
     {
       method: 'DELETE' as const, url: '/api/v1/admin/users/:uuid/mfa', run: resetMfaAsAdmin,
       summary: 'Remove every second factor (lost device)',
-      description: 'Removes TOTP, e-mailed codes and backup codes and ends open MFA challenges; the user is told by e-mail. Sessions stay: end them with `DELETE /sessions` when the device may be in other hands.',
+      description: 'Removes TOTP, e-mailed codes, passkeys and backup codes and ends open MFA challenges; the user is told by e-mail. Sessions stay: end them with `DELETE /sessions` when the device may be in other hands.',
     },
     {
       method: 'POST' as const, url: '/api/v1/admin/users/:uuid/unlock', run: unlockUserAsAdmin,
