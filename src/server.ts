@@ -15,6 +15,7 @@ import { migrate } from './db/migrate.ts';
 import { openDatabase } from './db/open.ts';
 import { amqpLane, webhookLane } from './jobs/event-delivery.ts';
 import { startKeyJob } from './jobs/key-rotation.ts';
+import { startAuditRetentionJob } from './jobs/audit-retention.ts';
 import { OutboxWorker, type OutboxLane } from './jobs/outbox-worker.ts';
 import { createLogger } from './logger.ts';
 import { createDevMailboxTransport } from './mail/dev-mailbox.ts';
@@ -95,6 +96,7 @@ async function main(): Promise<void> {
   if (amqp) lanes.push(amqpLane({ db, clock: systemClock, logger, config, publisher: amqp.publisher }));
   const worker = new OutboxWorker({ db, clock: systemClock, transport: mailTransport, logger, config, keepBodies: devMailbox, lanes });
   const stopKeyJob = startKeyJob({ deps, ring: keys.ring });
+  const stopAuditJob = startAuditRetentionJob(deps);
 
   let closing = false;
   async function shutdown(signal: string): Promise<void> {
@@ -105,6 +107,7 @@ async function main(): Promise<void> {
     await app.close().catch((err: unknown) => logger.error({ err }, 'closing http server failed'));
     await metricsApp?.close().catch((err: unknown) => logger.error({ err }, 'closing metrics server failed'));
     stopKeyJob();
+    stopAuditJob();
     await worker.stop().catch((err: unknown) => logger.error({ err }, 'stopping outbox worker failed'));
     await amqp?.close();
     await Promise.allSettled([limiter.close(), mailTransport.close(), closePasswordChecker()]);

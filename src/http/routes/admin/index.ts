@@ -10,12 +10,13 @@ import { AppError } from '../../../errors.ts';
 import { requireAdmin } from './guard.ts';
 import { adminAuditRoutes } from './audit.ts';
 import { adminUserRoutes } from './users.ts';
+import { adminOutboxRoutes } from './outbox.ts';
 
 /** An admin route plugin: receives the deps; its routes are already guarded. */
 export type AdminRoutePlugin = (app: FastifyInstance, opts: { deps: Deps }) => Promise<void>;
 
 /** Admin route plugins, registered in order behind the guard. Append yours. */
-export const ADMIN_ROUTE_PLUGINS: AdminRoutePlugin[] = [adminUserRoutes, adminAuditRoutes];
+export const ADMIN_ROUTE_PLUGINS: AdminRoutePlugin[] = [adminUserRoutes, adminAuditRoutes, adminOutboxRoutes];
 
 /** Registers the guard and every admin route plugin (app.ts calls this once). */
 export async function adminRoutes(app: FastifyInstance, opts: { deps: Deps }): Promise<void> {
