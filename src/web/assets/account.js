@@ -1,5 +1,6 @@
 // Account page: profile, second factors, backup codes, password change, sessions and log out.
 import { api, busy, byId, clearProblem, problemMessage, say, showCodes, showEnrollment, showProblem, valueOf } from './common.js';
+import { loadSecurityActivity } from './security-activity.js';
 
 const productName = document.querySelector('.brand span')?.textContent ?? 'Twofold';
 const accountAlert = byId('account-alert');
@@ -384,5 +385,5 @@ byId('logout').addEventListener('click', async (event) => {
   byId('account-loading').hidden = true;
   if (!ok) return;
   byId('account-content').hidden = false;
-  await loadSessions();
+  await Promise.all([loadSessions(), loadSecurityActivity(call)]);
 })();

@@ -1,4 +1,4 @@
-/** The account page (`/account`): profile, second factors, backup codes, password, sessions, log out. */
+/** The account page (`/account`): profile, second factors, backup codes, password, sessions, recent security activity, log out. */
 import { html } from '../html.ts';
 import { alertBox, enrollmentSteps, field, layout, statusBox } from './layout.ts';
 import { returnToData, type PageContext } from './common.ts';
@@ -127,6 +127,14 @@ ${field({ id: 'new-password2', name: 'password2', label: 'Confirm new password',
 <p class="muted">Devices where you are logged in. Revoke any you do not recognise.</p>
 ${alertBox('sessions-alert')}
 <ul id="sessions" class="sessions"></ul>
+</section>
+
+<section class="card" aria-labelledby="activity-title">
+<h2 id="activity-title">Recent security activity</h2>
+<p class="muted">Logins, failed attempts, second-factor and password changes on your account. Something you do not recognise? Change your password and end your other sessions.</p>
+${alertBox('activity-alert')}
+<ul id="activity" class="sessions activity"></ul>
+<button type="button" id="activity-more" class="secondary" hidden>Show more</button>
 </section>
 </div>`;
   return layout({ productName, title: 'Your account', body, script: 'account.js', width: 'wide', needsScript: true, data: returnToData(ctx) });
