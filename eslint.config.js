@@ -13,8 +13,12 @@ export default tseslint.config(
     },
   },
   {
-    files: ['src/config.ts', 'src/server.ts', 'src/db/migrate-cli.ts', 'test/**', 'bench/**'],
+    files: ['src/config.ts', 'src/server.ts', 'bin/**', 'test/**', 'bench/**'],
     rules: { 'no-restricted-properties': 'off' },
+  },
+  {
+    files: ['bin/**/*.js'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } },
   },
   {
     files: ['src/web/assets/**/*.js'],

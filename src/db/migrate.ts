@@ -7,11 +7,24 @@ const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
 /** Arbitrary constant: the advisory lock that keeps two starting instances from migrating at once. */
 const MIGRATION_LOCK_ID = 727_274_001;
 
-/** Applies pending migrations; returns the names applied. Safe to run from several instances at once. */
-export async function migrate(db: Database): Promise<string[]> {
-  const files = readdirSync(MIGRATIONS_DIR)
+/** The migration files, in the order they apply. */
+function migrationFiles(): string[] {
+  return readdirSync(MIGRATIONS_DIR)
     .filter((f) => f.endsWith('.sql'))
     .sort();
+}
+
+/** The migrations not yet applied to `db` (all of them on an empty database); applies nothing. */
+export async function pendingMigrations(db: Database): Promise<string[]> {
+  const exists = await db.query<{ t: string | null }>("SELECT to_regclass('schema_migrations')::text AS t");
+  if (!exists.rows[0]?.t) return migrationFiles();
+  const done = new Set((await db.query<{ version: string }>('SELECT version FROM schema_migrations')).rows.map((r) => r.version));
+  return migrationFiles().filter((f) => !done.has(f));
+}
+
+/** Applies pending migrations; returns the names applied. Safe to run from several instances at once. */
+export async function migrate(db: Database): Promise<string[]> {
+  const files = migrationFiles();
   await db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
     version text PRIMARY KEY,
     applied_at timestamptz NOT NULL DEFAULT now()

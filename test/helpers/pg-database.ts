@@ -18,6 +18,8 @@ export type DatabaseKind = 'pglite' | 'postgres';
 export interface TestDatabase {
   readonly kind: DatabaseKind;
   readonly db: Database;
+  /** The database's connection URL (PostgreSQL only: other processes connect to it). */
+  readonly url?: string;
   /**
    * Another connection pool to the same database, as a second instance of the service would have.
    * PGlite has only one connection, so there it returns the same `db`.
@@ -73,6 +75,7 @@ export async function createTestDatabase(kind: DatabaseKind): Promise<TestDataba
   return {
     kind,
     db,
+    url: url.toString(),
     async connectAgain(poolSize = 5) {
       const again = await openPostgres(url.toString(), poolSize);
       pools.push(again);
