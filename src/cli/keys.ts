@@ -1,6 +1,7 @@
 /** `twofold keys list | rotate`: the signing keys, as GET /api/v1/admin/keys and POST …/rotate show them. */
 import type { Deps } from '../deps.ts';
-import { listKeys, rotateSigningKey, type SigningKeyView } from '../services/signing-keys/rotate.ts';
+import { auditRotation, listKeys, rotateSigningKey, type SigningKeyView } from '../services/signing-keys/rotate.ts';
+import { CLI_CONTEXT } from './users.ts';
 
 function table(keys: SigningKeyView[]): string[] {
   const rows = [['KID', 'STATE', 'CREATED', 'ACTIVATES', 'RETIRES'], ...keys.map((k) => [k.kid, k.state, k.created_at, k.activates_at, k.retires_at ?? '-'])];
@@ -17,7 +18,7 @@ export async function listKeysCommand(deps: Deps, json: boolean, out: (line: str
 
 /** Makes a new key in state `next`; running servers read it within 30 s and it signs from its activation on. */
 export async function rotateKeysCommand(deps: Deps, json: boolean, out: (line: string) => void): Promise<void> {
-  const key = await rotateSigningKey(deps);
+  const key = await rotateSigningKey(deps, { onCreated: auditRotation(CLI_CONTEXT, deps.clock) });
   if (json) out(JSON.stringify(key, null, 2));
   else out(`new signing key ${key.kid} in state next; it becomes current at ${key.activates_at} (JWT_KEY_ACTIVATION_DELAY); nobody is logged out`);
 }

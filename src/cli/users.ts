@@ -1,26 +1,15 @@
 /** `twofold users create | promote | unlock`: what an operator does by hand, e.g. making the first admin. */
 import { randomBytes } from 'node:crypto';
 import type { Deps } from '../deps.ts';
-import { findUserByLogin, type UserRow } from '../db/repositories/users.ts';
-import { addUserRole, setEmailVerified } from '../db/repositories/user-roles.ts';
 import { FlexibleLimiter } from '../security/limiter-flexible.ts';
-import { registerUser } from '../services/register-user.ts';
+import { findUserForAdmin, grantRole, validateRoles } from '../services/admin/roles.ts';
+import { recordSecurityEvent, type AuditContext } from '../services/audit/record.ts';
 import { accountNames } from '../services/password-check.ts';
+import { registerUser } from '../services/register-user.ts';
 import { CliError } from './context.ts';
 
-/** Role names as the contract fixes them. */
-const ROLE_PATTERN = /^[a-z][a-z0-9_.:-]{0,63}$/;
-
-function validRole(role: string): string {
-  if (!ROLE_PATTERN.test(role)) throw new CliError(`"${role}" is not a role name (lower-case: ${ROLE_PATTERN.source})`, 2);
-  return role;
-}
-
-async function userNamed(deps: Deps, login: string): Promise<UserRow> {
-  const user = await findUserByLogin(deps.db, login);
-  if (!user) throw new CliError(`No user "${login}".`);
-  return user;
-}
+/** Who the audit log says acted: the operator at the command line (the service itself, no request). */
+export const CLI_CONTEXT: AuditContext = Object.freeze({ actor: Object.freeze({ kind: 'system' as const }), ip: null, userAgent: 'twofold CLI' });
 
 export interface CreateUserInput {
   username: string;
@@ -31,32 +20,29 @@ export interface CreateUserInput {
   verified: boolean;
 }
 
-/** Creates a user through the sign-up service (same validation and password policy), then roles and the verified flag. */
+/** Creates a user through the sign-up service (same validation and password policy), with roles and the verified flag. */
 export async function createUser(deps: Deps, input: CreateUserInput, out: (line: string) => void): Promise<void> {
-  const roles = input.roles.map(validRole);
+  const roles = validateRoles(input.roles);
   const generated = input.password === undefined;
   const password = input.password ?? randomBytes(18).toString('base64url');
-  const { user } = await registerUser(deps, { username: input.username, email: input.email, password1: password, password2: password });
-  const now = deps.clock();
-  await deps.db.transaction(async (tx) => {
-    for (const role of roles) await addUserRole(tx, user.id, role, now);
-    if (input.verified) await setEmailVerified(tx, user.id, now);
+  const { user } = await registerUser(deps, { username: input.username, email: input.email, password1: password, password2: password }, CLI_CONTEXT, {
+    roles,
+    emailVerified: input.verified,
   });
   out(`created user ${user.username} (${user.id})${roles.length ? `, roles: ${roles.join(', ')}` : ''}${input.verified ? ', e-mail verified' : ''}`);
   if (generated) out(`password (shown once): ${password}`);
 }
 
-/** Grants a role; it reaches the user's tokens at their next login or refresh. */
+/** Grants a role (audited as user.updated); it reaches the user's tokens at their next login or refresh. */
 export async function promoteUser(deps: Deps, login: string, role: string, out: (line: string) => void): Promise<void> {
-  validRole(role);
-  const user = await userNamed(deps, login);
-  const roles = await deps.db.transaction((tx) => addUserRole(tx, user.id, role, deps.clock()));
-  out(`${user.username}: roles ${roles!.join(', ')} (effective at the next login or token refresh)`);
+  const user = await findUserForAdmin(deps, login);
+  const roles = await grantRole(deps, user.id, role, CLI_CONTEXT);
+  out(`${user.username}: roles ${roles.join(', ')} (effective at the next login or token refresh)`);
 }
 
 /** Clears the user's lockout counters (they live in Redis with REDIS_URL, else in each server's memory). */
 export async function unlockUser(deps: Deps, login: string, out: (line: string) => void): Promise<void> {
-  const user = await userNamed(deps, login);
+  const user = await findUserForAdmin(deps, login);
   if (!deps.config.redisUrl) {
     if (deps.config.databaseUrl) {
       throw new CliError(
@@ -71,5 +57,6 @@ export async function unlockUser(deps: Deps, login: string, out: (line: string) 
   // Until Redis answers, the limiter would clear its per-process stand-in counters instead.
   if (deps.limiter instanceof FlexibleLimiter) await deps.limiter.ready();
   for (const account of accountNames(user)) await deps.limiter.recordSuccess({ account, ip: 'cli' });
+  await recordSecurityEvent(deps.db, { ...CLI_CONTEXT, type: 'admin.action', userId: user.id, data: { action: 'users.unlock' }, at: deps.clock() });
   out(`${user.username}: unlocked`);
 }

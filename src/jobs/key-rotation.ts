@@ -3,7 +3,8 @@
  * deletion of retired keys. Every instance runs it; the key lock makes each step happen once.
  */
 import type { KeyRing } from '../crypto/jwt.ts';
-import { pruneRetiredKeys, rotateIfDue, type OnKeyCreated } from '../services/signing-keys/rotate.ts';
+import { SYSTEM_CONTEXT } from '../services/audit/record.ts';
+import { auditRotation, pruneRetiredKeys, rotateIfDue } from '../services/signing-keys/rotate.ts';
 import type { SigningKeyDeps } from '../services/signing-keys/open.ts';
 
 /** How often the job looks (real time); the rotation interval is at least an hour. */
@@ -12,13 +13,12 @@ const TICK_MS = 60_000;
 export interface KeyJobOptions {
   deps: SigningKeyDeps & { readonly logger: SigningKeyDeps['logger'] & { error(obj: unknown, msg: string): void } };
   ring: KeyRing;
-  /** Records the scheduled rotation (the audit entry), inside its transaction. */
-  onCreated?: OnKeyCreated;
 }
 
 /** Runs the key steps once (tests call this instead of waiting for the timer). */
 export async function runKeyJobOnce(opts: KeyJobOptions): Promise<void> {
-  await rotateIfDue(opts.deps, { ring: opts.ring, ...(opts.onCreated ? { onCreated: opts.onCreated } : {}) });
+  // The schedule is the service acting on its own: audited with the system as actor.
+  await rotateIfDue(opts.deps, { ring: opts.ring, onCreated: auditRotation(SYSTEM_CONTEXT, opts.deps.clock, 'keys.rotate_scheduled') });
   const pruned = await pruneRetiredKeys(opts.deps);
   if (pruned.length) opts.deps.logger.info({ kids: pruned }, 'retired signing keys deleted');
 }

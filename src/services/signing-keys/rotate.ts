@@ -9,6 +9,7 @@ import type { Queryable } from '../../db/database.ts';
 import {
   deleteSigningKeys, insertSigningKey, listSigningKeys, lockSigningKeys, newestKeyCreatedAt, type SigningKeyOrigin, type SigningKeyRow,
 } from '../../db/repositories/signing-keys.ts';
+import { recordSecurityEvent, type AuditContext } from '../audit/record.ts';
 import { DbKeyRing, keyLifetimeSeconds } from './db-key-ring.ts';
 import type { SigningKeyDeps } from './open.ts';
 import { keyStates, type KeyState, type KeyStatus } from './states.ts';
@@ -42,6 +43,13 @@ export async function listKeys(deps: SigningKeyDeps): Promise<SigningKeyView[]> 
 
 /** Called inside the rotation's transaction with the new key (the audit entry goes in the same transaction). */
 export type OnKeyCreated = (tx: Queryable, key: SigningKeyView) => Promise<void>;
+
+/** Records a rotation as `admin.action` (`keys.rotate`, or `keys.rotate_scheduled` for the schedule) by `ctx`. */
+export function auditRotation(ctx: AuditContext, at: () => Date, action: 'keys.rotate' | 'keys.rotate_scheduled' = 'keys.rotate'): OnKeyCreated {
+  return async (tx, key) => {
+    await recordSecurityEvent(tx, { ...ctx, type: 'admin.action', userId: null, data: { action, kid: key.kid, activates_at: key.activates_at }, at: at() });
+  };
+}
 
 /** Pass the deps' KeyStore ring so this instance serves the new key at once (others read it within their refresh). */
 export interface RotateOptions {

@@ -9,6 +9,7 @@ import type { Deps } from '../../../deps.ts';
 import { AppError } from '../../../errors.ts';
 import { requireAdmin } from './guard.ts';
 import { adminAuditRoutes } from './audit.ts';
+import { adminKeyRoutes } from './keys.ts';
 import { adminUserRoutes } from './users.ts';
 import { adminOutboxRoutes } from './outbox.ts';
 
@@ -16,7 +17,7 @@ import { adminOutboxRoutes } from './outbox.ts';
 export type AdminRoutePlugin = (app: FastifyInstance, opts: { deps: Deps }) => Promise<void>;
 
 /** Admin route plugins, registered in order behind the guard. Append yours. */
-export const ADMIN_ROUTE_PLUGINS: AdminRoutePlugin[] = [adminUserRoutes, adminAuditRoutes, adminOutboxRoutes];
+export const ADMIN_ROUTE_PLUGINS: AdminRoutePlugin[] = [adminUserRoutes, adminAuditRoutes, adminOutboxRoutes, adminKeyRoutes];
 
 /** Registers the guard and every admin route plugin (app.ts calls this once). */
 export async function adminRoutes(app: FastifyInstance, opts: { deps: Deps }): Promise<void> {
