@@ -3,8 +3,8 @@ import { randomBytes } from 'node:crypto';
 import type { Deps } from '../deps.ts';
 import { FlexibleLimiter } from '../security/limiter-flexible.ts';
 import { findUserForAdmin, grantRole, validateRoles } from '../services/admin/roles.ts';
-import { recordSecurityEvent, type AuditContext } from '../services/audit/record.ts';
-import { accountNames } from '../services/password-check.ts';
+import { unlockUserAsAdmin } from '../services/admin/user-changes.ts';
+import type { AuditContext } from '../services/audit/record.ts';
 import { registerUser } from '../services/register-user.ts';
 import { CliError } from './context.ts';
 
@@ -56,7 +56,6 @@ export async function unlockUser(deps: Deps, login: string, out: (line: string) 
   }
   // Until Redis answers, the limiter would clear its per-process stand-in counters instead.
   if (deps.limiter instanceof FlexibleLimiter) await deps.limiter.ready();
-  for (const account of accountNames(user)) await deps.limiter.recordSuccess({ account, ip: 'cli' });
-  await recordSecurityEvent(deps.db, { ...CLI_CONTEXT, type: 'admin.action', userId: user.id, data: { action: 'users.unlock' }, at: deps.clock() });
+  await unlockUserAsAdmin(deps, user.id, CLI_CONTEXT);
   out(`${user.username}: unlocked`);
 }

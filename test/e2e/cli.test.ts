@@ -134,10 +134,10 @@ for (const kind of engines) {
       assert.equal(usage.code, 2);
       assert.match(usage.stderr, /usage: twofold/);
 
-      const entries = await peek((db) => db.query<{ type: string; actor_kind: string; data: { roles?: unknown } }>(
+      const entries = await peek((db) => db.query<{ type: string; actor_kind: string; data: { changes?: { roles?: unknown } } }>(
         "SELECT a.type, a.actor_kind, a.data FROM audit_log a JOIN users u ON u.id = a.user_id WHERE u.username = 'Root_Admin' ORDER BY a.id"));
       assert.deepEqual(entries.rows.map((r) => [r.type, r.actor_kind]), [['user.created', 'system'], ['user.updated', 'system']]);
-      assert.deepEqual(entries.rows[1]!.data.roles, { from: [], to: ['admin'] });
+      assert.deepEqual(entries.rows[1]!.data.changes?.roles, { from: [], to: ['admin'] });
       const ta = await app(t);
       const res = await login(ta.app, { username: 'root@example.com', password: 'a long and unusual passphrase 9' });
       assert.equal(res.statusCode, 200, res.body);
