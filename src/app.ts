@@ -30,6 +30,8 @@ import { userRoutes } from './http/routes/users.ts';
 import { webRoutes } from './web/routes.ts';
 import { installOidc } from './oidc/mount.ts';
 import { adminRoutes } from './http/routes/admin/index.ts';
+import { registerAuditFollower } from './services/audit/record.ts';
+import { announceAudited } from './services/events/publish.ts';
 import { securityEventRoutes } from './http/routes/security-events.ts';
 
 export interface AppOptions {
@@ -65,6 +67,8 @@ function trustProxyOption(tp: Deps['config']['trustProxy']): false | string[] | 
 
 export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<FastifyInstance> {
   const { config } = deps;
+  // Audited changes of the event catalogue become events in the same transaction (idempotent: one follower per process).
+  registerAuditFollower(announceAudited);
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit: config.bodyLimitBytes,
@@ -125,6 +129,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
         { name: 'Passkeys', description: 'WebAuthn passkeys: add, list, rename, remove (sign-in with them is under Login and tokens)' },
         { name: 'Service', description: 'Keys, discovery, health, metrics' },
         { name: 'Administration', description: 'Users, audit log, mail status (ADMIN_API_KEY, or role admin with aal2)' },
+        { name: 'Webhooks', description: 'Signed webhooks (Standard Webhooks) announcing events to other services; admin only' },
       ],
     },
   });

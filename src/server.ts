@@ -17,6 +17,7 @@ import { amqpLane, webhookLane } from './jobs/event-delivery.ts';
 import { startKeyJob } from './jobs/key-rotation.ts';
 import { startAuditRetentionJob } from './jobs/audit-retention.ts';
 import { OutboxWorker, type OutboxLane } from './jobs/outbox-worker.ts';
+import { setBrokerQueuing } from './services/events/publish.ts';
 import { createLogger } from './logger.ts';
 import { createDevMailboxTransport } from './mail/dev-mailbox.ts';
 import { loadSecrets } from './secrets.ts';
@@ -93,6 +94,7 @@ async function main(): Promise<void> {
   // Events for other services ride the same outbox worker: webhooks always, RabbitMQ with EVENTS_AMQP_URL.
   const lanes: OutboxLane[] = [webhookLane({ db, clock: systemClock, logger, secretBox: secrets.secretBox, config })];
   const amqp = config.eventsAmqp.url ? await startAmqp(deps, config.eventsAmqp.url) : undefined;
+  setBrokerQueuing(amqp !== undefined);
   if (amqp) lanes.push(amqpLane({ db, clock: systemClock, logger, config, publisher: amqp.publisher }));
   const worker = new OutboxWorker({ db, clock: systemClock, transport: mailTransport, logger, config, keepBodies: devMailbox, lanes });
   const stopKeyJob = startKeyJob({ deps, ring: keys.ring });

@@ -10,7 +10,7 @@ export function operationIdOf(method: string, url: string): string {
     .replace(/^\/api\/v1\//, '/')
     .split('/')
     .filter(Boolean)
-    .flatMap((seg) => (seg.startsWith(':') ? ['by', seg.slice(1)] : seg.split(/[^A-Za-z0-9]+/)))
+    .flatMap((seg) => (seg.startsWith(':') ? ['by', ...seg.slice(1).split(/[^A-Za-z0-9]+/)] : seg.split(/[^A-Za-z0-9]+/)))
     .filter(Boolean);
   return method.toLowerCase() + words.map((w) => w[0]!.toUpperCase() + w.slice(1)).join('');
 }

@@ -14,6 +14,7 @@ import { webhookLane } from '../../src/jobs/event-delivery.ts';
 import { OutboxWorker } from '../../src/jobs/outbox-worker.ts';
 import type { MailTransport } from '../../src/mail/types.ts';
 import * as endpoints from '../../src/services/events/endpoints.ts';
+import { SYSTEM_CONTEXT } from '../../src/services/audit/record.ts';
 import { enqueueEvent } from '../../src/services/events/publish.ts';
 import { freePort } from '../helpers/net.ts';
 import { withDatabases } from '../helpers/pg-database.ts';
@@ -73,7 +74,7 @@ withDatabases('webhook delivery', ({ kind, open }) => {
   }
 
   async function register(url: string, events = ['*'], config = cfg()) {
-    return endpoints.createEndpoint(deps(config), { url, events });
+    return endpoints.createEndpoint(deps(config), SYSTEM_CONTEXT, { url, events });
   }
 
   function worker(config = cfg(), on: Database = db) {
@@ -229,14 +230,14 @@ withDatabases('webhook delivery', ({ kind, open }) => {
     assert.equal(r.received.length, before, 'a given-up delivery is not tried again by itself');
     // Admin retry: due now, with a fresh age limit.
     r.mode = { kind: 'status', status: 200 };
-    await endpoints.retryDelivery(deps(config), ep.id, id);
+    await endpoints.retryDelivery(deps(config), SYSTEM_CONTEXT, ep.id, id);
     await w.drain();
     [e] = await log(ep.id);
     assert.equal(e!.status, 'delivered');
     assert.equal(r.received.at(-1)!.id, id);
     [view] = await endpoints.listEndpoints(deps());
     assert.deepEqual([view!.status, view!.failing_since], ['active', null]);
-    await assert.rejects(endpoints.retryDelivery(deps(config), ep.id, id), (e: { code?: string }) => e.code === 'already_delivered');
+    await assert.rejects(endpoints.retryDelivery(deps(config), SYSTEM_CONTEXT, ep.id, id), (e: { code?: string }) => e.code === 'already_delivered');
   });
 
   test('retry all: every waiting delivery goes now', async () => {
@@ -248,7 +249,7 @@ withDatabases('webhook delivery', ({ kind, open }) => {
     await worker().drain();
     assert.equal(r.received.length, 1);
     r.mode = { kind: 'status', status: 200 };
-    assert.equal(await endpoints.retryAllDeliveries(deps(), ep.id), 2);
+    assert.equal(await endpoints.retryAllDeliveries(deps(), SYSTEM_CONTEXT, ep.id), 2);
     await worker().drain();
     assert.equal(r.received.length, 3);
     assert.deepEqual((await log(ep.id)).map((e) => e.status), ['delivered', 'delivered']);
@@ -258,7 +259,7 @@ withDatabases('webhook delivery', ({ kind, open }) => {
     const r = await receiver();
     const config = cfg({ WEBHOOK_SECRET_GRACE: '60' });
     const ep = await register(r.url, ['*'], config);
-    const rotated = await endpoints.rotateEndpointSecret(deps(config), ep.id);
+    const rotated = await endpoints.rotateEndpointSecret(deps(config), SYSTEM_CONTEXT, ep.id);
     assert.notEqual(rotated.secret, ep.secret);
     assert.equal(rotated.previous_secret_expires_at, new Date(START.getTime() + 60_000).toISOString());
     await emit('user.created');
@@ -299,7 +300,7 @@ withDatabases('webhook delivery', ({ kind, open }) => {
     const ep = await register(r.url);
     await emit('user.created');
     await worker().drain();
-    await endpoints.deleteEndpoint(deps(), ep.id);
+    await endpoints.deleteEndpoint(deps(), SYSTEM_CONTEXT, ep.id);
     clock.advance(3600);
     await worker().drain();
     assert.equal(r.received.length, 1);

@@ -3,6 +3,7 @@
  * rules, secret generated, sealed, shown once), listing without secrets, deletion, secret rotation
  * with a grace period, the delivery log and retries.
  */
+import type { Queryable } from '../../db/database.ts';
 import type { Deps as AppDeps } from '../../deps.ts';
 import { AppError, validationError } from '../../errors.ts';
 import { newId, randomToken } from '../../crypto/random.ts';
@@ -10,10 +11,16 @@ import * as repo from '../../db/repositories/events/endpoints.ts';
 import type { EndpointRow } from '../../db/repositories/events/endpoints.ts';
 import * as deliveries from '../../db/repositories/events/deliveries.ts';
 import { refuseHost, refuseResolvedHost } from '../../webhooks/ssrf.ts';
+import { recordSecurityEvent, type AuditContext } from '../audit/record.ts';
 import { EVENT_TYPES, isEventType } from './publish.ts';
 
 /** What endpoint management needs. */
 type Deps = Pick<AppDeps, 'config' | 'db' | 'clock' | 'secretBox'>;
+
+/** Every change an admin makes here is audited (`admin.action`) in the change's transaction. */
+function audit(deps: Deps, tx: Queryable, ctx: AuditContext, action: string, data: Record<string, unknown>) {
+  return recordSecurityEvent(tx, { ...ctx, type: 'admin.action', userId: null, data: { action, ...data }, at: deps.clock() });
+}
 
 /** An endpoint as the admin API shows it (never its secret). */
 export interface EndpointView {
@@ -83,17 +90,21 @@ function checkEvents(events: string[]): string[] {
 }
 
 /** Registers an endpoint; the answer carries the secret, the only time it is shown. */
-export async function createEndpoint(deps: Deps, input: NewEndpointInput): Promise<EndpointView & { secret: string }> {
+export async function createEndpoint(deps: Deps, ctx: AuditContext, input: NewEndpointInput): Promise<EndpointView & { secret: string }> {
   const url = await checkUrl(deps, input.url);
   const events = checkEvents(input.events);
   const secret = newSecret();
-  const row = await repo.insertEndpoint(deps.db, {
-    id: newId(),
-    url,
-    description: input.description ?? '',
-    eventTypes: events,
-    secretSealed: deps.secretBox.seal(secret),
-    createdAt: deps.clock(),
+  const row = await deps.db.transaction(async (tx) => {
+    const created = await repo.insertEndpoint(tx, {
+      id: newId(),
+      url,
+      description: input.description ?? '',
+      eventTypes: events,
+      secretSealed: deps.secretBox.seal(secret),
+      createdAt: deps.clock(),
+    });
+    await audit(deps, tx, ctx, 'webhook.created', { webhook_id: created.id, url, events });
+    return created;
   });
   return { ...view(row), secret };
 }
@@ -109,16 +120,22 @@ async function mustFind(deps: Deps, id: string): Promise<EndpointRow> {
 }
 
 /** Deletes an endpoint and its pending deliveries. */
-export async function deleteEndpoint(deps: Deps, id: string): Promise<void> {
-  if (!(await repo.deleteEndpoint(deps.db, id))) throw new AppError('not_found', { detail: 'No webhook endpoint with this id.' });
+export async function deleteEndpoint(deps: Deps, ctx: AuditContext, id: string): Promise<void> {
+  await deps.db.transaction(async (tx) => {
+    if (!(await repo.deleteEndpoint(tx, id))) throw new AppError('not_found', { detail: 'No webhook endpoint with this id.' });
+    await audit(deps, tx, ctx, 'webhook.deleted', { webhook_id: id });
+  });
 }
 
 /** A new secret, shown once; the old one still signs (a second `v1,` signature) for WEBHOOK_SECRET_GRACE. */
-export async function rotateEndpointSecret(deps: Deps, id: string): Promise<{ id: string; secret: string; previous_secret_expires_at: string }> {
+export async function rotateEndpointSecret(deps: Deps, ctx: AuditContext, id: string): Promise<{ id: string; secret: string; previous_secret_expires_at: string }> {
   const secret = newSecret();
   const expires = new Date(deps.clock().getTime() + deps.config.webhooks.secretGraceSeconds * 1000);
-  const row = await repo.rotateSecret(deps.db, id, deps.secretBox.seal(secret), expires);
-  if (!row) throw new AppError('not_found', { detail: 'No webhook endpoint with this id.' });
+  await deps.db.transaction(async (tx) => {
+    const row = await repo.rotateSecret(tx, id, deps.secretBox.seal(secret), expires);
+    if (!row) throw new AppError('not_found', { detail: 'No webhook endpoint with this id.' });
+    await audit(deps, tx, ctx, 'webhook.secret_rotated', { webhook_id: id, previous_secret_expires_at: expires.toISOString() });
+  });
   return { id, secret, previous_secret_expires_at: expires.toISOString() };
 }
 
@@ -143,17 +160,24 @@ export async function listEndpointDeliveries(deps: Deps, id: string, limit = 100
 }
 
 /** Makes one undelivered delivery due now (a given-up one comes back); 409 once it was acknowledged. */
-export async function retryDelivery(deps: Deps, id: string, eventId: string): Promise<void> {
+export async function retryDelivery(deps: Deps, ctx: AuditContext, id: string, eventId: string): Promise<void> {
   await mustFind(deps, id);
   const d = await deliveries.findDelivery(deps.db, id, eventId);
   if (!d) throw new AppError('not_found', { detail: 'This endpoint has no delivery of that event.' });
   if (d.delivered_at) throw new AppError('already_delivered', { detail: 'The receiver acknowledged this event; it is not sent again.' });
-  // 0 rows: it is in flight right now, which is what was asked for.
-  await deliveries.requeue(deps.db, id, deps.clock(), eventId);
+  await deps.db.transaction(async (tx) => {
+    // 0 rows: it is in flight right now, which is what was asked for.
+    await deliveries.requeue(tx, id, deps.clock(), eventId);
+    await audit(deps, tx, ctx, 'webhook.retried', { webhook_id: id, event_id: eventId });
+  });
 }
 
 /** Makes every undelivered delivery of the endpoint due now; returns how many. */
-export async function retryAllDeliveries(deps: Deps, id: string): Promise<number> {
+export async function retryAllDeliveries(deps: Deps, ctx: AuditContext, id: string): Promise<number> {
   await mustFind(deps, id);
-  return deliveries.requeue(deps.db, id, deps.clock());
+  return deps.db.transaction(async (tx) => {
+    const n = await deliveries.requeue(tx, id, deps.clock());
+    await audit(deps, tx, ctx, 'webhook.retried', { webhook_id: id, requeued: n });
+    return n;
+  });
 }

@@ -10,6 +10,7 @@ import type { Config } from '../../config.ts';
 import { newId } from '../../crypto/random.ts';
 import type { Queryable } from '../../db/database.ts';
 import { insertEvent } from '../../db/repositories/events/deliveries.ts';
+import { scrubSecrets, type RecordedSecurityEvent } from '../audit/record.ts';
 
 /** The event catalogue: the audit types other services are told about (README "Events"). */
 export const EVENT_TYPES = [
@@ -36,29 +37,17 @@ export function isEventType(type: string): type is EventType {
   return CATALOGUE.has(type);
 }
 
-/**
- * Keys never copied into an event's data, whatever an audit entry holds: an event leaves the service
- * and lands in other services' logs, so no password, code, token, secret, hash or key goes with it.
- */
-const SECRET_KEY = /pass|secret|token|code|hash|otp|key|cookie|credential|challenge/i;
-
-/** What the follower needs of an audit entry. */
+/** What the follower needs of an audit entry (its data is already scrubbed of secrets by the audit core). */
 export interface AuditedChange {
   type: string;
   userId?: string | null;
+  at?: Date;
   data?: Record<string, unknown> | null;
 }
 
-/** The event's `data`: `user_id` plus the entry's non-secret data (scalars and arrays of scalars only). */
+/** The event's `data`: `user_id` plus the entry's data, scrubbed of secret-named keys (again: an event leaves the service). */
 export function eventData(entry: AuditedChange): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  if (entry.userId) out.user_id = entry.userId;
-  for (const [k, v] of Object.entries(entry.data ?? {})) {
-    if (SECRET_KEY.test(k) || k === 'user_id') continue;
-    const scalar = (x: unknown) => x === null || ['string', 'number', 'boolean'].includes(typeof x);
-    if (scalar(v) || (Array.isArray(v) && v.every(scalar))) out[k] = v;
-  }
-  return out;
+  return { ...(entry.userId ? { user_id: entry.userId } : {}), ...scrubSecrets(entry.data ?? {}) };
 }
 
 /** What publishing needs from the deps. */
@@ -74,10 +63,24 @@ export async function enqueueEvent(tx: Queryable, deps: EventDeps, type: string,
   return id;
 }
 
-/** The audit follower: an audited change of a catalogue type becomes an event, in the audit's transaction. */
-export async function announceAudited(tx: Queryable, deps: EventDeps, entry: AuditedChange): Promise<void> {
+/**
+ * Whether events are also queued for the broker. The audit core's followers are process-wide, so
+ * this is too: server.ts turns it on when EVENTS_AMQP_URL is set (the process that publishes).
+ */
+let queueForBroker = false;
+
+/** Turns queuing of events for the broker on or off for this process (server.ts, from EVENTS_AMQP_URL). */
+export function setBrokerQueuing(on: boolean): void {
+  queueForBroker = on;
+}
+
+/**
+ * The audit follower (registered by app.ts): an audited change of a catalogue type becomes an event,
+ * in the audit's transaction, at the audit entry's time.
+ */
+export async function announceAudited(tx: Queryable, entry: RecordedSecurityEvent | AuditedChange): Promise<void> {
   if (!isEventType(entry.type)) return;
-  await enqueueEvent(tx, deps, entry.type, eventData(entry));
+  await insertEvent(tx, { id: newId(), type: entry.type, occurredAt: entry.at ?? new Date(), data: eventData(entry), amqp: queueForBroker });
 }
 
 /** The JSON body of an event, as webhooks and the broker carry it (Standard Webhooks: `{type, timestamp, data}`). */

@@ -12,12 +12,13 @@ import { adminAuditRoutes } from './audit.ts';
 import { adminKeyRoutes } from './keys.ts';
 import { adminUserRoutes } from './users.ts';
 import { adminOutboxRoutes } from './outbox.ts';
+import { adminWebhookRoutes } from './webhooks.ts';
 
 /** An admin route plugin: receives the deps; its routes are already guarded. */
 export type AdminRoutePlugin = (app: FastifyInstance, opts: { deps: Deps }) => Promise<void>;
 
 /** Admin route plugins, registered in order behind the guard. Append yours. */
-export const ADMIN_ROUTE_PLUGINS: AdminRoutePlugin[] = [adminUserRoutes, adminAuditRoutes, adminOutboxRoutes, adminKeyRoutes];
+export const ADMIN_ROUTE_PLUGINS: AdminRoutePlugin[] = [adminUserRoutes, adminAuditRoutes, adminOutboxRoutes, adminKeyRoutes, adminWebhookRoutes];
 
 /** Registers the guard and every admin route plugin (app.ts calls this once). */
 export async function adminRoutes(app: FastifyInstance, opts: { deps: Deps }): Promise<void> {
