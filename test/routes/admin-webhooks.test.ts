@@ -59,7 +59,7 @@ describeWithApp('admin webhooks', (suite) => {
     assert.equal(list.statusCode, 200);
     assert.deepEqual(list.json().map((e: { id: string }) => e.id), [body.id]);
     assert.ok(!list.body.includes(body.secret) && !list.body.includes('secret'), 'no secret in the list');
-    const stored = (await ta.deps.db.query<Record<string, string>>('SELECT secret_sealed FROM webhook_endpoints')).rows[0]!;
+    const stored = (await ta.deps.db.query<{ secret_sealed: string }>('SELECT secret_sealed FROM webhook_endpoints')).rows[0]!;
     assert.ok(!stored.secret_sealed.includes(body.secret.slice(6)), 'the secret is sealed at rest');
     const audit = (await ta.deps.db.query<{ data: { action: string }; actor_kind: string }>(`SELECT data, actor_kind FROM audit_log WHERE type = 'admin.action'`)).rows;
     assert.deepEqual(audit.map((a) => [a.data.action, a.actor_kind]), [['webhook.created', 'api_key']]);
