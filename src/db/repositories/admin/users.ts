@@ -62,7 +62,8 @@ export async function searchUsersPage(tx: Queryable, prefix: string, pos: Search
 /** The SQL a search page runs, for EXPLAIN in tests and the README (same text as searchUsersPage builds). */
 export function searchSqlForExplain(phase: SearchPhase): string {
   const key = phase === 'username' ? 'lower(u.username) COLLATE "C"' : 'lower(u.email) COLLATE "C"';
-  return `SELECT u.id FROM users u WHERE ${key} >= lower($2) AND ${key} < lower($2) || chr(1114111)
+  const notByUsername = phase === 'email' ? `AND NOT (lower(u.username) COLLATE "C" >= lower($2) AND lower(u.username) COLLATE "C" < lower($2) || chr(1114111))` : '';
+  return `SELECT u.id FROM users u WHERE ${key} >= lower($2) AND ${key} < lower($2) || chr(1114111) ${notByUsername}
           AND (${key}, u.id) > ($3 COLLATE "C", $4::uuid) ORDER BY ${key}, u.id LIMIT $1`;
 }
 
