@@ -13,7 +13,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['src/config.ts', 'src/server.ts', 'bin/**', 'test/**', 'bench/**'],
+    files: ['src/config.ts', 'src/server.ts', 'bin/**', 'scripts/container-smoke-run.ts', 'test/**', 'bench/**'],
     rules: { 'no-restricted-properties': 'off' },
   },
   {
