@@ -5,13 +5,27 @@
  * Jobs that need per-request state (rotating refresh tokens, fresh TOTP codes) keep it here.
  */
 import autocannon from 'autocannon';
+import { createPrivateKey } from 'node:crypto';
 import { totpCodeAt } from '../src/crypto/totp.ts';
+import { SoftwareAuthenticator } from '../test/helpers/webauthn.ts';
+
+/** A passkey the bench registered, in a form that crosses the IPC channel. */
+export interface ExportedPasskey {
+  /** base64url credential id */
+  id: string;
+  /** PKCS#8 PEM of the P-256 private key */
+  pem: string;
+  userHandle: string;
+  rpId: string;
+  origin: string;
+}
 
 export type LoadJob =
   | { kind: 'get'; url: string; connections: number; duration: number; headers?: Record<string, string> }
   | { kind: 'post'; url: string; connections: number; duration: number; body: unknown }
   | { kind: 'refresh'; base: string; connections: number; duration: number; sessions: string[] }
-  | { kind: 'totp-login'; base: string; connections: number; password: string; users: Array<{ username: string; secret: string; lastStep: number }> };
+  | { kind: 'totp-login'; base: string; connections: number; password: string; users: Array<{ username: string; secret: string; lastStep: number }> }
+  | { kind: 'passkey-login'; base: string; connections: number; duration: number; passkey: ExportedPasskey };
 
 /** What the driver needs from autocannon's result. */
 export interface LoadResult {
@@ -60,6 +74,43 @@ function options(job: LoadJob): autocannon.Options {
             if (status === 200) (context as { rt?: string }).rt = JSON.parse(body).refresh_token;
           },
         }],
+      };
+    }
+    case 'passkey-login': {
+      // Two requests per login on each connection: options (a fresh challenge), then the signed
+      // assertion. Counter 0, as synced passkeys send: concurrent logins cannot race a counter.
+      const p = job.passkey;
+      const authenticator = new SoftwareAuthenticator(p.origin);
+      authenticator.credentials.push({ id: Buffer.from(p.id, 'base64url'), privateKey: createPrivateKey(p.pem), cosePublicKey: Buffer.alloc(0), rpId: p.rpId, userHandle: p.userHandle, counter: 0 });
+      type Ctx = { token?: string; options?: { challenge: string; rpId?: string } };
+      return {
+        url: job.base,
+        connections: job.connections,
+        duration: job.duration,
+        requests: [
+          {
+            method: 'POST',
+            path: '/api/v1/auth-jwt/login/passkey/options',
+            headers: json,
+            body: '{}',
+            onResponse: (status, body, context) => {
+              if (status !== 200) return;
+              const answer = JSON.parse(body) as { challenge_token: string; options: Ctx['options'] };
+              (context as Ctx).token = answer.challenge_token;
+              (context as Ctx).options = answer.options;
+            },
+          },
+          {
+            method: 'POST',
+            path: '/api/v1/auth-jwt/login/passkey',
+            headers: json,
+            setupRequest: (req, context) => {
+              const ctx = context as Ctx;
+              const credential = authenticator.get(ctx.options!, { counter: 0 });
+              return { ...req, body: JSON.stringify({ challenge_token: ctx.token, credential }) };
+            },
+          },
+        ],
       };
     }
     case 'totp-login': {

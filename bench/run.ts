@@ -19,7 +19,8 @@ import { randomBytes } from 'node:crypto';
 import { hash, verify } from '@node-rs/argon2';
 import pg from 'pg';
 import { freePort } from '../test/helpers/net.ts';
-import { codeFor, currentStep, type LoadJob, type LoadResult } from './load-generator.ts';
+import { codeFor, currentStep, type ExportedPasskey, type LoadJob, type LoadResult } from './load-generator.ts';
+import { SoftwareAuthenticator } from '../test/helpers/webauthn.ts';
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 10);
 const PASSWORD = 'benchmark passphrase that is long enough';
@@ -203,6 +204,29 @@ function memoryOf(pid: number | undefined): { peakMb: number; rssMb: number } | 
   }
 }
 
+/** Signs up `username`, logs in and registers a passkey with the software authenticator; returns it for the load generator. */
+async function registerBenchPasskey(base: string, username: string): Promise<ExportedPasskey> {
+  const created = await post(base, '/api/v1/user', { username, email: `${username}@example.com`, password1: PASSWORD, password2: PASSWORD });
+  if (created.status !== 201) throw new Error(`passkey sign-up failed: ${JSON.stringify(created.json)}`);
+  const token = (await post(base, '/api/v1/auth-jwt/login', { username, password: PASSWORD })).json.access_token as string;
+  const auth = { authorization: `Bearer ${token}` };
+  const options = (await post(base, '/api/v1/passkeys/registration/options', {}, auth)).json as { challenge: string; rp: { id?: string }; user: { id: string } };
+  // The origin passkeys are bound to: the instance's own (http://localhost:PORT for a loopback address).
+  const u = new URL(base);
+  if (u.hostname === '127.0.0.1' || u.hostname === '[::1]') u.hostname = 'localhost';
+  const authenticator = new SoftwareAuthenticator(u.origin);
+  const { response, credential } = authenticator.create(options);
+  const verified = await post(base, '/api/v1/passkeys/registration/verify', { credential: response, name: 'bench' }, auth);
+  if (verified.status !== 201) throw new Error(`passkey registration failed: ${JSON.stringify(verified.json)}`);
+  return {
+    id: response.id,
+    pem: credential.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    userHandle: credential.userHandle,
+    rpId: credential.rpId,
+    origin: u.origin,
+  };
+}
+
 async function main(): Promise<void> {
   const external = process.env.BENCH_URL;
   const instance = external ? undefined : await startInstance();
@@ -245,6 +269,9 @@ async function main(): Promise<void> {
     const connections = 32;
     const sessions = await pool(Array.from({ length: connections }), 8, async () => (await post(base, '/api/v1/auth-jwt/login', { username: plain, password: PASSWORD })).json.refresh_token as string);
 
+    // A passkey user: registered through the API with the tests' software authenticator (P-256, "none").
+    const passkey = await registerBenchPasskey(base, `bp_${tag}`);
+
     const rows: Row[] = [];
     // Let the set-up's background work settle (the outbox worker delivering ~2 mails per user to the
     // development mailbox), so the timed runs measure the flows themselves.
@@ -270,6 +297,11 @@ async function main(): Promise<void> {
     console.log('TOTP login…');
     rows.push(row('POST login + security_code', await run({ kind: 'totp-login', base, connections: 16, password: PASSWORD, users: totpUsers })));
 
+    console.log('passkey login…');
+    const pk = await run({ kind: 'passkey-login', base, connections: 16, duration: DURATION, passkey });
+    // Two requests (options, then the assertion) per login: the row counts logins.
+    rows.push(row('passkey login (2 req/login)', { ...pk, rps: pk.rps / 2 }));
+
     const memory = memoryOf(instance?.child.pid);
     const pad = (s: string, n: number) => s.padEnd(n);
     const num = (n: number, n2 = 8) => n.toFixed(n < 100 ? 1 : 0).padStart(n2);
@@ -277,8 +309,9 @@ async function main(): Promise<void> {
     console.log('|------------------------------|---------:|--------:|--------:|--------:|-------:|-----------------------------:|');
     for (const r of rows) console.log(`| ${pad(r.flow, 28)} | ${num(r.rps)} | ${num(r.p50, 7)} | ${num(r.p99, 7)} | ${String(r.non2xx).padStart(7)} | ${String(r.errors).padStart(6)} | ${(r.peakRssMb === undefined ? '–' : `${r.peakRssMb.toFixed(0)} (${r.heapMb.toFixed(0)})`).padStart(28)} |`);
     console.log(`\nargon2id raw verify rate (same run): ${argon.toFixed(1)}/s`);
-    const [info, refresh, pwd, totp] = rows;
+    const [info, refresh, pwd, totp, passkeyRow] = rows;
     console.log(`password login / argon2id: ${((pwd!.rps / argon) * 100).toFixed(0)} % (target ≥ 85 %)`);
+    console.log(`passkey login / password login: ${((passkeyRow!.rps / pwd!.rps) * 100).toFixed(0)} % (no argon2: bound by the P-256 verification and two round trips)`);
     console.log(`TOTP login / argon2id:     ${((totp!.rps / argon) * 100).toFixed(0)} % (target ≥ 85 %)`);
     console.log(`user-info: ${info!.rps.toFixed(0)} req/s, p99 ${info!.p99} ms (target ≥ 5000 req/s, p99 < 50 ms)`);
     console.log(`refresh:   ${refresh!.rps.toFixed(0)} req/s (target ≥ 1000 req/s)`);

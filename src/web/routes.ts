@@ -30,6 +30,18 @@ const ASSET_TYPES: Readonly<Record<string, string>> = {
   'security-activity.js': 'text/javascript; charset=utf-8',
   'password.js': 'text/javascript; charset=utf-8',
   'verify-email.js': 'text/javascript; charset=utf-8',
+  'passkey.js': 'text/javascript; charset=utf-8',
+};
+
+/**
+ * Assets served from installed packages: @simplewebauthn/browser's self-contained bundle (a classic
+ * script defining `SimpleWebAuthnBrowser`), resolved through the package so an upgrade is picked up.
+ */
+const PACKAGE_ASSETS: Readonly<Record<string, { url: URL; type: string }>> = {
+  'simplewebauthn-browser.js': {
+    url: new URL('dist/bundle/index.umd.min.js', new URL('../', import.meta.resolve('@simplewebauthn/browser'))),
+    type: 'text/javascript; charset=utf-8',
+  },
 };
 
 interface Asset {
@@ -42,8 +54,12 @@ interface Asset {
 async function loadAssets(): Promise<Map<string, Asset>> {
   const dir = new URL('./assets/', import.meta.url);
   const assets = new Map<string, Asset>();
-  for (const [name, type] of Object.entries(ASSET_TYPES)) {
-    const body = await readFile(new URL(name, dir));
+  const files: Array<[string, URL, string]> = [
+    ...Object.entries(ASSET_TYPES).map(([name, type]): [string, URL, string] => [name, new URL(name, dir), type]),
+    ...Object.entries(PACKAGE_ASSETS).map(([name, a]): [string, URL, string] => [name, a.url, a.type]),
+  ];
+  for (const [name, file, type] of files) {
+    const body = await readFile(file);
     const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`;
     assets.set(name, { body, type, etag });
   }

@@ -234,4 +234,21 @@ describeWithApp('Passkeys', (suite) => {
     const aal2 = (await signInWithPasskey(app, authenticator)).json().access_token;
     assert.equal((await post(app, '/api/v1/backup-codes', aal2)).statusCode, 201);
   });
+
+  test('pages: the browser library is served; the login page offers passkey autofill and names the passkey origin', async (t) => {
+    const app = await suite.build(t);
+    const lib = await app.app.inject({ method: 'GET', url: '/assets/simplewebauthn-browser.js' });
+    assert.equal(lib.statusCode, 200);
+    assert.match(String(lib.headers['content-type']), /^text\/javascript/);
+    assert.match(lib.body, /SimpleWebAuthnBrowser/);
+    assert.match(lib.body, /startAuthentication/);
+    const helper = await app.app.inject({ method: 'GET', url: '/assets/passkey.js' });
+    assert.equal(helper.statusCode, 200);
+    const page = await app.app.inject({ method: 'GET', url: '/login' });
+    assert.match(page.body, /autocomplete="username webauthn"/);
+    assert.match(page.body, /data-passkey-origin="http:\/\/localhost:8000"/);
+    assert.match(page.body, /Sign in with a passkey/);
+    const account = await app.app.inject({ method: 'GET', url: '/account' });
+    assert.match(account.body, /Add a passkey/);
+  });
 });

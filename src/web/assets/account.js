@@ -1,6 +1,7 @@
 // Account page: profile, second factors, backup codes, password change, sessions and log out.
 import { api, busy, byId, clearProblem, problemMessage, say, showCodes, showEnrollment, showProblem, valueOf } from './common.js';
 import { loadSecurityActivity } from './security-activity.js';
+import { createPasskey, passkeyBlocker } from './passkey.js';
 
 const productName = document.querySelector('.brand span')?.textContent ?? 'Twofold';
 const accountAlert = byId('account-alert');
@@ -67,9 +68,9 @@ function render() {
   byId('verify-row').hidden = Boolean(user.email_verified);
 
   const mfa = user.mfa ?? {};
-  const anyFactor = Boolean(mfa.totp || mfa.email);
+  const anyFactor = Boolean(mfa.totp || mfa.email || Number(mfa.passkeys ?? 0) > 0);
   byId('mfa-summary').textContent = anyFactor
-    ? 'Two-factor authentication is on: logging in needs your password and a code.'
+    ? 'Two-factor authentication is on: logging in needs your password and a second factor, or a passkey.'
     : 'Two-factor authentication is off. Turn it on so that a stolen password is not enough to get into your account.';
   badge(byId('totp-badge'), mfa.totp ? 'On' : 'Off', Boolean(mfa.totp));
   const enable = byId('totp-enable');
@@ -80,6 +81,8 @@ function render() {
   badge(byId('email-otp-badge'), mfa.email ? 'On' : 'Off', Boolean(mfa.email));
   byId('email-otp-enable').hidden = Boolean(mfa.email) || !byId('email-otp-confirm-form').hidden;
   byId('email-otp-disable').hidden = !mfa.email;
+  const passkeys = Number(mfa.passkeys ?? 0);
+  badge(byId('passkey-badge'), passkeys === 0 ? 'None' : passkeys === 1 ? '1 passkey' : `${passkeys} passkeys`, passkeys > 0);
   const remaining = Number(mfa.backup_codes_remaining ?? 0);
   badge(byId('backup-badge'), anyFactor ? `${remaining} left` : 'None', anyFactor && remaining > 0);
   // Without backup codes, a lost phone means a locked account: make the gap visible.
@@ -294,6 +297,155 @@ totpDisableForm.addEventListener('submit', async (event) => {
   await loadUser();
 });
 
+// ---- passkeys ------------------------------------------------------------------------------------
+
+/** One line about a passkey: when it was added and last used, and whether it is synced. */
+function passkeyMeta(p) {
+  const kind = p.backed_up ? 'Synced to your other devices' : p.device_type === 'multi_device' ? 'Can be synced, not yet backed up' : 'This device only';
+  return [`Added ${formatDate(p.created_at)}`, p.last_used_at ? `last used ${formatDate(p.last_used_at)}` : 'never used', kind].join(' · ');
+}
+
+function smallButton(text, className, label) {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.className = className;
+  b.append(text);
+  const hidden = document.createElement('span');
+  hidden.className = 'visually-hidden';
+  hidden.textContent = ` ${label}`;
+  b.append(hidden);
+  return b;
+}
+
+/** The rename form of a passkey's row. */
+function renameForm(li, p) {
+  const form = document.createElement('form');
+  form.noValidate = true;
+  const id = `passkey-name-${p.id}`;
+  const label = document.createElement('label');
+  label.htmlFor = id;
+  label.className = 'visually-hidden';
+  label.textContent = 'New name';
+  const input = document.createElement('input');
+  input.type = 'text';
+  input.id = id;
+  input.name = 'name';
+  input.value = p.name;
+  input.maxLength = 64;
+  const save = document.createElement('button');
+  save.type = 'submit';
+  save.className = 'primary';
+  save.textContent = 'Save';
+  const cancel = document.createElement('button');
+  cancel.type = 'button';
+  cancel.className = 'secondary';
+  cancel.textContent = 'Cancel';
+  cancel.addEventListener('click', () => void loadPasskeys());
+  form.append(label, input, save, cancel);
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const name = input.value.trim();
+    if (!name) return say(mfaAlert, 'Give the passkey a name.');
+    const res = await busy(save, () => call('PATCH', `/api/v1/passkeys/${encodeURIComponent(p.id)}`, { name }));
+    if (!res.ok) return showProblem(null, mfaAlert, res);
+    say(mfaStatus, `Passkey renamed to “${name}”.`);
+    await loadPasskeys();
+  });
+  li.replaceChildren(form);
+  input.focus();
+  input.select();
+}
+
+/** Asks once more before removing, in the row itself. */
+function confirmRemoval(li, p) {
+  const text = document.createElement('span');
+  text.textContent = `Remove “${p.name}”? You will no longer be able to sign in with it.`;
+  const yes = document.createElement('button');
+  yes.type = 'button';
+  yes.className = 'danger';
+  yes.textContent = 'Remove';
+  const no = document.createElement('button');
+  no.type = 'button';
+  no.className = 'secondary';
+  no.textContent = 'Keep';
+  no.addEventListener('click', () => void loadPasskeys());
+  yes.addEventListener('click', async () => {
+    const res = await busy(yes, () => call('DELETE', `/api/v1/passkeys/${encodeURIComponent(p.id)}`));
+    if (!res.ok && res.status !== 404) return showProblem(null, mfaAlert, res, { messages: { step_up_required: STEP_UP } });
+    say(mfaStatus, `Passkey “${p.name}” removed.`);
+    await loadUser();
+    await loadPasskeys();
+  });
+  const actions = document.createElement('div');
+  actions.className = 'actions';
+  actions.append(yes, no);
+  li.replaceChildren(text, actions);
+  no.focus();
+}
+
+async function loadPasskeys() {
+  const list = byId('passkeys');
+  const res = await call('GET', '/api/v1/passkeys');
+  if (!res.ok) return say(mfaAlert, problemMessage(res));
+  const passkeys = Array.isArray(res.data) ? res.data : [];
+  list.hidden = passkeys.length === 0;
+  list.replaceChildren(
+    ...passkeys.map((p) => {
+      const li = document.createElement('li');
+      li.dataset.passkeyId = p.id;
+      const info = document.createElement('div');
+      const name = document.createElement('div');
+      name.className = 'passkey-name';
+      name.textContent = p.name;
+      const meta = document.createElement('div');
+      meta.className = 'meta';
+      meta.textContent = passkeyMeta(p);
+      info.append(name, meta);
+      const rename = smallButton('Rename', 'secondary', `passkey ${p.name}`);
+      rename.addEventListener('click', () => renameForm(li, p));
+      const remove = smallButton('Remove', 'secondary', `passkey ${p.name}`);
+      remove.addEventListener('click', () => confirmRemoval(li, p));
+      const actions = document.createElement('div');
+      actions.className = 'actions';
+      actions.append(rename, remove);
+      li.append(info, actions);
+      return li;
+    }),
+  );
+}
+
+const passkeyBlocked = passkeyBlocker();
+if (passkeyBlocked) {
+  byId('passkey-add').hidden = true;
+  const note = byId('passkey-note');
+  say(note, passkeyBlocked.text, passkeyBlocked.link);
+  note.hidden = false;
+}
+
+byId('passkey-add').addEventListener('click', async (event) => {
+  clearProblem(null, mfaAlert);
+  mfaStatus.replaceChildren();
+  await busy(/** @type {HTMLElement} */ (event.currentTarget), async () => {
+    const opts = await call('POST', '/api/v1/passkeys/registration/options', {});
+    if (!opts.ok) return showProblem(null, mfaAlert, opts, { messages: { step_up_required: STEP_UP } });
+    const created = await createPasskey(opts.data);
+    if (!created.ok) return created.message ? say(mfaAlert, created.message) : undefined;
+    // Named after this browser and system; the person can rename it.
+    const res = await call('POST', '/api/v1/passkeys/registration/verify', { credential: created.credential, name: describeAgent(navigator.userAgent).slice(0, 64) });
+    if (!res.ok) {
+      return showProblem(null, mfaAlert, res, {
+        messages: {
+          step_up_required: STEP_UP,
+          invalid_passkey: 'The passkey could not be added (it took too long, or came from another site). Please try again.',
+          passkey_already_registered: 'That passkey is already registered.',
+        },
+      });
+    }
+    await factorTurnedOn(res, `Passkey “${res.data?.name ?? ''}” added. You can now sign in with it.`);
+    await loadPasskeys();
+  });
+});
+
 // ---- codes by e-mail ---------------------------------------------------------------------------
 
 const emailConfirmForm = /** @type {HTMLFormElement} */ (byId('email-otp-confirm-form'));
@@ -385,5 +537,5 @@ byId('logout').addEventListener('click', async (event) => {
   byId('account-loading').hidden = true;
   if (!ok) return;
   byId('account-content').hidden = false;
-  await Promise.all([loadSessions(), loadSecurityActivity(call)]);
+  await Promise.all([loadPasskeys(), loadSessions(), loadSecurityActivity(call)]);
 })();

@@ -1,5 +1,6 @@
 // Login page: username or e-mail and password, then, when the API asks for it, a second factor.
-import { api, busy, byId, clearProblem, returnTo, say, showCodes, showEnrollment, showProblem, valueOf } from './common.js';
+import { api, busy, byId, clearProblem, problemMessage, returnTo, say, showCodes, showEnrollment, showProblem, valueOf } from './common.js';
+import { UNKNOWN_PASSKEY, autofillSupported, getPasskey, passkeyBlocker } from './passkey.js';
 
 const loginScreen = byId('login-screen');
 const loginForm = /** @type {HTMLFormElement} */ (byId('login-form'));
@@ -12,6 +13,8 @@ const mfaHint = byId('mfa-hint');
 const codeInput = /** @type {HTMLInputElement} */ (byId('code'));
 const codeLabel = /** @type {HTMLLabelElement} */ (document.querySelector('label[for="code"]'));
 const useTotp = byId('use-totp');
+const usePasskey = byId('use-passkey');
+const mfaPasskey = byId('mfa-passkey');
 const useBackup = byId('use-backup');
 const useEmail = byId('use-email');
 const startOver = byId('start-over');
@@ -39,11 +42,17 @@ const METHODS = {
     inputmode: 'numeric',
     autocomplete: 'one-time-code',
   },
+  passkey: {
+    label: '',
+    hint: 'Use the passkey on this device, on your phone or on your security key.',
+    inputmode: 'text',
+    autocomplete: 'off',
+  },
 };
 
 /** The pending challenge: its token and the methods the API offered. */
 let challenge = null;
-/** @type {'totp' | 'backup_code' | 'email'} */
+/** @type {'totp' | 'backup_code' | 'email' | 'passkey'} */
 let method = 'totp';
 /** Username and password, kept only while an enrolment required by the service is under way. */
 let credentials = null;
@@ -105,13 +114,18 @@ function setMethod(next) {
   codeInput.setAttribute('autocomplete', m.autocomplete);
   codeInput.value = '';
   const offered = challenge?.methods ?? [];
+  // A passkey needs no code: its screen is one button.
+  mfaForm.hidden = next === 'passkey';
+  mfaPasskey.hidden = next !== 'passkey';
+  usePasskey.hidden = next === 'passkey' || !offered.includes('passkey');
   useTotp.hidden = next === 'totp' || !offered.includes('totp');
   useBackup.hidden = next === 'backup_code' || !offered.includes('backup_code');
   useEmail.hidden = !offered.includes('email');
   useEmail.textContent = next === 'email' ? 'Send a new code' : 'Email me a code';
   clearProblem(mfaForm, mfaAlert);
   mfaStatus.replaceChildren();
-  codeInput.focus();
+  if (next === 'passkey') byId('mfa-passkey-button').focus();
+  else codeInput.focus();
 }
 
 async function sendEmailCode() {
@@ -131,7 +145,9 @@ function startMfa(data) {
   challenge = { token: data?.mfa_token, methods };
   loginScreen.hidden = true;
   mfaScreen.hidden = false;
-  if (methods.includes('totp')) setMethod('totp');
+  // The phishing-resistant factor first, where this page can use it.
+  if (methods.includes('passkey') && !passkeyBlocker()) setMethod('passkey');
+  else if (methods.includes('totp')) setMethod('totp');
   else if (methods.includes('email')) {
     setMethod('email');
     void sendEmailCode();
@@ -207,6 +223,71 @@ mfaForm.addEventListener('submit', async (event) => {
   codeInput.focus();
 });
 
+// ---- passkeys --------------------------------------------------------------------------------
+
+/** Sends a browser assertion to a login endpoint and finishes like any login; says what went wrong otherwise. */
+async function passkeyLoggedIn(res, alertEl) {
+  if (res.ok) return loggedIn(res.data);
+  if (res.status === 401 && res.problem?.code === 'invalid_passkey') return say(alertEl, UNKNOWN_PASSKEY);
+  say(alertEl, problemMessage(res));
+}
+
+/** Passwordless: request options (for the typed name, if any), the browser prompt or autofill, then the login. */
+async function passkeySignIn(autofill) {
+  const username = autofill ? '' : valueOf(loginForm, 'username').trim();
+  const opts = await api('POST', '/api/v1/auth-jwt/login/passkey/options', username ? { username } : {});
+  if (!opts.ok) return autofill ? undefined : say(loginAlert, problemMessage(opts));
+  const got = await getPasskey(opts.data.options, autofill);
+  if (!got.ok) {
+    if (got.message) say(loginAlert, got.message);
+    return;
+  }
+  clearProblem(loginForm, loginAlert);
+  const res = await api('POST', '/api/v1/auth-jwt/login/passkey', { challenge_token: opts.data.challenge_token, credential: got.credential });
+  await passkeyLoggedIn(res, loginAlert);
+}
+
+/** Offers passkeys in the username field's autofill while the page is open (conditional mediation). */
+async function startAutofill() {
+  if (await autofillSupported()) void passkeySignIn(true);
+}
+
+const blocker = passkeyBlocker();
+if (blocker) {
+  byId('passkey-login').hidden = true;
+  const note = byId('passkey-note');
+  say(note, blocker.text, blocker.link);
+  note.hidden = false;
+} else {
+  void startAutofill();
+}
+
+byId('passkey-login').addEventListener('click', async (event) => {
+  clearProblem(loginForm, loginAlert);
+  // Starting this prompt cancels the autofill request; it is offered again afterwards.
+  await busy(/** @type {HTMLElement} */ (event.currentTarget), () => passkeySignIn(false));
+  if (!loginScreen.hidden) void startAutofill();
+});
+
+byId('mfa-passkey-button').addEventListener('click', async (event) => {
+  if (!challenge) return showLogin();
+  clearProblem(mfaForm, mfaAlert);
+  const button = /** @type {HTMLElement} */ (event.currentTarget);
+  await busy(button, async () => {
+    const blocked = passkeyBlocker();
+    if (blocked) return say(mfaAlert, blocked.text, blocked.link);
+    const opts = await api('POST', '/api/v1/auth-jwt/login/mfa/passkey/options', { mfa_token: challenge.token });
+    if (opts.status === 401 && opts.problem?.code === 'invalid_token') return showLogin('Your sign-in expired. Please log in again.');
+    if (!opts.ok) return say(mfaAlert, problemMessage(opts));
+    const got = await getPasskey(opts.data);
+    if (!got.ok) return got.message ? say(mfaAlert, got.message) : undefined;
+    const res = await api('POST', '/api/v1/auth-jwt/login/mfa', { mfa_token: challenge.token, method: 'passkey', credential: got.credential });
+    if (res.status === 401 && res.problem?.code === 'invalid_token') return showLogin('Your sign-in expired or had too many failed attempts. Please log in again.');
+    await passkeyLoggedIn(res, mfaAlert);
+  });
+});
+
+usePasskey.addEventListener('click', () => setMethod('passkey'));
 useTotp.addEventListener('click', () => setMethod('totp'));
 useBackup.addEventListener('click', () => setMethod('backup_code'));
 useEmail.addEventListener('click', () => void sendEmailCode());

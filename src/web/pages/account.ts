@@ -89,6 +89,16 @@ ${field({ id: 'email-otp-code', name: 'code', label: 'Code from the e-mail', aut
 </form>
 </div>
 
+<div class="factor" id="passkey-factor">
+<div class="factor-head">
+<div><h3>Passkeys</h3><p class="muted">Sign in with your fingerprint, face or screen lock instead of a code — and a passkey never works on a fake site.</p></div>
+<span id="passkey-badge" class="badge"></span>
+</div>
+<ul id="passkeys" class="passkeys" aria-label="Your passkeys"></ul>
+<p id="passkey-note" class="muted" hidden></p>
+<div class="actions"><button type="button" id="passkey-add" class="secondary">Add a passkey</button></div>
+</div>
+
 <div class="factor" id="backup-factor">
 <div class="factor-head">
 <div><h3>Backup codes</h3><p class="muted">Single-use codes for when you cannot use your phone or e-mail.</p></div>
@@ -137,5 +147,5 @@ ${alertBox('activity-alert')}
 <button type="button" id="activity-more" class="secondary" hidden>Show more</button>
 </section>
 </div>`;
-  return layout({ productName, title: 'Your account', body, script: 'account.js', width: 'wide', needsScript: true, data: returnToData(ctx) });
+  return layout({ productName, title: 'Your account', body, script: 'account.js', width: 'wide', needsScript: true, data: { ...returnToData(ctx), 'passkey-origin': ctx.config.webauthn.origin } });
 }

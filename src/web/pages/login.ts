@@ -21,10 +21,15 @@ export function loginPage(ctx: PageContext): string {
 <p class="lead">to continue to ${continueTo(ctx)}</p>
 ${alertBox('login-alert')}
 <form id="login-form" novalidate>
-${field({ id: 'username', label: 'Username or email', autocomplete: 'username', autofocus: true })}
+${field({ id: 'username', label: 'Username or email', autocomplete: 'username webauthn', autofocus: true })}
 ${field({ id: 'password', label: 'Password', type: 'password', autocomplete: 'current-password' })}
 <button type="submit" class="primary">Log in</button>
 </form>
+<div id="passkey-signin" class="passkey-signin">
+<p class="divider"><span>or</span></p>
+<button type="button" id="passkey-login" class="secondary wide">Sign in with a passkey</button>
+<p id="passkey-note" class="muted" hidden></p>
+</div>
 <p class="links"><a href="/forgot-password">Forgot your password?</a></p>
 <p class="links">New here? <a href="${withReturnTo('/signup', ctx)}">Create an account</a></p>
 </section>
@@ -37,7 +42,11 @@ ${statusBox('mfa-status')}
 ${field({ id: 'code', name: 'code', label: 'Security code', autocomplete: 'one-time-code', inputmode: 'numeric' })}
 <button type="submit" class="primary">Verify</button>
 </form>
+<div id="mfa-passkey" hidden>
+<button type="button" class="primary" id="mfa-passkey-button">Use your passkey</button>
+</div>
 <div class="alt-methods">
+<button type="button" class="link" id="use-passkey" hidden>Use a passkey</button>
 <button type="button" class="link" id="use-totp" hidden>Use your authenticator app</button>
 <button type="button" class="link" id="use-backup" hidden>Use a backup code</button>
 <button type="button" class="link" id="use-email" hidden>Email me a code</button>
@@ -60,5 +69,5 @@ ${loginEnrollment(productName, 'enroll')}
 </div>
 <button type="button" class="primary" id="after-login-continue">Continue</button>
 </section>`;
-  return layout({ productName, title: 'Log in', body, script: 'login.js', needsScript: true, data: returnToData(ctx) });
+  return layout({ productName, title: 'Log in', body, script: 'login.js', needsScript: true, data: { ...returnToData(ctx), 'passkey-origin': ctx.config.webauthn.origin } });
 }
