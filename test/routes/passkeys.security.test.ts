@@ -18,7 +18,7 @@ import {
   TEST_ORIGIN,
 } from '../helpers/passkeys.ts';
 import { SoftwareAuthenticator } from '../helpers/webauthn.ts';
-import { auditRowsOf, auditTypesOf } from '../helpers/admin.ts';
+import { ADMIN_ENV, adminCall, auditRowsOf, auditTypesOf } from '../helpers/admin.ts';
 
 const CONCURRENCY = 20;
 
@@ -245,5 +245,17 @@ describeWithApp('Passkeys: security', (suite) => {
     const challenge = await mfaChallenge(app, user);
     assert.deepEqual(challenge.mfa_methods, ['passkey', 'backup_code']);
     assert.equal((await loginMfa(app, challenge.mfa_token, 'totp', '123456')).statusCode, 401);
+  });
+
+  test('an admin reset of the second factors deletes the passkeys: the lost device no longer signs in', async (t) => {
+    const app = await suite.build(t, { env: ADMIN_ENV });
+    const { user, authenticator } = await userWithPasskey(app);
+    const res = await adminCall(app, 'DELETE', `/api/v1/admin/users/${user.uuid}/mfa`);
+    assert.equal(res.statusCode, 204, res.body);
+    expectInvalid(await signInWithPasskey(app, authenticator), 401, 'passkey after the reset');
+    assert.equal((await app.deps.db.query<{ n: number }>('SELECT count(*)::int AS n FROM passkeys WHERE user_id = $1', [user.uuid])).rows[0]!.n, 0);
+    // The password alone logs in again, and the user may add a new passkey with that aal1 session.
+    const aal1 = (await loginTokens(app.app, user)).access_token;
+    assert.equal((await registerPasskey(app, aal1, new SoftwareAuthenticator(TEST_ORIGIN))).statusCode, 201);
   });
 });
