@@ -34,7 +34,7 @@ export interface WebhookLaneOptions extends LaneOptions {
   readonly config: Pick<Config, 'webhooks'>;
   /** Endpoints served per batch (each gets its oldest due event); default 10. */
   readonly batchSize?: number;
-  /** Lease of a claim in seconds; default twice WEBHOOK_TIMEOUT plus 30 s, so a claim outlives its attempt. */
+  /** Lease of a claim in seconds; default twice WEBHOOK_TIMEOUT plus 10 s, so a claim outlives its attempt and its recording. */
   readonly leaseSeconds?: number;
 }
 
@@ -42,7 +42,7 @@ export interface WebhookLaneOptions extends LaneOptions {
 export function webhookLane(o: WebhookLaneOptions): OutboxLane {
   const { db, clock, logger } = o;
   const { timeoutMs, allowPrivate, maxAgeSeconds, maxBackoffSeconds } = o.config.webhooks;
-  const leaseSeconds = o.leaseSeconds ?? Math.ceil((2 * timeoutMs) / 1000) + 30;
+  const leaseSeconds = o.leaseSeconds ?? Math.ceil((2 * timeoutMs) / 1000) + 10;
 
   async function deliver(d: ClaimedDelivery): Promise<boolean> {
     const endpoint = d.endpoint_id ? await endpoints.findEndpoint(db, d.endpoint_id) : undefined;

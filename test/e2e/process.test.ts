@@ -3,56 +3,20 @@
  * steps 1–5 over HTTP, then a restart on the same directory (the generated key must survive it).
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import { decodeJwt } from 'jose';
 import { totpCodeAt } from '../../src/crypto/totp.ts';
 import { decodeQrPng } from '../helpers/qr.ts';
 import { freePort } from '../helpers/net.ts';
+import { startService, stopService } from '../helpers/service-process.ts';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
 
 
-const children: ChildProcess[] = [];
-function stop(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once('exit', () => resolve());
-    // npm start runs a process tree; it is its own process group, so signal the group.
-    try {
-      process.kill(-child.pid!, signal);
-    } catch {
-      resolve();
-    }
-  });
-}
-after(async () => {
-  await Promise.all(children.map((c) => stop(c, 'SIGKILL')));
-});
-
-async function start(env: Record<string, string>): Promise<{ child: ChildProcess; output: () => string }> {
-  const child = spawn('npm', ['start', '--silent'], { cwd: ROOT, env: { ...process.env, ...env }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
-  const base = `http://127.0.0.1:${env.PORT}`;
-  // Bounded wait for start-up: 60 s covers a cold tsx compile plus PGlite initialisation on 2 cores.
-  for (let i = 0; i < 240; i++) {
-    if (child.exitCode !== null) throw new Error(`npm start exited early:\n${output}`);
-    try {
-      const res = await fetch(`${base}/healthz`);
-      if (res.ok) return { child, output: () => output };
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`npm start did not answer /healthz:\n${output}`);
-}
+const start = startService;
+const stop = stopService;
 
 test('npm start on a fresh directory serves the whole first half of the contract, and survives a restart', async (t) => {
   const dataDir = mkdtempSync(join(tmpdir(), 'twofold-e2e-'));
