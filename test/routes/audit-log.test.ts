@@ -184,3 +184,39 @@ describeWithApp('audit log: every flow writes its entry', (suite) => {
     assert.deepEqual({ type: latest.type, actor: latest.actor, ip: latest.ip, ua: latest.user_agent }, { type: 'admin.action', actor: 'admin', ip: null, ua: null });
   });
 });
+
+describeWithApp('audit log under concurrency', (suite) => {
+  test('a burst of 30 wrong passwords at once: one login.failed per checked attempt, login.locked exactly once', async (t) => {
+    const ta = await suite.build(t, { env: { LOCKOUT_MAX_FAILURES: '5' } });
+    const user = await createUser(ta.app);
+    const answers = await Promise.all(Array.from({ length: 30 }, (_, i) => login(ta.app, { username: user.username, password: `wrong password number ${i}` })));
+    const checked = answers.filter((r) => r.statusCode === 401).length;
+    assert.equal(checked, 5, 'the limiter checks at most the limit');
+    assert.equal(answers.filter((r) => r.statusCode === 429).length, 25);
+    const types = await auditTypesOf(ta, user.uuid);
+    assert.equal(types.filter((x) => x === 'login.failed').length, checked);
+    assert.equal(types.filter((x) => x === 'login.locked').length, 1);
+  });
+
+  test('admin audit pages never repeat or skip while entries are written concurrently', async (t) => {
+    const ta = await suite.build(t, { env: { ADMIN_API_KEY: 'test-admin-key-0123456789abcdefghijklmnop' } });
+    const user = await createUser(ta.app);
+    for (let i = 0; i < 25; i++) await recordSecurityEvent(ta.deps.db, { ...SYSTEM_CONTEXT, type: 'admin.action', userId: user.uuid, data: { n: i } });
+    const seen: number[] = [];
+    let cursor: string | null = null;
+    do {
+      const url: string = `/api/v1/admin/audit?user=${user.uuid}&limit=4${cursor ? `&cursor=${cursor}` : ''}`;
+      const [page] = await Promise.all([
+        ta.app.inject({ method: 'GET', url, headers: bearer('test-admin-key-0123456789abcdefghijklmnop') }),
+        // Newer entries arrive while paging; they sort before the cursor and never shift older ones.
+        ...Array.from({ length: 10 }, (_, i) => recordSecurityEvent(ta.deps.db, { ...SYSTEM_CONTEXT, type: 'admin.action', userId: user.uuid, data: { n: 1000 + i } })),
+      ]);
+      const body: { events: Array<{ type: string; data: { n?: number } }>; next_cursor: string | null } = page.json();
+      seen.push(...body.events.filter((e) => e.type === 'admin.action').map((e) => e.data.n!));
+      cursor = body.next_cursor;
+    } while (cursor);
+    const old = seen.filter((n) => n < 1000);
+    assert.deepEqual(old, Array.from({ length: 25 }, (_, i) => 24 - i), 'every older entry once, newest first');
+    assert.equal(new Set(seen).size, seen.length, 'no entry twice');
+  });
+});

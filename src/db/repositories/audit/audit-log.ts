@@ -52,9 +52,10 @@ export async function listAuditRows(tx: Queryable, f: AuditFilter): Promise<Audi
   if (f.since !== undefined) add('at >= ?', f.since);
   if (f.beforeId !== undefined) add('id < ?::bigint', f.beforeId);
   params.push(f.limit);
+  // ORDER BY names the column, not the text alias: '9' sorts after '10' as text.
   const r = await tx.query<AuditRow>(
     `SELECT id::text AS id, type, at, user_id, actor_kind, actor_id, ip, user_agent, data FROM audit_log
-     ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT $${params.length}`,
+     ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY audit_log.id DESC LIMIT $${params.length}`,
     params,
   );
   return r.rows;
