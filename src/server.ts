@@ -3,6 +3,7 @@
  * worker and listens. `npm start` runs it; with no settings it serves http://localhost:8000 on PGlite
  * in ./data with generated development keys and the development mailbox.
  */
+import { isIP } from 'node:net';
 import { buildApp } from './app.ts';
 import { createMetrics } from './http/metrics.ts';
 import { buildMetricsApp } from './http/routes/metrics.ts';
@@ -127,9 +128,9 @@ async function main(): Promise<void> {
     { url: config.publicUrl, database: db.kind, mail: mailTransport.name, limiter: config.rateLimit.disabled ? 'disabled' : config.redisUrl ? 'redis' : 'memory', kid: await keys.currentKid() },
     `Twofold listening on http://${config.host}:${config.port}` + (devMailbox ? ` (development mailbox: ${config.publicUrl}/dev/mailbox)` : ''),
   );
-  if (config.webauthn.origin !== config.publicOrigin) {
-    // PUBLIC_URL is a loopback IP: browsers refuse passkeys there, so name the address where they work.
-    logger.info({ origin: config.webauthn.origin, rpId: config.webauthn.rpId }, `Passkeys work at ${config.webauthn.origin} (browsers refuse them on an IP address); open that address to add or use one`);
+  if (config.webauthn.origin !== config.publicOrigin || isIP(config.host.replace(/^\[|\]$/g, ''))) {
+    // The address above is an IP, where browsers refuse passkeys: name the one where they work.
+    logger.info({ origin: config.webauthn.origin, rpId: config.webauthn.rpId }, `Open ${config.webauthn.origin} in a browser: passkeys work only at that address (browsers refuse them on an IP address)`);
   }
 }
 

@@ -258,4 +258,38 @@ describeWithApp('Passkeys: security', (suite) => {
     const aal1 = (await loginTokens(app.app, user)).access_token;
     assert.equal((await registerPasskey(app, aal1, new SoftwareAuthenticator(TEST_ORIGIN))).statusCode, 201);
   });
+
+  test(`${CONCURRENCY} concurrent registrations with one answer: exactly one 201, one passkey`, async (t) => {
+    const app = await suite.build(t);
+    const user = await createUser(app.app);
+    const token = (await loginTokens(app.app, user)).access_token;
+    const { response } = new SoftwareAuthenticator(TEST_ORIGIN).create(await registrationOptions(app, token));
+    const responses = await Promise.all(Array.from({ length: CONCURRENCY }, () => post(app, '/api/v1/passkeys/registration/verify', token, { credential: response })));
+    assert.equal(responses.filter((r) => r.statusCode === 201).length, 1, responses.map((r) => r.statusCode).join(','));
+    for (const r of responses.filter((x) => x.statusCode !== 201)) assert.equal(r.json().code, 'invalid_passkey');
+    assert.equal((await listPasskeys(app, token)).length, 1);
+    assert.equal((await get(app, '/api/v1/backup-codes', token)).json().remaining, 10, 'one set of backup codes');
+  });
+
+  test('a deactivated account cannot sign in with its passkey (403 account_inactive, no session)', async (t) => {
+    const app = await suite.build(t);
+    const { user, authenticator } = await userWithPasskey(app);
+    const before = await sessionCount(app, user);
+    await app.deps.db.query('UPDATE users SET is_active = false WHERE id = $1', [user.uuid]);
+    const res = await signInWithPasskey(app, authenticator);
+    assert.equal(res.statusCode, 403);
+    assert.equal(res.json().code, 'account_inactive');
+    assert.equal(res.json().access_token, undefined);
+    assert.equal(await sessionCount(app, user), before);
+  });
+
+  test('passwordless options are limited per IP (each stores a challenge): 429 with Retry-After', async (t) => {
+    const app = await suite.build(t, { env: { RATE_LIMIT_IP_MAX_REQUESTS_PER_MINUTE: '2' } });
+    const statuses: number[] = [];
+    for (let i = 0; i < 9; i++) statuses.push((await passkeyLoginOptions(app)).statusCode);
+    assert.deepEqual(statuses, [200, 200, 200, 200, 200, 200, 200, 200, 429]);
+    const refused = await passkeyLoginOptions(app);
+    assert.equal(refused.json().code, 'too_many_requests');
+    assert.ok(Number(refused.headers['retry-after']) >= 1);
+  });
 });
