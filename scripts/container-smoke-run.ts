@@ -13,8 +13,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { freePort } from '../test/helpers/net.ts';
+import { adminQuery } from '../test/helpers/pg-database.ts';
 import { startSmtpSink } from '../test/helpers/smtp-sink.ts';
 import { readCompose, serviceEnvironment } from './compose-env.ts';
 
@@ -28,15 +28,7 @@ function step(what: string): void {
   console.log(`container-smoke: ${what}`);
 }
 
-async function admin(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: adminUrl });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
+const admin = (sql: string) => adminQuery(adminUrl, sql);
 
 /** Runs a command in the stage; resolves with its exit code and output. */
 function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, stdin = ''): Promise<{ code: number | null; out: string }> {

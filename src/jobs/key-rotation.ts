@@ -11,7 +11,7 @@ import type { SigningKeyDeps } from '../services/signing-keys/open.ts';
 const TICK_MS = 60_000;
 
 export interface KeyJobOptions {
-  deps: SigningKeyDeps & { readonly logger: SigningKeyDeps['logger'] & { error(obj: unknown, msg: string): void } };
+  deps: SigningKeyDeps;
   ring: KeyRing;
 }
 

@@ -10,7 +10,9 @@ import type { TestContext } from 'node:test';
 import { createLocalJWKSet, decodeProtectedHeader, exportJWK, calculateJwkThumbprint, jwtVerify } from 'jose';
 import pino from 'pino';
 import { loadConfig } from '../../src/config.ts';
+import { randomBytes } from 'node:crypto';
 import { generateRsaPem, signingKeyFromPem } from '../../src/crypto/jwt.ts';
+import { SecretBox } from '../../src/crypto/secret-box.ts';
 import { runKeyJobOnce } from '../../src/jobs/key-rotation.ts';
 import { ensureSigningKey } from '../../src/services/signing-keys/open.ts';
 import { listKeys, rotateSigningKey } from '../../src/services/signing-keys/rotate.ts';
@@ -134,6 +136,25 @@ withDatabases('signing keys', ({ open, kind }) => {
     assert.deepEqual((await jwks(a)).set.keys.map((k) => k.kid), [k2]);
     await runKeyJobOnce({ deps: a.deps, ring: a.deps.keys.ring });
     assert.deepEqual((await database.db.query<{ kid: string }>('SELECT kid FROM signing_keys')).rows.map((r) => r.kid), [k2]);
+  });
+
+  test('a key this instance cannot open (another TOTP_ENCRYPTION_KEY) is logged, and the keys read before keep serving', async (t) => {
+    const database = await open();
+    const errors: string[] = [];
+    const logger = pino({ level: 'error' }, { write: (line: string) => void errors.push(line) });
+    const ta = await buildTestApp(t, database.db, { env, logger });
+    const user = await createUser(ta.app);
+    const kid = kidOf((await loginTokens(ta.app, user)).access_token);
+    // Another instance, sealing under a key this one does not hold, rotates.
+    const foreignBox = new SecretBox([{ kid: 'other', key: randomBytes(32) }]);
+    await rotateSigningKey({ config: ta.deps.config, db: database.db, clock: ta.clock, secretBox: foreignBox, logger: silent });
+    ta.clock.advance(DELAY);
+    const res = await loginTokens(ta.app, user);
+    assert.equal(kidOf(res.access_token), kid, 'still signing with the key it could open');
+    assert.equal((await userInfo(ta, res.access_token)).statusCode, 200);
+    assert.ok(errors.some((l) => /reading the signing keys failed/.test(l) && /no encryption key with id other/.test(l)), errors.join('\n'));
+    // A fresh start with it fails plainly instead.
+    await assert.rejects(buildTestApp(t, database.db, { env }), /cannot be opened with TOTP_ENCRYPTION_KEY/);
   });
 
   test('a token naming a made-up or retired kid is refused (401 invalid_token), after a reload that finds nothing', async (t) => {

@@ -47,13 +47,15 @@ export interface DbKeyRingOptions {
   secretBox: SecretBox;
   lifetimeSeconds: number;
   refreshSeconds: number;
+  /** Where a failed re-read is reported (the ring then keeps serving the keys it has). */
+  logger?: { error(obj: unknown, msg: string): void };
 }
 
 /** Keys read from the signing_keys table; see the file comment. */
 export class DbKeyRing implements KeyRing {
   readonly #opts: DbKeyRingOptions;
   #rows: SigningKeyRow[] = [];
-  readonly #opened = new Map<string, SigningKey>();
+  #opened = new Map<string, SigningKey>();
   #loadedAt: number | undefined;
   #loading: Promise<void> | undefined;
   #lastUnknownReload = -Infinity;
@@ -63,17 +65,24 @@ export class DbKeyRing implements KeyRing {
     this.#opts = opts;
   }
 
-  /** Reads the table again (refresh on a schedule, after a rotation, on an unknown kid). */
+  /**
+   * Reads the table again (refresh on a schedule, after a rotation, on an unknown kid). The first read
+   * throws on failure (start-up stops); a later failure (database blip, a key this instance cannot
+   * open) is logged and the keys already read keep serving until the next try.
+   */
   reload(now: Date): Promise<void> {
     this.#loading ??= (async () => {
       try {
         const rows = await listSigningKeys(this.#opts.db);
         if (rows.length === 0) throw new Error('no signing key in the database (ensureSigningKey runs at start-up)');
-        for (const row of rows) {
-          if (!this.#opened.has(row.kid)) this.#opened.set(row.kid, await openSigningKey(row, this.#opts.secretBox));
-        }
-        for (const kid of this.#opened.keys()) if (!rows.some((r) => r.kid === kid)) this.#opened.delete(kid);
+        const opened = new Map<string, SigningKey>();
+        for (const row of rows) opened.set(row.kid, this.#opened.get(row.kid) ?? (await openSigningKey(row, this.#opts.secretBox)));
+        this.#opened = opened;
         this.#rows = rows;
+        this.#loadedAt = now.getTime();
+      } catch (e) {
+        if (this.#loadedAt === undefined) throw e;
+        this.#opts.logger?.error({ err: e }, 'reading the signing keys failed; serving the keys read before');
         this.#loadedAt = now.getTime();
       } finally {
         this.#loading = undefined;

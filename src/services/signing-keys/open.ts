@@ -18,7 +18,7 @@ export interface SigningKeyDeps {
   readonly db: Database;
   readonly clock: Clock;
   readonly secretBox: SecretBox;
-  readonly logger: Pick<Logger, 'info' | 'warn'>;
+  readonly logger: Pick<Logger, 'info' | 'warn' | 'error'>;
 }
 
 /** A PEM key offered as the first key, and where it came from (for the log and the error message). */
@@ -82,6 +82,7 @@ export function createDbKeyRing(deps: SigningKeyDeps): DbKeyRing {
     secretBox: deps.secretBox,
     lifetimeSeconds: keyLifetimeSeconds(deps.config),
     refreshSeconds: keyRefreshSeconds(deps.config),
+    logger: deps.logger,
   });
 }
 
