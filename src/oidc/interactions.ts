@@ -46,8 +46,9 @@ export async function interactionRoutes(app: FastifyInstance, { deps, provider }
   }
 
   /** Hands the result to the engine, which redirects the browser on to the authorization endpoint. */
-  async function finish(request: FastifyRequest, reply: FastifyReply, result: Record<string, unknown>): Promise<void> {
-    const redirectTo = await provider.interactionResult(request.raw, reply.raw, result, { mergeWithLastSubmission: false });
+  // A consent result is merged with the login result before it (prompt=login would otherwise ask again).
+  async function finish(request: FastifyRequest, reply: FastifyReply, result: Record<string, unknown>, merge = false): Promise<void> {
+    const redirectTo = await provider.interactionResult(request.raw, reply.raw, result, { mergeWithLastSubmission: merge });
     await reply.code(303).header('Cache-Control', 'no-store').redirect(redirectTo, 303);
   }
 
@@ -92,7 +93,7 @@ export async function interactionRoutes(app: FastifyInstance, { deps, provider }
       const scopes = missingScopes(d);
       const explicit = (d.prompt.reasons as string[]).includes('consent_prompt');
       const remembered = (client as unknown as { skip_consent?: boolean }).skip_consent === true || (!explicit && await consentCovers(deps, accountId, clientId, scopes));
-      if (remembered) return finish(request, reply, { consent: { grantId: await grantScopes(provider, d, accountId, clientId) } });
+      if (remembered) return finish(request, reply, { consent: { grantId: await grantScopes(provider, d, accountId, clientId) } }, true);
       const user = await findUserById(deps.db, accountId);
       const host = new URL(client.redirectUris?.[0] ?? config.publicUrl).host;
       return page(reply, 200, consentPage({
@@ -113,7 +114,7 @@ export async function interactionRoutes(app: FastifyInstance, { deps, provider }
     const clientId = String(d.params.client_id);
     const grantId = await grantScopes(provider, d, accountId, clientId);
     await rememberConsent(deps, accountId, clientId, requestedScopes(d));
-    return finish(request, reply, { consent: { grantId } });
+    return finish(request, reply, { consent: { grantId } }, true);
   });
 
   app.post<{ Params: { uid: string } }>('/oidc/interaction/:uid/abort', { schema: { hide: true } }, async (request, reply) => {

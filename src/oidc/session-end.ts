@@ -9,11 +9,12 @@
 import type Provider from 'oidc-provider';
 import type { Deps } from '../deps.ts';
 import { takeEndedLinks, type SessionLinkRow } from '../db/repositories/oidc/links.ts';
-import { deleteByGrantId, deleteBySessionUid, grantIdsOfSession } from '../db/repositories/oidc/payloads.ts';
+import { deleteByGrantId, deleteBySessionUid, findPayloadBy, grantIdsOfSession } from '../db/repositories/oidc/payloads.ts';
 
 /** Notifications are best effort (OpenID Back-Channel Logout 1.0 §2.8); failures are logged. */
 async function endProviderSession(deps: Deps, provider: Provider, link: SessionLinkRow): Promise<void> {
-  const session = await provider.Session.adapter.findByUid(link.provider_session_uid).catch(() => undefined);
+  // Read directly: the adapter hides sessions whose Twofold session ended, which is this one.
+  const session = (await findPayloadBy(deps.db, 'Session', 'uid', link.provider_session_uid, new Date()))?.payload;
   const authorizations = (session?.authorizations ?? {}) as Record<string, { sid?: string; grantId?: string }>;
   const grantIds = new Set(await grantIdsOfSession(deps.db, link.provider_session_uid));
   for (const a of Object.values(authorizations)) if (a.grantId) grantIds.add(a.grantId);

@@ -154,7 +154,11 @@ export async function logoutReceiver(t: TestContext): Promise<{ uri: string; tok
   });
   const port = await freePort();
   await new Promise<void>((r) => server.listen(port, '127.0.0.1', () => r()));
-  t.after(() => new Promise<void>((r) => server.close(() => r())));
+  t.after(() => new Promise<void>((r) => {
+    server.close(() => r());
+    // The provider's fetch keeps its connection alive; close() alone would wait for it.
+    server.closeAllConnections();
+  }));
   return {
     uri: `http://127.0.0.1:${port}/backchannel-logout`,
     tokens,

@@ -1,0 +1,157 @@
+/**
+ * One session model between the JSON API and the OpenID provider, with openid-client over HTTP: a
+ * provider login is a Twofold session; ending it (revocation, logout-all, RP-initiated logout) ends
+ * the provider's tokens and sends back-channel logouts. Also prompt=login, acr_values=aal2 and
+ * client_credentials.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import * as client from 'openid-client';
+import { decodeJwt } from 'jose';
+import { totpCodeAt } from '../../src/crypto/totp.ts';
+import { createUser, describeWithApp, enableTotp, nextTotpStep } from '../helpers/app.ts';
+import { Browser, authorizationStart, browserAuthorize, logoutReceiver, rp, startOidcServer } from '../helpers/oidc.ts';
+
+const SECRET = 'web-app-secret-0123456789abcdef-XYZ';
+const CALLBACK = 'http://app.example.test/callback';
+const AFTER_LOGOUT = 'http://app.example.test/bye';
+
+async function setup(t: Parameters<typeof startOidcServer>[0], suite: Parameters<typeof startOidcServer>[1]) {
+  const receiver = await logoutReceiver(t);
+  const server = await startOidcServer(t, suite, [
+    { client_id: 'web-app', client_secret: SECRET, redirect_uris: [CALLBACK], post_logout_redirect_uris: [AFTER_LOGOUT], grant_types: ['authorization_code', 'refresh_token'], backchannel_logout_uri: receiver.uri, skip_consent: true },
+    { client_id: 'service', client_secret: SECRET, grant_types: ['client_credentials'], scope: 'openid' },
+  ]);
+  const config = await rp(server, 'web-app', SECRET);
+  return { server, config, receiver };
+}
+
+async function signIn(server: Awaited<ReturnType<typeof setup>>['server'], config: client.Configuration, user: Awaited<ReturnType<typeof createUser>>, browser = new Browser(server.base)) {
+  const start = await authorizationStart(config, CALLBACK, { scope: 'openid profile offline_access', prompt: 'consent' });
+  const flow = await browserAuthorize(browser, start.url, user);
+  const tokens = await client.authorizationCodeGrant(config, new URL(flow.left), { pkceCodeVerifier: start.verifier, expectedState: start.state, expectedNonce: start.nonce });
+  return { browser, tokens, flow };
+}
+
+describeWithApp('OpenID sessions are Twofold sessions', (suite) => {
+  test('the provider login is listed at /sessions; revoking it there ends the refresh token and sends a back-channel logout', async (t) => {
+    const { server, config, receiver } = await setup(t, suite);
+    const user = await createUser(server.app);
+    const { browser, tokens } = await signIn(server, config, user);
+    const access = browser.cookies.get('access_token')!;
+    const sessions = await (await fetch(`${server.base}/api/v1/auth-jwt/sessions`, { headers: { authorization: `Bearer ${access}` } })).json() as Array<{ id: string; current: boolean }>;
+    const sid = (decodeJwt(access).sid as string);
+    assert.ok(sessions.some((s) => s.id === sid), 'the hosted login behind the provider is a listed session');
+
+    const res = await fetch(`${server.base}/api/v1/auth-jwt/sessions/${sid}`, { method: 'DELETE', headers: { authorization: `Bearer ${access}` } });
+    assert.ok(res.status < 300, `revoke ${res.status}`);
+    // Refused at once (the adapter checks the session), before any sweep.
+    await assert.rejects(client.refreshTokenGrant(config, tokens.refresh_token!), (e: client.ResponseBodyError) => e.error === 'invalid_grant');
+    await receiver.waitFor(1);
+    const logout = decodeJwt(receiver.tokens[0]!);
+    assert.equal(logout.sub, user.uuid);
+    assert.equal(logout.sid, tokens.claims()!.sid);
+    assert.ok((logout.events as Record<string, unknown>)['http://schemas.openid.net/event/backchannel-logout']);
+    assert.equal((await client.tokenIntrospection(config, tokens.access_token)).active, false);
+  });
+
+  test('logout-all ends every provider session of the user, and the next authorization asks for a login again', async (t) => {
+    const { server, config, receiver } = await setup(t, suite);
+    const user = await createUser(server.app);
+    const a = await signIn(server, config, user);
+    const b = await signIn(server, config, user);
+    const access = a.browser.cookies.get('access_token')!;
+    const res = await fetch(`${server.base}/api/v1/auth-jwt/logout-all`, { method: 'POST', headers: { authorization: `Bearer ${access}` } });
+    assert.ok(res.status < 300, `logout-all ${res.status}`);
+    for (const s of [a, b]) await assert.rejects(client.refreshTokenGrant(config, s.tokens.refresh_token!), (e: client.ResponseBodyError) => e.error === 'invalid_grant');
+    await receiver.waitFor(2);
+    assert.deepEqual(new Set(receiver.tokens.map((x) => decodeJwt(x).sid)), new Set([a.tokens.claims()!.sid, b.tokens.claims()!.sid]));
+    const again = await browserAuthorize(a.browser, (await authorizationStart(config, CALLBACK)).url, user);
+    assert.ok(again.sawLogin, 'no single sign-on from an ended session');
+  });
+
+  test('RP-initiated logout: confirmation page, back-channel logout, the Twofold session ends, back to the registered URI', async (t) => {
+    const { server, config, receiver } = await setup(t, suite);
+    const user = await createUser(server.app);
+    const { browser, tokens } = await signIn(server, config, user);
+    const access = browser.cookies.get('access_token')!;
+    const endUrl = client.buildEndSessionUrl(config, { id_token_hint: tokens.id_token!, post_logout_redirect_uri: AFTER_LOGOUT, state: 'st' });
+    const page = await browser.request(endUrl.href);
+    assert.equal(page.status, 200);
+    const html = await page.text();
+    const action = /<form id="op.logoutForm" method="post" action="([^"]+)"><input type="hidden" name="xsrf" value="([^"]+)"/.exec(html);
+    assert.ok(action, 'logout confirmation form');
+    const done = await browser.request(action[1]!.replace(/&amp;/g, '&'), { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ xsrf: action[2]!, logout: 'yes' }) });
+    assert.equal(done.status, 303);
+    const back = new URL(done.headers.get('location')!);
+    assert.equal(back.origin + back.pathname, AFTER_LOGOUT);
+    assert.equal(back.searchParams.get('state'), 'st');
+    await receiver.waitFor(1);
+    assert.equal(decodeJwt(receiver.tokens[0]!).sid, tokens.claims()!.sid);
+    assert.equal(browser.cookies.has('access_token'), false, 'Twofold cookies cleared');
+    const me = await fetch(`${server.base}/api/v1/auth-jwt/user-info`, { headers: { authorization: `Bearer ${access}` } });
+    assert.equal(me.status, 401, 'the Twofold session ended too');
+    await assert.rejects(client.refreshTokenGrant(config, tokens.refresh_token!), (e: client.ResponseBodyError) => e.error === 'invalid_grant');
+  });
+
+  test('a post_logout_redirect_uri that is not registered is not redirected to', async (t) => {
+    const { server, config } = await setup(t, suite);
+    const user = await createUser(server.app);
+    const { browser, tokens } = await signIn(server, config, user);
+    const endUrl = client.buildEndSessionUrl(config, { id_token_hint: tokens.id_token!, post_logout_redirect_uri: 'http://evil.example.test/' });
+    const res = await browser.request(endUrl.href);
+    assert.equal(res.status, 400);
+    assert.equal(res.headers.get('location'), null);
+  });
+
+  test('prompt=login and max_age=0 send a signed-in user through the login page again; auth_time moves', async (t) => {
+    const { server, config } = await setup(t, suite);
+    const user = await createUser(server.app);
+    const first = await signIn(server, config, user);
+    const authTime = first.tokens.claims()!.auth_time!;
+    for (const params of [{ prompt: 'login' }, { max_age: '0' }] as Array<Record<string, string>>) {
+      server.clock.advance(2);
+      const start = await authorizationStart(config, CALLBACK, params);
+      const flow = await browserAuthorize(first.browser, start.url, user);
+      assert.ok(flow.sawLogin, `fresh login for ${JSON.stringify(params)}`);
+      const tokens = await client.authorizationCodeGrant(config, new URL(flow.left), { pkceCodeVerifier: start.verifier, expectedState: start.state, expectedNonce: start.nonce, ...(params.max_age ? { maxAge: 0 } : {}) });
+      assert.ok(tokens.claims()!.auth_time! > authTime);
+    }
+    // Without either, the session is reused (single sign-on).
+    const sso = await browserAuthorize(first.browser, (await authorizationStart(config, CALLBACK)).url, user);
+    assert.equal(sso.sawLogin, false);
+  });
+
+  test('acr_values=aal2: an aal1 session must log in with its second factor; a user without one is refused', async (t) => {
+    const { server, config } = await setup(t, suite);
+    const user = await createUser(server.app);
+    const { secret } = await enableTotp(server, user);
+    nextTotpStep(server.clock);
+    const browser = new Browser(server.base);
+    // An aal1 session cannot exist for a user with TOTP through the login API, so start without TOTP:
+    const plain = await createUser(server.app);
+    const refused = await browserAuthorize(browser, (await authorizationStart(config, CALLBACK, { acr_values: 'aal2' })).url, plain);
+    const error = new URL(refused.left);
+    assert.equal(error.searchParams.get('error'), 'unmet_authentication_requirements');
+    const start = await authorizationStart(config, CALLBACK, { acr_values: 'aal2' });
+    const flow = await browserAuthorize(new Browser(server.base), start.url, user, () => ({ security_code: totpCodeAt(secret, server.clock()) }));
+    const tokens = await client.authorizationCodeGrant(config, new URL(flow.left), { pkceCodeVerifier: start.verifier, expectedState: start.state, expectedNonce: start.nonce });
+    assert.equal(tokens.claims()!.acr, 'aal2');
+  });
+
+  test('client_credentials gives a service token without a user; the client has no redirect URI to authorize with', async (t) => {
+    const { server } = await setup(t, suite);
+    const svc = await rp(server, 'service', SECRET);
+    const token = await client.clientCredentialsGrant(svc, { scope: 'openid' });
+    assert.ok(token.access_token);
+    assert.equal(token.refresh_token, undefined);
+    assert.equal(token.id_token, undefined);
+    const intro = await client.tokenIntrospection(svc, token.access_token);
+    assert.equal(intro.active, true);
+    assert.equal(intro.client_id, 'service');
+    assert.equal(intro.sub, undefined);
+    const res = await new Browser(server.base).request(client.buildAuthorizationUrl(svc, { redirect_uri: CALLBACK, scope: 'openid', code_challenge: 'a'.repeat(43), code_challenge_method: 'S256' }).href);
+    assert.equal(res.status, 400);
+    assert.equal(res.headers.get('location'), null);
+  });
+});
