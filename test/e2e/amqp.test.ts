@@ -18,7 +18,7 @@ import type { Database } from '../../src/db/database.ts';
 import { amqpLane } from '../../src/jobs/event-delivery.ts';
 import { OutboxWorker } from '../../src/jobs/outbox-worker.ts';
 import type { MailTransport } from '../../src/mail/types.ts';
-import { enqueueEvent } from '../../src/services/events/publish.ts';
+import { enqueueEvent, setBrokerQueuing } from '../../src/services/events/publish.ts';
 import { buildTestApp, createTestClock } from '../helpers/app.ts';
 import { freePort } from '../helpers/net.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg-database.ts';
@@ -192,6 +192,37 @@ if (AMQP_URL) {
       }
       assert.deepEqual([...new Set(seen)], ids, 'every event, in order');
       conn = undefined as never;
+    });
+
+    test('a real sign-up reaches the exchange through the audit follower (EVENTS_AMQP_URL on)', async () => {
+      const exchange = unique('twofold.events');
+      const db = await createTestDatabase('pglite');
+      cleanups.push(() => db.cleanup());
+      const { app } = await buildTestApp(undefined, db.db, { clock: createTestClock(new Date()) });
+      cleanups.push(() => app.close());
+      setBrokerQueuing(true);
+      cleanups.push(() => setBrokerQueuing(false));
+      const probe = await amqp.connect(AMQP_URL!);
+      cleanups.push(() => probe.close());
+      const c = await consumer(probe, exchange, 'user.*');
+      const publisher = new AmqpEventPublisher(AMQP_URL!, exchange, silent);
+      cleanups.push(() => publisher.close());
+      const clock = () => new Date();
+      const worker = new OutboxWorker({
+        db: db.db, clock, transport: noMail, logger: silent, config: { outbox: { pollIntervalMs: 1000, maxAgeSeconds: 86400, maxBackoffSeconds: 300 } },
+        lanes: [amqpLane({ db: db.db, clock, logger: silent, publisher, config: { webhooks: { maxBackoffSeconds: 30 } } as never })],
+      });
+      const password = 'a long and unusual passphrase 7';
+      const res = await app.inject({ method: 'POST', url: '/api/v1/user', payload: { username: 'brokered', email: 'brokered@example.com', password1: password, password2: password } });
+      assert.equal(res.statusCode, 201);
+      assert.equal(await pending(db.db), 1, 'the event was queued for the broker in the sign-up transaction');
+      await worker.drain();
+      assert.equal(await pending(db.db), 0);
+      await until(() => c.got.length === 1, 'the user.created message');
+      const body = JSON.parse(c.got[0]!.content.toString()) as { type: string; data: { user_id: string } };
+      assert.equal(body.type, 'user.created');
+      assert.equal(body.data.user_id, res.json().uuid);
+      assert.ok(!c.got[0]!.content.toString().includes(password));
     });
 
     test('introspection over the queue answers exactly like POST /api/v1/auth-jwt/introspect, with the correlation id', async () => {
