@@ -201,7 +201,7 @@ if (AMQP_URL) {
       const { app } = await buildTestApp(undefined, db.db, { clock: createTestClock(new Date()) });
       cleanups.push(() => app.close());
       setBrokerQueuing(true);
-      cleanups.push(() => setBrokerQueuing(false));
+      cleanups.push(async () => setBrokerQueuing(false));
       const probe = await amqp.connect(AMQP_URL!);
       cleanups.push(() => probe.close());
       const c = await consumer(probe, exchange, 'user.*');
