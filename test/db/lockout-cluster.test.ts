@@ -6,19 +6,10 @@
  * scenario itself (and what the routes do with a shared limiter) without any server.
  */
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
-import { describe, test, type TestContext } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { loadConfig } from '../../src/config.ts';
-import type { Limiter } from '../../src/security/limiter.ts';
-import { FlexibleLimiter } from '../../src/security/limiter-flexible.ts';
-import { createMemoryLimiter } from '../../src/security/limiter-memory.ts';
-import { createRedisClient, createRedisLimiter } from '../../src/security/limiter-redis.ts';
-import { PASSWORD, buildTestApp, createUser, type TestApp } from '../helpers/app.ts';
-import { createTestDatabase, type DatabaseKind } from '../helpers/pg-database.ts';
-
-const REDIS_URL = process.env.REDIS_URL;
-const CLUSTER = Boolean(REDIS_URL && process.env.DATABASE_URL);
+import { PASSWORD, createUser, type TestApp } from '../helpers/app.ts';
+import { describeOnTwoInstances, type TwoInstanceScenario } from '../helpers/two-instances.ts';
 
 const MAX_FAILURES = 4;
 const env = { LOCKOUT_MAX_FAILURES: String(MAX_FAILURES), LOCKOUT_DURATION: '600', RATE_LIMIT_IP_MAX_FAILURES: '6' };
@@ -26,37 +17,6 @@ const limiterConfig = loadConfig({ NODE_ENV: 'test', ...env });
 
 function loginFrom(app: FastifyInstance, ip: string, username: string, password: string) {
   return app.inject({ method: 'POST', url: '/api/v1/auth-jwt/login', payload: { username, password }, remoteAddress: ip });
-}
-
-/** Two instances on one database of `kind`; `limiters` makes each instance's limiter. */
-async function twoInstances(t: TestContext, kind: DatabaseKind, limiters: () => Promise<[Limiter, Limiter]>): Promise<[TestApp, TestApp]> {
-  const database = await createTestDatabase(kind);
-  t.after(() => database.cleanup());
-  const [la, lb] = await limiters();
-  t.after(() => Promise.all([la.close(), lb.close()]));
-  const a = await buildTestApp(t, database.db, { env, limiter: la });
-  // A second pool on PostgreSQL; PGlite has one connection, so there both apps share it.
-  const b = await buildTestApp(t, await database.connectAgain(), { env, limiter: lb });
-  return [a, b];
-}
-
-/** Two limiters sharing one Redis under a namespace of their own (each with its own client, like two processes). */
-async function redisLimiters(): Promise<[Limiter, Limiter]> {
-  const prefix = `twofold-test:${randomUUID()}`;
-  const make = async () => {
-    const l = createRedisLimiter(limiterConfig, { client: createRedisClient(REDIS_URL ?? ''), keyPrefix: prefix });
-    // Until connected the insurance counters (per process) would answer; this test is about Redis.
-    assert.ok(l instanceof FlexibleLimiter);
-    await l.ready();
-    return l;
-  };
-  return [await make(), await make()];
-}
-
-/** One in-process limiter used by both apps (closed once per app: close is idempotent for memory). */
-async function sharedMemoryLimiter(): Promise<[Limiter, Limiter]> {
-  const l = createMemoryLimiter(limiterConfig);
-  return [l, l];
 }
 
 async function failuresSpreadOverBothLockBoth(a: TestApp, b: TestApp): Promise<void> {
@@ -108,28 +68,11 @@ async function concurrentBurstOverBothChecksAtMostTheLimit(a: TestApp, b: TestAp
   for (const app of [a.app, b.app]) assert.equal((await loginFrom(app, '198.51.100.201', user.username, PASSWORD)).statusCode, 429);
 }
 
-const scenarios: Array<[string, (a: TestApp, b: TestApp) => Promise<void>]> = [
+const scenarios: TwoInstanceScenario[] = [
   ['failures spread over both instances lock the account on both (429 + Retry-After, even with the right password)', failuresSpreadOverBothLockBoth],
   ['a successful login on one instance clears the count on both', successOnOneClearsTheCountForBoth],
   ['failures from one IP spread over both instances block that IP on both', ipFailuresSpreadOverBothBlockTheIpOnBoth],
   ['100 simultaneous wrong passwords over both instances get at most the limit checked', concurrentBurstOverBothChecksAtMostTheLimit],
 ];
 
-describe('lockout across two app instances', () => {
-  for (const [name, scenario] of scenarios) {
-    test(`${name} [shared in-process limiter, one PGlite]`, async (t) => {
-      const [a, b] = await twoInstances(t, 'pglite', sharedMemoryLimiter);
-      await scenario(a, b);
-    });
-  }
-
-  // Registered only when the servers are there: no skipped tests in the report.
-  if (CLUSTER) {
-    for (const [name, scenario] of scenarios) {
-      test(`${name} [two Redis limiters, two PostgreSQL pools]`, async (t) => {
-        const [a, b] = await twoInstances(t, 'postgres', redisLimiters);
-        await scenario(a, b);
-      });
-    }
-  }
-});
+describeOnTwoInstances('lockout across two app instances', env, limiterConfig, scenarios);
