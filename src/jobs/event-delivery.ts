@@ -18,6 +18,10 @@ import { backoffSeconds, describeError, type OutboxLane, type OutboxWorkerLogger
 
 /** An endpoint whose deliveries have failed without a success for this long is marked failing. */
 export const FAILING_AFTER_SECONDS = 86400;
+/** Events (and their delivery log) are kept this long once nothing is pending for them. */
+export const EVENT_RETENTION_SECONDS = 30 * 86400;
+/** How often an instance prunes old events. */
+const PRUNE_INTERVAL_MS = 3600_000;
 
 /** What both lanes are built from. */
 interface LaneOptions {
@@ -68,10 +72,17 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
     return false;
   }
 
+  let lastPrune = 0;
   return {
     name: 'webhooks',
     async runBatch() {
-      const claimed = await deliveries.claimHeads(db, 'webhook', clock(), o.batchSize ?? 10, leaseSeconds);
+      const now = clock();
+      if (now.getTime() - lastPrune >= PRUNE_INTERVAL_MS) {
+        lastPrune = now.getTime();
+        const pruned = await deliveries.pruneEvents(db, new Date(now.getTime() - EVENT_RETENTION_SECONDS * 1000));
+        if (pruned) logger.info({ pruned }, 'old events pruned');
+      }
+      const claimed = await deliveries.claimHeads(db, 'webhook', now, o.batchSize ?? 10, leaseSeconds);
       const results = await Promise.all(
         claimed.map((d) =>
           deliver(d).catch((err: unknown) => {

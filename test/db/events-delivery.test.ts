@@ -294,6 +294,27 @@ withDatabases('webhook delivery', ({ kind, open }) => {
     assert.equal(a!.status, 'pending');
   });
 
+  test('an event nobody receives is not stored; old events are pruned once nothing is pending for them', async () => {
+    await emit('user.created');
+    const count = async (sql: string) => Number((await db.query<{ n: string }>(sql)).rows[0]!.n);
+    assert.equal(await count('SELECT count(*) AS n FROM events'), 0, 'no endpoint, no broker: nothing to keep');
+    const ok = await receiver();
+    const bad = await receiver();
+    bad.mode = { kind: 'status', status: 500 };
+    await register(ok.url, ['user.created']);
+    await register(bad.url, ['user.deleted']);
+    await emit('user.created');
+    await emit('user.deleted');
+    const config = cfg({ WEBHOOK_MAX_AGE: '40d', WEBHOOK_MAX_BACKOFF: '1d' });
+    const w = worker(config);
+    await w.drain();
+    assert.equal(await count('SELECT count(*) AS n FROM events'), 2);
+    clock.advance(31 * 86400);
+    await w.drain();
+    const left = (await db.query<{ type: string }>('SELECT type FROM events')).rows.map((r) => r.type);
+    assert.deepEqual(left, ['user.deleted'], 'the delivered one is pruned, the one still being retried is kept');
+  });
+
   test('deleting an endpoint drops its pending deliveries', async () => {
     const r = await receiver();
     r.mode = { kind: 'status', status: 500 };

@@ -59,21 +59,35 @@ const PENDING = 'delivered_at IS NULL AND failed_at IS NULL';
 
 /**
  * Inserts the event and, in the same statement, one delivery per webhook endpoint subscribed to its
- * type (or to `*`) and one for the broker when `amqp`. Called in the transaction of the change.
+ * type (or to `*`) and one for the broker when `amqp`. An event nobody receives (no subscribed
+ * endpoint, no broker) is not stored: endpoints registered later get only later events anyway.
+ * Called in the transaction of the change.
  */
 export async function insertEvent(tx: Queryable, e: NewEvent): Promise<void> {
   await tx.query(
-    `WITH ev AS (
-       INSERT INTO events (id, type, occurred_at, data) VALUES ($1, $2, $3, $4::jsonb) RETURNING id, seq
+    `WITH targets AS (
+       SELECT w.id FROM webhook_endpoints w WHERE $2::text = ANY (w.event_types) OR '*' = ANY (w.event_types)
+     ), ev AS (
+       INSERT INTO events (id, type, occurred_at, data)
+       SELECT $1, $2, $3, $4::jsonb WHERE $5::boolean OR EXISTS (SELECT 1 FROM targets)
+       RETURNING id, seq
      )
      INSERT INTO event_deliveries (event_id, target, endpoint_id, seq, created_at, age_from, next_attempt_at)
-     SELECT ev.id, w.id::text, w.id, ev.seq, $3, $3, $3
-       FROM ev, webhook_endpoints w
-      WHERE $2::text = ANY (w.event_types) OR '*' = ANY (w.event_types)
+     SELECT ev.id, t.id::text, t.id, ev.seq, $3, $3, $3 FROM ev, targets t
      UNION ALL
      SELECT ev.id, '${AMQP_TARGET}', NULL, ev.seq, $3, $3, $3 FROM ev WHERE $5::boolean`,
     [e.id, e.type, e.occurredAt, JSON.stringify(e.data), e.amqp],
   );
+}
+
+/** Deletes events older than `before` none of whose deliveries is still pending (with their delivery log); returns how many. */
+export async function pruneEvents(db: Queryable, before: Date): Promise<number> {
+  const r = await db.query(
+    `DELETE FROM events e WHERE e.occurred_at < $1
+        AND NOT EXISTS (SELECT 1 FROM event_deliveries d WHERE d.event_id = e.id AND d.delivered_at IS NULL AND d.failed_at IS NULL)`,
+    [before],
+  );
+  return r.rowCount;
 }
 
 /**
