@@ -103,6 +103,32 @@ describeWithApp('admin guard', (suite) => {
   });
 });
 
+describeWithApp('every admin endpoint is guarded', (suite) => {
+  test('each documented /api/v1/admin route: 401 without credentials, 403 admin_required for a user, an aal1 admin and a wrong key', async (t) => {
+    const ta = await suite.build(t, { env: ADMIN_ENV });
+    const strong = await createUser(ta.app);
+    const strongToken = (await enableTotp(ta, strong)).tokens.access_token;
+    const weakAdmin = await createUser(ta.app);
+    await grantRole(ta.deps, weakAdmin.username, 'admin', SYSTEM_CONTEXT);
+    const weakToken = (await loginTokens(ta.app, weakAdmin)).access_token;
+    const paths = (ta.app.swagger() as { paths: Record<string, Record<string, unknown>> }).paths;
+    const routes = Object.entries(paths)
+      .filter(([path]) => path.startsWith('/api/v1/admin/'))
+      .flatMap(([path, ops]) => Object.keys(ops).map((m) => [m.toUpperCase(), path.replace(/\{[^}]+\}/g, '00000000-0000-4000-8000-000000000000')] as const));
+    assert.ok(routes.length >= 10, `${routes.length} admin routes`);
+    for (const [method, url] of routes) {
+      const inject = (headers: Record<string, string>) => ta.app.inject({ method: method as 'GET', url, headers: { ...headers, 'content-type': 'application/json' }, payload: method === 'GET' ? undefined : '{}' });
+      const none = await inject({});
+      assert.equal(none.statusCode, 401, `${method} ${url} without credentials`);
+      for (const [who, token] of [['aal2 user', strongToken], ['aal1 admin', weakToken], ['wrong key', ADMIN_KEY.replace(/.$/, '_')]] as const) {
+        const res = await inject(bearer(token));
+        assert.equal(res.statusCode, 403, `${method} ${url} as ${who}`);
+        assert.equal(res.json().code, 'admin_required', `${method} ${url} as ${who}`);
+      }
+    }
+  });
+});
+
 test('ADMIN_API_KEY shorter than 32 characters stops start-up, naming the variable', () => {
   assert.throws(() => loadConfig({ NODE_ENV: 'test', ADMIN_API_KEY: 'a'.repeat(31) }), (e: unknown) => e instanceof ConfigError && /ADMIN_API_KEY/.test(e.message));
   assert.equal(loadConfig({ NODE_ENV: 'test', ADMIN_API_KEY: 'a'.repeat(32) }).adminApiKey, 'a'.repeat(32));
