@@ -157,6 +157,20 @@ withDatabases('signing keys', ({ open, kind }) => {
     await assert.rejects(buildTestApp(t, database.db, { env }), /cannot be opened with TOTP_ENCRYPTION_KEY/);
   });
 
+  test('the JWKS serves next, current and previous at once (current first); only current signs', async (t) => {
+    const database = await open();
+    const clock = createTestClock();
+    const ta = await buildTestApp(t, database.db, { clock, env });
+    const k1 = await ta.deps.keys.currentKid();
+    const k2 = (await rotateSigningKey(ta.deps, { ring: ta.deps.keys.ring })).kid;
+    clock.advance(DELAY);
+    const k3 = (await rotateSigningKey(ta.deps, { ring: ta.deps.keys.ring })).kid;
+    assert.deepEqual((await listKeys(ta.deps)).map((k) => [k.kid, k.state]), [[k3, 'next'], [k2, 'current'], [k1, 'previous']]);
+    assert.deepEqual((await jwks(ta)).set.keys.map((k) => k.kid), [k2, k1, k3]);
+    const user = await createUser(ta.app);
+    assert.equal(kidOf((await loginTokens(ta.app, user)).access_token), k2);
+  });
+
   test('a token naming a made-up or retired kid is refused (401 invalid_token), after a reload that finds nothing', async (t) => {
     const database = await open();
     const ta = await buildTestApp(t, database.db, { env });
@@ -207,6 +221,8 @@ withDatabases('signing keys', ({ open, kind }) => {
     const keys = await listKeys(a.deps);
     assert.deepEqual(keys.map((k) => k.state), ['next', 'current']);
     assert.equal((await database.db.query<{ origin: string }>("SELECT origin FROM signing_keys WHERE origin = 'scheduled'")).rows.length, 1);
+    const audited = (await database.db.query<{ actor_kind: string; data: { action: string; kid: string } }>("SELECT actor_kind, data FROM audit_log WHERE type = 'admin.action'")).rows;
+    assert.deepEqual(audited.map((r) => [r.actor_kind, r.data.action, r.data.kid]), [['system', 'keys.rotate_scheduled', keys[0]!.kid]]);
     clock.advance(1800);
     await tick();
     assert.equal((await listKeys(a.deps)).length, 2, 'the schedule counts from the newest key');
