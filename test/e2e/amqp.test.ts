@@ -158,10 +158,15 @@ if (AMQP_URL) {
       assert.equal(c.got[0]!.properties.messageId, id);
     });
 
-    test('a broker restart mid-stream loses no event (rabbitmqctl stop_app / start_app)', async () => {
+    test('a broker restart mid-stream loses no event (rabbitmqctl stop_app / start_app); the introspection consumer comes back by itself', async () => {
       const exchange = unique('twofold.events');
       const { db, clock, worker, emit } = await setup(exchange);
       const c = await consumer(conn, exchange);
+      const introspectQueue = unique('twofold.introspect');
+      // A malformed request is answered without touching the deps: enough to see the consumer work.
+      const responder = new IntrospectionResponder({} as never, AMQP_URL!, introspectQueue, silent);
+      await responder.start();
+      cleanups.push(() => responder.stop());
       const ids: string[] = [];
       for (let i = 0; i < 5; i++) ids.push(await emit('login.succeeded', { n: i }));
       assert.equal(await worker.drain(), 5);
@@ -191,6 +196,14 @@ if (AMQP_URL) {
         seen.push(m.properties.messageId as string);
       }
       assert.deepEqual([...new Set(seen)], ids, 'every event, in order');
+      const replies = await ch.assertQueue('', { exclusive: true });
+      let reply: unknown;
+      await ch.consume(replies.queue, (m) => {
+        if (m?.properties.correlationId === 'after-restart') reply = JSON.parse(m.content.toString());
+      }, { noAck: true });
+      ch.sendToQueue(introspectQueue, Buffer.from('not json'), { replyTo: replies.queue, correlationId: 'after-restart' });
+      await until(() => reply !== undefined, 'an introspection reply after the restart');
+      assert.deepEqual(reply, { active: false });
       conn = undefined as never;
     });
 
