@@ -29,6 +29,7 @@ import { sessionRoutes } from './http/routes/sessions.ts';
 import { userRoutes } from './http/routes/users.ts';
 import { webRoutes } from './web/routes.ts';
 import { installOidc } from './oidc/mount.ts';
+import { connectedAppRoutes } from './http/routes/connected-apps.ts';
 import { adminRoutes } from './http/routes/admin/index.ts';
 import { registerAuditFollower } from './services/audit/record.ts';
 import { announceAudited } from './services/events/publish.ts';
@@ -130,6 +131,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
         { name: 'Service', description: 'Keys, discovery, health, metrics' },
         { name: 'Administration', description: 'Users, audit log, mail status (ADMIN_API_KEY, or role admin with aal2)' },
         { name: 'Webhooks', description: 'Signed webhooks (Standard Webhooks) announcing events to other services; admin only' },
+        { name: 'OpenID clients', description: 'Applications that "sign in with Twofold" (OpenID Connect); admin only' },
       ],
     },
   });
@@ -147,6 +149,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
   await app.register(passkeyLoginRoutes, { deps });
   await app.register(serviceRoutes, { deps });
   await installOidc(app, deps);
+  await app.register(connectedAppRoutes, { deps });
   await app.register(securityEventRoutes, { deps });
   await app.register(adminRoutes, { deps });
   if (config.metricsPort === undefined) await app.register(metricsRoutes, { config, metrics });

@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type Provider from 'oidc-provider';
 import type { Deps } from '../deps.ts';
 import { ACCESS_COOKIE } from '../http/cookies.ts';
-import { assertNotCrossSite } from '../http/plugins/auth.ts';
+import { assertNotCrossSite, clientInfo } from '../http/plugins/auth.ts';
 import { findUserById } from '../db/repositories/users.ts';
 import { decideLogin, type LoginRequest } from '../services/oidc/interaction-login.ts';
 import { consentCovers, rememberConsent } from '../services/oidc/consent.ts';
@@ -113,7 +113,7 @@ export async function interactionRoutes(app: FastifyInstance, { deps, provider }
     if (d.prompt.name !== 'consent' || !accountId) return page(reply, 400, oidcErrorPage(config.productName, 'invalid_request', 'Nothing to consent to.'));
     const clientId = String(d.params.client_id);
     const grantId = await grantScopes(provider, d, accountId, clientId);
-    await rememberConsent(deps, accountId, clientId, requestedScopes(d));
+    await rememberConsent(deps, accountId, clientId, requestedScopes(d), clientInfo(request));
     return finish(request, reply, { consent: { grantId } }, true);
   });
 

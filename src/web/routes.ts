@@ -27,6 +27,7 @@ const ASSET_TYPES: Readonly<Record<string, string>> = {
   'login.js': 'text/javascript; charset=utf-8',
   'signup.js': 'text/javascript; charset=utf-8',
   'account.js': 'text/javascript; charset=utf-8',
+  'connected-apps.js': 'text/javascript; charset=utf-8',
   'security-activity.js': 'text/javascript; charset=utf-8',
   'password.js': 'text/javascript; charset=utf-8',
   'verify-email.js': 'text/javascript; charset=utf-8',

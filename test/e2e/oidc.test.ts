@@ -107,6 +107,33 @@ describeWithApp('OpenID provider with openid-client', (suite) => {
     assert.equal(tokens.claims()?.acr, 'aal1');
   });
 
+  test('Connected applications: listed with their scopes; disconnecting ends the tokens and brings the consent screen back', async (t) => {
+    const server = await startOidcServer(t, suite, CLIENTS);
+    const user = await createUser(server.app);
+    const browser = new Browser(server.base);
+    const config = await rp(server, 'web-app', SECRET);
+    const start = await authorizationStart(config, CALLBACK);
+    const flow = await browserAuthorize(browser, start.url, user);
+    const tokens = await callbackCode(config, flow.left, start);
+    const headers = { authorization: `Bearer ${browser.cookies.get('access_token')}` };
+    const apps = await (await fetch(`${server.base}/api/v1/account/connected-apps`, { headers })).json() as Array<{ client_id: string; scopes: string[] }>;
+    assert.deepEqual(apps.map((a) => [a.client_id, [...a.scopes].sort()]), [['web-app', ['email', 'openid', 'profile']]]);
+    const other = await createUser(server.app);
+    const otherBrowser = new Browser(server.base);
+    await otherBrowser.login(other);
+    const foreign = await fetch(`${server.base}/api/v1/account/connected-apps/web-app`, { method: 'DELETE', headers: { authorization: `Bearer ${otherBrowser.cookies.get('access_token')}` } });
+    assert.equal(foreign.status, 404, 'another user cannot disconnect it');
+    assert.equal((await client.tokenIntrospection(config, tokens.access_token)).active, true);
+    const del = await fetch(`${server.base}/api/v1/account/connected-apps/web-app`, { method: 'DELETE', headers });
+    assert.equal(del.status, 204);
+    assert.equal((await client.tokenIntrospection(config, tokens.access_token)).active, false);
+    assert.deepEqual(await (await fetch(`${server.base}/api/v1/account/connected-apps`, { headers })).json(), []);
+    const again = await browserAuthorize(browser, (await authorizationStart(config, CALLBACK)).url, user);
+    assert.ok(again.sawConsent, 'consent asked again');
+    const audit = (await server.deps.db.query<{ type: string }>("SELECT type FROM audit_log WHERE user_id = $1 AND type LIKE 'oidc.%' ORDER BY id", [user.uuid])).rows.map((r) => r.type);
+    assert.deepEqual(audit, ['oidc.consent_granted', 'oidc.app_disconnected', 'oidc.consent_granted']);
+  });
+
   test('a redirect_uri that is not registered is never redirected to', async (t) => {
     const server = await startOidcServer(t, suite, CLIENTS);
     const config = await rp(server, 'web-app', SECRET);

@@ -3,6 +3,8 @@ import type { Deps } from '../../deps.ts';
 import { AppError } from '../../errors.ts';
 import { deleteConsent, findConsent, listConsents, upsertConsent } from '../../db/repositories/oidc/consents.ts';
 import { deleteForAccountClient } from '../../db/repositories/oidc/payloads.ts';
+import { recordSecurityEvent, userContext } from '../audit/record.ts';
+import type { ClientInfo } from '../tokens.ts';
 
 /** True when `userId` already granted `clientId` every scope in `scopes`. */
 export async function consentCovers(deps: Deps, userId: string, clientId: string, scopes: readonly string[]): Promise<boolean> {
@@ -10,9 +12,12 @@ export async function consentCovers(deps: Deps, userId: string, clientId: string
   return !!row && scopes.every((s) => row.scopes.includes(s));
 }
 
-/** Remembers that `userId` granted `clientId` the `scopes`. */
-export async function rememberConsent(deps: Deps, userId: string, clientId: string, scopes: readonly string[]): Promise<void> {
-  await upsertConsent(deps.db, userId, clientId, scopes, deps.clock());
+/** Remembers that `userId` granted `clientId` the `scopes` (audited as `oidc.consent_granted`). */
+export async function rememberConsent(deps: Deps, userId: string, clientId: string, scopes: readonly string[], client: ClientInfo): Promise<void> {
+  await deps.db.transaction(async (tx) => {
+    await upsertConsent(tx, userId, clientId, scopes, deps.clock());
+    await recordSecurityEvent(tx, { ...userContext(userId, client), type: 'oidc.consent_granted', userId, data: { client_id: clientId, scopes: [...scopes] }, at: deps.clock() });
+  });
 }
 
 /** One connected application as the account page shows it. */
@@ -30,10 +35,11 @@ export async function listConnectedApps(deps: Deps, userId: string): Promise<Con
  * Disconnects an application: forgets the consent and deletes every grant, code, access and refresh
  * token it holds for the user, in one transaction. 404 when it was not connected.
  */
-export async function disconnectApp(deps: Deps, userId: string, clientId: string): Promise<void> {
+export async function disconnectApp(deps: Deps, userId: string, clientId: string, client: ClientInfo): Promise<void> {
   const removed = await deps.db.transaction(async (tx) => {
     const had = await deleteConsent(tx, userId, clientId);
     await deleteForAccountClient(tx, userId, clientId);
+    if (had) await recordSecurityEvent(tx, { ...userContext(userId, client), type: 'oidc.app_disconnected', userId, data: { client_id: clientId }, at: deps.clock() });
     return had;
   });
   if (!removed) throw new AppError('not_found', { detail: 'No connected application with this id.' });

@@ -1,6 +1,7 @@
 // Account page: profile, second factors, backup codes, password change, sessions and log out.
 import { api, busy, byId, clearProblem, problemMessage, say, showCodes, showEnrollment, showProblem, valueOf } from './common.js';
 import { loadSecurityActivity } from './security-activity.js';
+import { loadConnectedApps } from './connected-apps.js';
 import { createPasskey, passkeyBlocker } from './passkey.js';
 
 const productName = document.querySelector('.brand span')?.textContent ?? 'Twofold';
@@ -537,5 +538,5 @@ byId('logout').addEventListener('click', async (event) => {
   byId('account-loading').hidden = true;
   if (!ok) return;
   byId('account-content').hidden = false;
-  await Promise.all([loadPasskeys(), loadSessions(), loadSecurityActivity(call)]);
+  await Promise.all([loadPasskeys(), loadSessions(), loadConnectedApps(call), loadSecurityActivity(call)]);
 })();

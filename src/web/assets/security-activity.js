@@ -22,6 +22,8 @@ function describe(e) {
     case 'email.verified': return 'E-mail address verified';
     case 'session.revoked': return d.reason === 'logout' ? 'Logged out' : 'A session was ended';
     case 'refresh.reused': return 'An old session token was reused; that session was ended';
+    case 'oidc.consent_granted': return `Allowed ${d.client_id ?? 'an application'} to sign you in`;
+    case 'oidc.app_disconnected': return `Disconnected ${d.client_id ?? 'an application'}`;
     case 'admin.action': return d.action === 'unlock' ? 'Login lock lifted' : d.action === 'revoke_sessions' ? 'Every session ended' : 'Account maintenance';
     default: return e.type;
   }

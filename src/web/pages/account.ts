@@ -139,6 +139,14 @@ ${alertBox('sessions-alert')}
 <ul id="sessions" class="sessions"></ul>
 </section>
 
+<section class="card" aria-labelledby="connected-apps-title">
+<h2 id="connected-apps-title">Connected applications</h2>
+<p class="muted">Applications you signed in to with your ${productName} account. Disconnecting one ends its access; it asks again next time.</p>
+${alertBox('connected-apps-alert')}
+<p id="connected-apps-none" class="muted" hidden>None yet.</p>
+<ul id="connected-apps" class="sessions"></ul>
+</section>
+
 <section class="card" aria-labelledby="activity-title">
 <h2 id="activity-title">Recent security activity</h2>
 <p class="muted">Logins, failed attempts, second-factor and password changes on your account. Something you do not recognise? Change your password and end your other sessions.</p>

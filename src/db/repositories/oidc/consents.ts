@@ -31,3 +31,8 @@ export async function listConsents(tx: Queryable, userId: string): Promise<Conse
 export async function deleteConsent(tx: Queryable, userId: string, clientId: string): Promise<boolean> {
   return (await tx.query('DELETE FROM oidc_consents WHERE user_id = $1 AND client_id = $2', [userId, clientId])).rowCount > 0;
 }
+
+/** Forgets every consent given to `clientId` (the client was removed). */
+export async function deleteConsentsOfClient(tx: Queryable, clientId: string): Promise<void> {
+  await tx.query('DELETE FROM oidc_consents WHERE client_id = $1', [clientId]);
+}

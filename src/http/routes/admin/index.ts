@@ -13,12 +13,13 @@ import { adminKeyRoutes } from './keys.ts';
 import { adminUserRoutes } from './users.ts';
 import { adminOutboxRoutes } from './outbox.ts';
 import { adminWebhookRoutes } from './webhooks.ts';
+import { adminOidcClientRoutes } from './oidc-clients.ts';
 
 /** An admin route plugin: receives the deps; its routes are already guarded. */
 export type AdminRoutePlugin = (app: FastifyInstance, opts: { deps: Deps }) => Promise<void>;
 
 /** Admin route plugins, registered in order behind the guard. Append yours. */
-export const ADMIN_ROUTE_PLUGINS: AdminRoutePlugin[] = [adminUserRoutes, adminAuditRoutes, adminOutboxRoutes, adminKeyRoutes, adminWebhookRoutes];
+export const ADMIN_ROUTE_PLUGINS: AdminRoutePlugin[] = [adminUserRoutes, adminAuditRoutes, adminOutboxRoutes, adminKeyRoutes, adminWebhookRoutes, adminOidcClientRoutes];
 
 /** Registers the guard and every admin route plugin (app.ts calls this once). */
 export async function adminRoutes(app: FastifyInstance, opts: { deps: Deps }): Promise<void> {

@@ -1,0 +1,42 @@
+/** The caller's connected applications (OpenID clients it consented to): list, disconnect. */
+import type { FastifyInstance } from 'fastify';
+import { Type } from 'typebox';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { Deps } from '../../deps.ts';
+import { disconnectApp, listConnectedApps } from '../../services/oidc/consent.ts';
+import { authOf, clientInfo, requireAuth } from '../plugins/auth.ts';
+import { DateTime, problems } from '../schemas.ts';
+
+const security: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [] }];
+const tags = ['Login and tokens'];
+
+const AppSchema = Type.Object({
+  client_id: Type.String({ examples: ['wiki'] }),
+  scopes: Type.Array(Type.String(), { examples: [['openid', 'profile', 'email']] }),
+  connected_at: DateTime,
+});
+
+export async function connectedAppRoutes(app: FastifyInstance, { deps }: { deps: Deps }): Promise<void> {
+  const r = app.withTypeProvider<TypeBoxTypeProvider>();
+  const auth = requireAuth(deps);
+
+  r.get('/api/v1/account/connected-apps', {
+    preHandler: auth,
+    schema: { tags, summary: 'Applications you signed in to with OpenID Connect', description: 'Each with the scopes you granted; consent is remembered per application until you disconnect it.', security, response: { 200: Type.Array(AppSchema), ...problems(401) } },
+  }, async (request) => listConnectedApps(deps, authOf(request).userId));
+
+  r.delete('/api/v1/account/connected-apps/:client_id', {
+    preHandler: auth,
+    schema: {
+      tags,
+      summary: 'Disconnect an application',
+      description: 'Forgets the consent and ends every grant, access and refresh token the application holds for you; it must ask again.',
+      security,
+      params: Type.Object({ client_id: Type.String({ maxLength: 100, examples: ['wiki'] }) }),
+      response: { 204: Type.Null({ description: 'Disconnected' }), ...problems(401, 403, 404) },
+    },
+  }, async (request, reply) => {
+    await disconnectApp(deps, authOf(request).userId, request.params.client_id, clientInfo(request));
+    return reply.code(204).send(null);
+  });
+}
