@@ -120,6 +120,26 @@ describeWithApp('admin webhooks', (suite) => {
     assert.equal((await adminCall(ta, 'POST', `${HOOKS}/${created.id}/deliveries/01937a5e-3f1c-7cc0-9a41-0c5a1d2f7e12/retry`)).statusCode, 404);
   });
 
+  test('an admin erasing a user announces user.deleted; a password change announces password.changed and the other sessions revoked', async (t) => {
+    const ta = await build(t);
+    const r = await receiverFor(t);
+    r.secrets = [(await adminCall(ta, 'POST', HOOKS, { url: r.url, events: ['user.deleted', 'password.changed', 'session.revoked'] })).json().secret];
+    const user = await createUser(ta.app);
+    const first = await loginTokens(ta.app, user);
+    const second = await loginTokens(ta.app, user);
+    const newPassword = 'another long and unusual passphrase';
+    const changed = await ta.app.inject({ method: 'POST', url: '/api/v1/user/password/change', headers: bearer(second.access_token), payload: { current_password: user.password, password1: newPassword, password2: newPassword } });
+    assert.equal(changed.statusCode, 204, changed.body);
+    assert.equal((await adminCall(ta, 'DELETE', `/api/v1/admin/users/${user.uuid}`)).statusCode, 204);
+    await deliverer(ta).drain();
+    const got = r.received.map((x) => [x.verified?.type, x.verified?.data.user_id]);
+    const firstSid = JSON.parse(Buffer.from(first.access_token.split('.')[1]!, 'base64url').toString()).sid as string;
+    assert.deepEqual(got[0], ['password.changed', user.uuid]);
+    assert.deepEqual(r.received[1]!.verified!.data.sid, firstSid, 'the other session, revoked by the change');
+    assert.deepEqual(got.at(-1), ['user.deleted', user.uuid]);
+    assert.ok(r.received.every((x) => !x.body.includes(newPassword) && !x.body.includes(user.password)));
+  });
+
   test('retry over HTTP: a failing receiver, one delivery and then all retried once it is back', async (t) => {
     const ta = await build(t);
     const r = await receiverFor(t);
