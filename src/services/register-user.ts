@@ -6,6 +6,7 @@ import { findUserByEmail, findUserByUsername, insertUser, setRolesAndVerified, t
 import { checkPassword } from '../security/password-policy.ts';
 import { startTotpEnrollment, type TotpEnrollment } from './totp-enrollment.ts';
 import { afterUserRegistered } from './registration-hooks.ts';
+import { enableEmailOtpAfterVerification } from './email-otp.ts';
 import { recordSecurityEvent, type AuditContext } from './audit/record.ts';
 
 export interface RegisterInput {
@@ -82,6 +83,8 @@ export async function registerUser(deps: Deps, input: RegisterInput, ctx: AuditC
         data: { roles: user.roles, email_verified: user.email_verified, ...(input.mfa ? { mfa: input.mfa } : {}) },
         at: user.created_at,
       });
+      // An address the admin vouches for counts as verified: e-mailed codes chosen at sign-up start now.
+      if (user.email_verified && user.signup_mfa === 'email') await enableEmailOtpAfterVerification(deps, tx, user, { ...ctx, actor });
       return totp ? { user, totp } : { user };
     });
   } catch (e) {

@@ -50,6 +50,20 @@ describeWithApp('admin users API', (suite) => {
     assert.equal(weak.statusCode, 422);
   });
 
+  test('e-mailed codes chosen at sign-up start when the admin vouches for the address (at creation or by PATCH)', async (t) => {
+    const ta = await suite.build(t, { env: ADMIN_ENV });
+    const username = uniqueName('vouched');
+    const created = await adminCall(ta, 'POST', USERS, { username, email: `${username}@example.com`, password1: PASSWORD, password2: PASSWORD, mfa: 'email', email_verified: true });
+    assert.equal(created.statusCode, 201, created.body);
+    assert.equal(created.json().mfa.email, true);
+    assert.deepEqual((await auditRowsOf(ta, created.json().uuid)).map((r) => [r.type, r.actor_kind]), [['user.created', 'api_key'], ['mfa.enabled', 'api_key']]);
+    const later = await createUser(ta.app, { mfa: 'email' });
+    assert.equal((await adminCall(ta, 'GET', `${USERS}/${later.uuid}`)).json().mfa.email, false);
+    const patched = await adminCall(ta, 'PATCH', `${USERS}/${later.uuid}`, { email_verified: true });
+    assert.equal(patched.json().mfa.email, true);
+    assert.equal((await login(ta.app, { username: later.username, password: later.password })).json().code, 'mfa_required');
+  });
+
   test('read with sessions; 404 user_not_found for unknown or malformed ids', async (t) => {
     const ta = await suite.build(t, { env: ADMIN_ENV });
     const user = await createUser(ta.app);

@@ -13,6 +13,7 @@ import { revokeAllSessions } from '../../db/repositories/sessions.ts';
 import { findUserById, type UserRow } from '../../db/repositories/users.ts';
 import { enqueueMail } from '../../mail/outbox.ts';
 import { recordSessionsRevoked } from '../audit/login-events.ts';
+import { enableEmailOtpAfterVerification } from '../email-otp.ts';
 import { recordSecurityEvent, type AuditContext } from '../audit/record.ts';
 import { accountNames } from '../password-check.ts';
 import { validateRoles } from './roles.ts';
@@ -58,6 +59,8 @@ export async function updateUserAsAdmin(deps: Deps, userId: string, patch: UserP
     if (patch.email_verified !== undefined && patch.email_verified !== user.email_verified) {
       await updateUserVerified(tx, user.id, patch.email_verified, now);
       changes.email_verified = { from: user.email_verified, to: patch.email_verified };
+      // As when the user opens the link: e-mailed codes chosen at sign-up become the second factor.
+      if (patch.email_verified) await enableEmailOtpAfterVerification(deps, tx, user, ctx);
     }
     let revoked: string[] = [];
     // Deactivating an account that is inactive only until its address is verified still marks it
