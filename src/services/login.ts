@@ -63,8 +63,10 @@ export function assertUsable(deps: Deps, user: UserRow): void {
 async function finishLogin(deps: Deps, user: UserRow, level: AuthLevel, client: ClientInfo, attempt: Attempt, totpActivated = false): Promise<LoginResult> {
   let codes: string[] = [];
   const session = await deps.db.transaction(async (tx) => {
+    // The user row's update lock before the session insert's share lock on it: share-then-update
+    // deadlocks two simultaneous logins of one user on PostgreSQL.
+    await setLastLogin(tx, user.id, deps.clock());
     const created = await createSession(deps, tx, user, level, client);
-    await setLastLogin(tx, user.id, created.created_at);
     await recordLoginSuccess(deps, tx, user.id, client, created);
     if (totpActivated) {
       codes = await issueBackupCodesIfNone(deps, tx, user.id);
@@ -232,6 +234,9 @@ export async function completeMfaLogin(deps: Deps, input: MfaLoginInput, client:
     const session = await deps.db
       .transaction(async (tx) => {
         // The user row first (the lock order of a password reset), then the challenge, then the code.
+        // Its update lock (last_login_at, rolled back with a wrong code) comes before the share locks
+        // below: share-then-update deadlocks two simultaneous completions for one user on PostgreSQL.
+        await setLastLogin(tx, user.id, deps.clock());
         if (!(await lockUserIfPasswordUnchanged(tx, user.id, user.password_changed_at))) throw new AppError('invalid_token', { detail: 'The password changed; log in again.' });
         if (!(await consumeChallenge(tx, challengeId, deps.clock()))) throw new AppError('invalid_token', { detail: 'The MFA challenge was already used.' });
         if (method === 'totp' && (await verifyTotpCode(deps, tx, factors.totp, code, false))) level = { amr: [...AMR.totp], aal: 'aal2' };
@@ -243,7 +248,6 @@ export async function completeMfaLogin(deps: Deps, input: MfaLoginInput, client:
           throw codeError(); // rolls the challenge back: a wrong code does not end it
         }
         const created = await createSession(deps, tx, user, level, client);
-        await setLastLogin(tx, user.id, created.created_at);
         await recordLoginSuccess(deps, tx, user.id, client, created);
         return created;
       })

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import { totpCodeAt } from '../../src/crypto/totp.ts';
-import { createUser, describeWithApp, enableTotp, loginTokens, nextTotpStep, type TestApp, type TestUser } from '../helpers/app.ts';
+import { createUser, describeWithApp, enableTotp, login, loginTokens, nextTotpStep, type TestApp, type TestUser } from '../helpers/app.ts';
 import { del, get, loginMfa, mfaChallenge, post } from '../helpers/factors.ts';
 import {
   addPasskey,
@@ -291,5 +291,51 @@ describeWithApp('Passkeys: security', (suite) => {
     const refused = await passkeyLoginOptions(app);
     assert.equal(refused.json().code, 'too_many_requests');
     assert.ok(Number(refused.headers['retry-after']) >= 1);
+  });
+
+  test('simultaneous sign-ins of one user with different passkeys all succeed (no lock-upgrade deadlock on the user row)', async (t) => {
+    const app = await suite.build(t);
+    const { user, authenticator } = await userWithPasskey(app);
+    const aal2 = (await signInWithPasskey(app, authenticator)).json().access_token;
+    // Four more passkeys that never count (counter 0, as synced passkeys send): no counter race, only the user row.
+    const authenticators: SoftwareAuthenticator[] = [];
+    for (let i = 0; i < 4; i++) authenticators.push((await addPasskey(app, aal2)).authenticator);
+    const before = await sessionCount(app, user);
+    const logins = [];
+    // Eight at once: under the account's limit of attempts in flight (LOCKOUT_MAX_FAILURES, 10), which counts before the check.
+    for (let round = 0; round < 2; round++) {
+      for (const a of authenticators) {
+        const opts = (await passkeyLoginOptions(app)).json();
+        logins.push({ challenge_token: opts.challenge_token, credential: a.get(opts.options, { counter: 0 }) });
+      }
+    }
+    const responses = await Promise.all(logins.map((body) => passkeyLogin(app, body)));
+    assert.deepEqual(responses.filter((r) => r.statusCode !== 200).map((r) => `${r.statusCode} ${r.body}`), []);
+    assert.equal(await sessionCount(app, user), before + logins.length);
+  });
+
+  test('simultaneous second steps with a passkey, and simultaneous password logins, of one user all succeed (no deadlock)', async (t) => {
+    const app = await suite.build(t);
+    const plain = await createUser(app.app);
+    const passwordLogins = await Promise.all(Array.from({ length: 8 }, () => login(app.app, { username: plain.username, password: plain.password })));
+    assert.deepEqual(passwordLogins.filter((r) => r.statusCode !== 200).map((r) => `${r.statusCode} ${r.body}`), []);
+
+    // Four passkeys that never count (counter 0), two challenges each: eight completions at once.
+    const user = await createUser(app.app);
+    const first = new SoftwareAuthenticator(TEST_ORIGIN);
+    await addPasskey(app, (await loginTokens(app.app, user)).access_token, first);
+    const aal2 = (await signInWithPasskey(app, first, { counter: 0 })).json().access_token;
+    const authenticators = [first];
+    for (let i = 0; i < 3; i++) authenticators.push((await addPasskey(app, aal2)).authenticator);
+    const bodies = [];
+    for (let round = 0; round < 2; round++) {
+      for (const a of authenticators) {
+        const challenge = await mfaChallenge(app, user);
+        const opts = (await mfaPasskeyOptions(app, challenge.mfa_token)).json();
+        bodies.push({ mfa: challenge.mfa_token, credential: a.get({ ...opts, allowCredentials: [] }, { counter: 0 }) });
+      }
+    }
+    const responses = await Promise.all(bodies.map((b) => loginMfaPasskey(app, b.mfa, b.credential)));
+    assert.deepEqual(responses.filter((r) => r.statusCode !== 200).map((r) => `${r.statusCode} ${r.body}`), []);
   });
 });

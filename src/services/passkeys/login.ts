@@ -152,8 +152,10 @@ export async function loginWithPasskey(deps: Deps, input: { challenge_token: str
         raced = true;
         throw passkeyError('The passkey was used by another sign-in at the same moment; try again.', undefined, 401);
       }
+      // The user row's update lock first, then the session insert (which takes a share lock on that
+      // row): taking share then update would deadlock two sign-ins of one user on PostgreSQL.
+      await setLastLogin(tx, user.id, deps.clock());
       const created = await createSession(deps, tx, user, passkeyLevel(verified, false), client);
-      await setLastLogin(tx, user.id, created.created_at);
       await recordLoginSuccess(deps, tx, user.id, client, created);
       return created;
     })
