@@ -73,6 +73,21 @@ withDatabases('signing keys', ({ open, kind }) => {
     assert.equal(testSecretBox.open(row.private_key_sealed), pem);
   });
 
+  test('TOTP_ENCRYPTION_KEY rotation: a start with a new first key re-seals the signing keys under it', async () => {
+    const database = await open();
+    await database.db.query('DELETE FROM signing_keys');
+    const config = loadConfig({ NODE_ENV: 'test' });
+    const clock = createTestClock();
+    const oldKey = { kid: 'old', key: randomBytes(32) };
+    await ensureSigningKey({ config, db: database.db, clock, secretBox: new SecretBox([oldKey]), logger: silent });
+    const sealed = async () => (await database.db.query<{ private_key_sealed: string }>('SELECT private_key_sealed FROM signing_keys')).rows[0]!.private_key_sealed;
+    assert.match(await sealed(), /^v1\.old\./);
+    const rotatedBox = new SecretBox([{ kid: 'new', key: randomBytes(32) }, oldKey]);
+    await ensureSigningKey({ config, db: database.db, clock, secretBox: rotatedBox, logger: silent });
+    assert.match(await sealed(), /^v1\.new\./);
+    assert.match(rotatedBox.open(await sealed()), /BEGIN PRIVATE KEY/);
+  });
+
   test('a row whose sealed key was swapped for another key is refused at start', async (t) => {
     const database = await open();
     const a = await buildTestApp(t, database.db, { env });
