@@ -67,16 +67,16 @@ describeWithApp('admin user search', (suite) => {
     const ta = await suite.build(t, { env: ADMIN_ENV });
     const tag = `p${randomBytes(3).toString('hex')}`;
     const initial: string[] = [];
-    for (let i = 0; i < 60; i++) {
+    for (let i = 0; i < 30; i++) {
       const name = `${tag}_${String(i).padStart(3, '0')}`;
       await insertRaw(ta, name, `${name}@example.com`);
       initial.push(name);
     }
     const inserted: string[] = [];
     let n = 0;
-    // Between pages, 20 users are created at once, some sorting before the cursor and some after it.
-    const { names, pages } = await walk(ta, tag, 7, async () => {
-      const batch = Array.from({ length: 20 }, () => {
+    // Between pages, 8 users are created at once, some sorting before the cursor and some after it.
+    const { names, pages } = await walk(ta, tag, 5, async () => {
+      const batch = Array.from({ length: 8 }, () => {
         n += 1;
         return `${tag}_${n % 2 ? 'a' : 'z'}${String(n).padStart(3, '0')}`;
       });
