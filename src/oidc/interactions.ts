@@ -4,8 +4,10 @@
  * cookie); consent is a page of ours, skipped when remembered or for first-party clients.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import formbody from '@fastify/formbody';
 import type Provider from 'oidc-provider';
 import type { Deps } from '../deps.ts';
+import { AppError } from '../errors.ts';
 import { ACCESS_COOKIE } from '../http/cookies.ts';
 import { assertNotCrossSite, clientInfo } from '../http/plugins/auth.ts';
 import { findUserById } from '../db/repositories/users.ts';
@@ -27,9 +29,22 @@ function wantsAal2(details: Details): boolean {
   return (details.prompt.reasons as string[]).includes('aal2_required');
 }
 
+/**
+ * CSRF check of the consent forms. The hosted pages send no referrer, so a browser posts their forms
+ * with `Origin: null`; Fetch Metadata then says where the post came from, and only same-origin passes.
+ * Without it (older browsers) the usual Origin rule applies.
+ */
+function assertSameOriginForm(request: FastifyRequest, deps: Deps): void {
+  const site = request.headers['sec-fetch-site'];
+  if (site === undefined) return assertNotCrossSite(request, deps.config);
+  if (site !== 'same-origin') throw new AppError('csrf_rejected', { detail: 'The form was not posted from this site.' });
+}
+
 /** Registers the interaction routes for `provider`. */
 export async function interactionRoutes(app: FastifyInstance, { deps, provider }: { deps: Deps; provider: Provider }): Promise<void> {
   const { config } = deps;
+  // The consent page's plain HTML forms post url-encoded bodies (their fields are not read: the buttons are the choice).
+  await app.register(formbody);
 
   const page = (reply: FastifyReply, status: number, body: string, formOrigins: string[] = []): FastifyReply =>
     reply.code(status).header('Cache-Control', 'no-store').header('Content-Security-Policy', pageCsp(formOrigins)).type('text/html; charset=utf-8').send(body);
@@ -106,7 +121,7 @@ export async function interactionRoutes(app: FastifyInstance, { deps, provider }
 
   app.post<{ Params: { uid: string } }>('/oidc/interaction/:uid/confirm', { schema: { hide: true } }, async (request, reply) => {
     // A consent form posted from another site is refused (the interaction cookie is SameSite=Lax too).
-    assertNotCrossSite(request, config);
+    assertSameOriginForm(request, deps);
     const d = await details(request, reply);
     if (!d) return reply;
     const accountId = d.session?.accountId;
@@ -118,7 +133,7 @@ export async function interactionRoutes(app: FastifyInstance, { deps, provider }
   });
 
   app.post<{ Params: { uid: string } }>('/oidc/interaction/:uid/abort', { schema: { hide: true } }, async (request, reply) => {
-    assertNotCrossSite(request, config);
+    assertSameOriginForm(request, deps);
     const d = await details(request, reply);
     if (!d) return reply;
     return finish(request, reply, { error: 'access_denied', error_description: 'The user denied the request.' });

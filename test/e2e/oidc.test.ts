@@ -134,6 +134,26 @@ describeWithApp('OpenID provider with openid-client', (suite) => {
     assert.deepEqual(audit, ['oidc.consent_granted', 'oidc.app_disconnected', 'oidc.consent_granted']);
   });
 
+  test('the consent form refuses a cross-site post (CSRF), with Fetch Metadata or with a foreign Origin', async (t) => {
+    const server = await startOidcServer(t, suite, CLIENTS);
+    const user = await createUser(server.app);
+    const browser = new Browser(server.base);
+    const config = await rp(server, 'web-app', SECRET);
+    let step = await browser.follow((await authorizationStart(config, CALLBACK)).url);
+    await browser.login(user);
+    step = await browser.follow(new URL(step.url).searchParams.get('return_to')!);
+    assert.equal(step.res.status, 200, 'consent page');
+    const confirm = `${new URL(step.url).pathname}/confirm`;
+    for (const headers of [{ 'sec-fetch-site': 'cross-site', origin: 'null' }, { origin: 'http://evil.example.test' }, { 'sec-fetch-site': 'same-site', origin: 'null' }]) {
+      const res = await browser.request(confirm, { method: 'POST', headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded' }, body: '' });
+      assert.equal(res.status, 403, JSON.stringify(headers));
+      assert.equal(((await res.json()) as { code: string }).code, 'csrf_rejected');
+    }
+    assert.equal((await server.deps.db.query('SELECT 1 FROM oidc_consents WHERE user_id = $1', [user.uuid])).rows.length, 0, 'nothing was consented');
+    const ok = await browser.follow(confirm, { method: 'POST', headers: { 'sec-fetch-site': 'same-origin', origin: 'null', 'content-type': 'application/x-www-form-urlencoded' }, body: '' });
+    assert.ok(ok.left?.startsWith(CALLBACK), 'a same-origin form post (Origin null under no-referrer) goes through');
+  });
+
   test('a redirect_uri that is not registered is never redirected to', async (t) => {
     const server = await startOidcServer(t, suite, CLIENTS);
     const config = await rp(server, 'web-app', SECRET);
