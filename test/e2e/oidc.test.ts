@@ -144,7 +144,7 @@ describeWithApp('OpenID provider with openid-client', (suite) => {
     step = await browser.follow(new URL(step.url).searchParams.get('return_to')!);
     assert.equal(step.res.status, 200, 'consent page');
     const confirm = `${new URL(step.url).pathname}/confirm`;
-    for (const headers of [{ 'sec-fetch-site': 'cross-site', origin: 'null' }, { origin: 'http://evil.example.test' }, { 'sec-fetch-site': 'same-site', origin: 'null' }]) {
+    for (const headers of [{ 'sec-fetch-site': 'cross-site', origin: 'null' }, { origin: 'http://evil.example.test' }, { 'sec-fetch-site': 'same-site', origin: 'null' }] as Array<Record<string, string>>) {
       const res = await browser.request(confirm, { method: 'POST', headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded' }, body: '' });
       assert.equal(res.status, 403, JSON.stringify(headers));
       assert.equal(((await res.json()) as { code: string }).code, 'csrf_rejected');
