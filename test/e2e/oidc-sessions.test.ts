@@ -70,6 +70,47 @@ describeWithApp('OpenID sessions are Twofold sessions', (suite) => {
     assert.ok(again.sawLogin, 'no single sign-on from an ended session');
   });
 
+  test('deactivating the user (admin) and a password change elsewhere end the provider sessions with back-channel logouts', async (t) => {
+    const receiver = await logoutReceiver(t);
+    const adminKey = 'admin-key-0123456789abcdef-0123456789';
+    const server = await startOidcServer(t, suite, [
+      { client_id: 'web-app', client_secret: SECRET, redirect_uris: [CALLBACK], grant_types: ['authorization_code', 'refresh_token'], backchannel_logout_uri: receiver.uri, skip_consent: true },
+    ], { ADMIN_API_KEY: adminKey });
+    const config = await rp(server, 'web-app', SECRET);
+    const alice = await createUser(server.app);
+    const a = await signIn(server, config, alice);
+    const res = await fetch(`${server.base}/api/v1/admin/users/${alice.uuid}`, { method: 'PATCH', headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' }, body: JSON.stringify({ is_active: false }) });
+    assert.equal(res.status, 200, await res.clone().text());
+    await assert.rejects(client.refreshTokenGrant(config, a.tokens.refresh_token!), (e: client.ResponseBodyError) => e.error === 'invalid_grant');
+    await receiver.waitFor(1);
+    assert.equal(decodeJwt(receiver.tokens[0]!).sub, alice.uuid);
+
+    const bob = await createUser(server.app);
+    const b = await signIn(server, config, bob);
+    const other = new Browser(server.base);
+    await other.login(bob);
+    const change = await fetch(`${server.base}/api/v1/user/password/change`, {
+      method: 'POST', headers: { authorization: `Bearer ${other.cookies.get('access_token')}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ current_password: bob.password, password1: 'a brand new passphrase 4471', password2: 'a brand new passphrase 4471' }),
+    });
+    assert.equal(change.status, 204);
+    await assert.rejects(client.refreshTokenGrant(config, b.tokens.refresh_token!), (e: client.ResponseBodyError) => e.error === 'invalid_grant');
+    await receiver.waitFor(2);
+    assert.equal(decodeJwt(receiver.tokens[1]!).sub, bob.uuid);
+  });
+
+  test('dozens of concurrent refreshes with one refresh token: at most one succeeds, the others are invalid_grant, and the grant is revoked', async (t) => {
+    const { server, config } = await setup(t, suite);
+    const user = await createUser(server.app);
+    const { tokens } = await signIn(server, config, user);
+    const results = await Promise.allSettled(Array.from({ length: 24 }, () => client.refreshTokenGrant(config, tokens.refresh_token!)));
+    const ok = results.filter((r) => r.status === 'fulfilled');
+    assert.ok(ok.length <= 1, `${ok.length} refreshes succeeded`);
+    for (const r of results) if (r.status === 'rejected') assert.equal((r.reason as client.ResponseBodyError).error, 'invalid_grant');
+    // The reuse revoked the grant: whatever the winner got is dead too.
+    for (const r of ok) await assert.rejects(client.refreshTokenGrant(config, (r as PromiseFulfilledResult<client.TokenEndpointResponse>).value.refresh_token!));
+  });
+
   test('RP-initiated logout: confirmation page, back-channel logout, the Twofold session ends, back to the registered URI', async (t) => {
     const { server, config, receiver } = await setup(t, suite);
     const user = await createUser(server.app);
