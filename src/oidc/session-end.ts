@@ -9,7 +9,7 @@
 import type Provider from 'oidc-provider';
 import type { Deps } from '../deps.ts';
 import { takeEndedLinks, type SessionLinkRow } from '../db/repositories/oidc/links.ts';
-import { deleteByGrantId, deleteBySessionUid, findPayloadBy, grantIdsOfSession } from '../db/repositories/oidc/payloads.ts';
+import { deleteByGrantId, deleteBySessionUid, deleteExpiredPayloads, findPayloadBy, grantIdsOfSession } from '../db/repositories/oidc/payloads.ts';
 
 /** Notifications are best effort (OpenID Back-Channel Logout 1.0 §2.8); failures are logged. */
 async function endProviderSession(deps: Deps, provider: Provider, link: SessionLinkRow): Promise<void> {
@@ -33,6 +33,11 @@ async function endProviderSession(deps: Deps, provider: Provider, link: SessionL
 }
 
 /** Ends the provider sessions of ended Twofold sessions; returns how many. */
+/** Deletes expired codes, tokens, sessions and interactions (lookups already ignore them). */
+export async function purgeExpired(deps: Deps): Promise<number> {
+  return deleteExpiredPayloads(deps.db, new Date());
+}
+
 export async function sweepEndedSessions(deps: Deps, provider: Provider, beforeSigning: () => Promise<void>): Promise<number> {
   let total = 0;
   await beforeSigning();
@@ -49,6 +54,9 @@ export class SessionEndSweeper {
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #again = false;
+  #lastPurgeMs = 0;
+  /** Expired rows are purged at most this often. */
+  static readonly PURGE_INTERVAL_MS = 60_000;
   constructor(private readonly deps: Deps, private readonly provider: Provider, private readonly beforeSigning: () => Promise<void>) {}
 
   start(intervalMs: number): void {
@@ -67,6 +75,10 @@ export class SessionEndSweeper {
         this.#again = false;
         try {
           await sweepEndedSessions(this.deps, this.provider, this.beforeSigning);
+          if (Date.now() - this.#lastPurgeMs >= SessionEndSweeper.PURGE_INTERVAL_MS) {
+            this.#lastPurgeMs = Date.now();
+            await purgeExpired(this.deps);
+          }
         } catch (err) {
           this.deps.logger.error({ err }, 'oidc session sweep failed');
         }

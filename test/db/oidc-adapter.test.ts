@@ -1,0 +1,55 @@
+/**
+ * The OpenID provider's storage adapter on PGlite and PostgreSQL: ids stored only as digests,
+ * expiry, consumption by exactly one of many concurrent callers (the loser revokes the grant),
+ * grant revocation, purge of expired rows.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { describeWithApp } from '../helpers/app.ts';
+import { createAdapterClass } from '../../src/oidc/adapter.ts';
+import { purgeExpired } from '../../src/oidc/session-end.ts';
+
+describeWithApp('oidc adapter', (suite) => {
+  test('ids are stored as digests; find, expiry, destroy', async (t) => {
+    const { deps } = await suite.build(t);
+    const Adapter = createAdapterClass(deps);
+    const grants = new Adapter('Grant');
+    await grants.upsert('grant-id-1', { accountId: 'acc', clientId: 'c', kind: 'Grant', jti: 'grant-id-1' }, 60);
+    const rows = (await deps.db.query<{ id: string }>("SELECT id FROM oidc_payloads WHERE kind = 'Grant'")).rows;
+    assert.ok(rows.length >= 1 && rows.every((r) => r.id !== 'grant-id-1'), 'no raw id in the table');
+    assert.equal((await grants.find('grant-id-1'))?.accountId, 'acc');
+    await grants.upsert('short-lived', { kind: 'Grant', jti: 'short-lived' }, 1);
+    await deps.db.query("UPDATE oidc_payloads SET expires_at = now() - interval '1 second' WHERE kind = 'Grant' AND payload->>'jti' = 'short-lived'");
+    assert.equal(await grants.find('short-lived'), undefined, 'expired rows are not found');
+    assert.ok((await purgeExpired(deps)) >= 1);
+    await grants.destroy('grant-id-1');
+    assert.equal(await grants.find('grant-id-1'), undefined);
+  });
+
+  test('of 20 concurrent consumes of one code exactly one succeeds; the others revoke the grant (invalid_grant)', async (t) => {
+    const { deps } = await suite.build(t);
+    const Adapter = createAdapterClass(deps);
+    const grants = new Adapter('Grant');
+    const codes = new Adapter('ClientCredentials');
+    await grants.upsert('g-race', { kind: 'Grant', jti: 'g-race' }, 60);
+    // ClientCredentials: not session-bound, so find needs no session link; consume is the same code path.
+    await codes.upsert('code-race', { kind: 'ClientCredentials', jti: 'code-race', grantId: 'g-race' }, 60);
+    const results = await Promise.allSettled(Array.from({ length: 20 }, () => codes.consume('code-race')));
+    assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
+    for (const r of results) if (r.status === 'rejected') assert.equal((r.reason as { error?: string }).error, 'invalid_grant');
+    assert.equal(await grants.find('g-race'), undefined, 'the grant is revoked');
+  });
+
+  test('revokeByGrantId deletes every model of the grant and nothing else', async (t) => {
+    const { deps } = await suite.build(t);
+    const Adapter = createAdapterClass(deps);
+    const at = new Adapter('ClientCredentials');
+    await at.upsert('t1', { jti: 't1', grantId: 'gA' }, 60);
+    await at.upsert('t2', { jti: 't2', grantId: 'gA' }, 60);
+    await at.upsert('t3', { jti: 't3', grantId: 'gB' }, 60);
+    await at.revokeByGrantId('gA');
+    assert.equal(await at.find('t1'), undefined);
+    assert.equal(await at.find('t2'), undefined);
+    assert.equal((await at.find('t3'))?.grantId, 'gB');
+  });
+});
