@@ -40,3 +40,16 @@ test('every refusal names the file, the entry and the field', () => {
   assert.throws(() => parseClientsFile('{}'), /must be a JSON array/);
   assert.throws(() => parseClientsFile(JSON.stringify([ok, ok])), /\[1\]\.client_id "app" appears twice/);
 });
+
+test('start-up stops on a missing or bad file, naming the setting, the entry and the field', async () => {
+  const { mkdtemp, writeFile } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { loadClientsFile } = await import('../../src/oidc/clients-file.ts');
+  assert.throws(() => loadClientsFile('/nonexistent/clients.json'), /OIDC_CLIENTS_FILE: cannot read \/nonexistent\/clients\.json \(ENOENT\)/);
+  const dir = await mkdtemp(join(tmpdir(), 'twofold-oidc-unit-'));
+  const file = join(dir, 'clients.json');
+  await writeFile(file, JSON.stringify([ok, { client_id: 'svc', client_secret: SECRET, grant_types: ['client_credentials'], backchannel_logout_uri: 'https://a.example/bc' }]));
+  assert.throws(() => loadClientsFile(file), /OIDC_CLIENTS_FILE: \[1\]\.backchannel_logout_uri is only for clients with the authorization_code grant/);
+  assert.deepEqual(loadClientsFile(undefined), []);
+});
