@@ -154,6 +154,28 @@ describeWithApp('OpenID provider with openid-client', (suite) => {
     assert.ok(ok.left?.startsWith(CALLBACK), 'a same-origin form post (Origin null under no-referrer) goes through');
   });
 
+  test('after a key rotation the provider signs with the new current key; old and new ID tokens verify with the JWKS', async (t) => {
+    const adminKey = 'admin-key-0123456789abcdef-0123456789';
+    const server = await startOidcServer(t, suite, CLIENTS, { ADMIN_API_KEY: adminKey, JWT_KEY_ACTIVATION_DELAY: '0' });
+    const user = await createUser(server.app);
+    const browser = new Browser(server.base);
+    const config = await rp(server, 'web-app', SECRET);
+    const idToken = async () => {
+      const start = await authorizationStart(config, CALLBACK);
+      const flow = await browserAuthorize(browser, start.url, user);
+      return (await callbackCode(config, flow.left, start)).id_token!;
+    };
+    const before = await idToken();
+    const rotated = await fetch(`${server.base}/api/v1/admin/keys/rotate`, { method: 'POST', headers: { authorization: `Bearer ${adminKey}` } });
+    assert.equal(rotated.status, 201, await rotated.clone().text());
+    const after = await idToken();
+    const kidOf = (jwt: string) => (JSON.parse(Buffer.from(jwt.split('.')[0]!, 'base64url').toString()) as { kid: string }).kid;
+    assert.notEqual(kidOf(after), kidOf(before), 'signed with the new key');
+    assert.equal(kidOf(after), await server.deps.keys.currentKid());
+    const jwks = createRemoteJWKSet(new URL(`${server.base}/.well-known/jwks.json`));
+    for (const token of [before, after]) await jwtVerify(token, jwks, { issuer: server.base, audience: 'web-app', algorithms: ['RS256'] });
+  });
+
   test('a redirect_uri that is not registered is never redirected to', async (t) => {
     const server = await startOidcServer(t, suite, CLIENTS);
     const config = await rp(server, 'web-app', SECRET);
