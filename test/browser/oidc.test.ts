@@ -131,12 +131,31 @@ test('sign in to an application with password + TOTP on the hosted pages, consen
   await page.goto(`${rpBase}/login?sso=1`);
   await page.getByRole('heading', { name: 'Welcome dana' }).waitFor();
 
-  // RP-initiated logout: confirmation page, then back to the application; it is told on the back channel.
-  await page.goto(client.buildEndSessionUrl(config, { id_token_hint: signedIn.id_token, post_logout_redirect_uri: `${rpBase}/bye` }).href);
+  // A new browser session (the provider's session cookie gone) whose access token expired (its cookie
+  // gone too) but whose refresh cookie lives: the login page renews the Twofold session by itself and
+  // the application gets its user back without the form.
+  const cookies = await context.cookies();
+  await context.clearCookies();
+  await context.addCookies(cookies.filter((c) => c.name !== 'access_token' && !c.name.startsWith('_session')));
+  const seen: string[] = [];
+  page.on('request', (r) => seen.push(new URL(r.url()).pathname));
+  await page.goto(`${rpBase}/login?sso=1`);
+  await page.getByRole('heading', { name: 'Welcome dana' }).waitFor();
+  assert.ok(seen.includes('/login') && seen.includes('/api/v1/auth-jwt/refresh'), `went through the login page's renewal: ${seen.join(' ')}`);
+  assert.ok(!seen.includes('/api/v1/auth-jwt/login'), 'no password asked');
+  assert.equal(results.length, 3);
+
+  // RP-initiated logout: confirmation page, then back to the application; it is told on the back channel
+  // for this browser's provider session at once, and for the earlier one (same Twofold session) by the sweep.
+  const latest = results.at(-1)!;
+  await page.goto(client.buildEndSessionUrl(config, { id_token_hint: latest.id_token, post_logout_redirect_uri: `${rpBase}/bye` }).href);
   await page.getByRole('button', { name: 'Log out' }).click();
   await page.getByRole('heading', { name: 'Signed out of the wiki' }).waitFor();
   assert.ok(logoutTokens.length >= 1, 'back-channel logout received before the redirect');
-  assert.equal(decodeJwt(logoutTokens[0]!).sid, signedIn.claims.sid);
+  assert.equal(decodeJwt(logoutTokens[0]!).sid, latest.claims.sid);
+  // Polls; the test's timeout bounds it (no wall-clock assertion).
+  while (logoutTokens.length < 2) await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(new Set(logoutTokens.map((x) => decodeJwt(x).sid)), new Set([latest.claims.sid, signedIn.claims.sid]));
   await assert.rejects(client.refreshTokenGrant(config, refreshed.refresh_token!));
   // Logged out of Twofold too: the account page sends the browser to the login page.
   await page.goto(`${service.baseUrl}/account`);

@@ -293,3 +293,12 @@ useBackup.addEventListener('click', () => setMethod('backup_code'));
 useEmail.addEventListener('click', () => void sendEmailCode());
 startOver.addEventListener('click', () => showLogin());
 byId('enroll-start-over').addEventListener('click', () => showLogin());
+
+// Single sign-on for OpenID applications: /oidc/interaction sends a browser whose access token has
+// expired here with sso=1 (never when the application asked for a fresh login); a live refresh token
+// then renews the session and the browser goes straight back, without the form.
+if (new URLSearchParams(location.search).get('sso') === '1' && returnTo()) {
+  void api('POST', '/api/v1/auth-jwt/refresh').then((res) => {
+    if (res.ok) finish();
+  });
+}
