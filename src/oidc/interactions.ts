@@ -63,7 +63,15 @@ export async function interactionRoutes(app: FastifyInstance, { deps, provider }
   /** Hands the result to the engine, which redirects the browser on to the authorization endpoint. */
   // A consent result is merged with the login result before it (prompt=login would otherwise ask again).
   async function finish(request: FastifyRequest, reply: FastifyReply, result: Record<string, unknown>, merge = false): Promise<void> {
-    const redirectTo = await provider.interactionResult(request.raw, reply.raw, result, { mergeWithLastSubmission: merge });
+    let redirectTo: string;
+    try {
+      redirectTo = await provider.interactionResult(request.raw, reply.raw, result, { mergeWithLastSubmission: merge });
+    } catch (e) {
+      // The interaction expired or was finished meanwhile (a second tab): say so, never a 500.
+      deps.logger.debug({ err: e }, 'oidc interaction result refused');
+      await page(reply, 400, oidcErrorPage(config.productName, 'invalid_request', 'This sign-in has expired. Go back to the application and start again.'));
+      return;
+    }
     await reply.code(303).header('Cache-Control', 'no-store').redirect(redirectTo, 303);
   }
 

@@ -176,6 +176,23 @@ describeWithApp('OpenID provider with openid-client', (suite) => {
     for (const token of [before, after]) await jwtVerify(token, jwks, { issuer: server.base, audience: 'web-app', algorithms: ['RS256'] });
   });
 
+  test('Deny on the consent page sends access_denied to the application and remembers nothing; a finished interaction cannot be replayed', async (t) => {
+    const server = await startOidcServer(t, suite, CLIENTS);
+    const user = await createUser(server.app);
+    const browser = new Browser(server.base);
+    const config = await rp(server, 'web-app', SECRET);
+    let step = await browser.follow((await authorizationStart(config, CALLBACK)).url);
+    await browser.login(user);
+    step = await browser.follow(new URL(step.url).searchParams.get('return_to')!);
+    const interaction = new URL(step.url).pathname;
+    const denied = await browser.follow(`${interaction}/abort`, { method: 'POST' });
+    assert.equal(new URL(denied.left!).searchParams.get('error'), 'access_denied');
+    assert.equal((await server.deps.db.query('SELECT 1 FROM oidc_consents WHERE user_id = $1', [user.uuid])).rows.length, 0);
+    const replay = await browser.request(`${interaction}/confirm`, { method: 'POST' });
+    assert.equal(replay.status, 400);
+    assert.equal(replay.headers.get('location'), null);
+  });
+
   test('a redirect_uri that is not registered is never redirected to', async (t) => {
     const server = await startOidcServer(t, suite, CLIENTS);
     const config = await rp(server, 'web-app', SECRET);
