@@ -5,6 +5,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import formbody from '@fastify/formbody';
+import { decodeJwt } from 'jose';
 import type Provider from 'oidc-provider';
 import type { Deps } from '../deps.ts';
 import { AppError } from '../errors.ts';
@@ -21,6 +22,18 @@ type Details = Awaited<ReturnType<Provider['interactionDetails']>>;
 /** What we keep in the interaction between visits (the engine's free-form `lastSubmission`). */
 interface Memo {
   twofoldFresh?: { afterMs: number; staleSessionId: string | null };
+}
+
+/** The sub of an id_token_hint (the engine verified its signature before starting the interaction). */
+function hintedSub(details: Details): string | undefined {
+  const hint = (details.params as { id_token_hint?: unknown }).id_token_hint;
+  if (typeof hint !== 'string') return undefined;
+  try {
+    const sub = decodeJwt(hint).sub;
+    return typeof sub === 'string' ? sub : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function wantsAal2(details: Details): boolean {
@@ -90,6 +103,7 @@ export async function interactionRoutes(app: FastifyInstance, { deps, provider }
         maxAgeSeconds: typeof d.params.max_age === 'number' ? d.params.max_age : (typeof d.params.max_age === 'string' ? Number(d.params.max_age) : undefined),
         wantsAal2: wantsAal2(d),
         fresh: memo.twofoldFresh,
+        ...(hintedSub(d) ? { requiredUserId: hintedSub(d) } : {}),
       };
       const decision = await decideLogin(deps, request.cookies[ACCESS_COOKIE], req);
       if (decision.kind === 'refuse') {

@@ -4,6 +4,7 @@
  * routes, the session links and the session-end sweep are wired here.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { decodeJwt } from 'jose';
 import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Deps } from '../deps.ts';
@@ -48,9 +49,22 @@ function sessionGlue(deps: Deps) {
     } else if (oidc.route === 'end_session_confirm' && (oidc.session as { destroyed?: boolean } | undefined)?.destroyed) {
       const link = await deleteLink(deps.db, oidc.session!.uid);
       if (link) await revokeSession(deps.db, link.session_id, 'oidc_logout', deps.clock());
-      clear(ctx);
+      // Clear the cookies only when they are that session's: when switching accounts the engine logs
+      // the previous provider session out while the browser already holds the new user's session.
+      if (!link || cookieSessionId(ctx.cookies.get(ACCESS_COOKIE)) === link.session_id) clear(ctx);
     }
   };
+}
+
+/** The `sid` of an access-token cookie, unverified (only to decide whether to clear it), or undefined. */
+function cookieSessionId(token: string | undefined): string | undefined {
+  if (!token) return undefined;
+  try {
+    const sid = decodeJwt(token).sid;
+    return typeof sid === 'string' ? sid : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Installs the provider on the root instance (its onResponse hook must see the API routes). */

@@ -163,6 +163,32 @@ describeWithApp('OpenID sessions are Twofold sessions', (suite) => {
     assert.equal(sso.sawLogin, false);
   });
 
+  test('id_token_hint for another user: the browser is asked to log in as that user, and refused instead of looping when it does not', async (t) => {
+    const { server, config } = await setup(t, suite);
+    const alice = await createUser(server.app);
+    const bob = await createUser(server.app);
+    const a = await signIn(server, config, alice);
+    const browser = new Browser(server.base);
+    await signIn(server, config, bob, browser);
+    // Bob's browser, with Alice's ID token as the hint: a fresh login is asked for.
+    const start = await authorizationStart(config, CALLBACK, { id_token_hint: a.tokens.id_token! });
+    let step = await browser.follow(start.url);
+    assert.equal(new URL(step.url).pathname, '/login');
+    // Logging in as Bob again does not satisfy the hint: an error goes back to the application.
+    await browser.login(bob);
+    step = await browser.follow(new URL(step.url).searchParams.get('return_to')!);
+    assert.equal(new URL(step.left!).searchParams.get('error'), 'login_required');
+    // Logging in as Alice does.
+    const again = await authorizationStart(config, CALLBACK, { id_token_hint: a.tokens.id_token! });
+    const flow = await browserAuthorize(browser, again.url, alice);
+    const tokens = await client.authorizationCodeGrant(config, new URL(flow.left), { pkceCodeVerifier: again.verifier, expectedState: again.state, expectedNonce: again.nonce });
+    assert.equal(tokens.claims()!.sub, alice.uuid);
+    // The switch logged Bob's provider session out but kept Alice's fresh Twofold session in this browser.
+    const me = await browser.request('/api/v1/auth-jwt/user-info');
+    assert.equal(me.status, 200);
+    assert.equal(((await me.json()) as { uuid?: string; sub?: string; username?: string }).username, alice.username);
+  });
+
   test('acr_values=aal2: an aal1 session must log in with its second factor; a user without one is refused', async (t) => {
     const { server, config } = await setup(t, suite);
     const user = await createUser(server.app);

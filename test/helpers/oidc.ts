@@ -132,6 +132,14 @@ export async function browserAuthorize(browser: Browser, authUrl: string, user: 
     const back = new URL(step.url).searchParams.get('return_to')!;
     step = await browser.follow(back);
   }
+  if (!step.left && step.res.status === 200 && new URL(step.url).pathname.startsWith('/oidc/auth/')) {
+    // The engine's self-submitting form (switching accounts logs the previous one out first): a browser runs its script.
+    const page = await step.res.text();
+    const action = /<form method="post" action="([^"]+)">/.exec(page)?.[1]?.replace(/&amp;/g, '&');
+    const fields = Object.fromEntries([...page.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"\/>/g)].map((m) => [m[1]!, m[2]!]));
+    if (!action) throw new Error(`unexpected page at ${step.url}`);
+    step = await browser.follow(action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields) });
+  }
   if (!step.left && /\/oidc\/interaction\/[^/]+$/.test(new URL(step.url).pathname) && step.res.status === 200) {
     sawConsent = true;
     step = await browser.follow(`${new URL(step.url).pathname}/confirm`, { method: 'POST' });

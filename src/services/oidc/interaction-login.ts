@@ -17,6 +17,8 @@ export interface LoginRequest {
   reasons: readonly string[];
   maxAgeSeconds: number | undefined;
   wantsAal2: boolean;
+  /** The user the application named (`id_token_hint`'s sub, verified by the engine), if any. */
+  requiredUserId?: string;
   /** A fresh login was already asked for in this interaction: not before `afterMs`, and not session `staleSessionId`. */
   fresh: { afterMs: number; staleSessionId: string | null } | undefined;
 }
@@ -41,7 +43,8 @@ export async function decideLogin(deps: Deps, accessToken: string | undefined, r
   const session = auth ? await findSession(deps.db, auth.sessionId) : undefined;
   if (!auth || !session) return { kind: 'hosted_login', fresh: req.fresh };
 
-  const freshNeeded = req.reasons.includes('login_prompt')
+  const wrongUser = req.requiredUserId !== undefined && req.requiredUserId !== auth.userId;
+  const freshNeeded = wrongUser || req.reasons.includes('login_prompt')
     || (req.maxAgeSeconds !== undefined && now.getTime() - session.created_at.getTime() > req.maxAgeSeconds * 1000)
     || (req.wantsAal2 && auth.aal !== 'aal2');
   if (freshNeeded) {
@@ -57,6 +60,8 @@ export async function decideLogin(deps: Deps, accessToken: string | undefined, r
     if (req.wantsAal2 && auth.aal !== 'aal2') {
       return { kind: 'refuse', error: 'unmet_authentication_requirements', description: 'A second factor was required and not used.' };
     }
+    // The engine would ask again and again for the hinted user: after one fresh login, refuse instead.
+    if (wrongUser) return { kind: 'refuse', error: 'login_required', description: 'You are signed in as another user than the application expected.' };
   }
   return {
     kind: 'login',
