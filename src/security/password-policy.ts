@@ -28,7 +28,6 @@ class StrengthChecker {
     // A small young generation: the worker's work is CPU, not allocation, and its default (16 MB
     // semi-spaces) adds ~17 MB of resident memory while it lives (issue 7: peak RSS ≤ 150 MB).
     const worker = new Worker(workerEntry(), { resourceLimits: { maxYoungGenerationSizeMb: 2 } });
-    worker.unref();
     worker.on('message', (r: StrengthResponse) => {
       this.#pending.get(r.id)?.resolve(r);
       this.#pending.delete(r.id);
@@ -40,6 +39,9 @@ class StrengthChecker {
     };
     worker.on('error', fail);
     worker.on('exit', () => fail(new Error('password strength worker exited')));
+    // After the listeners: adding a 'message' listener refs the worker's port again, and a ref'd
+    // idle worker kept every process (each test file) alive for IDLE_MS after its last check.
+    worker.unref();
     return worker;
   }
 
