@@ -2,6 +2,7 @@
  * buildApp(deps): the Fastify application from explicit dependencies. It never listens and never
  * reads the environment; server.ts does both, tests hand in PGlite, a frozen clock and a capturing mailer.
  */
+import { sharedCompilers } from './http/schema-compilers.ts';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import cookie from '@fastify/cookie';
 import cors from '@fastify/cors';
@@ -78,6 +79,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
     trustProxy: trustProxyOption(config.trustProxy),
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
     ajv: { customOptions: { allErrors: true, removeAdditional: true, coerceTypes: false, useDefaults: true } },
+    schemaController: { compilersFactory: sharedCompilers },
   });
   app.decorateRequest('auth', null);
   // Every (auth) route authenticates before it reads a body: 401 comes before 415 and 422.
