@@ -5,6 +5,7 @@
  */
 import { isIP } from 'node:net';
 import { buildApp } from './app.ts';
+import { trackInFlight } from './http/in-flight.ts';
 import { createMetrics } from './http/metrics.ts';
 import { buildMetricsApp } from './http/routes/metrics.ts';
 import { systemClock } from './clock.ts';
@@ -91,6 +92,7 @@ async function main(): Promise<void> {
   };
   const metrics = createMetrics();
   const app = await buildApp(deps, { devMailbox, metrics });
+  const inFlight = trackInFlight(app);
   const metricsApp = config.metricsPort === undefined ? undefined : await buildMetricsApp(config, metrics, logger);
   // Events for other services ride the same outbox worker: webhooks always, RabbitMQ with EVENTS_AMQP_URL.
   const lanes: OutboxLane[] = [webhookLane({ db, clock: systemClock, logger, secretBox: secrets.secretBox, config })];
@@ -108,6 +110,9 @@ async function main(): Promise<void> {
     logger.info({ signal }, 'shutting down');
     // Stop taking requests first, then let the worker finish the mail it holds, then close resources.
     await app.close().catch((err: unknown) => logger.error({ err }, 'closing http server failed'));
+    // Handlers of requests whose clients left are still running: let them finish with the database open.
+    const left = await inFlight.drain(15_000);
+    if (left) logger.warn({ requests: left }, 'shutting down with request handlers still running');
     await metricsApp?.close().catch((err: unknown) => logger.error({ err }, 'closing metrics server failed'));
     stopKeyJob();
     stopAuditJob();

@@ -62,7 +62,9 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
     if (result.ok) {
       const recorded = await deliveries.markDelivered(db, d.event_id, d.target, clock(), result.statusCode);
       if (!recorded) logger.warn(log, 'webhook delivered again after its lease ran out; the receiver got it twice with one webhook-id');
-      await endpoints.noteSuccess(db, endpoint.id);
+      // One delivery per endpoint is in flight at a time, so the row read above is current: clear the
+      // failing marks only when there are any (saves a round trip per delivery).
+      if (endpoint.failing_since || endpoint.marked_failing_at) await endpoints.noteSuccess(db, endpoint.id);
       return true;
     }
     if (await endpoints.noteFailure(db, endpoint.id, clock(), FAILING_AFTER_SECONDS)) {
