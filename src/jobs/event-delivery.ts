@@ -38,6 +38,8 @@ export interface WebhookLaneOptions extends LaneOptions {
   readonly config: Pick<Config, 'webhooks'>;
   /** Endpoints served per batch (each gets its oldest due event); default 10. */
   readonly batchSize?: number;
+  /** Events delivered to one endpoint in one batch, in order, each claimed after the previous was acknowledged; default 50. */
+  readonly perEndpoint?: number;
   /** Lease of a claim in seconds; default twice WEBHOOK_TIMEOUT plus 10 s, so a claim outlives its attempt and its recording. */
   readonly leaseSeconds?: number;
 }
@@ -48,8 +50,9 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
   const { timeoutMs, allowPrivate, maxAgeSeconds, maxBackoffSeconds } = o.config.webhooks;
   const leaseSeconds = o.leaseSeconds ?? Math.ceil((2 * timeoutMs) / 1000) + 10;
 
-  async function deliver(d: ClaimedDelivery): Promise<boolean> {
-    const endpoint = d.endpoint_id ? await endpoints.findEndpoint(db, d.endpoint_id) : undefined;
+  type Endpoint = Awaited<ReturnType<typeof endpoints.findEndpoint>>;
+  async function deliver(d: ClaimedDelivery, known?: Endpoint): Promise<boolean> {
+    const endpoint = known ?? (d.endpoint_id ? await endpoints.findEndpoint(db, d.endpoint_id) : undefined);
     // Deleted meanwhile: its deliveries went with it (cascade), nothing to record.
     if (!endpoint) return false;
     const now = clock();
@@ -74,6 +77,29 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
     return false;
   }
 
+  /** Delivers `head`, then the endpoint's next due events, up to perEndpoint, while they succeed. */
+  async function serveEndpoint(head: ClaimedDelivery): Promise<{ claimed: number; sent: number }> {
+    let claimed = 1;
+    let sent = 0;
+    let d: ClaimedDelivery | undefined = head;
+    // Read once per batch: a changed URL or secret applies from the next batch (at most one poll later).
+    const endpoint = head.endpoint_id ? await endpoints.findEndpoint(db, head.endpoint_id).catch(() => undefined) : undefined;
+    while (d) {
+      const current: ClaimedDelivery = d;
+      const ok = await deliver(current, endpoint).catch((err: unknown) => {
+        // The lease still protects the row; once it ends, the delivery is tried again.
+        logger.error({ err, eventId: current.event_id, endpointId: current.endpoint_id }, 'webhook delivery could not be recorded');
+        return false;
+      });
+      if (!ok) break;
+      sent++;
+      if (claimed >= (o.perEndpoint ?? 50)) break;
+      d = await deliveries.claimTargetHead(db, current.target, clock(), leaseSeconds);
+      if (d) claimed++;
+    }
+    return { claimed, sent };
+  }
+
   let lastPrune = 0;
   return {
     name: 'webhooks',
@@ -84,17 +110,11 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
         const pruned = await deliveries.pruneEvents(db, new Date(now.getTime() - EVENT_RETENTION_SECONDS * 1000));
         if (pruned) logger.info({ pruned }, 'old events pruned');
       }
-      const claimed = await deliveries.claimHeads(db, 'webhook', now, o.batchSize ?? 10, leaseSeconds);
-      const results = await Promise.all(
-        claimed.map((d) =>
-          deliver(d).catch((err: unknown) => {
-            // The lease still protects the row; once it ends, the delivery is tried again.
-            logger.error({ err, eventId: d.event_id, endpointId: d.endpoint_id }, 'webhook delivery could not be recorded');
-            return false;
-          }),
-        ),
-      );
-      return { claimed: claimed.length, sent: results.filter(Boolean).length };
+      const heads = await deliveries.claimHeads(db, 'webhook', now, o.batchSize ?? 10, leaseSeconds);
+      // Endpoints side by side; each endpoint's events one after the other, the next claimed only once
+      // the previous is acknowledged (order holds, and one slow receiver holds up only its own queue).
+      const served = await Promise.all(heads.map((head) => serveEndpoint(head)));
+      return { claimed: served.reduce((a, s) => a + s.claimed, 0), sent: served.reduce((a, s) => a + s.sent, 0) };
     },
   };
 }

@@ -138,6 +138,27 @@ withDatabases('webhook delivery', ({ kind, open }) => {
     assert.deepEqual(some.received.map((x) => x.id), [ids[1], ids[3], ids[5]]);
   });
 
+  test('one batch serves each endpoint\'s queue in order, up to perEndpoint events, and stops at its first failure', async () => {
+    const r = await receiver();
+    const failing = await receiver();
+    const ep = await register(r.url);
+    const failingEp = await register(failing.url);
+    failing.mode = { kind: 'status', status: 500 };
+    const ids = [];
+    for (let i = 0; i < 5; i++) ids.push(await emit('login.succeeded', { n: i }));
+    const config = cfg();
+    const lane = webhookLane({ db, clock, logger: silent, secretBox, config, perEndpoint: 3, random: () => 0.5 });
+    // First batch: three in order to the healthy endpoint; one attempt at the failing one, whose later events wait behind it.
+    assert.deepEqual(await lane.runBatch(), { claimed: 4, sent: 3 });
+    assert.deepEqual(r.received.map((x) => x.id), ids.slice(0, 3));
+    assert.deepEqual(failing.received.map((x) => x.id), [ids[0]]);
+    const waiting = await log(failingEp.id);
+    assert.deepEqual(waiting.filter((e) => e.attempts > 0).map((e) => e.event_id), [ids[0]], 'events behind a failure are not attempted');
+    assert.deepEqual(await lane.runBatch(), { claimed: 2, sent: 2 });
+    assert.deepEqual(r.received.map((x) => x.id), ids);
+    assert.deepEqual((await log(ep.id)).map((e) => [e.status, e.attempts]), ids.map(() => ['delivered', 1]));
+  });
+
   test('500: retried with backoff and jitter, same webhook-id, the next event waits behind it; other endpoints are not held up', async () => {
     const bad = await receiver();
     const good = await receiver();
