@@ -222,14 +222,9 @@ export function loadConfig(env: Env): Config {
     if (!opt(env, 'TOKEN_HASH_KEY')) throw new ConfigError('TOKEN_HASH_KEY is required when NODE_ENV=production');
     if (!opt(env, 'SMTP_URL')) throw new ConfigError('SMTP_URL is required when NODE_ENV=production (the development mailbox is never served in production)');
   }
-  const introspectionSecret = opt(env, 'INTROSPECTION_SECRET');
-  if (introspectionSecret !== undefined && introspectionSecret.length < 16) {
-    throw new ConfigError('INTROSPECTION_SECRET must be at least 16 characters');
-  }
-
-  const adminApiKey = opt(env, 'ADMIN_API_KEY');
+  const introspectionSecret = bearerSecret(env, 'INTROSPECTION_SECRET', 16);
   // A short key is guessable; refusing it at start beats an admin API anyone can brute-force.
-  if (adminApiKey !== undefined && adminApiKey.length < 32) throw new ConfigError('ADMIN_API_KEY must be at least 32 characters');
+  const adminApiKey = bearerSecret(env, 'ADMIN_API_KEY', 32);
 
   const smtpUrl = opt(env, 'SMTP_URL');
   const loopback = isLoopbackHost(new URL(publicOrigin).hostname);
@@ -238,8 +233,7 @@ export function loadConfig(env: Env): Config {
   if (devMailboxSetting && smtpUrl) throw new ConfigError('DEV_MAILBOX=true needs SMTP_URL unset (the mailbox shows mail that is not sent)');
   // The mailbox shows every reset link and code: serve it only where that is plainly harmless.
   const devMailbox = !smtpUrl && mode !== 'production' && (devMailboxSetting ?? loopback);
-  const metricsToken = opt(env, 'METRICS_TOKEN');
-  if (metricsToken !== undefined && metricsToken.length < 16) throw new ConfigError('METRICS_TOKEN must be at least 16 characters');
+  const metricsToken = bearerSecret(env, 'METRICS_TOKEN', 16);
   const metricsPortRaw = opt(env, 'METRICS_PORT');
   const metricsPort = metricsPortRaw === undefined ? undefined : int(env, 'METRICS_PORT', 0, 1, 65535);
   if (metricsPort !== undefined && metricsPort === port) throw new ConfigError('METRICS_PORT must differ from PORT');
@@ -422,4 +416,17 @@ function deepFreeze<T>(o: T): T {
     Object.freeze(o);
   }
   return o;
+}
+
+/**
+ * A secret that callers present as `Authorization: Bearer <secret>`: at least `min` characters, and
+ * only visible ASCII. A space, tab or other character cannot travel in that header as one token (a
+ * secret with a space was accepted at start and then matched no request).
+ */
+function bearerSecret(env: Env, name: string, min: number): string | undefined {
+  const value = opt(env, name);
+  if (value === undefined) return undefined;
+  if (value.length < min) throw new ConfigError(`${name} must be at least ${min} characters`);
+  if (!/^[\x21-\x7e]+$/.test(value)) throw new ConfigError(`${name} may hold only visible ASCII characters (no spaces): it is sent as a bearer token`);
+  return value;
 }

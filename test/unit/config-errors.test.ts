@@ -44,6 +44,10 @@ test('a bad setting stops start-up with a message naming it', () => {
     [{ REQUIRE_EMAIL_VERIFICATION: 'maybe' }, 'REQUIRE_EMAIL_VERIFICATION'],
     [{ PASSWORD_MIN_LENGTH: '4' }, 'PASSWORD_MIN_LENGTH'],
     [{ INTROSPECTION_SECRET: 'short' }, 'INTROSPECTION_SECRET'],
+    // Sent as `Authorization: Bearer <secret>`: a space would split it, and no request could match.
+    [{ INTROSPECTION_SECRET: 'a passphrase with spaces' }, 'INTROSPECTION_SECRET'],
+    [{ ADMIN_API_KEY: 'an admin key of well over thirty-two characters' }, 'ADMIN_API_KEY'],
+    [{ METRICS_TOKEN: 'metrics\ttoken-0123456789' }, 'METRICS_TOKEN'],
   ] as const) {
     assert.throws(() => loadConfig(env), (e: unknown) => e instanceof ConfigError && e.message.includes(name), name);
   }
