@@ -11,6 +11,7 @@ import type { SecretBox } from '../crypto/secret-box.ts';
 import type { Queryable } from '../db/database.ts';
 import * as deliveries from '../db/repositories/events/deliveries.ts';
 import type { ClaimedDelivery } from '../db/repositories/events/deliveries.ts';
+import { claimRun, markRunDelivered, releaseRun, type RunDelivery } from '../db/repositories/events/delivery-runs.ts';
 import * as endpoints from '../db/repositories/events/endpoints.ts';
 import { eventBody } from '../services/events/publish.ts';
 import { sendWebhook, type WebhookResult } from '../webhooks/send.ts';
@@ -20,6 +21,8 @@ import { backoffSeconds, describeError, type OutboxLane, type OutboxWorkerLogger
 export const FAILING_AFTER_SECONDS = 86400;
 /** Events (and their delivery log) are kept this long once nothing is pending for them. */
 export const EVENT_RETENTION_SECONDS = 30 * 86400;
+/** Deliveries of one endpoint claimed together after its head (see delivery-runs.ts). */
+const RUN_LENGTH = 25;
 /** How often an instance prunes old events. */
 const PRUNE_INTERVAL_MS = 3600_000;
 
@@ -38,7 +41,7 @@ export interface WebhookLaneOptions extends LaneOptions {
   readonly config: Pick<Config, 'webhooks'>;
   /** Endpoints served per batch (each gets its oldest due event); default 10. */
   readonly batchSize?: number;
-  /** Events delivered to one endpoint in one batch, in order, each claimed after the previous was acknowledged; default 50. */
+  /** Events delivered to one endpoint in one batch, in order (the head, then runs claimed together); default 50. */
   readonly perEndpoint?: number;
   /** Lease of a claim in seconds; default twice WEBHOOK_TIMEOUT plus 10 s, so a claim outlives its attempt and its recording. */
   readonly leaseSeconds?: number;
@@ -50,52 +53,81 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
   const { timeoutMs, allowPrivate, maxAgeSeconds, maxBackoffSeconds } = o.config.webhooks;
   const leaseSeconds = o.leaseSeconds ?? Math.ceil((2 * timeoutMs) / 1000) + 10;
 
-  type Endpoint = Awaited<ReturnType<typeof endpoints.findEndpoint>>;
-  async function deliver(d: ClaimedDelivery, known?: Endpoint): Promise<boolean> {
-    const endpoint = known ?? (d.endpoint_id ? await endpoints.findEndpoint(db, d.endpoint_id) : undefined);
-    // Deleted meanwhile: its deliveries went with it (cascade), nothing to record.
-    if (!endpoint) return false;
+  type Endpoint = NonNullable<Awaited<ReturnType<typeof endpoints.findEndpoint>>>;
+  const failureContext = { db, clock, logger, maxAgeSeconds, maxBackoffSeconds, random: o.random };
+
+  /** One signed attempt (both secrets during a rotation's grace period). */
+  function send(d: ClaimedDelivery, endpoint: Endpoint): Promise<WebhookResult> {
     const now = clock();
     const secrets = [o.secretBox.open(endpoint.secret_sealed)];
     if (endpoint.previous_secret_sealed && endpoint.previous_secret_expires_at && endpoint.previous_secret_expires_at > now) {
       secrets.push(o.secretBox.open(endpoint.previous_secret_sealed));
     }
-    const result = await sendWebhook({ url: endpoint.url, id: d.event_id, timestamp: now, body: eventBody(d), secrets }, { timeoutMs, allowPrivate });
+    return sendWebhook({ url: endpoint.url, id: d.event_id, timestamp: now, body: eventBody(d), secrets }, { timeoutMs, allowPrivate });
+  }
+
+  /** Records a failed attempt: the endpoint's failing mark, then the row's backoff or give-up. */
+  async function failed(d: ClaimedDelivery, endpoint: Endpoint, result: WebhookResult): Promise<void> {
     const log = { eventId: d.event_id, type: d.type, endpointId: endpoint.id, attempts: d.attempts };
-    if (result.ok) {
-      const recorded = await deliveries.markDelivered(db, d.event_id, d.target, clock(), result.statusCode);
-      if (!recorded) logger.warn(log, 'webhook delivered again after its lease ran out; the receiver got it twice with one webhook-id');
-      // One delivery per endpoint is in flight at a time, so the row read above is current: clear the
-      // failing marks only when there are any (saves a round trip per delivery).
-      if (endpoint.failing_since || endpoint.marked_failing_at) await endpoints.noteSuccess(db, endpoint.id);
-      return true;
-    }
     if (await endpoints.noteFailure(db, endpoint.id, clock(), FAILING_AFTER_SECONDS)) {
       logger.error({ ...log, url: endpoint.url }, 'webhook endpoint marked failing: no successful delivery for a day');
     }
-    await recordFailure(d, result, { db, clock, logger, maxAgeSeconds, maxBackoffSeconds, random: o.random }, log);
-    return false;
+    await recordFailure(d, result, failureContext, log);
   }
 
-  /** Delivers `head`, then the endpoint's next due events, up to perEndpoint, while they succeed. */
+  /**
+   * Delivers `head` (claimed by claimHeads), then the endpoint's next events in runs claimed together,
+   * one after the other, up to perEndpoint, until one fails. Acknowledgements are recorded per run;
+   * rows a run does not reach (a failure, or half its lease used up) are given back unsent.
+   */
   async function serveEndpoint(head: ClaimedDelivery): Promise<{ claimed: number; sent: number }> {
+    // Read once per batch: a changed URL or secret applies from the next batch (at most one poll later).
+    const endpoint = head.endpoint_id ? await endpoints.findEndpoint(db, head.endpoint_id) : undefined;
+    // Deleted meanwhile: its deliveries went with it (cascade), nothing to record.
+    if (!endpoint) return { claimed: 1, sent: 0 };
+    let failing = Boolean(endpoint.failing_since || endpoint.marked_failing_at);
+    const started = Date.now();
     let claimed = 1;
     let sent = 0;
-    let d: ClaimedDelivery | undefined = head;
-    // Read once per batch: a changed URL or secret applies from the next batch (at most one poll later).
-    const endpoint = head.endpoint_id ? await endpoints.findEndpoint(db, head.endpoint_id).catch(() => undefined) : undefined;
-    while (d) {
-      const current: ClaimedDelivery = d;
-      const ok = await deliver(current, endpoint).catch((err: unknown) => {
-        // The lease still protects the row; once it ends, the delivery is tried again.
-        logger.error({ err, eventId: current.event_id, endpointId: current.endpoint_id }, 'webhook delivery could not be recorded');
-        return false;
-      });
-      if (!ok) break;
-      sent++;
-      if (claimed >= (o.perEndpoint ?? 50)) break;
-      d = await deliveries.claimTargetHead(db, current.target, clock(), leaseSeconds);
-      if (d) claimed++;
+    const record = async (acks: Array<{ eventId: string; statusCode: number | null }>) => {
+      if (acks.length === 0) return;
+      const recorded = await markRunDelivered(db, head.target, acks, clock());
+      if (recorded < acks.length) {
+        logger.warn({ endpointId: endpoint.id, count: acks.length - recorded }, 'webhook delivered again after its lease ran out; the receiver got it twice with one webhook-id');
+      }
+      sent += acks.length;
+      if (failing) {
+        await endpoints.noteSuccess(db, endpoint.id);
+        failing = false;
+      }
+    };
+    let run: ClaimedDelivery[] = [head];
+    for (;;) {
+      const acks: Array<{ eventId: string; statusCode: number | null }> = [];
+      for (let i = 0; i < run.length; i++) {
+        const d = run[i]!;
+        // Half the lease used: give the rest back rather than send past it (another instance may claim them then).
+        if (i > 0 && (Date.now() - started) / 1000 > leaseSeconds / 2) {
+          await record(acks);
+          await releaseRun(db, run.slice(i) as RunDelivery[]);
+          return { claimed, sent };
+        }
+        const result = await send(d, endpoint);
+        if (result.ok) {
+          acks.push({ eventId: d.event_id, statusCode: result.statusCode });
+          continue;
+        }
+        await record(acks);
+        await failed(d, endpoint, result);
+        await releaseRun(db, run.slice(i + 1) as RunDelivery[]);
+        return { claimed, sent };
+      }
+      await record(acks);
+      const room = (o.perEndpoint ?? 50) - claimed;
+      if (room <= 0) break;
+      run = await claimRun(db, head.target, clock(), Math.min(RUN_LENGTH, room), leaseSeconds);
+      if (run.length === 0) break;
+      claimed += run.length;
     }
     return { claimed, sent };
   }
@@ -113,7 +145,11 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
       const heads = await deliveries.claimHeads(db, 'webhook', now, o.batchSize ?? 10, leaseSeconds);
       // Endpoints side by side; each endpoint's events one after the other, the next claimed only once
       // the previous is acknowledged (order holds, and one slow receiver holds up only its own queue).
-      const served = await Promise.all(heads.map((head) => serveEndpoint(head)));
+      const served = await Promise.all(heads.map((head) => serveEndpoint(head).catch((err: unknown) => {
+        // The leases still protect the rows; once they end, the deliveries are tried again.
+        logger.error({ err, eventId: head.event_id, endpointId: head.endpoint_id }, 'webhook delivery could not be recorded');
+        return { claimed: 1, sent: 0 };
+      })));
       return { claimed: served.reduce((a, s) => a + s.claimed, 0), sent: served.reduce((a, s) => a + s.sent, 0) };
     },
   };

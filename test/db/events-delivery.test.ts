@@ -5,12 +5,15 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, test } from 'node:test';
 import pino from 'pino';
 import { loadConfig, type Config } from '../../src/config.ts';
 import { SecretBox } from '../../src/crypto/secret-box.ts';
 import type { Database } from '../../src/db/database.ts';
 import { webhookLane } from '../../src/jobs/event-delivery.ts';
+import { claimRun, releaseRun } from '../../src/db/repositories/events/delivery-runs.ts';
 import { OutboxWorker } from '../../src/jobs/outbox-worker.ts';
 import type { MailTransport } from '../../src/mail/types.ts';
 import * as endpoints from '../../src/services/events/endpoints.ts';
@@ -157,6 +160,49 @@ withDatabases('webhook delivery', ({ kind, open }) => {
     assert.deepEqual(await lane.runBatch(), { claimed: 2, sent: 2 });
     assert.deepEqual(r.received.map((x) => x.id), ids);
     assert.deepEqual((await log(ep.id)).map((e) => [e.status, e.attempts]), ids.map(() => ['delivered', 1]));
+  });
+
+  test('a failure in the middle of a run: the acknowledged ones are recorded, the ones after it given back unsent, then sent in order', async (t) => {
+    // A receiver that refuses its third request only.
+    const got: string[] = [];
+    const server = createServer((req, res) => {
+      got.push(String(req.headers['webhook-id']));
+      req.resume();
+      req.on('end', () => res.writeHead(got.length === 3 ? 500 : 204).end());
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    t.after(() => new Promise<void>((r) => server.close(() => r())));
+    const ep = await register(`http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`);
+    const ids = [];
+    for (let i = 0; i < 5; i++) ids.push(await emit('login.succeeded', { n: i }));
+    const lane = webhookLane({ db, clock, logger: silent, secretBox, config: cfg(), random: () => 0.5 });
+    assert.deepEqual(await lane.runBatch(), { claimed: 5, sent: 2 });
+    assert.deepEqual(got, ids.slice(0, 3));
+    const byId = new Map((await log(ep.id)).map((e) => [e.event_id, e]));
+    assert.deepEqual(ids.map((id) => [byId.get(id)!.status, byId.get(id)!.attempts]), [['delivered', 1], ['delivered', 1], ['pending', 1], ['pending', 0], ['pending', 0]]);
+    assert.equal(byId.get(ids[2]!)!.last_status_code, 500);
+    assert.equal(byId.get(ids[3]!)!.last_attempt_at, null, 'given back as it was: never attempted');
+    assert.deepEqual(await lane.runBatch(), { claimed: 0, sent: 0 }, 'nothing before the backoff, and nothing overtakes the failed one');
+    clock.advance(2);
+    assert.deepEqual(await lane.runBatch(), { claimed: 3, sent: 3 });
+    assert.deepEqual(got, [...ids.slice(0, 3), ...ids.slice(2)]);
+  });
+
+  test('claimRun takes only the unbroken run from the oldest pending delivery; releaseRun gives rows back as they were', async () => {
+    const r = await receiver();
+    const ep = await register(r.url);
+    const ids = [];
+    for (let i = 0; i < 4; i++) ids.push(await emit('login.succeeded', { n: i }));
+    // Another worker holds the second delivery: only the first may go, or the order would break.
+    await db.query('UPDATE event_deliveries SET locked_until = $1 WHERE event_id = $2', [new Date(clock().getTime() + 60_000), ids[1]]);
+    const run = await claimRun(db, ep.id, clock(), 10, 30);
+    assert.deepEqual(run.map((d) => d.event_id), [ids[0]]);
+    assert.deepEqual(await claimRun(db, ep.id, clock(), 10, 30), [], 'the head is now held');
+    await releaseRun(db, run);
+    const [first] = (await log(ep.id)).filter((e) => e.event_id === ids[0]);
+    assert.deepEqual([first!.attempts, first!.last_attempt_at], [0, null]);
+    await db.query('UPDATE event_deliveries SET locked_until = NULL WHERE event_id = $1', [ids[1]]);
+    assert.deepEqual((await claimRun(db, ep.id, clock(), 3, 30)).map((d) => d.event_id), ids.slice(0, 3));
   });
 
   test('500: retried with backoff and jitter, same webhook-id, the next event waits behind it; other endpoints are not held up', async () => {

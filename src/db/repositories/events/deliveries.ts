@@ -55,7 +55,7 @@ export interface DeliveryLogRow {
 }
 
 const MAX_ERROR_LENGTH = 1000;
-const PENDING = 'delivered_at IS NULL AND failed_at IS NULL';
+export const PENDING = 'delivered_at IS NULL AND failed_at IS NULL';
 
 /**
  * Inserts the event and, in the same statement, one delivery per webhook endpoint subscribed to its
@@ -121,34 +121,6 @@ export async function claimHeads(db: Queryable, channel: 'webhook' | 'amqp', now
     [now, leaseUntil, limit, channel === 'amqp'],
   );
   return r.rows.sort((a, b) => Number(a.seq) - Number(b.seq));
-}
-
-/**
- * Claims the next delivery of one target (the one after a delivery just acknowledged) when it is due
- * and nobody holds it: a worker then serves an endpoint's queue in order without the all-targets
- * query of {@link claimHeads} for each event. Same row rules and lease as there.
- */
-export async function claimTargetHead(db: Queryable, target: string, now: Date, leaseSeconds: number): Promise<ClaimedDelivery | undefined> {
-  const leaseUntil = new Date(now.getTime() + leaseSeconds * 1000);
-  const r = await db.query<ClaimedDelivery>(
-    `WITH head AS (
-       SELECT event_id, target FROM event_deliveries
-        WHERE ${PENDING} AND target = $3
-        ORDER BY seq
-        LIMIT 1
-     ), due AS (
-       SELECT d.event_id, d.target
-         FROM event_deliveries d JOIN head h ON h.event_id = d.event_id AND h.target = d.target
-        WHERE d.next_attempt_at <= $1 AND (d.locked_until IS NULL OR d.locked_until <= $1)
-        FOR UPDATE OF d SKIP LOCKED
-     )
-     UPDATE event_deliveries d SET locked_until = $2, attempts = d.attempts + 1, last_attempt_at = $1
-       FROM due, events e
-      WHERE d.event_id = due.event_id AND d.target = due.target AND e.id = d.event_id AND d.delivered_at IS NULL AND d.failed_at IS NULL
-     RETURNING d.event_id, d.target, d.endpoint_id, d.seq, d.attempts, d.age_from, e.type, e.occurred_at, e.data`,
-    [now, leaseUntil, target],
-  );
-  return r.rows[0];
 }
 
 /**
