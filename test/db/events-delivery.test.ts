@@ -134,7 +134,7 @@ withDatabases('webhook delivery', ({ kind, open }) => {
     const some = await receiver();
     await register(all.url);
     await register(some.url, ['user.deleted']);
-    const ids = [];
+    const ids: string[] = [];
     for (let i = 0; i < 6; i++) ids.push(await emit(i % 2 ? 'user.deleted' : 'login.succeeded', { n: i }));
     await worker().drain();
     assert.deepEqual(all.received.map((x) => x.id), ids);
@@ -147,7 +147,7 @@ withDatabases('webhook delivery', ({ kind, open }) => {
     const ep = await register(r.url);
     const failingEp = await register(failing.url);
     failing.mode = { kind: 'status', status: 500 };
-    const ids = [];
+    const ids: string[] = [];
     for (let i = 0; i < 5; i++) ids.push(await emit('login.succeeded', { n: i }));
     const config = cfg();
     const lane = webhookLane({ db, clock, logger: silent, secretBox, config, perEndpoint: 3, random: () => 0.5 });
@@ -173,7 +173,7 @@ withDatabases('webhook delivery', ({ kind, open }) => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     t.after(() => new Promise<void>((r) => server.close(() => r())));
     const ep = await register(`http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`);
-    const ids = [];
+    const ids: string[] = [];
     for (let i = 0; i < 5; i++) ids.push(await emit('login.succeeded', { n: i }));
     const lane = webhookLane({ db, clock, logger: silent, secretBox, config: cfg(), random: () => 0.5 });
     assert.deepEqual(await lane.runBatch(), { claimed: 5, sent: 2 });
@@ -191,7 +191,7 @@ withDatabases('webhook delivery', ({ kind, open }) => {
   test('claimRun takes only the unbroken run from the oldest pending delivery; releaseRun gives rows back as they were', async () => {
     const r = await receiver();
     const ep = await register(r.url);
-    const ids = [];
+    const ids: string[] = [];
     for (let i = 0; i < 4; i++) ids.push(await emit('login.succeeded', { n: i }));
     // Another worker holds the second delivery: only the first may go, or the order would break.
     await db.query('UPDATE event_deliveries SET locked_until = $1 WHERE event_id = $2', [new Date(clock().getTime() + 60_000), ids[1]]);
