@@ -11,7 +11,7 @@ import type { SecretBox } from '../crypto/secret-box.ts';
 import type { Queryable } from '../db/database.ts';
 import * as deliveries from '../db/repositories/events/deliveries.ts';
 import type { ClaimedDelivery } from '../db/repositories/events/deliveries.ts';
-import { claimRun, markRunDelivered, releaseRun, type RunDelivery } from '../db/repositories/events/delivery-runs.ts';
+import { claimRun, markRunDelivered, releaseRun } from '../db/repositories/events/delivery-runs.ts';
 import * as endpoints from '../db/repositories/events/endpoints.ts';
 import { eventBody } from '../services/events/publish.ts';
 import { sendWebhook, type WebhookResult } from '../webhooks/send.ts';
@@ -54,6 +54,8 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
   const leaseSeconds = o.leaseSeconds ?? Math.ceil((2 * timeoutMs) / 1000) + 10;
 
   type Endpoint = NonNullable<Awaited<ReturnType<typeof endpoints.findEndpoint>>>;
+  /** An acknowledged delivery, to be recorded with its run. */
+  type Ack = { eventId: string; statusCode: number | null };
   const failureContext = { db, clock, logger, maxAgeSeconds, maxBackoffSeconds, random: o.random };
 
   /** One signed attempt (both secrets during a rotation's grace period). */
@@ -86,10 +88,9 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
     // Deleted meanwhile: its deliveries went with it (cascade), nothing to record.
     if (!endpoint) return { claimed: 1, sent: 0 };
     let failing = Boolean(endpoint.failing_since || endpoint.marked_failing_at);
-    const started = Date.now();
     let claimed = 1;
     let sent = 0;
-    const record = async (acks: Array<{ eventId: string; statusCode: number | null }>) => {
+    const record = async (acks: Ack[]) => {
       if (acks.length === 0) return;
       const recorded = await markRunDelivered(db, head.target, acks, clock());
       if (recorded < acks.length) {
@@ -101,33 +102,32 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
         failing = false;
       }
     };
-    let run: ClaimedDelivery[] = [head];
-    for (;;) {
-      const acks: Array<{ eventId: string; statusCode: number | null }> = [];
-      for (let i = 0; i < run.length; i++) {
-        const d = run[i]!;
-        // Half the lease used: give the rest back rather than send past it (another instance may claim them then).
-        if (i > 0 && (Date.now() - started) / 1000 > leaseSeconds / 2) {
-          await record(acks);
-          await releaseRun(db, run.slice(i) as RunDelivery[]);
-          return { claimed, sent };
-        }
-        const result = await send(d, endpoint);
-        if (result.ok) {
+    const first = await send(head, endpoint);
+    if (!first.ok) {
+      await failed(head, endpoint, first);
+      return { claimed, sent };
+    }
+    await record([{ eventId: head.event_id, statusCode: first.statusCode }]);
+    for (let room = (o.perEndpoint ?? 50) - claimed; room > 0; room = (o.perEndpoint ?? 50) - claimed) {
+      const run = await claimRun(db, head.target, clock(), Math.min(RUN_LENGTH, room), leaseSeconds);
+      if (run.length === 0) break;
+      claimed += run.length;
+      const leasedAt = Date.now();
+      const acks: Ack[] = [];
+      for (const [i, d] of run.entries()) {
+        // Half the run's lease used: give the rest back rather than send past it (another instance may claim them then).
+        const leaseHalfUsed = (Date.now() - leasedAt) / 1000 > leaseSeconds / 2;
+        const result = leaseHalfUsed ? undefined : await send(d, endpoint);
+        if (result?.ok) {
           acks.push({ eventId: d.event_id, statusCode: result.statusCode });
           continue;
         }
         await record(acks);
-        await failed(d, endpoint, result);
-        await releaseRun(db, run.slice(i + 1) as RunDelivery[]);
+        if (result) await failed(d, endpoint, result);
+        await releaseRun(db, run.slice(result ? i + 1 : i));
         return { claimed, sent };
       }
       await record(acks);
-      const room = (o.perEndpoint ?? 50) - claimed;
-      if (room <= 0) break;
-      run = await claimRun(db, head.target, clock(), Math.min(RUN_LENGTH, room), leaseSeconds);
-      if (run.length === 0) break;
-      claimed += run.length;
     }
     return { claimed, sent };
   }

@@ -75,7 +75,8 @@ export function sendWebhook(req: WebhookRequest, options: { timeoutMs: number; a
     'webhook-timestamp': String(Math.floor(req.timestamp.getTime() / 1000)),
     'webhook-signature': signatureHeader(req.secrets, req.id, req.timestamp, req.body),
   };
-  return new Promise<WebhookResult>((resolve) => {
+  const deadline = Date.now() + options.timeoutMs;
+  const attempt = (pooled: boolean): Promise<WebhookResult> => new Promise<WebhookResult>((resolve) => {
     let settled = false;
     const finish = (r: WebhookResult) => {
       if (settled) return;
@@ -86,15 +87,23 @@ export function sendWebhook(req: WebhookRequest, options: { timeoutMs: number; a
     const request = client.request(url, {
       method: 'POST',
       headers,
-      agent: agentFor(url.protocol, options.allowPrivate),
+      agent: pooled ? agentFor(url.protocol, options.allowPrivate) : false,
       // Every new connection of the pool resolves through the guard.
       lookup: guardedLookup(options.allowPrivate) as never,
     });
     const timer = setTimeout(() => {
       finish({ ok: false, statusCode: null, error: `timeout: no complete answer within ${options.timeoutMs} ms` });
       request.destroy();
-    }, options.timeoutMs);
+    }, Math.max(0, deadline - Date.now()));
     request.on('error', (err: NodeJS.ErrnoException) => {
+      // A kept-alive socket the receiver closed just as we reused it (the request most likely never
+      // reached it; if it did, the resend carries the same webhook-id).
+      // Once more on a fresh connection (Node's documented pattern), within the same deadline.
+      if (pooled && request.reusedSocket && err.code === 'ECONNRESET' && !settled) {
+        settled = true;
+        clearTimeout(timer);
+        return resolve(attempt(false));
+      }
       if (err instanceof ForbiddenTargetError) return finish({ ok: false, statusCode: null, error: `refused: ${err.message}` });
       finish({ ok: false, statusCode: null, error: err.code && !err.message.includes(err.code) ? `${err.code}: ${err.message}` : err.message });
     });
@@ -116,4 +125,5 @@ export function sendWebhook(req: WebhookRequest, options: { timeoutMs: number; a
     });
     request.end(req.body);
   });
+  return attempt(true);
 }

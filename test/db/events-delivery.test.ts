@@ -1,7 +1,7 @@
 /**
  * Webhook delivery from the events outbox, on a real engine (PGlite; also PostgreSQL with
  * DATABASE_URL) to real HTTP receivers that verify with the reference `standardwebhooks` library.
- * Backoff and age limits are checked by moving the clock; only the timeout test waits (2 s).
+ * Backoff and age limits are checked by moving the clock; only the timeout and lease tests wait (2–3 s).
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -188,6 +188,23 @@ withDatabases('webhook delivery', ({ kind, open }) => {
     assert.deepEqual(got, [...ids.slice(0, 3), ...ids.slice(2)]);
   });
 
+  test('a run that has used half its lease gives the rest back unsent (no instance sends past its lease)', async () => {
+    const r = await receiver();
+    const ep = await register(r.url);
+    r.mode = { kind: 'slow', delayMs: 1200 };
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push(await emit('login.succeeded', { n: i }));
+    // A 2 s lease: after one 1.2 s answer inside the run, the third event is not sent but given back.
+    const lane = webhookLane({ db, clock, logger: silent, secretBox, config: cfg(), leaseSeconds: 2 });
+    assert.deepEqual(await lane.runBatch(), { claimed: 3, sent: 2 });
+    assert.deepEqual(r.received.map((x) => x.id), ids.slice(0, 2));
+    const third = (await log(ep.id)).find((e) => e.event_id === ids[2]);
+    assert.deepEqual([third!.status, third!.attempts, third!.last_attempt_at], ['pending', 0, null]);
+    r.mode = { kind: 'status', status: 204 };
+    assert.deepEqual(await lane.runBatch(), { claimed: 1, sent: 1 });
+    assert.deepEqual(r.received.map((x) => x.id), ids);
+  });
+
   test('claimRun takes only the unbroken run from the oldest pending delivery; releaseRun gives rows back as they were', async () => {
     const r = await receiver();
     const ep = await register(r.url);
@@ -350,14 +367,19 @@ withDatabases('webhook delivery', ({ kind, open }) => {
     const r = await receiver();
     const byIp = await register(r.url);
     const byName = await register(r.url.replace('127.0.0.1', 'localhost'));
+    // Delivered while allowed: the process now holds kept-alive connections to the receiver.
+    await emit('user.created');
+    await worker().drain();
+    assert.equal(r.received.length, 2);
     await emit('user.created');
     const strict = cfg({ WEBHOOK_ALLOW_PRIVATE: 'false' });
     await worker(strict).drain();
-    assert.equal(r.received.length, 0, 'no request reached the receiver');
+    assert.equal(r.received.length, 2, 'no request reached the receiver, not even over a kept connection');
     const [a] = await log(byIp.id);
     const [b] = await log(byName.id);
     assert.match(a!.last_error!, /refused: 127\.0\.0\.1 is a private/);
     assert.match(b!.last_error!, /refused: .*localhost/);
+    assert.equal(a!.attempts, 1, 'the newest delivery (listed first) was refused');
     assert.equal(a!.status, 'pending');
   });
 
