@@ -9,10 +9,11 @@
  * memory (VmHWM). BENCH_URL=http://host:port targets an instance you started yourself instead (it must
  * run with RATE_LIMIT_DISABLED=true). BENCH_DURATION (seconds, default 10) bounds each timed run.
  * The load comes from a child process (bench/load-generator.ts): instance, driver and load generator
- * are three processes.
+ * are three processes. BENCH_FLOWS (comma-separated: user-info, refresh, password, totp, passkey,
+ * events) runs only some rows, for measuring one change quickly.
  */
 import { execSync, fork, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -25,6 +26,8 @@ import { codeFor, currentStep, type ExportedPasskey, type LoadJob, type LoadResu
 import { SoftwareAuthenticator } from '../test/helpers/webauthn.ts';
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 10);
+/** BENCH_FLOWS=user-info,refresh,password,totp,passkey,events runs only those rows (default: all). */
+const FLOWS = new Set((process.env.BENCH_FLOWS ?? 'user-info,refresh,password,totp,passkey,events').split(',').map((f) => f.trim()));
 const PASSWORD = 'benchmark passphrase that is long enough';
 const ROOT = new URL('../', import.meta.url).pathname;
 /** The instance's ADMIN_API_KEY, for registering the webhook endpoints of the events row. */
@@ -208,6 +211,32 @@ function memoryOf(pid: number | undefined): { peakMb: number; rssMb: number } | 
   }
 }
 
+/** CPU seconds (user + system) a process has used, from /proc (0 when it is gone). */
+function cpuOf(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    // Fields after the command name: utime and stime are the 12th and 13th, in clock ticks (100 per second on Linux).
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU seconds used so far by each part of the run: the instance, PostgreSQL's processes, the load generator and this driver (with the webhook sinks). */
+function cpuSnapshot(instancePid: number | undefined): Record<'instance' | 'postgres' | 'generator' | 'driver', number> {
+  let postgres = 0;
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'postgres') postgres += cpuOf(Number(pid));
+    } catch {
+      // ended meanwhile
+    }
+  }
+  const own = process.cpuUsage();
+  return { instance: cpuOf(instancePid), postgres, generator: cpuOf(generator?.pid), driver: (own.user + own.system) / 1e6 };
+}
+
 /** Signs up `username`, logs in and registers a passkey with the software authenticator; returns it for the load generator. */
 async function registerBenchPasskey(base: string, username: string): Promise<ExportedPasskey> {
   const created = await post(base, '/api/v1/user', { username, email: `${username}@example.com`, password1: PASSWORD, password2: PASSWORD });
@@ -289,22 +318,24 @@ async function main(): Promise<void> {
     console.log('warm-up…');
     const bearer = { authorization: `Bearer ${access}` };
     await run({ kind: 'get', url: `${base}/api/v1/auth-jwt/user-info`, connections: 16, duration: 3, headers: bearer });
-    console.log('user-info…');
-    rows.push(row('GET user-info (Bearer)', await run({ kind: 'get', url: `${base}/api/v1/auth-jwt/user-info`, connections: 64, duration: DURATION, headers: bearer })));
+    if (FLOWS.has('user-info')) console.log('user-info…');
+    if (FLOWS.has('user-info')) rows.push(row('GET user-info (Bearer)', await run({ kind: 'get', url: `${base}/api/v1/auth-jwt/user-info`, connections: 64, duration: DURATION, headers: bearer })));
 
-    console.log('refresh…');
-    rows.push(row('POST refresh (rotation)', await run({ kind: 'refresh', base, connections, duration: DURATION, sessions })));
+    if (FLOWS.has('refresh')) console.log('refresh…');
+    if (FLOWS.has('refresh')) rows.push(row('POST refresh (rotation)', await run({ kind: 'refresh', base, connections, duration: DURATION, sessions })));
 
-    console.log('password login…');
-    rows.push(row('POST login (password only)', await run({ kind: 'post', url: `${base}/api/v1/auth-jwt/login`, connections: 16, duration: DURATION, body: { username: plain, password: PASSWORD } })));
+    if (FLOWS.has('password')) console.log('password login…');
+    if (FLOWS.has('password')) rows.push(row('POST login (password only)', await run({ kind: 'post', url: `${base}/api/v1/auth-jwt/login`, connections: 16, duration: DURATION, body: { username: plain, password: PASSWORD } })));
 
-    console.log('TOTP login…');
-    rows.push(row('POST login + security_code', await run({ kind: 'totp-login', base, connections: 16, password: PASSWORD, users: totpUsers })));
+    if (FLOWS.has('totp')) console.log('TOTP login…');
+    if (FLOWS.has('totp')) rows.push(row('POST login + security_code', await run({ kind: 'totp-login', base, connections: 16, password: PASSWORD, users: totpUsers })));
 
-    console.log('passkey login…');
-    const pk = await run({ kind: 'passkey-login', base, connections: 16, duration: DURATION, passkey });
-    // Two requests (options, then the assertion) per login: the row counts logins.
-    rows.push(row('passkey login (2 req/login)', { ...pk, rps: pk.rps / 2 }));
+    if (FLOWS.has('passkey')) {
+      console.log('passkey login…');
+      const pk = await run({ kind: 'passkey-login', base, connections: 16, duration: DURATION, passkey });
+      // Two requests (options, then the assertion) per login: the row counts logins.
+      rows.push(row('passkey login (2 req/login)', { ...pk, rps: pk.rps / 2 }));
+    }
 
     // Issue 10: password login with three webhook endpoints subscribed to every event (each login
     // announces login.succeeded to all three) against the same login without them. The delivery is
@@ -314,7 +345,7 @@ async function main(): Promise<void> {
     // sustained logins/s = logins in the window / (window + time to drain the deliveries).
     let events: Row | undefined;
     let eventsRatio: number | undefined;
-    if (instance) {
+    if (instance && FLOWS.has('events')) {
       const sink = createServer((req, res) => {
         req.resume();
         req.on('end', () => res.writeHead(204).end());
@@ -327,9 +358,18 @@ async function main(): Promise<void> {
       let without = { logins: 0, seconds: 0 };
       let withHooks = { logins: 0, seconds: 0 };
       let last: LoadResult | undefined;
+      // CPU per login of each part, summed over the windows (a "with" window up to the end of its drain).
+      type Cpu = ReturnType<typeof cpuSnapshot>;
+      const cpuWithout: Cpu = { instance: 0, postgres: 0, generator: 0, driver: 0 };
+      const cpuWith: Cpu = { ...cpuWithout };
+      const addCpu = (into: Cpu, before: Cpu, after: Cpu) => {
+        for (const k of Object.keys(into) as Array<keyof Cpu>) into[k] += after[k] - before[k];
+      };
       console.log(`password login without / with three webhook endpoints, alternating ${window}-s windows…`);
       for (let round = 0; round < 3; round++) {
+        const c0 = cpuSnapshot(instance.child.pid);
         const a = await login();
+        addCpu(cpuWithout, c0, cpuSnapshot(instance.child.pid));
         without = { logins: without.logins + a.rps * window, seconds: without.seconds + window };
         const ids: string[] = [];
         for (let i = 0; i < 3; i++) {
@@ -337,6 +377,7 @@ async function main(): Promise<void> {
           if (r.status !== 201) throw new Error(`webhook registration failed: ${r.status}`);
           ids.push(r.json.id as string);
         }
+        const c1 = cpuSnapshot(instance.child.pid);
         last = await login();
         const started = Date.now();
         // Delivered in order per endpoint: once an endpoint's newest delivery is delivered, all are.
@@ -346,10 +387,15 @@ async function main(): Promise<void> {
           await new Promise((r) => setTimeout(r, 100));
         }
         const drainSeconds = (Date.now() - started) / 1000;
+        addCpu(cpuWith, c1, cpuSnapshot(instance.child.pid));
         withHooks = { logins: withHooks.logins + last.rps * window, seconds: withHooks.seconds + window + drainSeconds };
+        console.log(`  round ${round + 1}: without ${a.rps.toFixed(1)}/s, with ${last.rps.toFixed(1)}/s in the window, then ${drainSeconds.toFixed(2)} s to deliver the rest`);
         for (const id of ids) await fetch(`${base}/api/v1/admin/webhooks/${id}`, { method: 'DELETE', headers: admin });
       }
       sink.close();
+      const perLogin = (c: Cpu, logins: number) => Object.entries(c).map(([k, v]) => `${k} ${((v * 1000) / logins).toFixed(1)}`).join(', ');
+      console.log(`  CPU ms per login without: ${perLogin(cpuWithout, without.logins)}`);
+      console.log(`  CPU ms per login with:    ${perLogin(cpuWith, withHooks.logins)} (the driver's part includes the three sinks and polling the delivery logs)`);
       const withRps = withHooks.logins / withHooks.seconds;
       eventsRatio = withRps / (without.logins / without.seconds);
       events = row('login, 3 webhook endpoints', { ...last!, rps: withRps });
@@ -363,13 +409,14 @@ async function main(): Promise<void> {
     console.log('|------------------------------|---------:|--------:|--------:|--------:|-------:|-----------------------------:|');
     for (const r of rows) console.log(`| ${pad(r.flow, 28)} | ${num(r.rps)} | ${num(r.p50, 7)} | ${num(r.p99, 7)} | ${String(r.non2xx).padStart(7)} | ${String(r.errors).padStart(6)} | ${(r.peakRssMb === undefined ? '–' : `${r.peakRssMb.toFixed(0)} (${r.heapMb.toFixed(0)})`).padStart(28)} |`);
     console.log(`\nargon2id raw verify rate (same run): ${argon.toFixed(1)}/s`);
-    const [info, refresh, pwd, totp, passkeyRow] = rows;
-    console.log(`password login / argon2id: ${((pwd!.rps / argon) * 100).toFixed(0)} % (target ≥ 85 %)`);
-    console.log(`passkey login / password login: ${((passkeyRow!.rps / pwd!.rps) * 100).toFixed(0)} % (no argon2: bound by the P-256 verification and two round trips)`);
-    console.log(`TOTP login / argon2id:     ${((totp!.rps / argon) * 100).toFixed(0)} % (target ≥ 85 %)`);
+    const byFlow = (prefix: string) => rows.find((r) => r.flow.startsWith(prefix));
+    const [info, refresh, pwd, totp, passkeyRow] = ['GET user-info', 'POST refresh', 'POST login (password', 'POST login + security', 'passkey login'].map(byFlow);
+    if (pwd) console.log(`password login / argon2id: ${((pwd.rps / argon) * 100).toFixed(0)} % (target ≥ 85 %)`);
+    if (pwd && passkeyRow) console.log(`passkey login / password login: ${((passkeyRow.rps / pwd.rps) * 100).toFixed(0)} % (no argon2: bound by the P-256 verification and two round trips)`);
+    if (totp) console.log(`TOTP login / argon2id:     ${((totp.rps / argon) * 100).toFixed(0)} % (target ≥ 85 %)`);
     if (eventsRatio !== undefined) console.log(`password login with 3 webhook endpoints / without (alternating windows, deliveries drained): ${(eventsRatio * 100).toFixed(0)} % (target ≥ 90 %)`);
-    console.log(`user-info: ${info!.rps.toFixed(0)} req/s, p99 ${info!.p99} ms (target ≥ 5000 req/s, p99 < 50 ms)`);
-    console.log(`refresh:   ${refresh!.rps.toFixed(0)} req/s (target ≥ 1000 req/s)`);
+    if (info) console.log(`user-info: ${info.rps.toFixed(0)} req/s, p99 ${info.p99} ms (target ≥ 5000 req/s, p99 < 50 ms)`);
+    if (refresh) console.log(`refresh:   ${refresh.rps.toFixed(0)} req/s (target ≥ 1000 req/s)`);
     if (memory) {
       const underLoad = Math.max(...rows.map((r) => r.peakRssMb ?? 0));
       console.log(`instance memory: peak RSS during the timed runs ${underLoad.toFixed(0)} MB (target ≤ 150 MB); peak of the whole process incl. set-up ${memory.peakMb.toFixed(0)} MB, now ${memory.rssMb.toFixed(0)} MB`);

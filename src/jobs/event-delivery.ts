@@ -14,7 +14,7 @@ import type { ClaimedDelivery } from '../db/repositories/events/deliveries.ts';
 import { claimRun, markRunDelivered, releaseRun } from '../db/repositories/events/delivery-runs.ts';
 import * as endpoints from '../db/repositories/events/endpoints.ts';
 import { eventBody } from '../services/events/publish.ts';
-import { sendWebhook, type WebhookResult } from '../webhooks/send.ts';
+import { sendWebhook, signersFor, type WebhookResult, type WebhookSigner } from '../webhooks/send.ts';
 import { backoffSeconds, describeError, type OutboxLane, type OutboxWorkerLogger } from './outbox-worker.ts';
 
 /** An endpoint whose deliveries have failed without a success for this long is marked failing. */
@@ -56,16 +56,22 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
   type Endpoint = NonNullable<Awaited<ReturnType<typeof endpoints.findEndpoint>>>;
   /** An acknowledged delivery, to be recorded with its run. */
   type Ack = { eventId: string; statusCode: number | null };
+  /** What serving one endpoint did; `full` when it stopped with events still due (the perEndpoint cap, or rows given back for the lease). */
+  type Served = { claimed: number; sent: number; full?: boolean };
   const failureContext = { db, clock, logger, maxAgeSeconds, maxBackoffSeconds, random: o.random };
 
-  /** One signed attempt (both secrets during a rotation's grace period). */
-  function send(d: ClaimedDelivery, endpoint: Endpoint): Promise<WebhookResult> {
-    const now = clock();
+  /** The endpoint's signers for this batch: both secrets during a rotation's grace period. Opened once per batch, not per event. */
+  function signers(endpoint: Endpoint): WebhookSigner[] {
     const secrets = [o.secretBox.open(endpoint.secret_sealed)];
-    if (endpoint.previous_secret_sealed && endpoint.previous_secret_expires_at && endpoint.previous_secret_expires_at > now) {
+    if (endpoint.previous_secret_sealed && endpoint.previous_secret_expires_at && endpoint.previous_secret_expires_at > clock()) {
       secrets.push(o.secretBox.open(endpoint.previous_secret_sealed));
     }
-    return sendWebhook({ url: endpoint.url, id: d.event_id, timestamp: now, body: eventBody(d), secrets }, { timeoutMs, allowPrivate });
+    return signersFor(secrets);
+  }
+
+  /** One signed attempt. */
+  function send(d: ClaimedDelivery, endpoint: Endpoint, signedBy: readonly WebhookSigner[]): Promise<WebhookResult> {
+    return sendWebhook({ url: endpoint.url, id: d.event_id, timestamp: clock(), body: eventBody(d), signers: signedBy }, { timeoutMs, allowPrivate });
   }
 
   /** Records a failed attempt: the endpoint's failing mark, then the row's backoff or give-up. */
@@ -82,12 +88,13 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
    * one after the other, up to perEndpoint, until one fails. Acknowledgements are recorded per run;
    * rows a run does not reach (a failure, or half its lease used up) are given back unsent.
    */
-  async function serveEndpoint(head: ClaimedDelivery): Promise<{ claimed: number; sent: number }> {
+  async function serveEndpoint(head: ClaimedDelivery): Promise<Served> {
     // Read once per batch: a changed URL or secret applies from the next batch (at most one poll later).
     const endpoint = head.endpoint_id ? await endpoints.findEndpoint(db, head.endpoint_id) : undefined;
     // Deleted meanwhile: its deliveries went with it (cascade), nothing to record.
     if (!endpoint) return { claimed: 1, sent: 0 };
     let failing = Boolean(endpoint.failing_since || endpoint.marked_failing_at);
+    const signedBy = signers(endpoint);
     let claimed = 1;
     let sent = 0;
     const record = async (acks: Ack[]) => {
@@ -102,7 +109,7 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
         failing = false;
       }
     };
-    const first = await send(head, endpoint);
+    const first = await send(head, endpoint, signedBy);
     if (!first.ok) {
       await failed(head, endpoint, first);
       return { claimed, sent };
@@ -117,7 +124,7 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
       for (const [i, d] of run.entries()) {
         // Half the run's lease used: give the rest back rather than send past it (another instance may claim them then).
         const leaseHalfUsed = (Date.now() - leasedAt) / 1000 > leaseSeconds / 2;
-        const result = leaseHalfUsed ? undefined : await send(d, endpoint);
+        const result = leaseHalfUsed ? undefined : await send(d, endpoint, signedBy);
         if (result?.ok) {
           acks.push({ eventId: d.event_id, statusCode: result.statusCode });
           continue;
@@ -125,11 +132,13 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
         await record(acks);
         if (result) await failed(d, endpoint, result);
         await releaseRun(db, run.slice(result ? i + 1 : i));
-        return { claimed, sent };
+        // A failure blocks the queue until its backoff; rows given back for the lease are due at once.
+        return { claimed, sent, full: !result };
       }
       await record(acks);
     }
-    return { claimed, sent };
+    // Stopped by the per-endpoint cap rather than by an empty queue: more of its events may be due.
+    return { claimed, sent, full: claimed >= (o.perEndpoint ?? 50) };
   }
 
   let lastPrune = 0;
@@ -148,9 +157,14 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
       const served = await Promise.all(heads.map((head) => serveEndpoint(head).catch((err: unknown) => {
         // The leases still protect the rows; once they end, the deliveries are tried again.
         logger.error({ err, eventId: head.event_id, endpointId: head.endpoint_id }, 'webhook delivery could not be recorded');
-        return { claimed: 1, sent: 0 };
+        const none: Served = { claimed: 1, sent: 0 };
+        return none;
       })));
-      return { claimed: served.reduce((a, s) => a + s.claimed, 0), sent: served.reduce((a, s) => a + s.sent, 0) };
+      return {
+        claimed: served.reduce((a, s) => a + s.claimed, 0),
+        sent: served.reduce((a, s) => a + s.sent, 0),
+        more: heads.length >= (o.batchSize ?? 10) || served.some((s) => s.full),
+      };
     },
   };
 }

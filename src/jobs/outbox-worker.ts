@@ -23,8 +23,13 @@ import type { MailKind, MailMessage, MailTransport } from '../mail/types.ts';
  */
 export interface OutboxLane {
   readonly name: string;
-  /** Claims and delivers one batch; `sent` counts the successful deliveries. Must not throw for a failed delivery. */
-  runBatch(): Promise<{ claimed: number; sent: number }>;
+  /**
+   * Claims and delivers one batch; `sent` counts the successful deliveries. Must not throw for a failed
+   * delivery. `more: false` says the batch took everything that was due: the lane then waits for the
+   * next poll instead of claiming again at once. Under a steady trickle of events, claiming again at
+   * once would pay a batch's fixed queries for every single event; waiting lets them gather into runs.
+   */
+  runBatch(): Promise<{ claimed: number; sent: number; more?: boolean }>;
 }
 
 /** The logger methods the worker uses. */
@@ -158,7 +163,7 @@ export class OutboxWorker {
       sent += batch.sent;
       // Also stop after a batch in which every delivery failed: the transport is most likely down, the
       // failed rows now wait for their backoff, and the next poll takes up whatever else is due.
-      if (batch.claimed === 0 || batch.sent === 0) break;
+      if (batch.claimed === 0 || batch.sent === 0 || batch.more === false) break;
     }
     return sent;
   }

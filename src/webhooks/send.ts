@@ -17,8 +17,8 @@ export interface WebhookRequest {
   timestamp: Date;
   /** The JSON body, exactly as signed. */
   body: string;
-  /** `whsec_…` secrets to sign with: the current one, plus a rotated-out one during its grace period. */
-  secrets: readonly string[];
+  /** Signers of the `whsec_…` secrets (see {@link signersFor}): the current one, plus a rotated-out one during its grace period. */
+  signers: readonly WebhookSigner[];
 }
 
 /** The outcome of an attempt: ok only for a 2xx answer. */
@@ -50,9 +50,17 @@ function agentFor(protocol: string, allowPrivate: boolean): http.Agent {
   return agent;
 }
 
+/** Signs with one secret (the reference library's `Webhook`). */
+export type WebhookSigner = Pick<Webhook, 'sign'>;
+
+/** Signers for `whsec_…` secrets; built once per endpoint and batch, not per delivery. */
+export function signersFor(secrets: readonly string[]): WebhookSigner[] {
+  return secrets.map((s) => new Webhook(s));
+}
+
 /** The `webhook-signature` header: one `v1,<base64>` per secret, separated by spaces. */
-export function signatureHeader(secrets: readonly string[], id: string, timestamp: Date, body: string): string {
-  return secrets.map((s) => new Webhook(s).sign(id, timestamp, body)).join(' ');
+export function signatureHeader(signers: readonly WebhookSigner[], id: string, timestamp: Date, body: string): string {
+  return signers.map((s) => s.sign(id, timestamp, body)).join(' ');
 }
 
 /** Sends one attempt; never throws (every failure is a result). */
@@ -73,7 +81,7 @@ export function sendWebhook(req: WebhookRequest, options: { timeoutMs: number; a
     'user-agent': 'Twofold-Webhooks/1',
     'webhook-id': req.id,
     'webhook-timestamp': String(Math.floor(req.timestamp.getTime() / 1000)),
-    'webhook-signature': signatureHeader(req.secrets, req.id, req.timestamp, req.body),
+    'webhook-signature': signatureHeader(req.signers, req.id, req.timestamp, req.body),
   };
   const deadline = Date.now() + options.timeoutMs;
   const attempt = (pooled: boolean): Promise<WebhookResult> => new Promise<WebhookResult>((resolve) => {

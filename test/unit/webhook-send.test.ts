@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
-import { sendWebhook } from '../../src/webhooks/send.ts';
+import { sendWebhook, signersFor } from '../../src/webhooks/send.ts';
 
 const SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
 const OK = 'HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\nKeep-Alive: timeout=30\r\n\r\n';
@@ -32,7 +32,7 @@ async function receiver(onSecond: 'reset' | 'answer') {
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, connections, requests, close: () => new Promise<void>((r) => server.close(() => r())) };
 }
 
-const send = (url: string, id: string) => sendWebhook({ url, id, timestamp: new Date(), body: '{}', secrets: [SECRET] }, { timeoutMs: 5000, allowPrivate: true });
+const send = (url: string, id: string) => sendWebhook({ url, id, timestamp: new Date(), body: '{}', signers: signersFor([SECRET]) }, { timeoutMs: 5000, allowPrivate: true });
 
 test('deliveries reuse one kept-alive connection', async () => {
   const r = await receiver('answer');

@@ -26,26 +26,32 @@ export async function claimRun(db: Queryable, target: string, now: Date, limit: 
   const leaseUntil = new Date(now.getTime() + leaseSeconds * 1000);
   const r = await db.query<RunDelivery>(
     `WITH queue AS (
-       SELECT event_id, target, seq, row_number() OVER (ORDER BY seq) AS rank,
+       SELECT ctid AS row_address, seq, row_number() OVER (ORDER BY seq) AS rank,
               (next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until <= $1)) AS free
          FROM event_deliveries
         WHERE ${PENDING} AND target = $3
         ORDER BY seq
         LIMIT $4
      ), prefix AS (
-       SELECT event_id, target, rank FROM queue
+       SELECT row_address, rank FROM queue
         WHERE rank < COALESCE((SELECT min(rank) FROM queue WHERE NOT free), $4 + 1)
      ), due AS (
-       SELECT d.event_id, d.target, p.rank, d.last_attempt_at AS prev_last_attempt_at
-         FROM event_deliveries d JOIN prefix p ON p.event_id = d.event_id AND p.target = d.target
-        WHERE ${PENDING.replace(/(\w+_at)/g, 'd.$1')} AND (d.locked_until IS NULL OR d.locked_until <= $1)
-        FOR UPDATE OF d SKIP LOCKED
+       -- Locked through the row address read above (see claimHeads: never a join sized from statistics).
+       SELECT l.ctid AS row_address, l.event_id, p.rank, l.last_attempt_at AS prev_last_attempt_at
+         FROM prefix p
+        CROSS JOIN LATERAL (
+          SELECT d.ctid, d.event_id, d.last_attempt_at FROM event_deliveries d
+           WHERE d.ctid = p.row_address
+             AND ${PENDING.replace(/(\w+_at)/g, 'd.$1')} AND (d.locked_until IS NULL OR d.locked_until <= $1)
+             FOR UPDATE SKIP LOCKED
+        ) l
+     ), claimed AS (
+       UPDATE event_deliveries d SET locked_until = $2, attempts = d.attempts + 1, last_attempt_at = $1
+        WHERE d.ctid = ANY (ARRAY(SELECT row_address FROM due))
+       RETURNING d.event_id, d.target, d.endpoint_id, d.seq, d.attempts, d.age_from, d.locked_until
      )
-     UPDATE event_deliveries d SET locked_until = $2, attempts = d.attempts + 1, last_attempt_at = $1
-       FROM due, events e
-      WHERE d.event_id = due.event_id AND d.target = due.target AND e.id = d.event_id
-     RETURNING d.event_id, d.target, d.endpoint_id, d.seq, d.attempts, d.age_from, d.locked_until, e.type, e.occurred_at, e.data,
-               due.rank::int AS rank, due.prev_last_attempt_at`,
+     SELECT c.*, e.type, e.occurred_at, e.data, due.rank::int AS rank, due.prev_last_attempt_at
+       FROM claimed c JOIN due ON due.event_id = c.event_id JOIN events e ON e.id = c.event_id`,
     [now, leaseUntil, target, limit],
   );
   const rows = r.rows.sort((a, b) => a.rank - b.rank);
@@ -59,9 +65,11 @@ export async function claimRun(db: Queryable, target: string, now: Date, limit: 
 export async function markRunDelivered(db: Queryable, target: string, acknowledged: ReadonlyArray<{ eventId: string; statusCode: number | null }>, at: Date): Promise<number> {
   if (acknowledged.length === 0) return 0;
   const r = await db.query(
-    `UPDATE event_deliveries d SET delivered_at = $4, failed_at = NULL, locked_until = NULL, last_status_code = x.code, last_error = NULL
-       FROM unnest($2::uuid[], $3::int[]) AS x(event_id, code)
-      WHERE d.event_id = x.event_id AND d.target = $1 AND d.delivered_at IS NULL`,
+    // `= ANY` on the primary key, the status code picked by position: an index scan, never a nested
+    // loop over the table (see claimHeads).
+    `UPDATE event_deliveries d SET delivered_at = $4, failed_at = NULL, locked_until = NULL, last_error = NULL,
+            last_status_code = ($3::int[])[array_position($2::uuid[], d.event_id)]
+      WHERE d.event_id = ANY ($2::uuid[]) AND d.target = $1 AND d.delivered_at IS NULL`,
     [target, acknowledged.map((a) => a.eventId), acknowledged.map((a) => a.statusCode), at],
   );
   return r.rowCount ?? 0;
@@ -74,10 +82,13 @@ export async function markRunDelivered(db: Queryable, target: string, acknowledg
  */
 export async function releaseRun(db: Queryable, rows: readonly RunDelivery[]): Promise<void> {
   if (rows.length === 0) return;
+  // One run's rows share their target; each row's own claim is picked by position (see markRunDelivered).
   await db.query(
-    `UPDATE event_deliveries d SET locked_until = NULL, attempts = d.attempts - 1, last_attempt_at = x.prev
-       FROM unnest($1::uuid[], $2::text[], $3::int[], $4::timestamptz[], $5::timestamptz[]) AS x(event_id, target, attempts, lease, prev)
-      WHERE d.event_id = x.event_id AND d.target = x.target AND d.attempts = x.attempts AND d.locked_until = x.lease AND d.delivered_at IS NULL`,
-    [rows.map((r) => r.event_id), rows.map((r) => r.target), rows.map((r) => r.attempts), rows.map((r) => r.locked_until), rows.map((r) => r.prev_last_attempt_at)],
+    `UPDATE event_deliveries d SET locked_until = NULL, attempts = d.attempts - 1,
+            last_attempt_at = ($5::timestamptz[])[array_position($2::uuid[], d.event_id)]
+      WHERE d.target = $1 AND d.event_id = ANY ($2::uuid[]) AND d.delivered_at IS NULL
+        AND d.attempts = ($3::int[])[array_position($2::uuid[], d.event_id)]
+        AND d.locked_until = ($4::timestamptz[])[array_position($2::uuid[], d.event_id)]`,
+    [rows[0]!.target, rows.map((r) => r.event_id), rows.map((r) => r.attempts), rows.map((r) => r.locked_until), rows.map((r) => r.prev_last_attempt_at)],
   );
 }
