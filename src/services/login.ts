@@ -3,11 +3,12 @@
  * login. Every attempt is counted by the limiter before its check (password-check.ts); one message
  * for unknown user and wrong password; a dummy hash for unknown users keeps the timing equal.
  */
+import type { Queryable } from '../db/database.ts';
 import type { Deps } from '../deps.ts';
 import { AppError } from '../errors.ts';
 import { TokenError } from '../crypto/jwt.ts';
 import { newId } from '../crypto/random.ts';
-import { findUserById, lockUserIfPasswordUnchanged, setLastLogin, updatePasswordHash, type UserRow } from '../db/repositories/users.ts';
+import { findUserById, lockUserIfPasswordUnchanged, noteLoginIfPasswordUnchanged, setLastLogin, updatePasswordHash, type UserRow } from '../db/repositories/users.ts';
 import { countBackupCodes } from '../db/repositories/backup-codes.ts';
 import { consumeChallenge, insertChallenge, reserveAttempt } from '../db/repositories/mfa-challenges.ts';
 import type { Attempt } from '../security/limiter.ts';
@@ -62,16 +63,25 @@ export function assertUsable(deps: Deps, user: UserRow): void {
  */
 async function finishLogin(deps: Deps, user: UserRow, level: AuthLevel, client: ClientInfo, attempt: Attempt, totpActivated = false): Promise<LoginResult> {
   let codes: string[] = [];
+  const passwordUnchanged = async (tx: Queryable) => {
+    if (!(await noteLoginIfPasswordUnchanged(tx, user.id, deps.clock(), user.password_changed_at))) {
+      throw new AppError('invalid_credentials', { detail: 'The password changed while logging in; log in with the new password.' });
+    }
+  };
   const session = await deps.db.transaction(async (tx) => {
-    // The user row's update lock before the session insert's share lock on it: share-then-update
-    // deadlocks two simultaneous logins of one user on PostgreSQL.
-    await setLastLogin(tx, user.id, deps.clock());
+    // The user row's update lock guards the session against a password change (see
+    // noteLoginIfPasswordUnchanged). Taken last, it is held only until the commit: logins of one
+    // account wait on each other for one statement, not for a whole transaction. A TOTP activation
+    // takes it first instead, so two first logins cannot both issue backup codes.
+    if (totpActivated) await passwordUnchanged(tx);
     const created = await createSession(deps, tx, user, level, client);
     await recordLoginSuccess(deps, tx, user.id, client, created);
     if (totpActivated) {
       codes = await issueBackupCodesIfNone(deps, tx, user.id);
       await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'totp' } });
       await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'mfa.enabled', userId: user.id, data: { method: 'totp' }, at: created.created_at });
+    } else {
+      await passwordUnchanged(tx);
     }
     return created;
   });

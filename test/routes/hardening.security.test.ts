@@ -96,12 +96,17 @@ describeWithApp('issue 7: limits under concurrency', (suite) => {
 });
 
 describeWithApp('issue 7: sessions, challenges, factors', (suite) => {
-  test('a login in flight across a password reset opens no session', async (t) => {
-    const ta = await suite.build(t);
+  /** A new user who asked for a password reset, with the reset mail's token. */
+  async function userWithResetToken(s: typeof suite, t: Parameters<typeof s.build>[0]) {
+    const ta = await s.build(t);
     const user = await createUser(ta.app);
     await ta.app.inject({ method: 'POST', url: '/api/v1/user/password/forgot', payload: { email: user.email } });
     await settleAndDeliver(ta);
-    const token = await latestToken(ta, user.email, 'password_reset');
+    return { ta, user, token: await latestToken(ta, user.email, 'password_reset') };
+  }
+
+  test('a login in flight across a password reset opens no session', async (t) => {
+    const { ta, user, token } = await userWithResetToken(suite, t);
     // The login's password check finishes only after the reset committed: the race, made certain.
     const check = ta.deps.passwords.check.bind(ta.deps.passwords);
     let resetDone: Promise<unknown> | undefined;
@@ -118,6 +123,40 @@ describeWithApp('issue 7: sessions, challenges, factors', (suite) => {
     assert.equal(inFlight.json().refresh_token, undefined);
     const live = await ta.deps.db.query('SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL', [user.uuid]);
     assert.equal(live.rows.length, 0, 'no session was created for the old password');
+  });
+
+  test('a password reset committing in the middle of a login\'s transaction: no live session for the old password', async (t) => {
+    const { ta, user, token } = await userWithResetToken(suite, t);
+    // The reset starts once the login's transaction has inserted the session (at its audit entry).
+    // On PostgreSQL it commits meanwhile, unless the login already holds the user row (then it waits
+    // for the login's commit); PGlite's one connection runs it after the login's commit. Either way,
+    // no session opened with the old password may stay live.
+    const db = ta.deps.db;
+    const transaction = db.transaction.bind(db);
+    let reset: Promise<{ statusCode: number }> | undefined;
+    db.transaction = (fn) => transaction((tx) => fn({
+      async query(sql: string, params?: readonly unknown[]) {
+        if (!reset && /INSERT INTO audit_log/.test(sql) && params?.includes('login.succeeded')) {
+          reset = ta.app.inject({ method: 'POST', url: '/api/v1/user/password/reset', payload: { token, password1: 'the new passphrase 42', password2: 'the new passphrase 42' } });
+          if (db.kind === 'postgres') await Promise.race([reset, new Promise((r) => setTimeout(r, 500))]);
+        }
+        return tx.query(sql, params);
+      },
+    } as typeof tx));
+    t.after(() => {
+      db.transaction = transaction;
+    });
+    const res = await login(ta.app, { username: user.username, password: PASSWORD });
+    assert.ok(reset, 'the reset ran during the login');
+    assert.equal((await reset).statusCode, 204);
+    db.transaction = transaction;
+    assert.ok([200, 401].includes(res.statusCode), `login answered ${res.statusCode}`);
+    const live = await db.query('SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL', [user.uuid]);
+    assert.equal(live.rows.length, 0, 'no live session for the old password');
+    if (res.statusCode === 200) {
+      const refreshed = await ta.app.inject({ method: 'POST', url: '/api/v1/auth-jwt/refresh', payload: { refresh_token: res.json().refresh_token } });
+      assert.equal(refreshed.statusCode, 401, 'its refresh token is refused');
+    }
   });
 
   test('two different valid codes (TOTP and backup code) for one challenge at once: one login, one code spent', async (t) => {

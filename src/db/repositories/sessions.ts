@@ -25,16 +25,16 @@ export type NewSession = Pick<SessionRow, 'id' | 'user_id' | 'current_jti' | 'am
 
 /**
  * Inserts a session only while the user's password is still the one the login proved: the user's
- * `password_changed_at` must equal `passwordChangedAt`. The row is read FOR SHARE, so a password
- * reset or change running at the same time either commits first (this insert then sees the new
- * value and inserts nothing) or waits for this insert (and then revokes the new session with the
- * others). False when nothing was inserted: a login in flight across a password change opens no session.
+ * `password_changed_at` must equal `passwordChangedAt`. False when nothing was inserted. The check
+ * alone does not hold against a password change committing right after it: the caller's transaction
+ * holds the user row's update lock, taken before (setLastLogin) or as its last statement
+ * (noteLoginIfPasswordUnchanged), so a login in flight across a password change opens no session.
  */
 export async function insertSession(tx: Queryable, s: NewSession, passwordChangedAt: Date | null): Promise<boolean> {
   const r = await tx.query(
     `INSERT INTO sessions (id, user_id, current_jti, amr, aal, user_agent, ip, created_at, last_used_at, expires_at)
      SELECT $1::uuid, u.id, $3::uuid, $4::text[], $5::text, $6::text, $7::text, $8::timestamptz, $8::timestamptz, $9::timestamptz
-     FROM users u WHERE u.id = $2::uuid AND u.password_changed_at IS NOT DISTINCT FROM $10::timestamptz FOR SHARE`,
+     FROM users u WHERE u.id = $2::uuid AND u.password_changed_at IS NOT DISTINCT FROM $10::timestamptz`,
     [s.id, s.user_id, s.current_jti, s.amr, s.aal, s.user_agent, s.ip, s.created_at, s.expires_at, passwordChangedAt],
   );
   return r.rowCount > 0;

@@ -86,6 +86,19 @@ export async function setRolesAndVerified(tx: Queryable, id: string, roles: read
   return r.rows[0]!;
 }
 
+/**
+ * Notes a successful login (last_login_at, shown to admins) while the password is still the one the
+ * login proved; false when it changed. The guard of a password login's transaction, run as its last
+ * statement: the user row is then locked only from here to the commit, so simultaneous logins of one
+ * account wait on each other for one statement instead of for their whole transactions. A password
+ * change or reset either commits first (this update then finds another password_changed_at, and the
+ * login rolls back) or waits for this commit (and then revokes the new session with the others).
+ */
+export async function noteLoginIfPasswordUnchanged(tx: Queryable, id: string, at: Date, passwordChangedAt: Date | null): Promise<boolean> {
+  const r = await tx.query('UPDATE users SET last_login_at = $2 WHERE id = $1 AND password_changed_at IS NOT DISTINCT FROM $3::timestamptz', [id, at, passwordChangedAt]);
+  return r.rowCount > 0;
+}
+
 /** Notes a successful login (shown to admins). */
 export async function setLastLogin(tx: Queryable, id: string, at: Date): Promise<void> {
   await tx.query('UPDATE users SET last_login_at = $2 WHERE id = $1', [id, at]);
