@@ -37,6 +37,8 @@ interface Row extends LoadResult {
   flow: string;
   peakRssMb?: number;
   heapMb: number;
+  /** CPU milliseconds per request of the instance, PostgreSQL and the load generator during the run. */
+  cpuMs: { instance: number; postgres: number; generator: number };
 }
 
 /** Waits (at most 60 s) until the development mailbox shows no undelivered mail. */
@@ -87,11 +89,15 @@ async function argon2Rate(seconds: number): Promise<number> {
 }
 
 function row(flow: string, r: LoadResult): Row {
-  return { flow, peakRssMb: samplePid ? phasePeakMb : undefined, heapMb: phaseHeapMb, ...r };
+  const per = (seconds: number) => (r.requests > 0 ? (seconds * 1000) / r.requests : 0);
+  const cpuMs = { instance: per(phaseCpu.instance), postgres: per(phaseCpu.postgres), generator: per(phaseCpu.generator) };
+  return { flow, peakRssMb: samplePid ? phasePeakMb : undefined, heapMb: phaseHeapMb, cpuMs, ...r };
 }
 
 let samplePid: number | undefined;
 let phasePeakMb = 0;
+/** CPU seconds each part used during the last run. */
+let phaseCpu = { instance: 0, postgres: 0, generator: 0 };
 let phaseHeapMb = 0;
 let metricsBase = '';
 /** The instance's V8 heap size from its own /metrics. */
@@ -128,12 +134,16 @@ function generate(job: LoadJob): Promise<LoadResult> {
 function run(job: LoadJob): Promise<LoadResult> {
   phasePeakMb = 0;
   phaseHeapMb = 0;
+  const pids = instancePids(samplePid);
   const timer = setInterval(() => {
-    const m = memoryOf(samplePid);
-    if (m) phasePeakMb = Math.max(phasePeakMb, m.rssMb);
+    const rss = pids.reduce((a, pid) => a + (memoryOf(pid)?.rssMb ?? 0), 0);
+    phasePeakMb = Math.max(phasePeakMb, rss);
   }, 100);
+  const cpuBefore = cpuSnapshot(samplePid);
   return generate(job).finally(async () => {
     clearInterval(timer);
+    const cpuAfter = cpuSnapshot(samplePid);
+    phaseCpu = { instance: cpuAfter.instance - cpuBefore.instance, postgres: cpuAfter.postgres - cpuBefore.postgres, generator: cpuAfter.generator - cpuBefore.generator };
     // One heap reading at the end of the run: polling /metrics during it would load the instance.
     if (samplePid) phaseHeapMb = await heapTotalMb();
   });
@@ -211,6 +221,22 @@ function memoryOf(pid: number | undefined): { peakMb: number; rssMb: number } | 
   }
 }
 
+/** The instance's processes: the one started and, with WEB_CONCURRENCY, the workers it forked. */
+function instancePids(root: number | undefined): number[] {
+  if (!root) return [];
+  const pids = [root];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      // After the command name: state, then the parent's pid.
+      if (Number(readFileSync(`/proc/${d}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')[1]) === root) pids.push(Number(d));
+    } catch {
+      // ended meanwhile
+    }
+  }
+  return pids;
+}
+
 /** CPU seconds (user + system) a process has used, from /proc (0 when it is gone). */
 function cpuOf(pid: number | undefined): number {
   if (!pid) return 0;
@@ -234,7 +260,8 @@ function cpuSnapshot(instancePid: number | undefined): Record<'instance' | 'post
     }
   }
   const own = process.cpuUsage();
-  return { instance: cpuOf(instancePid), postgres, generator: cpuOf(generator?.pid), driver: (own.user + own.system) / 1e6 };
+  const instance = instancePids(instancePid).reduce((a, pid) => a + cpuOf(pid), 0);
+  return { instance, postgres, generator: cpuOf(generator?.pid), driver: (own.user + own.system) / 1e6 };
 }
 
 /** Signs up `username`, logs in and registers a passkey with the software authenticator; returns it for the load generator. */
@@ -353,7 +380,9 @@ async function main(): Promise<void> {
       await new Promise<void>((r) => sink.listen(0, '127.0.0.1', () => r()));
       const sinkUrl = `http://127.0.0.1:${(sink.address() as AddressInfo).port}`;
       const admin = { authorization: `Bearer ${ADMIN_KEY}` };
-      const window = Math.max(2, Math.round(DURATION / 2));
+      // Windows as long as the other runs: the worker polls every second, and the wait for its last poll
+      // (counted in the drain) is latency, not work; a short window would weigh it as throughput.
+      const window = Math.max(2, DURATION);
       const login = () => run({ kind: 'post', url: `${base}/api/v1/auth-jwt/login`, connections: 16, duration: window, body: { username: plain, password: PASSWORD } });
       let without = { logins: 0, seconds: 0 };
       let withHooks = { logins: 0, seconds: 0 };
@@ -408,6 +437,12 @@ async function main(): Promise<void> {
     console.log('\n| flow                         |    req/s |  p50 ms |  p99 ms | non-2xx | errors | peak RSS MB (V8 heap at end) |');
     console.log('|------------------------------|---------:|--------:|--------:|--------:|-------:|-----------------------------:|');
     for (const r of rows) console.log(`| ${pad(r.flow, 28)} | ${num(r.rps)} | ${num(r.p50, 7)} | ${num(r.p99, 7)} | ${String(r.non2xx).padStart(7)} | ${String(r.errors).padStart(6)} | ${(r.peakRssMb === undefined ? '–' : `${r.peakRssMb.toFixed(0)} (${r.heapMb.toFixed(0)})`).padStart(28)} |`);
+    if (instance) {
+      // Where the two cores went, per request: what throughput alone hides on a shared machine.
+      console.log('\n| flow                         | CPU ms/request: instance | PostgreSQL | load generator |');
+      console.log('|------------------------------|-------------------------:|-----------:|---------------:|');
+      for (const r of rows) console.log(`| ${pad(r.flow, 28)} | ${r.cpuMs.instance.toFixed(2).padStart(24)} | ${r.cpuMs.postgres.toFixed(2).padStart(10)} | ${r.cpuMs.generator.toFixed(2).padStart(14)} |`);
+    }
     console.log(`\nargon2id raw verify rate (same run): ${argon.toFixed(1)}/s`);
     const byFlow = (prefix: string) => rows.find((r) => r.flow.startsWith(prefix));
     const [info, refresh, pwd, totp, passkeyRow] = ['GET user-info', 'POST refresh', 'POST login (password', 'POST login + security', 'passkey login'].map(byFlow);
