@@ -308,7 +308,7 @@ async function main(): Promise<void> {
     if (created.status !== 201) throw new Error(`sign-up failed: ${JSON.stringify(created.json)}`);
     // A code works once per user and time step, and steps must rise: after activation each user has
     // one or two usable steps (up to current+1), so the pool holds about one user per login.
-    const totpTarget = Math.ceil(argon * 1.1 * DURATION) + 20;
+    const totpTarget = FLOWS.has('totp') ? Math.ceil(argon * 1.1 * DURATION) + 20 : 0;
     console.log(`creating ${totpTarget} TOTP users…`);
     const totpUsers = await pool(Array.from({ length: totpTarget }, (_, i) => `bt_${tag}_${i}`), 8, async (username) => {
       const r = await post(base, '/api/v1/user', { username, email: `${username}@example.com`, password1: PASSWORD, password2: PASSWORD, mfa: 'totp' });
