@@ -3,7 +3,7 @@
  * reads the environment; server.ts does both, tests hand in PGlite, a frozen clock and a capturing mailer.
  */
 import { sharedCompilers } from './http/schema-compilers.ts';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import cookie from '@fastify/cookie';
 import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
@@ -74,8 +74,9 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit: config.bodyLimitBytes,
-    // Request lines are logged at debug by logRequest (see the LOG_LEVEL table in the README).
-    disableRequestLogging: true,
+    // Request lines are logged at debug by logRequest (see the LOG_LEVEL table in the README). Through
+    // a LogController: the top-level `disableRequestLogging` prints a deprecation warning at every start.
+    logController: new LogController({ disableRequestLogging: true }),
     trustProxy: trustProxyOption(config.trustProxy),
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
     ajv: { customOptions: { allErrors: true, removeAdditional: true, coerceTypes: false, useDefaults: true } },
