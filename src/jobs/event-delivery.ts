@@ -52,6 +52,8 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
   const { db, clock, logger } = o;
   const { timeoutMs, allowPrivate, maxAgeSeconds, maxBackoffSeconds } = o.config.webhooks;
   const leaseSeconds = o.leaseSeconds ?? Math.ceil((2 * timeoutMs) / 1000) + 10;
+  const batchSize = o.batchSize ?? 10;
+  const perEndpoint = o.perEndpoint ?? 50;
 
   type Endpoint = NonNullable<Awaited<ReturnType<typeof endpoints.findEndpoint>>>;
   /** An acknowledged delivery, to be recorded with its run. */
@@ -115,7 +117,7 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
       return { claimed, sent };
     }
     await record([{ eventId: head.event_id, statusCode: first.statusCode }]);
-    for (let room = (o.perEndpoint ?? 50) - claimed; room > 0; room = (o.perEndpoint ?? 50) - claimed) {
+    for (let room = perEndpoint - claimed; room > 0; room = perEndpoint - claimed) {
       const run = await claimRun(db, head.target, clock(), Math.min(RUN_LENGTH, room), leaseSeconds);
       if (run.length === 0) break;
       claimed += run.length;
@@ -138,7 +140,7 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
       await record(acks);
     }
     // Stopped by the per-endpoint cap rather than by an empty queue: more of its events may be due.
-    return { claimed, sent, full: claimed >= (o.perEndpoint ?? 50) };
+    return { claimed, sent, full: claimed >= perEndpoint };
   }
 
   let lastPrune = 0;
@@ -151,19 +153,18 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
         const pruned = await deliveries.pruneEvents(db, new Date(now.getTime() - EVENT_RETENTION_SECONDS * 1000));
         if (pruned) logger.info({ pruned }, 'old events pruned');
       }
-      const heads = await deliveries.claimHeads(db, 'webhook', now, o.batchSize ?? 10, leaseSeconds);
+      const heads = await deliveries.claimHeads(db, 'webhook', now, batchSize, leaseSeconds);
       // Endpoints side by side; each endpoint's events one after the other, the next claimed only once
       // the previous is acknowledged (order holds, and one slow receiver holds up only its own queue).
-      const served = await Promise.all(heads.map((head) => serveEndpoint(head).catch((err: unknown) => {
+      const served = await Promise.all(heads.map((head) => serveEndpoint(head).catch((err: unknown): Served => {
         // The leases still protect the rows; once they end, the deliveries are tried again.
         logger.error({ err, eventId: head.event_id, endpointId: head.endpoint_id }, 'webhook delivery could not be recorded');
-        const none: Served = { claimed: 1, sent: 0 };
-        return none;
+        return { claimed: 1, sent: 0 };
       })));
       return {
         claimed: served.reduce((a, s) => a + s.claimed, 0),
         sent: served.reduce((a, s) => a + s.sent, 0),
-        more: heads.length >= (o.batchSize ?? 10) || served.some((s) => s.full),
+        more: heads.length >= batchSize || served.some((s) => s.full),
       };
     },
   };

@@ -17,7 +17,7 @@ import { issueBackupCodesIfNone } from './backup-codes.ts';
 import { accountNames, checkLoginPassword } from './password-check.ts';
 import { recordLoginFailure, recordLoginSuccess } from './audit/login-events.ts';
 import { recordSecurityEvent, userContext } from './audit/record.ts';
-import { AMR, createSession, signTokenPair, type AuthLevel, type ClientInfo, type TokenPair } from './tokens.ts';
+import { AMR, createSession, passwordChangedDuringLogin, signTokenPair, type AuthLevel, type ClientInfo, type TokenPair } from './tokens.ts';
 import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import { checkMfaPasskey, spendMfaPasskey, type MfaPasskeyProof } from './passkeys/login.ts';
 import { passkeyError } from './passkeys/relying-party.ts';
@@ -64,9 +64,7 @@ export function assertUsable(deps: Deps, user: UserRow): void {
 async function finishLogin(deps: Deps, user: UserRow, level: AuthLevel, client: ClientInfo, attempt: Attempt, totpActivated = false): Promise<LoginResult> {
   let codes: string[] = [];
   const passwordUnchanged = async (tx: Queryable) => {
-    if (!(await noteLoginIfPasswordUnchanged(tx, user.id, deps.clock(), user.password_changed_at))) {
-      throw new AppError('invalid_credentials', { detail: 'The password changed while logging in; log in with the new password.' });
-    }
+    if (!(await noteLoginIfPasswordUnchanged(tx, user.id, deps.clock(), user.password_changed_at))) throw passwordChangedDuringLogin();
   };
   const session = await deps.db.transaction(async (tx) => {
     // The user row's update lock guards the session against a password change (see

@@ -51,10 +51,13 @@ export async function createSession(deps: Deps, tx: Queryable, user: Pick<UserRo
     created_at: now,
     expires_at: new Date(now.getTime() + deps.config.refreshTokenTtlSeconds * 1000),
   };
-  if (!(await insertSession(tx, session, user.password_changed_at))) {
-    throw new AppError('invalid_credentials', { detail: 'The password changed while logging in; log in with the new password.' });
-  }
+  if (!(await insertSession(tx, session, user.password_changed_at))) throw passwordChangedDuringLogin();
   return session;
+}
+
+/** The refusal of a login whose password changed (a reset or change) while it was in flight. */
+export function passwordChangedDuringLogin(): AppError {
+  return new AppError('invalid_credentials', { detail: 'The password changed while logging in; log in with the new password.' });
 }
 
 /** Signs the access and refresh tokens of a session (in parallel, on the thread pool). */
