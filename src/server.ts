@@ -19,7 +19,7 @@ import { amqpLane, webhookLane } from './jobs/event-delivery.ts';
 import { startKeyJob } from './jobs/key-rotation.ts';
 import { startAuditRetentionJob } from './jobs/audit-retention.ts';
 import { OutboxWorker, type OutboxLane } from './jobs/outbox-worker.ts';
-import { setBrokerQueuing } from './services/events/publish.ts';
+import { onEventsQueued, setBrokerQueuing } from './services/events/publish.ts';
 import { createLogger } from './logger.ts';
 import { createDevMailboxTransport } from './mail/dev-mailbox.ts';
 import { loadSecrets } from './secrets.ts';
@@ -100,6 +100,8 @@ async function main(): Promise<void> {
   setBrokerQueuing(amqp !== undefined);
   if (amqp) lanes.push(amqpLane({ db, clock: systemClock, logger, config, publisher: amqp.publisher }));
   const worker = new OutboxWorker({ db, clock: systemClock, transport: mailTransport, logger, config, keepBodies: devMailbox, lanes });
+  // An event this instance commits goes out at once (within the worker's kick delay), not at the next poll.
+  const stopWakingWorker = onEventsQueued(() => worker.kick());
   const stopKeyJob = startKeyJob({ deps, ring: keys.ring });
   const stopAuditJob = startAuditRetentionJob(deps);
 
@@ -116,6 +118,7 @@ async function main(): Promise<void> {
     await metricsApp?.close().catch((err: unknown) => logger.error({ err }, 'closing metrics server failed'));
     stopKeyJob();
     stopAuditJob();
+    stopWakingWorker();
     await worker.stop().catch((err: unknown) => logger.error({ err }, 'stopping outbox worker failed'));
     await amqp?.close();
     await Promise.allSettled([limiter.close(), mailTransport.close(), closePasswordChecker()]);

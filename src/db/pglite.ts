@@ -1,6 +1,7 @@
 /** Embedded PostgreSQL (PGlite): the zero-setup default, in a directory or in memory for tests. */
 import { PGlite, type PGliteOptions } from '@electric-sql/pglite';
 import { mkdirSync } from 'node:fs';
+import { committedTransaction, openedTransaction } from './after-commit.ts';
 import type { Database, Queryable, QueryResult } from './database.ts';
 
 interface PgliteLike {
@@ -36,7 +37,10 @@ export function pgliteDatabase(pg: PGlite): Database {
     kind: 'pglite',
     query: base.query,
     async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-      return pg.transaction(async (tx) => fn(wrap(tx)));
+      let opened: Queryable | undefined;
+      const out = await pg.transaction(async (tx) => fn((opened = openedTransaction(wrap(tx)))));
+      if (opened) committedTransaction(opened);
+      return out;
     },
     async exec(sql: string) {
       await pg.exec(sql);

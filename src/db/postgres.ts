@@ -1,6 +1,7 @@
 /** A PostgreSQL server through a node-postgres pool: the production driver. */
 import { createHash } from 'node:crypto';
 import pg from 'pg';
+import { committedTransaction, openedTransaction } from './after-commit.ts';
 import type { Database, Queryable, QueryResult } from './database.ts';
 
 const statementNames = new Map<string, string>();
@@ -50,14 +51,15 @@ export async function openPostgres(url: string, poolSize = 10): Promise<Database
       const c = await pool.connect();
       try {
         await c.query('BEGIN');
-        const tx: Queryable = {
+        const tx: Queryable = openedTransaction({
           async query<R>(sql: string, params: readonly unknown[] = []) {
             const r = await run(c, sql, params);
             return { rows: r.rows as R[], rowCount: r.rowCount ?? 0 };
           },
-        };
+        });
         const out = await fn(tx);
         await c.query('COMMIT');
+        committedTransaction(tx);
         return out;
       } catch (e) {
         await c.query('ROLLBACK').catch(() => {});

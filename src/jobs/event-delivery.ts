@@ -117,8 +117,11 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
       return { claimed, sent };
     }
     await record([{ eventId: head.event_id, statusCode: first.statusCode }]);
-    for (let room = perEndpoint - claimed; room > 0; room = perEndpoint - claimed) {
-      const run = await claimRun(db, head.target, clock(), Math.min(RUN_LENGTH, room), leaseSeconds);
+    for (let room = perEndpoint - claimed, asked = 0, got = 0; room > 0 && got === asked; room = perEndpoint - claimed) {
+      asked = Math.min(RUN_LENGTH, room);
+      const run = await claimRun(db, head.target, clock(), asked, leaseSeconds);
+      // A short run took everything of the endpoint's that was due: no empty claim after it.
+      got = run.length;
       if (run.length === 0) break;
       claimed += run.length;
       const leasedAt = Date.now();

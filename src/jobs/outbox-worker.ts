@@ -60,12 +60,21 @@ export interface OutboxWorkerOptions {
   readonly keepBodies?: boolean;
   /** Further lanes (event deliveries) drained beside the mail. */
   readonly lanes?: readonly OutboxLane[];
+  /** How long a kick waits for more work to gather before the run it asks for; default {@link KICK_DELAY_MS}. */
+  readonly kickDelayMs?: number;
 }
 
 /** Default rows per batch: small, so one slow batch stays well inside its lease. */
 const DEFAULT_BATCH_SIZE = 5;
 /** Default lease of a claim, in seconds. */
 const DEFAULT_LEASE_SECONDS = 120;
+/**
+ * Default wait between a kick and its run. Under a stream of events every commit kicks; a run per
+ * commit would pay a batch's fixed statements (claim, endpoint, record) per event. Measured with three
+ * endpoints and 150 events/s on PostgreSQL, per event: 50 ms cost +0.8 ms of the instance's CPU and
+ * +0.9 ms of PostgreSQL's; 200 ms cost +0.6 and +0.4, the same as a 1-s poll, for a fifth of its latency.
+ */
+export const KICK_DELAY_MS = 200;
 
 /** A jitter source from the CSPRNG (the house rule for randomness), in [0, 1). */
 function cryptoRandom(): number {
@@ -95,10 +104,13 @@ export class OutboxWorker {
   readonly #random: () => number;
   readonly #keepBodies: boolean;
   readonly #lanes: readonly OutboxLane[];
+  readonly #kickDelayMs: number;
 
   #started = false;
   #stopped = false;
   #timer: NodeJS.Timeout | undefined;
+  /** When the timer fires (ms since the epoch). */
+  #timerDue = 0;
   /** The running timer tick, awaited by stop(). */
   #tick: Promise<void> | undefined;
   /** A kick that arrived during a tick: run again right after it. */
@@ -119,6 +131,7 @@ export class OutboxWorker {
     this.#random = options.random ?? cryptoRandom;
     this.#keepBodies = options.keepBodies ?? false;
     this.#lanes = [{ name: 'mail', runBatch: () => this.#runBatch() }, ...(options.lanes ?? [])];
+    this.#kickDelayMs = options.kickDelayMs ?? KICK_DELAY_MS;
   }
 
   /** Starts polling every config.outbox.pollIntervalMs; the first run is immediate (mail left by a crash). */
@@ -128,14 +141,19 @@ export class OutboxWorker {
     this.#schedule(0);
   }
 
-  /** Asks a started worker to run soon instead of at the next poll (call after committing a mail). */
+  /**
+   * Asks a started worker to run within kickDelayMs instead of at the next poll (call after committing
+   * something to deliver). Kicks during a run ask for one more run, kickDelayMs after it.
+   */
   kick(): void {
     if (!this.#started || this.#stopped) return;
     if (this.#tick) {
       this.#kicked = true;
       return;
     }
-    this.#schedule(0);
+    // An earlier run already planned serves this kick too.
+    if (this.#timer && this.#timerDue <= Date.now() + this.#kickDelayMs) return;
+    this.#schedule(this.#kickDelayMs);
   }
 
   /** Stops polling and waits for the batch in flight; rows it had not finished keep their lease and are retried later. Does not close the transport. */
@@ -172,6 +190,7 @@ export class OutboxWorker {
     if (this.#stopped) return;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = setTimeout(() => this.#onTimer(), delayMs);
+    this.#timerDue = Date.now() + delayMs;
     // The poll timer alone must never keep the process alive (tests, graceful shutdown).
     this.#timer.unref();
   }
@@ -191,7 +210,7 @@ export class OutboxWorker {
       this.#tick = undefined;
       const again = this.#kicked;
       this.#kicked = false;
-      this.#schedule(again ? 0 : this.#pollIntervalMs);
+      this.#schedule(again ? this.#kickDelayMs : this.#pollIntervalMs);
     });
   }
 

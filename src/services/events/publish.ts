@@ -8,6 +8,7 @@
 import type { Clock } from '../../clock.ts';
 import type { Config } from '../../config.ts';
 import { newId } from '../../crypto/random.ts';
+import { afterCommit } from '../../db/after-commit.ts';
 import type { Queryable } from '../../db/database.ts';
 import { insertEvent } from '../../db/repositories/events/deliveries.ts';
 import { scrubSecrets, type RecordedSecurityEvent } from '../audit/record.ts';
@@ -59,8 +60,32 @@ export interface EventDeps {
 /** Writes one event to the outbox in the caller's transaction; returns its id (the webhook-id). */
 export async function enqueueEvent(tx: Queryable, deps: EventDeps, type: string, data: Record<string, unknown>, occurredAt = deps.clock()): Promise<string> {
   const id = newId();
-  await insertEvent(tx, { id, type, occurredAt, data, amqp: deps.config.eventsAmqp.url !== undefined });
+  await queue(tx, { id, type, occurredAt, data, amqp: deps.config.eventsAmqp.url !== undefined });
   return id;
+}
+
+/** Called after the commit of every transaction that queued deliveries (server.ts: wakes its outbox worker). */
+const listeners = new Set<() => void>();
+
+/**
+ * Calls `fn` each time a transaction of this process that queued event deliveries has committed, so
+ * that they go out at once rather than at the next poll; returns a function that stops it. Other
+ * instances find the deliveries at their next poll.
+ */
+export function onEventsQueued(fn: () => void): () => void {
+  listeners.add(fn);
+  return () => {
+    listeners.delete(fn);
+  };
+}
+
+function notifyQueued(): void {
+  for (const fn of listeners) fn();
+}
+
+/** Inserts the event and its deliveries in `tx`; once that commits, tells the listeners when there is something to deliver. */
+async function queue(tx: Queryable, e: Parameters<typeof insertEvent>[1]): Promise<void> {
+  if ((await insertEvent(tx, e)) > 0 && listeners.size > 0) afterCommit(tx, notifyQueued);
 }
 
 /**
@@ -80,7 +105,7 @@ export function setBrokerQueuing(on: boolean): void {
  */
 export async function announceAudited(tx: Queryable, entry: RecordedSecurityEvent | AuditedChange): Promise<void> {
   if (!isEventType(entry.type)) return;
-  await insertEvent(tx, { id: newId(), type: entry.type, occurredAt: entry.at ?? new Date(), data: eventData(entry), amqp: queueForBroker });
+  await queue(tx, { id: newId(), type: entry.type, occurredAt: entry.at ?? new Date(), data: eventData(entry), amqp: queueForBroker });
 }
 
 /** The JSON body of an event, as webhooks and the broker carry it (Standard Webhooks: `{type, timestamp, data}`). */

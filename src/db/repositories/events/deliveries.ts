@@ -61,10 +61,10 @@ export const PENDING = 'delivered_at IS NULL AND failed_at IS NULL';
  * Inserts the event and, in the same statement, one delivery per webhook endpoint subscribed to its
  * type (or to `*`) and one for the broker when `amqp`. An event nobody receives (no subscribed
  * endpoint, no broker) is not stored: endpoints registered later get only later events anyway.
- * Called in the transaction of the change.
+ * Called in the transaction of the change; returns how many deliveries it queued.
  */
-export async function insertEvent(tx: Queryable, e: NewEvent): Promise<void> {
-  await tx.query(
+export async function insertEvent(tx: Queryable, e: NewEvent): Promise<number> {
+  const r = await tx.query(
     `WITH targets AS (
        SELECT w.id FROM webhook_endpoints w WHERE $2::text = ANY (w.event_types) OR '*' = ANY (w.event_types)
      ), ev AS (
@@ -78,6 +78,7 @@ export async function insertEvent(tx: Queryable, e: NewEvent): Promise<void> {
      SELECT ev.id, '${AMQP_TARGET}', NULL, ev.seq, $3, $3, $3 FROM ev WHERE $5::boolean`,
     [e.id, e.type, e.occurredAt, JSON.stringify(e.data), e.amqp],
   );
+  return r.rowCount;
 }
 
 /** Deletes events older than `before` none of whose deliveries is still pending (with their delivery log); returns how many. */
