@@ -114,6 +114,14 @@ describeWithApp('admin webhooks', (suite) => {
     const log = (await adminCall(ta, 'GET', `${HOOKS}/${created.id}/deliveries`)).json();
     assert.deepEqual(log.map((d: { type: string; status: string }) => [d.type, d.status]), [['session.revoked', 'delivered'], ['login.succeeded', 'delivered'], ['user.created', 'delivered']]);
     assert.deepEqual(Object.keys(log[0]).sort(), ['attempts', 'created_at', 'delivered_at', 'event_id', 'failed_at', 'last_attempt_at', 'last_error', 'last_status_code', 'next_attempt_at', 'status', 'type']);
+    // `limit`: the newest ones only; out of range or not a number is a 422, never a 500.
+    const newest = (await adminCall(ta, 'GET', `${HOOKS}/${created.id}/deliveries?limit=2`)).json();
+    assert.deepEqual(newest.map((d: { type: string }) => d.type), ['session.revoked', 'login.succeeded']);
+    for (const bad of ['0', '101', 'x', '-1']) {
+      const res = await adminCall(ta, 'GET', `${HOOKS}/${created.id}/deliveries?limit=${bad}`);
+      assert.equal(res.statusCode, 422, `limit=${bad}`);
+      assert.equal(res.json().code, 'validation_failed');
+    }
     const again = await adminCall(ta, 'POST', `${HOOKS}/${created.id}/deliveries/${log[0].event_id}/retry`);
     assert.equal(again.statusCode, 409);
     assert.equal(again.json().code, 'already_delivered');

@@ -7,6 +7,7 @@ import { Type } from 'typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Deps } from '../../../deps.ts';
 import * as endpoints from '../../../services/events/endpoints.ts';
+import { pageLimit } from '../../../services/audit/cursor.ts';
 import { EVENT_TYPES } from '../../../services/events/publish.ts';
 import { DateTime, Uuid, problems } from '../../schemas.ts';
 import { adminContext } from './guard.ts';
@@ -95,12 +96,13 @@ export async function adminWebhookRoutes(app: FastifyInstance, { deps }: { deps:
     schema: {
       tags,
       summary: 'The delivery log of a webhook endpoint',
-      description: 'The latest 100 deliveries, newest first.',
+      description: 'The latest deliveries, newest first: `limit` of them (1 to 100, default 100). An endpoint receives its events in order, so when the newest is `delivered`, every earlier one is settled.',
       security: adminSecurity,
       params: IdParams,
-      response: { 200: Type.Array(DeliverySchema), ...problems(401, 403, 404) },
+      querystring: Type.Object({ limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,3}$', description: 'How many, 1 to 100 (default 100)', examples: ['100'] })) }),
+      response: { 200: Type.Array(DeliverySchema), ...problems(401, 403, 404, 422) },
     },
-  }, async (request) => endpoints.listEndpointDeliveries(deps, request.params.id));
+  }, async (request) => endpoints.listEndpointDeliveries(deps, request.params.id, pageLimit(request.query.limit, 100, 100)));
 
   r.post('/api/v1/admin/webhooks/:id/deliveries/:event_id/retry', {
     schema: {
