@@ -100,7 +100,7 @@ async function main(): Promise<void> {
   setBrokerQueuing(amqp !== undefined);
   if (amqp) lanes.push(amqpLane({ db, clock: systemClock, logger, config, publisher: amqp.publisher }));
   const worker = new OutboxWorker({ db, clock: systemClock, transport: mailTransport, logger, config, keepBodies: devMailbox, lanes });
-  // An event this instance commits goes out at once (within the worker's kick delay), not at the next poll.
+  // An event this instance commits goes out at once (under a stream, with the next run, at most 200 ms later), not at the next poll.
   const stopWakingWorker = onEventsQueued(() => worker.kick());
   const stopKeyJob = startKeyJob({ deps, ring: keys.ring });
   const stopAuditJob = startAuditRetentionJob(deps);
