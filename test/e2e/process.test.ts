@@ -85,8 +85,11 @@ test('npm start on a fresh directory serves the whole first half of the contract
 
   // Restart on the same directory: the key and the data are kept, so the token still works.
   await stop(first.child);
-  await start(env);
-  const after = await fetch(`${base}/api/v1/auth-jwt/user-info`, { headers: { authorization: `Bearer ${pair.access_token}` } });
+  const second = await start(env);
+  // Seen once under load: this fetch failed right after /healthz answered. Say what the server printed.
+  const after = await fetch(`${base}/api/v1/auth-jwt/user-info`, { headers: { authorization: `Bearer ${pair.access_token}` } }).catch((err: Error) => {
+    throw new Error(`the restarted service did not answer (${err.message}: ${String((err.cause as Error | undefined)?.message)}); exit code ${second.child.exitCode}; its output:\n${second.output()}`, { cause: err });
+  });
   assert.equal(after.status, 200, 'tokens survive a restart');
   const out = await fetch(`${base}/api/v1/auth-jwt/logout`, { method: 'POST', headers: { authorization: `Bearer ${pair.access_token}` } });
   assert.equal(out.status, 204);
