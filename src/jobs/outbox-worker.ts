@@ -115,7 +115,7 @@ export class OutboxWorker {
   #lastRunAt = 0;
   /** The running timer tick, awaited by stop(). */
   #tick: Promise<void> | undefined;
-  /** A kick that arrived during a tick: run again right after it. */
+  /** A kick that arrived during a tick: run again after it (no sooner than kickDelayMs after it began). */
   #kicked = false;
   /** Tail of each lane's batches: a lane's batches run one at a time, whether from the timer or drain(). */
   readonly #tails = new Map<OutboxLane, Promise<unknown>>();
