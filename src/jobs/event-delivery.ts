@@ -117,11 +117,9 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
       return { claimed, sent };
     }
     await record([{ eventId: head.event_id, statusCode: first.statusCode }]);
-    for (let room = perEndpoint - claimed, asked = 0, got = 0; room > 0 && got === asked; room = perEndpoint - claimed) {
-      asked = Math.min(RUN_LENGTH, room);
+    for (let room = perEndpoint - claimed; room > 0; room = perEndpoint - claimed) {
+      const asked = Math.min(RUN_LENGTH, room);
       const run = await claimRun(db, head.target, clock(), asked, leaseSeconds);
-      // A short run took everything of the endpoint's that was due: no empty claim after it.
-      got = run.length;
       if (run.length === 0) break;
       claimed += run.length;
       const leasedAt = Date.now();
@@ -141,6 +139,8 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
         return { claimed, sent, full: !result };
       }
       await record(acks);
+      // A short run took everything of the endpoint's that was due: no empty claim after it.
+      if (run.length < asked) break;
     }
     // Stopped by the per-endpoint cap rather than by an empty queue: more of its events may be due.
     return { claimed, sent, full: claimed >= perEndpoint };

@@ -146,7 +146,7 @@ export class OutboxWorker {
   /**
    * Asks a started worker to run now instead of at the next poll (call after committing something to
    * deliver), but never sooner than kickDelayMs after its previous run began: an event after a quiet
-   * spell goes out at once, a stream of them in runs at most kickDelayMs apart. Kicks during a run ask
+   * spell goes out at once, a stream of them in runs that start no closer than kickDelayMs. Kicks during a run ask
    * for one more run after it.
    */
   kick(): void {
