@@ -76,8 +76,13 @@ try {
     DATA_DIR: dataDir,
     LOG_LEVEL: 'warn',
   };
-  step(`starting node dist/server.js (NODE_ENV=${env.NODE_ENV}, HOST=${env.HOST}, port ${port}, PostgreSQL ${dbName}, Redis, SMTP catcher)`);
-  server = spawn(process.execPath, ['--max-semi-space-size=2', 'dist/server.js'], { cwd: stage, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // The image's CMD, exactly as the Dockerfile writes it (node flags included).
+  const startCmd = /^CMD (\[.*\])\s*$/m.exec(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'))?.[1];
+  assert.ok(startCmd, 'the Dockerfile has a CMD in exec form');
+  const [node, ...startArgs] = JSON.parse(startCmd) as string[];
+  assert.equal(node, 'node');
+  step(`starting ${startArgs.join(' ')} (NODE_ENV=${env.NODE_ENV}, HOST=${env.HOST}, port ${port}, PostgreSQL ${dbName}, Redis, SMTP catcher)`);
+  server = spawn(process.execPath, startArgs, { cwd: stage, env, stdio: ['ignore', 'pipe', 'pipe'] });
   server.stdout!.on('data', (d) => (serverOutput += d));
   server.stderr!.on('data', (d) => (serverOutput += d));
   const base = `http://127.0.0.1:${port}`;

@@ -60,6 +60,13 @@ test('Dockerfile: multi-stage, compiled build, production dependencies only, non
   assert.match(final, /^CMD \["node", .*"dist\/server\.js"\]$/m);
 });
 
+test('the image starts the service with the node flags of `npm run start:prod` (the memory settings the bench measured)', () => {
+  const cmd = JSON.parse(/^CMD (\[.*\])$/m.exec(readFileSync(`${ROOT}Dockerfile`, 'utf8'))![1]!) as string[];
+  const scripts = (JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { scripts: Record<string, string> }).scripts;
+  assert.deepEqual(cmd, scripts['start:prod']!.split(/\s+/));
+  assert.ok(cmd.includes('--heap-growing-percent=50'), 'old space grows by half its live size between full collections');
+});
+
 test('.dockerignore keeps secrets, data, dependencies and builds out of the context', () => {
   const ignored = readFileSync(`${ROOT}.dockerignore`, 'utf8').split('\n').map((l) => l.trim());
   for (const entry of ['node_modules', 'dist', 'data', '.env', '*.pem', '.git']) assert.ok(ignored.includes(entry), entry);
