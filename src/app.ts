@@ -1,6 +1,6 @@
 /**
  * buildApp(deps): the Fastify application from explicit dependencies. It never listens and never
- * reads the environment; server.ts does both, tests hand in PGlite, a frozen clock and a capturing mailer.
+ * reads the environment (server.ts reads it, instance.ts listens); tests hand in PGlite, a frozen clock and a capturing mailer.
  */
 import { sharedCompilers } from './http/schema-compilers.ts';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
@@ -39,7 +39,7 @@ import { securityEventRoutes } from './http/routes/security-events.ts';
 export interface AppOptions {
   /** Serve the development mailbox page (only ever without SMTP and outside production). */
   devMailbox?: boolean;
-  /** The metrics registry (server.ts shares it with the METRICS_PORT listener); a fresh one otherwise. */
+  /** The metrics registry (instance.ts shares it with the METRICS_PORT listener); a fresh one otherwise. */
   metrics?: Metrics;
 }
 

@@ -1,31 +1,11 @@
 /**
- * Process entry: the only place that reads the environment, opens real resources, starts the mail
- * worker and listens. `npm start` runs it; with no settings it serves http://localhost:8000 on PGlite
- * in ./data with generated development keys and the development mailbox.
+ * Process entry: the only place that reads the environment. It becomes a cluster primary
+ * (WEB_CONCURRENCY > 1) or runs one serving instance (instance.ts: opens real resources, starts the
+ * mail worker and listens). `npm start` runs it; with no settings it serves http://localhost:8000 on
+ * PGlite in ./data with generated development keys and the development mailbox.
  */
-import { isIP } from 'node:net';
-import { buildApp } from './app.ts';
-import { trackInFlight } from './http/in-flight.ts';
-import { createMetrics } from './http/metrics.ts';
-import { buildMetricsApp } from './http/routes/metrics.ts';
-import { systemClock } from './clock.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
-import { PasswordHasher } from './crypto/password.ts';
-import type { Deps } from './deps.ts';
-import { DataDirInUseError, lockDataDir } from './db/data-dir-lock.ts';
-import { migrate } from './db/migrate.ts';
-import { openDatabase } from './db/open.ts';
-import { amqpLane, webhookLane } from './jobs/event-delivery.ts';
-import { startKeyJob } from './jobs/key-rotation.ts';
-import { startAuditRetentionJob } from './jobs/audit-retention.ts';
-import { OutboxWorker, type OutboxLane } from './jobs/outbox-worker.ts';
-import { onEventsQueued, setBrokerQueuing } from './services/events/publish.ts';
 import { createLogger } from './logger.ts';
-import { createDevMailboxTransport } from './mail/dev-mailbox.ts';
-import { loadSecrets } from './secrets.ts';
-import { openKeyStore } from './services/signing-keys/open.ts';
-import { createLimiter } from './security/create-limiter.ts';
-import { closePasswordChecker } from './security/password-policy.ts';
 
 let config: Config;
 try {
@@ -39,124 +19,6 @@ try {
 }
 const logger = createLogger(config);
 
-async function main(): Promise<void> {
-  // The embedded database is this process's alone (see db/data-dir-lock.ts); a server has no such lock.
-  let releaseDataDir = () => {};
-  if (!config.databaseUrl) {
-    try {
-      releaseDataDir = lockDataDir(config.dataDir);
-    } catch (e) {
-      if (!(e instanceof DataDirInUseError)) throw e;
-      console.error(`twofold: ${e.message} (another Twofold server?); stop it first, or use another DATA_DIR`);
-      process.exit(2);
-    }
-    process.once('exit', releaseDataDir);
-  }
-  const db = await openDatabase(config);
-  const applied = await migrate(db);
-  if (applied.length) logger.info({ applied }, 'database migrated');
-  let secrets: Awaited<ReturnType<typeof loadSecrets>>;
-  let keys: Awaited<ReturnType<typeof openKeyStore>>;
-  try {
-    secrets = await loadSecrets(config);
-    keys = await openKeyStore({ config, db, clock: systemClock, secretBox: secrets.secretBox, logger }, secrets.initialKey);
-  } catch (e) {
-    // A bad or unreadable key is an operator's mistake, not a crash: one line naming it, no stack trace.
-    console.error(`twofold: key error: ${(e as Error).message}`);
-    process.exit(2);
-  }
-  const limiter = createLimiter(config, { logger });
-  if (config.rateLimit.disabled) logger.warn('RATE_LIMIT_DISABLED=true: every per-IP and per-account limit is OFF. Use this for benchmarks only.');
-  const devMailbox = config.devMailbox;
-  if (!config.smtpUrl) {
-    logger.warn(
-      devMailbox
-        ? `SMTP_URL is not set: no mail leaves this process; mails are kept for the development mailbox at ${config.publicUrl}/dev/mailbox`
-        : 'SMTP_URL is not set: no mail leaves this process and the development mailbox is off (PUBLIC_URL is not a loopback address; DEV_MAILBOX=true turns it on). Users get no verification, reset or code mails.',
-    );
-  }
-  // nodemailer is loaded only when mail really goes out over SMTP.
-  const mailTransport = config.smtpUrl ? (await import('./mail/smtp-transport.ts')).createSmtpTransport(config) : createDevMailboxTransport(logger);
-
-  const deps: Deps = {
-    config,
-    db,
-    clock: systemClock,
-    keys,
-    secretBox: secrets.secretBox,
-    tokenHasher: secrets.tokenHasher,
-    passwords: new PasswordHasher(config.passwordHash),
-    limiter,
-    mailTransport,
-    logger,
-  };
-  const metrics = createMetrics();
-  const app = await buildApp(deps, { devMailbox, metrics });
-  const inFlight = trackInFlight(app);
-  const metricsApp = config.metricsPort === undefined ? undefined : await buildMetricsApp(config, metrics, logger);
-  // Events for other services ride the same outbox worker: webhooks always, RabbitMQ with EVENTS_AMQP_URL.
-  const lanes: OutboxLane[] = [webhookLane({ db, clock: systemClock, logger, secretBox: secrets.secretBox, config })];
-  const amqp = config.eventsAmqp.url ? await startAmqp(deps, config.eventsAmqp.url) : undefined;
-  setBrokerQueuing(amqp !== undefined);
-  if (amqp) lanes.push(amqpLane({ db, clock: systemClock, logger, config, publisher: amqp.publisher }));
-  const worker = new OutboxWorker({ db, clock: systemClock, transport: mailTransport, logger, config, keepBodies: devMailbox, lanes });
-  // An event this instance commits goes out at once (under a stream, with the next run, at most 200 ms later), not at the next poll.
-  const stopWakingWorker = onEventsQueued(() => worker.kick());
-  const stopKeyJob = startKeyJob({ deps, ring: keys.ring });
-  const stopAuditJob = startAuditRetentionJob(deps);
-
-  let closing = false;
-  async function shutdown(signal: string): Promise<void> {
-    if (closing) return;
-    closing = true;
-    logger.info({ signal }, 'shutting down');
-    // Stop taking requests first, then let the worker finish the mail it holds, then close resources.
-    await app.close().catch((err: unknown) => logger.error({ err }, 'closing http server failed'));
-    // Handlers of requests whose clients left are still running: let them finish with the database open.
-    const left = await inFlight.drain(15_000);
-    if (left) logger.warn({ requests: left }, 'shutting down with request handlers still running');
-    await metricsApp?.close().catch((err: unknown) => logger.error({ err }, 'closing metrics server failed'));
-    stopKeyJob();
-    stopAuditJob();
-    stopWakingWorker();
-    await worker.stop().catch((err: unknown) => logger.error({ err }, 'stopping outbox worker failed'));
-    await amqp?.close();
-    await Promise.allSettled([limiter.close(), mailTransport.close(), closePasswordChecker()]);
-    await db.close().catch((err: unknown) => logger.error({ err }, 'closing database failed'));
-    releaseDataDir();
-    process.exit(0);
-  }
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
-  process.once('SIGINT', () => void shutdown('SIGINT'));
-
-  await app.listen({ port: config.port, host: config.host });
-  if (metricsApp) await metricsApp.listen({ port: config.metricsPort, host: config.host });
-  worker.start();
-  logger.info(
-    { url: config.publicUrl, database: db.kind, mail: mailTransport.name, limiter: config.rateLimit.disabled ? 'disabled' : config.redisUrl ? 'redis' : 'memory', kid: await keys.currentKid() },
-    `Twofold listening on http://${config.host}:${config.port}` + (devMailbox ? ` (development mailbox: ${config.publicUrl}/dev/mailbox)` : ''),
-  );
-  if (config.webauthn.origin !== config.publicOrigin || isIP(config.host.replace(/^\[|\]$/g, ''))) {
-    // The address above is an IP, where browsers refuse passkeys: name the one where they work.
-    logger.info({ origin: config.webauthn.origin, rpId: config.webauthn.rpId }, `Open ${config.webauthn.origin} in a browser: passkeys work only at that address (browsers refuse them on an IP address)`);
-  }
-}
-
-/** The RabbitMQ side of the events: the publisher the outbox worker uses, and the introspection queue's consumer. */
-async function startAmqp(deps: Deps, url: string) {
-  const { AmqpEventPublisher } = await import('./amqp/publisher.ts');
-  const { IntrospectionResponder } = await import('./amqp/introspection.ts');
-  const publisher = new AmqpEventPublisher(url, config.eventsAmqp.exchange, logger);
-  const responder = new IntrospectionResponder(deps, url, config.eventsAmqp.introspectQueue, logger);
-  await responder.start();
-  return {
-    publisher,
-    async close() {
-      await Promise.allSettled([responder.stop(), publisher.close()]);
-    },
-  };
-}
-
 const cluster = config.webConcurrency > 1 ? (await import('node:cluster')).default : undefined;
 if (cluster?.isPrimary) {
   // WEB_CONCURRENCY > 1: this process only supervises the workers (see cluster-primary.ts).
@@ -165,7 +27,8 @@ if (cluster?.isPrimary) {
     process.exit(1);
   });
 } else {
-  main().catch((err: unknown) => {
+  // The service's modules load only here: a cluster primary stays a small process.
+  import('./instance.ts').then((m) => m.runInstance(config, logger)).catch((err: unknown) => {
     logger.fatal({ err }, 'start-up failed');
     process.exit(1);
   });

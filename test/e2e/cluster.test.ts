@@ -75,6 +75,11 @@ if (process.env.DATABASE_URL && process.env.REDIS_URL) {
       await sleep(250);
     }
     assert.equal(workers.length, 2, `two worker processes under the primary:\n${output}`);
+    // The primary only supervises: it must not load the service's modules (app, Fastify, the OpenID
+    // provider, WebAuthn, database drivers), which made it as large as a worker.
+    const rss = (pid: number) => Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+    const [primaryKb, ...workerKb] = [primary.pid!, ...workers].map(rss);
+    assert.ok(primaryKb! < 0.7 * Math.min(...workerKb), `primary ${primaryKb} kB resident, workers ${workerKb.join(', ')} kB`);
 
     const username = `cluster_${Date.now().toString(36)}`;
     const password = 'correct horse battery staple';

@@ -64,7 +64,7 @@ export async function enqueueEvent(tx: Queryable, deps: EventDeps, type: string,
   return id;
 }
 
-/** Called after the commit of every transaction that queued deliveries (server.ts: wakes its outbox worker). */
+/** Called after the commit of every transaction that queued deliveries (instance.ts: wakes its outbox worker). */
 const listeners = new Set<() => void>();
 
 /**
@@ -90,11 +90,11 @@ async function queue(tx: Queryable, e: Parameters<typeof insertEvent>[1]): Promi
 
 /**
  * Whether events are also queued for the broker. The audit core's followers are process-wide, so
- * this is too: server.ts turns it on when EVENTS_AMQP_URL is set (the process that publishes).
+ * this is too: instance.ts turns it on when EVENTS_AMQP_URL is set (the process that publishes).
  */
 let queueForBroker = false;
 
-/** Turns queuing of events for the broker on or off for this process (server.ts, from EVENTS_AMQP_URL). */
+/** Turns queuing of events for the broker on or off for this process (instance.ts, from EVENTS_AMQP_URL). */
 export function setBrokerQueuing(on: boolean): void {
   queueForBroker = on;
 }
