@@ -6,7 +6,6 @@ import { sharedCompilers } from './http/schema-compilers.ts';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import cookie from '@fastify/cookie';
 import cors from '@fastify/cors';
-import helmet from '@fastify/helmet';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Deps } from './deps.ts';
@@ -15,6 +14,7 @@ import { guardInput } from './http/input-guard.ts';
 import { documentOperation } from './http/operation-ids.ts';
 import { noStoreForApi } from './http/no-store.ts';
 import { logRequest } from './http/request-log.ts';
+import { installSecurityHeaders } from './http/security-headers.ts';
 import { authBeforeBody } from './http/plugins/auth.ts';
 import { createMetrics, instrument, type Metrics } from './http/metrics.ts';
 import { metricsRoutes } from './http/routes/metrics.ts';
@@ -97,7 +97,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
   const metrics = options.metrics ?? createMetrics();
   instrument(app, metrics);
 
-  await app.register(helmet, {
+  installSecurityHeaders(app, {
     contentSecurityPolicy: { useDefaults: false, directives: CONTENT_SECURITY_POLICY },
     // HSTS only makes sense (and only takes effect) on https.
     strictTransportSecurity: config.secureCookies ? { maxAge: 31536000, includeSubDomains: true } : false,

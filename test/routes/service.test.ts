@@ -77,5 +77,28 @@ describeWithApp('service endpoints', (suite) => {
     assert.doesNotMatch(csp, /unsafe-inline/);
     assert.equal(res.headers['x-content-type-options'], 'nosniff');
     assert.equal(res.headers['referrer-policy'], 'no-referrer');
+    assert.equal(res.headers['x-frame-options'], 'SAMEORIGIN');
+    assert.equal(res.headers['strict-transport-security'], undefined, 'no HSTS on plain http');
+    // The same headers on a page, a JSON answer, a problem, a 404 and a refused body: every way an answer leaves.
+    const helmetHeaders = ['content-security-policy', 'x-content-type-options', 'referrer-policy', 'x-frame-options', 'cross-origin-opener-policy', 'cross-origin-resource-policy', 'origin-agent-cluster', 'x-dns-prefetch-control', 'x-download-options', 'x-permitted-cross-domain-policies', 'x-xss-protection'];
+    const pick = (h: Record<string, unknown>) => Object.fromEntries(helmetHeaders.map((k) => [k, h[k]]));
+    for (const k of helmetHeaders) assert.notEqual(res.headers[k], undefined, k);
+    const others = await Promise.all([
+      app.inject({ method: 'GET', url: '/login' }),
+      app.inject({ method: 'GET', url: '/api/v1/user/nobody_here' }),
+      app.inject({ method: 'GET', url: '/api/v1/auth-jwt/user-info' }),
+      app.inject({ method: 'GET', url: '/no/such/path' }),
+      app.inject({ method: 'POST', url: '/api/v1/user', headers: { 'content-type': 'application/json' }, payload: '{"broken' }),
+    ]);
+    assert.deepEqual(others.map((r) => r.statusCode), [200, 404, 401, 404, 400]);
+    for (const r of others) assert.deepEqual(pick(r.headers), pick(res.headers), `${r.statusCode} ${r.body.slice(0, 80)}`);
+  });
+
+  test('HSTS when PUBLIC_URL is https, on every answer', async (t) => {
+    const { app } = await suite.build(t, { env: { PUBLIC_URL: 'https://auth.example.com' } });
+    for (const url of ['/healthz', '/no/such/path']) {
+      const res = await app.inject({ method: 'GET', url });
+      assert.equal(res.headers['strict-transport-security'], 'max-age=31536000; includeSubDomains', url);
+    }
   });
 });
