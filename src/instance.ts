@@ -10,7 +10,6 @@ import { createMetrics } from './http/metrics.ts';
 import { buildMetricsApp } from './http/routes/metrics.ts';
 import { systemClock } from './clock.ts';
 import type { Config } from './config.ts';
-import { PasswordHasher } from './crypto/password.ts';
 import type { Deps } from './deps.ts';
 import { DataDirInUseError, lockDataDir } from './db/data-dir-lock.ts';
 import { migrate } from './db/migrate.ts';
@@ -22,8 +21,7 @@ import { OutboxWorker, type OutboxLane } from './jobs/outbox-worker.ts';
 import { onEventsQueued, setBrokerQueuing } from './services/events/publish.ts';
 import type { Logger } from 'pino';
 import { createDevMailboxTransport } from './mail/dev-mailbox.ts';
-import { loadSecrets } from './secrets.ts';
-import { openKeyStore } from './services/signing-keys/open.ts';
+import { openDeps } from './open-deps.ts';
 import { createLimiter } from './security/create-limiter.ts';
 import { closePasswordChecker } from './security/password-policy.ts';
 
@@ -43,16 +41,6 @@ export async function runInstance(config: Config, logger: Logger): Promise<void>
   const db = await openDatabase(config);
   const applied = await migrate(db);
   if (applied.length) logger.info({ applied }, 'database migrated');
-  let secrets: Awaited<ReturnType<typeof loadSecrets>>;
-  let keys: Awaited<ReturnType<typeof openKeyStore>>;
-  try {
-    secrets = await loadSecrets(config);
-    keys = await openKeyStore({ config, db, clock: systemClock, secretBox: secrets.secretBox, logger }, secrets.initialKey);
-  } catch (e) {
-    // A bad or unreadable key is an operator's mistake, not a crash: one line naming it, no stack trace.
-    console.error(`twofold: key error: ${(e as Error).message}`);
-    process.exit(2);
-  }
   const limiter = createLimiter(config, { logger });
   if (config.rateLimit.disabled) logger.warn('RATE_LIMIT_DISABLED=true: every per-IP and per-account limit is OFF. Use this for benchmarks only.');
   const devMailbox = config.devMailbox;
@@ -65,25 +53,21 @@ export async function runInstance(config: Config, logger: Logger): Promise<void>
   }
   // nodemailer is loaded only when mail really goes out over SMTP.
   const mailTransport = config.smtpUrl ? (await import('./mail/smtp-transport.ts')).createSmtpTransport(config) : createDevMailboxTransport(logger);
-
-  const deps: Deps = {
-    config,
-    db,
-    clock: systemClock,
-    keys,
-    secretBox: secrets.secretBox,
-    tokenHasher: secrets.tokenHasher,
-    passwords: new PasswordHasher(config.passwordHash),
-    limiter,
-    mailTransport,
-    logger,
-  };
+  let deps: Deps;
+  try {
+    deps = await openDeps(config, db, logger, { limiter, mailTransport });
+  } catch (e) {
+    // A bad or unreadable key is an operator's mistake, not a crash: one line naming it, no stack trace.
+    console.error(`twofold: key error: ${(e as Error).message}`);
+    process.exit(2);
+  }
+  const { keys, secretBox } = deps;
   const metrics = createMetrics();
   const app = await buildApp(deps, { devMailbox, metrics });
   const inFlight = trackInFlight(app);
   const metricsApp = config.metricsPort === undefined ? undefined : await buildMetricsApp(config, metrics, logger);
   // Events for other services ride the same outbox worker: webhooks always, RabbitMQ with EVENTS_AMQP_URL.
-  const lanes: OutboxLane[] = [webhookLane({ db, clock: systemClock, logger, secretBox: secrets.secretBox, config })];
+  const lanes: OutboxLane[] = [webhookLane({ db, clock: systemClock, logger, secretBox, config })];
   const amqp = config.eventsAmqp.url ? await startAmqp(deps, config.eventsAmqp.url, config, logger) : undefined;
   setBrokerQueuing(amqp !== undefined);
   if (amqp) lanes.push(amqpLane({ db, clock: systemClock, logger, config, publisher: amqp.publisher }));

@@ -3,18 +3,15 @@
  * secrets), the database — refused while a server holds the embedded one — and the service's deps.
  */
 import pino from 'pino';
-import { systemClock } from '../clock.ts';
 import type { Config } from '../config.ts';
-import { PasswordHasher } from '../crypto/password.ts';
 import { DataDirInUseError, lockDataDir } from '../db/data-dir-lock.ts';
 import type { Database } from '../db/database.ts';
 import { pendingMigrations } from '../db/migrate.ts';
 import { openDatabase } from '../db/open.ts';
 import type { Deps } from '../deps.ts';
 import type { MailTransport } from '../mail/types.ts';
-import { loadSecrets } from '../secrets.ts';
 import { createLimiter } from '../security/create-limiter.ts';
-import { openKeyStore } from '../services/signing-keys/open.ts';
+import { openDeps } from '../open-deps.ts';
 
 /** A failure to report in one line, with the process's exit code. */
 export class CliError extends Error {
@@ -81,18 +78,5 @@ export async function cliDeps(open: CliDatabase): Promise<Deps> {
   if (pending.length) throw new CliError(`The database needs migrations (${pending.join(', ')}): run \`twofold migrate\` first.`);
   const { config, db } = open;
   const logger = pino({ level: 'warn' }, pino.destination(2));
-  const secrets = await loadSecrets(config);
-  const keys = await openKeyStore({ config, db, clock: systemClock, secretBox: secrets.secretBox, logger }, secrets.initialKey);
-  return {
-    config,
-    db,
-    clock: systemClock,
-    keys,
-    secretBox: secrets.secretBox,
-    tokenHasher: secrets.tokenHasher,
-    passwords: new PasswordHasher(config.passwordHash),
-    limiter: createLimiter(config, { logger }),
-    mailTransport: outboxOnly,
-    logger,
-  };
+  return openDeps(config, db, logger, { limiter: createLimiter(config, { logger }), mailTransport: outboxOnly });
 }

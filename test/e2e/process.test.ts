@@ -85,6 +85,12 @@ test('npm start on a fresh directory serves the whole first half of the contract
 
   // Restart on the same directory: the key and the data are kept, so the token still works.
   await stop(first.child);
+  // A key the operator named but that cannot be read stops start-up with one line naming it, exit 2.
+  const badKey = await start({ ...env, JWT_PRIVATE_KEY_FILE: join(dataDir, 'missing.pem') }).then(() => 'started', (e: Error) => e.message);
+  assert.match(badKey, /exited early:\n/);
+  const printed = badKey.slice(badKey.indexOf('\n') + 1).split('\n').filter((l) => l && !/^\{"level"|oidc-provider WARNING/.test(l));
+  assert.deepEqual(printed.length, 1, badKey);
+  assert.match(printed[0]!, /^twofold: key error: JWT private key file .*missing\.pem does not exist/);
   const second = await start(env);
   // Seen once under load: this fetch failed right after /healthz answered. Say what the server printed.
   const after = await fetch(`${base}/api/v1/auth-jwt/user-info`, { headers: { authorization: `Bearer ${pair.access_token}` } }).catch((err: Error) => {

@@ -1,0 +1,29 @@
+/**
+ * The service's deps over an open, migrated database: the file secrets, the signing keys and the
+ * password hasher. The server and the CLI differ only in the limiter and the mail transport they hand in.
+ */
+import type { Logger } from 'pino';
+import { systemClock } from './clock.ts';
+import type { Config } from './config.ts';
+import { PasswordHasher } from './crypto/password.ts';
+import type { Database } from './db/database.ts';
+import type { Deps } from './deps.ts';
+import { loadSecrets } from './secrets.ts';
+import { openKeyStore } from './services/signing-keys/open.ts';
+
+/** Throws when a secret or key cannot be read or used (the caller reports it in one line). */
+export async function openDeps(config: Config, db: Database, logger: Logger, parts: Pick<Deps, 'limiter' | 'mailTransport'>): Promise<Deps> {
+  const secrets = await loadSecrets(config);
+  const keys = await openKeyStore({ config, db, clock: systemClock, secretBox: secrets.secretBox, logger }, secrets.initialKey);
+  return {
+    config,
+    db,
+    clock: systemClock,
+    keys,
+    secretBox: secrets.secretBox,
+    tokenHasher: secrets.tokenHasher,
+    passwords: new PasswordHasher(config.passwordHash),
+    logger,
+    ...parts,
+  };
+}
