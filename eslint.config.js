@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', 'data/', 'test-results/', 'src/web/assets/vendor/'] },
+  { ignores: ['node_modules/', 'dist/', '.test-build/', 'data/', 'test-results/', 'src/web/assets/vendor/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

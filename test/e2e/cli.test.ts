@@ -19,8 +19,8 @@ import { openPglite } from '../../src/db/pglite.ts';
 import { createLimiter } from '../../src/security/create-limiter.ts';
 import { buildTestApp, createTestClock, login, type TestApp } from '../helpers/app.ts';
 import { createTestDatabase } from '../helpers/pg-database.ts';
+import { ROOT } from '../helpers/root.ts';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
 const BOX_KEY = randomBytes(32);
 
 interface Run {

@@ -10,11 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { freePort } from '../helpers/net.ts';
 import { createTestDatabase } from '../helpers/pg-database.ts';
+import { ROOT } from '../helpers/root.ts';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /** Pids of the live service processes whose parent is `pid` (from /proc; tsx's esbuild is not one). */
 function workersOf(pid: number): number[] {

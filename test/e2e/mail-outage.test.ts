@@ -10,13 +10,12 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { freePort, startSmtpSink, tokenLink, type SmtpSink } from '../helpers/smtp-sink.ts';
+import { ROOT } from '../helpers/root.ts';
 
-const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
 const POLL_INTERVAL_MS = 200;
 
 /** A running service process and everything it has printed. */

@@ -5,8 +5,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { after } from 'node:test';
+import { ROOT } from './root.ts';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
 const children: ChildProcess[] = [];
 let cleanupRegistered = false;
 

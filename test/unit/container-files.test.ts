@@ -6,15 +6,16 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadConfig } from '../../src/config.ts';
 import { readCompose, serviceEnvironment } from '../../scripts/compose-env.ts';
+import { ROOT } from '../helpers/root.ts';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
 const SECRETS = { TOTP_ENCRYPTION_KEY: `k1:${Buffer.alloc(32, 1).toString('base64')}`, TOKEN_HASH_KEY: Buffer.alloc(32, 2).toString('base64') };
 
 test('compose.yaml: Twofold, PostgreSQL, Redis and a mail catcher; health-based start order; named volumes', () => {
-  const compose = readCompose(`${ROOT}compose.yaml`);
+  const compose = readCompose(join(ROOT, 'compose.yaml'));
   assert.deepEqual(Object.keys(compose.services).sort(), ['mailpit', 'postgres', 'redis', 'twofold']);
   const twofold = compose.services.twofold!;
   assert.ok(twofold.build, 'built from this repository');
@@ -27,7 +28,7 @@ test('compose.yaml: Twofold, PostgreSQL, Redis and a mail catcher; health-based 
 });
 
 test('compose.yaml: the twofold environment is a valid production configuration once .env holds the secrets', () => {
-  const compose = readCompose(`${ROOT}compose.yaml`);
+  const compose = readCompose(join(ROOT, 'compose.yaml'));
   assert.throws(() => serviceEnvironment(compose, 'twofold', {}), /TOTP_ENCRYPTION_KEY/, 'refuses to start without the secrets');
   const env = serviceEnvironment(compose, 'twofold', SECRETS);
   assert.equal(env.HOST, '0.0.0.0');
@@ -44,7 +45,7 @@ test('compose.yaml: the twofold environment is a valid production configuration 
 });
 
 test('Dockerfile: multi-stage, compiled build, production dependencies only, non-root, HEALTHCHECK on /healthz, HOST=0.0.0.0', () => {
-  const dockerfile = readFileSync(`${ROOT}Dockerfile`, 'utf8');
+  const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
   const stages = [...dockerfile.matchAll(/^FROM (\S+)(?: AS (\S+))?$/gm)];
   assert.ok(stages.length >= 2, 'multi-stage');
   assert.ok(stages.every((s) => s[1]!.startsWith('node:20')), 'Node 20 in every stage');
@@ -61,13 +62,13 @@ test('Dockerfile: multi-stage, compiled build, production dependencies only, non
 });
 
 test('the image starts the service with the node flags of `npm run start:prod` (the memory settings the bench measured)', () => {
-  const cmd = JSON.parse(/^CMD (\[.*\])$/m.exec(readFileSync(`${ROOT}Dockerfile`, 'utf8'))![1]!) as string[];
-  const scripts = (JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { scripts: Record<string, string> }).scripts;
+  const cmd = JSON.parse(/^CMD (\[.*\])$/m.exec(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'))![1]!) as string[];
+  const scripts = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts;
   assert.deepEqual(cmd, scripts['start:prod']!.split(/\s+/));
   assert.ok(cmd.includes('--heap-growing-percent=50'), 'old space grows by half its live size between full collections');
 });
 
 test('.dockerignore keeps secrets, data, dependencies and builds out of the context', () => {
-  const ignored = readFileSync(`${ROOT}.dockerignore`, 'utf8').split('\n').map((l) => l.trim());
-  for (const entry of ['node_modules', 'dist', 'data', '.env', '*.pem', '.git']) assert.ok(ignored.includes(entry), entry);
+  const ignored = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
+  for (const entry of ['node_modules', 'dist', '.test-build', 'data', '.env', '*.pem', '.git']) assert.ok(ignored.includes(entry), entry);
 });
