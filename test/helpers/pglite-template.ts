@@ -37,9 +37,18 @@ function pgliteEngine(): Promise<PGliteOptions> {
   return engine;
 }
 
+/**
+ * Set in the template (postgresql.auto.conf), so every test database starts with it. PostgreSQL's
+ * default of 128 MB is memory each new PGlite instance touches page by page: with 16 MB a test
+ * database opens in about half the CPU time (1.4 s → 0.8 s per open, measured), and the test
+ * databases are a few MB.
+ */
+const TEMPLATE_SETTINGS = "ALTER SYSTEM SET shared_buffers = '16MB'";
+
 /** The cache key: anything that changes what a migrated database holds. */
 function templateKey(): string {
   const h = createHash('sha256');
+  h.update(TEMPLATE_SETTINGS);
   h.update(readFileSync(join(ROOT, 'node_modules/@electric-sql/pglite/package.json')));
   h.update(readFileSync(join(ROOT, 'src/db/migrate.ts')));
   for (const f of readdirSync(MIGRATIONS).filter((n) => n.endsWith('.sql')).sort()) {
@@ -57,6 +66,7 @@ function migratedTemplate(): Promise<Blob> {
     const pg = new PGlite(await pgliteEngine());
     try {
       await migrate(pgliteDatabase(pg));
+      await pg.exec(TEMPLATE_SETTINGS);
       const dump = await pg.dumpDataDir('none');
       mkdirSync(CACHE_DIR, { recursive: true });
       const tmp = `${file}.${process.pid}.tmp`;
