@@ -35,6 +35,11 @@ export function runDeferred(owner: DeferredOwner, what: string, work: () => Prom
   tasks.add(task);
 }
 
+/** How many deferred tasks of `owner` have not finished yet (tests: an answer came before its work). */
+export function pendingDeferred(owner: DeferredOwner): number {
+  return pending.get(owner)?.size ?? 0;
+}
+
 /** Resolves once every deferred task of `owner`, including those they start, has finished. */
 export async function settleDeferred(owner: DeferredOwner): Promise<void> {
   const set = pending.get(owner);

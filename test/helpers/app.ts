@@ -9,7 +9,6 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import pino from 'pino';
 import { buildApp, type AppOptions } from '../../src/app.ts';
 import { loadConfig } from '../../src/config.ts';
-import { generateRsaPem } from '../../src/crypto/jwt.ts';
 import { PasswordHasher } from '../../src/crypto/password.ts';
 import { SecretBox } from '../../src/crypto/secret-box.ts';
 import { TokenHasher } from '../../src/crypto/token-hash.ts';
@@ -22,6 +21,7 @@ import { createLimiter } from '../../src/security/create-limiter.ts';
 import { openKeyStore } from '../../src/services/signing-keys/open.ts';
 import type { Limiter } from '../../src/security/limiter.ts';
 import { createTestDatabase, type DatabaseKind, type TestDatabase } from './pg-database.ts';
+import { cachedTestKeyPem } from './test-key.ts';
 
 /** A clock tests move by hand. */
 export interface TestClock {
@@ -56,9 +56,9 @@ export class CapturingTransport implements MailTransport {
 }
 
 let rsaPem: Promise<string> | undefined;
-/** One RSA key per test process (generation costs ~100 ms). */
+/** The test RSA key (one per checkout: see test-key.ts). */
 export function testKeyPem(): Promise<string> {
-  rsaPem ??= generateRsaPem();
+  rsaPem ??= cachedTestKeyPem();
   return rsaPem;
 }
 
