@@ -22,6 +22,11 @@ import { createTestDatabase } from '../helpers/pg-database.ts';
 import { ROOT } from '../helpers/root.ts';
 
 const BOX_KEY = randomBytes(32);
+/**
+ * The command an operator runs: bin/twofold.js. Compiled (npm test), the copy beside the compiled
+ * tree, which runs it as in a built image (dist/); from the sources, the checkout's, through tsx.
+ */
+const BIN = import.meta.url.endsWith('.js') ? join(ROOT, '.test-build/bin/twofold.js') : join(ROOT, 'bin/twofold.js');
 
 interface Run {
   code: number | null;
@@ -32,7 +37,7 @@ interface Run {
 /** Runs `twofold …` in its own process with `env` (and `stdin`); resolves when it exits. */
 function twofold(args: string[], env: Record<string, string>, stdin = ''): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(ROOT, 'bin/twofold.js'), ...args], {
+    const child = spawn(process.execPath, [BIN, ...args], {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? '', NODE_ENV: 'test', LOG_LEVEL: 'warn', PASSWORD_HASH_MEMORY_KIB: '1024', PASSWORD_HASH_ITERATIONS: '1', TOTP_ENCRYPTION_KEY: `test:${BOX_KEY.toString('base64')}`, ...env },
       stdio: ['pipe', 'pipe', 'pipe'],

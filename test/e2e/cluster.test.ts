@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { freePort } from '../helpers/net.ts';
 import { createTestDatabase } from '../helpers/pg-database.ts';
-import { ROOT } from '../helpers/root.ts';
+import { ROOT, SERVER_ARGS } from '../helpers/root.ts';
 
 
 /** Pids of the live service processes whose parent is `pid` (from /proc; tsx's esbuild is not one). */
@@ -24,7 +24,7 @@ function workersOf(pid: number): number[] {
         // stat: "pid (comm) state ppid …"; comm may hold spaces, so read after the last ')'.
         const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
         const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-        return Number(ppid) === pid && state !== 'Z' && readFileSync(`/proc/${d}/cmdline`, 'utf8').includes('src/server.ts');
+        return Number(ppid) === pid && state !== 'Z' && readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(SERVER_ARGS.at(-1)!);
       } catch {
         return false;
       }
@@ -55,7 +55,7 @@ if (process.env.DATABASE_URL && process.env.REDIS_URL) {
       PASSWORD_HASH_ITERATIONS: '1',
       LOG_LEVEL: 'warn',
     };
-    const primary = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const primary = spawn(process.execPath, [...SERVER_ARGS], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     primary.stdout.on('data', (d) => (output += d));
     primary.stderr.on('data', (d) => (output += d));

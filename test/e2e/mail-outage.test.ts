@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { freePort, startSmtpSink, tokenLink, type SmtpSink } from '../helpers/smtp-sink.ts';
-import { ROOT } from '../helpers/root.ts';
+import { ROOT, SERVER_ARGS } from '../helpers/root.ts';
 
 const POLL_INTERVAL_MS = 200;
 
@@ -26,7 +26,7 @@ interface Service {
 }
 
 function startService(env: Record<string, string>): Service {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...SERVER_ARGS], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const output: string[] = [];
   child.stdout?.setEncoding('utf8').on('data', (s: string) => output.push(s));
   child.stderr?.setEncoding('utf8').on('data', (s: string) => output.push(s));

@@ -19,3 +19,9 @@ function findRoot(from: string): string {
 
 /** Absolute path of the repository root, without a trailing slash. */
 export const ROOT = findRoot(import.meta.url);
+
+/**
+ * Node arguments that start the server: the compiled entry when the tests themselves run compiled
+ * (npm test: `.test-build/`, as `npm run start:prod` runs dist/), the sources through tsx otherwise.
+ */
+export const SERVER_ARGS: readonly string[] = import.meta.url.endsWith('.js') ? [join(ROOT, '.test-build/src/server.js')] : ['--import', 'tsx', join(ROOT, 'src/server.ts')];
