@@ -11,7 +11,7 @@
  * processes starting together never read half a file.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PGlite, type PGliteOptions } from '@electric-sql/pglite';
@@ -72,6 +72,10 @@ function migratedTemplate(): Promise<Blob> {
       const tmp = `${file}.${process.pid}.tmp`;
       writeFileSync(tmp, Buffer.from(await dump.arrayBuffer()));
       renameSync(tmp, file);
+      // Templates of earlier migrations (41 MB each) are never used again.
+      for (const old of readdirSync(CACHE_DIR)) {
+        if (/^pglite-migrated-[0-9a-f]+\.tar$/.test(old) && join(CACHE_DIR, old) !== file) rmSync(join(CACHE_DIR, old), { force: true });
+      }
       return dump;
     } finally {
       await pg.close();
