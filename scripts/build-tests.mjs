@@ -3,8 +3,8 @@
 // loader, every test process (one per file) spent about 1.7 s of CPU before its first test, a fifth
 // of the suite's CPU time. esbuild is the compiler tsx runs anyway, so the code under test is the
 // same; each file is compiled on its own (relative imports stay imports, `.ts` becomes `.js`), and
-// `npm run typecheck` does the type checking. Servers the tests start (npm start, crash and restart
-// tests) still run the sources through tsx, as in an operator's checkout.
+// `npm run typecheck` does the type checking. The tests of `npm start` (and those built on it) still
+// run the sources through tsx, as in an operator's checkout; the CLI and other servers run compiled.
 import { cpSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';

@@ -14,7 +14,6 @@ import { freePort } from '../helpers/net.ts';
 import { createTestDatabase } from '../helpers/pg-database.ts';
 import { ROOT, SERVER_ARGS } from '../helpers/root.ts';
 
-
 /** Pids of the live service processes whose parent is `pid` (from /proc; tsx's esbuild is not one). */
 function workersOf(pid: number): number[] {
   return readdirSync('/proc')

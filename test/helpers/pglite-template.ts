@@ -11,17 +11,16 @@
  * processes starting together never read half a file.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PGlite, type PGliteOptions } from '@electric-sql/pglite';
 import type { Database } from '../../src/db/database.ts';
 import { migrate } from '../../src/db/migrate.ts';
 import { openPglite, pgliteDatabase } from '../../src/db/pglite.ts';
-import { ROOT } from './root.ts';
+import { ROOT, TEST_CACHE_DIR, writeCacheFile } from './root.ts';
 
 const MIGRATIONS = join(ROOT, 'src/db/migrations');
-const CACHE_DIR = join(ROOT, 'node_modules/.cache/twofold-test');
 
 let engine: Promise<PGliteOptions> | undefined;
 let template: Promise<Blob> | undefined;
@@ -61,20 +60,18 @@ function templateKey(): string {
 /** The snapshot of a fresh, migrated database (built and cached on first use). */
 function migratedTemplate(): Promise<Blob> {
   template ??= (async () => {
-    const file = join(CACHE_DIR, `pglite-migrated-${templateKey()}.tar`);
-    if (existsSync(file)) return new Blob([await readFile(file)]);
+    const name = `pglite-migrated-${templateKey()}.tar`;
+    const cached = join(TEST_CACHE_DIR, name);
+    if (existsSync(cached)) return new Blob([await readFile(cached)]);
     const pg = new PGlite(await pgliteEngine());
     try {
       await migrate(pgliteDatabase(pg));
       await pg.exec(TEMPLATE_SETTINGS);
       const dump = await pg.dumpDataDir('none');
-      mkdirSync(CACHE_DIR, { recursive: true });
-      const tmp = `${file}.${process.pid}.tmp`;
-      writeFileSync(tmp, Buffer.from(await dump.arrayBuffer()));
-      renameSync(tmp, file);
+      writeCacheFile(name, new Uint8Array(await dump.arrayBuffer()));
       // Templates of earlier migrations (41 MB each) are never used again.
-      for (const old of readdirSync(CACHE_DIR)) {
-        if (/^pglite-migrated-[0-9a-f]+\.tar$/.test(old) && join(CACHE_DIR, old) !== file) rmSync(join(CACHE_DIR, old), { force: true });
+      for (const old of readdirSync(TEST_CACHE_DIR)) {
+        if (/^pglite-migrated-[0-9a-f]+\.tar$/.test(old) && old !== name) rmSync(join(TEST_CACHE_DIR, old), { force: true });
       }
       return dump;
     } finally {

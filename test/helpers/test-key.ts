@@ -4,20 +4,17 @@
  * the ~70 test processes, that was about 3 % of the suite. Tests about keys (rotation, import)
  * generate their own.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateRsaPem } from '../../src/crypto/jwt.ts';
-import { ROOT } from './root.ts';
+import { TEST_CACHE_DIR, writeCacheFile } from './root.ts';
 
-const FILE = join(ROOT, 'node_modules/.cache/twofold-test/test-signing-key.pem');
+const NAME = 'test-signing-key.pem';
 
 export async function cachedTestKeyPem(): Promise<string> {
-  if (existsSync(FILE)) return readFileSync(FILE, 'utf8');
+  const file = join(TEST_CACHE_DIR, NAME);
+  if (existsSync(file)) return readFileSync(file, 'utf8');
   const pem = await generateRsaPem();
-  mkdirSync(join(FILE, '..'), { recursive: true });
-  // Written aside and renamed: test processes starting together never read half a file.
-  const tmp = `${FILE}.${process.pid}.tmp`;
-  writeFileSync(tmp, pem, { mode: 0o600 });
-  renameSync(tmp, FILE);
+  writeCacheFile(NAME, pem, 0o600);
   return pem;
 }
