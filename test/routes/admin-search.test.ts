@@ -56,7 +56,10 @@ describeWithApp('admin user search', (suite) => {
 
   test('bad limit or cursor is 422 validation_failed, never a 500', async (t) => {
     const ta = await suite.build(t, { env: ADMIN_ENV });
-    for (const qs of ['limit=0', 'limit=101', 'limit=abc', 'limit=-1', 'cursor=garbage', `cursor=${Buffer.from('{"p":"u","k":"a","i":"nope"}').toString('base64url')}`, `cursor=${Buffer.from('{"p":"x","k":"a","i":"00000000-0000-4000-8000-000000000000"}').toString('base64url')}`]) {
+    for (const qs of ['limit=0', 'limit=101', 'limit=abc', 'limit=-1', 'cursor=garbage', `cursor=${Buffer.from('{"p":"u","k":"a","i":"nope"}').toString('base64url')}`, `cursor=${Buffer.from('{"p":"x","k":"a","i":"00000000-0000-4000-8000-000000000000"}').toString('base64url')}`,
+      // Shapes the old checks let through to the query (500): 36 dashes for a uuid, a NUL in the key.
+      `cursor=${Buffer.from(JSON.stringify({ p: 'u', k: 'a', i: '-'.repeat(36) })).toString('base64url')}`,
+      `cursor=${Buffer.from(JSON.stringify({ p: 'u', k: 'a\u0000b', i: '00000000-0000-4000-8000-000000000000' })).toString('base64url')}`]) {
       const res = await adminCall(ta, 'GET', `/api/v1/admin/users?${qs}`);
       assert.equal(res.statusCode, 422, qs);
       assert.equal(res.json().code, 'validation_failed');

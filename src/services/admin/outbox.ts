@@ -5,7 +5,7 @@
 import type { Deps } from '../../deps.ts';
 import { validationError } from '../../errors.ts';
 import { listOutboxStatus, outboxStatusOf, type OutboxStatus } from '../../db/repositories/admin/outbox-status.ts';
-import { decodeCursor, encodeCursor, pageLimit } from '../audit/cursor.ts';
+import { decodeCursor, encodeCursor, isUuid, pageLimit, parseIsoTime } from '../audit/cursor.ts';
 import { DEFAULT_PAGE, MAX_PAGE } from '../audit/list.ts';
 
 export const OUTBOX_STATUSES: readonly OutboxStatus[] = ['queued', 'sending', 'retrying', 'delivered', 'failed'];
@@ -25,7 +25,7 @@ export interface OutboxMessageView {
 
 const isCursor = (v: unknown): v is { t: string; i: string } => {
   const o = v as { t?: unknown; i?: unknown } | null;
-  return typeof o === 'object' && o !== null && typeof o.t === 'string' && !Number.isNaN(Date.parse(o.t)) && typeof o.i === 'string' && /^[0-9a-f-]{36}$/i.test(o.i);
+  return typeof o === 'object' && o !== null && parseIsoTime(o.t) !== undefined && isUuid(o.i);
 };
 
 /** Lists mail newest first; `status` filters by state. */

@@ -4,7 +4,7 @@ import { AppError } from '../../errors.ts';
 import { findAdminUser, searchUsersPage, type AdminUserRow, type SearchPosition } from '../../db/repositories/admin/users.ts';
 import { listLiveSessions } from '../../db/repositories/sessions.ts';
 import { accountNames } from '../password-check.ts';
-import { decodeCursor, encodeCursor, pageLimit } from '../audit/cursor.ts';
+import { decodeCursor, encodeCursor, isStorableText, isUuid, pageLimit } from '../audit/cursor.ts';
 import { DEFAULT_PAGE, MAX_PAGE } from '../audit/list.ts';
 import type { AuditContext } from '../audit/record.ts';
 import { registerUser, type RegisterInput } from '../register-user.ts';
@@ -47,11 +47,9 @@ export async function adminUserView(deps: Deps, u: AdminUserRow): Promise<AdminU
   };
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 const isPosition = (v: unknown): v is { p: 'u' | 'e'; k: string; i: string } => {
   const o = v as { p?: unknown; k?: unknown; i?: unknown } | null;
-  return typeof o === 'object' && o !== null && (o.p === 'u' || o.p === 'e') && typeof o.k === 'string' && o.k.length <= 300 && typeof o.i === 'string' && /^[0-9a-f-]{36}$/i.test(o.i);
+  return typeof o === 'object' && o !== null && (o.p === 'u' || o.p === 'e') && isStorableText(o.k, 300) && isUuid(o.i);
 };
 
 /** Query of GET /api/v1/admin/users. */
@@ -103,7 +101,7 @@ export interface AdminSessionView {
 
 /** One user with their live sessions; 404 user_not_found. */
 export async function getUserForAdmin(deps: Deps, userId: string): Promise<AdminUserView & { sessions: AdminSessionView[] }> {
-  const user = UUID.test(userId) ? await findAdminUser(deps.db, userId.toLowerCase()) : undefined;
+  const user = isUuid(userId) ? await findAdminUser(deps.db, userId.toLowerCase()) : undefined;
   if (!user) throw new AppError('user_not_found', { detail: 'No such user.' });
   const sessions = await listLiveSessions(deps.db, user.id, deps.clock());
   return {

@@ -9,6 +9,40 @@ export function pageLimit(raw: string | undefined, fallback: number, max: number
   return n;
 }
 
+/**
+ * Checks for what cursors carry. A cursor is client input like any other: a value the database
+ * would refuse (a bigint out of range, a year PostgreSQL has no timestamp for, a NUL in text) must
+ * be a 422 here, never a failed query (500).
+ */
+export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const BIGINT_MAX = 9223372036854775807n;
+
+/** A positive id that fits PostgreSQL's bigint, as decimal digits. */
+export function isBigintId(v: unknown): v is string {
+  return typeof v === 'string' && /^\d{1,19}$/.test(v) && BigInt(v) <= BIGINT_MAX;
+}
+
+/** A uuid in its canonical text form. */
+export function isUuid(v: unknown): v is string {
+  return typeof v === 'string' && UUID_PATTERN.test(v);
+}
+
+/** Text PostgreSQL stores as given: no NUL (it refuses it) and no lone surrogate (not UTF-8), at most `max` characters. */
+export function isStorableText(v: unknown, max: number): v is string {
+  // isWellFormed: ES2024, in Node 20 (the compiler's lib is older; see http/input-guard.ts).
+  return typeof v === 'string' && v.length <= max && !v.includes('\0') && (v as unknown as { isWellFormed(): boolean }).isWellFormed();
+}
+
+/**
+ * An ISO 8601 time (from `YYYY-MM-DD`) in years 1–9999: JavaScript accepts years 0 and below and
+ * PostgreSQL does not take them as timestamptz parameters. Undefined for anything else.
+ */
+export function parseIsoTime(v: unknown): Date | undefined {
+  if (typeof v !== 'string' || !/^\d{4}-\d{2}-\d{2}/.test(v) || v.startsWith('0000')) return undefined;
+  const at = new Date(v);
+  return Number.isNaN(at.getTime()) ? undefined : at;
+}
+
 /** Encodes a cursor; clients pass it back unchanged. */
 export function encodeCursor(value: unknown): string {
   return Buffer.from(JSON.stringify(value), 'utf8').toString('base64url');

@@ -4,7 +4,7 @@ import { validationError } from '../../errors.ts';
 import { listAuditRows, type AuditRow } from '../../db/repositories/audit/audit-log.ts';
 import { findUserByUsername } from '../../db/repositories/users.ts';
 import { AUDIT_TYPE_PATTERN } from './record.ts';
-import { decodeCursor, encodeCursor, pageLimit } from './cursor.ts';
+import { decodeCursor, encodeCursor, isBigintId, isUuid, pageLimit, parseIsoTime } from './cursor.ts';
 
 /** An entry as the admin API shows it. */
 export interface AuditEventView {
@@ -43,8 +43,7 @@ export interface AuditQuery {
   cursor?: string;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const isIdCursor = (v: unknown): v is { b: string } => typeof v === 'object' && v !== null && typeof (v as { b?: unknown }).b === 'string' && /^\d{1,19}$/.test((v as { b: string }).b);
+const isIdCursor = (v: unknown): v is { b: string } => typeof v === 'object' && v !== null && isBigintId((v as { b?: unknown }).b);
 
 /** Default and largest page size of listings. */
 export const DEFAULT_PAGE = 50;
@@ -58,7 +57,7 @@ export async function listAuditEvents(deps: Deps, q: AuditQuery): Promise<{ even
   const limit = pageLimit(q.limit, DEFAULT_PAGE, MAX_PAGE);
   let userId: string | undefined;
   if (q.user !== undefined && q.user !== '') {
-    if (UUID.test(q.user)) userId = q.user.toLowerCase();
+    if (isUuid(q.user)) userId = q.user.toLowerCase();
     else {
       const user = await findUserByUsername(deps.db, q.user);
       // An unknown username matches nothing (a deleted user's entries are found by uuid).
@@ -70,8 +69,8 @@ export async function listAuditEvents(deps: Deps, q: AuditQuery): Promise<{ even
   if (types?.some((t) => !AUDIT_TYPE_PATTERN.test(t))) throw validationError('type', 'Types look like login.failed; separate several with commas.');
   let since: Date | undefined;
   if (q.since) {
-    since = new Date(q.since);
-    if (Number.isNaN(since.getTime()) || !/^\d{4}-\d{2}-\d{2}/.test(q.since)) throw validationError('since', 'Give an ISO 8601 time, e.g. 2026-01-31T00:00:00Z.');
+    since = parseIsoTime(q.since);
+    if (!since) throw validationError('since', 'Give an ISO 8601 time, e.g. 2026-01-31T00:00:00Z.');
   }
   const beforeId = q.cursor ? decodeCursor(q.cursor, isIdCursor).b : undefined;
   const rows = await listAuditRows(deps.db, { userId, types, since, beforeId, limit: limit + 1 });
