@@ -84,10 +84,14 @@ export async function updateUserAsAdmin(deps: Deps, userId: string, patch: UserP
  * Erases a user: the row and with it (ON DELETE CASCADE) sessions, factors, backup codes, e-mailed
  * codes, challenges and link tokens; and every outbox row addressed to them (pending mail holds
  * links and codes). Audit entries stay, naming only the uuid. Live tokens die at once: their session
- * row is gone.
+ * row is gone. Each live session is recorded as revoked first (session.revoked, reason
+ * `user_deleted`), as for a deactivation: services that track sessions by `sid` learn they ended. The
+ * provider sessions they logged in are ended by the OpenID sweep (their links outlive the user).
  */
 export async function deleteUserAsAdmin(deps: Deps, userId: string, ctx: AuditContext): Promise<void> {
   const user = await withLockedUser(deps, userId, async (tx, u) => {
+    const revoked = await revokeAllSessions(tx, u.id, 'user_deleted', deps.clock());
+    await recordSessionsRevoked(deps, tx, ctx, u.id, revoked, 'user_deleted');
     const mails = await eraseMailTo(tx, u.email);
     if (!(await deleteUserRow(tx, u.id))) throw notFound();
     await recordSecurityEvent(tx, { ...ctx, type: 'user.deleted', userId: u.id, data: { mails_erased: mails }, at: deps.clock() });

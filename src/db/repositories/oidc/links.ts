@@ -18,13 +18,13 @@ export async function upsertLink(tx: Queryable, providerSessionUid: string, sess
 
 /**
  * The link of `providerSessionUid` with `live` = its Twofold session is unrevoked and unexpired and its
- * user active. Undefined when the provider session was never linked (no login yet).
+ * user exists and is active (links outlive a deleted user, so that the sweep can end them). Undefined when the provider session was never linked (no login yet).
  */
 export async function findLinkState(tx: Queryable, providerSessionUid: string, now: Date): Promise<(SessionLinkRow & { live: boolean }) | undefined> {
   const r = await tx.query<SessionLinkRow & { live: boolean }>(
     `SELECT l.provider_session_uid, l.session_id, l.user_id,
        COALESCE(s.revoked_at IS NULL AND s.expires_at > $2 AND u.is_active, false) AS live
-     FROM oidc_session_links l JOIN users u ON u.id = l.user_id LEFT JOIN sessions s ON s.id = l.session_id
+     FROM oidc_session_links l LEFT JOIN users u ON u.id = l.user_id LEFT JOIN sessions s ON s.id = l.session_id
      WHERE l.provider_session_uid = $1`,
     [providerSessionUid, now],
   );
@@ -32,15 +32,15 @@ export async function findLinkState(tx: Queryable, providerSessionUid: string, n
 }
 
 /**
- * Claims up to `limit` links whose Twofold session has ended (revoked, expired, user deactivated or the
- * session row gone) and deletes them, returning them: each is handed to exactly one sweeper, on any instance.
+ * Claims up to `limit` links whose Twofold session has ended (revoked, expired, user deactivated or
+ * deleted, or the session row gone) and deletes them, returning them: each is handed to exactly one sweeper, on any instance.
  */
 export async function takeEndedLinks(tx: Queryable, now: Date, limit: number): Promise<SessionLinkRow[]> {
   const r = await tx.query<SessionLinkRow>(
     `DELETE FROM oidc_session_links WHERE provider_session_uid IN (
-       SELECT l.provider_session_uid FROM oidc_session_links l JOIN users u ON u.id = l.user_id
+       SELECT l.provider_session_uid FROM oidc_session_links l LEFT JOIN users u ON u.id = l.user_id
        LEFT JOIN sessions s ON s.id = l.session_id
-       WHERE s.id IS NULL OR s.revoked_at IS NOT NULL OR s.expires_at <= $1 OR NOT u.is_active
+       WHERE s.id IS NULL OR s.revoked_at IS NOT NULL OR s.expires_at <= $1 OR u.id IS NULL OR NOT u.is_active
        LIMIT $2 FOR UPDATE OF l SKIP LOCKED)
      RETURNING provider_session_uid, session_id, user_id`,
     [now, limit],
