@@ -140,6 +140,22 @@ describeWithApp('admin users API', (suite) => {
     assert.equal(after.is_active, false, 'still deactivated');
   });
 
+  test('vouching for the address (PATCH email_verified) activates an account inactive until verified, not a deactivated one (REQUIRE_EMAIL_VERIFICATION=true)', async (t) => {
+    const ta = await suite.build(t, { env: { ...ADMIN_ENV, REQUIRE_EMAIL_VERIFICATION: 'true' } });
+    const waiting = await createUser(ta.app);
+    assert.equal((await login(ta.app, { username: waiting.username, password: waiting.password })).json().code, 'email_not_verified');
+    const patched = await adminCall(ta, 'PATCH', `${USERS}/${waiting.uuid}`, { email_verified: true });
+    assert.deepEqual({ verified: patched.json().email_verified, active: patched.json().is_active }, { verified: true, active: true });
+    assert.equal((await login(ta.app, { username: waiting.username, password: waiting.password })).statusCode, 200);
+    const [update] = (await auditRowsOf(ta, waiting.uuid)).filter((r) => r.type === 'user.updated');
+    assert.deepEqual(update!.data, { changes: { email_verified: { from: false, to: true }, is_active: { from: false, to: true } } });
+
+    const deactivated = await createUser(ta.app);
+    assert.equal((await adminCall(ta, 'PATCH', `${USERS}/${deactivated.uuid}`, { is_active: false })).statusCode, 200);
+    const vouched = (await adminCall(ta, 'PATCH', `${USERS}/${deactivated.uuid}`, { email_verified: true })).json();
+    assert.deepEqual({ verified: vouched.email_verified, active: vouched.is_active }, { verified: true, active: false });
+  });
+
   test('DELETE erases the user, factors, sessions, codes and pending mail; tokens die; audit keeps the uuid', async (t) => {
     const ta = await suite.build(t, { env: ADMIN_ENV });
     const user = await createUser(ta.app);

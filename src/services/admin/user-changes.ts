@@ -49,7 +49,8 @@ export interface UserPatch {
  */
 export async function updateUserAsAdmin(deps: Deps, userId: string, patch: UserPatch, ctx: AuditContext): Promise<void> {
   const roles = patch.roles === undefined ? undefined : validateRoles(patch.roles);
-  await withLockedUser(deps, userId, async (tx, user) => {
+  await withLockedUser(deps, userId, async (tx, locked) => {
+    let user = locked;
     const now = deps.clock();
     const changes: Record<string, { from: unknown; to: unknown }> = {};
     if (roles !== undefined && [...user.roles].sort().join(',') !== roles.join(',')) {
@@ -59,8 +60,16 @@ export async function updateUserAsAdmin(deps: Deps, userId: string, patch: UserP
     if (patch.email_verified !== undefined && patch.email_verified !== user.email_verified) {
       await updateUserVerified(tx, user.id, patch.email_verified, now);
       changes.email_verified = { from: user.email_verified, to: patch.email_verified };
-      // As when the user opens the link: e-mailed codes chosen at sign-up become the second factor.
+      // As when the user opens the link: e-mailed codes chosen at sign-up become the second factor,
+      // and an account inactive only until its address is verified becomes active (never one an
+      // admin deactivated). Otherwise the user's own link could no longer activate it either: it
+      // finds the address verified already and changes nothing.
       if (patch.email_verified) await enableEmailOtpAfterVerification(deps, tx, user, ctx);
+      if (patch.email_verified && deps.config.requireEmailVerification && !user.is_active && !user.deactivated_at && patch.is_active !== false) {
+        await updateUserActive(tx, user.id, true, now);
+        changes.is_active = { from: false, to: true };
+        user = { ...user, is_active: true };
+      }
     }
     let revoked: string[] = [];
     // Deactivating an account that is inactive only until its address is verified still marks it
