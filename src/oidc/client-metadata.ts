@@ -58,6 +58,58 @@ function urls(value: unknown, field: string): string[] {
   return value.map((v, i) => url(v, `${field}[${i}]`));
 }
 
+/** Host names the engine (and RFC 8252 7.3) count as loopback. */
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+function isWebScheme(value: string): boolean {
+  const { protocol } = new URL(value);
+  return protocol === 'https:' || protocol === 'http:';
+}
+
+/**
+ * The engine's application_type of a client: 'native' when a redirect URI uses an app's own scheme
+ * (RFC 8252 7.1), else 'web'. The engine refuses a 'web' client with such a URI at every request, and
+ * the admin API stores only what the operator sent, so the type is derived, never configured. Loopback
+ * http stays 'web' (it is valid for both types): a web application in development keeps prompt=none,
+ * and one client may list its localhost and its production URIs.
+ */
+export function applicationType(redirectUris: readonly string[]): 'web' | 'native' {
+  return redirectUris.some((u) => !isWebScheme(u)) ? 'native' : 'web';
+}
+
+/**
+ * Refuses URIs the engine would refuse for a client of `type` (it checks redirect and post-logout URIs
+ * alike), so what is accepted here works: a web client redirects only to http(s); a native client to
+ * its app scheme, http on loopback or https off loopback (RFC 8252 7.1-7.3).
+ */
+function assertUsableFor(type: 'web' | 'native', uris: readonly string[], field: string): void {
+  uris.forEach((value, i) => {
+    const { protocol, hostname } = new URL(value);
+    if (type === 'web' && !isWebScheme(value)) {
+      throw new ClientMetadataError(`${field}[${i}]`, 'must be an http(s) URL: the client has no app-scheme redirect URI, so it is a web client');
+    }
+    if (type === 'native' && protocol === 'http:' && !LOOPBACK_HOSTS.has(hostname)) {
+      throw new ClientMetadataError(`${field}[${i}]`, 'must not be plain http off loopback: an app-scheme redirect URI makes a native client (RFC 8252), and web and native redirect URIs do not mix');
+    }
+    if (type === 'native' && protocol === 'https:' && LOOPBACK_HOSTS.has(hostname)) {
+      throw new ClientMetadataError(`${field}[${i}]`, 'must not be https on a loopback host in a native client (use http there, RFC 8252 7.3)');
+    }
+  });
+}
+
+/**
+ * A back-channel logout URI the provider will call: https, or http on a loopback host (a development
+ * or same-host application). Never an app scheme: the engine refuses the client for it.
+ */
+function backchannelUri(value: unknown, field: string): string {
+  const checked = url(value, field);
+  const { protocol, hostname } = new URL(checked);
+  if (protocol !== 'https:' && !(protocol === 'http:' && LOOPBACK_HOSTS.has(hostname))) {
+    throw new ClientMetadataError(field, `must be an https URL (http only on localhost, 127.0.0.1 or [::1]), got "${checked}"`);
+  }
+  return checked;
+}
+
 /**
  * Checks one client's metadata. `requireSecret`: secret-based methods need `client_secret` (the file);
  * the admin API generates it instead and passes false.
@@ -98,6 +150,11 @@ export function validateClientInput(raw: unknown, requireSecret: boolean): Clien
   for (const field of ['post_logout_redirect_uris', 'backchannel_logout_uri'] as const) {
     if (o[field] !== undefined && !userFacing) throw new ClientMetadataError(field, 'is only for clients with the authorization_code grant');
   }
+  const type = applicationType(redirectUris);
+  assertUsableFor(type, redirectUris, 'redirect_uris');
+  const postLogoutUris = o.post_logout_redirect_uris !== undefined ? urls(o.post_logout_redirect_uris, 'post_logout_redirect_uris') : undefined;
+  if (postLogoutUris) assertUsableFor(type, postLogoutUris, 'post_logout_redirect_uris');
+  const backchannel = o.backchannel_logout_uri !== undefined ? backchannelUri(o.backchannel_logout_uri, 'backchannel_logout_uri') : undefined;
   const scope = o.scope === undefined ? OIDC_SCOPES.join(' ') : o.scope;
   if (typeof scope !== 'string' || scope.trim() === '') throw new ClientMetadataError('scope', 'must be a space-separated string');
   for (const s of scope.split(' ')) {
@@ -111,11 +168,11 @@ export function validateClientInput(raw: unknown, requireSecret: boolean): Clien
     client_id: o.client_id,
     ...(typeof o.client_secret === 'string' ? { client_secret: o.client_secret } : {}),
     redirect_uris: redirectUris,
-    ...(o.post_logout_redirect_uris !== undefined ? { post_logout_redirect_uris: urls(o.post_logout_redirect_uris, 'post_logout_redirect_uris') } : {}),
+    ...(postLogoutUris ? { post_logout_redirect_uris: postLogoutUris } : {}),
     grant_types: grantTypes as string[],
     token_endpoint_auth_method: method as string,
     scope,
-    ...(o.backchannel_logout_uri !== undefined ? { backchannel_logout_uri: url(o.backchannel_logout_uri, 'backchannel_logout_uri') } : {}),
+    ...(backchannel ? { backchannel_logout_uri: backchannel } : {}),
     skip_consent: o.skip_consent === true,
     ...(typeof o.client_name === 'string' ? { client_name: o.client_name } : {}),
   };
@@ -126,6 +183,7 @@ export function toProviderMetadata(c: ClientInput): ClientMetadata {
   return {
     client_id: c.client_id,
     ...(c.client_secret ? { client_secret: c.client_secret } : {}),
+    application_type: applicationType(c.redirect_uris),
     redirect_uris: c.redirect_uris,
     post_logout_redirect_uris: c.post_logout_redirect_uris ?? [],
     grant_types: c.grant_types,

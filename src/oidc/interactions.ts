@@ -15,7 +15,7 @@ import { findUserById } from '../db/repositories/users.ts';
 import { decideLogin, type LoginRequest } from '../services/oidc/interaction-login.ts';
 import { consentCovers, rememberConsent } from '../services/oidc/consent.ts';
 import { consentPage, oidcErrorPage } from '../web/pages/oidc.ts';
-import { pageCsp } from './provider.ts';
+import { acrValuesRequireAal2, pageCsp } from './provider.ts';
 
 type Details = Awaited<ReturnType<Provider['interactionDetails']>>;
 
@@ -38,7 +38,7 @@ function hintedSub(details: Details): string | undefined {
 
 function wantsAal2(details: Details): boolean {
   const params = details.params as { acr_values?: string; claims?: string };
-  if (typeof params.acr_values === 'string' && params.acr_values.split(' ').includes('aal2')) return true;
+  if (acrValuesRequireAal2(params.acr_values)) return true;
   return (details.prompt.reasons as string[]).includes('aal2_required');
 }
 

@@ -9,8 +9,8 @@ import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Deps } from '../deps.ts';
 import { ACCESS_COOKIE, REFRESH_COOKIE, REFRESH_COOKIE_PATH } from '../http/cookies.ts';
-import { deleteLink, upsertLink } from '../db/repositories/oidc/links.ts';
-import { revokeSession } from '../db/repositories/sessions.ts';
+import { upsertLink } from '../db/repositories/oidc/links.ts';
+import { endLinkedSession } from '../services/oidc/logout.ts';
 import { loadClientsFile } from './clients-file.ts';
 import { createProvider } from './provider.ts';
 import { interactionRoutes } from './interactions.ts';
@@ -47,8 +47,8 @@ function sessionGlue(deps: Deps) {
         await upsertLink(deps.db, oidc.session.uid, login.twofoldSessionId, login.accountId, deps.clock());
       }
     } else if (oidc.route === 'end_session_confirm' && (oidc.session as { destroyed?: boolean } | undefined)?.destroyed) {
-      const link = await deleteLink(deps.db, oidc.session!.uid);
-      if (link) await revokeSession(deps.db, link.session_id, 'oidc_logout', deps.clock());
+      // ctx.ip is Fastify's client address (hand() sets X-Forwarded-For from it).
+      const link = await endLinkedSession(deps, oidc.session!.uid, { ip: ctx.ip || null, userAgent: ctx.get('user-agent') || null });
       // Clear the cookies only when they are that session's: when switching accounts the engine logs
       // the previous provider session out while the browser already holds the new user's session.
       if (!link || cookieSessionId(ctx.cookies.get(ACCESS_COOKIE)) === link.session_id) clear(ctx);

@@ -10,7 +10,7 @@ import { findUserById } from '../db/repositories/users.ts';
 import { loggedOutPage, logoutPage, oidcErrorPage } from '../web/pages/oidc.ts';
 import { createAdapterClass } from './adapter.ts';
 import { OIDC_SCOPES, toProviderMetadata, type ClientInput } from './client-metadata.ts';
-import { RingSigningKey } from './signing-key.ts';
+import { RingSigningKey, ringIdTokenValidator } from './signing-key.ts';
 
 /** Where the engine's endpoints live (the discovery document lists them). */
 export const OIDC_ROUTES = {
@@ -32,10 +32,21 @@ export const OIDC_ROUTES = {
 /** acr values: aal2 = a second factor was passed in this login. */
 export const ACR_VALUES = ['aal1', 'aal2'] as const;
 
+/**
+ * True when `acrValues` (the acr_values parameter) leaves nothing but aal2. acr_values is a voluntary
+ * list in order of preference (OpenID Connect Core 3.1.2.1): "aal1 aal2" accepts an aal1 login, so
+ * only a list of aal2 alone makes a second factor a requirement.
+ */
+export function acrValuesRequireAal2(acrValues: unknown): boolean {
+  if (typeof acrValues !== 'string') return false;
+  const values = acrValues.split(' ').filter(Boolean);
+  return values.length > 0 && values.every((v) => v === 'aal2');
+}
+
 /** True when the request asks for a second factor (acr_values or an essential acr claim). */
 export function wantsAal2(ctx: KoaContextWithOIDC): boolean {
   const params = ctx.oidc.params as { acr_values?: string } | undefined;
-  if (typeof params?.acr_values === 'string' && params.acr_values.split(' ').includes('aal2')) return true;
+  if (acrValuesRequireAal2(params?.acr_values)) return true;
   const acr = (ctx.oidc.claims as { id_token?: { acr?: { value?: string; values?: string[]; essential?: boolean } } }).id_token?.acr;
   return !!acr && (acr.value === 'aal2' || (Array.isArray(acr.values) && acr.values.length === 1 && acr.values[0] === 'aal2'));
 }
@@ -115,7 +126,14 @@ export async function createProvider(deps: Deps, fileClients: readonly ClientInp
       devInteractions: { enabled: false },
       externalSigningSupport: { enabled: true, ack: 'experimental-01' },
       clientCredentials: { enabled: true },
-      introspection: { enabled: true },
+      introspection: {
+        enabled: true,
+        // A client learns only about its own tokens: the engine's default lets any confidential client
+        // introspect every client's tokens, refresh tokens included (their user, scopes and sid). No
+        // client is a resource server here (access tokens are for userinfo); APIs check Twofold's own
+        // tokens at /api/v1/auth-jwt/introspect.
+        allowedPolicy: (_ctx, client, token) => token.clientId === client.clientId,
+      },
       revocation: { enabled: true },
       userinfo: { enabled: true },
       backchannelLogout: { enabled: true },
@@ -174,6 +192,8 @@ export async function createProvider(deps: Deps, fileClients: readonly ClientInp
   provider.proxy = true;
   // sid in every ID token (the contract lists it), not only for clients with back-channel logout.
   provider.Client.prototype.includeSid = () => true;
+  // id_token_hint (authorization, end-session) signed by any key the ring still publishes, not only the current one.
+  provider.IdToken.validate = ringIdTokenValidator(deps.keys.ring, deps.clock, provider.issuer) as typeof provider.IdToken.validate;
   return { provider, signingKey };
 }
 

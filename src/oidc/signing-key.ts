@@ -6,6 +6,7 @@
  */
 import { sign as signCb, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
+import { compactVerify, decodeJwt, type JWTPayload } from 'jose';
 import { ExternalSigningKey } from 'oidc-provider';
 import type { Clock } from '../clock.ts';
 import type { KeyRing, KeySnapshot } from '../crypto/jwt.ts';
@@ -57,4 +58,35 @@ export class RingSigningKey extends ExternalSigningKey {
     const key = (header.kid && this.#recent.get(header.kid)) || this.#snapshot.signing.privateKey;
     return signAsync('sha256', Buffer.from(data), key);
   }
+}
+
+/** What an id_token_hint check reads of the client it names. */
+interface HintClient {
+  clientId: string;
+  idTokenSignedResponseAlg: string;
+}
+
+/**
+ * The engine's IdToken.validate, against every key the ring publishes (next, current, previous): the
+ * engine's keystore holds only RingSigningKey, whose kid is always the current one, so a hint signed
+ * before a rotation would be refused and RP-initiated logout would fail for every earlier session.
+ * Same checks as the engine's: the client's algorithm, issuer, audience, a sub; expiry is ignored
+ * (OpenID Connect Core 3.1.2.1: an expired ID token is still a hint).
+ */
+export function ringIdTokenValidator(ring: KeyRing, clock: Clock, issuer: string) {
+  return async (jwt: string, client: HintClient): Promise<{ header: Record<string, unknown>; payload: JWTPayload }> => {
+    const { protectedHeader } = await compactVerify(jwt, async (header) => {
+      if (typeof header.kid !== 'string') throw new Error('id_token_hint has no kid');
+      const now = clock();
+      const key = (await ring.keysAt(now)).verifying.get(header.kid) ?? (await ring.find(header.kid, now));
+      if (!key) throw new Error('id_token_hint is signed by no published key');
+      return key;
+    }, { algorithms: [client.idTokenSignedResponseAlg] });
+    const payload = decodeJwt(jwt);
+    if (payload.iss !== issuer) throw new Error('jwt issuer invalid');
+    const audiences = Array.isArray(payload.aud) ? payload.aud : [payload.aud];
+    if (!audiences.includes(client.clientId)) throw new Error(`jwt audience missing ${client.clientId}`);
+    if (typeof payload.sub !== 'string') throw new Error('invalid sub value');
+    return { header: protectedHeader as Record<string, unknown>, payload };
+  };
 }
