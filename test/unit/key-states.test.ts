@@ -1,6 +1,8 @@
 /** The signing-key states follow from timestamps alone (services/signing-keys/states.ts). */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { loadConfig } from '../../src/config.ts';
+import { CLOCK_SKEW_MARGIN_SECONDS, keyLifetimeSeconds } from '../../src/services/signing-keys/db-key-ring.ts';
 import { keyStates } from '../../src/services/signing-keys/states.ts';
 
 const T = (s: string) => new Date(`2026-06-01T${s}Z`);
@@ -40,4 +42,12 @@ test('exactly one current key at every moment, for any set of keys', () => {
     // Nothing activating later than now is ever current or previous.
     for (const s of all) if (s.key.activates_at > now && s.state !== 'next') assert.equal(s.state, 'current', 'only the fallback first key');
   }
+});
+
+test('a replaced key is served as long as the longest-lived token it signed, the OpenID ID token included', () => {
+  // Refresh tokens an hour, ID tokens a day: the ID tokens of the old key must verify for that day.
+  const config = loadConfig({ REFRESH_TOKEN_TTL: '3600', OIDC_ID_TOKEN_TTL: '86400' });
+  assert.equal(keyLifetimeSeconds(config), 86400 + CLOCK_SKEW_MARGIN_SECONDS);
+  const longRefresh = loadConfig({ REFRESH_TOKEN_TTL: '864000', OIDC_ID_TOKEN_TTL: '86400' });
+  assert.equal(keyLifetimeSeconds(longRefresh), 864000 + CLOCK_SKEW_MARGIN_SECONDS);
 });

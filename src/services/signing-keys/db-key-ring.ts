@@ -18,9 +18,13 @@ export const CLOCK_SKEW_MARGIN_SECONDS = 300;
 /** Unknown-kid reloads at most this often (wall-clock): made-up kids must not become a query each. */
 const UNKNOWN_KID_RELOAD_MS = 1000;
 
-/** How long the last token a key signed can live: the longest token lifetime plus the skew margin. */
-export function keyLifetimeSeconds(config: Config): number {
-  return Math.max(config.accessTokenTtlSeconds, config.refreshTokenTtlSeconds, config.mfaChallengeTtlSeconds) + CLOCK_SKEW_MARGIN_SECONDS;
+/**
+ * How long the last token a key signed can live: the longest token lifetime plus the skew margin.
+ * The OpenID provider's ID tokens count too (signed by the same ring): relying parties verify them
+ * against the JWKS until they expire, and send them back later as id_token_hint.
+ */
+export function keyLifetimeSeconds(config: Pick<Config, 'accessTokenTtlSeconds' | 'refreshTokenTtlSeconds' | 'mfaChallengeTtlSeconds' | 'oidc'>): number {
+  return Math.max(config.accessTokenTtlSeconds, config.refreshTokenTtlSeconds, config.mfaChallengeTtlSeconds, config.oidc.idTokenTtlSeconds) + CLOCK_SKEW_MARGIN_SECONDS;
 }
 
 /** How often an instance re-reads the keys: well within the activation delay, at most every 30 s. */
