@@ -30,6 +30,7 @@ export const ERROR_CODES = {
   csrf_rejected: { status: 403, title: 'Cross-site request rejected' },
   mfa_enrollment_required: { status: 403, title: 'Second factor enrolment required' },
   admin_required: { status: 403, title: 'Administrator required' },
+  last_admin: { status: 409, title: 'Last administrator' },
   // second factors
   method_not_enabled: { status: 400, title: 'Method not enabled' },
   totp_already_enabled: { status: 409, title: 'TOTP already enabled' },

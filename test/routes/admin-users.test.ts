@@ -156,6 +156,12 @@ describeWithApp('admin users API', (suite) => {
     assert.deepEqual({ verified: vouched.email_verified, active: vouched.is_active }, { verified: true, active: false });
   });
 
+  test('with ADMIN_API_KEY the last admin may go: the key still reaches the admin API', async (t) => {
+    const ta = await suite.build(t, { env: ADMIN_ENV });
+    const only = await createAdmin(ta);
+    assert.equal((await adminCall(ta, 'PATCH', `${USERS}/${only.uuid}`, { roles: [] })).statusCode, 200);
+  });
+
   test('DELETE erases the user, factors, sessions, codes and pending mail; tokens die; audit keeps the uuid', async (t) => {
     const ta = await suite.build(t, { env: ADMIN_ENV });
     const user = await createUser(ta.app);
@@ -253,5 +259,30 @@ describeWithApp('admin users API', (suite) => {
       state = change.to;
     }
     assert.equal((await adminCall(ta, 'GET', `${USERS}/${user.uuid}`)).json().is_active, state);
+  });
+});
+
+// A database of its own: the count of admins is the whole table's.
+describeWithApp('the last admin', (suite) => {
+  test('without ADMIN_API_KEY the last active admin cannot be demoted, deactivated or deleted, even by admins demoting themselves all at once', async (t) => {
+    const ta = await suite.build(t);
+    const admins = [];
+    for (let i = 0; i < 5; i++) admins.push(await createAdmin(ta));
+    const results = await Promise.all(admins.map((a) => adminCall(ta, 'PATCH', `${USERS}/${a.uuid}`, { roles: [] }, a.token)));
+    assert.deepEqual(results.map((r) => r.statusCode).sort(), [200, 200, 200, 200, 409]);
+    const refused = results.find((r) => r.statusCode === 409)!;
+    assert.equal(refused.json().code, 'last_admin');
+    const left = await ta.deps.db.query<{ id: string }>(`SELECT id FROM users WHERE 'admin' = ANY (roles) AND is_active`);
+    assert.equal(left.rows.length, 1, 'exactly one admin is left');
+    const last = admins.find((a) => a.uuid === left.rows[0]!.id)!;
+    for (const [method, url, body] of [['PATCH', `${USERS}/${last.uuid}`, { is_active: false }], ['DELETE', `${USERS}/${last.uuid}`, undefined]] as const) {
+      const res = await adminCall(ta, method, url, body, last.token);
+      assert.equal(res.statusCode, 409, method);
+      assert.equal(res.json().code, 'last_admin');
+    }
+    // Another admin first, then the change goes through.
+    const other = admins.find((a) => a !== last)!;
+    assert.equal((await adminCall(ta, 'PATCH', `${USERS}/${other.uuid}`, { roles: ['admin'] }, last.token)).statusCode, 200);
+    assert.equal((await adminCall(ta, 'PATCH', `${USERS}/${last.uuid}`, { roles: [] }, last.token)).statusCode, 200);
   });
 });

@@ -6,7 +6,7 @@
 import type { Deps } from '../../deps.ts';
 import type { Queryable } from '../../db/database.ts';
 import { AppError } from '../../errors.ts';
-import { deleteSecondFactors, deleteUserRow, eraseMailTo, lockUser, updateUserActive, updateUserRoles, updateUserVerified } from '../../db/repositories/admin/users.ts';
+import { countOtherActiveAdmins, deleteSecondFactors, deleteUserRow, eraseMailTo, lockUser, updateUserActive, updateUserRoles, updateUserVerified } from '../../db/repositories/admin/users.ts';
 import { consumeAllChallenges } from '../../db/repositories/mfa-challenges.ts';
 import { deleteAllPasskeys } from '../../db/repositories/passkeys/credentials.ts';
 import { revokeAllSessions } from '../../db/repositories/sessions.ts';
@@ -34,6 +34,21 @@ async function withLockedUser<T>(deps: Deps, userId: string, fn: (tx: Queryable,
   });
 }
 
+/**
+ * Refuses (409 last_admin) a change that leaves no active admin while no ADMIN_API_KEY is set: then
+ * nobody could reach the admin API any more (two admins demoting each other at once included), and
+ * only shell access (`twofold users promote`) would recover. With a key, a program always can.
+ */
+async function keepAnAdmin(deps: Deps, tx: Queryable, user: UserRow, after: { admin: boolean; active: boolean }): Promise<void> {
+  if (deps.config.adminApiKey !== undefined) return;
+  const isAdmin = user.is_active && user.roles.includes('admin');
+  if (!isAdmin || (after.admin && after.active)) return;
+  if ((await countOtherActiveAdmins(tx, user.id)) > 0) return;
+  throw new AppError('last_admin', {
+    detail: 'This is the last active admin and no ADMIN_API_KEY is set: give another user the admin role first (or run `twofold users promote`).',
+  });
+}
+
 /** Body of PATCH /api/v1/admin/users/{uuid}. */
 export interface UserPatch {
   is_active?: boolean;
@@ -51,6 +66,7 @@ export async function updateUserAsAdmin(deps: Deps, userId: string, patch: UserP
   const roles = patch.roles === undefined ? undefined : validateRoles(patch.roles);
   await withLockedUser(deps, userId, async (tx, locked) => {
     let user = locked;
+    await keepAnAdmin(deps, tx, locked, { admin: (roles ?? locked.roles).includes('admin'), active: patch.is_active ?? locked.is_active });
     const now = deps.clock();
     const changes: Record<string, { from: unknown; to: unknown }> = {};
     if (roles !== undefined && [...user.roles].sort().join(',') !== roles.join(',')) {
@@ -99,6 +115,7 @@ export async function updateUserAsAdmin(deps: Deps, userId: string, patch: UserP
  */
 export async function deleteUserAsAdmin(deps: Deps, userId: string, ctx: AuditContext): Promise<void> {
   const user = await withLockedUser(deps, userId, async (tx, u) => {
+    await keepAnAdmin(deps, tx, u, { admin: false, active: false });
     const revoked = await revokeAllSessions(tx, u.id, 'user_deleted', deps.clock());
     await recordSessionsRevoked(deps, tx, ctx, u.id, revoked, 'user_deleted');
     const mails = await eraseMailTo(tx, u.email);

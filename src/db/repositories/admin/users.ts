@@ -77,6 +77,20 @@ export async function lockUser(tx: Queryable, id: string): Promise<UserRow | und
   return (await tx.query<UserRow>('SELECT * FROM users WHERE id = $1 FOR UPDATE', [id])).rows[0];
 }
 
+/** Advisory lock id that serialises changes taking the admin role or activity away (see {@link countOtherActiveAdmins}). */
+const ADMINS_LOCK_ID = 727_274_005;
+
+/**
+ * Active users other than `exceptId` holding the `admin` role, counted under a transaction-wide
+ * advisory lock: of two admins demoting each other at once, the second counts after the first has
+ * committed (READ COMMITTED reads anew per statement) and sees no one left.
+ */
+export async function countOtherActiveAdmins(tx: Queryable, exceptId: string): Promise<number> {
+  await tx.query('SELECT pg_advisory_xact_lock($1)', [ADMINS_LOCK_ID]);
+  const r = await tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM users WHERE 'admin' = ANY (roles) AND is_active AND id <> $1`, [exceptId]);
+  return r.rows[0]!.n;
+}
+
 export async function updateUserRoles(tx: Queryable, id: string, roles: readonly string[], now: Date): Promise<void> {
   await tx.query('UPDATE users SET roles = $2::text[], updated_at = $3 WHERE id = $1', [id, [...roles], now]);
 }

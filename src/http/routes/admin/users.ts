@@ -60,10 +60,12 @@ export async function adminUserRoutes(app: FastifyInstance, { deps }: { deps: De
       summary: 'Change roles, active, verified',
       description:
         'Deactivating (`is_active: false`) revokes every session at once: live access tokens are refused from the next request. ' +
-        'A role change reaches the user\'s access tokens at their next token (login or refresh); the admin API itself checks stored roles, so removing `admin` closes it at once.',
+        'A role change reaches the user\'s access tokens at their next token (login or refresh); the admin API itself checks stored roles, so removing `admin` closes it at once. ' +
+        'Without `ADMIN_API_KEY`, taking the admin role or activity from the last active admin is refused (409 `last_admin`). ' +
+        'Vouching for the address (`email_verified: true`) also activates an account that was inactive only until verification (`REQUIRE_EMAIL_VERIFICATION`).',
       params: UserIdParams,
       body: Type.Object({ is_active: Type.Optional(Type.Boolean()), roles: Type.Optional(Roles), email_verified: Type.Optional(Type.Boolean()) }, { examples: [{ is_active: false }] }),
-      response: { 200: Type.Intersect([AdminUserSchema, Type.Object({ sessions: Type.Array(AdminSessionSchema) })]), ...problems(400, 401, 403, 404, 422) },
+      response: { 200: Type.Intersect([AdminUserSchema, Type.Object({ sessions: Type.Array(AdminSessionSchema) })]), ...problems(400, 401, 403, 404, 409, 422) },
     },
   }, async (request) => {
     await updateUserAsAdmin(deps, request.params.uuid, request.body, adminContext(request));
@@ -74,9 +76,11 @@ export async function adminUserRoutes(app: FastifyInstance, { deps }: { deps: De
     schema: {
       tags, security,
       summary: 'Erase a user',
-      description: 'Deletes the user with their factors, sessions, backup and e-mailed codes, link tokens and every mail still addressed to them. Audit entries keep the uuid.',
+      description: 'Deletes the user with their factors, sessions, backup and e-mailed codes, link tokens and every mail still addressed to them. Audit entries keep the uuid. ' +
+        'Each live session is recorded as revoked (`session.revoked`, reason `user_deleted`), and the OpenID provider sessions the user signed in to end with back-channel logouts. ' +
+        'Without `ADMIN_API_KEY`, the last active admin cannot be deleted (409 `last_admin`).',
       params: UserIdParams,
-      response: { 204: Type.Null({ description: 'Erased' }), ...problems(401, 403, 404) },
+      response: { 204: Type.Null({ description: 'Erased' }), ...problems(401, 403, 404, 409) },
     },
   }, async (request, reply) => {
     await deleteUserAsAdmin(deps, request.params.uuid, adminContext(request));
