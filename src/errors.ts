@@ -46,6 +46,7 @@ export const ERROR_CODES = {
   invalid_passkey: { status: 400, title: 'Invalid passkey' },
   passkey_already_registered: { status: 409, title: 'Passkey already registered' },
   passkey_not_found: { status: 404, title: 'Passkey not found' },
+  passkey_limit_reached: { status: 409, title: 'Passkey limit reached' },
   // limits and the server
   too_many_requests: { status: 429, title: 'Too many requests' },
   internal_error: { status: 500, title: 'Internal server error' },

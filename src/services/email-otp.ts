@@ -18,7 +18,7 @@ import { findUserById, type UserRow } from '../db/repositories/users.ts';
 import { enqueueMail } from '../mail/outbox.ts';
 import { requireAal2, type AuthContext } from './authenticate.ts';
 import { issueBackupCodesIfNone } from './backup-codes.ts';
-import { assertMethodOffered, callerUser, dropBackupCodesIfNoFactorLeft, otherFactors, requireAal2IfProtected } from './factor-changes.ts';
+import { assertMethodOffered, callerUser, dropBackupCodesIfNoFactorLeft, lockFactorChanges, otherFactors, requireAal2IfProtected } from './factor-changes.ts';
 import { verifyMfaToken } from './login.ts';
 import { checkEmailCode, emailCodeHash, loadFactorState, spendEmailCode } from './second-factors.ts';
 import { recordSecurityEvent, userContext, type AuditContext } from './audit/record.ts';
@@ -119,6 +119,8 @@ export async function disableEmailOtp(deps: Deps, auth: AuthContext, client: Cli
   if (!(await isEmailOtpEnabled(deps.db, user.id))) throw new AppError('email_otp_not_enabled', { detail: 'E-mailed codes are not turned on.' });
   requireAal2(auth);
   await deps.db.transaction(async (tx) => {
+    // Before the delete: a factor removal running at once waits, then counts what this one left.
+    await lockFactorChanges(tx, user.id);
     if (!(await deleteEmailOtpFactor(tx, user.id))) throw new AppError('email_otp_not_enabled', { detail: 'E-mailed codes were turned off meanwhile.' });
     // Codes already mailed (for enabling or for open login challenges) must not work any more.
     await deleteEmailOtps(tx, user.id, '');

@@ -6,7 +6,7 @@ import type { Deps } from '../deps.ts';
 import type { Queryable } from '../db/database.ts';
 import { AppError } from '../errors.ts';
 import type { MfaMethod } from '../config.ts';
-import { deleteBackupCodes } from '../db/repositories/backup-codes.ts';
+import { deleteBackupCodes, lockBackupCodes } from '../db/repositories/backup-codes.ts';
 import { isEmailOtpEnabled } from '../db/repositories/email-otps.ts';
 import { findTotpFactor } from '../db/repositories/totp-factors.ts';
 import { countPasskeys } from '../db/repositories/passkeys/credentials.ts';
@@ -46,10 +46,20 @@ export function otherFactors(state: FactorState, changing: MfaMethod): { totp: b
 }
 
 /**
- * After a factor was removed in `tx`: when none is left, the backup codes go too. They are a
- * fallback for a factor, not a factor of their own, and a user who later turns a factor on again
- * should not find a forgotten old set still valid. Reads the stored state, not MFA_METHODS: a
- * factor the operator has only switched off for now still keeps its codes.
+ * The first statement of every transaction that removes a second factor: locks the user's row (the
+ * lock issueBackupCodesIfNone and passkey registration take), so changes of one user's factors take
+ * turns. Without it, on PostgreSQL (READ COMMITTED) two removals at once — the last two passkeys, or
+ * the last passkey and TOTP — each still see the other's factor, and neither drops the backup codes.
+ */
+export async function lockFactorChanges(tx: Queryable, userId: string): Promise<void> {
+  await lockBackupCodes(tx, userId);
+}
+
+/**
+ * After a factor was removed in `tx` (begun with {@link lockFactorChanges}): when none is left, the
+ * backup codes go too. They are a fallback for a factor, not a factor of their own, and a user who
+ * later turns a factor on again should not find a forgotten old set still valid. Reads the stored
+ * state, not MFA_METHODS: a factor the operator has only switched off for now still keeps its codes.
  */
 export async function dropBackupCodesIfNoFactorLeft(tx: Queryable, userId: string): Promise<boolean> {
   // One statement after the other: a transaction is one connection.

@@ -10,7 +10,7 @@ import { confirmPendingSecret, deleteTotpFactor, findTotpFactor } from '../db/re
 import { enqueueMail } from '../mail/outbox.ts';
 import { requireAal2, type AuthContext } from './authenticate.ts';
 import { issueBackupCodesIfNone } from './backup-codes.ts';
-import { assertMethodOffered, callerUser, dropBackupCodesIfNoFactorLeft, requireAal2IfProtected } from './factor-changes.ts';
+import { assertMethodOffered, callerUser, dropBackupCodesIfNoFactorLeft, lockFactorChanges, requireAal2IfProtected } from './factor-changes.ts';
 import { loadFactorState, storedFactors, verifyTotpCode } from './second-factors.ts';
 import { accountNames } from './password-check.ts';
 import { startTotpEnrollment, type TotpEnrollment } from './totp-enrollment.ts';
@@ -107,6 +107,8 @@ export async function removeTotp(deps: Deps, auth: AuthContext, proof: TotpRemov
   await attempt.passed();
 
   await deps.db.transaction(async (tx) => {
+    // Before the delete: a factor removal running at once waits, then counts what this one left.
+    await lockFactorChanges(tx, user.id);
     if (!(await deleteTotpFactor(tx, user.id))) throw new AppError('totp_not_enabled', { detail: 'TOTP was removed meanwhile.' });
     const codesDropped = await dropBackupCodesIfNoFactorLeft(tx, user.id);
     await enqueueMail(tx, deps, { kind: 'factor_removed', to: user.email, data: { username: user.username, factor: 'totp' } });

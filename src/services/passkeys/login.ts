@@ -18,7 +18,7 @@ import { assertUsable, verifyMfaToken } from '../login.ts';
 import { accountNames } from '../password-check.ts';
 import type { Attempt } from '../../security/limiter.ts';
 import { createSession, signTokenPair, type AuthLevel, type ClientInfo, type TokenPair } from '../tokens.ts';
-import { passkeyAmr, passkeyError, claimedChallenge, requestOptions, verifyAssertion, type VerifiedAssertion } from './relying-party.ts';
+import { MAX_CREDENTIAL_ID_CHARS, passkeyAmr, passkeyError, claimedChallenge, requestOptions, verifyAssertion, type VerifiedAssertion } from './relying-party.ts';
 
 /** What the passwordless options endpoint answers. */
 export interface PasskeyLoginOptions {
@@ -71,7 +71,7 @@ export async function passkeyLoginOptions(deps: Deps, username: string | undefin
 
 /** The stored passkey a response names, and the user owning it (undefined when unknown). */
 async function credentialOwner(deps: Deps, credential: AuthenticationResponseJSON): Promise<{ passkey: PasskeyRow; user: UserRow } | undefined> {
-  const id = typeof credential.id === 'string' && credential.id.length <= 1024 ? credential.id : undefined;
+  const id = typeof credential.id === 'string' && credential.id.length <= MAX_CREDENTIAL_ID_CHARS ? credential.id : undefined;
   const passkey = id ? await findPasskeyByCredentialId(deps.db, id) : undefined;
   const user = passkey ? await findUserById(deps.db, passkey.user_id) : undefined;
   return passkey && user ? { passkey, user } : undefined;

@@ -2,12 +2,13 @@
  * Adding a passkey: creation options (a single-use challenge bound to the caller) and verification
  * of the browser's answer. The same factor rules as TOTP: with any factor already active only an
  * aal2 session may add one; the user's first factor brings the backup codes; every add mails the user.
+ * A user holds at most {@link MAX_PASSKEYS_PER_USER}.
  */
 import type { PublicKeyCredentialCreationOptionsJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
 import type { Deps } from '../../deps.ts';
 import { AppError } from '../../errors.ts';
 import { newId, randomToken } from '../../crypto/random.ts';
-import { ensureWebauthnUserId, insertPasskey, listPasskeys } from '../../db/repositories/passkeys/credentials.ts';
+import { countPasskeys, ensureWebauthnUserId, insertPasskey, listPasskeys } from '../../db/repositories/passkeys/credentials.ts';
 import { insertWebauthnChallenge, takeWebauthnChallenge } from '../../db/repositories/passkeys/challenges.ts';
 import { lockBackupCodes } from '../../db/repositories/backup-codes.ts';
 import { enqueueMail } from '../../mail/outbox.ts';
@@ -23,13 +24,29 @@ import { passkeyView, type PasskeyView } from './view.ts';
 /** Bytes of a WebAuthn user handle (random, per user; WebAuthn allows up to 64). */
 const USER_HANDLE_BYTES = 32;
 
+/**
+ * Most passkeys one user may hold. Without a cap a session could add passkeys without end: a mail
+ * each, and every login's options listing them all. Twenty covers a phone, a laptop and security
+ * keys several times over; the user removes one to add another.
+ */
+export const MAX_PASSKEYS_PER_USER = 20;
+
+/** 409 passkey_limit_reached unless the user holds fewer than {@link MAX_PASSKEYS_PER_USER} passkeys. */
+function assertBelowPasskeyLimit(count: number): void {
+  if (count >= MAX_PASSKEYS_PER_USER) {
+    throw new AppError('passkey_limit_reached', { detail: `You have ${MAX_PASSKEYS_PER_USER} passkeys, the most an account may hold; remove one to add another.` });
+  }
+}
+
 /** POST /passkeys/registration/options: creation options with a fresh challenge for the caller. */
 export async function startPasskeyRegistration(deps: Deps, auth: AuthContext): Promise<PublicKeyCredentialCreationOptionsJSON> {
   const user = await callerUser(deps, auth);
   requireAal2IfProtected(auth, storedFactors(await loadFactorState(deps, user.id)));
   const rp = deps.config.webauthn;
+  const existing = await listPasskeys(deps.db, user.id);
+  assertBelowPasskeyLimit(existing.length);
   const handle = await ensureWebauthnUserId(deps.db, user.id, randomToken(USER_HANDLE_BYTES));
-  const options = await creationOptions(rp, { username: user.username, handle }, await listPasskeys(deps.db, user.id));
+  const options = await creationOptions(rp, { username: user.username, handle }, existing);
   const now = deps.clock();
   await insertWebauthnChallenge(deps.db, {
     id: randomToken(16),
@@ -69,8 +86,11 @@ export async function finishPasskeyRegistration(deps: Deps, auth: AuthContext, c
   const verified = await verifyRegistration(rp, credential, taken.challenge);
   const label = name?.trim() || defaultName(deps);
   return deps.db.transaction(async (tx) => {
-    // The user row first (as issueBackupCodesIfNone does), so two registrations at once serialise.
+    // The user row first (as issueBackupCodesIfNone does), so two registrations at once serialise
+    // and the count below cannot be passed by several of them together.
     await lockBackupCodes(tx, user.id);
+    // Again here: options fetched while below the cap may be answered after other passkeys were added.
+    assertBelowPasskeyLimit(await countPasskeys(tx, user.id));
     const id = newId();
     const now = deps.clock();
     const stored = await insertPasskey(tx, {

@@ -22,6 +22,15 @@ import { toCounter } from '../../db/repositories/passkeys/credentials.ts';
 /** ES256 and RS256, the two algorithms the contract names (every platform authenticator has one). */
 export const SUPPORTED_ALGORITHMS = [-7, -257];
 
+/**
+ * The longest credential id WebAuthn Level 3 lets a relying party accept (§7.1, registration: at most 1023 bytes).
+ * Anything longer is refused at registration: it could not be indexed (a 500) or sent back at login.
+ */
+export const MAX_CREDENTIAL_ID_BYTES = 1023;
+
+/** {@link MAX_CREDENTIAL_ID_BYTES} as base64url characters (no padding): the request schemas' limit for `id`. */
+export const MAX_CREDENTIAL_ID_CHARS = Math.ceil((MAX_CREDENTIAL_ID_BYTES * 4) / 3);
+
 const TRANSPORTS = new Set(['ble', 'cable', 'hybrid', 'internal', 'nfc', 'smart-card', 'usb']);
 
 /** The error every bad passkey answer gets; `status` 401 at login, 400 (the code's own) at registration. */
@@ -90,6 +99,18 @@ export interface VerifiedCredential {
   aaguid: string;
 }
 
+/**
+ * The id stored is the one inside the signed authenticator data; the library checks `id` against
+ * `rawId` but not against it. It must be the id the browser reports (and will send at login) and
+ * no longer than WebAuthn allows, else a crafted answer stores a passkey that can never sign in.
+ */
+function assertCredentialId(fromAuthData: string, fromResponse: string): void {
+  if (Buffer.byteLength(fromAuthData, 'base64url') > MAX_CREDENTIAL_ID_BYTES) {
+    throw passkeyError(`The credential id is longer than ${MAX_CREDENTIAL_ID_BYTES} bytes.`);
+  }
+  if (fromAuthData !== fromResponse) throw passkeyError('The credential id does not match the one in the authenticator data.');
+}
+
 /** Verifies an attestation for `challenge`; 400 invalid_passkey on anything wrong (origin, RP ID hash, UV flag, format…). */
 export async function verifyRegistration(rp: WebauthnConfig, credential: RegistrationResponseJSON, challenge: string): Promise<VerifiedCredential> {
   let result;
@@ -107,6 +128,7 @@ export async function verifyRegistration(rp: WebauthnConfig, credential: Registr
   }
   if (!result.verified) throw passkeyError('The passkey could not be verified.');
   const info = result.registrationInfo;
+  assertCredentialId(info.credential.id, credential.id);
   return {
     credentialId: info.credential.id,
     publicKey: Buffer.from(info.credential.publicKey).toString('base64url'),

@@ -4,12 +4,13 @@ import { Type } from 'typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { RegistrationResponseJSON } from '@simplewebauthn/server';
 import type { Deps } from '../../../deps.ts';
-import { finishPasskeyRegistration, startPasskeyRegistration } from '../../../services/passkeys/registration.ts';
+import { finishPasskeyRegistration, MAX_PASSKEYS_PER_USER, startPasskeyRegistration } from '../../../services/passkeys/registration.ts';
 import { listOwnPasskeys, removeOwnPasskey, renameOwnPasskey } from '../../../services/passkeys/management.ts';
 import { authOf, clientInfo, requireAuth } from '../../plugins/auth.ts';
 import { problems } from '../../schemas.ts';
 import { emptyBodyAsObject } from '../../empty-body.ts';
 import { CreationOptionsSchema, PasskeyName, PasskeySchema, RegisteredPasskeySchema, RegistrationCredential } from './schemas.ts';
+import { MAX_CREDENTIAL_ID_BYTES } from '../../../services/passkeys/relying-party.ts';
 
 const security: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [] }];
 const tags = ['Passkeys'];
@@ -28,10 +29,11 @@ export async function passkeyRoutes(app: FastifyInstance, { deps }: { deps: Deps
       description:
         'Pass `options` to `navigator.credentials.create({ publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options) })` (or `startRegistration({ optionsJSON })` of @simplewebauthn/browser). ' +
         'The challenge is single use and lives 5 minutes. A discoverable credential (`residentKey: "required"`) and user verification are required; the user\'s passkeys are excluded. ' +
-        '`user.id` is a random handle of this user, never the e-mail or username. When the user already has a second factor (TOTP, e-mailed codes or a passkey) the session must be `aal2` (403 `step_up_required`).',
+        '`user.id` is a random handle of this user, never the e-mail or username. When the user already has a second factor (TOTP, e-mailed codes or a passkey) the session must be `aal2` (403 `step_up_required`). ' +
+        `A user holds at most ${MAX_PASSKEYS_PER_USER} passkeys: 409 \`passkey_limit_reached\` at the limit (remove one first).`,
       security,
       body: Type.Object({}),
-      response: { 200: CreationOptionsSchema, ...problems(401, 403) },
+      response: { 200: CreationOptionsSchema, ...problems(401, 403, 409) },
     },
   }, async (request, reply) => {
     const options = await startPasskeyRegistration(deps, authOf(request));
@@ -46,7 +48,8 @@ export async function passkeyRoutes(app: FastifyInstance, { deps }: { deps: Deps
       description:
         'Send the browser\'s `RegistrationResponseJSON` as `credential`, and optionally a `name` (default "Passkey <date>"). Verified against the configured origin and RP ID, with user verification required; the challenge is spent whatever the outcome. ' +
         'The first factor of a user brings 10 `backup_codes` (shown once). Every added passkey is e-mailed to the user. ' +
-        '400 `invalid_passkey`: bad attestation, wrong origin or RP ID, unknown, used, expired or another user\'s challenge, no user verification. 409 `passkey_already_registered`.',
+        '400 `invalid_passkey`: bad attestation, wrong origin or RP ID, unknown, used, expired or another user\'s challenge, no user verification, or a credential id in the authenticator data that is not the reported `id` or is longer than ' +
+        `${MAX_CREDENTIAL_ID_BYTES} bytes. 409 \`passkey_already_registered\`; 409 \`passkey_limit_reached\` when the user already holds ${MAX_PASSKEYS_PER_USER} passkeys.`,
       security,
       body: Type.Object({ credential: RegistrationCredential, name: Type.Optional(PasskeyName) }),
       response: { 201: RegisteredPasskeySchema, ...problems(400, 401, 403, 409, 422) },

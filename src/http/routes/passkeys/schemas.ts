@@ -1,15 +1,19 @@
 /** TypeBox schemas of the passkey endpoints: WebAuthn Level 3 JSON forms (binary fields base64url). */
 import { Type } from 'typebox';
 import { DateTime, Uuid } from '../../schemas.ts';
+import { MAX_CREDENTIAL_ID_CHARS } from '../../../services/passkeys/relying-party.ts';
 
 const B64url = (maxLength: number, example: string) => Type.String({ pattern: '^[A-Za-z0-9_-]*$', maxLength, examples: [example] });
+
+/** A credential id (base64url): long enough for any id WebAuthn allows, so every passkey stored can sign in. */
+const CredentialId = B64url(MAX_CREDENTIAL_ID_CHARS, 'hK3nQ4oVb2cLqW0tY9sZ1A');
 
 const Extensions = Type.Optional(Type.Record(Type.String(), Type.Unknown()));
 
 /** RegistrationResponseJSON, as `navigator.credentials.create()` → `toJSON()` (or @simplewebauthn/browser) gives it. */
 export const RegistrationCredential = Type.Object({
-  id: B64url(1024, 'hK3nQ4oVb2cLqW0tY9sZ1A'),
-  rawId: B64url(1024, 'hK3nQ4oVb2cLqW0tY9sZ1A'),
+  id: CredentialId,
+  rawId: CredentialId,
   type: Type.Literal('public-key'),
   response: Type.Object({
     clientDataJSON: B64url(8192, 'eyJ0eXBlIjoid2ViYXV0aG4uY3JlYXRlIiwiY2hhbGxlbmdlIjoi'),
@@ -25,8 +29,8 @@ export const RegistrationCredential = Type.Object({
 
 /** AuthenticationResponseJSON, as `navigator.credentials.get()` → `toJSON()` gives it. */
 export const AuthenticationCredential = Type.Object({
-  id: B64url(1024, 'hK3nQ4oVb2cLqW0tY9sZ1A'),
-  rawId: B64url(1024, 'hK3nQ4oVb2cLqW0tY9sZ1A'),
+  id: CredentialId,
+  rawId: CredentialId,
   type: Type.Literal('public-key'),
   response: Type.Object({
     clientDataJSON: B64url(8192, 'eyJ0eXBlIjoid2ViYXV0aG4uZ2V0IiwiY2hhbGxlbmdlIjoi'),
