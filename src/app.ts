@@ -32,8 +32,7 @@ import { webRoutes } from './web/routes.ts';
 import { installOidc } from './oidc/mount.ts';
 import { connectedAppRoutes } from './http/routes/connected-apps.ts';
 import { adminRoutes } from './http/routes/admin/index.ts';
-import { registerAuditFollower } from './services/audit/record.ts';
-import { announceAudited } from './services/events/publish.ts';
+import { announceEvents } from './services/events/publish.ts';
 import { securityEventRoutes } from './http/routes/security-events.ts';
 
 export interface AppOptions {
@@ -69,8 +68,9 @@ function trustProxyOption(tp: Deps['config']['trustProxy']): false | string[] | 
 
 export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<FastifyInstance> {
   const { config } = deps;
-  // Audited changes of the event catalogue become events in the same transaction (idempotent: one follower per process).
-  registerAuditFollower(announceAudited);
+  // Audited changes of the event catalogue become events in the same transaction. openDeps already did
+  // this for the server; deps made by hand (tests) did not go through it. Idempotent: one follower per process.
+  announceEvents(config);
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit: config.bodyLimitBytes,

@@ -18,7 +18,7 @@ import { amqpLane, webhookLane } from './jobs/event-delivery.ts';
 import { startKeyJob } from './jobs/key-rotation.ts';
 import { startAuditRetentionJob } from './jobs/audit-retention.ts';
 import { OutboxWorker, type OutboxLane } from './jobs/outbox-worker.ts';
-import { onEventsQueued, setBrokerQueuing } from './services/events/publish.ts';
+import { onEventsQueued } from './services/events/publish.ts';
 import type { Logger } from 'pino';
 import { createDevMailboxTransport } from './mail/dev-mailbox.ts';
 import { openDeps } from './open-deps.ts';
@@ -69,7 +69,6 @@ export async function runInstance(config: Config, logger: Logger): Promise<void>
   // Events for other services ride the same outbox worker: webhooks always, RabbitMQ with EVENTS_AMQP_URL.
   const lanes: OutboxLane[] = [webhookLane({ db, clock: systemClock, logger, secretBox, config })];
   const amqp = config.eventsAmqp.url ? await startAmqp(deps, config.eventsAmqp.url, config, logger) : undefined;
-  setBrokerQueuing(amqp !== undefined);
   if (amqp) lanes.push(amqpLane({ db, clock: systemClock, logger, config, publisher: amqp.publisher }));
   const worker = new OutboxWorker({ db, clock: systemClock, transport: mailTransport, logger, config, keepBodies: devMailbox, lanes });
   // An event this instance commits goes out at once (under a stream, with the next run, at most 200 ms later), not at the next poll.

@@ -9,11 +9,14 @@ import { PasswordHasher } from './crypto/password.ts';
 import type { Database } from './db/database.ts';
 import type { Deps } from './deps.ts';
 import { loadSecrets } from './secrets.ts';
+import { announceEvents } from './services/events/publish.ts';
 import { openKeyStore } from './services/signing-keys/open.ts';
 
 /** Throws when a secret or key cannot be read or used (the caller reports it in one line). */
 export async function openDeps(config: Config, db: Database, logger: Logger, parts: Pick<Deps, 'limiter' | 'mailTransport'>): Promise<Deps> {
   const secrets = await loadSecrets(config);
+  // Every process that changes data comes through here (server, CLI): its audited changes are announced as events.
+  announceEvents(config);
   const keys = await openKeyStore({ config, db, clock: systemClock, secretBox: secrets.secretBox, logger }, secrets.initialKey);
   return {
     config,

@@ -68,6 +68,7 @@ export class IntrospectionResponder {
       await ch.prefetch(PREFETCH);
       await ch.consume(this.#queue, (msg) => {
         if (msg) void this.#handle(ch, msg);
+        else this.#cancelled(ch);
       });
       this.#channel = ch;
       this.#delay = RECONNECT_MIN_MS;
@@ -77,6 +78,18 @@ export class IntrospectionResponder {
       this.#conn.reset();
       this.#retry();
     }
+  }
+
+  /**
+   * The broker cancelled the consumer (its queue was deleted, or it failed over to another node): the
+   * channel stays open but receives nothing any more, so it is dropped and the queue subscribed again
+   * (declared again too) through the usual retry.
+   */
+  #cancelled(ch: Channel): void {
+    this.#logger.warn({ queue: this.#queue }, 'AMQP introspection: consumer cancelled by the broker; subscribing again');
+    if (this.#channel === ch) this.#channel = undefined;
+    this.#retry();
+    void ch.close().catch(() => {});
   }
 
   #retry(): void {

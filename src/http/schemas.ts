@@ -7,7 +7,16 @@ export const Email = Type.String({ format: 'email', maxLength: 254, examples: ['
 export const Password = Type.String({ minLength: 1, maxLength: 1024, examples: ['correct horse battery staple'] });
 export const SecurityCode = Type.String({ minLength: 1, maxLength: 64, description: 'A 6-digit code', examples: ['123456'] });
 export const DateTime = Type.String({ format: 'date-time', examples: ['2025-02-13T15:15:41.760Z'] });
-export const Uuid = Type.String({ format: 'uuid', examples: ['01937a5e-3f1c-7cc0-9a41-0c5a1d2f7e11'] });
+/**
+ * A uuid in its canonical 8-4-4-4-12 hex form (either case). The pattern, not only `format: 'uuid'`:
+ * ajv's format also accepts `urn:uuid:<uuid>`, which PostgreSQL refuses (a 500 instead of the 422 of
+ * any other malformed id).
+ */
+export const Uuid = Type.String({
+  format: 'uuid',
+  pattern: '^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$',
+  examples: ['01937a5e-3f1c-7cc0-9a41-0c5a1d2f7e11'],
+});
 
 /** RFC 9457 problem details, with the contract's stable `code`. */
 export const Problem = Type.Object(

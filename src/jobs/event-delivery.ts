@@ -13,6 +13,7 @@ import * as deliveries from '../db/repositories/events/deliveries.ts';
 import type { ClaimedDelivery } from '../db/repositories/events/deliveries.ts';
 import { claimRun, markRunDelivered, releaseRun } from '../db/repositories/events/delivery-runs.ts';
 import * as endpoints from '../db/repositories/events/endpoints.ts';
+import { secretsInGrace } from '../services/events/endpoints.ts';
 import { eventBody } from '../services/events/publish.ts';
 import { sendWebhook, signersFor, type WebhookResult, type WebhookSigner } from '../webhooks/send.ts';
 import { backoffSeconds, describeError, type OutboxLane, type OutboxWorkerLogger } from './outbox-worker.ts';
@@ -62,13 +63,10 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
   type Served = { claimed: number; sent: number; full?: boolean };
   const failureContext = { db, clock, logger, maxAgeSeconds, maxBackoffSeconds, random: o.random };
 
-  /** The endpoint's signers for this batch: both secrets during a rotation's grace period. Opened once per batch, not per event. */
+  /** The endpoint's signers for this batch: the secret, and every replaced one still in its grace period. Opened once per batch, not per event. */
   function signers(endpoint: Endpoint): WebhookSigner[] {
-    const secrets = [o.secretBox.open(endpoint.secret_sealed)];
-    if (endpoint.previous_secret_sealed && endpoint.previous_secret_expires_at && endpoint.previous_secret_expires_at > clock()) {
-      secrets.push(o.secretBox.open(endpoint.previous_secret_sealed));
-    }
-    return signersFor(secrets);
+    const replaced = secretsInGrace(o.secretBox, endpoint, clock()).map((s) => s.secret);
+    return signersFor([o.secretBox.open(endpoint.secret_sealed), ...replaced]);
   }
 
   /** One signed attempt. */

@@ -18,7 +18,7 @@ import type { Database } from '../../src/db/database.ts';
 import { amqpLane } from '../../src/jobs/event-delivery.ts';
 import { OutboxWorker } from '../../src/jobs/outbox-worker.ts';
 import type { MailTransport } from '../../src/mail/types.ts';
-import { enqueueEvent, setBrokerQueuing } from '../../src/services/events/publish.ts';
+import { enqueueEvent } from '../../src/services/events/publish.ts';
 import { buildTestApp, createTestClock } from '../helpers/app.ts';
 import { freePort } from '../helpers/net.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg-database.ts';
@@ -211,10 +211,9 @@ if (AMQP_URL) {
       const exchange = unique('twofold.events');
       const db = await createTestDatabase('pglite');
       cleanups.push(() => db.cleanup());
-      const { app } = await buildTestApp(undefined, db.db, { clock: createTestClock(new Date()) });
+      // EVENTS_AMQP_URL in the app's configuration is what queues its events for the broker.
+      const { app } = await buildTestApp(undefined, db.db, { env: { EVENTS_AMQP_URL: AMQP_URL! }, clock: createTestClock(new Date()) });
       cleanups.push(() => app.close());
-      setBrokerQueuing(true);
-      cleanups.push(async () => setBrokerQueuing(false));
       const probe = await amqp.connect(AMQP_URL!);
       cleanups.push(() => probe.close());
       const c = await consumer(probe, exchange, 'user.*');

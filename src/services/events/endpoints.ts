@@ -11,11 +11,15 @@ import * as repo from '../../db/repositories/events/endpoints.ts';
 import type { EndpointRow } from '../../db/repositories/events/endpoints.ts';
 import * as deliveries from '../../db/repositories/events/deliveries.ts';
 import { refuseHost, refuseResolvedHost } from '../../webhooks/ssrf.ts';
+import type { SecretBox } from '../../crypto/secret-box.ts';
 import { recordSecurityEvent, type AuditContext } from '../audit/record.ts';
 import { EVENT_TYPES, isEventType } from './publish.ts';
 
 /** What endpoint management needs. */
 type Deps = Pick<AppDeps, 'config' | 'db' | 'clock' | 'secretBox'>;
+
+/** What reading and writing the secrets takes of the secret box. */
+type SecretBoxLike = Pick<SecretBox, 'seal' | 'open'>;
 
 /** Every change an admin makes here is audited (`admin.action`) in the change's transaction. */
 function audit(deps: Deps, tx: Queryable, ctx: AuditContext, action: string, data: Record<string, unknown>) {
@@ -127,16 +131,57 @@ export async function deleteEndpoint(deps: Deps, ctx: AuditContext, id: string):
   });
 }
 
-/** A new secret, shown once; the old one still signs (a second `v1,` signature) for WEBHOOK_SECRET_GRACE. */
+/**
+ * A new secret, shown once; the old one still signs (another `v1,` signature) for WEBHOOK_SECRET_GRACE.
+ * So do the secrets an earlier rotation replaced, each until the end its own rotation announced: a
+ * second rotation within the grace period must not cut the first one's short (receivers still on
+ * the first secret would reject every delivery at once). Not refused instead: an admin rotating
+ * again after a leak must get a fresh secret at once, and the contract has no code for a refusal.
+ * The row is locked, so two rotations at once each keep the other's secret.
+ */
 export async function rotateEndpointSecret(deps: Deps, ctx: AuditContext, id: string): Promise<{ id: string; secret: string; previous_secret_expires_at: string }> {
   const secret = newSecret();
-  const expires = new Date(deps.clock().getTime() + deps.config.webhooks.secretGraceSeconds * 1000);
+  const now = deps.clock();
+  const expires = new Date(now.getTime() + deps.config.webhooks.secretGraceSeconds * 1000);
   await deps.db.transaction(async (tx) => {
-    const row = await repo.rotateSecret(tx, id, deps.secretBox.seal(secret), expires);
+    const row = await repo.lockEndpoint(tx, id);
     if (!row) throw new AppError('not_found', { detail: 'No webhook endpoint with this id.' });
+    const inGrace = [{ secret: deps.secretBox.open(row.secret_sealed), expiresAt: expires }, ...secretsInGrace(deps.secretBox, row, now)].slice(0, MAX_SECRETS_IN_GRACE);
+    const lastEnd = new Date(Math.max(...inGrace.map((s) => s.expiresAt.getTime())));
+    await repo.rotateSecret(tx, id, deps.secretBox.seal(secret), sealSecretsInGrace(deps.secretBox, inGrace), lastEnd);
     await audit(deps, tx, ctx, 'webhook.secret_rotated', { webhook_id: id, previous_secret_expires_at: expires.toISOString() });
   });
   return { id, secret, previous_secret_expires_at: expires.toISOString() };
+}
+
+/**
+ * Most replaced secrets that sign at once (the newest ones): each adds a signature to every
+ * delivery's headers, so rotating in a loop must not grow them without bound.
+ */
+export const MAX_SECRETS_IN_GRACE = 8;
+
+/** A secret replaced by a rotation, still signing until `expiresAt`. */
+export interface SecretInGrace {
+  secret: string;
+  expiresAt: Date;
+}
+
+/**
+ * The replaced secrets of an endpoint still signing at `now`, newest first. previous_secret_sealed
+ * holds them sealed together as a JSON list of `{secret, expires_at}`; a row rotated before there
+ * was a list holds one bare `whsec_` secret, signing until previous_secret_expires_at.
+ */
+export function secretsInGrace(box: SecretBoxLike, row: Pick<EndpointRow, 'previous_secret_sealed' | 'previous_secret_expires_at'>, now: Date): SecretInGrace[] {
+  if (!row.previous_secret_sealed || !row.previous_secret_expires_at || row.previous_secret_expires_at <= now) return [];
+  const opened = box.open(row.previous_secret_sealed);
+  const list = opened.startsWith('[')
+    ? (JSON.parse(opened) as Array<{ secret: string; expires_at: string }>).map((s) => ({ secret: s.secret, expiresAt: new Date(s.expires_at) }))
+    : [{ secret: opened, expiresAt: row.previous_secret_expires_at }];
+  return list.filter((s) => s.expiresAt > now);
+}
+
+function sealSecretsInGrace(box: SecretBoxLike, list: readonly SecretInGrace[]): string {
+  return box.seal(JSON.stringify(list.map((s) => ({ secret: s.secret, expires_at: s.expiresAt.toISOString() }))));
 }
 
 /** The endpoint's delivery log, newest first. */

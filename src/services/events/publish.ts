@@ -11,7 +11,7 @@ import { newId } from '../../crypto/random.ts';
 import { afterCommit } from '../../db/after-commit.ts';
 import type { Queryable } from '../../db/database.ts';
 import { insertEvent } from '../../db/repositories/events/deliveries.ts';
-import { scrubSecrets, type RecordedSecurityEvent } from '../audit/record.ts';
+import { registerAuditFollower, scrubSecrets, type RecordedSecurityEvent } from '../audit/record.ts';
 
 /** The event catalogue: the audit types other services are told about (README "Events"). */
 export const EVENT_TYPES = [
@@ -89,23 +89,31 @@ async function queue(tx: Queryable, e: Parameters<typeof insertEvent>[1]): Promi
 }
 
 /**
- * Whether events are also queued for the broker. The audit core's followers are process-wide, so
- * this is too: instance.ts turns it on when EVENTS_AMQP_URL is set (the process that publishes).
+ * The configuration the follower announces with. The audit core's followers are process-wide and a
+ * process serves one configuration, so it is kept here, set by {@link announceEvents}; a test that
+ * builds apps of different configurations in one process gets the latest one's.
  */
-let queueForBroker = false;
+let announcing: EventDeps['config'] | undefined;
 
-/** Turns queuing of events for the broker on or off for this process (instance.ts, from EVENTS_AMQP_URL). */
-export function setBrokerQueuing(on: boolean): void {
-  queueForBroker = on;
+/**
+ * Audited changes of this process become events from now on, queued for the broker exactly when
+ * `config` sets EVENTS_AMQP_URL (as {@link enqueueEvent} does). Called by openDeps, which the server
+ * and every CLI command go through, and by buildApp for deps made by hand (tests); the follower is
+ * registered once per process however often this is called (the audit core keeps a set).
+ */
+export function announceEvents(config: EventDeps['config']): void {
+  announcing = config;
+  registerAuditFollower(announceAudited);
 }
 
 /**
- * The audit follower (registered by app.ts): an audited change of a catalogue type becomes an event,
- * in the audit's transaction, at the audit entry's time.
+ * The audit follower (registered by {@link announceEvents}): an audited change of a catalogue type
+ * becomes an event, in the audit's transaction, at the audit entry's time.
  */
 export async function announceAudited(tx: Queryable, entry: RecordedSecurityEvent | AuditedChange): Promise<void> {
   if (!isEventType(entry.type)) return;
-  await queue(tx, { id: newId(), type: entry.type, occurredAt: entry.at ?? new Date(), data: eventData(entry), amqp: queueForBroker });
+  const amqp = announcing?.eventsAmqp.url !== undefined;
+  await queue(tx, { id: newId(), type: entry.type, occurredAt: entry.at ?? new Date(), data: eventData(entry), amqp });
 }
 
 /** The JSON body of an event, as webhooks and the broker carry it (Standard Webhooks: `{type, timestamp, data}`). */

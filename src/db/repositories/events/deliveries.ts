@@ -62,11 +62,18 @@ export const PENDING = 'delivered_at IS NULL AND failed_at IS NULL';
  * type (or to `*`) and one for the broker when `amqp`. An event nobody receives (no subscribed
  * endpoint, no broker) is not stored: endpoints registered later get only later events anyway.
  * Called in the transaction of the change; returns how many deliveries it queued.
+ *
+ * The endpoints are locked FOR KEY SHARE (what the deliveries' foreign key check takes anyway, so no
+ * new conflict): an endpoint whose DELETE is still uncommitted is waited for and then, under READ
+ * COMMITTED, left out (a row deleted meanwhile is skipped by the lock, not re-read), instead of
+ * being read from the snapshot and failing the foreign key check, which rolled back the change (a
+ * sign-up answered 500). MATERIALIZED: the rows are locked once, and both INSERTs read the same locked set.
  */
 export async function insertEvent(tx: Queryable, e: NewEvent): Promise<number> {
   const r = await tx.query(
-    `WITH targets AS (
+    `WITH targets AS MATERIALIZED (
        SELECT w.id FROM webhook_endpoints w WHERE $2::text = ANY (w.event_types) OR '*' = ANY (w.event_types)
+          FOR KEY SHARE
      ), ev AS (
        INSERT INTO events (id, type, occurred_at, data)
        SELECT $1, $2, $3, $4::jsonb WHERE $5::boolean OR EXISTS (SELECT 1 FROM targets)

@@ -54,15 +54,21 @@ export async function deleteEndpoint(db: Queryable, id: string): Promise<boolean
   return r.rowCount === 1;
 }
 
-/** Replaces the secret; the old one keeps signing until `previousExpiresAt`. */
-export async function rotateSecret(db: Queryable, id: string, newSealed: string, previousExpiresAt: Date): Promise<EndpointRow | undefined> {
-  const r = await db.query<EndpointRow>(
-    `UPDATE webhook_endpoints
-        SET previous_secret_sealed = secret_sealed, previous_secret_expires_at = $3, secret_sealed = $2
-      WHERE id = $1 RETURNING *`,
-    [id, newSealed, previousExpiresAt],
-  );
+/** The endpoint, locked until the transaction ends (a rotation reads the secrets it replaces). */
+export async function lockEndpoint(tx: Queryable, id: string): Promise<EndpointRow | undefined> {
+  const r = await tx.query<EndpointRow>(`SELECT * FROM webhook_endpoints WHERE id = $1 FOR UPDATE`, [id]);
   return r.rows[0];
+}
+
+/**
+ * Replaces the secret; `previousSealed` (the secrets still in their grace period, sealed together)
+ * keep signing, the last of them until `previousExpiresAt`.
+ */
+export async function rotateSecret(tx: Queryable, id: string, newSealed: string, previousSealed: string, previousExpiresAt: Date): Promise<void> {
+  await tx.query(
+    `UPDATE webhook_endpoints SET secret_sealed = $2, previous_secret_sealed = $3, previous_secret_expires_at = $4 WHERE id = $1`,
+    [id, newSealed, previousSealed, previousExpiresAt],
+  );
 }
 
 /** Records a failed attempt: starts the failure run if none, and marks the endpoint failing once the run is `failingAfterSeconds` old. True when it was just marked. */

@@ -85,7 +85,7 @@ export async function adminWebhookRoutes(app: FastifyInstance, { deps }: { deps:
     schema: {
       tags,
       summary: 'Rotate a webhook endpoint\'s secret',
-      description: 'A new secret, shown once. Until `previous_secret_expires_at` (WEBHOOK_SECRET_GRACE, default 24 h) every delivery carries two `v1,` signatures, one per secret, so the receiver can switch at its own pace.',
+      description: 'A new secret, shown once. Until `previous_secret_expires_at` (WEBHOOK_SECRET_GRACE, default 24 h) every delivery carries two `v1,` signatures, one per secret, so the receiver can switch at its own pace. Rotating again within that time keeps the earlier secrets signing too, each until the end its rotation announced.',
       security: adminSecurity,
       params: IdParams,
       response: { 200: Type.Object({ id: Uuid, secret: SecretField, previous_secret_expires_at: DateTime }), ...problems(401, 403, 404) },
