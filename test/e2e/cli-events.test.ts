@@ -5,7 +5,6 @@
  * running server's outbox worker to deliver. On the embedded database and, with DATABASE_URL, on PostgreSQL.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,33 +14,14 @@ import type { Database } from '../../src/db/database.ts';
 import { insertEndpoint } from '../../src/db/repositories/events/endpoints.ts';
 import { openPglite } from '../../src/db/pglite.ts';
 import { createTestDatabase } from '../helpers/pg-database.ts';
-import { ROOT } from '../helpers/root.ts';
+import { runTwofold } from '../helpers/cli.ts';
 
-/** As in cli.test.ts: the copy beside the compiled tree under npm test, the checkout's through tsx otherwise. */
-const BIN = import.meta.url.endsWith('.js') ? join(ROOT, '.test-build/bin/twofold.js') : join(ROOT, 'bin/twofold.js');
 const BOX_KEY = randomBytes(32);
 const PASSWORD = 'a long and unusual passphrase 9';
 
-/** Runs `twofold …` in its own process; resolves with its exit code and output. */
-function twofold(args: string[], env: Record<string, string>, stdin = ''): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', NODE_ENV: 'test', LOG_LEVEL: 'warn', PASSWORD_HASH_MEMORY_KIB: '1024', PASSWORD_HASH_ITERATIONS: '1', TOTP_ENCRYPTION_KEY: `test:${BOX_KEY.toString('base64')}`, ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (out += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, out }));
-    child.stdin.end(stdin);
-  });
-}
-
 async function ok(args: string[], env: Record<string, string>, stdin = ''): Promise<void> {
-  const r = await twofold(args, env, stdin);
-  assert.equal(r.code, 0, `twofold ${args.join(' ')} failed (${r.code}):\n${r.out}`);
+  const r = await runTwofold(args, { TOTP_ENCRYPTION_KEY: `test:${BOX_KEY.toString('base64')}`, ...env }, stdin);
+  assert.equal(r.code, 0, `twofold ${args.join(' ')} failed (${r.code}):\n${r.stdout}${r.stderr}`);
 }
 
 const engines = process.env.DATABASE_URL ? ['pglite', 'postgres'] as const : ['pglite'] as const;

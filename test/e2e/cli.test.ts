@@ -19,40 +19,15 @@ import { openPglite } from '../../src/db/pglite.ts';
 import { createLimiter } from '../../src/security/create-limiter.ts';
 import { buildTestApp, createTestClock, login, type TestApp } from '../helpers/app.ts';
 import { createTestDatabase } from '../helpers/pg-database.ts';
-import { ROOT } from '../helpers/root.ts';
+import { runTwofold, type CliRun } from '../helpers/cli.ts';
 
 const BOX_KEY = randomBytes(32);
-/**
- * The command an operator runs: bin/twofold.js. Compiled (npm test), the copy beside the compiled
- * tree, which runs it as in a built image (dist/); from the sources, the checkout's, through tsx.
- */
-const BIN = import.meta.url.endsWith('.js') ? join(ROOT, '.test-build/bin/twofold.js') : join(ROOT, 'bin/twofold.js');
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs `twofold …` in its own process with `env` (and `stdin`); resolves when it exits. */
-function twofold(args: string[], env: Record<string, string>, stdin = ''): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', NODE_ENV: 'test', LOG_LEVEL: 'warn', PASSWORD_HASH_MEMORY_KIB: '1024', PASSWORD_HASH_ITERATIONS: '1', TOTP_ENCRYPTION_KEY: `test:${BOX_KEY.toString('base64')}`, ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(stdin);
-  });
+function twofold(args: string[], env: Record<string, string>, stdin = ''): Promise<CliRun> {
+  return runTwofold(args, { TOTP_ENCRYPTION_KEY: `test:${BOX_KEY.toString('base64')}`, ...env }, stdin);
 }
 
-function ok(r: Run, what: string): string {
+function ok(r: CliRun, what: string): string {
   assert.equal(r.code, 0, `${what} failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
   return r.stdout;
 }
