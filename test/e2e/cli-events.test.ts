@@ -12,9 +12,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Database } from '../../src/db/database.ts';
 import { insertEndpoint } from '../../src/db/repositories/events/endpoints.ts';
-import { openPglite } from '../../src/db/pglite.ts';
 import { createTestDatabase } from '../helpers/pg-database.ts';
-import { runTwofold } from '../helpers/cli.ts';
+import { peekCliDatabase, runTwofold } from '../helpers/cli.ts';
 
 const BOX_KEY = randomBytes(32);
 const PASSWORD = 'a long and unusual passphrase 9';
@@ -44,16 +43,8 @@ for (const kind of engines) {
       rmSync(dataDir, { recursive: true, force: true });
     });
 
-    /** Runs `fn` on the CLI's database between two commands (the embedded one is closed again: the CLI needs it). */
-    async function peek<T>(fn: (db: Database) => Promise<T>): Promise<T> {
-      if (pgDatabase) return fn(pgDatabase.db);
-      const db = await openPglite(join(dataDir, 'pglite'));
-      try {
-        return await fn(db);
-      } finally {
-        await db.close();
-      }
-    }
+    /** Runs `fn` on the CLI's database between two commands. */
+    const peek = <T>(fn: (db: Database) => Promise<T>): Promise<T> => peekCliDatabase(dataDir, pgDatabase?.db, fn);
 
     test('users create and users promote: an event and a delivery each, for the endpoint subscribed to *', async () => {
       const endpointId = '01937a5e-3f1c-7cc0-9a41-0c5a1d2f7e11';

@@ -19,7 +19,7 @@ import { openPglite } from '../../src/db/pglite.ts';
 import { createLimiter } from '../../src/security/create-limiter.ts';
 import { buildTestApp, createTestClock, login, type TestApp } from '../helpers/app.ts';
 import { createTestDatabase } from '../helpers/pg-database.ts';
-import { runTwofold, type CliRun } from '../helpers/cli.ts';
+import { peekCliDatabase, runTwofold, type CliRun } from '../helpers/cli.ts';
 
 const BOX_KEY = randomBytes(32);
 /** Runs `twofold …` in its own process with `env` (and `stdin`); resolves when it exits. */
@@ -63,16 +63,8 @@ for (const kind of engines) {
       return db;
     }
 
-    /** Runs `fn` on the CLI's database between two commands (the embedded one is closed again: the CLI needs it). */
-    async function peek<T>(fn: (db: Database) => Promise<T>): Promise<T> {
-      if (pgDatabase) return fn(pgDatabase.db);
-      const db = await openPglite(join(dataDir, 'pglite'));
-      try {
-        return await fn(db);
-      } finally {
-        await db.close();
-      }
-    }
+    /** Runs `fn` on the CLI's database between two commands. */
+    const peek = <T>(fn: (db: Database) => Promise<T>): Promise<T> => peekCliDatabase(dataDir, pgDatabase?.db, fn);
 
     /** A test app on the CLI's database, sealing with the CLI's TOTP_ENCRYPTION_KEY. */
     async function app(t: TestContext, extra: { env?: Record<string, string>; clock?: ReturnType<typeof createTestClock>; redis?: boolean } = {}): Promise<TestApp> {

@@ -1,6 +1,8 @@
 /** Runs the `twofold` command line in a process of its own, as an operator does (test/e2e/cli*.test.ts). */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import type { Database } from '../../src/db/database.ts';
+import { openPglite } from '../../src/db/pglite.ts';
 import { ROOT } from './root.ts';
 
 /**
@@ -35,4 +37,18 @@ export function runTwofold(args: string[], env: Record<string, string>, stdin = 
     child.on('close', (code) => resolve({ code, stdout, stderr }));
     child.stdin.end(stdin);
   });
+}
+
+/**
+ * Runs `fn` on the database the CLI works on, between two commands: the PostgreSQL test database, or
+ * the embedded one in `dataDir`, opened for `fn` and closed again (the CLI needs it to itself).
+ */
+export async function peekCliDatabase<T>(dataDir: string, pg: Database | undefined, fn: (db: Database) => Promise<T>): Promise<T> {
+  if (pg) return fn(pg);
+  const db = await openPglite(join(dataDir, 'pglite'));
+  try {
+    return await fn(db);
+  } finally {
+    await db.close();
+  }
 }
