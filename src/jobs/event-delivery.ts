@@ -46,7 +46,18 @@ export interface WebhookLaneOptions extends LaneOptions {
   readonly perEndpoint?: number;
   /** Lease of a claim in seconds; default twice WEBHOOK_TIMEOUT plus 10 s, so a claim outlives its attempt and its recording. */
   readonly leaseSeconds?: number;
+  /** Time one endpoint is served in a batch before the rest of its run is given back; default {@link ENDPOINT_BUDGET_MS}. */
+  readonly endpointBudgetMs?: number;
 }
+
+/**
+ * How long one endpoint is served per batch (its head is always sent). A batch ends when its last
+ * endpoint is done, so without a bound a receiver that answers slowly but successfully would hold
+ * every other endpoint's new events for up to half a lease (15 s with the defaults) per batch. A
+ * healthy receiver takes its 50 events well within it; a slow one gives the rest back and is served
+ * again in the next batch, which follows at once, beside the others.
+ */
+export const ENDPOINT_BUDGET_MS = 2000;
 
 /** Delivers due webhook events, one per endpoint per batch, endpoints side by side. */
 export function webhookLane(o: WebhookLaneOptions): OutboxLane {
@@ -55,6 +66,7 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
   const leaseSeconds = o.leaseSeconds ?? Math.ceil((2 * timeoutMs) / 1000) + 10;
   const batchSize = o.batchSize ?? 10;
   const perEndpoint = o.perEndpoint ?? 50;
+  const endpointBudgetMs = o.endpointBudgetMs ?? ENDPOINT_BUDGET_MS;
 
   type Endpoint = NonNullable<Awaited<ReturnType<typeof endpoints.findEndpoint>>>;
   /** An acknowledged delivery, to be recorded with its run. */
@@ -95,6 +107,7 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
     if (!endpoint) return { claimed: 1, sent: 0 };
     let failing = Boolean(endpoint.failing_since || endpoint.marked_failing_at);
     const signedBy = signers(endpoint);
+    const servingSince = Date.now();
     let claimed = 1;
     let sent = 0;
     const record = async (acks: Ack[]) => {
@@ -123,9 +136,11 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
       const leasedAt = Date.now();
       const acks: Ack[] = [];
       for (const [i, d] of run.entries()) {
-        // Half the run's lease used: give the rest back rather than send past it (another instance may claim them then).
+        // Half the run's lease used: give the rest back rather than send past it (another instance may
+        // claim them then). Past the endpoint's budget: give it back too, so the batch can end.
         const leaseHalfUsed = (Date.now() - leasedAt) / 1000 > leaseSeconds / 2;
-        const result = leaseHalfUsed ? undefined : await send(d, endpoint, signedBy);
+        const overBudget = Date.now() - servingSince > endpointBudgetMs;
+        const result = leaseHalfUsed || overBudget ? undefined : await send(d, endpoint, signedBy);
         if (result?.ok) {
           acks.push({ eventId: d.event_id, statusCode: result.statusCode });
           continue;

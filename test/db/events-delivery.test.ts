@@ -206,6 +206,30 @@ withDatabases('webhook delivery', ({ kind, open }) => {
     assert.deepEqual(r.received.map((x) => x.id), ids);
   });
 
+  test('an endpoint that answers slowly but well is served for its budget per batch, so the batch ends and the others go on', async () => {
+    const slow = await receiver();
+    const fast = await receiver();
+    await register(slow.url);
+    await register(fast.url);
+    slow.mode = { kind: 'slow', delayMs: 300 };
+    const ids: string[] = [];
+    for (let i = 0; i < 8; i++) ids.push(await emit('login.succeeded', { n: i }));
+    const lane = webhookLane({ db, clock, logger: silent, secretBox, config: cfg(), endpointBudgetMs: 500 });
+    const first = await lane.runBatch();
+    // The fast endpoint got everything; the slow one its head and what fitted in the budget, the rest given back.
+    assert.deepEqual(fast.received.map((x) => x.id), ids);
+    const partial = slow.received.length;
+    assert.ok(partial >= 1 && partial < ids.length, `the slow endpoint got ${partial} of ${ids.length} in one batch`);
+    assert.deepEqual(slow.received.map((x) => x.id), ids.slice(0, partial));
+    assert.equal(first.more, true, 'the rows given back are due at once');
+    // A new event for the fast endpoint goes out with the next batch, beside the slow one's next share.
+    const later = await emit('login.succeeded', { n: 8 });
+    await lane.runBatch();
+    assert.deepEqual(fast.received.map((x) => x.id), [...ids, later]);
+    for (let i = 0; i < 20 && slow.received.length < ids.length + 1; i++) await lane.runBatch();
+    assert.deepEqual(slow.received.map((x) => x.id), [...ids, later], 'in order, once each');
+  });
+
   test('claimRun takes only the unbroken run from the oldest pending delivery; releaseRun gives rows back as they were', async () => {
     const r = await receiver();
     const ep = await register(r.url);
