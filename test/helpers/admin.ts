@@ -26,7 +26,9 @@ export function adminCall(t: TestApp, method: 'GET' | 'POST' | 'PATCH' | 'DELETE
 
 /** Every audit row of a user, oldest first. */
 export async function auditRowsOf(t: TestApp, userId: string): Promise<AuditRow[]> {
-  return (await t.deps.db.query<AuditRow>('SELECT id::text AS id, type, at, user_id, actor_kind, actor_id, ip, user_agent, data FROM audit_log WHERE user_id = $1 ORDER BY id', [userId])).rows;
+  // ORDER BY the column, not the text alias `id` (PostgreSQL picks the output column): as text, '1000'
+  // sorts before '999', which reordered a test's entries whenever its ids crossed a power of ten.
+  return (await t.deps.db.query<AuditRow>('SELECT id::text AS id, type, at, user_id, actor_kind, actor_id, ip, user_agent, data FROM audit_log WHERE user_id = $1 ORDER BY audit_log.id', [userId])).rows;
 }
 
 /** The types of a user's audit rows, oldest first. */
