@@ -52,6 +52,11 @@ export interface KeyRing {
   find(kid: string, now: Date): Promise<KeyObject | undefined>;
 }
 
+/** The public key of `kid` that verifies at `now` (in the snapshot, else looked up again); undefined when the ring serves no such key. */
+export async function verifyingKey(ring: KeyRing, kid: string, now: Date): Promise<KeyObject | undefined> {
+  return (await ring.keysAt(now)).verifying.get(kid) ?? (await ring.find(kid, now));
+}
+
 /** Parses a PEM private key (PKCS#8 or PKCS#1); refuses non-RSA keys and RSA keys under 2048 bits. */
 export async function signingKeyFromPem(pem: string): Promise<SigningKey> {
   const privateKey = createPrivateKey(pem);
@@ -148,7 +153,7 @@ export class KeyStore {
     try {
       const result = await jwtVerify(token, async (header) => {
         if (typeof header.kid !== 'string') throw new TokenError('no kid');
-        const key = (await this.#ring.keysAt(now)).verifying.get(header.kid) ?? (await this.#ring.find(header.kid, now));
+        const key = await verifyingKey(this.#ring, header.kid, now);
         if (!key) throw new TokenError('unknown kid');
         return key;
       }, {

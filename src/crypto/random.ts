@@ -29,6 +29,14 @@ export function normalizeBackupCode(input: string): string {
   return input.toUpperCase().replace(/[\s-]/g, '').replace(/O/g, '0').replace(/[IL]/g, '1');
 }
 
+/** A uuid in its canonical 8-4-4-4-12 hex text (either case): what a uuid column and the `Uuid` schema take. */
+export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** True for a canonical uuid: anything else must not reach a uuid column (PostgreSQL refuses it: a 500). */
+export function isUuid(v: unknown): v is string {
+  return typeof v === 'string' && UUID_PATTERN.test(v);
+}
+
 /** A time-ordered UUID v7 for primary keys (index-friendly, no information beyond creation time). */
 export function newId(): string {
   return uuidv7();

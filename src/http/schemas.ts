@@ -14,7 +14,7 @@ export const DateTime = Type.String({ format: 'date-time', examples: ['2025-02-1
  */
 export const Uuid = Type.String({
   format: 'uuid',
-  pattern: '^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$',
+  pattern: '^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$', // UUID_PATTERN (crypto/random.ts), without the i flag JSON Schema lacks
   examples: ['01937a5e-3f1c-7cc0-9a41-0c5a1d2f7e11'],
 });
 

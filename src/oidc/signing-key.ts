@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { compactVerify, decodeJwt, type JWTPayload } from 'jose';
 import { ExternalSigningKey } from 'oidc-provider';
 import type { Clock } from '../clock.ts';
-import type { KeyRing, KeySnapshot } from '../crypto/jwt.ts';
+import { verifyingKey, type KeyRing, type KeySnapshot } from '../crypto/jwt.ts';
 
 const signAsync = promisify(signCb) as (alg: string, data: Buffer, key: KeyObject) => Promise<Buffer>;
 
@@ -77,8 +77,7 @@ export function ringIdTokenValidator(ring: KeyRing, clock: Clock, issuer: string
   return async (jwt: string, client: HintClient): Promise<{ header: Record<string, unknown>; payload: JWTPayload }> => {
     const { protectedHeader } = await compactVerify(jwt, async (header) => {
       if (typeof header.kid !== 'string') throw new Error('id_token_hint has no kid');
-      const now = clock();
-      const key = (await ring.keysAt(now)).verifying.get(header.kid) ?? (await ring.find(header.kid, now));
+      const key = await verifyingKey(ring, header.kid, clock());
       if (!key) throw new Error('id_token_hint is signed by no published key');
       return key;
     }, { algorithms: [client.idTokenSignedResponseAlg] });

@@ -6,6 +6,7 @@ import type { AuthContext } from './authenticate.ts';
 import { recordSessionsRevoked } from './audit/login-events.ts';
 import { userContext } from './audit/record.ts';
 import type { ClientInfo } from './tokens.ts';
+import { isUuid } from '../crypto/random.ts';
 
 /** One session as the API shows it. */
 export interface SessionView {
@@ -31,8 +32,6 @@ export async function listSessions(deps: Deps, auth: Pick<AuthContext, 'userId' 
   }));
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /**
  * Revokes one of the caller's sessions; its tokens are refused at once. Another user's session, an
  * ended one and an id that is no session at all get the same 404, so ids of others reveal nothing.
@@ -41,7 +40,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export async function revokeOwnSession(deps: Deps, auth: Pick<AuthContext, 'userId' | 'sessionId'>, sessionId: string, client: ClientInfo): Promise<{ current: boolean }> {
   const sid = sessionId.toLowerCase();
   const revoked =
-    UUID.test(sessionId) &&
+    isUuid(sessionId) &&
     (await deps.db.transaction(async (tx) => {
       if (!(await revokeUserSession(tx, auth.userId, sid, 'revoked_by_user', deps.clock()))) return false;
       await recordSessionsRevoked(deps, tx, userContext(auth.userId, client), auth.userId, [sid], 'revoked_by_user');

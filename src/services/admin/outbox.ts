@@ -5,7 +5,8 @@
 import type { Deps } from '../../deps.ts';
 import { validationError } from '../../errors.ts';
 import { listOutboxStatus, outboxStatusOf, type OutboxStatus } from '../../db/repositories/admin/outbox-status.ts';
-import { decodeCursor, encodeCursor, isUuid, pageLimit, parseIsoTime } from '../audit/cursor.ts';
+import { isUuid } from '../../crypto/random.ts';
+import { decodeCursor, encodeCursor, pageLimit, parseIsoTime } from '../audit/cursor.ts';
 import { DEFAULT_PAGE, MAX_PAGE } from '../audit/list.ts';
 
 export const OUTBOX_STATUSES: readonly OutboxStatus[] = ['queued', 'sending', 'retrying', 'delivered', 'failed'];

@@ -9,6 +9,7 @@ import { AppError, validationError } from '../../errors.ts';
 import { findUserByLogin, findUserById, type UserRow } from '../../db/repositories/users.ts';
 import { lockUser, updateUserRoles } from '../../db/repositories/admin/users.ts';
 import { recordSecurityEvent, type AuditContext } from '../audit/record.ts';
+import { isUuid } from '../../crypto/random.ts';
 
 /** The contract's role name rule. */
 export const ROLE_PATTERN = /^[a-z][a-z0-9_.:-]{0,63}$/;
@@ -42,8 +43,7 @@ export async function setRolesInTx(deps: Deps, tx: Queryable, user: Pick<UserRow
 
 /** Finds a user by uuid, username or e-mail; 404 user_not_found. */
 export async function findUserForAdmin(deps: Deps, ref: string): Promise<UserRow> {
-  const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(ref);
-  const user = uuid ? await findUserById(deps.db, ref.toLowerCase()) : await findUserByLogin(deps.db, ref);
+  const user = isUuid(ref) ? await findUserById(deps.db, ref.toLowerCase()) : await findUserByLogin(deps.db, ref);
   if (!user) throw new AppError('user_not_found', { detail: 'No such user.' });
   return user;
 }

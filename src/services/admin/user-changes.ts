@@ -17,8 +17,7 @@ import { enableEmailOtpAfterVerification } from '../email-otp.ts';
 import { recordSecurityEvent, type AuditContext } from '../audit/record.ts';
 import { accountNames } from '../password-check.ts';
 import { validateRoles } from './roles.ts';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+import { isUuid } from '../../crypto/random.ts';
 
 function notFound(): AppError {
   return new AppError('user_not_found', { detail: 'No such user.' });
@@ -26,7 +25,7 @@ function notFound(): AppError {
 
 /** Runs `fn` in a transaction holding the user's row lock; 404 when there is no such user. */
 async function withLockedUser<T>(deps: Deps, userId: string, fn: (tx: Queryable, user: UserRow) => Promise<T>): Promise<T> {
-  if (!UUID.test(userId)) throw notFound();
+  if (!isUuid(userId)) throw notFound();
   return deps.db.transaction(async (tx) => {
     const user = await lockUser(tx, userId.toLowerCase());
     if (!user) throw notFound();
@@ -164,7 +163,7 @@ export async function resetMfaAsAdmin(deps: Deps, userId: string, ctx: AuditCont
  * checks). The per-IP count stays: it belongs to the client, not the account.
  */
 export async function unlockUserAsAdmin(deps: Deps, userId: string, ctx: AuditContext): Promise<void> {
-  const user = UUID.test(userId) ? await findUserById(deps.db, userId.toLowerCase()) : undefined;
+  const user = isUuid(userId) ? await findUserById(deps.db, userId.toLowerCase()) : undefined;
   if (!user) throw notFound();
   // The counters live in the limiter's store (memory or Redis), not in this database: clear first,
   // so the entry records an unlock that happened.

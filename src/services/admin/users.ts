@@ -4,7 +4,8 @@ import { AppError } from '../../errors.ts';
 import { findAdminUser, searchUsersPage, type AdminUserRow, type SearchPosition } from '../../db/repositories/admin/users.ts';
 import { listLiveSessions } from '../../db/repositories/sessions.ts';
 import { accountNames } from '../password-check.ts';
-import { decodeCursor, encodeCursor, isStorableText, isUuid, pageLimit } from '../audit/cursor.ts';
+import { isUuid } from '../../crypto/random.ts';
+import { decodeCursor, encodeCursor, pageLimit } from '../audit/cursor.ts';
 import { DEFAULT_PAGE, MAX_PAGE } from '../audit/list.ts';
 import type { AuditContext } from '../audit/record.ts';
 import { registerUser, type RegisterInput } from '../register-user.ts';
@@ -49,7 +50,7 @@ export async function adminUserView(deps: Deps, u: AdminUserRow): Promise<AdminU
 
 const isPosition = (v: unknown): v is { p: 'u' | 'e'; k: string; i: string } => {
   const o = v as { p?: unknown; k?: unknown; i?: unknown } | null;
-  return typeof o === 'object' && o !== null && (o.p === 'u' || o.p === 'e') && isStorableText(o.k, 300) && isUuid(o.i);
+  return typeof o === 'object' && o !== null && (o.p === 'u' || o.p === 'e') && typeof o.k === 'string' && o.k.length <= 300 && isUuid(o.i);
 };
 
 /** Query of GET /api/v1/admin/users. */

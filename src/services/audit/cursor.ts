@@ -1,4 +1,5 @@
 /** Opaque keyset cursors: the position after the last item of a page, as base64url JSON. */
+import { findBadInput } from '../../bad-input.ts';
 import { validationError } from '../../errors.ts';
 
 /** Parses a `limit` query value: 1 to `max`, `fallback` when absent; 422 otherwise. */
@@ -11,26 +12,14 @@ export function pageLimit(raw: string | undefined, fallback: number, max: number
 
 /**
  * Checks for what cursors carry. A cursor is client input like any other: a value the database
- * would refuse (a bigint out of range, a year PostgreSQL has no timestamp for, a NUL in text) must
+ * would refuse (a bigint out of range, a year PostgreSQL has no timestamp for; a NUL in text: see decodeCursor) must
  * be a 422 here, never a failed query (500).
  */
-export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const BIGINT_MAX = 9223372036854775807n;
 
 /** A positive id that fits PostgreSQL's bigint, as decimal digits. */
 export function isBigintId(v: unknown): v is string {
   return typeof v === 'string' && /^\d{1,19}$/.test(v) && BigInt(v) <= BIGINT_MAX;
-}
-
-/** A uuid in its canonical text form. */
-export function isUuid(v: unknown): v is string {
-  return typeof v === 'string' && UUID_PATTERN.test(v);
-}
-
-/** Text PostgreSQL stores as given: no NUL (it refuses it) and no lone surrogate (not UTF-8), at most `max` characters. */
-export function isStorableText(v: unknown, max: number): v is string {
-  // isWellFormed: ES2024, in Node 20 (the compiler's lib is older; see http/input-guard.ts).
-  return typeof v === 'string' && v.length <= max && !v.includes('\0') && (v as unknown as { isWellFormed(): boolean }).isWellFormed();
 }
 
 /**
@@ -56,6 +45,7 @@ export function decodeCursor<T>(cursor: string, valid: (v: unknown) => v is T): 
   } catch {
     value = undefined;
   }
-  if (!valid(value)) throw validationError('cursor', 'The cursor is not one this service handed out.');
+  // What the cursor carries passes the same check as any other input (no NUL, no lone surrogate).
+  if (findBadInput(value) !== undefined || !valid(value)) throw validationError('cursor', 'The cursor is not one this service handed out.');
   return value;
 }

@@ -4,7 +4,8 @@ import { validationError } from '../../errors.ts';
 import { listAuditRows, type AuditRow } from '../../db/repositories/audit/audit-log.ts';
 import { findUserByUsername } from '../../db/repositories/users.ts';
 import { AUDIT_TYPE_PATTERN } from './record.ts';
-import { decodeCursor, encodeCursor, isBigintId, isUuid, pageLimit, parseIsoTime } from './cursor.ts';
+import { isUuid } from '../../crypto/random.ts';
+import { decodeCursor, encodeCursor, isBigintId, pageLimit, parseIsoTime } from './cursor.ts';
 
 /** An entry as the admin API shows it. */
 export interface AuditEventView {

@@ -8,13 +8,11 @@ import { recordSecurityEvent, userContext } from '../audit/record.ts';
 import type { ClientInfo } from '../tokens.ts';
 import { callerUser, dropBackupCodesIfNoFactorLeft, lockFactorChanges } from '../factor-changes.ts';
 import { passkeyView, type PasskeyView } from './view.ts';
+import { isUuid } from '../../crypto/random.ts';
 
 function notFound(): AppError {
   return new AppError('passkey_not_found', { detail: 'No passkey of yours has this id.' });
 }
-
-/** UUID shape; anything else cannot be a passkey id (and must not reach a uuid column as a 500). */
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** GET /passkeys: the caller's passkeys, oldest first. */
 export async function listOwnPasskeys(deps: Deps, auth: AuthContext): Promise<PasskeyView[]> {
@@ -23,7 +21,7 @@ export async function listOwnPasskeys(deps: Deps, auth: AuthContext): Promise<Pa
 
 /** PATCH /passkeys/{id}: renames one of the caller's passkeys; 404 for anyone else's. */
 export async function renameOwnPasskey(deps: Deps, auth: AuthContext, id: string, name: string): Promise<PasskeyView> {
-  if (!UUID.test(id)) throw notFound();
+  if (!isUuid(id)) throw notFound();
   const row = await renamePasskey(deps.db, auth.userId, id, name.trim());
   if (!row) throw notFound();
   return passkeyView(row);
@@ -34,7 +32,7 @@ export async function renameOwnPasskey(deps: Deps, auth: AuthContext, id: string
  * strip a factor). When no factor is left the backup codes go too, as when TOTP is turned off.
  */
 export async function removeOwnPasskey(deps: Deps, auth: AuthContext, id: string, client: ClientInfo): Promise<void> {
-  if (!UUID.test(id)) throw notFound();
+  if (!isUuid(id)) throw notFound();
   const user = await callerUser(deps, auth);
   requireAal2(auth);
   await deps.db.transaction(async (tx) => {
