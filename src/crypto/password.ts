@@ -46,12 +46,15 @@ export function normalizePassword(password: string): string {
 export class PasswordHasher {
   readonly #params: PasswordHashParams;
   #dummy: Promise<string> | undefined;
-  // Each argon2id run holds memoryKib of RAM. Running many more at once than there are cores gains no
-  // throughput (p=1 is single-threaded) but multiplies memory and crowds RSA signing and other work
-  // off the libuv pool. So hashes queue here: one per core plus one waiting in the pool, so that a
-  // core that finishes a hash starts the next at once instead of waiting for the event loop
-  // (measured: 72 % → 81 % of the raw argon2id rate for password logins on 2 cores).
-  readonly #gate = new Gate(availableParallelism() + 1);
+  // Each argon2id run holds memoryKib of RAM (19 MiB by default) while it runs. Running more at once
+  // than there are cores gains no throughput (p=1 is single-threaded) but multiplies memory and crowds
+  // RSA signing and other work off the libuv pool. So hashes queue here, one per core. An earlier
+  // session allowed one more (cores + 1), so that a core finishing a hash would start the next at once;
+  // but the extra hash does not wait in the pool, it runs beside the others on the libuv pool's spare
+  // thread, and alternating bench runs on 2 cores (password logins, PostgreSQL) showed no throughput
+  // for it: 63–77 % of the raw argon2id rate with one per core against 63–72 % with one more, while
+  // the instance's peak RSS under logins fell from 191–195 MB to 172–175 MB (issue 7, item 17).
+  readonly #gate = new Gate(availableParallelism());
 
   constructor(params: PasswordHashParams) {
     this.#params = params;

@@ -3,21 +3,29 @@
  * creation and request options, and verification of attestations and assertions against the
  * configured RP ID and origin, with user verification required. No database access here.
  */
-import {
-  generateAuthenticationOptions,
-  generateRegistrationOptions,
-  verifyAuthenticationResponse,
-  verifyRegistrationResponse,
-  type AuthenticationResponseJSON,
-  type AuthenticatorTransport,
-  type PublicKeyCredentialCreationOptionsJSON,
-  type PublicKeyCredentialRequestOptionsJSON,
-  type RegistrationResponseJSON,
+import type {
+  AuthenticationResponseJSON,
+  AuthenticatorTransport,
+  PublicKeyCredentialCreationOptionsJSON,
+  PublicKeyCredentialRequestOptionsJSON,
+  RegistrationResponseJSON,
 } from '@simplewebauthn/server';
+import type * as SimpleWebAuthn from '@simplewebauthn/server';
 import type { WebauthnConfig } from '../../config-webauthn.ts';
 import { AppError } from '../../errors.ts';
 import type { PasskeyRow } from '../../db/repositories/passkeys/credentials.ts';
 import { toCounter } from '../../db/repositories/passkeys/credentials.ts';
+
+/**
+ * The library, loaded on the first ceremony rather than at start-up: with its ASN.1 and X.509
+ * dependencies it is about 4 MB of live heap (issue 7, item 17) that an instance whose users never
+ * use passkeys would carry for nothing.
+ */
+let library: Promise<typeof SimpleWebAuthn> | undefined;
+function webauthn(): Promise<typeof SimpleWebAuthn> {
+  library ??= import('@simplewebauthn/server');
+  return library;
+}
 
 /** ES256 and RS256, the two algorithms the contract names (every platform authenticator has one). */
 export const SUPPORTED_ALGORITHMS = [-7, -257];
@@ -59,11 +67,12 @@ export function claimedChallenge(credential: { response?: { clientDataJSON?: unk
 }
 
 /** Creation options for `user`: resident key and user verification required, the user's passkeys excluded. */
-export function creationOptions(
+export async function creationOptions(
   rp: WebauthnConfig,
   user: { username: string; handle: string },
   existing: Pick<PasskeyRow, 'credential_id' | 'transports'>[],
 ): Promise<PublicKeyCredentialCreationOptionsJSON> {
+  const { generateRegistrationOptions } = await webauthn();
   return generateRegistrationOptions({
     rpName: rp.rpName,
     rpID: rp.rpId,
@@ -79,7 +88,8 @@ export function creationOptions(
 }
 
 /** Request options: `allow` empty for discoverable credentials (autofill, "Sign in with a passkey"). */
-export function requestOptions(rp: WebauthnConfig, allow: Pick<PasskeyRow, 'credential_id' | 'transports'>[]): Promise<PublicKeyCredentialRequestOptionsJSON> {
+export async function requestOptions(rp: WebauthnConfig, allow: Pick<PasskeyRow, 'credential_id' | 'transports'>[]): Promise<PublicKeyCredentialRequestOptionsJSON> {
+  const { generateAuthenticationOptions } = await webauthn();
   return generateAuthenticationOptions({
     rpID: rp.rpId,
     timeout: rp.challengeTtlSeconds * 1000,
@@ -113,6 +123,7 @@ function assertCredentialId(fromAuthData: string, fromResponse: string): void {
 
 /** Verifies an attestation for `challenge`; 400 invalid_passkey on anything wrong (origin, RP ID hash, UV flag, format…). */
 export async function verifyRegistration(rp: WebauthnConfig, credential: RegistrationResponseJSON, challenge: string): Promise<VerifiedCredential> {
+  const { verifyRegistrationResponse } = await webauthn();
   let result;
   try {
     result = await verifyRegistrationResponse({
@@ -155,6 +166,7 @@ export interface VerifiedAssertion {
  * step back is recorded as a regression (a forged one is just a bad signature). `status` of the error: 401.
  */
 export async function verifyAssertion(rp: WebauthnConfig, credential: AuthenticationResponseJSON, challenge: string, passkey: PasskeyRow): Promise<VerifiedAssertion> {
+  const { verifyAuthenticationResponse } = await webauthn();
   let result;
   const stored = toCounter(passkey);
   try {
