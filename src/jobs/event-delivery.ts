@@ -15,7 +15,7 @@ import { claimRun, markRunDelivered, releaseRun } from '../db/repositories/event
 import * as endpoints from '../db/repositories/events/endpoints.ts';
 import { secretsInGrace } from '../services/events/endpoints.ts';
 import { eventBody } from '../services/events/publish.ts';
-import { sendWebhook, signersFor, type WebhookResult, type WebhookSigner } from '../webhooks/send.ts';
+import { sendWebhook, signersFor, urlForLogs, type WebhookResult, type WebhookSigner } from '../webhooks/send.ts';
 import { backoffSeconds, describeError, type OutboxLane, type OutboxWorkerLogger } from './outbox-worker.ts';
 
 /** An endpoint whose deliveries have failed without a success for this long is marked failing. */
@@ -90,7 +90,7 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
   async function failed(d: ClaimedDelivery, endpoint: Endpoint, result: WebhookResult): Promise<void> {
     const log = { eventId: d.event_id, type: d.type, endpointId: endpoint.id, attempts: d.attempts };
     if (await endpoints.noteFailure(db, endpoint.id, clock(), FAILING_AFTER_SECONDS)) {
-      logger.error({ ...log, url: endpoint.url }, 'webhook endpoint marked failing: no successful delivery for a day');
+      logger.error({ ...log, url: urlForLogs(endpoint.url) }, 'webhook endpoint marked failing: no successful delivery for a day');
     }
     await recordFailure(d, result, failureContext, log);
   }

@@ -50,6 +50,20 @@ function agentFor(protocol: string, allowPrivate: boolean): http.Agent {
   return agent;
 }
 
+/**
+ * An endpoint's URL as the log and the audit log show it: scheme, host and port, with `/…` for a path
+ * or query. Receivers often carry a secret there (chat services' incoming hooks, `?token=`), and logs
+ * travel further than the endpoint's own record, which only admins read through the API.
+ */
+export function urlForLogs(url: string): string {
+  try {
+    const u = new URL(url);
+    return u.pathname === '/' && !u.search ? `${u.origin}/` : `${u.origin}/…`;
+  } catch {
+    return '(not a URL)';
+  }
+}
+
 /** Signs with one secret (the reference library's `Webhook`). */
 export type WebhookSigner = Pick<Webhook, 'sign'>;
 

@@ -11,6 +11,7 @@ import * as repo from '../../db/repositories/events/endpoints.ts';
 import type { EndpointRow } from '../../db/repositories/events/endpoints.ts';
 import * as deliveries from '../../db/repositories/events/deliveries.ts';
 import { refuseHost, refuseResolvedHost } from '../../webhooks/ssrf.ts';
+import { urlForLogs } from '../../webhooks/send.ts';
 import type { SecretBox } from '../../crypto/secret-box.ts';
 import { recordSecurityEvent, type AuditContext } from '../audit/record.ts';
 import { EVENT_TYPES, isEventType } from './publish.ts';
@@ -107,7 +108,7 @@ export async function createEndpoint(deps: Deps, ctx: AuditContext, input: NewEn
       secretSealed: deps.secretBox.seal(secret),
       createdAt: deps.clock(),
     });
-    await audit(deps, tx, ctx, 'webhook.created', { webhook_id: created.id, url, events });
+    await audit(deps, tx, ctx, 'webhook.created', { webhook_id: created.id, url: urlForLogs(url), events });
     return created;
   });
   return { ...view(row), secret };
