@@ -177,11 +177,13 @@ async function startInstance(): Promise<{ base: string; child: ChildProcess; cle
   execSync('npm run build --silent', { cwd: ROOT, stdio: 'inherit' });
   // The instance runs with the node flags of `npm run start:prod` (BENCH_NODE_FLAGS overrides them).
   const prod = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts['start:prod'] ?? '';
-  const flags = (process.env.BENCH_NODE_FLAGS ?? prod.replace(/^node\s+/, '').replace(/\s*dist\/server\.js.*$/, '')).split(/\s+/).filter(Boolean);
-  console.log(`instance: node ${[...flags, 'dist/server.js'].join(' ')}`);
+  // Leading NAME=value words of the script (the allocator's settings) are the instance's environment.
+  const prodEnv = Object.fromEntries([...prod.matchAll(/(?<=^|\s)([A-Z][A-Z0-9_]*)=(\S*)(?=\s)/g)].map((m) => [m[1]!, m[2]!]));
+  const flags = (process.env.BENCH_NODE_FLAGS ?? prod.replace(/^(?:[A-Z][A-Z0-9_]*=\S*\s+)*node\s+/, '').replace(/\s*dist\/server\.js.*$/, '')).split(/\s+/).filter(Boolean);
+  console.log(`instance: ${Object.entries(prodEnv).map(([k, v]) => `${k}=${v} `).join('')}node ${[...flags, 'dist/server.js'].join(' ')}`);
   const child = spawn(process.execPath, [...flags, 'dist/server.js'], {
     cwd: ROOT,
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, DATABASE_URL: databaseUrl, REDIS_URL: '', SMTP_URL: '', RATE_LIMIT_DISABLED: 'true', LOG_LEVEL: 'warn', NODE_ENV: 'development', ADMIN_API_KEY: ADMIN_KEY, WEBHOOK_ALLOW_PRIVATE: 'true' },
+    env: { ...process.env, ...prodEnv, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, DATABASE_URL: databaseUrl, REDIS_URL: '', SMTP_URL: '', RATE_LIMIT_DISABLED: 'true', LOG_LEVEL: 'warn', NODE_ENV: 'development', ADMIN_API_KEY: ADMIN_KEY, WEBHOOK_ALLOW_PRIVATE: 'true' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   const base = `http://127.0.0.1:${port}`;
@@ -237,13 +239,17 @@ function instancePids(root: number | undefined): number[] {
   return pids;
 }
 
-/** CPU seconds (user + system) a process has used, from /proc (0 when it is gone). */
-function cpuOf(pid: number | undefined): number {
+/**
+ * CPU seconds (user + system) a process has used, from /proc (0 when it is gone); with `reaped`, also
+ * what its children used before they exited and were waited for.
+ */
+function cpuOf(pid: number | undefined, reaped = false): number {
   if (!pid) return 0;
   try {
-    // Fields after the command name: utime and stime are the 12th and 13th, in clock ticks (100 per second on Linux).
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
+    // Fields after the command name: utime and stime are the 12th and 13th, cutime and cstime (the
+    // reaped children's) the 14th and 15th, in clock ticks (100 per second on Linux).
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ').map(Number);
+    return (f[11]! + f[12]! + (reaped ? f[13]! + f[14]! : 0)) / 100;
   } catch {
     return 0;
   }
@@ -254,7 +260,9 @@ function cpuSnapshot(instancePid: number | undefined): Record<'instance' | 'post
   let postgres = 0;
   for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
     try {
-      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'postgres') postgres += cpuOf(Number(pid));
+      // A backend that ended between two snapshots would take its time with it (the split once showed
+      // PostgreSQL at -0.1 ms per login); the postmaster's reaped-children total keeps it.
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'postgres') postgres += cpuOf(Number(pid), true);
     } catch {
       // ended meanwhile
     }
