@@ -2,7 +2,8 @@
  * The OpenID provider after review: id_token_hint signed by a key the ring still publishes (after a
  * rotation), RP-initiated logout audited as session.revoked, acr_values as a preference list,
  * introspection of a client's own tokens only, and client metadata the engine can use (native
- * clients with app schemes; back-channel logout URIs it can call).
+ * clients with app schemes; back-channel logout URIs it can call); disconnecting an application
+ * that was never connected changes nothing.
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
@@ -159,5 +160,19 @@ describeWithApp('OpenID provider: review fixes', (suite) => {
     assert.equal(tokens.claims()!.sub, user.uuid);
     assert.ok(tokens.refresh_token);
     assert.ok((await client.refreshTokenGrant(mobile, tokens.refresh_token)).access_token);
+  });
+
+  test('disconnecting an application that was never listed (it skips consent) answers 404 and ends none of its tokens', async (t) => {
+    const { server, config } = await setup(t, suite);
+    const user = await createUser(server.app);
+    const { browser, tokens } = await signIn(server, config, user);
+    const headers = { authorization: `Bearer ${browser.cookies.get('access_token')}` };
+    assert.deepEqual(await (await fetch(`${server.base}/api/v1/account/connected-apps`, { headers })).json(), [], 'a skip_consent client is not a connected application');
+    const res = await fetch(`${server.base}/api/v1/account/connected-apps/web-app`, { method: 'DELETE', headers });
+    assert.equal(res.status, 404);
+    assert.equal((await res.json() as { code: string }).code, 'not_found');
+    // The answer said nothing happened, and nothing did: the tokens still work.
+    assert.equal((await client.tokenIntrospection(config, tokens.access_token)).active, true);
+    assert.ok((await client.refreshTokenGrant(config, tokens.refresh_token!)).access_token);
   });
 });

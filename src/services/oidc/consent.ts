@@ -33,14 +33,13 @@ export async function listConnectedApps(deps: Deps, userId: string): Promise<Con
 
 /**
  * Disconnects an application: forgets the consent and deletes every grant, code, access and refresh
- * token it holds for the user, in one transaction. 404 when it was not connected.
+ * token it holds for the user, in one transaction. 404 when it was not connected, and then nothing is
+ * deleted (an application that skips consent is never listed, and a 404 must not have ended its tokens).
  */
 export async function disconnectApp(deps: Deps, userId: string, clientId: string, client: ClientInfo): Promise<void> {
-  const removed = await deps.db.transaction(async (tx) => {
-    const had = await deleteConsent(tx, userId, clientId);
+  await deps.db.transaction(async (tx) => {
+    if (!(await deleteConsent(tx, userId, clientId))) throw new AppError('not_found', { detail: 'No connected application with this id.' });
     await deleteForAccountClient(tx, userId, clientId);
-    if (had) await recordSecurityEvent(tx, { ...userContext(userId, client), type: 'oidc.app_disconnected', userId, data: { client_id: clientId }, at: deps.clock() });
-    return had;
+    await recordSecurityEvent(tx, { ...userContext(userId, client), type: 'oidc.app_disconnected', userId, data: { client_id: clientId }, at: deps.clock() });
   });
-  if (!removed) throw new AppError('not_found', { detail: 'No connected application with this id.' });
 }
