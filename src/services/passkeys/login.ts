@@ -18,7 +18,7 @@ import { assertUsable, verifyMfaToken } from '../login.ts';
 import { accountNames } from '../password-check.ts';
 import type { Attempt } from '../../security/limiter.ts';
 import { createSession, signTokenPair, type AuthLevel, type ClientInfo, type TokenPair } from '../tokens.ts';
-import { MAX_CREDENTIAL_ID_CHARS, passkeyAmr, passkeyError, claimedChallenge, requestOptions, verifyAssertion, type VerifiedAssertion } from './relying-party.ts';
+import { MAX_CREDENTIAL_ID_CHARS, UNVERIFIED_PASSKEY, passkeyAmr, passkeyError, claimedChallenge, requestOptions, verifyAssertion, type VerifiedAssertion } from './relying-party.ts';
 
 /** What the passwordless options endpoint answers. */
 export interface PasskeyLoginOptions {
@@ -85,7 +85,7 @@ async function credentialOwner(deps: Deps, credential: AuthenticationResponseJSO
 async function verifyOwnAssertion(deps: Deps, credential: AuthenticationResponseJSON, challenge: string, passkey: PasskeyRow, user: UserRow, client: ClientInfo): Promise<VerifiedAssertion> {
   const handle = credential.response?.userHandle;
   if (handle !== undefined && handle !== null && handle !== '' && handle !== user.webauthn_user_id) {
-    throw passkeyError('The passkey does not belong to this account.', undefined, 401);
+    throw passkeyError(UNVERIFIED_PASSKEY, undefined, 401);
   }
   const verified = await verifyAssertion(deps.config.webauthn, credential, challenge, passkey);
   if (verified.counterRegressed) {
@@ -131,7 +131,7 @@ export async function loginWithPasskey(deps: Deps, input: { challenge_token: str
     const claimed = claimedChallenge(input.credential);
     const taken = claimed ? await takeWebauthnChallenge(deps.db, 'login', claimed, { id: input.challenge_token }, deps.clock()) : undefined;
     if (!taken) throw passkeyError('The sign-in challenge is unknown, used or expired; start again.', undefined, 401);
-    if (!owner) throw passkeyError('This passkey is not registered here.', undefined, 401);
+    if (!owner) throw passkeyError(UNVERIFIED_PASSKEY, undefined, 401);
     verified = await verifyOwnAssertion(deps, input.credential, taken.challenge, owner.passkey, owner.user, client);
   } catch (e) {
     if (e instanceof AppError && e.code === 'invalid_passkey') await failed(deps, attempt, owner?.user.id ?? null, client);

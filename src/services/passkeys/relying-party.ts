@@ -41,6 +41,13 @@ export const MAX_CREDENTIAL_ID_CHARS = Math.ceil((MAX_CREDENTIAL_ID_BYTES * 4) /
 
 const TRANSPORTS = new Set(['ble', 'cable', 'hybrid', 'internal', 'nfc', 'smart-card', 'usb']);
 
+/**
+ * The detail of every sign-in answer that is refused for its credential: unknown here, another
+ * account's user handle, or a bad signature. One sentence for all, so that an answer signed with a
+ * key of one's own cannot tell a real credential id (listed for a username) from a decoy.
+ */
+export const UNVERIFIED_PASSKEY = 'The passkey could not be verified.';
+
 /** The error every bad passkey answer gets; `status` 401 at login, 400 (the code's own) at registration. */
 export function passkeyError(detail: string, cause?: unknown, status?: number): AppError {
   return new AppError('invalid_passkey', { detail, cause, ...(status ? { status } : {}) });
@@ -180,9 +187,9 @@ export async function verifyAssertion(rp: WebauthnConfig, credential: Authentica
       requireUserVerification: true,
     });
   } catch (e) {
-    throw passkeyError('The passkey could not be verified.', e, 401);
+    throw passkeyError(UNVERIFIED_PASSKEY, e, 401);
   }
-  if (!result.verified) throw passkeyError('The passkey could not be verified.', undefined, 401);
+  if (!result.verified) throw passkeyError(UNVERIFIED_PASSKEY, undefined, 401);
   const { newCounter, credentialBackedUp, credentialDeviceType } = result.authenticationInfo;
   return {
     newCounter,
