@@ -51,9 +51,10 @@ export class PasswordHasher {
   // RSA signing and other work off the libuv pool. So hashes queue here, one per core. An earlier
   // session allowed one more (cores + 1), so that a core finishing a hash would start the next at once;
   // but the extra hash does not wait in the pool, it runs beside the others on the libuv pool's spare
-  // thread, and alternating bench runs on 2 cores (password logins, PostgreSQL) showed no throughput
-  // for it: 63–77 % of the raw argon2id rate with one per core against 63–72 % with one more, while
-  // the instance's peak RSS under logins fell from 191–195 MB to 172–175 MB (issue 7, item 17).
+  // thread, and bench runs on 2 cores (password logins, PostgreSQL) showed no throughput for it: a
+  // median of 73 % of the raw argon2id rate in 9 runs with one per core (55–90 %), 70 % in 6 runs with
+  // one more (63–73 %), while the instance's peak RSS under logins fell from 191–195 MB to 166–175 MB
+  // (issue 7, item 17).
   readonly #gate = new Gate(availableParallelism());
 
   constructor(params: PasswordHashParams) {
