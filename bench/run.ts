@@ -177,9 +177,12 @@ async function startInstance(): Promise<{ base: string; child: ChildProcess; cle
   execSync('npm run build --silent', { cwd: ROOT, stdio: 'inherit' });
   // The instance runs with the node flags of `npm run start:prod` (BENCH_NODE_FLAGS overrides them).
   const prod = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts['start:prod'] ?? '';
-  // Leading NAME=value words of the script (the allocator's settings) are the instance's environment.
-  const prodEnv = Object.fromEntries([...prod.matchAll(/(?<=^|\s)([A-Z][A-Z0-9_]*)=(\S*)(?=\s)/g)].map((m) => [m[1]!, m[2]!]));
-  const flags = (process.env.BENCH_NODE_FLAGS ?? prod.replace(/^(?:[A-Z][A-Z0-9_]*=\S*\s+)*node\s+/, '').replace(/\s*dist\/server\.js.*$/, '')).split(/\s+/).filter(Boolean);
+  // The script is `NAME=value … node <flags> dist/server.js`: the words before `node` (the allocator's
+  // setting) are the instance's environment, those between it and the entry point its flags.
+  const words = prod.split(/\s+/).filter(Boolean);
+  const nodeAt = words.indexOf('node');
+  const prodEnv = Object.fromEntries(words.slice(0, nodeAt).map((w) => [w.slice(0, w.indexOf('=')), w.slice(w.indexOf('=') + 1)]));
+  const flags = process.env.BENCH_NODE_FLAGS?.split(/\s+/).filter(Boolean) ?? words.slice(nodeAt + 1, words.indexOf('dist/server.js'));
   console.log(`instance: ${Object.entries(prodEnv).map(([k, v]) => `${k}=${v} `).join('')}node ${[...flags, 'dist/server.js'].join(' ')}`);
   const child = spawn(process.execPath, [...flags, 'dist/server.js'], {
     cwd: ROOT,

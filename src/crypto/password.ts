@@ -48,13 +48,9 @@ export class PasswordHasher {
   #dummy: Promise<string> | undefined;
   // Each argon2id run holds memoryKib of RAM (19 MiB by default) while it runs. Running more at once
   // than there are cores gains no throughput (p=1 is single-threaded) but multiplies memory and crowds
-  // RSA signing and other work off the libuv pool. So hashes queue here, one per core. An earlier
-  // session allowed one more (cores + 1), so that a core finishing a hash would start the next at once;
-  // but the extra hash does not wait in the pool, it runs beside the others on the libuv pool's spare
-  // thread, and bench runs on 2 cores (password logins, PostgreSQL) showed no throughput for it: a
-  // median of 73 % of the raw argon2id rate in 9 runs with one per core (55–90 %), 70 % in 6 runs with
-  // one more (63–73 %), while the instance's peak RSS under logins fell from 191–195 MB to 166–175 MB
-  // (issue 7, item 17).
+  // RSA signing and other work off the libuv pool, so hashes queue here, one per core. (One more, to
+  // start the next hash sooner, ran beside the others on the pool's spare thread: 19 MiB more at the
+  // peak and no throughput in the bench; CHANGELOG, issue 7 item 17.)
   readonly #gate = new Gate(availableParallelism());
 
   constructor(params: PasswordHashParams) {
