@@ -15,8 +15,8 @@ import { findUserById, findUserByLogin, setLastLogin, type UserRow } from '../..
 import { recordLoginFailure, recordLoginSuccess } from '../audit/login-events.ts';
 import { recordSecurityEvent, userContext } from '../audit/record.ts';
 import { assertUsable, verifyMfaToken } from '../login.ts';
-import { accountNames } from '../password-check.ts';
-import type { Attempt } from '../../security/limiter.ts';
+import { accountNames, loginAccountName } from '../password-check.ts';
+import type { Attempt, AttemptSubject } from '../../security/limiter.ts';
 import { createSession, signTokenPair, type AuthLevel, type ClientInfo, type TokenPair } from '../tokens.ts';
 import { MAX_CREDENTIAL_ID_CHARS, UNVERIFIED_PASSKEY, passkeyAmr, passkeyError, claimedChallenge, requestOptions, verifyAssertion, type VerifiedAssertion } from './relying-party.ts';
 
@@ -26,7 +26,7 @@ export interface PasskeyLoginOptions {
   options: PublicKeyCredentialRequestOptionsJSON;
 }
 
-async function storeChallenge(deps: Deps, purpose: ChallengePurpose, id: string, challenge: string, userId: string | null, mfaChallengeId: string | null): Promise<void> {
+async function storeChallenge(deps: Deps, purpose: ChallengePurpose, id: string, challenge: string, userId: string | null, mfaChallengeId: string | null, loginName: string | null = null): Promise<void> {
   const now = deps.clock();
   await insertWebauthnChallenge(deps.db, {
     id,
@@ -34,6 +34,7 @@ async function storeChallenge(deps: Deps, purpose: ChallengePurpose, id: string,
     purpose,
     user_id: userId,
     mfa_challenge_id: mfaChallengeId,
+    login_name: loginName,
     created_at: now,
     expires_at: new Date(now.getTime() + deps.config.webauthn.challengeTtlSeconds * 1000),
   });
@@ -65,7 +66,7 @@ export async function passkeyLoginOptions(deps: Deps, username: string | undefin
   }
   const options = await requestOptions(deps.config.webauthn, allow);
   const token = randomToken(32);
-  await storeChallenge(deps, 'login', token, options.challenge, null, null);
+  await storeChallenge(deps, 'login', token, options.challenge, null, null, login || null);
   return { challenge_token: token, options };
 }
 
@@ -119,17 +120,32 @@ async function failed(deps: Deps, attempt: Attempt, userId: string | null, clien
 }
 
 /**
+ * Who a passwordless attempt is counted against, besides the IP. A credential that names an account
+ * counts against it (all its names). One that names nobody, answering options asked for a login name,
+ * counts against that name, as a wrong password for it would: those options list a decoy for a name
+ * without passkeys (unknown, or a user who has none), and if failures with the decoy counted only
+ * against the IP, the lock that failures with a real credential earn (a 429 here and at the password
+ * login) would tell the two apart, undoing the decoy.
+ */
+function attemptSubject(owner: UserRow | undefined, loginName: string | null, ip: string): AttemptSubject {
+  if (owner) return { account: owner.id, alsoAccounts: accountNames(owner), ip };
+  return loginName ? { account: loginAccountName(loginName), ip } : { ip };
+}
+
+/**
  * POST /login/passkey: a passwordless login. The attempt is counted (IP, and the account once the
  * credential names one) before anything is checked; any failure answers 401 invalid_passkey.
  */
 export async function loginWithPasskey(deps: Deps, input: { challenge_token: string; credential: AuthenticationResponseJSON }, client: ClientInfo): Promise<TokenPair> {
   const ip = client.ip ?? 'unknown';
   const owner = await credentialOwner(deps, input.credential);
-  const attempt = await deps.limiter.beginAttempt(owner ? { account: owner.user.id, alsoAccounts: accountNames(owner.user), ip } : { ip });
+  // Taken (deleted) before the attempt is counted: the count needs the name the options were asked for.
+  // A challenge is tried once either way, and the assertion is verified only after the count.
+  const claimed = claimedChallenge(input.credential);
+  const taken = claimed ? await takeWebauthnChallenge(deps.db, 'login', claimed, { id: input.challenge_token }, deps.clock()) : undefined;
+  const attempt = await deps.limiter.beginAttempt(attemptSubject(owner?.user, taken?.login_name ?? null, ip));
   let verified: VerifiedAssertion;
   try {
-    const claimed = claimedChallenge(input.credential);
-    const taken = claimed ? await takeWebauthnChallenge(deps.db, 'login', claimed, { id: input.challenge_token }, deps.clock()) : undefined;
     if (!taken) throw passkeyError('The sign-in challenge is unknown, used or expired; start again.', undefined, 401);
     if (!owner) throw passkeyError(UNVERIFIED_PASSKEY, undefined, 401);
     verified = await verifyOwnAssertion(deps, input.credential, taken.challenge, owner.passkey, owner.user, client);

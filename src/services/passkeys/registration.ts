@@ -54,6 +54,7 @@ export async function startPasskeyRegistration(deps: Deps, auth: AuthContext): P
     purpose: 'registration',
     user_id: user.id,
     mfa_challenge_id: null,
+    login_name: null,
     created_at: now,
     expires_at: new Date(now.getTime() + rp.challengeTtlSeconds * 1000),
   });

@@ -13,6 +13,8 @@ export interface WebauthnChallengeRow {
   purpose: ChallengePurpose;
   user_id: string | null;
   mfa_challenge_id: string | null;
+  /** The login name a passwordless sign-in's options were asked for; null otherwise. */
+  login_name: string | null;
   created_at: Date;
   expires_at: Date;
 }
@@ -21,9 +23,9 @@ export interface WebauthnChallengeRow {
 export async function insertWebauthnChallenge(tx: Queryable, c: WebauthnChallengeRow): Promise<void> {
   await tx.query('DELETE FROM webauthn_challenges WHERE expires_at <= $1', [c.created_at]);
   await tx.query(
-    `INSERT INTO webauthn_challenges (id, challenge, purpose, user_id, mfa_challenge_id, created_at, expires_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-    [c.id, c.challenge, c.purpose, c.user_id, c.mfa_challenge_id, c.created_at, c.expires_at],
+    `INSERT INTO webauthn_challenges (id, challenge, purpose, user_id, mfa_challenge_id, login_name, created_at, expires_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+    [c.id, c.challenge, c.purpose, c.user_id, c.mfa_challenge_id, c.login_name, c.created_at, c.expires_at],
   );
 }
 

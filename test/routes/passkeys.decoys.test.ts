@@ -1,0 +1,102 @@
+/**
+ * Passkey sign-ins naming a decoy: the options for a name without passkeys (unknown, or a user who has
+ * none) list a decoy credential id, so refusals and locks must not tell a decoy from a real id, one
+ * request at a time or in a burst (PGlite, and PostgreSQL with DATABASE_URL set).
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { test } from 'node:test';
+import type { LightMyRequestResponse } from 'fastify';
+import { createUser, describeWithApp, login, loginTokens, type TestApp } from '../helpers/app.ts';
+import { post } from '../helpers/factors.ts';
+import { addPasskey, passkeyLoginOptions, TEST_ORIGIN } from '../helpers/passkeys.ts';
+import { SoftwareAuthenticator, type SoftCredential } from '../helpers/webauthn.ts';
+
+describeWithApp('Passkey decoys: refused sign-ins look alike', (suite) => {
+  test('a decoy credential id and a real one, signed with a key of the attacker\'s own, get the same 401', async (t) => {
+    const app = await suite.build(t);
+    const owner = await createUser(app.app);
+    const plain = await createUser(app.app);
+    await addPasskey(app, (await loginTokens(app.app, owner)).access_token);
+    // The attacker's own key pair, made by registering nowhere (the options are only the shape create() reads).
+    const attacker = new SoftwareAuthenticator(TEST_ORIGIN);
+    attacker.create({ challenge: randomBytes(32).toString('base64url'), rp: { id: new URL(TEST_ORIGIN).hostname }, user: { id: randomBytes(16).toString('base64url') } });
+    const own: SoftCredential = attacker.credentials[0]!;
+    const answers: Array<{ status: number; code: string; detail: string }> = [];
+    for (const username of [owner.username, plain.username, 'nobody_at_all']) {
+      const started = (await passkeyLoginOptions(app, username)).json() as { challenge_token: string; options: { challenge: string; rpId?: string; allowCredentials: Array<{ id: string }> } };
+      const listed = started.options.allowCredentials[0]!.id;
+      // The listed id (real for the owner, a decoy for the others), signed with the attacker's key; once with its own user handle.
+      for (const userHandle of [own.userHandle, undefined]) {
+        const credential: SoftCredential = { ...own, id: Buffer.from(listed, 'base64url'), userHandle: userHandle ?? own.userHandle };
+        const response = attacker.get(started.options, { credential });
+        if (!userHandle) delete (response.response as { userHandle?: string }).userHandle;
+        const res = await post(app, '/api/v1/auth-jwt/login/passkey', undefined, { challenge_token: started.challenge_token, credential: response });
+        answers.push({ status: res.statusCode, code: res.json().code, detail: res.json().detail });
+        // Each answer used up the challenge: a fresh one for the second try.
+        Object.assign(started, (await passkeyLoginOptions(app, username)).json());
+      }
+    }
+    assert.equal(answers.length, 6);
+    for (const a of answers) assert.deepEqual(a, answers[0], JSON.stringify(answers));
+    assert.deepEqual([answers[0]!.status, answers[0]!.code], [401, 'invalid_passkey']);
+  });
+});
+
+describeWithApp('Passkey decoys: refused sign-ins lock alike', (suite) => {
+  /** Options for `username`, answered with the listed id signed by `attacker`'s key. */
+  async function forgedSignIn(app: TestApp, username: string, attacker: SoftwareAuthenticator): Promise<LightMyRequestResponse> {
+    const started = (await passkeyLoginOptions(app, username)).json() as { challenge_token: string; options: { challenge: string; rpId?: string; allowCredentials: Array<{ id: string }> } };
+    const own: SoftCredential = attacker.credentials[0]!;
+    const credential: SoftCredential = { ...own, id: Buffer.from(started.options.allowCredentials[0]!.id, 'base64url') };
+    return post(app, '/api/v1/auth-jwt/login/passkey', undefined, { challenge_token: started.challenge_token, credential: attacker.get(started.options, { credential }) });
+  }
+
+  function attackerKey(): SoftwareAuthenticator {
+    const attacker = new SoftwareAuthenticator(TEST_ORIGIN);
+    attacker.create({ challenge: randomBytes(32).toString('base64url'), rp: { id: new URL(TEST_ORIGIN).hostname }, user: { id: randomBytes(16).toString('base64url') } });
+    return attacker;
+  }
+
+  test('failures with a decoy lock the name as failures with a real credential lock the account: same answers, and the same at the password login', async (t) => {
+    // The IP limit well above what the test sends: only the account's count decides.
+    const app = await suite.build(t, { env: { LOCKOUT_MAX_FAILURES: '3', RATE_LIMIT_IP_MAX_FAILURES: '100' } });
+    const owner = await createUser(app.app);
+    const plain = await createUser(app.app);
+    await addPasskey(app, (await loginTokens(app.app, owner)).access_token);
+    const attacker = attackerKey();
+    const seen: Record<string, number[]> = {};
+    for (const username of [owner.username, plain.username, 'nobody_at_all']) {
+      const statuses: number[] = [];
+      for (let i = 0; i < 4; i++) statuses.push((await forgedSignIn(app, username, attacker)).statusCode);
+      // Then the password login of the same name, with a wrong password: locked or not?
+      statuses.push((await login(app.app, { username, password: 'not the password at all' })).statusCode);
+      seen[username] = statuses;
+    }
+    // Before the fix, the decoys' failures counted only against the IP: [401, 401, 401, 401, 401] for
+    // the user without passkeys and the unknown name, while the owner's account was locked.
+    for (const statuses of Object.values(seen)) assert.deepEqual(statuses, [401, 401, 401, 429, 429], JSON.stringify(seen));
+  });
+
+  test('a burst of forged sign-ins at once gets no more failures checked for a decoy than for a real credential', async (t) => {
+    const app = await suite.build(t, { env: { LOCKOUT_MAX_FAILURES: '3', RATE_LIMIT_IP_MAX_FAILURES: '200' } });
+    const owner = await createUser(app.app);
+    await addPasskey(app, (await loginTokens(app.app, owner)).access_token);
+    const attacker = attackerKey();
+    const counts: Record<string, Record<number, number>> = {};
+    for (const username of [owner.username, 'nobody_in_a_burst']) {
+      // 24 sign-ins in flight together, each with its own options (a challenge is single-use).
+      const prepared = await Promise.all(Array.from({ length: 24 }, async () => {
+        const started = (await passkeyLoginOptions(app, username)).json() as { challenge_token: string; options: { challenge: string; rpId?: string; allowCredentials: Array<{ id: string }> } };
+        const credential: SoftCredential = { ...attacker.credentials[0]!, id: Buffer.from(started.options.allowCredentials[0]!.id, 'base64url') };
+        return { challenge_token: started.challenge_token, credential: attacker.get(started.options, { credential }) };
+      }));
+      const answers = await Promise.all(prepared.map((body) => post(app, '/api/v1/auth-jwt/login/passkey', undefined, body)));
+      const tally: Record<number, number> = {};
+      for (const a of answers) tally[a.statusCode] = (tally[a.statusCode] ?? 0) + 1;
+      counts[username] = tally;
+    }
+    // Counted before the check: three failures reach the limit, every other attempt is refused unchecked.
+    for (const tally of Object.values(counts)) assert.deepEqual(tally, { 401: 3, 429: 21 }, JSON.stringify(counts));
+  });
+});
