@@ -15,7 +15,7 @@ import { findUserById } from '../db/repositories/users.ts';
 import { decideLogin, type LoginRequest } from '../services/oidc/interaction-login.ts';
 import { consentCovers, rememberConsent } from '../services/oidc/consent.ts';
 import { consentPage, oidcErrorPage } from '../web/pages/oidc.ts';
-import { acrValuesRequireAal2, pageCsp } from './provider.ts';
+import { acrValuesRequireAal2, formActionSource, pageCsp } from './provider.ts';
 
 type Details = Awaited<ReturnType<Provider['interactionDetails']>>;
 
@@ -90,7 +90,7 @@ export async function interactionRoutes(app: FastifyInstance, { deps, provider }
 
   async function redirectOrigins(clientId: unknown): Promise<string[]> {
     const client = typeof clientId === 'string' ? await provider.Client.find(clientId) : undefined;
-    return (client?.redirectUris ?? []).map((u) => new URL(u).origin);
+    return (client?.redirectUris ?? []).map(formActionSource);
   }
 
   app.get<{ Params: { uid: string } }>('/oidc/interaction/:uid', { schema: { hide: true } }, async (request, reply) => {

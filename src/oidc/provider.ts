@@ -140,7 +140,7 @@ export async function createProvider(deps: Deps, fileClients: readonly ClientInp
       rpInitiatedLogout: {
         enabled: true,
         async logoutSource(ctx, form) {
-          const origins = (ctx.oidc.client?.postLogoutRedirectUris ?? []).map((u) => new URL(u).origin);
+          const origins = (ctx.oidc.client?.postLogoutRedirectUris ?? []).map(formActionSource);
           // The confirmation's 303 goes to the application: the form may lead there (CSP form-action covers redirects).
           ctx.set('Content-Security-Policy', pageCsp(origins));
           html(ctx, logoutPage(config.productName, form, ctx.oidc.client?.clientName ?? ctx.oidc.client?.clientId));
@@ -197,7 +197,17 @@ export async function createProvider(deps: Deps, fileClients: readonly ClientInp
   return { provider, signingKey };
 }
 
-/** Content-Security-Policy of a provider page whose form may lead (by redirect) to `origins`. */
+/**
+ * The CSP source that lets a form lead to `uri` by redirect: its origin for http(s), its scheme for an
+ * app's own (RFC 8252 7.1, `com.example.app:/cb`). Such a URL has no origin (`new URL(…).origin` is
+ * "null", which is no source at all), so Chromium refused the native application's redirect.
+ */
+export function formActionSource(uri: string): string {
+  const u = new URL(uri);
+  return u.protocol === 'http:' || u.protocol === 'https:' ? u.origin : u.protocol;
+}
+
+/** Content-Security-Policy of a provider page whose form may lead (by redirect) to `origins` (see {@link formActionSource}). */
 export function pageCsp(origins: readonly string[]): string {
   const formAction = ["'self'", ...new Set(origins)].join(' ');
   return `default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action ${formAction}; frame-ancestors 'none'; base-uri 'none'; object-src 'none'`;

@@ -17,6 +17,7 @@ import { freePort, launchBrowser, screenshot, startService, type Service } from 
 
 const SECRET = 'browser-rp-secret-0123456789abcdefXYZ';
 const PASSWORD = 'amber meadow lighthouse 5521';
+const APP_REDIRECT = 'com.example.notes:/oauth/callback';
 
 let service: Service;
 let browser: Browser;
@@ -74,6 +75,10 @@ before(async () => {
   await writeFile(file, JSON.stringify([{
     client_id: 'wiki', client_secret: SECRET, client_name: 'Team wiki', redirect_uris: [`${rpBase}/callback`],
     post_logout_redirect_uris: [`${rpBase}/bye`], grant_types: ['authorization_code', 'refresh_token'], backchannel_logout_uri: `${rpBase}/bc`,
+  }, {
+    // A native application (RFC 8252): public, PKCE, redirected to its own URL scheme.
+    client_id: 'notes-app', client_name: 'Notes app', token_endpoint_auth_method: 'none', redirect_uris: [APP_REDIRECT],
+    post_logout_redirect_uris: [APP_REDIRECT], grant_types: ['authorization_code'],
   }]));
   service = await startService({ OIDC_CLIENTS_FILE: file }, 'oidc-service.log');
   rpServer = await startRelyingParty(service.baseUrl, rpPort);
@@ -160,5 +165,41 @@ test('sign in to an application with password + TOTP on the hosted pages, consen
   // Logged out of Twofold too: the account page sends the browser to the login page.
   await page.goto(`${service.baseUrl}/account`);
   await page.waitForURL(/\/login/);
+  await context.close();
+});
+
+test('a native application gets its code at its own URL scheme: the consent form may lead there (CSP form-action), and the code redeems', { timeout: 120_000 }, async () => {
+  assert.equal((await api('/api/v1/user', { username: 'erin', email: 'erin@example.com', password1: PASSWORD, password2: PASSWORD })).status, 201);
+  const config = await client.discovery(new URL(service.baseUrl), 'notes-app', undefined, client.None(), { execute: [client.allowInsecureRequests] });
+  const verifier = client.randomPKCECodeVerifier();
+  const state = client.randomState();
+  const start = client.buildAuthorizationUrl(config, {
+    redirect_uri: APP_REDIRECT, scope: 'openid profile', state,
+    code_challenge: await client.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256',
+  });
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.setDefaultTimeout(20_000);
+  // Where the consent's redirects end: Chromium either requests the app's URL (and, headless with no app
+  // for the scheme, aborts it) or refuses it for the page's CSP and says so on the console.
+  const verdict = new Promise<{ allowed: string } | { refused: string }>((resolve) => {
+    page.on('request', (r) => {
+      if (r.url().startsWith('com.example.notes:')) resolve({ allowed: r.url() });
+    });
+    page.on('console', (m) => {
+      if (m.text().includes('Content Security Policy')) resolve({ refused: m.text() });
+    });
+  });
+  await page.goto(start.href);
+  await page.getByLabel('Username or email').fill('erin');
+  await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByRole('heading', { name: 'Allow Notes app?' }).waitFor();
+  await page.getByRole('button', { name: 'Allow' }).click();
+  const outcome = await verdict;
+  assert.ok('allowed' in outcome, `the browser refused the redirect to the app: ${JSON.stringify(outcome)}`);
+  // The app redeems the code with its PKCE verifier.
+  const tokens = await client.authorizationCodeGrant(config, new URL(outcome.allowed), { pkceCodeVerifier: verifier, expectedState: state });
+  assert.ok(tokens.id_token);
   await context.close();
 });
