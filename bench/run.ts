@@ -308,7 +308,10 @@ async function main(): Promise<void> {
     await startGenerator();
     console.log(`benchmarking ${base} (${instance?.database ?? 'external instance'}), ${DURATION} s per timed run`);
     console.log('measuring raw argon2id verify rate (m=19 MiB, t=2, p=1, every core busy)…');
-    const argon = await argon2Rate(5);
+    // Measured again after the login rows and at the end: on a shared host the rate moved by ±20 %
+    // between runs, and one window can miss a core. The ratios use the median; the range is printed.
+    const argonRates = [await argon2Rate(5)];
+    const argon = argonRates[0]!;
 
     // Users: one for password logins and sessions; a pool with TOTP (pending at sign-up, activated by
     // their first login) for one-step TOTP logins: each code works once per user, so each user serves
@@ -367,6 +370,7 @@ async function main(): Promise<void> {
 
     if (FLOWS.has('totp')) console.log('TOTP login…');
     if (FLOWS.has('totp')) rows.push(row('POST login + security_code', await run({ kind: 'totp-login', base, connections: 16, password: PASSWORD, users: totpUsers })));
+    if (FLOWS.has('password') || FLOWS.has('totp')) argonRates.push(await argon2Rate(3));
 
     if (FLOWS.has('passkey')) {
       console.log('passkey login…');
@@ -462,6 +466,9 @@ async function main(): Promise<void> {
     }
 
     const memory = memoryOf(instance?.child.pid);
+    if (FLOWS.has('password') || FLOWS.has('totp')) argonRates.push(await argon2Rate(3));
+    const sortedRates = [...argonRates].sort((a, b) => a - b);
+    const argonMedian = sortedRates[Math.floor(sortedRates.length / 2)]!;
     const pad = (s: string, n: number) => s.padEnd(n);
     const num = (n: number, n2 = 8) => n.toFixed(n < 100 ? 1 : 0).padStart(n2);
     console.log('\n| flow                         |    req/s |  p50 ms |  p99 ms | non-2xx | errors | peak RSS MB (V8 heap at end) |');
@@ -473,12 +480,13 @@ async function main(): Promise<void> {
       console.log('|------------------------------|-------------------------:|-----------:|---------------:|');
       for (const r of rows) console.log(`| ${pad(r.flow, 28)} | ${r.cpuMs.instance.toFixed(2).padStart(24)} | ${r.cpuMs.postgres.toFixed(2).padStart(10)} | ${r.cpuMs.generator.toFixed(2).padStart(14)} |`);
     }
-    console.log(`\nargon2id raw verify rate (same run): ${argon.toFixed(1)}/s`);
+    console.log(`\nargon2id raw verify rate (same run): ${argonMedian.toFixed(1)}/s${argonRates.length > 1 ? ` (median of ${argonRates.length}: ${argonRates.map((r) => r.toFixed(1)).join(', ')} at the start, after the login rows and at the end)` : ''}`);
     const byFlow = (prefix: string) => rows.find((r) => r.flow.startsWith(prefix));
     const [info, refresh, pwd, totp, passkeyRow] = ['GET user-info', 'POST refresh', 'POST login (password', 'POST login + security', 'passkey login'].map(byFlow);
-    if (pwd) console.log(`password login / argon2id: ${((pwd.rps / argon) * 100).toFixed(0)} % (target ≥ 85 %)`);
+    const ratio = (rps: number) => `${((rps / argonMedian) * 100).toFixed(0)} %${argonRates.length > 1 ? ` (${((rps / sortedRates.at(-1)!) * 100).toFixed(0)}–${((rps / sortedRates[0]!) * 100).toFixed(0)} % against each measurement)` : ''}`;
+    if (pwd) console.log(`password login / argon2id: ${ratio(pwd.rps)} (target ≥ 85 %)`);
     if (pwd && passkeyRow) console.log(`passkey login / password login: ${((passkeyRow.rps / pwd.rps) * 100).toFixed(0)} % (no argon2: bound by the P-256 verification and two round trips)`);
-    if (totp) console.log(`TOTP login / argon2id:     ${((totp.rps / argon) * 100).toFixed(0)} % (target ≥ 85 %)`);
+    if (totp) console.log(`TOTP login / argon2id:     ${ratio(totp.rps)} (target ≥ 85 %)`);
     if (eventsRatio !== undefined) console.log(`password login with 3 webhook endpoints / without (alternating windows, deliveries drained): ${(eventsRatio * 100).toFixed(0)} % (target ≥ 90 %)`);
     if (info) console.log(`user-info: ${info.rps.toFixed(0)} req/s, p99 ${info.p99} ms (target ≥ 5000 req/s, p99 < 50 ms)`);
     if (refresh) console.log(`refresh:   ${refresh.rps.toFixed(0)} req/s (target ≥ 1000 req/s)`);
