@@ -102,3 +102,17 @@ test('page routes stay out of the OpenAPI document', async (t) => {
   assert.ok(seen.length >= 8);
   for (const r of seen) assert.equal(r.hide, true, r.url);
 });
+
+test('every form posts: submitted before its script runs (slow network, scripts off, a password manager pressing Enter), a GET form would put the password in the URL', async (t) => {
+  const app = await build(t);
+  let forms = 0;
+  for (const url of ['/', '/login', '/signup', '/account', '/forgot-password', '/reset-password?token=abc', '/verify-email?token=t1']) {
+    const body = (await app.inject({ method: 'GET', url })).body;
+    for (const tag of body.match(/<form\b[^>]*>/g) ?? []) {
+      forms++;
+      assert.match(tag, /\smethod="post"/, `${url}: ${tag}`);
+    }
+  }
+  // The login, second-step and enrolment forms, sign-up, account, forgot, reset and verify: all of them seen.
+  assert.ok(forms >= 12, `forms checked: ${forms}`);
+});

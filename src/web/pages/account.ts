@@ -60,13 +60,13 @@ ${enrollmentSteps({
     productName,
     qrId: 'totp-qr',
     secretId: 'totp-secret',
-    form: html`<form id="totp-confirm-form" novalidate>
+    form: html`<form method="post" id="totp-confirm-form" novalidate>
 ${field({ id: 'totp-code', name: 'security_code', label: 'Security code', autocomplete: 'one-time-code', inputmode: 'numeric' })}
 <div class="actions"><button type="submit" class="primary">Verify</button><button type="button" class="secondary" id="totp-cancel">Cancel</button></div>
 </form>`,
   })}
 </div>
-<form id="totp-disable-form" class="panel" novalidate hidden>
+<form method="post" id="totp-disable-form" class="panel" novalidate hidden>
 <p>Confirm with your password to turn off the authenticator app.</p>
 ${field({ id: 'totp-disable-password', name: 'password', label: 'Your password', type: 'password', autocomplete: 'current-password' })}
 <div class="actions"><button type="submit" class="danger">Turn off</button><button type="button" class="secondary" id="totp-disable-cancel">Cancel</button></div>
@@ -82,7 +82,7 @@ ${field({ id: 'totp-disable-password', name: 'password', label: 'Your password',
 <button type="button" id="email-otp-enable" class="secondary" hidden>Enable e-mail codes</button>
 <button type="button" id="email-otp-disable" class="secondary" hidden>Turn off e-mail codes</button>
 </div>
-<form id="email-otp-confirm-form" class="panel" novalidate hidden>
+<form method="post" id="email-otp-confirm-form" class="panel" novalidate hidden>
 <p>We sent a code to your e-mail address. Enter it to turn on e-mail codes.</p>
 ${field({ id: 'email-otp-code', name: 'code', label: 'Code from the e-mail', autocomplete: 'one-time-code', inputmode: 'numeric' })}
 <div class="actions"><button type="submit" class="primary">Verify code</button><button type="button" class="secondary" id="email-otp-cancel">Cancel</button></div>
@@ -124,7 +124,7 @@ ${statusBox('backup-status')}
 <h2 id="password-title">Change password</h2>
 ${alertBox('password-alert')}
 ${statusBox('password-status')}
-<form id="password-form" novalidate>
+<form method="post" id="password-form" novalidate>
 ${field({ id: 'current_password', label: 'Current password', type: 'password', autocomplete: 'current-password' })}
 ${field({ id: 'new-password1', name: 'password1', label: 'New password', type: 'password', autocomplete: 'new-password' })}
 ${field({ id: 'new-password2', name: 'password2', label: 'Confirm new password', type: 'password', autocomplete: 'new-password' })}

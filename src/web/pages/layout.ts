@@ -107,7 +107,7 @@ export function loginEnrollment(productName: string, prefix: string): SafeHtml {
     productName,
     qrId: `${prefix}-qr`,
     secretId: `${prefix}-secret`,
-    form: html`<form id="${prefix}-form" novalidate>
+    form: html`<form method="post" id="${prefix}-form" novalidate>
 ${field({ id: `${prefix}-code`, name: 'security_code', label: 'Code from the app', autocomplete: 'one-time-code', inputmode: 'numeric' })}
 <button type="submit" class="primary">Verify and log in</button>
 </form>`,

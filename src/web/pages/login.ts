@@ -20,7 +20,7 @@ export function loginPage(ctx: PageContext): string {
 <h1 id="login-title">Log in</h1>
 <p class="lead">to continue to ${continueTo(ctx)}</p>
 ${alertBox('login-alert')}
-<form id="login-form" novalidate>
+<form method="post" id="login-form" novalidate>
 ${field({ id: 'username', label: 'Username or email', autocomplete: 'username webauthn', autofocus: true })}
 ${field({ id: 'password', label: 'Password', type: 'password', autocomplete: 'current-password' })}
 <button type="submit" class="primary">Log in</button>
@@ -38,7 +38,7 @@ ${field({ id: 'password', label: 'Password', type: 'password', autocomplete: 'cu
 <p class="lead" id="mfa-hint">Enter the 6-digit code from your authenticator app.</p>
 ${alertBox('mfa-alert')}
 ${statusBox('mfa-status')}
-<form id="mfa-form" novalidate>
+<form method="post" id="mfa-form" novalidate>
 ${field({ id: 'code', name: 'code', label: 'Security code', autocomplete: 'one-time-code', inputmode: 'numeric' })}
 <button type="submit" class="primary">Verify</button>
 </form>

@@ -11,7 +11,7 @@ export function forgotPasswordPage(ctx: PageContext): string {
 <p class="lead">Enter the e-mail address of your account and we will send you a link to choose a new password.</p>
 ${alertBox('forgot-alert')}
 ${statusBox('forgot-status')}
-<form id="forgot-form" novalidate>
+<form method="post" id="forgot-form" novalidate>
 ${field({ id: 'email', label: 'Email', type: 'email', autocomplete: 'email', inputmode: 'email', autofocus: true })}
 <button type="submit" class="primary">Send reset link</button>
 </form>
@@ -29,7 +29,7 @@ export function resetPasswordPage(ctx: PageContext, token: string | undefined): 
 <p class="lead">Setting a new password logs you out everywhere.</p>
 ${alertBox('reset-alert')}
 ${statusBox('reset-status')}
-<form id="reset-form" novalidate data-token="${token}">
+<form method="post" id="reset-form" novalidate data-token="${token}">
 ${field({ id: 'password1', label: 'New password', type: 'password', autocomplete: 'new-password', autofocus: true, hint: 'At least 8 characters. Long passphrases are best.' })}
 ${field({ id: 'password2', label: 'Confirm new password', type: 'password', autocomplete: 'new-password' })}
 <button type="submit" class="primary">Set new password</button>

@@ -11,7 +11,7 @@ export function signupPage(ctx: PageContext): string {
 <p class="lead">One account for every application behind ${productName}.</p>
 ${alertBox('signup-alert')}
 ${statusBox('signup-status')}
-<form id="signup-form" novalidate>
+<form method="post" id="signup-form" novalidate>
 ${field({ id: 'username', label: 'Username', autocomplete: 'username', autofocus: true, hint: '3 to 32 letters, digits, dots, dashes or underscores.' })}
 ${field({ id: 'email', label: 'Email', type: 'email', autocomplete: 'email', inputmode: 'email' })}
 ${field({ id: 'password1', label: 'Password', type: 'password', autocomplete: 'new-password', hint: 'At least 8 characters. Long passphrases are best.' })}

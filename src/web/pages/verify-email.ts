@@ -23,7 +23,7 @@ export function verifyEmailPage(ctx: PageContext, status: string | undefined, to
 <h1 id="verify-title">Verify your e-mail address</h1>
 ${alertBox('verify-alert')}
 ${statusBox('verify-status')}
-<form id="verify-form" data-token="${token}">
+<form method="post" id="verify-form" data-token="${token}">
 <button type="submit" class="primary">Verify my e-mail address</button>
 </form>
 </section>`;
