@@ -158,8 +158,8 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
   if (config.metricsPort === undefined) await app.register(metricsRoutes, { config, metrics });
   await app.register(webRoutes, { config });
   if (options.devMailbox && config.env !== 'production') {
-    const { devMailboxRoutes } = await import('./http/routes/dev-mailbox.ts');
-    await app.register(devMailboxRoutes, { db: deps.db, env: config.env });
+    const { devMailboxRoutes, servedHostnames } = await import('./http/routes/dev-mailbox.ts');
+    await app.register(devMailboxRoutes, { db: deps.db, env: config.env, hostnames: servedHostnames(config.publicUrl) });
   }
   return app;
 }

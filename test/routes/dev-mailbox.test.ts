@@ -4,7 +4,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { loadConfig } from '../../src/config.ts';
 import type { Database } from '../../src/db/database.ts';
-import { devMailboxRoutes, type DevMailboxEntry } from '../../src/http/routes/dev-mailbox.ts';
+import { devMailboxRoutes, servedHostnames, type DevMailboxEntry } from '../../src/http/routes/dev-mailbox.ts';
 import { OutboxWorker } from '../../src/jobs/outbox-worker.ts';
 import { createDevMailboxTransport } from '../../src/mail/dev-mailbox.ts';
 import { enqueueMail } from '../../src/mail/outbox.ts';
@@ -19,7 +19,7 @@ const clock = () => new Date(now);
 before(async () => {
   db = await openTestPglite();
   app = Fastify();
-  await app.register(devMailboxRoutes, { db });
+  await app.register(devMailboxRoutes, { db, hostnames: servedHostnames(config.publicUrl) });
 });
 after(async () => {
   await app.close();
@@ -77,7 +77,14 @@ test('the development mailbox lists mails newest first, escaped, with their stat
 
 test('the development mailbox refuses to be registered in production', async () => {
   const prod = Fastify();
-  void prod.register(devMailboxRoutes, { db, env: 'production' });
+  void prod.register(devMailboxRoutes, { db, env: 'production', hostnames: servedHostnames(config.publicUrl) });
   await assert.rejects(async () => prod.ready(), /never be registered in production/);
   await prod.close();
+});
+
+test('the mailbox answers only under the instance\'s own names: a DNS-rebinding page (its own name in Host) gets 404', async () => {
+  const status = async (host: string) => (await app.inject({ method: 'GET', url: '/dev/mailbox.json', headers: { host } })).statusCode;
+  for (const host of ['auth.example.test', 'AUTH.example.test:443', 'localhost:8000', '127.0.0.1:8000', '[::1]:8000']) assert.equal(await status(host), 200, host);
+  for (const host of ['rebind.attacker.example:8000', 'auth.example.test.attacker.example', '127.0.0.2:8000', 'not a host']) assert.equal(await status(host), 404, host);
+  assert.equal((await app.inject({ method: 'GET', url: '/dev/mailbox', headers: { host: 'rebind.attacker.example' } })).statusCode, 404, 'the page too');
 });

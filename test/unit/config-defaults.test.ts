@@ -30,6 +30,11 @@ test('the development mailbox is on only for a plainly local instance without SM
   assert.equal(loadConfig({ PUBLIC_URL: 'http://127.0.0.1:9000' }).devMailbox, true);
   assert.equal(loadConfig({ PUBLIC_URL: 'https://auth.example.com' }).devMailbox, false, 'a public name: someone forgot SMTP_URL, the mailbox would hand out every reset link');
   assert.equal(loadConfig({ HOST: '0.0.0.0', PUBLIC_URL: 'http://auth.lan:8000' }).devMailbox, false);
+  // Reached as localhost but listening on every interface: anyone on the network could read the reset links.
+  assert.equal(loadConfig({ HOST: '0.0.0.0' }).devMailbox, false);
+  assert.equal(loadConfig({ HOST: '::' }).devMailbox, false);
+  assert.equal(loadConfig({ HOST: '::1' }).devMailbox, true);
+  assert.equal(loadConfig({ HOST: '0.0.0.0', DEV_MAILBOX: 'true' }).devMailbox, true, 'explicit');
   assert.equal(loadConfig({ PUBLIC_URL: 'https://staging.example.com', DEV_MAILBOX: 'true' }).devMailbox, true, 'explicit');
   assert.equal(loadConfig({ DEV_MAILBOX: 'false' }).devMailbox, false);
   assert.equal(loadConfig({ SMTP_URL: 'smtp://mail:25' }).devMailbox, false);

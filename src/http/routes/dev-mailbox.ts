@@ -13,6 +13,8 @@ import { escapeHtml } from '../../mail/templates.ts';
 /** Options of devMailboxRoutes. */
 export interface DevMailboxRoutesOptions {
   db: Database;
+  /** Host names the mailbox answers under: PUBLIC_URL's and the loopback names (see {@link servedHostnames}). */
+  hostnames: ReadonlySet<string>;
   /** config.env; when given as 'production', registration throws (a second guard besides the app's own check). */
   env?: Config['env'];
 }
@@ -96,10 +98,32 @@ function toEntry(row: OutboxRow): DevMailboxEntry {
   };
 }
 
+/** PUBLIC_URL's host name and the loopback names: the names a development instance is reached under. */
+export function servedHostnames(publicUrl: string): Set<string> {
+  return new Set([new URL(publicUrl).hostname.toLowerCase(), 'localhost', '127.0.0.1', '[::1]']);
+}
+
+/** The host name of a Host header (`name:port`, `[v6]:port`); undefined when it is missing or not a host. */
+function hostnameOf(host: string | undefined): string | undefined {
+  if (!host) return undefined;
+  try {
+    return new URL(`http://${host}`).hostname.toLowerCase();
+  } catch {
+    return undefined;
+  }
+}
+
 /** Registers `GET /dev/mailbox` (HTML page) and `GET /dev/mailbox.json` (the same mails as JSON). */
 export async function devMailboxRoutes(app: FastifyInstance, opts: DevMailboxRoutesOptions): Promise<void> {
   // The page shows live one-time codes and reset links: in production it would hand over accounts.
   if (opts.env === 'production') throw new Error('the development mailbox must never be registered in production');
+  // Only under the instance's own names. A page on another site whose name the attacker re-points at
+  // 127.0.0.1 (DNS rebinding) is same-origin with that name, not with ours, and its requests carry its
+  // name in Host: answered, they would hand it every reset link the mailbox shows.
+  app.addHook('onRequest', async (request, reply) => {
+    const name = hostnameOf(request.headers.host);
+    if (!name || !opts.hostnames.has(name)) return reply.callNotFound();
+  });
   app.get('/dev/mailbox', { schema: { hide: true } }, async (request, reply) => {
     const rows = await listRecent(opts.db, parseLimit((request.query as Record<string, unknown> | undefined)?.limit));
     // Codes and links are on this page: never let a shared cache keep it.
