@@ -37,6 +37,21 @@ describeWithApp('hostile input', (suite) => {
     assert.equal(ok.statusCode, 201, ok.body);
   });
 
+  test('a path the router cannot decode, or an over-long parameter, gets a problem document, not the framework\'s own JSON', async (t) => {
+    const { app } = await suite.build(t);
+    const token = (await loginTokens(app, await createUser(app))).access_token;
+    const auth = { authorization: `Bearer ${token}` };
+    for (const [method, url] of [['DELETE', '/api/v1/auth-jwt/sessions/%E0%A4%A'], ['GET', '/api/v1/user/%zz'], ['GET', '/login%zz']] as const) {
+      const res = await app.inject({ method, url, headers: auth });
+      assertProblem(res, 400, 'malformed_request', url);
+      // Answered before any hook: the headers every other answer carries are still there.
+      assert.equal(res.headers['x-content-type-options'], 'nosniff', url);
+      assert.match(String(res.headers['content-security-policy']), /default-src 'none'|default-src 'self'/, url);
+      assert.equal(res.headers['cache-control'], 'no-store', url);
+    }
+    assertProblem(await app.inject({ method: 'GET', url: `/api/v1/user/${'a'.repeat(300)}`, headers: auth }), 404, 'not_found', 'a 300-character parameter');
+  });
+
   test('deeply nested JSON is 400, not a stack overflow or 500 (objects and arrays, up to the body limit)', async (t) => {
     const { app } = await suite.build(t);
     const name = uniqueName();
