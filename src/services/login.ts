@@ -8,7 +8,7 @@ import type { Deps } from '../deps.ts';
 import { AppError } from '../errors.ts';
 import { TokenError } from '../crypto/jwt.ts';
 import { newId } from '../crypto/random.ts';
-import { findUserById, lockUserIfPasswordUnchanged, noteLoginIfPasswordUnchanged, setLastLogin, updatePasswordHash, type UserRow } from '../db/repositories/users.ts';
+import { findUserById, lockUserIfPasswordUnchanged, noteLoginIfPasswordUnchanged, rehashPasswordIfUnchanged, setLastLogin, type UserRow } from '../db/repositories/users.ts';
 import { countBackupCodes } from '../db/repositories/backup-codes.ts';
 import { consumeChallenge, insertChallenge, reserveAttempt } from '../db/repositories/mfa-challenges.ts';
 import type { Attempt } from '../security/limiter.ts';
@@ -125,8 +125,9 @@ export async function loginWithPassword(deps: Deps, input: PasswordLoginInput, c
   return afterPassword(deps, user, client, 'password', attempt, async (fail) => {
     assertUsable(deps, user);
     if (legacy || deps.passwords.needsRehash(user.password_hash)) {
-      // Parameters changed, or the hash predates NFKC normalisation: upgrade it now that we hold the password.
-      await updatePasswordHash(deps.db, user.id, await deps.passwords.hash(input.password), deps.clock(), false);
+      // Parameters changed, or the hash predates NFKC normalisation: upgrade it now that we hold the
+      // password. Only over the hash just checked: a reset committed meanwhile keeps its own.
+      await rehashPasswordIfUnchanged(deps.db, user.id, user.password_hash, await deps.passwords.hash(input.password));
     }
 
     const factors = await loadFactorState(deps, user.id);
@@ -160,12 +161,17 @@ export async function loginWithPassword(deps: Deps, input: PasswordLoginInput, c
   });
 }
 
-/** Stores an MFA challenge and signs its mfa+jwt (jti and sid = challenge id; no session exists yet). */
+/**
+ * Stores an MFA challenge and signs its mfa+jwt (jti and sid = challenge id; no session exists yet).
+ * The challenge keeps the password_changed_at of `user`, the row the password was checked against,
+ * and is opened only while that is still current: a login in flight across a reset gets none.
+ */
 async function issueChallenge(deps: Deps, user: UserRow, client: ClientInfo): Promise<{ id: string; token: string }> {
   const now = deps.clock();
   const id = newId();
   const ttl = deps.config.mfaChallengeTtlSeconds;
-  await insertChallenge(deps.db, { id, user_id: user.id, created_at: now, expires_at: new Date(now.getTime() + ttl * 1000), user_agent: client.userAgent, ip: client.ip });
+  const challenge = { id, user_id: user.id, created_at: now, expires_at: new Date(now.getTime() + ttl * 1000), user_agent: client.userAgent, ip: client.ip, password_changed_at: user.password_changed_at };
+  if (!(await insertChallenge(deps.db, challenge))) throw passwordChangedDuringLogin();
   const iat = Math.floor(now.getTime() / 1000);
   const token = await deps.keys.sign('mfa', { sub: user.id, iat, exp: iat + ttl, jti: id, sid: id });
   return { id, token };
@@ -245,7 +251,9 @@ export async function completeMfaLogin(deps: Deps, input: MfaLoginInput, client:
         // Its update lock (last_login_at, rolled back with a wrong code) comes before the share locks
         // below: share-then-update deadlocks two simultaneous completions for one user on PostgreSQL.
         await setLastLogin(tx, user.id, deps.clock());
-        if (!(await lockUserIfPasswordUnchanged(tx, user.id, user.password_changed_at))) throw new AppError('invalid_token', { detail: 'The password changed; log in again.' });
+        // Against the password the first step proved (kept in the challenge), not the row read above:
+        // that one is read now, after any reset, and would let a challenge won with the old password pass.
+        if (!(await lockUserIfPasswordUnchanged(tx, user.id, challenge.password_changed_at))) throw new AppError('invalid_token', { detail: 'The password changed; log in again.' });
         if (!(await consumeChallenge(tx, challengeId, deps.clock()))) throw new AppError('invalid_token', { detail: 'The MFA challenge was already used.' });
         if (method === 'totp' && (await verifyTotpCode(deps, tx, factors.totp, code, false))) level = { amr: [...AMR.totp], aal: 'aal2' };
         else if (method === 'email' && emailDigest !== undefined && (await spendEmailCode(tx, user.id, purpose, emailDigest))) level = { amr: [...AMR.email], aal: 'aal2' };
@@ -255,7 +263,7 @@ export async function completeMfaLogin(deps: Deps, input: MfaLoginInput, client:
           wrongCode = true;
           throw codeError(); // rolls the challenge back: a wrong code does not end it
         }
-        const created = await createSession(deps, tx, user, level, client);
+        const created = await createSession(deps, tx, { id: user.id, password_changed_at: challenge.password_changed_at }, level, client);
         await recordLoginSuccess(deps, tx, user.id, client, created);
         return created;
       })

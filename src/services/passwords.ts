@@ -8,8 +8,8 @@ import type { Deps } from '../deps.ts';
 import { AppError, type FieldError } from '../errors.ts';
 import { consumeEmailToken, findLiveEmailToken, voidEmailTokens } from '../db/repositories/email-tokens.ts';
 import { consumeAllChallenges } from '../db/repositories/mfa-challenges.ts';
-import { revokeAllSessions } from '../db/repositories/sessions.ts';
-import { findUserByEmail, findUserById, updatePasswordHash, type UserRow } from '../db/repositories/users.ts';
+import { findLiveSessionUser, revokeAllSessions } from '../db/repositories/sessions.ts';
+import { changePasswordIfUnchanged, findUserByEmail, findUserById, updatePasswordHash, type UserRow } from '../db/repositories/users.ts';
 import { enqueueMail } from '../mail/outbox.ts';
 import { accountNames } from './password-check.ts';
 import { allowMailToAccount, consumeRequesterQuota } from './mail-quota.ts';
@@ -107,7 +107,7 @@ export async function resetPassword(deps: Deps, input: ResetPasswordInput, clien
   const done = await deps.db.transaction(async (tx) => {
     const now = deps.clock();
     if (!(await consumeEmailToken(tx, 'reset_password', hash, now))) return false;
-    await updatePasswordHash(tx, user.id, passwordHash, now, true);
+    await updatePasswordHash(tx, user.id, passwordHash, now);
     await voidEmailTokens(tx, user.id, 'reset_password');
     const revoked = await revokeAllSessions(tx, user.id, 'password_reset', now);
     await consumeAllChallenges(tx, user.id, now);
@@ -130,7 +130,9 @@ export interface ChangePasswordInput extends NewPasswordInput {
 /**
  * Changes the caller's password. The current password is checked like a login (under the same
  * account lock, a wrong one counted as a failure), so a stolen access token alone can neither change
- * the password nor guess it. Every other session of the user ends; the caller's stays.
+ * the password nor guess it. Every other session of the user ends; the caller's stays. Nothing is
+ * changed when, after the check, the caller's session ended (401 invalid_token, as for any ended
+ * session) or the password changed (401 invalid_credentials: the password sent is no longer current).
  */
 export async function changePassword(deps: Deps, auth: Pick<AuthContext, 'userId' | 'sessionId'>, input: ChangePasswordInput, client: ClientInfo): Promise<void> {
   const ip = client.ip ?? 'unknown';
@@ -150,9 +152,16 @@ export async function changePassword(deps: Deps, auth: Pick<AuthContext, 'userId
 
   await deps.db.transaction(async (tx) => {
     const now = deps.clock();
-    await updatePasswordHash(tx, user.id, passwordHash, now, true);
-    // A reset link still in the mailbox could otherwise undo this change.
+    // A reset link still in the mailbox could otherwise undo this change. Voided first: a reset
+    // locks its token, then the user row, and taking them in the same order the two never deadlock.
     await voidEmailTokens(tx, user.id, 'reset_password');
+    // The password checked above must still be the one in force, and the caller's session still
+    // live: a reset (or a logout) that committed while this request was hashing wins, and a stolen
+    // session with the old password cannot put its own password back over the owner's reset.
+    const changed = await changePasswordIfUnchanged(tx, user.id, passwordHash, now, user.password_changed_at);
+    const live = await findLiveSessionUser(tx, auth.sessionId, now);
+    if (!live || live.user_id !== auth.userId) throw new AppError('invalid_token', { detail: 'The session has ended.' });
+    if (!changed) throw new AppError('invalid_credentials', { detail: 'The password changed meanwhile; enter the current one again.' });
     const revoked = await revokeAllSessions(tx, user.id, 'password_changed', now, auth.sessionId);
     await consumeAllChallenges(tx, user.id, now);
     await enqueueMail(tx, deps, { kind: 'password_changed', to: user.email, data: { username: user.username } });

@@ -7,8 +7,10 @@ import type { Deps } from '../deps.ts';
 import { AppError, validationError } from '../errors.ts';
 import { matchTotpStep } from '../crypto/totp.ts';
 import { confirmPendingSecret, deleteTotpFactor, findTotpFactor } from '../db/repositories/totp-factors.ts';
+import { findLiveSessionUser } from '../db/repositories/sessions.ts';
+import { lockUserIfPasswordUnchanged } from '../db/repositories/users.ts';
 import { enqueueMail } from '../mail/outbox.ts';
-import { requireAal2, type AuthContext } from './authenticate.ts';
+import { assertLiveSession, requireAal2, type AuthContext } from './authenticate.ts';
 import { issueBackupCodesIfNone } from './backup-codes.ts';
 import { assertMethodOffered, callerUser, dropBackupCodesIfNoFactorLeft, lockFactorChanges, requireAal2IfProtected } from './factor-changes.ts';
 import { loadFactorState, storedFactors, verifyTotpCode } from './second-factors.ts';
@@ -97,7 +99,8 @@ export async function removeTotp(deps: Deps, auth: AuthContext, proof: TotpRemov
       throw codeError();
     }
   }
-  if (password !== undefined && password !== '') {
+  const byPassword = password !== undefined && password !== '';
+  if (byPassword) {
     if (!(await deps.passwords.verify(user.password_hash, password))) {
       const locked = await attempt.failed();
       await recordLoginFailure(deps, user.id, client, { reason: 'invalid_password', step: 'password', method: 'totp_removal' }, locked);
@@ -109,6 +112,13 @@ export async function removeTotp(deps: Deps, auth: AuthContext, proof: TotpRemov
   await deps.db.transaction(async (tx) => {
     // Before the delete: a factor removal running at once waits, then counts what this one left.
     await lockFactorChanges(tx, user.id);
+    // Checked under that lock (the user row, which a reset updates first): a reset or logout that
+    // committed after the proof was checked ends this request, so a stolen session holding the old
+    // password cannot strip the factor from the account its owner has just recovered.
+    assertLiveSession(auth, await findLiveSessionUser(tx, auth.sessionId, deps.clock()));
+    if (byPassword && !(await lockUserIfPasswordUnchanged(tx, user.id, user.password_changed_at))) {
+      throw new AppError('invalid_credentials', { detail: 'The password changed meanwhile; enter the current one again.' });
+    }
     if (!(await deleteTotpFactor(tx, user.id))) throw new AppError('totp_not_enabled', { detail: 'TOTP was removed meanwhile.' });
     const codesDropped = await dropBackupCodesIfNoFactorLeft(tx, user.id);
     await enqueueMail(tx, deps, { kind: 'factor_removed', to: user.email, data: { username: user.username, factor: 'totp' } });

@@ -8,13 +8,28 @@ export interface MfaChallengeRow {
   created_at: Date;
   expires_at: Date;
   consumed_at: Date | null;
+  /** The user's password_changed_at when the password that opened the challenge was checked (0010). */
+  password_changed_at: Date | null;
 }
 
-export async function insertChallenge(tx: Queryable, c: { id: string; user_id: string; created_at: Date; expires_at: Date; user_agent: string | null; ip: string | null }): Promise<void> {
-  await tx.query(
-    'INSERT INTO mfa_challenges (id, user_id, created_at, expires_at, user_agent, ip) VALUES ($1, $2, $3, $4, $5, $6)',
-    [c.id, c.user_id, c.created_at, c.expires_at, c.user_agent, c.ip],
+/** A challenge to open: `password_changed_at` is the value the login's password check saw. */
+export type NewMfaChallenge = Pick<MfaChallengeRow, 'id' | 'user_id' | 'created_at' | 'expires_at' | 'password_changed_at'> & { user_agent: string | null; ip: string | null };
+
+/**
+ * Inserts a challenge only while the user's password is still the one the login checked; false when
+ * it changed. A reset ends open challenges (consumeAllChallenges), so a login whose check was in
+ * flight across it must not open one afterwards. FOR SHARE on the user row: a reset that updated the
+ * row but has not committed is waited for (and then nothing is inserted), and one that starts later
+ * waits for this insert, then ends the challenge with the others.
+ */
+export async function insertChallenge(tx: Queryable, c: NewMfaChallenge): Promise<boolean> {
+  const r = await tx.query(
+    `INSERT INTO mfa_challenges (id, user_id, created_at, expires_at, user_agent, ip, password_changed_at)
+     SELECT $1::uuid, u.id, $3::timestamptz, $4::timestamptz, $5::text, $6::text, u.password_changed_at
+     FROM users u WHERE u.id = $2::uuid AND u.password_changed_at IS NOT DISTINCT FROM $7::timestamptz FOR SHARE`,
+    [c.id, c.user_id, c.created_at, c.expires_at, c.user_agent, c.ip, c.password_changed_at],
   );
+  return r.rowCount > 0;
 }
 
 /**

@@ -51,18 +51,39 @@ export async function findUserByUsername(tx: Queryable, username: string): Promi
 export async function findUserByEmail(tx: Queryable, email: string): Promise<UserRow | undefined> {
   return (await tx.query<UserRow>('SELECT * FROM users WHERE lower(email) = lower($1)', [email])).rows[0];
 }
-
 /** The user whose username or e-mail is `login` (a username can't contain '@', so the two never collide). */
 export async function findUserByLogin(tx: Queryable, login: string): Promise<UserRow | undefined> {
   return login.includes('@') ? findUserByEmail(tx, login) : findUserByUsername(tx, login);
 }
 
-export async function updatePasswordHash(tx: Queryable, id: string, hash: string, now: Date, changed: boolean): Promise<void> {
-  await tx.query(
-    `UPDATE users SET password_hash = $2, updated_at = CASE WHEN $4 THEN $3 ELSE updated_at END,
-       password_changed_at = CASE WHEN $4 THEN $3 ELSE password_changed_at END WHERE id = $1`,
-    [id, hash, now, changed],
+/** Sets a new password (a reset: the e-mailed link wins over whatever was in force). */
+export async function updatePasswordHash(tx: Queryable, id: string, hash: string, now: Date): Promise<void> {
+  await tx.query('UPDATE users SET password_hash = $2, updated_at = $3, password_changed_at = $3 WHERE id = $1', [id, hash, now]);
+}
+
+/**
+ * Sets a new password only while the password is still the one changed at `passwordChangedAt` (the
+ * one the caller proved); false when it changed. A change whose current password was checked
+ * before a reset committed must not overwrite the reset's password. Takes the user row's update
+ * lock, so a reset running at once either waits for this commit or makes this update find nothing.
+ */
+export async function changePasswordIfUnchanged(tx: Queryable, id: string, hash: string, now: Date, passwordChangedAt: Date | null): Promise<boolean> {
+  const r = await tx.query(
+    `UPDATE users SET password_hash = $2, updated_at = $3, password_changed_at = $3
+     WHERE id = $1 AND password_changed_at IS NOT DISTINCT FROM $4::timestamptz`,
+    [id, hash, now, passwordChangedAt],
   );
+  return r.rowCount > 0;
+}
+
+/**
+ * Replaces the stored hash by a rehash of the same password (new parameters, or a pre-NFKC hash),
+ * only while `oldHash` is still stored: a reset committing between the login's check and this write
+ * must not be undone by a hash of the old password. Not a change: password_changed_at stays.
+ */
+export async function rehashPasswordIfUnchanged(tx: Queryable, id: string, oldHash: string, newHash: string): Promise<boolean> {
+  const r = await tx.query('UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2', [id, oldHash, newHash]);
+  return r.rowCount > 0;
 }
 
 /**
