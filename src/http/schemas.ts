@@ -1,7 +1,8 @@
 /** TypeBox schemas shared by routes: one source for validation and for the OpenAPI document. */
 import { Type, type TSchema } from 'typebox';
+import { USERNAME_PATTERN } from '../security/login-names.ts';
 
-export const Username = Type.String({ pattern: '^[A-Za-z0-9_.-]{3,32}$', minLength: 3, maxLength: 32, description: '3–32 of A-Za-z0-9_.-, case-insensitively unique', examples: ['alice'] });
+export const Username = Type.String({ pattern: USERNAME_PATTERN, minLength: 3, maxLength: 32, description: '3–32 of A-Za-z0-9_.-, case-insensitively unique', examples: ['alice'] });
 export const Email = Type.String({ format: 'email', maxLength: 254, examples: ['alice@example.com'] });
 /** Passwords are length-checked by the policy (8–256 characters); the schema only bounds the input. */
 export const Password = Type.String({ minLength: 1, maxLength: 1024, examples: ['correct horse battery staple'] });

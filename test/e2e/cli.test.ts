@@ -101,6 +101,13 @@ for (const kind of engines) {
       const weak = await twofold(['users', 'create', 'weakling', 'weak@example.com', '--password-stdin'], env, 'password\n');
       assert.equal(weak.code, 1);
       assert.match(weak.stderr, /validation_failed/);
+      // The CLI skips the route schemas: names a login could never find (non-ASCII, spaces) are refused here too.
+      const refusedNames: Array<[string, string]> = [['müller', 'mueller@example.com'], ['İlker', 'ilker@example.com'], ['has space', 'space@example.com'], ['okname', 'ö@example.com']];
+      for (const [name, email] of refusedNames) {
+        const refused = await twofold(['users', 'create', name, email], env);
+        assert.equal(refused.code, 1, `${name} ${email}`);
+        assert.match(refused.stderr, /validation_failed/, `${name} ${email}`);
+      }
       assert.doesNotMatch(weak.stderr + taken.stderr, /\n\s+at /, 'no stack trace');
       const usage = await twofold(['users', 'frobnicate'], env);
       assert.equal(usage.code, 2);

@@ -1,5 +1,6 @@
 /** SQL for users. Lookups by username and e-mail are case-insensitive (unique on lower()). */
 import type { Queryable } from '../database.ts';
+import { isPlainAscii } from '../../security/login-names.ts';
 
 /** A user row as stored. */
 export interface UserRow {
@@ -44,13 +45,22 @@ export async function findUserById(tx: Queryable, id: string): Promise<UserRow |
   return (await tx.query<UserRow>('SELECT * FROM users WHERE id = $1', [id])).rows[0];
 }
 
+/**
+ * The user named `username` in any letter case. A name outside printable ASCII names nobody (see
+ * security/login-names.ts): PostgreSQL's lower() folds "admİn" onto "admin", while the limiter keys
+ * the attempt under JavaScript's folding, a key of its own; a locked account was reached that way.
+ */
 export async function findUserByUsername(tx: Queryable, username: string): Promise<UserRow | undefined> {
+  if (!isPlainAscii(username)) return undefined;
   return (await tx.query<UserRow>('SELECT * FROM users WHERE lower(username) = lower($1)', [username])).rows[0];
 }
 
+/** The user with address `email` in any letter case; outside printable ASCII, nobody (as {@link findUserByUsername}). */
 export async function findUserByEmail(tx: Queryable, email: string): Promise<UserRow | undefined> {
+  if (!isPlainAscii(email)) return undefined;
   return (await tx.query<UserRow>('SELECT * FROM users WHERE lower(email) = lower($1)', [email])).rows[0];
 }
+
 /** The user whose username or e-mail is `login` (a username can't contain '@', so the two never collide). */
 export async function findUserByLogin(tx: Queryable, login: string): Promise<UserRow | undefined> {
   return login.includes('@') ? findUserByEmail(tx, login) : findUserByUsername(tx, login);

@@ -1,0 +1,15 @@
+/**
+ * What a username and an e-mail address may contain. Both are printable ASCII: the sign-up schemas
+ * say so (the username pattern below, the `email` format), and the service checks it again for callers
+ * that skip the schemas (the CLI). Lookups rely on it: PostgreSQL's lower() and JavaScript's
+ * toLowerCase() agree on ASCII, but not beyond it (the dotted capital İ is "i" to the database and
+ * "i̇", two characters, to JavaScript), and the limiter's account keys are folded in JavaScript.
+ */
+
+/** 3–32 of A-Za-z0-9_.- (the route schema's pattern). */
+export const USERNAME_PATTERN = '^[A-Za-z0-9_.-]{3,32}$';
+
+/** True when `s` is printable ASCII only (no spaces): the only names an account can have. */
+export function isPlainAscii(s: string): boolean {
+  return /^[\x21-\x7e]*$/.test(s);
+}
