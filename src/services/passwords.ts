@@ -6,7 +6,7 @@
  */
 import type { Deps } from '../deps.ts';
 import { AppError, type FieldError } from '../errors.ts';
-import { consumeEmailToken, findLiveEmailToken, voidEmailTokens } from '../db/repositories/email-tokens.ts';
+import { consumeEmailToken, findLiveEmailToken, lockLinkIssue, voidEmailTokens } from '../db/repositories/email-tokens.ts';
 import { consumeAllChallenges } from '../db/repositories/mfa-challenges.ts';
 import { findLiveSessionUser, revokeAllSessions } from '../db/repositories/sessions.ts';
 import { changePasswordIfUnchanged, findUserByEmail, findUserById, updatePasswordHash, type UserRow } from '../db/repositories/users.ts';
@@ -42,6 +42,8 @@ export async function requestPasswordReset(deps: Deps, email: string, ip: string
     const ttlSeconds = deps.config.passwordResetTtlSeconds;
     const { token, hash } = newLinkToken(deps, 'reset_password');
     await deps.db.transaction(async (tx) => {
+      // Requests at once (a double click) take turns: each voids the links before it, one stays live.
+      await lockLinkIssue(tx, user.id, 'reset_password');
       await voidEmailTokens(tx, user.id, 'reset_password');
       await storeLinkToken(tx, deps, user, 'reset_password', hash, ttlSeconds);
       await enqueueMail(tx, deps, {

@@ -11,6 +11,7 @@ import { totpCodeAt } from '../../src/crypto/totp.ts';
 import { createUser, describeWithApp, enableTotp, login, loginTokens, nextTotpStep, type TestApp, type TestUser } from '../helpers/app.ts';
 import { del, get, loginMfa, mfaChallenge, post } from '../helpers/factors.ts';
 import { latestToken, mailsTo } from '../helpers/mail-links.ts';
+import { settleDeferred } from '../../src/services/deferred.ts';
 
 const RESET_PW = 'plum orchard under winter rain';
 const ATTACKER_PW = 'violet harbour eleven kites';
@@ -198,5 +199,16 @@ describeWithApp('password races', (suite) => {
     assert.equal(res.json().code, 'invalid_token');
     assert.equal(res.json().access_token, undefined);
     assert.equal(await liveSessions(ta, user), 0, 'no session was created');
+  });
+
+  test('forgot-password requests at once leave one live reset link ("a new link voids the earlier ones")', async (t) => {
+    const ta = await suite.build(t);
+    for (let round = 0; round < 4; round++) {
+      const user = await createUser(ta.app);
+      await Promise.all([1, 2, 3].map((k) => ta.app.inject({ method: 'POST', url: '/api/v1/user/password/forgot', payload: { email: user.email }, remoteAddress: `198.51.100.${round * 3 + k}` })));
+      await settleDeferred(ta.deps);
+      const live = await ta.deps.db.query<{ n: number }>("SELECT count(*)::int AS n FROM email_tokens WHERE user_id = $1 AND purpose = 'reset_password' AND consumed_at IS NULL", [user.uuid]);
+      assert.equal(live.rows[0]!.n, 1, `round ${round}`);
+    }
   });
 });

@@ -33,6 +33,16 @@ export async function insertEmailToken(tx: Queryable, t: NewEmailToken): Promise
   );
 }
 
+/**
+ * Serialises the issuing of one user's `purpose` links until the transaction ends, so that of two
+ * requests at once the second voids the first's link (under READ COMMITTED both voided nothing and
+ * both links stayed live). An advisory lock, not the user row: a reset takes its token, then the user
+ * row, and taking the row first here would deadlock with it.
+ */
+export async function lockLinkIssue(tx: Queryable, userId: string, purpose: EmailTokenPurpose): Promise<void> {
+  await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`email-link:${purpose}:${userId}`]);
+}
+
 /** Voids every unconsumed token of the user for `purpose` (a newer link replaces older ones); returns how many. */
 export async function voidEmailTokens(tx: Queryable, userId: string, purpose: EmailTokenPurpose): Promise<number> {
   const r = await tx.query('DELETE FROM email_tokens WHERE user_id = $1 AND purpose = $2 AND consumed_at IS NULL', [userId, purpose]);
