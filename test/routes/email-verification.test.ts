@@ -59,7 +59,7 @@ describeWithApp('e-mail verification', (suite) => {
       assert.equal(link.headers['referrer-policy'], 'no-referrer');
       const page = await ta.app.inject({ method: 'GET', url: String(link.headers.location), headers });
       assert.equal(page.statusCode, 200);
-      assert.match(page.body, /<form id="verify-form"/);
+      assert.match(page.body, /<form method="post" id="verify-form"/);
     }
     assert.notEqual((await ta.app.inject({ method: 'HEAD', url: `${VERIFY}?token=${token}` })).statusCode, 500);
     const before = await loginTokens(ta.app, user);
