@@ -14,6 +14,7 @@ import { AppError } from '../errors.ts';
 import { randomDigits } from '../crypto/random.ts';
 import { isEmailOtpEnabled, deleteEmailOtpFactor, deleteEmailOtps, deleteExpiredEmailOtps, enableEmailOtpFactor, insertPendingEmailOtpFactor, upsertEmailOtp } from '../db/repositories/email-otps.ts';
 import { findLiveChallenge } from '../db/repositories/mfa-challenges.ts';
+import { findFactorSummary } from '../db/repositories/totp-factors.ts';
 import { findUserById, type UserRow } from '../db/repositories/users.ts';
 import { enqueueMail } from '../mail/outbox.ts';
 import { requireAal2, type AuthContext } from './authenticate.ts';
@@ -152,10 +153,12 @@ export async function sendLoginEmailCode(deps: Deps, mfaToken: string, ip: strin
 }
 
 /**
- * Called by e-mail verification, inside its transaction, for a user who chose `mfa: "email"` at
- * sign-up: e-mailed codes become their second factor now that the address is proven. Uses only `tx`
- * (never deps.db: PGlite is one connection and would wait for itself). Does nothing when the
- * operator does not offer e-mailed codes or they are already on. Returns true when it turned them on.
+ * Called by e-mail verification (the user's link, or an admin vouching for the address), inside its
+ * transaction, for a user who chose `mfa: "email"` at sign-up: e-mailed codes become their second
+ * factor now that the address is proven — but only as their first factor. Uses only `tx` (never
+ * deps.db: PGlite is one connection and would wait for itself). Does nothing when the operator does
+ * not offer e-mailed codes, they are already on, or the user has another factor by now (TOTP,
+ * a passkey). Returns true when it turned them on.
  *
  * No backup codes are issued here: the verification answer is no place to show them (the link may be
  * opened in a mail client's browser). The user gets a set from POST /api/v1/backup-codes after
@@ -163,6 +166,14 @@ export async function sendLoginEmailCode(deps: Deps, mfaToken: string, ip: strin
  */
 export async function enableEmailOtpAfterVerification(deps: Deps, tx: Queryable, user: Pick<UserRow, 'id' | 'username' | 'email' | 'signup_mfa'>, ctx: AuditContext): Promise<boolean> {
   if (user.signup_mfa !== 'email' || !deps.config.mfaMethods.includes('email')) return false;
+  // The user row first (the lock of factor changes): a passkey being registered at once is then seen.
+  await lockFactorChanges(tx, user.id);
+  // Adding a factor next to an active one needs an aal2 session (requireAal2IfProtected); a
+  // verification link, which anyone can have re-sent, is none. Otherwise the password plus the
+  // mailbox would get past the user's TOTP. Counted as hasActiveFactor does: stored, offered or not.
+  // The sign-up choice is then left unused: the user can turn e-mailed codes on at aal2 themselves.
+  const { totp, emailEnabled, passkeys } = await findFactorSummary(tx, user.id);
+  if (totp?.active_secret || emailEnabled || passkeys > 0) return false;
   if (!(await enableEmailOtpFactor(tx, user.id, deps.clock()))) return false;
   await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'email' } });
   await recordSecurityEvent(tx, { ...ctx, type: 'mfa.enabled', userId: user.id, data: { method: 'email', at_sign_up: true }, at: deps.clock() });
