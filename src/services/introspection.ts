@@ -85,8 +85,18 @@ async function describeAccess(deps: Deps, claims: JWTPayload, now: Date): Promis
     ...(typeof claims.username === 'string' ? { username: claims.username } : {}),
     ...(Array.isArray(claims.amr) ? { amr: claims.amr as string[] } : {}),
     ...(typeof claims.aal === 'string' ? { aal: claims.aal } : {}),
-    ...(Array.isArray(claims.roles) ? { roles: claims.roles as string[] } : {}),
+    ...(Array.isArray(claims.roles) ? { roles: currentRoles(claims.roles, live.roles) } : {}),
   };
+}
+
+/**
+ * The token's roles that the user still holds. A role an admin has taken away must stop working at
+ * once for services that ask here (that is what introspection is for), and one granted since the
+ * token was issued is not claimed by it: it arrives with the next token, as it does offline.
+ */
+function currentRoles(tokenRoles: unknown[], storedRoles: readonly string[]): string[] {
+  const held = new Set(storedRoles);
+  return tokenRoles.filter((role): role is string => typeof role === 'string' && held.has(role));
 }
 
 async function describeRefresh(deps: Deps, claims: JWTPayload, now: Date): Promise<IntrospectionResponse> {

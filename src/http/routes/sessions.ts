@@ -35,7 +35,7 @@ const IntrospectionSchema = Type.Object(
     username: Type.Optional(Type.String({ examples: ['alice'] })),
     amr: Type.Optional(Type.Array(Type.String(), { examples: [['pwd', 'otp', 'mfa']] })),
     aal: Type.Optional(Type.String({ examples: ['aal2'] })),
-    roles: Type.Optional(Type.Array(Type.String())),
+    roles: Type.Optional(Type.Array(Type.String(), { description: "The token's roles that the user still holds: a role removed since the token was issued is left out, one granted since comes with the next token" })),
   },
   { description: 'RFC 7662 answer; `{"active": false}` alone for any token that is not good now' },
 );
@@ -84,7 +84,7 @@ export async function sessionRoutes(app: FastifyInstance, { deps }: { deps: Deps
       schema: {
         tags: ['Login and tokens'],
         summary: 'Introspect a token (RFC 7662), for other services',
-        description: 'Authenticate with `Authorization: Bearer <INTROSPECTION_SECRET>` (401 `invalid_client` otherwise, and always when no secret is configured). JSON or application/x-www-form-urlencoded `{token, token_type_hint?}`. An access token of a live session, or the current refresh token of one, is `active: true` with its claims; anything else (expired, tampered, revoked, rotated, an MFA token) is just `{"active": false}`.',
+        description: 'Authenticate with `Authorization: Bearer <INTROSPECTION_SECRET>` (401 `invalid_client` otherwise, and always when no secret is configured). JSON or application/x-www-form-urlencoded `{token, token_type_hint?}`. An access token of a live session, or the current refresh token of one, is `active: true` with its claims, except that `roles` lists only the token\'s roles the user still holds (a removed role stops here at once); anything else (expired, tampered, revoked, rotated, an MFA token) is just `{"active": false}`.',
         security: [{ bearerAuth: [] }],
         body: Type.Object({
           token: Type.String({ maxLength: 8192, examples: ['eyJhbGciOiJSUzI1NiIsInR5cCI6ImF0K2p3dCIsImtpZCI6Ii4uLiJ9...'] }),

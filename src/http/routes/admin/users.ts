@@ -60,7 +60,7 @@ export async function adminUserRoutes(app: FastifyInstance, { deps }: { deps: De
       summary: 'Change roles, active, verified',
       description:
         'Deactivating (`is_active: false`) revokes every session at once: live access tokens are refused from the next request. ' +
-        'A role change reaches the user\'s access tokens at their next token (login or refresh); the admin API itself checks stored roles, so removing `admin` closes it at once. ' +
+        'A role change reaches the user\'s access tokens at their next token (login or refresh); the admin API itself checks stored roles, so removing `admin` closes it at once, and introspection answers only roles the user still holds. ' +
         'Without `ADMIN_API_KEY`, taking the admin role or activity from the last active admin is refused (409 `last_admin`). ' +
         'Vouching for the address (`email_verified: true`) also activates an account that was inactive only until verification (`REQUIRE_EMAIL_VERIFICATION`).',
       params: UserIdParams,

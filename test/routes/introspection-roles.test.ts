@@ -1,0 +1,75 @@
+/**
+ * RFC 7662 introspection and role changes. A service that asks `/introspect` instead of verifying
+ * the JWT offline does so to see changes at once: a role an admin took away must not be answered
+ * any more, while the token lives on. A role granted after the token was issued is not answered
+ * either: the token never claimed it, and it arrives with the next token (as offline).
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { decodeJwt } from 'jose';
+import { bearer, createUser, describeWithApp, loginTokens, type TestApp } from '../helpers/app.ts';
+import { ADMIN_ENV, adminCall } from '../helpers/admin.ts';
+
+const INTROSPECT = '/api/v1/auth-jwt/introspect';
+const SECRET = 'introspection-secret-for-tests-0123456789';
+const env = { ...ADMIN_ENV, INTROSPECTION_SECRET: SECRET };
+
+function introspect(ta: TestApp, token: string) {
+  return ta.app.inject({ method: 'POST', url: INTROSPECT, headers: bearer(SECRET), payload: { token } });
+}
+
+async function setRoles(ta: TestApp, uuid: string, roles: string[]): Promise<void> {
+  const res = await adminCall(ta, 'PATCH', `/api/v1/admin/users/${uuid}`, { roles });
+  assert.equal(res.statusCode, 200, res.body);
+}
+
+const sorted = (roles: unknown): string[] => [...(roles as string[])].sort();
+
+describeWithApp('introspection answers only the roles the user still holds', (suite) => {
+  test('a role removed by an admin disappears from introspection at once; the others stay', async (t) => {
+    const ta = await suite.build(t, { env });
+    const user = await createUser(ta.app);
+    await setRoles(ta, user.uuid, ['billing.admin', 'support']);
+    const { access_token } = await loginTokens(ta.app, user);
+    assert.deepEqual(sorted(decodeJwt(access_token).roles), ['billing.admin', 'support'], 'the token carries both');
+
+    const before = await introspect(ta, access_token);
+    assert.equal(before.statusCode, 200);
+    assert.deepEqual(sorted(before.json().roles), ['billing.admin', 'support']);
+
+    await setRoles(ta, user.uuid, ['support']);
+    const after = await introspect(ta, access_token);
+    assert.equal(after.statusCode, 200);
+    const body = after.json();
+    assert.equal(body.active, true, 'a role change does not end the session');
+    assert.equal(body.sub, user.uuid);
+    assert.deepEqual(body.roles, ['support']);
+    assert.ok(!body.roles.includes('billing.admin'), 'the removed role must not be granted by introspection');
+
+    await setRoles(ta, user.uuid, []);
+    const none = (await introspect(ta, access_token)).json();
+    assert.equal(none.active, true);
+    assert.deepEqual(none.roles, [], 'every role taken away: none answered');
+  });
+
+  test('a role granted after the token was issued is not answered for that token (never more than the token)', async (t) => {
+    const ta = await suite.build(t, { env });
+    const user = await createUser(ta.app);
+    await setRoles(ta, user.uuid, ['support']);
+    const { access_token } = await loginTokens(ta.app, user);
+
+    await setRoles(ta, user.uuid, ['support', 'admin']);
+    const res = (await introspect(ta, access_token)).json();
+    assert.equal(res.active, true);
+    assert.deepEqual(res.roles, ['support']);
+
+    // Swapped: the token's role removed, another one added; the answer is empty, not the new role.
+    await setRoles(ta, user.uuid, ['admin']);
+    const swapped = (await introspect(ta, access_token)).json();
+    assert.deepEqual(swapped.roles, []);
+
+    // A token issued now carries the stored roles, and introspection answers them.
+    const fresh = await loginTokens(ta.app, user);
+    assert.deepEqual((await introspect(ta, fresh.access_token)).json().roles, ['admin']);
+  });
+});
