@@ -31,7 +31,7 @@ COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY bin ./bin
 # The `node` user (uid 1000) of the base image owns only the data directory.
-RUN mkdir -p /data && chown node:node /data && ln -s /app/bin/twofold.js /usr/local/bin/twofold
+RUN mkdir -p -m 700 /data && chown node:node /data && ln -s /app/bin/twofold.js /usr/local/bin/twofold
 USER node
 VOLUME ["/data"]
 EXPOSE 8000

@@ -5,8 +5,9 @@
  * The JWT signing keys themselves live in the database (services/signing-keys/), sealed in the box.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ensurePrivateDir } from './private-dir.ts';
 import type { Config } from './config.ts';
 import { SecretBox, parseEncryptionKeys } from './crypto/secret-box.ts';
 import { TokenHasher } from './crypto/token-hash.ts';
@@ -52,7 +53,7 @@ function initialSigningKey(config: Config): InitialKey | undefined {
 /** Loads (or, outside production, generates) the file-based secrets. Throws with the setting's name on a bad value. */
 export async function loadSecrets(config: Config): Promise<Secrets> {
   const generate = config.env !== 'production';
-  if (generate) mkdirSync(config.dataDir, { recursive: true });
+  if (generate) ensurePrivateDir(config.dataDir);
   const initialKey = initialSigningKey(config);
 
   const totpKeyText = config.totpEncryptionKey ?? readOrCreate(join(config.dataDir, 'totp-encryption.key'), () => `dev:${randomBytes(32).toString('base64')}\n`);

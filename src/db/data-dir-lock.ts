@@ -4,8 +4,9 @@
  * `DATA_DIR/twofold.pid`, created exclusively with its pid; another process finding it with a live pid
  * refuses to open the directory. A file left by a process that died (kill -9, a crash) is taken over.
  */
-import { readFileSync, unlinkSync, writeFileSync, mkdirSync } from 'node:fs';
+import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ensurePrivateDir } from '../private-dir.ts';
 
 /** The lock file's name in DATA_DIR. */
 export const DATA_DIR_LOCK_FILE = 'twofold.pid';
@@ -30,7 +31,7 @@ function alive(pid: number): boolean {
 
 /** Takes the lock on `dataDir`; returns its release. Throws DataDirInUseError when a live process holds it. */
 export function lockDataDir(dataDir: string): () => void {
-  mkdirSync(dataDir, { recursive: true });
+  ensurePrivateDir(dataDir);
   const file = join(dataDir, DATA_DIR_LOCK_FILE);
   for (let attempt = 0; attempt < 3; attempt++) {
     try {

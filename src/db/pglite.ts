@@ -1,6 +1,6 @@
 /** Embedded PostgreSQL (PGlite): the zero-setup default, in a directory or in memory for tests. */
 import { PGlite, type PGliteOptions } from '@electric-sql/pglite';
-import { mkdirSync } from 'node:fs';
+import { ensurePrivateDir } from '../private-dir.ts';
 import { committedTransaction, openedTransaction } from './after-commit.ts';
 import type { Database, Queryable, QueryResult } from './database.ts';
 
@@ -24,7 +24,7 @@ function wrap(q: PgliteLike): Queryable {
  * `options` are PGlite's own (tests pass precompiled WebAssembly modules and a migrated template).
  */
 export async function openPglite(dataDir?: string, options: PGliteOptions = {}): Promise<Database> {
-  if (dataDir) mkdirSync(dataDir, { recursive: true });
+  if (dataDir) ensurePrivateDir(dataDir);
   const pg = new PGlite({ ...options, ...(dataDir ? { dataDir } : {}) });
   await pg.waitReady;
   return pgliteDatabase(pg);
