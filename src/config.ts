@@ -183,7 +183,10 @@ function origin(value: string, name: string): string {
 /** Reads and validates the environment once; throws ConfigError naming the bad variable. */
 export function loadConfig(env: Env): Config {
   // Case-insensitive: `NODE_ENV=Production` must not silently start a development instance with generated keys.
-  const nodeEnv = str(env, 'NODE_ENV', 'development').trim().toLowerCase();
+  const nodeEnv = str(env, 'NODE_ENV', 'development').trim().toLowerCase() || 'development';
+  // Anything else is refused: `prod` or `staging` ran as a development instance (generated keys per
+  // container, no mail sent, the checks of production skipped) without a word.
+  if (!['development', 'production', 'test'].includes(nodeEnv)) throw new ConfigError(`NODE_ENV must be development, production or test, got "${nodeEnv}"`);
   const mode: Config['env'] = nodeEnv === 'production' ? 'production' : nodeEnv === 'test' ? 'test' : 'development';
   const port = int(env, 'PORT', 8000, 0, 65535);
   const host = str(env, 'HOST', '127.0.0.1');
@@ -407,6 +410,11 @@ function trustProxy(env: Env): false | number | string[] {
     const maxPrefix = family === 4 ? 32 : 128;
     if (!family || extra !== undefined || (prefix !== undefined && (!/^\d+$/.test(prefix) || Number(prefix) > maxPrefix))) {
       throw new ConfigError(`TRUST_PROXY must be false, true (one hop), a hop count, or proxy addresses/CIDRs separated by commas; "${e}" is none of these`);
+    }
+    // A network that large holds clients, not only proxies: 0.0.0.0/0 trusted every X-Forwarded-For
+    // entry, so each client chose the address its limits count against (what `true` is kept from).
+    if (prefix !== undefined && Number(prefix) < 8) {
+      throw new ConfigError(`TRUST_PROXY "${e}" trusts too large a network to be only your proxies (at least /8); list the proxies' own networks`);
     }
   }
   return entries;

@@ -11,6 +11,11 @@ test('NODE_ENV is read case-insensitively: "Production" is production (keys requ
     assert.equal(loadConfig({ NODE_ENV: v, ...PROD }).env, 'production', v);
   }
   assert.equal(loadConfig({ NODE_ENV: 'Test' }).env, 'test');
+  assert.equal(loadConfig({ NODE_ENV: '' }).env, 'development', 'empty is unset');
+  // Any other value ran as development (generated keys, no mail) without a word.
+  for (const v of ['prod', 'staging', 'productoin']) {
+    assert.throws(() => loadConfig({ NODE_ENV: v, ...PROD }), (e: unknown) => e instanceof ConfigError && /NODE_ENV must be development, production or test/.test(e.message), v);
+  }
 });
 
 test('TRUST_PROXY: false, true (= one hop, never "trust all"), a hop count, or proxy addresses/CIDRs; anything else is refused', () => {
@@ -20,7 +25,8 @@ test('TRUST_PROXY: false, true (= one hop, never "trust all"), a hop count, or p
   assert.equal(loadConfig({ TRUST_PROXY: 'true' }).trustProxy, 1);
   assert.equal(loadConfig({ TRUST_PROXY: '2' }).trustProxy, 2);
   assert.deepEqual(loadConfig({ TRUST_PROXY: '10.0.0.0/8, 192.168.1.5,::1,fd00::/8,loopback' }).trustProxy, ['10.0.0.0/8', '192.168.1.5', '::1', 'fd00::/8', 'loopback']);
-  for (const bad of ['everything', '10.0.0.0/33', '300.1.1.1', '10.0.0.1/8/2', '11']) {
+  // Networks that large hold clients, not only proxies: every client would choose its own address.
+  for (const bad of ['everything', '10.0.0.0/33', '300.1.1.1', '10.0.0.1/8/2', '11', '0.0.0.0/0', '::/0', '0.0.0.0/0,::/0', '10.0.0.0/7', 'fc00::/7']) {
     assert.throws(() => loadConfig({ TRUST_PROXY: bad }), (e: unknown) => e instanceof ConfigError && e.message.startsWith('TRUST_PROXY'), bad);
   }
 });
