@@ -31,9 +31,11 @@ DATA_DIR, which a running server holds — stop it first), TOTP_ENCRYPTION_KEY, 
 
 type Out = (line: string) => void;
 
-function positiveInt(value: string | undefined, name: string, fallback: number): number {
+function positiveInt(value: string | undefined, name: string, fallback: number, max = Number.MAX_SAFE_INTEGER, min = 1): number {
   if (value === undefined) return fallback;
   if (!/^\d+$/.test(value) || Number(value) < 1) throw new CliError(`--${name} must be a positive whole number`, 2);
+  // The server's own bounds (config.ts): settings it would refuse at start are not worth printing.
+  if (Number(value) < min || Number(value) > max) throw new CliError(`--${name} must be between ${min} and ${max}`, 2);
   return Number(value);
 }
 
@@ -89,9 +91,9 @@ async function dispatch(argv: string[], env: NodeJS.ProcessEnv, out: Out, stdin:
     const config = loadConfig(env);
     await hashCalibrate({
       targetMs: positiveInt(values['target-ms'], 'target-ms', 500),
-      memoryKib: positiveInt(values['memory-kib'], 'memory-kib', Math.max(config.passwordHash.memoryKib, 19456)),
-      parallelism: positiveInt(values.parallelism, 'parallelism', config.passwordHash.parallelism),
-      minMemoryKib: Math.min(19456, positiveInt(values['memory-kib'], 'memory-kib', 19456)),
+      memoryKib: positiveInt(values['memory-kib'], 'memory-kib', Math.max(config.passwordHash.memoryKib, 19456), 4 * 1024 * 1024, 1024),
+      parallelism: positiveInt(values.parallelism, 'parallelism', config.passwordHash.parallelism, 16),
+      minMemoryKib: Math.min(19456, positiveInt(values['memory-kib'], 'memory-kib', 19456, 4 * 1024 * 1024, 1024)),
     }, out);
     return;
   }

@@ -203,6 +203,12 @@ for (const kind of engines) {
         assert.ok(config.passwordHash.iterations >= 1);
         const bad = await twofold(['hash-calibrate', '--target-ms', 'soon'], {});
         assert.equal(bad.code, 2);
+        // Settings the server refuses at start are refused here, not printed.
+        for (const args of [['--parallelism', '17'], ['--memory-kib', '512']]) {
+          const refused = await twofold(['hash-calibrate', '--target-ms', '5', ...args], {});
+          assert.equal(refused.code, 2, args.join(' '));
+          assert.match(refused.stderr, /must be between/, args.join(' '));
+        }
       });
     }
   });
