@@ -38,6 +38,10 @@ export function serializeError(err: unknown): unknown {
   let o: Record<string, unknown> | undefined = out;
   for (let depth = 0; o && typeof o === 'object' && depth < 8; depth++) {
     for (const f of QUERY_VALUE_FIELDS) delete o[f];
+    // `*.code` is redacted (request bodies carry one-time codes there), which also blanked what an
+    // operator reads first in an outage: ECONNREFUSED, ERR_…, a SQLSTATE. Those are kept apart.
+    const code = o.code;
+    if (typeof code === 'string' && (/^[A-Z][A-Z0-9_]{2,63}$/.test(code) || (fromDatabase && /^[0-9A-Z]{5}$/.test(code)))) o.errorCode = code;
     if (fromDatabase) {
       o.message = maskQuoted(o.message);
       o.stack = maskQuoted(o.stack);

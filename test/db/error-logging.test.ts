@@ -31,6 +31,8 @@ for (const kind of databaseKinds()) {
       const text = lines.join('\n');
       assert.ok(!text.includes('secret-hash-value'), text);
       assert.match(lines[0]!, /invalid input syntax for type integer/, 'the message itself is kept');
+      // The SQLSTATE survives the redaction of `*.code` (22P02: invalid text representation).
+      assert.equal(JSON.parse(lines[0]!).err.errorCode, '22P02');
     });
   });
 }
@@ -40,4 +42,17 @@ test('request URLs are logged without their query string (links carry tokens the
   logger.info({ req: { method: 'GET', url: '/api/v1/user/email/verify?token=tok-secret-123', headers: {} } }, 'request');
   assert.ok(!lines.join('').includes('tok-secret-123'));
   assert.match(lines[0]!, /"url":"\/api\/v1\/user\/email\/verify"/);
+});
+
+test('system error codes stay readable in error logs; a one-time code in a logged object is still redacted', () => {
+  const { lines, logger } = capture();
+  const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6379'), { code: 'ECONNREFUSED' });
+  logger.error({ err: refused }, 'outage');
+  logger.error({ err: Object.assign(new Error('a code'), { code: '123456' }) }, 'digits are never kept');
+  logger.warn({ body: { code: '654321' } }, 'a body');
+  const [outage, digits, body] = lines.map((l) => JSON.parse(l) as Record<string, Record<string, unknown>>);
+  assert.equal(body!.body!.code, '[redacted]');
+  assert.equal(outage!.err!.errorCode, 'ECONNREFUSED');
+  assert.equal(digits!.err!.errorCode, undefined);
+  assert.ok(!lines.join('').includes('123456') && !lines.join('').includes('654321'), lines.join('\n'));
 });
