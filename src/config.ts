@@ -230,9 +230,9 @@ export function loadConfig(env: Env): Config {
   const adminApiKey = bearerSecret(env, 'ADMIN_API_KEY', 32);
 
   const smtpUrl = opt(env, 'SMTP_URL');
-  // Plainly local: reached under a loopback name *and* listening only on loopback. HOST=0.0.0.0 (a
-  // container, a phone on the LAN) put the mailbox, with every reset link, on the network.
-  const loopback = isLoopbackHost(new URL(publicOrigin).hostname) && isLoopbackHost(host);
+  // Issue 7's rule: a loopback PUBLIC_URL (or DEV_MAILBOX=true). A start that also listens beyond
+  // loopback (HOST=0.0.0.0) says loudly that the mailbox is on the network (mail/dev-mailbox.ts).
+  const loopback = isLoopbackHost(new URL(publicOrigin).hostname);
   const devMailboxSetting = opt(env, 'DEV_MAILBOX') === undefined ? undefined : bool(env, 'DEV_MAILBOX', false);
   if (devMailboxSetting && mode === 'production') throw new ConfigError('DEV_MAILBOX=true is not allowed when NODE_ENV=production');
   if (devMailboxSetting && smtpUrl) throw new ConfigError('DEV_MAILBOX=true needs SMTP_URL unset (the mailbox shows mail that is not sent)');

@@ -20,7 +20,7 @@ import { startAuditRetentionJob } from './jobs/audit-retention.ts';
 import { OutboxWorker, type OutboxLane } from './jobs/outbox-worker.ts';
 import { onEventsQueued } from './services/events/publish.ts';
 import type { Logger } from 'pino';
-import { createDevMailboxTransport } from './mail/dev-mailbox.ts';
+import { createDevMailboxTransport, noSmtpWarning } from './mail/dev-mailbox.ts';
 import { openDeps } from './open-deps.ts';
 import { createLimiter } from './security/create-limiter.ts';
 import { closePasswordChecker } from './security/password-policy.ts';
@@ -44,13 +44,8 @@ export async function runInstance(config: Config, logger: Logger): Promise<void>
   const limiter = createLimiter(config, { logger });
   if (config.rateLimit.disabled) logger.warn('RATE_LIMIT_DISABLED=true: every per-IP and per-account limit is OFF. Use this for benchmarks only.');
   const devMailbox = config.devMailbox;
-  if (!config.smtpUrl) {
-    logger.warn(
-      devMailbox
-        ? `SMTP_URL is not set: no mail leaves this process; mails are kept for the development mailbox at ${config.publicUrl}/dev/mailbox`
-        : 'SMTP_URL is not set: no mail leaves this process and the development mailbox is off (PUBLIC_URL is not a loopback address; DEV_MAILBOX=true turns it on). Users get no verification, reset or code mails.',
-    );
-  }
+  const smtpWarning = noSmtpWarning(config);
+  if (smtpWarning) logger.warn(smtpWarning);
   // nodemailer is loaded only when mail really goes out over SMTP.
   const mailTransport = config.smtpUrl ? (await import('./mail/smtp-transport.ts')).createSmtpTransport(config) : createDevMailboxTransport(logger);
   let deps: Deps;

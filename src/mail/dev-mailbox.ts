@@ -3,7 +3,24 @@
  * delivered. The mails themselves stay in the outbox table, which the /dev/mailbox page shows.
  */
 import type { Logger } from 'pino';
+import { isLoopbackHost, type Config } from '../config.ts';
 import type { MailMessage, MailTransport } from './types.ts';
+
+/**
+ * The warning of a start without SMTP_URL (undefined with SMTP). The mailbox follows issue 7's rule
+ * (a loopback PUBLIC_URL, or DEV_MAILBOX=true), but listening beyond loopback (HOST=0.0.0.0, in a
+ * container or to try the pages from a phone) puts it, with every reset link and code, on the network:
+ * the warning says so in as many words.
+ */
+export function noSmtpWarning(config: Pick<Config, 'smtpUrl' | 'devMailbox' | 'publicUrl' | 'host'>): string | undefined {
+  if (config.smtpUrl) return undefined;
+  if (!config.devMailbox) {
+    return 'SMTP_URL is not set: no mail leaves this process and the development mailbox is off (PUBLIC_URL is not a loopback address; DEV_MAILBOX=true turns it on). Users get no verification, reset or code mails.';
+  }
+  const base = `SMTP_URL is not set: no mail leaves this process; mails are kept for the development mailbox at ${config.publicUrl}/dev/mailbox`;
+  if (isLoopbackHost(config.host.replace(/^\[|\]$/g, ''))) return base;
+  return `${base}. HOST=${config.host} listens beyond this machine: anyone who can reach the port can read every reset link and code there. Set SMTP_URL, or DEV_MAILBOX=false, for an instance others can reach.`;
+}
 
 /** The logger methods the development mailbox uses. */
 export type DevMailboxLogger = Pick<Logger, 'info' | 'debug'>;

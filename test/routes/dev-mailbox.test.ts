@@ -84,7 +84,8 @@ test('the development mailbox refuses to be registered in production', async () 
 
 test('the mailbox answers only under the instance\'s own names: a DNS-rebinding page (its own name in Host) gets 404', async () => {
   const status = async (host: string) => (await app.inject({ method: 'GET', url: '/dev/mailbox.json', headers: { host } })).statusCode;
-  for (const host of ['auth.example.test', 'AUTH.example.test:443', 'localhost:8000', '127.0.0.1:8000', '[::1]:8000']) assert.equal(await status(host), 200, host);
-  for (const host of ['rebind.attacker.example:8000', 'auth.example.test.attacker.example', '127.0.0.2:8000', 'not a host']) assert.equal(await status(host), 404, host);
+  // Names of the instance, and IP addresses (no rebinding there: the page's origin would be the address).
+  for (const host of ['auth.example.test', 'AUTH.example.test:443', 'localhost:8000', '127.0.0.1:8000', '[::1]:8000', '192.0.2.5:8000', '[2001:db8::1]:8000']) assert.equal(await status(host), 200, host);
+  for (const host of ['rebind.attacker.example:8000', 'auth.example.test.attacker.example', 'localhost.attacker.example', 'not a host']) assert.equal(await status(host), 404, host);
   assert.equal((await app.inject({ method: 'GET', url: '/dev/mailbox', headers: { host: 'rebind.attacker.example' } })).statusCode, 404, 'the page too');
 });

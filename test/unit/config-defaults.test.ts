@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConfigError, loadConfig } from '../../src/config.ts';
+import { noSmtpWarning } from '../../src/mail/dev-mailbox.ts';
 
 const PROD = { TOTP_ENCRYPTION_KEY: 'k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=', JWT_PRIVATE_KEY_FILE: '/k.pem', TOKEN_HASH_KEY: 'x', SMTP_URL: 'smtp://mail:25' };
 
@@ -36,11 +37,9 @@ test('the development mailbox is on only for a plainly local instance without SM
   assert.equal(loadConfig({ PUBLIC_URL: 'http://127.0.0.1:9000' }).devMailbox, true);
   assert.equal(loadConfig({ PUBLIC_URL: 'https://auth.example.com' }).devMailbox, false, 'a public name: someone forgot SMTP_URL, the mailbox would hand out every reset link');
   assert.equal(loadConfig({ HOST: '0.0.0.0', PUBLIC_URL: 'http://auth.lan:8000' }).devMailbox, false);
-  // Reached as localhost but listening on every interface: anyone on the network could read the reset links.
-  assert.equal(loadConfig({ HOST: '0.0.0.0' }).devMailbox, false);
-  assert.equal(loadConfig({ HOST: '::' }).devMailbox, false);
-  assert.equal(loadConfig({ HOST: '::1' }).devMailbox, true);
-  assert.equal(loadConfig({ HOST: '0.0.0.0', DEV_MAILBOX: 'true' }).devMailbox, true, 'explicit');
+  // Issue 7's rule is PUBLIC_URL's: listening on every interface with the localhost default keeps the
+  // mailbox, and the start says loudly that it is on the network (below).
+  assert.equal(loadConfig({ HOST: '0.0.0.0' }).devMailbox, true);
   assert.equal(loadConfig({ PUBLIC_URL: 'https://staging.example.com', DEV_MAILBOX: 'true' }).devMailbox, true, 'explicit');
   assert.equal(loadConfig({ DEV_MAILBOX: 'false' }).devMailbox, false);
   assert.equal(loadConfig({ SMTP_URL: 'smtp://mail:25' }).devMailbox, false);
@@ -66,4 +65,14 @@ test('METRICS_TOKEN must be long enough; METRICS_PORT must be another port', () 
   assert.equal(loadConfig({ METRICS_PORT: '9464' }).metricsPort, 9464);
   assert.throws(() => loadConfig({ METRICS_PORT: '8000' }), ConfigError);
   assert.throws(() => loadConfig({ METRICS_PORT: 'x' }), ConfigError);
+});
+
+test('a start without SMTP says where the mail goes, and that the mailbox is on the network when HOST listens beyond loopback', () => {
+  assert.equal(noSmtpWarning(loadConfig({ SMTP_URL: 'smtp://mail:25' })), undefined);
+  assert.match(noSmtpWarning(loadConfig({}))!, /development mailbox at http:\/\/localhost:8000\/dev\/mailbox$/);
+  for (const host of ['127.0.0.1', '::1', 'localhost']) assert.doesNotMatch(noSmtpWarning(loadConfig({ HOST: host }))!, /beyond this machine/, host);
+  for (const host of ['0.0.0.0', '::', '192.0.2.5']) {
+    assert.match(noSmtpWarning(loadConfig({ HOST: host, PUBLIC_URL: 'http://localhost:8000' }))!, /listens beyond this machine: anyone who can reach the port can read every reset link/, host);
+  }
+  assert.match(noSmtpWarning(loadConfig({ PUBLIC_URL: 'https://auth.example.com' }))!, /development mailbox is off/);
 });

@@ -2,6 +2,7 @@
  * The development mailbox: shows the mails in the outbox table. It exposes one-time codes and links,
  * so the app registers it only outside production and only without SMTP_URL; it is kept out of OpenAPI.
  */
+import { isIP } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 // Brings in @fastify/swagger's typing of `schema.hide` (type-only: nothing is loaded at run time).
 import type {} from '@fastify/swagger';
@@ -120,9 +121,11 @@ export async function devMailboxRoutes(app: FastifyInstance, opts: DevMailboxRou
   // Only under the instance's own names. A page on another site whose name the attacker re-points at
   // 127.0.0.1 (DNS rebinding) is same-origin with that name, not with ours, and its requests carry its
   // name in Host: answered, they would hand it every reset link the mailbox shows.
+  // An IP address in Host is no rebinding (the page's origin would be that address): allowed, so the
+  // mailbox of an instance listening beyond loopback is reachable by its address.
   app.addHook('onRequest', async (request, reply) => {
     const name = hostnameOf(request.headers.host);
-    if (!name || !opts.hostnames.has(name)) return reply.callNotFound();
+    if (!name || !(opts.hostnames.has(name) || isIP(name.replace(/^\[|\]$/g, '')))) return reply.callNotFound();
   });
   app.get('/dev/mailbox', { schema: { hide: true } }, async (request, reply) => {
     const rows = await listRecent(opts.db, parseLimit((request.query as Record<string, unknown> | undefined)?.limit));
