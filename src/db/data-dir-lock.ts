@@ -22,10 +22,23 @@ export class DataDirInUseError extends Error {
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     // EPERM: it exists but belongs to someone else, which still means in use.
     return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  // A killed server whose parent has not reaped it yet is a zombie: it still answers kill(pid, 0), but
+  // it holds nothing. A restart right after `kill -9` (a supervisor, a crash test) met exactly that.
+  return !zombie(pid);
+}
+
+/** True when /proc says `pid` has exited and waits to be reaped (Linux; elsewhere false: alive). */
+function zombie(pid: number): boolean {
+  try {
+    // The state follows the parenthesised command name, which may itself hold spaces or parentheses.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+  } catch {
+    return false;
   }
 }
 
