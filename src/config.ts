@@ -180,6 +180,9 @@ function origin(value: string, name: string): string {
   return u.origin;
 }
 
+/** The argon2id settings the server accepts (also what `twofold hash-calibrate` may suggest). */
+export const PASSWORD_HASH_BOUNDS = Object.freeze({ memoryKib: { min: 1024, max: 4 * 1024 * 1024 }, parallelism: { min: 1, max: 16 } });
+
 /** Reads and validates the environment once; throws ConfigError naming the bad variable. */
 export function loadConfig(env: Env): Config {
   // Case-insensitive: `NODE_ENV=Production` must not silently start a development instance with generated keys.
@@ -287,9 +290,9 @@ export function loadConfig(env: Env): Config {
     mfaMethods: mfaMethods as MfaMethod[],
     passwordMinLength,
     passwordHash: {
-      memoryKib: int(env, 'PASSWORD_HASH_MEMORY_KIB', 19456, 1024, 4 * 1024 * 1024),
+      memoryKib: int(env, 'PASSWORD_HASH_MEMORY_KIB', 19456, PASSWORD_HASH_BOUNDS.memoryKib.min, PASSWORD_HASH_BOUNDS.memoryKib.max),
       iterations: int(env, 'PASSWORD_HASH_ITERATIONS', 2, 1, 100),
-      parallelism: int(env, 'PASSWORD_HASH_PARALLELISM', 1, 1, 16),
+      parallelism: int(env, 'PASSWORD_HASH_PARALLELISM', 1, PASSWORD_HASH_BOUNDS.parallelism.min, PASSWORD_HASH_BOUNDS.parallelism.max),
     },
     emailVerificationTtlSeconds: duration(env, 'EMAIL_VERIFICATION_TTL', 86400, 60),
     passwordResetTtlSeconds: duration(env, 'PASSWORD_RESET_TTL', 1800, 60),

@@ -13,8 +13,12 @@ export const REDACT_PATHS = [
   'password', 'token', 'code', 'secret',
 ];
 
-/** Error fields that hold a failed query's bound values (PGlite and pg attach them): password hashes, codes, e-mail addresses. */
-const QUERY_VALUE_FIELDS = ['params', 'parameters', 'values', 'queryOptions', 'detail', 'where'];
+/**
+ * Error fields that hold a failed command's values: a query's bound values (PGlite and pg attach them:
+ * password hashes, codes, e-mail addresses), and ioredis' failed `command` with its arguments (the
+ * password of `HELLO 3 AUTH default <password>` when Redis refuses it).
+ */
+const QUERY_VALUE_FIELDS = ['params', 'parameters', 'values', 'queryOptions', 'detail', 'where', 'command'];
 
 /** A PostgreSQL error (pg or PGlite): it carries a severity and a five-character SQLSTATE. */
 function isDatabaseError(e: unknown): boolean {

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { loadConfig, ConfigError, type Config } from '../config.ts';
+import { loadConfig, ConfigError, PASSWORD_HASH_BOUNDS, type Config } from '../config.ts';
 import { migrate } from '../db/migrate.ts';
 import { AppError } from '../errors.ts';
 import { CliError, cliDeps, openCliDatabase } from './context.ts';
@@ -31,11 +31,10 @@ DATA_DIR, which a running server holds — stop it first), TOTP_ENCRYPTION_KEY, 
 
 type Out = (line: string) => void;
 
-function positiveInt(value: string | undefined, name: string, fallback: number, max = Number.MAX_SAFE_INTEGER, min = 1): number {
+function positiveInt(value: string | undefined, name: string, fallback: number, bounds?: { min: number; max: number }): number {
   if (value === undefined) return fallback;
   if (!/^\d+$/.test(value) || Number(value) < 1) throw new CliError(`--${name} must be a positive whole number`, 2);
-  // The server's own bounds (config.ts): settings it would refuse at start are not worth printing.
-  if (Number(value) < min || Number(value) > max) throw new CliError(`--${name} must be between ${min} and ${max}`, 2);
+  if (bounds && (Number(value) < bounds.min || Number(value) > bounds.max)) throw new CliError(`--${name} must be between ${bounds.min} and ${bounds.max}`, 2);
   return Number(value);
 }
 
@@ -91,9 +90,10 @@ async function dispatch(argv: string[], env: NodeJS.ProcessEnv, out: Out, stdin:
     const config = loadConfig(env);
     await hashCalibrate({
       targetMs: positiveInt(values['target-ms'], 'target-ms', 500),
-      memoryKib: positiveInt(values['memory-kib'], 'memory-kib', Math.max(config.passwordHash.memoryKib, 19456), 4 * 1024 * 1024, 1024),
-      parallelism: positiveInt(values.parallelism, 'parallelism', config.passwordHash.parallelism, 16),
-      minMemoryKib: Math.min(19456, positiveInt(values['memory-kib'], 'memory-kib', 19456, 4 * 1024 * 1024, 1024)),
+      // Within the server's own bounds: settings it would refuse at start are not worth printing.
+      memoryKib: positiveInt(values['memory-kib'], 'memory-kib', Math.max(config.passwordHash.memoryKib, 19456), PASSWORD_HASH_BOUNDS.memoryKib),
+      parallelism: positiveInt(values.parallelism, 'parallelism', config.passwordHash.parallelism, PASSWORD_HASH_BOUNDS.parallelism),
+      minMemoryKib: Math.min(19456, positiveInt(values['memory-kib'], 'memory-kib', 19456, PASSWORD_HASH_BOUNDS.memoryKib)),
     }, out);
     return;
   }

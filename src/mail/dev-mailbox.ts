@@ -18,7 +18,7 @@ export function noSmtpWarning(config: Pick<Config, 'smtpUrl' | 'devMailbox' | 'p
     return 'SMTP_URL is not set: no mail leaves this process and the development mailbox is off (PUBLIC_URL is not a loopback address; DEV_MAILBOX=true turns it on). Users get no verification, reset or code mails.';
   }
   const base = `SMTP_URL is not set: no mail leaves this process; mails are kept for the development mailbox at ${config.publicUrl}/dev/mailbox`;
-  if (isLoopbackHost(config.host.replace(/^\[|\]$/g, ''))) return base;
+  if (isLoopbackHost(config.host)) return base;
   return `${base}. HOST=${config.host} listens beyond this machine: anyone who can reach the port can read every reset link and code there. Set SMTP_URL, or DEV_MAILBOX=false, for an instance others can reach.`;
 }
 

@@ -31,9 +31,8 @@ export function createRedisClient(url: string, logger?: LimiterLogger): Redis {
   client.on('error', (err: Error) => {
     if (down) return;
     down = true;
-    // Name and message only: ioredis attaches the failed command, and its arguments hold the password
-    // (`HELLO 3 AUTH default <password>` when the configured one is wrong or stale after a rotation).
-    logger?.warn({ err: { name: err.name, message: err.message } }, 'Redis unreachable: rate limits fall back to per-instance counters until it returns');
+    // The error serializer drops the failed command ioredis attaches: its arguments can hold the password.
+    logger?.warn({ err }, 'Redis unreachable: rate limits fall back to per-instance counters until it returns');
   });
   client.on('ready', () => {
     if (!down) return;

@@ -44,7 +44,7 @@ export async function verifyAccessToken(deps: Deps, token: string): Promise<Auth
  * the user is active. The lookup is a database read on every request, so a signed, unexpired token of
  * a revoked session is refused immediately, on every instance.
  */
-export function assertLiveSession<T extends { user_id: string; is_active: boolean }>(auth: AuthContext, live: T | undefined): asserts live is T {
+export function assertLiveSession<T extends { user_id: string; is_active: boolean }>(auth: Pick<AuthContext, 'userId'>, live: T | undefined): asserts live is T {
   if (!live || live.user_id !== auth.userId) throw new AppError('invalid_token', { detail: 'The session has ended.' });
   if (!live.is_active) throw new AppError('account_inactive');
 }

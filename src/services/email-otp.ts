@@ -14,14 +14,13 @@ import { AppError } from '../errors.ts';
 import { randomDigits } from '../crypto/random.ts';
 import { isEmailOtpEnabled, deleteEmailOtpFactor, deleteEmailOtps, deleteExpiredEmailOtps, enableEmailOtpFactor, insertPendingEmailOtpFactor, upsertEmailOtp } from '../db/repositories/email-otps.ts';
 import { findLiveChallenge } from '../db/repositories/mfa-challenges.ts';
-import { findFactorSummary } from '../db/repositories/totp-factors.ts';
 import { findUserById, type UserRow } from '../db/repositories/users.ts';
 import { enqueueMail } from '../mail/outbox.ts';
 import { requireAal2, type AuthContext } from './authenticate.ts';
 import { issueBackupCodesIfNone } from './backup-codes.ts';
 import { assertMethodOffered, callerUser, dropBackupCodesIfNoFactorLeft, lockFactorChanges, otherFactors, requireAal2IfProtected } from './factor-changes.ts';
 import { verifyMfaToken } from './login.ts';
-import { checkEmailCode, emailCodeHash, loadFactorState, spendEmailCode } from './second-factors.ts';
+import { checkEmailCode, emailCodeHash, hasActiveFactor, loadFactorState, spendEmailCode } from './second-factors.ts';
 import { recordSecurityEvent, userContext, type AuditContext } from './audit/record.ts';
 import type { ClientInfo } from './tokens.ts';
 
@@ -172,8 +171,7 @@ export async function enableEmailOtpAfterVerification(deps: Deps, tx: Queryable,
   // verification link, which anyone can have re-sent, is none. Otherwise the password plus the
   // mailbox would get past the user's TOTP. Counted as hasActiveFactor does: stored, offered or not.
   // The sign-up choice is then left unused: the user can turn e-mailed codes on at aal2 themselves.
-  const { totp, emailEnabled, passkeys } = await findFactorSummary(tx, user.id);
-  if (totp?.active_secret || emailEnabled || passkeys > 0) return false;
+  if (hasActiveFactor(await loadFactorState(deps, user.id, tx))) return false;
   if (!(await enableEmailOtpFactor(tx, user.id, deps.clock()))) return false;
   await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'email' } });
   await recordSecurityEvent(tx, { ...ctx, type: 'mfa.enabled', userId: user.id, data: { method: 'email', at_sign_up: true }, at: deps.clock() });

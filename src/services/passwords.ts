@@ -14,7 +14,7 @@ import { enqueueMail } from '../mail/outbox.ts';
 import { accountNames } from './password-check.ts';
 import { allowMailToAccount, consumeRequesterQuota } from './mail-quota.ts';
 import { checkPassword } from '../security/password-policy.ts';
-import type { AuthContext } from './authenticate.ts';
+import { assertLiveSession, type AuthContext } from './authenticate.ts';
 import { runDeferred } from './deferred.ts';
 import { linkTokenHash, newLinkToken, storeLinkToken } from './email-verification.ts';
 import { recordSecurityEvent, userContext } from './audit/record.ts';
@@ -161,8 +161,7 @@ export async function changePassword(deps: Deps, auth: Pick<AuthContext, 'userId
     // live: a reset (or a logout) that committed while this request was hashing wins, and a stolen
     // session with the old password cannot put its own password back over the owner's reset.
     const changed = await changePasswordIfUnchanged(tx, user.id, passwordHash, now, user.password_changed_at);
-    const live = await findLiveSessionUser(tx, auth.sessionId, now);
-    if (!live || live.user_id !== auth.userId) throw new AppError('invalid_token', { detail: 'The session has ended.' });
+    assertLiveSession(auth, await findLiveSessionUser(tx, auth.sessionId, now));
     if (!changed) throw new AppError('invalid_credentials', { detail: 'The password changed meanwhile; enter the current one again.' });
     const revoked = await revokeAllSessions(tx, user.id, 'password_changed', now, auth.sessionId);
     await consumeAllChallenges(tx, user.id, now);

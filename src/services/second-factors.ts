@@ -25,8 +25,8 @@ export interface FactorState {
 }
 
 /** Loads the user's factors (see {@link FactorState}). */
-export async function loadFactorState(deps: Deps, userId: string): Promise<FactorState> {
-  const { totp, emailEnabled, passkeys, backupCodes } = await findFactorSummary(deps.db, userId);
+export async function loadFactorState(deps: Deps, userId: string, db: Queryable = deps.db): Promise<FactorState> {
+  const { totp, emailEnabled, passkeys, backupCodes } = await findFactorSummary(db, userId);
   const totpStored = Boolean(totp?.active_secret);
   return {
     totp,
