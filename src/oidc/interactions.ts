@@ -15,7 +15,7 @@ import { findUserById } from '../db/repositories/users.ts';
 import { decideLogin, type LoginRequest } from '../services/oidc/interaction-login.ts';
 import { consentCovers, rememberConsent } from '../services/oidc/consent.ts';
 import { consentPage, oidcErrorPage } from '../web/pages/oidc.ts';
-import { acrValuesRequireAal2, formActionSource, pageCsp } from './provider.ts';
+import { acrValuesRequireAal2, formActionSource, pageCsp } from './page-policy.ts';
 
 type Details = Awaited<ReturnType<Provider['interactionDetails']>>;
 
@@ -53,8 +53,8 @@ function assertSameOriginForm(request: FastifyRequest, deps: Deps): void {
   if (site !== 'same-origin') throw new AppError('csrf_rejected', { detail: 'The form was not posted from this site.' });
 }
 
-/** Registers the interaction routes for `provider`. */
-export async function interactionRoutes(app: FastifyInstance, { deps, provider }: { deps: Deps; provider: Provider }): Promise<void> {
+/** Registers the interaction routes; `engine` gives the provider (loaded on first use, see mount.ts). */
+export async function interactionRoutes(app: FastifyInstance, { deps, engine }: { deps: Deps; engine: () => Promise<Provider> }): Promise<void> {
   const { config } = deps;
   // The consent page's plain HTML forms post url-encoded bodies (their fields are not read: the buttons are the choice).
   await app.register(formbody);
@@ -63,7 +63,7 @@ export async function interactionRoutes(app: FastifyInstance, { deps, provider }
     reply.code(status).header('Cache-Control', 'no-store').header('Content-Security-Policy', pageCsp(formOrigins)).type('text/html; charset=utf-8').send(body);
 
   /** The interaction of this browser (the engine checks its cookie), or an error page. */
-  async function details(request: FastifyRequest, reply: FastifyReply): Promise<Details | undefined> {
+  async function details(provider: Provider, request: FastifyRequest, reply: FastifyReply): Promise<Details | undefined> {
     try {
       return await provider.interactionDetails(request.raw, reply.raw);
     } catch (e) {
@@ -75,7 +75,7 @@ export async function interactionRoutes(app: FastifyInstance, { deps, provider }
 
   /** Hands the result to the engine, which redirects the browser on to the authorization endpoint. */
   // A consent result is merged with the login result before it (prompt=login would otherwise ask again).
-  async function finish(request: FastifyRequest, reply: FastifyReply, result: Record<string, unknown>, merge = false): Promise<void> {
+  async function finish(provider: Provider, request: FastifyRequest, reply: FastifyReply, result: Record<string, unknown>, merge = false): Promise<void> {
     let redirectTo: string;
     try {
       redirectTo = await provider.interactionResult(request.raw, reply.raw, result, { mergeWithLastSubmission: merge });
@@ -88,13 +88,14 @@ export async function interactionRoutes(app: FastifyInstance, { deps, provider }
     await reply.code(303).header('Cache-Control', 'no-store').redirect(redirectTo, 303);
   }
 
-  async function redirectOrigins(clientId: unknown): Promise<string[]> {
+  async function redirectOrigins(provider: Provider, clientId: unknown): Promise<string[]> {
     const client = typeof clientId === 'string' ? await provider.Client.find(clientId) : undefined;
     return (client?.redirectUris ?? []).map(formActionSource);
   }
 
   app.get<{ Params: { uid: string } }>('/oidc/interaction/:uid', { schema: { hide: true } }, async (request, reply) => {
-    const d = await details(request, reply);
+    const provider = await engine();
+    const d = await details(provider, request, reply);
     if (!d) return reply;
     if (d.prompt.name === 'login') {
       const memo = (d.lastSubmission ?? {}) as Memo;
@@ -107,7 +108,7 @@ export async function interactionRoutes(app: FastifyInstance, { deps, provider }
       };
       const decision = await decideLogin(deps, request.cookies[ACCESS_COOKIE], req);
       if (decision.kind === 'refuse') {
-        return finish(request, reply, { error: decision.error, error_description: decision.description });
+        return finish(provider, request, reply, { error: decision.error, error_description: decision.description });
       }
       if (decision.kind === 'hosted_login') {
         if (decision.fresh && !memo.twofoldFresh) {
@@ -120,7 +121,7 @@ export async function interactionRoutes(app: FastifyInstance, { deps, provider }
         return reply.header('Cache-Control', 'no-store').redirect(`/login?return_to=${encodeURIComponent(back)}${sso}`, 303);
       }
       // The provider session is linked to this Twofold session when the engine resumes (mount.ts): only then is its uid final.
-      return finish(request, reply, {
+      return finish(provider, request, reply, {
         login: { accountId: decision.userId, acr: decision.acr, amr: decision.amr, ts: decision.authTimeSeconds, remember: true, twofoldSessionId: decision.sessionId },
       });
     }
@@ -128,39 +129,41 @@ export async function interactionRoutes(app: FastifyInstance, { deps, provider }
       const accountId = d.session?.accountId;
       const clientId = String(d.params.client_id);
       const client = await provider.Client.find(clientId);
-      if (!accountId || !client) return finish(request, reply, { error: 'access_denied', error_description: 'unknown client or no session' });
+      if (!accountId || !client) return finish(provider, request, reply, { error: 'access_denied', error_description: 'unknown client or no session' });
       const scopes = missingScopes(d);
       const explicit = (d.prompt.reasons as string[]).includes('consent_prompt');
       const remembered = (client as unknown as { skip_consent?: boolean }).skip_consent === true || (!explicit && await consentCovers(deps, accountId, clientId, scopes));
-      if (remembered) return finish(request, reply, { consent: { grantId: await grantScopes(provider, d, accountId, clientId) } }, true);
+      if (remembered) return finish(provider, request, reply, { consent: { grantId: await grantScopes(provider, d, accountId, clientId) } }, true);
       const user = await findUserById(deps.db, accountId);
       const host = new URL(client.redirectUris?.[0] ?? config.publicUrl).host;
       return page(reply, 200, consentPage({
         productName: config.productName, uid: d.uid, clientName: client.clientName ?? clientId, clientHost: host,
         username: user?.username ?? '', scopes: requestedScopes(d),
-      }), await redirectOrigins(clientId));
+      }), await redirectOrigins(provider, clientId));
     }
-    return finish(request, reply, { error: 'invalid_request', error_description: `unsupported prompt ${d.prompt.name}` });
+    return finish(provider, request, reply, { error: 'invalid_request', error_description: `unsupported prompt ${d.prompt.name}` });
   });
 
   app.post<{ Params: { uid: string } }>('/oidc/interaction/:uid/confirm', { schema: { hide: true } }, async (request, reply) => {
     // A consent form posted from another site is refused (the interaction cookie is SameSite=Lax too).
     assertSameOriginForm(request, deps);
-    const d = await details(request, reply);
+    const provider = await engine();
+    const d = await details(provider, request, reply);
     if (!d) return reply;
     const accountId = d.session?.accountId;
     if (d.prompt.name !== 'consent' || !accountId) return page(reply, 400, oidcErrorPage(config.productName, 'invalid_request', 'Nothing to consent to.'));
     const clientId = String(d.params.client_id);
     const grantId = await grantScopes(provider, d, accountId, clientId);
     await rememberConsent(deps, accountId, clientId, requestedScopes(d), clientInfo(request));
-    return finish(request, reply, { consent: { grantId } }, true);
+    return finish(provider, request, reply, { consent: { grantId } }, true);
   });
 
   app.post<{ Params: { uid: string } }>('/oidc/interaction/:uid/abort', { schema: { hide: true } }, async (request, reply) => {
     assertSameOriginForm(request, deps);
-    const d = await details(request, reply);
+    const provider = await engine();
+    const d = await details(provider, request, reply);
     if (!d) return reply;
-    return finish(request, reply, { error: 'access_denied', error_description: 'The user denied the request.' });
+    return finish(provider, request, reply, { error: 'access_denied', error_description: 'The user denied the request.' });
   });
 }
 

@@ -5,21 +5,20 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { decodeJwt } from 'jose';
-import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Deps } from '../deps.ts';
 import { ACCESS_COOKIE, REFRESH_COOKIE, REFRESH_COOKIE_PATH } from '../http/cookies.ts';
 import { upsertLink } from '../db/repositories/oidc/links.ts';
 import { endLinkedSession } from '../services/oidc/logout.ts';
 import { loadClientsFile } from './clients-file.ts';
-import { createProvider } from './provider.ts';
+import { LazyEngine } from './engine.ts';
 import { interactionRoutes } from './interactions.ts';
 import { SessionEndSweeper } from './session-end.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** The OpenID provider and its session-end sweeper. */
-    oidc: { provider: Provider; sweeper: SessionEndSweeper };
+    /** The OpenID provider (built on first use) and its session-end sweeper. */
+    oidc: { engine: LazyEngine; sweeper: SessionEndSweeper };
   }
 }
 
@@ -69,14 +68,19 @@ function cookieSessionId(token: string | undefined): string | undefined {
 
 /** Installs the provider on the root instance (its onResponse hook must see the API routes). */
 export async function installOidc(app: FastifyInstance, deps: Deps): Promise<void> {
-  const { provider, signingKey } = await createProvider(deps, loadClientsFile(deps.config.oidc.clientsFile));
-  provider.use(sessionGlue(deps));
-  provider.on('server_error', (_ctx, err) => deps.logger.error({ err }, 'oidc server error'));
-  provider.on('backchannel.error', (_ctx, err, client) => deps.logger.warn({ err, clientId: client.clientId }, 'oidc back-channel logout failed'));
-  const sweeper = new SessionEndSweeper(deps, provider, () => signingKey.refresh());
-  app.decorate('oidc', { provider, sweeper });
+  // The clients file is read and checked at start-up: a mistake in it stops the start, not a first request.
+  const fileClients = loadClientsFile(deps.config.oidc.clientsFile);
+  const engine = new LazyEngine(async () => {
+    const { createProvider } = await import('./provider.ts');
+    const { provider, signingKey } = await createProvider(deps, fileClients);
+    provider.use(sessionGlue(deps));
+    provider.on('server_error', (_ctx, err) => deps.logger.error({ err }, 'oidc server error'));
+    provider.on('backchannel.error', (_ctx, err, client) => deps.logger.warn({ err, clientId: client.clientId }, 'oidc back-channel logout failed'));
+    return { provider, signingKey, callback: provider.callback() };
+  });
+  const sweeper = new SessionEndSweeper(deps, engine);
+  app.decorate('oidc', { engine, sweeper });
 
-  const callback = provider.callback();
   const publicUrl = new URL(deps.config.publicUrl);
   // onRequest, before Fastify reads the body: the engine parses its own requests.
   const hand = async (request: FastifyRequest, reply: FastifyReply) => {
@@ -85,6 +89,7 @@ export async function installOidc(app: FastifyInstance, deps: Deps): Promise<voi
     request.raw.headers['x-forwarded-proto'] = publicUrl.protocol.slice(0, -1);
     request.raw.headers['x-forwarded-host'] = publicUrl.host;
     request.raw.headers['x-forwarded-for'] = request.ip;
+    const { signingKey, callback } = await engine.get();
     await signingKey.refresh();
     reply.hijack();
     await new Promise<void>((resolve) => {
@@ -97,7 +102,7 @@ export async function installOidc(app: FastifyInstance, deps: Deps): Promise<voi
   const never = async () => undefined;
   app.route({ method: ['GET', 'POST', 'OPTIONS'], url: '/.well-known/openid-configuration', schema: { hide: true }, onRequest: hand, handler: never });
   app.route({ method: ['GET', 'POST', 'DELETE', 'OPTIONS'], url: '/oidc/*', schema: { hide: true }, onRequest: hand, handler: never });
-  await app.register(interactionRoutes, { deps, provider });
+  await app.register(interactionRoutes, { deps, engine: async () => (await engine.get()).provider });
 
   app.addHook('onResponse', async (request, reply) => {
     if (reply.statusCode < 400 && request.method !== 'GET' && SESSION_ENDING.test(request.url)) void sweeper.run();

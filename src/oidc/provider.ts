@@ -11,6 +11,7 @@ import { loggedOutPage, logoutPage, oidcErrorPage } from '../web/pages/oidc.ts';
 import { createAdapterClass } from './adapter.ts';
 import { OIDC_SCOPES, toProviderMetadata, type ClientInput } from './client-metadata.ts';
 import { RingSigningKey, ringIdTokenValidator } from './signing-key.ts';
+import { acrValuesRequireAal2, formActionSource, pageCsp } from './page-policy.ts';
 
 /** Where the engine's endpoints live (the discovery document lists them). */
 export const OIDC_ROUTES = {
@@ -31,17 +32,6 @@ export const OIDC_ROUTES = {
 
 /** acr values: aal2 = a second factor was passed in this login. */
 export const ACR_VALUES = ['aal1', 'aal2'] as const;
-
-/**
- * True when `acrValues` (the acr_values parameter) leaves nothing but aal2. acr_values is a voluntary
- * list in order of preference (OpenID Connect Core 3.1.2.1): "aal1 aal2" accepts an aal1 login, so
- * only a list of aal2 alone makes a second factor a requirement.
- */
-export function acrValuesRequireAal2(acrValues: unknown): boolean {
-  if (typeof acrValues !== 'string') return false;
-  const values = acrValues.split(' ').filter(Boolean);
-  return values.length > 0 && values.every((v) => v === 'aal2');
-}
 
 /** True when the request asks for a second factor (acr_values or an essential acr claim). */
 export function wantsAal2(ctx: KoaContextWithOIDC): boolean {
@@ -195,20 +185,4 @@ export async function createProvider(deps: Deps, fileClients: readonly ClientInp
   // id_token_hint (authorization, end-session) signed by any key the ring still publishes, not only the current one.
   provider.IdToken.validate = ringIdTokenValidator(deps.keys.ring, deps.clock, provider.issuer) as typeof provider.IdToken.validate;
   return { provider, signingKey };
-}
-
-/**
- * The CSP source that lets a form lead to `uri` by redirect: its origin for http(s), its scheme for an
- * app's own (RFC 8252 7.1, `com.example.app:/cb`). Such a URL has no origin (`new URL(…).origin` is
- * "null", which is no source at all), so Chromium refused the native application's redirect.
- */
-export function formActionSource(uri: string): string {
-  const u = new URL(uri);
-  return u.protocol === 'http:' || u.protocol === 'https:' ? u.origin : u.protocol;
-}
-
-/** Content-Security-Policy of a provider page whose form may lead (by redirect) to `origins` (see {@link formActionSource}). */
-export function pageCsp(origins: readonly string[]): string {
-  const formAction = ["'self'", ...new Set(origins)].join(' ');
-  return `default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action ${formAction}; frame-ancestors 'none'; base-uri 'none'; object-src 'none'`;
 }

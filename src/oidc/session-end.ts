@@ -8,7 +8,8 @@
  */
 import type Provider from 'oidc-provider';
 import type { Deps } from '../deps.ts';
-import { takeEndedLinks, type SessionLinkRow } from '../db/repositories/oidc/links.ts';
+import { anyLinks, takeEndedLinks, type SessionLinkRow } from '../db/repositories/oidc/links.ts';
+import type { LazyEngine } from './engine.ts';
 import { deleteByGrantId, deleteBySessionUid, deleteExpiredPayloads, findPayloadBy, grantIdsOfSession } from '../db/repositories/oidc/payloads.ts';
 
 /** Notifications are best effort (OpenID Back-Channel Logout 1.0 §2.8); failures are logged. */
@@ -38,9 +39,13 @@ export async function purgeExpired(deps: Deps): Promise<number> {
   return deleteExpiredPayloads(deps.db, new Date());
 }
 
-export async function sweepEndedSessions(deps: Deps, provider: Provider, beforeSigning: () => Promise<void>): Promise<number> {
+export async function sweepEndedSessions(deps: Deps, engine: LazyEngine): Promise<number> {
+  // Links are made by logins through the provider, on this instance or another: until one exists there
+  // is nothing to end, and an instance that never needed the provider does not load it to find that out.
+  if (!engine.loaded && !(await anyLinks(deps.db))) return 0;
+  const { provider, signingKey } = await engine.get();
   let total = 0;
-  await beforeSigning();
+  await signingKey.refresh();
   for (;;) {
     const links = await deps.db.transaction((tx) => takeEndedLinks(tx, deps.clock(), 50));
     for (const link of links) await endProviderSession(deps, provider, link);
@@ -57,7 +62,7 @@ export class SessionEndSweeper {
   #lastPurgeMs = 0;
   /** Expired rows are purged at most this often. */
   static readonly PURGE_INTERVAL_MS = 60_000;
-  constructor(private readonly deps: Deps, private readonly provider: Provider, private readonly beforeSigning: () => Promise<void>) {}
+  constructor(private readonly deps: Deps, private readonly engine: LazyEngine) {}
 
   start(intervalMs: number): void {
     this.#timer = setInterval(() => void this.run(), intervalMs);
@@ -74,7 +79,7 @@ export class SessionEndSweeper {
       do {
         this.#again = false;
         try {
-          await sweepEndedSessions(this.deps, this.provider, this.beforeSigning);
+          await sweepEndedSessions(this.deps, this.engine);
           if (Date.now() - this.#lastPurgeMs >= SessionEndSweeper.PURGE_INTERVAL_MS) {
             this.#lastPurgeMs = Date.now();
             await purgeExpired(this.deps);

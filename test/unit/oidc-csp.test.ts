@@ -1,7 +1,7 @@
 /** The provider pages' CSP: a form may lead by redirect to the client's URIs, an app's own scheme included. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { formActionSource, pageCsp } from '../../src/oidc/provider.ts';
+import { formActionSource, pageCsp } from '../../src/oidc/page-policy.ts';
 
 test('form-action names web redirect URIs by origin and app-scheme ones by scheme, never "null"', () => {
   assert.equal(formActionSource('https://app.example.com/cb?x=1'), 'https://app.example.com');

@@ -48,6 +48,12 @@ export async function takeEndedLinks(tx: Queryable, now: Date, limit: number): P
   return r.rows;
 }
 
+/** True when any provider session is linked to a Twofold session (some login went through the provider). */
+export async function anyLinks(tx: Queryable): Promise<boolean> {
+  const r = await tx.query<{ found: boolean }>('SELECT EXISTS (SELECT 1 FROM oidc_session_links) AS found');
+  return r.rows[0]?.found === true;
+}
+
 /** Removes the link of a provider session (it ended through the provider itself). */
 export async function deleteLink(tx: Queryable, providerSessionUid: string): Promise<SessionLinkRow | undefined> {
   const r = await tx.query<SessionLinkRow>(
