@@ -5,19 +5,26 @@
  * everything through.
  */
 import { once } from 'node:events';
-import { Redis } from 'ioredis';
+import { createRequire } from 'node:module';
+import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { RateLimiterRedis } from 'rate-limiter-flexible';
 import type { Limiter } from './limiter.ts';
 import { DEFAULT_KEY_PREFIX, FlexibleLimiter, type CounterStore, type LimiterConfig } from './limiter-flexible.ts';
 import { memoryCounter } from './limiter-memory.ts';
 
+/**
+ * ioredis (45 modules, about 2 MB of heap) is loaded by the first client, so an instance without
+ * REDIS_URL never carries it. It is CommonJS, so it loads synchronously here, as createLimiter needs.
+ */
+const loadIoredis = (): typeof import('ioredis') => createRequire(import.meta.url)('ioredis') as typeof import('ioredis');
+
 /** Where the Redis client reports losing and regaining its connection. */
 export type LimiterLogger = Pick<Logger, 'warn' | 'info'>;
 
 /** Opens an ioredis client tuned for counters that must answer fast or fall back. */
 export function createRedisClient(url: string, logger?: LimiterLogger): Redis {
-  const client = new Redis(url, {
+  const client = new (loadIoredis().Redis)(url, {
     // Fail at once while disconnected instead of queueing: the insurance limiter then answers, and
     // a login never waits on a Redis that is down.
     enableOfflineQueue: false,
