@@ -9,8 +9,8 @@
 import type Provider from 'oidc-provider';
 import type { Deps } from '../deps.ts';
 import { anyLinks, takeEndedLinks, type SessionLinkRow } from '../db/repositories/oidc/links.ts';
-import type { LazyEngine } from './engine.ts';
 import { deleteByGrantId, deleteBySessionUid, deleteExpiredPayloads, findPayloadBy, grantIdsOfSession } from '../db/repositories/oidc/payloads.ts';
+import type { LazyEngine } from './engine.ts';
 
 /** Notifications are best effort (OpenID Back-Channel Logout 1.0 §2.8); failures are logged. */
 async function endProviderSession(deps: Deps, provider: Provider, link: SessionLinkRow): Promise<void> {
@@ -33,12 +33,12 @@ async function endProviderSession(deps: Deps, provider: Provider, link: SessionL
   }));
 }
 
-/** Ends the provider sessions of ended Twofold sessions; returns how many. */
 /** Deletes expired codes, tokens, sessions and interactions (lookups already ignore them). */
 export async function purgeExpired(deps: Deps): Promise<number> {
   return deleteExpiredPayloads(deps.db, new Date());
 }
 
+/** Ends the provider sessions of ended Twofold sessions; returns how many. */
 export async function sweepEndedSessions(deps: Deps, engine: LazyEngine): Promise<number> {
   // Links are made by logins through the provider, on this instance or another: until one exists there
   // is nothing to end, and an instance that never needed the provider does not load it to find that out.
