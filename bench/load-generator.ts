@@ -22,6 +22,7 @@ export interface ExportedPasskey {
 
 export type LoadJob =
   | { kind: 'get'; url: string; connections: number; duration: number; headers?: Record<string, string> }
+  | { kind: 'get-as'; base: string; path: string; connections: number; duration: number; bearers: string[] }
   | { kind: 'post'; url: string; connections: number; duration: number; body: unknown }
   | { kind: 'refresh'; base: string; connections: number; duration: number; sessions: string[] }
   | { kind: 'totp-login'; base: string; connections: number; password: string; users: Array<{ username: string; secret: string; lastStep: number }> }
@@ -47,15 +48,35 @@ export function codeFor(secret: string, step: number): string {
   return totpCodeAt(secret, new Date(step * 30000 + 15000));
 }
 
+/** Gives each autocannon connection (by its context) one of `items` in turn, the same for its whole life. */
+function onePerConnection<T>(items: readonly T[]): (context: object) => T {
+  let next = 0;
+  return (context) => {
+    const ctx = context as { own?: T };
+    ctx.own ??= items[next++ % items.length]!;
+    return ctx.own;
+  };
+}
+
 function options(job: LoadJob): autocannon.Options {
   const json = { 'content-type': 'application/json' };
   switch (job.kind) {
     case 'get':
       return { url: job.url, connections: job.connections, duration: job.duration, headers: job.headers };
+    case 'get-as': {
+      // Each connection is one user's session (its own access token), as many clients would be: the
+      // instance batches simultaneous session checks, and one token for every connection would make
+      // each batch a single row.
+      const bearerOf = onePerConnection(job.bearers.map((token) => `Bearer ${token}`));
+      return {
+        url: job.base, connections: job.connections, duration: job.duration,
+        requests: [{ method: 'GET', path: job.path, setupRequest: (req, context) => ({ ...req, headers: { ...req.headers, authorization: bearerOf(context) } }) }],
+      };
+    }
     case 'post':
       return { url: job.url, method: 'POST', connections: job.connections, duration: job.duration, headers: json, body: JSON.stringify(job.body) };
     case 'refresh': {
-      let next = 0;
+      const sessionOf = onePerConnection(job.sessions);
       return {
         url: job.base,
         connections: job.connections,
@@ -67,7 +88,7 @@ function options(job: LoadJob): autocannon.Options {
           // Each connection is one session: it rotates its own refresh token, request after request.
           setupRequest: (req, context) => {
             const ctx = context as { rt?: string };
-            ctx.rt ??= job.sessions[next++ % job.sessions.length]!;
+            ctx.rt ??= sessionOf(context);
             return { ...req, body: JSON.stringify({ refresh_token: ctx.rt }) };
           },
           onResponse: (status, body, context) => {

@@ -340,6 +340,15 @@ async function main(): Promise<void> {
 
     const login = await post(base, '/api/v1/auth-jwt/login', { username: plain, password: PASSWORD });
     const access = login.json.access_token as string;
+    // user-info: one user and session per connection, each with its own access token.
+    const infoConnections = 64;
+    const bearers = FLOWS.has('user-info')
+      ? await pool(Array.from({ length: infoConnections }, (_, i) => `bu_${tag}_${i}`), 8, async (username) => {
+        const r = await post(base, '/api/v1/user', { username, email: `${username}@example.com`, password1: PASSWORD, password2: PASSWORD });
+        if (r.status !== 201) throw new Error(`sign-up failed: ${JSON.stringify(r.json)}`);
+        return (await post(base, '/api/v1/auth-jwt/login', { username, password: PASSWORD })).json.access_token as string;
+      })
+      : [];
     const connections = 32;
     const sessions = await pool(Array.from({ length: connections }), 8, async () => (await post(base, '/api/v1/auth-jwt/login', { username: plain, password: PASSWORD })).json.refresh_token as string);
 
@@ -360,7 +369,7 @@ async function main(): Promise<void> {
     const bearer = { authorization: `Bearer ${access}` };
     await run({ kind: 'get', url: `${base}/api/v1/auth-jwt/user-info`, connections: 16, duration: 3, headers: bearer });
     if (FLOWS.has('user-info')) console.log('user-info…');
-    if (FLOWS.has('user-info')) rows.push(row('GET user-info (Bearer)', await run({ kind: 'get', url: `${base}/api/v1/auth-jwt/user-info`, connections: 64, duration: DURATION, headers: bearer })));
+    if (FLOWS.has('user-info')) rows.push(row('GET user-info (Bearer)', await run({ kind: 'get-as', base, path: '/api/v1/auth-jwt/user-info', connections: infoConnections, duration: DURATION, bearers })));
 
     if (FLOWS.has('refresh')) console.log('refresh…');
     if (FLOWS.has('refresh')) rows.push(row('POST refresh (rotation)', await run({ kind: 'refresh', base, connections, duration: DURATION, sessions })));

@@ -2,7 +2,7 @@
 import type { Deps } from '../deps.ts';
 import { AppError } from '../errors.ts';
 import { TokenError } from '../crypto/jwt.ts';
-import { findLiveSessionUser } from '../db/repositories/sessions.ts';
+import { readLiveSessionUser } from '../db/repositories/session-reads.ts';
 
 /** Who is calling, from a verified access token of a live session. */
 export interface AuthContext {
@@ -57,7 +57,7 @@ export async function authenticateAccessToken(deps: Deps, token: string): Promis
 /** As {@link authenticateAccessToken}, also returning the roles the user holds now (the admin guard's second check). */
 export async function authenticateWithRoles(deps: Deps, token: string): Promise<{ auth: AuthContext; currentRoles: string[] }> {
   const auth = await verifyAccessToken(deps, token);
-  const live = await findLiveSessionUser(deps.db, auth.sessionId, deps.clock());
+  const live = await readLiveSessionUser(deps.db, auth.sessionId, deps.clock());
   assertLiveSession(auth, live);
   return { auth, currentRoles: live.roles };
 }

@@ -8,7 +8,8 @@ import type { Deps } from '../deps.ts';
 import { AppError } from '../errors.ts';
 import { TokenError, type TokenKind } from '../crypto/jwt.ts';
 import { safeEqual } from '../crypto/token-hash.ts';
-import { findLiveSessionUser, findSession } from '../db/repositories/sessions.ts';
+import { findSession } from '../db/repositories/sessions.ts';
+import { readLiveSessionUser } from '../db/repositories/session-reads.ts';
 
 /** The answer of introspection: `{active: false}` and nothing else for any token that is not good now. */
 export interface IntrospectionResponse {
@@ -70,7 +71,7 @@ export async function introspectToken(deps: Deps, token: string, hint?: string):
 async function describeAccess(deps: Deps, claims: JWTPayload, now: Date): Promise<IntrospectionResponse> {
   const { sub, sid } = claims;
   if (typeof sub !== 'string' || typeof sid !== 'string') return INACTIVE;
-  const live = await findLiveSessionUser(deps.db, sid, now);
+  const live = await readLiveSessionUser(deps.db, sid, now);
   if (!live || live.user_id !== sub || !live.is_active) return INACTIVE;
   return {
     active: true,
@@ -105,7 +106,7 @@ async function describeRefresh(deps: Deps, claims: JWTPayload, now: Date): Promi
   const session = await findSession(deps.db, sid);
   // Only the session's current refresh token is good: one rotated away is spent (or stolen).
   if (!session || session.user_id !== sub || session.current_jti !== jti || session.revoked_at || session.expires_at <= now) return INACTIVE;
-  const live = await findLiveSessionUser(deps.db, sid, now);
+  const live = await readLiveSessionUser(deps.db, sid, now);
   if (!live || !live.is_active) return INACTIVE;
   return {
     active: true,

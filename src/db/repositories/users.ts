@@ -150,24 +150,6 @@ export interface UserWithFactors extends UserRow {
 }
 
 /**
- * The profile and factor state of the user of a live session (not revoked, not expired): user-info's
- * one query, which is also its session check. Undefined when the session has ended.
- */
-export async function findUserInfoForSession(tx: Queryable, sessionId: string, now: Date): Promise<UserWithFactors | undefined> {
-  const r = await tx.query<UserWithFactors>(
-    `SELECT u.*, s.user_id,
-       COALESCE((SELECT t.active_secret IS NOT NULL FROM totp_factors t WHERE t.user_id = u.id), false) AS totp_active,
-       COALESCE((SELECT e.enabled_at IS NOT NULL FROM email_otp_factors e WHERE e.user_id = u.id), false) AS email_otp_enabled,
-       (SELECT count(*)::int FROM passkeys p WHERE p.user_id = u.id) AS passkeys,
-       (SELECT count(*)::int FROM backup_codes b WHERE b.user_id = u.id) AS backup_codes_remaining
-     FROM sessions s JOIN users u ON u.id = s.user_id
-     WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2`,
-    [sessionId, now],
-  );
-  return r.rows[0];
-}
-
-/**
  * Locks the user's row (FOR SHARE) while its password is still the one changed at
  * `passwordChangedAt`; false when it changed. Taken first in a login's transaction, so the lock
  * order matches a password reset's (user row, then sessions and challenges) and the two never deadlock.

@@ -7,7 +7,7 @@ import type { Deps } from '../../deps.ts';
 import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import { AppError, validationError } from '../../errors.ts';
 import { AuthenticationCredential } from './passkeys/schemas.ts';
-import { findUserInfoForSession } from '../../db/repositories/users.ts';
+import { readUserInfoForSession } from '../../db/repositories/session-reads.ts';
 import { assertLiveSession } from '../../services/authenticate.ts';
 import { completeMfaLogin, loginWithPassword } from '../../services/login.ts';
 import { refreshSession } from '../../services/refresh.ts';
@@ -159,7 +159,7 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
     },
   }, async (request, reply) => {
     const auth = authOf(request);
-    const user = await findUserInfoForSession(deps.db, auth.sessionId, deps.clock());
+    const user = await readUserInfoForSession(deps.db, auth.sessionId, deps.clock());
     assertLiveSession(auth, user);
     reply.header('Cache-Control', 'no-store');
     return {
