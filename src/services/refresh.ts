@@ -30,18 +30,19 @@ export async function verifyRefreshToken(deps: Deps, token: string): Promise<{ s
 export async function refreshSession(deps: Deps, token: string, client: ClientInfo): Promise<TokenPair> {
   const { sid, jti, sub } = await verifyRefreshToken(deps, token);
   const now = deps.clock();
-  const user = await findUserById(deps.db, sub);
-  if (!user) throw new AppError('invalid_token');
-  if (!user.is_active) throw new AppError('account_inactive');
-
   const newJti = newId();
   const expiresAt = new Date(now.getTime() + deps.config.refreshTokenTtlSeconds * 1000);
+  // The common case in one statement: the token is current and its user active.
   const rotated = await rotate(deps.db, sid, jti, newJti, now, expiresAt);
   if (rotated) {
     if (rotated.user_id !== sub) throw new AppError('invalid_token');
-    return signTokenPair(deps, user, rotated, newJti);
+    return signTokenPair(deps, { id: rotated.user_id, username: rotated.username, roles: rotated.roles }, rotated, newJti);
   }
 
+  // Why not: the user (gone or deactivated), two tabs within the grace period, or a replay.
+  const user = await findUserById(deps.db, sub);
+  if (!user) throw new AppError('invalid_token');
+  if (!user.is_active) throw new AppError('account_inactive');
   const graced = await findWithinGrace(deps.db, sid, jti, now, deps.config.refreshReuseGraceSeconds);
   if (graced && graced.user_id === sub) return signTokenPair(deps, user, graced, graced.current_jti);
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
+import { decodeJwt } from 'jose';
 import { bearer, createUser, describeWithApp, enableTotp, login, loginTokens, nextTotpStep } from '../helpers/app.ts';
 
 const SESSIONS = '/api/v1/auth-jwt/sessions';
@@ -134,6 +135,25 @@ describeWithApp('sessions', (suite) => {
     assert.equal((await userInfo(ta.app, b.access_token)).statusCode, 401);
     const fresh = await loginTokens(ta.app, user);
     assert.equal((await sessions(ta.app, fresh.access_token)).json().length, 1);
+  });
+
+  test('a refresh rotates nothing while the user is inactive, even with the session still live', async (t) => {
+    const ta = await suite.build(t);
+    const user = await createUser(ta.app);
+    const tokens = await loginTokens(ta.app, user);
+    const refresh = () => ta.app.inject({ method: 'POST', url: '/api/v1/auth-jwt/refresh', payload: { refresh_token: tokens.refresh_token } });
+    // Deactivation revokes sessions; here only the flag is off (as between the two), so the session stays live.
+    await ta.deps.db.query('UPDATE users SET is_active = false WHERE id = $1', [user.uuid]);
+    const currentJti = async () => (await ta.deps.db.query<{ current_jti: string }>('SELECT current_jti FROM sessions WHERE user_id = $1', [user.uuid])).rows[0]!.current_jti;
+    const refused = await refresh();
+    assert.equal(refused.statusCode, 403);
+    assert.equal(refused.json().code, 'account_inactive');
+    assert.equal(refused.json().access_token, undefined);
+    assert.equal(await currentJti(), decodeJwt(tokens.refresh_token).jti, 'the refused refresh rotated nothing');
+    await ta.deps.db.query('UPDATE users SET is_active = true WHERE id = $1', [user.uuid]);
+    const again = await refresh();
+    assert.equal(again.statusCode, 200, 'the refused refresh did not spend the token');
+    assert.equal(await currentJti(), decodeJwt(again.json().refresh_token).jti);
   });
 });
 

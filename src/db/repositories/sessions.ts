@@ -54,11 +54,19 @@ export async function findLiveSessionUser(tx: Queryable, sessionId: string, now:
   return r.rows[0];
 }
 
-/** Rotates `jti` → `newJti` only if `jti` is still the current one of a live session. */
-export async function rotate(tx: Queryable, sessionId: string, jti: string, newJti: string, now: Date, expiresAt: Date): Promise<SessionRow | undefined> {
-  const r = await tx.query<SessionRow>(
-    `UPDATE sessions SET previous_jti = current_jti, current_jti = $3, rotated_at = $4, last_used_at = $4, expires_at = $5
-     WHERE id = $1 AND current_jti = $2 AND revoked_at IS NULL AND expires_at > $4 RETURNING *`,
+/** A rotated session with what its new tokens carry of its user. */
+export type RotatedSession = SessionRow & { username: string; roles: string[] };
+
+/**
+ * Rotates `jti` → `newJti` only if `jti` is still the current one of a live session whose user is
+ * active; returns the session with the user's name and roles (one round trip for a refresh).
+ */
+export async function rotate(tx: Queryable, sessionId: string, jti: string, newJti: string, now: Date, expiresAt: Date): Promise<RotatedSession | undefined> {
+  const r = await tx.query<RotatedSession>(
+    `UPDATE sessions s SET previous_jti = s.current_jti, current_jti = $3, rotated_at = $4, last_used_at = $4, expires_at = $5
+     FROM users u
+     WHERE s.id = $1 AND s.current_jti = $2 AND s.revoked_at IS NULL AND s.expires_at > $4 AND u.id = s.user_id AND u.is_active
+     RETURNING s.*, u.username, u.roles`,
     [sessionId, jti, newJti, now, expiresAt],
   );
   return r.rows[0];
