@@ -23,6 +23,8 @@ export interface Config {
   readonly databaseUrl: string | undefined;
   readonly databasePoolSize: number;
   readonly redisUrl: string | undefined;
+  /** Namespace of every Redis key (`<prefix>:rl:…`): deployments sharing one Redis database keep apart. */
+  readonly redisKeyPrefix: string;
   readonly smtpUrl: string | undefined;
   readonly mailFrom: string;
   readonly productName: string;
@@ -266,6 +268,7 @@ export function loadConfig(env: Env): Config {
     databaseUrl: opt(env, 'DATABASE_URL'),
     databasePoolSize: int(env, 'DATABASE_POOL_SIZE', 10, 1, 1000),
     redisUrl: opt(env, 'REDIS_URL'),
+    redisKeyPrefix: redisKeyPrefix(env),
     smtpUrl,
     mailFrom: str(env, 'MAIL_FROM', `Twofold <no-reply@${new URL(publicOrigin).hostname}>`),
     productName: str(env, 'PRODUCT_NAME', 'Twofold'),
@@ -364,6 +367,13 @@ function amqpUrl(env: Env): string | undefined {
     throw new ConfigError('EVENTS_AMQP_URL must be an amqp:// or amqps:// URL');
   }
   if (u.protocol !== 'amqp:' && u.protocol !== 'amqps:') throw new ConfigError('EVENTS_AMQP_URL must be an amqp:// or amqps:// URL');
+  return v;
+}
+
+/** REDIS_KEY_PREFIX: 1-64 of letters, digits, `-`, `_`, `.`; no `:` (it separates the key's parts) and no glob characters. */
+function redisKeyPrefix(env: Env): string {
+  const v = str(env, 'REDIS_KEY_PREFIX', 'twofold');
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(v)) throw new ConfigError(`REDIS_KEY_PREFIX must be 1-64 of A-Za-z0-9_.- , got "${v}"`);
   return v;
 }
 

@@ -37,7 +37,7 @@ export function createLimiter(config: Config, options: CreateLimiterOptions = {}
   // must not trip one, and production must not run with a forgotten half.
   if (config.rateLimit.disabled) return noopLimiter;
   if (config.redisUrl !== undefined) {
-    return createRedisLimiter(config, { client: createRedisClient(config.redisUrl, options.logger) });
+    return createRedisLimiter(config, { client: createRedisClient(config.redisUrl, options.logger), keyPrefix: config.redisKeyPrefix });
   }
   return createMemoryLimiter(config);
 }

@@ -208,6 +208,38 @@ if (REDIS_URL !== undefined && REDIS_URL !== '') {
       await fail(b, 1, account, ip);
       await retryAfter(a.assertAllowed({ account, ip }));
     });
+
+    it('REDIS_KEY_PREFIX keeps two deployments on one Redis database apart, and instances of one together', async (t) => {
+      const run = randomUUID();
+      const prefixes = [`deploy-a-${run}`, `deploy-b-${run}`];
+      t.after(async () => {
+        for (const prefix of prefixes) {
+          const keys: string[] = [];
+          for await (const batch of admin.scanStream({ match: `${prefix}:*` })) keys.push(...(batch as string[]));
+          if (keys.length > 0) await admin.del(...keys);
+        }
+      });
+      const configOf = (prefix: string) => loadConfig({ NODE_ENV: 'test', REDIS_URL, REDIS_KEY_PREFIX: prefix, LOCKOUT_MAX_FAILURES: '2' });
+      const a1 = createLimiter(configOf(prefixes[0]!));
+      const a2 = createLimiter(configOf(prefixes[0]!));
+      const b = createLimiter(configOf(prefixes[1]!));
+      t.after(() => Promise.all([a1.close(), a2.close(), b.close()]));
+      await Promise.all([ready(a1), ready(a2), ready(b)]);
+      await fail(a1, 1, 'shared-name', '192.0.2.40');
+      await fail(b, 1, 'shared-name', '192.0.2.41');
+      // One failure in each deployment: neither locks the name, though both counted it.
+      await a1.assertAllowed({ account: 'shared-name', ip: '192.0.2.42' });
+      await b.assertAllowed({ account: 'shared-name', ip: '192.0.2.42' });
+      // A second instance of deployment A counts into A's counter: A locks, B does not.
+      await fail(a2, 1, 'shared-name', '192.0.2.43');
+      await retryAfter(a1.assertAllowed({ account: 'shared-name', ip: '192.0.2.42' }));
+      await b.assertAllowed({ account: 'shared-name', ip: '192.0.2.42' });
+      for (const prefix of prefixes) {
+        const keys: string[] = [];
+        for await (const batch of admin.scanStream({ match: `${prefix}:rl:*` })) keys.push(...(batch as string[]));
+        assert.ok(keys.length > 0, `${prefix} has keys`);
+      }
+    });
   });
 }
 

@@ -96,3 +96,11 @@ test('WEB_CONCURRENCY > 1 needs PostgreSQL and shared limits: PGlite is one proc
   assert.equal(loadConfig({ WEB_CONCURRENCY: '2', DATABASE_URL: 'postgres://db/x', REDIS_URL: 'redis://r:6379' }).webConcurrency, 2);
   assert.throws(() => loadConfig({ WEB_CONCURRENCY: '0' }), /WEB_CONCURRENCY/);
 });
+
+test('REDIS_KEY_PREFIX: default twofold; a colon, a glob character, an empty word or over 64 characters are refused', () => {
+  assert.equal(loadConfig({}).redisKeyPrefix, 'twofold');
+  assert.equal(loadConfig({ REDIS_KEY_PREFIX: 'billing-prod.eu_1' }).redisKeyPrefix, 'billing-prod.eu_1');
+  for (const bad of ['a:b', 'tw*', 'a b', 'x'.repeat(65), '[ab]']) {
+    assert.throws(() => loadConfig({ REDIS_KEY_PREFIX: bad }), (e: unknown) => e instanceof ConfigError && /REDIS_KEY_PREFIX/.test(e.message), bad);
+  }
+});
