@@ -7,7 +7,7 @@ import { isIP } from 'node:net';
 import { buildApp } from './app.ts';
 import { trackInFlight } from './http/in-flight.ts';
 import { createMetrics } from './http/metrics.ts';
-import { buildMetricsApp } from './http/routes/metrics.ts';
+import { buildMetricsApp, openMetricsWarning } from './http/routes/metrics.ts';
 import { systemClock } from './clock.ts';
 import type { Config } from './config.ts';
 import type { Deps } from './deps.ts';
@@ -46,6 +46,8 @@ export async function runInstance(config: Config, logger: Logger): Promise<void>
   const devMailbox = config.devMailbox;
   const smtpWarning = noSmtpWarning(config);
   if (smtpWarning) logger.warn(smtpWarning);
+  const metricsWarning = openMetricsWarning(config);
+  if (metricsWarning) logger.warn(metricsWarning);
   // nodemailer is loaded only when mail really goes out over SMTP.
   const mailTransport = config.smtpUrl ? (await import('./mail/smtp-transport.ts')).createSmtpTransport(config) : createDevMailboxTransport(logger);
   let deps: Deps;

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConfigError, loadConfig } from '../../src/config.ts';
 import { noSmtpWarning } from '../../src/mail/dev-mailbox.ts';
+import { openMetricsWarning } from '../../src/http/routes/metrics.ts';
 
 const PROD = { TOTP_ENCRYPTION_KEY: 'k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=', JWT_PRIVATE_KEY_FILE: '/k.pem', TOKEN_HASH_KEY: 'x', SMTP_URL: 'smtp://mail:25' };
 
@@ -75,4 +76,13 @@ test('a start without SMTP says where the mail goes, and that the mailbox is on 
     assert.match(noSmtpWarning(loadConfig({ HOST: host, PUBLIC_URL: 'http://localhost:8000' }))!, /listens beyond this machine: anyone who can reach the port can read every reset link/, host);
   }
   assert.match(noSmtpWarning(loadConfig({ PUBLIC_URL: 'https://auth.example.com' }))!, /development mailbox is off/);
+});
+
+test('a production start that serves /metrics to anyone on the public port warns; a token, a port or a development instance does not', () => {
+  const open = openMetricsWarning(loadConfig({ NODE_ENV: 'production', ...PROD }));
+  assert.match(open ?? '', /METRICS_TOKEN/);
+  assert.match(open ?? '', /METRICS_PORT/);
+  assert.equal(openMetricsWarning(loadConfig({ NODE_ENV: 'production', ...PROD, METRICS_TOKEN: 'a-metrics-token-of-some-length' })), undefined);
+  assert.equal(openMetricsWarning(loadConfig({ NODE_ENV: 'production', ...PROD, METRICS_PORT: '9100' })), undefined);
+  assert.equal(openMetricsWarning(loadConfig({ NODE_ENV: 'development' })), undefined);
 });

@@ -37,6 +37,15 @@ export async function metricsRoutes(app: FastifyInstance, { config, metrics }: {
   });
 }
 
+/**
+ * The start-up warning of a production instance that serves /metrics to anyone who reaches its
+ * public port: per-route counts reveal traffic, routes and error rates (failed logins included).
+ */
+export function openMetricsWarning(config: Pick<Config, 'env' | 'metricsToken' | 'metricsPort'>): string | undefined {
+  if (config.env !== 'production' || config.metricsToken !== undefined || config.metricsPort !== undefined) return undefined;
+  return '/metrics is open on the public port to anyone who can reach it: set METRICS_TOKEN (scrapers send it as Bearer token) or METRICS_PORT (a listener you keep inside your network)';
+}
+
 /** The separate listener of METRICS_PORT: /metrics and nothing else. */
 export async function buildMetricsApp(config: Config, metrics: Metrics, logger: FastifyBaseLogger): Promise<FastifyInstance> {
   const app = Fastify({ loggerInstance: logger });
