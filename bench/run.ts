@@ -346,7 +346,9 @@ async function main(): Promise<void> {
       ? await pool(Array.from({ length: infoConnections }, (_, i) => `bu_${tag}_${i}`), 8, async (username) => {
         const r = await post(base, '/api/v1/user', { username, email: `${username}@example.com`, password1: PASSWORD, password2: PASSWORD });
         if (r.status !== 201) throw new Error(`sign-up failed: ${JSON.stringify(r.json)}`);
-        return (await post(base, '/api/v1/auth-jwt/login', { username, password: PASSWORD })).json.access_token as string;
+        const loggedIn = await post(base, '/api/v1/auth-jwt/login', { username, password: PASSWORD });
+        if (loggedIn.status !== 200) throw new Error(`login failed: ${JSON.stringify(loggedIn.json)}`);
+        return loggedIn.json.access_token as string;
       })
       : [];
     const connections = 32;

@@ -33,9 +33,8 @@ export async function refreshSession(deps: Deps, token: string, client: ClientIn
   const newJti = newId();
   const expiresAt = new Date(now.getTime() + deps.config.refreshTokenTtlSeconds * 1000);
   // The common case in one statement: the token is current and its user active.
-  const rotated = await rotate(deps.db, sid, jti, newJti, now, expiresAt);
+  const rotated = await rotate(deps.db, sid, sub, jti, newJti, now, expiresAt);
   if (rotated) {
-    if (rotated.user_id !== sub) throw new AppError('invalid_token');
     return signTokenPair(deps, { id: rotated.user_id, username: rotated.username, roles: rotated.roles }, rotated, newJti);
   }
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { AddressInfo } from 'node:net';
 import { decodeJwt } from 'jose';
-import type { Database, Queryable } from '../../src/db/database.ts';
+import type { Database } from '../../src/db/database.ts';
 import { readLiveSessionUser, readUserInfoForSession } from '../../src/db/repositories/session-reads.ts';
 import { bearer, createUser, describeWithApp, loginTokens, type TestUser } from '../helpers/app.ts';
 
@@ -96,7 +96,7 @@ describeWithApp('batched session checks', (suite) => {
     const { app, clock, deps } = await suite.build(t);
     const user = await createUser(app);
     const sid = decodeJwt((await loginTokens(app, user)).access_token).sid as string;
-    const db: Queryable = deps.db;
+    const db = deps.db;
     const now = clock();
     const [bad, live, info, upper] = await Promise.all([
       readLiveSessionUser(db, "x' OR 1=1 --", now),
@@ -115,5 +115,49 @@ describeWithApp('batched session checks', (suite) => {
     ]);
     assert.equal(atExpiry, undefined, 'a session is over at its expiry');
     assert.equal(justBefore?.user_id, user.uuid);
+  });
+
+  test('250 simultaneous lookups go out as batches of at most 100, each caller gets its own row', async (t) => {
+    const { app, clock } = await suite.build(t);
+    const { db, checks } = counting(suite.db());
+    const users: TestUser[] = [];
+    for (let i = 0; i < 5; i++) users.push(await createUser(app));
+    const sids = await Promise.all(users.map(async (u) => decodeJwt((await loginTokens(app, u)).access_token).sid as string));
+    const now = clock();
+    const rows = await Promise.all(Array.from({ length: 250 }, (_v, k) => readLiveSessionUser(db, sids[k % 5]!, now)));
+    rows.forEach((row, k) => assert.equal(row?.user_id, users[k % 5]!.uuid, `lookup ${k}`));
+    assert.equal(checks(), 3);
+  });
+
+  test('a database failure during a batch answers each of its requests with a problem, and the next batch works', async (t) => {
+    let failNext = false;
+    const real = suite.db();
+    const db: Database = { ...counting(real).db, query: (sql, params) => {
+      if (failNext && sql.includes('s.id = ANY($1::uuid[])')) {
+        failNext = false;
+        return Promise.reject(new Error('connection lost (test)'));
+      }
+      return real.query(sql, params);
+    } };
+    const { app } = await suite.build(t, { db });
+    const users: TestUser[] = [];
+    for (let i = 0; i < 5; i++) users.push(await createUser(app));
+    const tokens = await Promise.all(users.map((u) => loginTokens(app, u)));
+    const burst = () => Promise.all(tokens.flatMap((tk) => [0, 1].map(() => app.inject({ method: 'GET', url: '/api/v1/auth-jwt/user-info', headers: bearer(tk.access_token) }))));
+    await burst();
+    failNext = true;
+    const failed = await burst();
+    assert.equal(failNext, false, 'the failing statement ran');
+    const statuses = failed.map((r) => r.statusCode);
+    assert.ok(statuses.some((s) => s === 500), statuses.join(','));
+    for (const r of failed) {
+      if (r.statusCode === 200) continue;
+      assert.equal(r.statusCode, 500);
+      assert.equal(r.headers['content-type'], 'application/problem+json; charset=utf-8');
+      assert.equal(r.json().code, 'internal_error');
+      assert.doesNotMatch(r.body, /connection lost|ANY|SELECT/);
+    }
+    const after = await burst();
+    assert.ok(after.every((r) => r.statusCode === 200), 'the next burst is answered');
   });
 });

@@ -155,6 +155,24 @@ describeWithApp('sessions', (suite) => {
     assert.equal(again.statusCode, 200, 'the refused refresh did not spend the token');
     assert.equal(await currentJti(), decodeJwt(again.json().refresh_token).jti);
   });
+
+  test('a refresh token naming another user\'s session rotates nothing of it', async (t) => {
+    const ta = await suite.build(t);
+    const [victim, other] = [await createUser(ta.app), await createUser(ta.app)];
+    const tokens = await loginTokens(ta.app, victim);
+    const claims = decodeJwt(tokens.refresh_token);
+    // Signed with the service's own key (as only a key holder could): the victim's sid and current
+    // jti under another subject.
+    const iat = Math.floor(ta.clock().getTime() / 1000);
+    const forged = await ta.deps.keys.sign('refresh', { sub: other.uuid, iat, exp: iat + 600, jti: claims.jti, sid: claims.sid });
+    const refused = await ta.app.inject({ method: 'POST', url: '/api/v1/auth-jwt/refresh', payload: { refresh_token: forged } });
+    assert.equal(refused.statusCode, 401);
+    assert.equal(refused.json().access_token, undefined);
+    const row = (await ta.deps.db.query<{ current_jti: string; revoked_at: Date | null }>('SELECT current_jti, revoked_at FROM sessions WHERE id = $1', [claims.sid])).rows[0]!;
+    assert.equal(row.current_jti, claims.jti, 'the victim\'s refresh token was not spent');
+    assert.equal(row.revoked_at, null);
+    assert.equal((await ta.app.inject({ method: 'POST', url: '/api/v1/auth-jwt/refresh', payload: { refresh_token: tokens.refresh_token } })).statusCode, 200);
+  });
 });
 
 describeWithApp('token introspection (RFC 7662)', (suite) => {

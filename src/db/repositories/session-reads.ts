@@ -7,17 +7,19 @@
  *
  * Nothing is answered from an earlier read: a batch's statement starts after every request in it has
  * arrived, so a session revoked before a request arrived is seen revoked by that request. Each caller
- * checks expiry against its own clock. Only the database itself is batched, never an open transaction
- * (those use findLiveSessionUser in sessions.ts).
+ * checks expiry against its own clock. Only the database itself is batched (the type says so), never
+ * an open transaction (those use findLiveSessionUser in sessions.ts).
  *
  * DataLoader (graphql/dataloader) does the batching, with its cache off.
  */
 import DataLoader from 'dataloader';
-import type { Queryable } from '../database.ts';
+import type { Database } from '../database.ts';
 import type { UserWithFactors } from './users.ts';
 
 /** The most sessions one statement asks for; more simultaneous lookups make several batches. */
 const MAX_BATCH = 100;
+/** Node's own setImmediate, taken at load: a test that mocks timers must not stall every authenticated request. */
+const flushLater = setImmediate;
 /** Session ids are UUIDs we issued; anything else cannot match and must not fail a batch's cast. */
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -47,9 +49,9 @@ const INFO_SQL = `SELECT u.*, s.id AS session_id, s.expires_at AS session_expire
 
 type Loader<Row> = DataLoader<string, (Row & SessionFields) | undefined>;
 
-const loaders = new WeakMap<Queryable, { live: Loader<LiveSessionUser>; info: Loader<UserWithFactors> }>();
+const loaders = new WeakMap<Database, { live: Loader<LiveSessionUser>; info: Loader<UserWithFactors> }>();
 
-function loader<Row>(db: Queryable, sql: string): Loader<Row> {
+function loader<Row>(db: Database, sql: string): Loader<Row> {
   return new DataLoader<string, (Row & SessionFields) | undefined>(async (ids) => {
     const wanted = [...new Set(ids.filter((id) => UUID.test(id)).map((id) => id.toLowerCase()))];
     const found = new Map<string, Row & SessionFields>();
@@ -57,10 +59,10 @@ function loader<Row>(db: Queryable, sql: string): Loader<Row> {
       for (const row of (await db.query<Row & SessionFields>(sql, [wanted])).rows) found.set(row.session_id, row);
     }
     return ids.map((id) => found.get(id.toLowerCase()));
-  }, { cache: false, maxBatchSize: MAX_BATCH, batchScheduleFn: (flush) => setImmediate(flush) });
+  }, { cache: false, maxBatchSize: MAX_BATCH, batchScheduleFn: (flush) => flushLater(flush) });
 }
 
-function loadersOf(db: Queryable) {
+function loadersOf(db: Database) {
   let l = loaders.get(db);
   if (!l) {
     l = { live: loader<LiveSessionUser>(db, LIVE_SQL), info: loader<UserWithFactors>(db, INFO_SQL) };
@@ -74,7 +76,7 @@ function liveAt<Row>(row: (Row & SessionFields) | undefined, now: Date): (Row & 
 }
 
 /** The user of a live session (not revoked, not expired at `now`); undefined when it has ended. */
-export async function readLiveSessionUser(db: Queryable, sessionId: string, now: Date): Promise<LiveSessionUser | undefined> {
+export async function readLiveSessionUser(db: Database, sessionId: string, now: Date): Promise<LiveSessionUser | undefined> {
   return liveAt(await loadersOf(db).live.load(sessionId), now);
 }
 
@@ -82,6 +84,6 @@ export async function readLiveSessionUser(db: Queryable, sessionId: string, now:
  * The profile and factor state of the user of a live session: user-info's one read, which is also its
  * session check. Undefined when the session has ended.
  */
-export async function readUserInfoForSession(db: Queryable, sessionId: string, now: Date): Promise<UserWithFactors | undefined> {
+export async function readUserInfoForSession(db: Database, sessionId: string, now: Date): Promise<UserWithFactors | undefined> {
   return liveAt(await loadersOf(db).info.load(sessionId), now);
 }

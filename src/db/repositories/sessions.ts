@@ -58,16 +58,17 @@ export async function findLiveSessionUser(tx: Queryable, sessionId: string, now:
 export type RotatedSession = SessionRow & { username: string; roles: string[] };
 
 /**
- * Rotates `jti` → `newJti` only if `jti` is still the current one of a live session whose user is
- * active; returns the session with the user's name and roles (one round trip for a refresh).
+ * Rotates `jti` → `newJti` only if `jti` is still the current one of a live session of `userId` (the
+ * token's subject), and that user is active; returns the session with the user's name and roles (one round trip for a refresh).
  */
-export async function rotate(tx: Queryable, sessionId: string, jti: string, newJti: string, now: Date, expiresAt: Date): Promise<RotatedSession | undefined> {
+export async function rotate(tx: Queryable, sessionId: string, userId: string, jti: string, newJti: string, now: Date, expiresAt: Date): Promise<RotatedSession | undefined> {
   const r = await tx.query<RotatedSession>(
     `UPDATE sessions s SET previous_jti = s.current_jti, current_jti = $3, rotated_at = $4, last_used_at = $4, expires_at = $5
      FROM users u
-     WHERE s.id = $1 AND s.current_jti = $2 AND s.revoked_at IS NULL AND s.expires_at > $4 AND u.id = s.user_id AND u.is_active
+     WHERE s.id = $1 AND s.user_id = $6 AND s.current_jti = $2 AND s.revoked_at IS NULL AND s.expires_at > $4
+       AND u.id = s.user_id AND u.is_active
      RETURNING s.*, u.username, u.roles`,
-    [sessionId, jti, newJti, now, expiresAt],
+    [sessionId, jti, newJti, now, expiresAt, userId],
   );
   return r.rows[0];
 }
