@@ -6,6 +6,7 @@
  */
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
 import type { Deps } from '../deps.ts';
+import { findBadInput } from '../bad-input.ts';
 import {
   consumePayload, deleteByGrantId, deletePayload, findPayload, findPayloadBy, upsertPayload, type OidcPayloadRow,
 } from '../db/repositories/oidc/payloads.ts';
@@ -40,6 +41,9 @@ export function createAdapterClass(deps: Deps) {
     }
 
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
+      // A NUL or lone surrogate from a request parameter (a form body's `state`, say) cannot be stored
+      // in jsonb: the client's mistake, not a server error.
+      if (findBadInput(payload) !== undefined) throw new errors.InvalidRequest('a parameter contains a NUL character or an unpaired UTF-16 surrogate');
       const p = payload as AdapterPayload & { accountId?: string; clientId?: string };
       await upsertPayload(deps.db, {
         kind: this.kind,
@@ -57,15 +61,18 @@ export function createAdapterClass(deps: Deps) {
     }
 
     async find(id: string): Promise<AdapterPayload | undefined> {
-      if (this.kind === 'Client') return findRegisteredClient(deps, id);
+      // Ids come from requests (a client_id in a form body); one PostgreSQL cannot store names nothing.
+      if (this.kind === 'Client') return findBadInput(id) === undefined ? findRegisteredClient(deps, id) : undefined;
       return toPayload(this.kind, await findPayload(deps.db, this.kind, digest(id), new Date()));
     }
 
     async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
+      if (findBadInput(userCode) !== undefined) return undefined;
       return toPayload(this.kind, await findPayloadBy(deps.db, this.kind, 'user_code', userCode, new Date()));
     }
 
     async findByUid(uid: string): Promise<AdapterPayload | undefined> {
+      if (findBadInput(uid) !== undefined) return undefined;
       return toPayload(this.kind, await findPayloadBy(deps.db, this.kind, 'uid', uid, new Date()));
     }
 

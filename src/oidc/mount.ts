@@ -7,6 +7,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { decodeJwt } from 'jose';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Deps } from '../deps.ts';
+import { AppError } from '../errors.ts';
+import { findBadInput } from '../bad-input.ts';
 import { ACCESS_COOKIE, REFRESH_COOKIE, REFRESH_COOKIE_PATH } from '../http/cookies.ts';
 import { upsertLink } from '../db/repositories/oidc/links.ts';
 import { endLinkedSession } from '../services/oidc/logout.ts';
@@ -75,6 +77,9 @@ export async function installOidc(app: FastifyInstance, deps: Deps): Promise<voi
     const { provider, signingKey } = await createProvider(deps, fileClients);
     provider.use(sessionGlue(deps));
     provider.on('server_error', (_ctx, err) => deps.logger.error({ err }, 'oidc server error'));
+    // Errors after the engine's own handler (a session saved on the way out) reach Koa's: logged here
+    // instead of Koa printing them to stderr.
+    provider.app.on('error', (err: unknown) => deps.logger.error({ err }, 'oidc request failed after its answer was chosen'));
     provider.on('backchannel.error', (_ctx, err, client) => deps.logger.warn({ err, clientId: client.clientId }, 'oidc back-channel logout failed'));
     return { provider, signingKey, callback: provider.callback() };
   });
@@ -84,6 +89,10 @@ export async function installOidc(app: FastifyInstance, deps: Deps): Promise<voi
   const publicUrl = new URL(deps.config.publicUrl);
   // onRequest, before Fastify reads the body: the engine parses its own requests.
   const hand = async (request: FastifyRequest, reply: FastifyReply) => {
+    // The app's input guard runs at preValidation, which a request handed over here never reaches:
+    // the same rule for the query (bodies are the engine's; the adapter refuses what it cannot store).
+    const problem = findBadInput(request.query);
+    if (problem) throw new AppError('malformed_request', { detail: `The request query ${problem}.` });
     // The engine builds endpoint URLs from the request; they must always be PUBLIC_URL's, whatever
     // Host a client sent. The client address is the one Fastify worked out (TRUST_PROXY).
     request.raw.headers['x-forwarded-proto'] = publicUrl.protocol.slice(0, -1);

@@ -88,16 +88,17 @@ describeWithApp('admin mail status and audit retention', (suite) => {
     const recent = (await adminCall(ta, 'GET', `/api/v1/admin/audit?user=${user.uuid}&type=admin.action&since=${since}`)).json();
     assert.deepEqual(recent.events.map((e: { data: { ageDays: number } }) => e.data.ageDays), [1]);
     assert.deepEqual((await adminCall(ta, 'GET', '/api/v1/admin/audit?user=nobody_at_all')).json().events, []);
-    // Values JavaScript takes and PostgreSQL refuses (a bigint past its range, year 0) are 422s, not failed queries.
+    // Values JavaScript takes and PostgreSQL refuses (a bigint past its range, year 0, an offset that
+    // moves the instant into year 0 or 10000) are 422s, not failed queries.
     const cursor = (v: unknown) => `cursor=${Buffer.from(JSON.stringify(v)).toString('base64url')}`;
-    for (const qs of ['since=yesterday', 'type=DROP%20TABLE', 'limit=500', 'cursor=eyJiIjoieCJ9', 'since=0000-12-31T23:59:59Z', cursor({ b: '9223372036854775808' }), cursor({ b: '9999999999999999999' })]) {
+    for (const qs of ['since=yesterday', 'type=DROP%20TABLE', 'limit=500', 'cursor=eyJiIjoieCJ9', 'since=0000-12-31T23:59:59Z', 'since=0001-01-01T00:00:00%2B00:01', 'since=9999-12-31T23:59:59-00:01', cursor({ b: '9223372036854775808' }), cursor({ b: '9999999999999999999' })]) {
       const bad = await adminCall(ta, 'GET', `/api/v1/admin/audit?${qs}`);
       assert.equal(bad.statusCode, 422, qs);
       assert.equal(bad.json().code, 'validation_failed', qs);
     }
     assert.equal((await adminCall(ta, 'GET', `/api/v1/admin/audit?${cursor({ b: '9223372036854775807' })}`)).statusCode, 200);
     const id = '00000000-0000-4000-8000-000000000000';
-    for (const c of [{ t: '0000-01-01T00:00:00Z', i: id }, { t: '-271821-04-20T00:00:00Z', i: id }, { t: new Date().toISOString(), i: '-'.repeat(36) }]) {
+    for (const c of [{ t: '0000-01-01T00:00:00Z', i: id }, { t: '0001-01-01T00:00:00+00:01', i: id }, { t: '-271821-04-20T00:00:00Z', i: id }, { t: new Date().toISOString(), i: '-'.repeat(36) }]) {
       const bad = await adminCall(ta, 'GET', `/api/v1/admin/outbox?${cursor(c)}`);
       assert.equal(bad.statusCode, 422, JSON.stringify(c));
     }

@@ -23,13 +23,16 @@ export function isBigintId(v: unknown): v is string {
 }
 
 /**
- * An ISO 8601 time (from `YYYY-MM-DD`) in years 1–9999: JavaScript accepts years 0 and below and
+ * An ISO 8601 time (from `YYYY-MM-DD`) whose instant is in years 1–9999 (UTC): JavaScript accepts years 0 and below and
  * PostgreSQL does not take them as timestamptz parameters. Undefined for anything else.
  */
 export function parseIsoTime(v: unknown): Date | undefined {
   if (typeof v !== 'string' || !/^\d{4}-\d{2}-\d{2}/.test(v) || v.startsWith('0000')) return undefined;
   const at = new Date(v);
-  return Number.isNaN(at.getTime()) ? undefined : at;
+  if (Number.isNaN(at.getTime())) return undefined;
+  // The instant too: an offset moves 0001-01-01T00:00+00:01 into year 0, 9999-12-31T23:59-00:01 into 10000.
+  const year = at.getUTCFullYear();
+  return year >= 1 && year <= 9999 ? at : undefined;
 }
 
 /** Encodes a cursor; clients pass it back unchanged. */

@@ -1,0 +1,54 @@
+/**
+ * NUL characters and lone surrogates in OpenID requests: PostgreSQL stores neither in text or jsonb,
+ * so they reached the database as a failed statement (500). The OpenID routes are handed to the engine
+ * before the app's input guard runs; the query is checked there too, and the adapter refuses what the
+ * engine parsed from a body itself.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { describeWithApp } from '../helpers/app.ts';
+import { ADMIN_ENV, adminCall } from '../helpers/admin.ts';
+
+const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
+const AUTH = '/oidc/auth?client_id=wiki&response_type=code&scope=openid&redirect_uri=https%3A%2F%2Frp.example.com%2Fcb';
+
+describeWithApp('OpenID requests with a NUL or a lone surrogate', (suite) => {
+  test('are refused with a 4xx, never a 500', async (t) => {
+    const ta = await suite.build(t, { env: ADMIN_ENV });
+    const created = await adminCall(ta, 'POST', '/api/v1/admin/oidc-clients', { client_id: 'wiki', redirect_uris: ['https://rp.example.com/cb'] });
+    assert.equal(created.statusCode, 201, created.body);
+    const secret = created.json().client_secret as string;
+    const client = `client_id=wiki&client_secret=${encodeURIComponent(secret)}`;
+
+    // In the query: the app's own problem, as for every other route.
+    for (const url of ['/oidc/auth?client_id=%00', `${AUTH}&state=%00`, `${AUTH}&nonce=x%00`, `${AUTH}&login_hint=a%00b`, '/oidc/session/end?state=%00']) {
+      const res = await ta.app.inject({ method: 'GET', url });
+      assert.equal(res.statusCode, 400, url);
+      assert.equal(res.json().code, 'malformed_request', url);
+    }
+    // In a body, which the engine parses itself: its own OAuth errors.
+    const bodies: Array<[string, string]> = [
+      ['/oidc/token', 'grant_type=client_credentials&client_id=%00'],
+      ['/oidc/token/introspection', 'client_id=%00&token=x'],
+      ['/oidc/token/revocation', 'client_id=%00&token=x'],
+      ['/oidc/session/end', 'state=%00'],
+    ];
+    for (const [url, payload] of bodies) {
+      const res = await ta.app.inject({ method: 'POST', url, headers: FORM, payload });
+      assert.ok(res.statusCode >= 400 && res.statusCode < 500, `${url}: ${res.statusCode} ${res.body.slice(0, 200)}`);
+      assert.doesNotMatch(res.body, /SELECT|PGlite|invalid byte sequence|unsupported Unicode|\.ts:/, url);
+    }
+    // Through a pushed request: stored as the client sent it, and expanded at /oidc/auth.
+    const pushed = await ta.app.inject({ method: 'POST', url: '/oidc/request', headers: FORM, payload: `${client}&response_type=code&scope=openid&redirect_uri=https%3A%2F%2Frp.example.com%2Fcb&state=%00` });
+    if (pushed.statusCode === 201) {
+      const expanded = await ta.app.inject({ method: 'GET', url: `/oidc/auth?client_id=wiki&request_uri=${encodeURIComponent(pushed.json().request_uri)}` });
+      assert.ok(expanded.statusCode < 500, `expanded: ${expanded.statusCode} ${expanded.body.slice(0, 200)}`);
+      assert.doesNotMatch(expanded.body, /SELECT|PGlite|invalid byte sequence|unsupported Unicode|\.ts:/);
+    } else {
+      assert.ok(pushed.statusCode >= 400 && pushed.statusCode < 500, `pushed: ${pushed.statusCode}`);
+    }
+    // The same requests without the bad character still work.
+    const ok = await ta.app.inject({ method: 'POST', url: '/oidc/request', headers: FORM, payload: `${client}&response_type=code&scope=openid&redirect_uri=https%3A%2F%2Frp.example.com%2Fcb&state=fine` });
+    assert.equal(ok.statusCode, 201, ok.body);
+  });
+});
