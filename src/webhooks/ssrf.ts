@@ -113,11 +113,22 @@ export function guardedLookup(allowPrivate: boolean) {
   };
 }
 
-/** Resolves `hostname` and returns why it must not be a target, if it must not (registration check; unresolvable names pass, delivery checks again). */
-export async function refuseResolvedHost(hostname: string, allowPrivate: boolean): Promise<string | undefined> {
+/** How long registration waits for DNS before letting the name pass (a resolver can take its own 5 s and more). */
+export const REGISTRATION_LOOKUP_TIMEOUT_MS = 2000;
+
+type AllLookup = (hostname: string, options: LookupAllOptions, callback: (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void) => void;
+
+/**
+ * Resolves `hostname` and returns why it must not be a target, if it must not. A registration check:
+ * names that do not resolve, or not within `timeoutMs`, pass — every delivery checks the addresses it
+ * connects to (guardedLookup).
+ */
+export async function refuseResolvedHost(hostname: string, allowPrivate: boolean, lookup: AllLookup = dnsLookup, timeoutMs = REGISTRATION_LOOKUP_TIMEOUT_MS): Promise<string | undefined> {
   if (allowPrivate || isIP(hostname.replace(/^\[|\]$/g, ''))) return undefined;
   return new Promise((resolve) => {
-    dnsLookup(hostname, { all: true }, (err, addresses) => {
+    const timer = setTimeout(() => resolve(undefined), timeoutMs);
+    lookup(hostname, { all: true }, (err, addresses) => {
+      clearTimeout(timer);
       if (err) return resolve(undefined);
       const bad = addresses.find((a) => !isPublicAddress(a.address));
       resolve(bad ? `${hostname} resolves to ${bad.address}, a private, loopback, link-local or reserved address` : undefined);

@@ -156,6 +156,21 @@ describeWithApp('sessions', (suite) => {
     assert.equal(await currentJti(), decodeJwt(again.json().refresh_token).jti);
   });
 
+  test('an inactive user replaying a rotated refresh token gets account_inactive, as before the one-statement rotation', async (t) => {
+    const ta = await suite.build(t);
+    const user = await createUser(ta.app);
+    const first = await loginTokens(ta.app, user);
+    const rotated = await ta.app.inject({ method: 'POST', url: '/api/v1/auth-jwt/refresh', payload: { refresh_token: first.refresh_token } });
+    assert.equal(rotated.statusCode, 200);
+    ta.clock.advance(ta.deps.config.refreshReuseGraceSeconds + 1);
+    await ta.deps.db.query('UPDATE users SET is_active = false WHERE id = $1', [user.uuid]);
+    const replay = await ta.app.inject({ method: 'POST', url: '/api/v1/auth-jwt/refresh', payload: { refresh_token: first.refresh_token } });
+    assert.equal(replay.statusCode, 403);
+    assert.equal(replay.json().code, 'account_inactive');
+    const row = (await ta.deps.db.query<{ current_jti: string }>('SELECT current_jti FROM sessions WHERE id = $1', [decodeJwt(first.refresh_token).sid])).rows[0]!;
+    assert.equal(row.current_jti, decodeJwt(rotated.json().refresh_token).jti, 'nothing rotated');
+  });
+
   test('a refresh token naming another user\'s session rotates nothing of it', async (t) => {
     const ta = await suite.build(t);
     const [victim, other] = [await createUser(ta.app), await createUser(ta.app)];

@@ -1,7 +1,7 @@
 /** The SSRF guard's address rules (issue 10): only public unicast addresses are webhook targets. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { guardedLookup, isPublicAddress, refuseHost } from '../../src/webhooks/ssrf.ts';
+import { guardedLookup, isPublicAddress, refuseHost, refuseResolvedHost } from '../../src/webhooks/ssrf.ts';
 
 test('private, loopback, link-local and reserved addresses are not public, in every spelling', () => {
   for (const a of [
@@ -35,4 +35,11 @@ test('guardedLookup refuses a name whose DNS answer is loopback, and passes it t
   const allowed = await new Promise<{ err: Error | null; address: unknown }>((resolve) => guardedLookup(true)('localhost', { all: true }, (err, address) => resolve({ err, address })));
   assert.equal(allowed.err, null);
   assert.ok(Array.isArray(allowed.address) && allowed.address.length > 0);
+});
+
+test('registration does not wait on a resolver that never answers; an answer in time still refuses a private address', { timeout: 5000 }, async () => {
+  const silent = () => undefined;
+  assert.equal(await refuseResolvedHost('hooks.example.com', false, silent, 20), undefined, 'passes on to the delivery-time check');
+  const privateAnswer = (_h: string, _o: unknown, cb: (err: null, a: Array<{ address: string; family: number }>) => void) => cb(null, [{ address: '10.0.0.5', family: 4 }]);
+  assert.match(await refuseResolvedHost('hooks.example.com', false, privateAnswer, 20) ?? '', /10\.0\.0\.5/);
 });
