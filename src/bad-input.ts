@@ -15,15 +15,18 @@ function badString(s: string): boolean {
   return s.includes('\u0000') || !(s as unknown as WellFormed).isWellFormed();
 }
 
-/** The first problem in `value`, or undefined. Iterative, so depth itself cannot overflow the stack. */
-export function findBadInput(value: unknown): string | undefined {
+/**
+ * The first problem in `value`, or undefined. Iterative, so depth itself cannot overflow the stack.
+ * `maxDepth`: Infinity checks only the strings (values an engine has already parsed and nests as it likes).
+ */
+export function findBadInput(value: unknown, maxDepth: number = MAX_JSON_DEPTH): string | undefined {
   const stack: Array<[unknown, number]> = [[value, 0]];
   while (stack.length) {
     const [v, depth] = stack.pop() as [unknown, number];
     if (typeof v === 'string') {
       if (badString(v)) return 'contains a NUL character or an unpaired UTF-16 surrogate';
     } else if (v !== null && typeof v === 'object') {
-      if (depth >= MAX_JSON_DEPTH) return `is nested deeper than ${MAX_JSON_DEPTH} levels`;
+      if (depth >= maxDepth) return `is nested deeper than ${maxDepth} levels`;
       for (const [k, child] of Object.entries(v)) {
         if (badString(k)) return 'contains a NUL character or an unpaired UTF-16 surrogate';
         stack.push([child, depth + 1]);

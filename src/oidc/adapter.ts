@@ -43,7 +43,9 @@ export function createAdapterClass(deps: Deps) {
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
       // A NUL or lone surrogate from a request parameter (a form body's `state`, say) cannot be stored
       // in jsonb: the client's mistake, not a server error.
-      if (findBadInput(payload) !== undefined) throw new errors.InvalidRequest('a parameter contains a NUL character or an unpaired UTF-16 surrogate');
+      // Strings only: the engine nests what it parsed (a `claims` request) as deep as it allows.
+      const problem = findBadInput(payload, Infinity);
+      if (problem !== undefined) throw new errors.InvalidRequest(`a parameter ${problem}`);
       const p = payload as AdapterPayload & { accountId?: string; clientId?: string };
       await upsertPayload(deps.db, {
         kind: this.kind,

@@ -77,9 +77,13 @@ export async function installOidc(app: FastifyInstance, deps: Deps): Promise<voi
     const { provider, signingKey } = await createProvider(deps, fileClients);
     provider.use(sessionGlue(deps));
     provider.on('server_error', (_ctx, err) => deps.logger.error({ err }, 'oidc server error'));
-    // Errors after the engine's own handler (a session saved on the way out) reach Koa's: logged here
-    // instead of Koa printing them to stderr.
-    provider.app.on('error', (err: unknown) => deps.logger.error({ err }, 'oidc request failed after its answer was chosen'));
+    // Errors after the engine's own handler (a session saved on the way out) reach Koa's (the provider
+    // is the Koa application): logged here instead of printed to stderr. Client errors (`expose`, as a
+    // refused parameter) and 404s are the client's, as Koa's own handler treats them.
+    (provider as unknown as NodeJS.EventEmitter).on('error', (err: { expose?: boolean; status?: number }) => {
+      if (err.expose || err.status === 404) deps.logger.debug({ err }, 'oidc request refused after its answer was chosen');
+      else deps.logger.error({ err }, 'oidc request failed after its answer was chosen');
+    });
     provider.on('backchannel.error', (_ctx, err, client) => deps.logger.warn({ err, clientId: client.clientId }, 'oidc back-channel logout failed'));
     return { provider, signingKey, callback: provider.callback() };
   });

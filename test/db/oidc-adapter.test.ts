@@ -26,6 +26,20 @@ describeWithApp('oidc adapter', (suite) => {
     assert.equal(await grants.find('grant-id-1'), undefined);
   });
 
+  test('a payload with a NUL is refused as invalid_request and stores nothing; deep nesting (a claims request) is stored', async (t) => {
+    const { deps } = await suite.build(t);
+    const Adapter = createAdapterClass(deps);
+    const codes = new Adapter('ClientCredentials');
+    await assert.rejects(codes.upsert('nul', { kind: 'ClientCredentials', jti: 'nul', state: 'a\u0000b' } as never, 60), (e: { error?: string }) => e.error === 'invalid_request');
+    assert.equal(await codes.find('nul'), undefined);
+    let claims: Record<string, unknown> = { essential: true };
+    for (let i = 0; i < 40; i++) claims = { [`level${i}`]: claims };
+    await codes.upsert('deep', { kind: 'ClientCredentials', jti: 'deep', claims } as never, 60);
+    assert.deepEqual((await codes.find('deep'))?.claims, claims);
+    assert.equal(await new Adapter('Client').find('wiki\u0000'), undefined, 'an id PostgreSQL cannot store names no client');
+    assert.equal(await new Adapter('Interaction').findByUid('x\u0000'), undefined);
+  });
+
   test('of 20 concurrent consumes of one code exactly one succeeds; the others revoke the grant (invalid_grant)', async (t) => {
     const { deps } = await suite.build(t);
     const Adapter = createAdapterClass(deps);
