@@ -12,7 +12,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { Deps } from './deps.ts';
 import { installErrorHandling, sendProblem } from './http/problem.ts';
 import { AppError } from './errors.ts';
-import { guardInput } from './http/input-guard.ts';
+import { guardBodyInput, guardUrlInput } from './http/input-guard.ts';
 import { documentOperation } from './http/operation-ids.ts';
 import { noStoreForApi } from './http/no-store.ts';
 import { logRequest } from './http/request-log.ts';
@@ -99,7 +99,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
   // Every (auth) route authenticates before it reads a body: 401 comes before 415 and 422.
   app.addHook('onRoute', authBeforeBody);
   app.addHook('onRoute', documentOperation);
-  app.addHook('preValidation', guardInput);
+  app.addHook('preValidation', guardBodyInput);
   app.addHook('onResponse', logRequest);
   // Fastify parses text/plain by default; no endpoint takes it, so it must be 415 like any other stranger type.
   app.removeContentTypeParser('text/plain');
@@ -116,6 +116,8 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
     strictTransportSecurity: config.secureCookies ? { maxAge: 31536000, includeSubDomains: true } : false,
     crossOriginEmbedderPolicy: false,
   });
+  // After the security headers' hook, so that a refused query or path gets them too.
+  app.addHook('onRequest', guardUrlInput);
   if (config.trustedOrigins.length) {
     // Browser apps on TRUSTED_ORIGINS may call the API with credentials; no other origin may.
     await app.register(cors, { origin: [...config.trustedOrigins], credentials: true, methods: ['GET', 'POST', 'PATCH', 'DELETE'] });

@@ -41,9 +41,9 @@ export function createAdapterClass(deps: Deps) {
     }
 
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
-      // A NUL or lone surrogate from a request parameter (a form body's `state`, say) cannot be stored
-      // in jsonb: the client's mistake, not a server error.
-      // Strings only: the engine nests what it parsed (a `claims` request) as deep as it allows.
+      // A NUL or lone surrogate from a form body the engine parsed (a `state`, say) cannot be stored in
+      // jsonb: the client's mistake, not a server error. Strings only: the engine nests what it parsed
+      // (a `claims` request) as deep as it allows.
       const problem = findBadInput(payload, Infinity);
       if (problem !== undefined) throw new errors.InvalidRequest(`a parameter ${problem}`);
       const p = payload as AdapterPayload & { accountId?: string; clientId?: string };
@@ -63,7 +63,7 @@ export function createAdapterClass(deps: Deps) {
     }
 
     async find(id: string): Promise<AdapterPayload | undefined> {
-      // Ids come from requests (a client_id in a form body); one PostgreSQL cannot store names nothing.
+      // Ids come from requests (a client_id in a form body); one PostgreSQL cannot store matches no row.
       if (this.kind === 'Client') return findBadInput(id) === undefined ? findRegisteredClient(deps, id) : undefined;
       return toPayload(this.kind, await findPayload(deps.db, this.kind, digest(id), new Date()));
     }

@@ -7,8 +7,6 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { decodeJwt } from 'jose';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Deps } from '../deps.ts';
-import { AppError } from '../errors.ts';
-import { findBadInput } from '../bad-input.ts';
 import { ACCESS_COOKIE, REFRESH_COOKIE, REFRESH_COOKIE_PATH } from '../http/cookies.ts';
 import { upsertLink } from '../db/repositories/oidc/links.ts';
 import { endLinkedSession } from '../services/oidc/logout.ts';
@@ -93,10 +91,8 @@ export async function installOidc(app: FastifyInstance, deps: Deps): Promise<voi
   const publicUrl = new URL(deps.config.publicUrl);
   // onRequest, before Fastify reads the body: the engine parses its own requests.
   const hand = async (request: FastifyRequest, reply: FastifyReply) => {
-    // The app's input guard runs at preValidation, which a request handed over here never reaches:
-    // the same rule for the query (bodies are the engine's; the adapter refuses what it cannot store).
-    const problem = findBadInput(request.query);
-    if (problem) throw new AppError('malformed_request', { detail: `The request query ${problem}.` });
+    // The app's input guard has checked the query (onRequest); bodies are the engine's, and the adapter
+    // refuses what it cannot store.
     // The engine builds endpoint URLs from the request; they must always be PUBLIC_URL's, whatever
     // Host a client sent. The client address is the one Fastify worked out (TRUST_PROXY).
     request.raw.headers['x-forwarded-proto'] = publicUrl.protocol.slice(0, -1);

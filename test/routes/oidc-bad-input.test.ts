@@ -1,8 +1,8 @@
 /**
  * NUL characters and lone surrogates in OpenID requests: PostgreSQL stores neither in text or jsonb,
  * so they reached the database as a failed statement (500). The OpenID routes are handed to the engine
- * before the app's input guard runs; the query is checked there too, and the adapter refuses what the
- * engine parsed from a body itself.
+ * at onRequest, before a body is read: the app's guard checks every route's query and path at
+ * onRequest, and the adapter refuses what the engine parsed from a body itself.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -30,6 +30,7 @@ describeWithApp('OpenID requests with a NUL or a lone surrogate', (suite) => {
       const res = await ta.app.inject({ method: 'GET', url });
       assert.equal(res.statusCode, 400, url);
       assert.equal(res.json().code, 'malformed_request', url);
+      assert.ok(res.headers['content-security-policy'], `${url}: the security headers come with the refusal`);
     }
     // In a body, which the engine parses itself: its own OAuth errors.
     const bodies: Array<[string, string]> = [
