@@ -4,6 +4,7 @@
  * every other started child when the test file ends.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { after } from 'node:test';
 import { ROOT } from './root.ts';
 
@@ -22,6 +23,45 @@ export function stopService(child: ChildProcess, signal: NodeJS.Signals = 'SIGTE
       resolve();
     }
   });
+}
+
+/** Socket inodes listening on a TCP port (IPv4 and IPv6), from the kernel's tables. */
+function listeningInodes(port: number): Set<string> {
+  const inodes = new Set<string>();
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = '';
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // f[1] local address:port, f[3] state (0A = LISTEN), f[9] inode
+      if (f.length > 9 && f[3] === '0A' && f[1]!.endsWith(`:${hexPort}`)) inodes.add(f[9]!);
+    }
+  }
+  return inodes;
+}
+
+/** Whether a process of process group `pgid` (npm, its shell, node) holds the socket listening on `port`. */
+function listenedOnByGroup(pgid: number, port: number): boolean {
+  const inodes = listeningInodes(port);
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      // The fifth field of stat is the process group; the command name before it may hold spaces.
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]) !== pgid) continue;
+      for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (m && inodes.has(m[1]!)) return true;
+      }
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return false;
 }
 
 /** `npm start` with `env` (PORT required); resolves once /healthz answers. */
@@ -43,7 +83,8 @@ export async function startService(env: Record<string, string>): Promise<{ child
     if (child.exitCode !== null) throw new Error(`npm start exited early:\n${output}`);
     try {
       const res = await fetch(`${base}/healthz`);
-      if (res.ok) return { child, output: () => output };
+      // Only our child's answer counts: another test's server on the same port would answer too.
+      if (res.ok && listenedOnByGroup(child.pid!, Number(env.PORT))) return { child, output: () => output };
     } catch {
       // not listening yet
     }
