@@ -102,6 +102,10 @@ export async function confirmEmailOtp(deps: Deps, auth: AuthContext, code: strin
   const digest = await checkEmailCode(deps, user.id, ENABLE_PURPOSE, code.trim());
   if (digest === undefined) throw wrongCode();
   return deps.db.transaction(async (tx) => {
+    // The rule once more under the lock of factor changes: a factor confirmed since the read above
+    // (TOTP, a passkey) takes the same lock, so it is seen here or sees this one.
+    await lockFactorChanges(tx, user.id);
+    requireAal2IfProtected(auth, otherFactors(await loadFactorState(deps, user.id, tx), 'email'));
     if (!(await spendEmailCode(tx, user.id, ENABLE_PURPOSE, digest))) throw wrongCode();
     if (!(await enableEmailOtpFactor(tx, user.id, deps.clock()))) {
       throw new AppError('email_otp_already_enabled', { detail: 'E-mailed codes were turned on meanwhile.' });

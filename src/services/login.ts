@@ -21,7 +21,7 @@ import { AMR, createSession, passwordChangedDuringLogin, signTokenPair, type Aut
 import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import { checkMfaPasskey, spendMfaPasskey, type MfaPasskeyProof } from './passkeys/login.ts';
 import { passkeyError } from './passkeys/relying-party.ts';
-import { checkEmailCode, hasActiveFactor, loadFactorState, mfaMethods, spendEmailCode, useBackupCode, verifyTotpCode } from './second-factors.ts';
+import { checkEmailCode, hasActiveFactor, loadFactorState, mfaMethods, spendEmailCode, useBackupCode, verifyLoginTotpCode, verifyTotpCode } from './second-factors.ts';
 
 export interface PasswordLoginInput {
   username: string;
@@ -136,7 +136,7 @@ export async function loginWithPassword(deps: Deps, input: PasswordLoginInput, c
       // A pending secret is activated only for an account with no factor at all: a password alone
       // must never bind a new authenticator next to one the user already has.
       const offered = deps.config.mfaMethods.includes('totp');
-      const result = offered ? await verifyTotpCode(deps, deps.db, factors.totp, input.security_code.trim(), !hasActiveFactor(factors)) : null;
+      const result = offered ? await verifyLoginTotpCode(deps, user.id, factors, input.security_code.trim()) : null;
       if (!result) return fail('totp');
       return finishLogin(deps, user, { amr: [...AMR.totp], aal: 'aal2' }, client, attempt, result === 'activated');
     }

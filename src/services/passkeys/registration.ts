@@ -90,6 +90,9 @@ export async function finishPasskeyRegistration(deps: Deps, auth: AuthContext, c
     // The user row first (as issueBackupCodesIfNone does), so two registrations at once serialise
     // and the count below cannot be passed by several of them together.
     await lockBackupCodes(tx, user.id);
+    // The aal2 rule once more under that lock: a factor confirmed since the read above (TOTP, e-mailed
+    // codes, another passkey) takes the same lock, so it is seen here or sees this passkey.
+    requireAal2IfProtected(auth, storedFactors(await loadFactorState(deps, user.id, tx)));
     // Again here: options fetched while below the cap may be answered after other passkeys were added.
     assertBelowPasskeyLimit(await countPasskeys(tx, user.id));
     const id = newId();
