@@ -2,7 +2,6 @@
  * buildApp(deps): the Fastify application from explicit dependencies. It never listens and never
  * reads the environment (server.ts reads it, instance.ts listens); tests hand in PGlite, a frozen clock and a capturing mailer.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sharedCompilers } from './http/schema-compilers.ts';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import cookie from '@fastify/cookie';
@@ -10,8 +9,8 @@ import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Deps } from './deps.ts';
-import { installErrorHandling, sendProblem } from './http/problem.ts';
-import { AppError } from './errors.ts';
+import { installErrorHandling } from './http/problem.ts';
+import { clientErrorHandler, frameworkErrors, type HeaderSetter } from './http/framework-errors.ts';
 import { guardBodyInput, guardUrlInput } from './http/input-guard.ts';
 import { documentOperation } from './http/operation-ids.ts';
 import { noStoreForApi } from './http/no-store.ts';
@@ -74,7 +73,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
   // this for the server; deps made by hand (tests) did not go through it. Idempotent: one follower per process.
   announceEvents(config);
   // Set once the headers are installed below; the framework's error answers run after that.
-  const securityHeaders: { set?: (req: IncomingMessage, res: ServerResponse) => void } = {};
+  const securityHeaders: HeaderSetter = {};
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit: config.bodyLimitBytes,
@@ -83,15 +82,10 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
     logController: new LogController({ disableRequestLogging: true }),
     trustProxy: trustProxyOption(config.trustProxy),
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
-    // A path the router cannot decode (`%zz`, a cut `%E0%A4%A`) or an over-long parameter is answered
-    // before any route or error handler runs: without this, Fastify's own JSON, not a problem document.
-    frameworkErrors: (error, request, reply) => {
-      // No hook runs for these answers: the security headers and no-store are set here.
-      securityHeaders.set?.(request.raw, reply.raw);
-      reply.header('cache-control', 'no-store');
-      const tooLong = error.code === 'FST_ERR_MAX_PARAM_LENGTH';
-      void sendProblem(reply, new AppError(tooLong ? 'not_found' : 'malformed_request', { detail: tooLong ? 'No such resource.' : 'The URL is not validly percent-encoded.' }));
-    },
+    // Refusals before any route runs (an undecodable path, an over-long parameter, what Node's HTTP
+    // parser cannot read) are problem documents too.
+    frameworkErrors: frameworkErrors(securityHeaders),
+    clientErrorHandler,
     ajv: { customOptions: { allErrors: true, removeAdditional: true, coerceTypes: false, useDefaults: true } },
     schemaController: { compilersFactory: sharedCompilers },
   });

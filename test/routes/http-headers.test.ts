@@ -120,6 +120,12 @@ describeWithApp('/metrics protection', (suite) => {
     const res = await side.inject({ method: 'GET', url: '/metrics' });
     assert.equal(res.statusCode, 200);
     assert.match(res.body, /twofold_http_requests_total\{method="GET",route="\/healthz",status="200"\} 1/);
+    // A URL it cannot decode is a problem document that does not echo the URL back.
+    const bad = await side.inject({ method: 'GET', url: '/metrics%zz<b>' });
+    assert.equal(bad.statusCode, 400);
+    assert.match(String(bad.headers['content-type']), /^application\/problem\+json/);
+    assert.equal(bad.json().code, 'malformed_request');
+    assert.doesNotMatch(bad.body, /%zz|<b>/);
   });
 });
 

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { randomUUID } from 'node:crypto';
+import { connect, type AddressInfo } from 'node:net';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { createUser, describeWithApp, loginTokens, uniqueName } from '../helpers/app.ts';
 
@@ -9,6 +10,18 @@ function assertProblem(res: LightMyRequestResponse, status: number, code: string
   assert.equal(res.statusCode, status, `${what}: ${res.body}`);
   assert.match(String(res.headers['content-type']), /^application\/problem\+json/, what);
   assert.equal(res.json().code, code, what);
+}
+
+/** Sends raw bytes and returns everything the server writes before it closes the connection. */
+function rawExchange(port: number, request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(request));
+    let answer = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (d: string) => (answer += d));
+    socket.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? resolve(answer) : reject(e)));
+    socket.on('close', () => resolve(answer));
+  });
 }
 
 function post(app: FastifyInstance, url: string, payload: string, headers: Record<string, string> = {}) {
@@ -50,6 +63,28 @@ describeWithApp('hostile input', (suite) => {
       assert.equal(res.headers['cache-control'], 'no-store', url);
     }
     assertProblem(await app.inject({ method: 'GET', url: `/api/v1/user/${'a'.repeat(300)}`, headers: auth }), 404, 'not_found', 'a 300-character parameter');
+  });
+
+  test('what the HTTP parser itself refuses (a broken header, headers over the limit) is a problem document too', async (t) => {
+    const { app } = await suite.build(t);
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = app.server.address() as AddressInfo;
+    const cases: Array<[string, number]> = [
+      ['GET /api/v1/health HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n', 400],
+      ['GET /api/v1/health HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n', 400],
+      ['GARBAGE\r\n\r\n', 400],
+      [`GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431],
+    ];
+    for (const [request, status] of cases) {
+      const answer = await rawExchange(port, request);
+      const [head = '', body = ''] = answer.split('\r\n\r\n');
+      assert.match(head, new RegExp(`^HTTP/1\\.1 ${status} `), request.slice(0, 40));
+      assert.match(head, /content-type: application\/problem\+json/i);
+      assert.match(head, /cache-control: no-store/i);
+      const problem = JSON.parse(body);
+      assert.equal(problem.status, status);
+      assert.equal(problem.code, 'malformed_request');
+    }
   });
 
   test('deeply nested JSON is 400, not a stack overflow or 500 (objects and arrays, up to the body limit)', async (t) => {
