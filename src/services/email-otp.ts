@@ -14,7 +14,7 @@ import { AppError } from '../errors.ts';
 import { randomDigits } from '../crypto/random.ts';
 import { isEmailOtpEnabled, deleteEmailOtpFactor, deleteEmailOtps, deleteExpiredEmailOtps, enableEmailOtpFactor, insertPendingEmailOtpFactor, upsertEmailOtp } from '../db/repositories/email-otps.ts';
 import { findLiveChallenge } from '../db/repositories/mfa-challenges.ts';
-import { findUserById, type UserRow } from '../db/repositories/users.ts';
+import { clearSignupMfa, findUserById, type UserRow } from '../db/repositories/users.ts';
 import { enqueueMail } from '../mail/outbox.ts';
 import { requireAal2, type AuthContext } from './authenticate.ts';
 import { issueBackupCodesIfNone } from './backup-codes.ts';
@@ -168,9 +168,13 @@ export async function sendLoginEmailCode(deps: Deps, mfaToken: string, ip: strin
  * logging in with an e-mailed code, or with the next factor they confirm themselves.
  */
 export async function enableEmailOtpAfterVerification(deps: Deps, tx: Queryable, user: Pick<UserRow, 'id' | 'username' | 'email' | 'signup_mfa'>, ctx: AuditContext): Promise<boolean> {
-  if (user.signup_mfa !== 'email' || !deps.config.mfaMethods.includes('email')) return false;
+  if (user.signup_mfa !== 'email') return false;
   // The user row first (the lock of factor changes): a passkey being registered at once is then seen.
   await lockFactorChanges(tx, user.id);
+  // The sign-up choice is used once, at the first verification, whatever comes of it: an address
+  // unverified and verified again later (by an admin) must not bring back a factor the user turned off.
+  await clearSignupMfa(tx, user.id);
+  if (!deps.config.mfaMethods.includes('email')) return false;
   // Adding a factor next to an active one needs an aal2 session (requireAal2IfProtected); a
   // verification link, which anyone can have re-sent, is none. Otherwise the password plus the
   // mailbox would get past the user's TOTP. Counted as hasActiveFactor does: stored, offered or not.

@@ -12,7 +12,7 @@ import { isEmailOtpEnabled } from '../../src/db/repositories/email-otps.ts';
 import { totpCodeAt } from '../../src/crypto/totp.ts';
 import { bearer, createUser, describeWithApp, enableTotp, login, loginTokens, nextTotpStep, type TestApp, type TestUser } from '../helpers/app.ts';
 import { ADMIN_ENV, adminCall, auditRowsOf } from '../helpers/admin.ts';
-import { enableEmailOtp, loginMfa, mfaChallenge, requestLoginCode } from '../helpers/factors.ts';
+import { enableEmailOtp, loginMfa, loginWithEmailCode, mfaChallenge, requestLoginCode } from '../helpers/factors.ts';
 import { latestToken } from '../helpers/mail-links.ts';
 import { addPasskey } from '../helpers/passkeys.ts';
 
@@ -93,6 +93,27 @@ describeWithApp('a late e-mail verification never adds e-mailed codes next to an
     await assertNoEmailFactorEvent(ta, user);
     ta.clock.advance(61);
     assert.deepEqual((await mfaChallenge(ta, user)).mfa_methods, ['totp', 'backup_code']);
+  });
+
+  test('the sign-up choice is used once: e-mailed codes the user turned off stay off when an admin verifies the address again', async (t) => {
+    const ta = await suite.build(t, { env: ADMIN_ENV });
+    const user = await createUser(ta.app, { mfa: 'email' });
+    await verifyThroughResentLink(ta, user);
+    assert.equal(await isEmailOtpEnabled(ta.deps.db, user.uuid), true, 'the sign-up choice applied');
+    const { access_token } = await loginWithEmailCode(ta, user);
+    const off = await ta.app.inject({ method: 'DELETE', url: '/api/v1/auth-email-otp', headers: bearer(access_token) });
+    assert.equal(off.statusCode, 204, off.body);
+
+    for (const email_verified of [false, true]) {
+      const res = await adminCall(ta, 'PATCH', `/api/v1/admin/users/${user.uuid}`, { email_verified });
+      assert.equal(res.statusCode, 200, res.body);
+    }
+    assert.equal(await isEmailOtpEnabled(ta.deps.db, user.uuid), false, 'the factor the user removed did not come back');
+    const enabled = (await auditRowsOf(ta, user.uuid)).filter((r) => r.type === 'mfa.enabled');
+    assert.equal(enabled.length, 1, 'only the first verification turned e-mailed codes on');
+    ta.clock.advance(61);
+    const again = await login(ta.app, { username: user.username, password: user.password });
+    assert.equal(again.statusCode, 200, 'no second factor is asked for');
   });
 
   test('no factor yet (TOTP only enrolled, never confirmed): the link still makes e-mailed codes the first factor', async (t) => {

@@ -111,6 +111,11 @@ export async function markEmailVerifiedOnce(tx: Queryable, id: string, email: st
   return r.rows[0];
 }
 
+/** Forgets the second factor chosen at sign-up (used, or never to be used). */
+export async function clearSignupMfa(tx: Queryable, id: string): Promise<void> {
+  await tx.query('UPDATE users SET signup_mfa = NULL WHERE id = $1', [id]);
+}
+
 /** Sets roles and the verified flag at creation by an admin; returns the row. */
 export async function setRolesAndVerified(tx: Queryable, id: string, roles: readonly string[], emailVerified: boolean): Promise<UserRow> {
   const r = await tx.query<UserRow>('UPDATE users SET roles = $2::text[], email_verified = $3 WHERE id = $1 RETURNING *', [id, [...roles], emailVerified]);

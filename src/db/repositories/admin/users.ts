@@ -1,6 +1,6 @@
 /** SQL of the admin user API: keyset search, the admin view of a user, role and state changes, erasure. */
 import type { Queryable } from '../../database.ts';
-import type { UserRow } from '../users.ts';
+import { clearSignupMfa, type UserRow } from '../users.ts';
 
 /** A user row with its second-factor summary, as admins see it. */
 export interface AdminUserRow extends UserRow {
@@ -130,6 +130,6 @@ export async function deleteSecondFactors(tx: Queryable, userId: string): Promis
   const email = await tx.query<{ enabled: boolean }>('DELETE FROM email_otp_factors WHERE user_id = $1 RETURNING enabled_at IS NOT NULL AS enabled', [userId]);
   await tx.query('DELETE FROM email_otps WHERE user_id = $1', [userId]);
   const codes = await tx.query('DELETE FROM backup_codes WHERE user_id = $1', [userId]);
-  await tx.query('UPDATE users SET signup_mfa = NULL WHERE id = $1', [userId]);
+  await clearSignupMfa(tx, userId);
   return { totp: totp.rows.some((r) => r.active), email: email.rows.some((r) => r.enabled), backupCodes: codes.rowCount };
 }
