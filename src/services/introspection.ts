@@ -8,7 +8,7 @@ import type { Deps } from '../deps.ts';
 import { AppError } from '../errors.ts';
 import { TokenError, type TokenKind } from '../crypto/jwt.ts';
 import { safeEqual } from '../crypto/token-hash.ts';
-import { findSession } from '../db/repositories/sessions.ts';
+import { isCurrentRefreshToken } from '../db/repositories/sessions.ts';
 import { readLiveSessionUser } from '../db/repositories/session-reads.ts';
 
 /** The answer of introspection: `{active: false}` and nothing else for any token that is not good now. */
@@ -103,11 +103,8 @@ function currentRoles(tokenRoles: unknown[], storedRoles: readonly string[]): st
 async function describeRefresh(deps: Deps, claims: JWTPayload, now: Date): Promise<IntrospectionResponse> {
   const { sub, sid, jti } = claims;
   if (typeof sub !== 'string' || typeof sid !== 'string' || typeof jti !== 'string') return INACTIVE;
-  const session = await findSession(deps.db, sid);
   // Only the session's current refresh token is good: one rotated away is spent (or stolen).
-  if (!session || session.user_id !== sub || session.current_jti !== jti || session.revoked_at || session.expires_at <= now) return INACTIVE;
-  const live = await readLiveSessionUser(deps.db, sid, now);
-  if (!live || !live.is_active) return INACTIVE;
+  if (!(await isCurrentRefreshToken(deps.db, sid, sub, jti, now))) return INACTIVE;
   return {
     active: true,
     token_type: 'refresh_token',

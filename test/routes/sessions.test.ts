@@ -304,6 +304,9 @@ describeWithApp('token introspection (RFC 7662)', (suite) => {
     assert.equal(rotated.statusCode, 200);
     assert.deepEqual((await introspect(ta.app, pair.refresh_token)).json(), { active: false });
     assert.equal((await introspect(ta.app, rotated.json().refresh_token)).json().token_type, 'refresh_token');
+    // The user switched off behind the service's back (no session revoked): the current token is dead too.
+    await ta.deps.db.query('UPDATE users SET is_active = false WHERE id = $1', [user.uuid]);
+    assert.deepEqual((await introspect(ta.app, rotated.json().refresh_token)).json(), { active: false });
   });
 
   test('an MFA challenge token, a tampered, an expired or a garbage token: {active: false}', async (t) => {

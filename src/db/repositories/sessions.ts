@@ -55,6 +55,19 @@ export async function findLiveSessionUser(tx: Queryable, sessionId: string, now:
 }
 
 /** A rotated session with what its new tokens carry of its user. */
+/**
+ * Whether `jti` is the current refresh token of a live session of user `userId`, who is active: the
+ * whole check of refresh-token introspection in one statement.
+ */
+export async function isCurrentRefreshToken(tx: Queryable, sessionId: string, userId: string, jti: string, now: Date): Promise<boolean> {
+  const r = await tx.query(
+    `SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id
+     WHERE s.id = $1 AND s.user_id = $2 AND s.current_jti = $3 AND s.revoked_at IS NULL AND s.expires_at > $4 AND u.is_active`,
+    [sessionId, userId, jti, now],
+  );
+  return r.rows.length > 0;
+}
+
 export type RotatedSession = SessionRow & { username: string; roles: string[] };
 
 /**

@@ -40,7 +40,10 @@ export async function decideLogin(deps: Deps, accessToken: string | undefined, r
       if (!(e instanceof AppError)) throw e;
     }
   }
-  const session = auth ? await findSession(deps.db, auth.sessionId) : undefined;
+  // Read again for its creation time, and held to the same rules: a logout committed since the
+  // token's check must not log the browser in to an application.
+  const found = auth ? await findSession(deps.db, auth.sessionId) : undefined;
+  const session = found && !found.revoked_at && found.expires_at > now ? found : undefined;
   if (!auth || !session) return { kind: 'hosted_login', fresh: req.fresh };
 
   const wrongUser = req.requiredUserId !== undefined && req.requiredUserId !== auth.userId;
