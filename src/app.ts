@@ -10,7 +10,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Deps } from './deps.ts';
 import { installErrorHandling } from './http/problem.ts';
-import { clientErrorHandler, frameworkErrors, type HeaderSetter } from './http/framework-errors.ts';
+import { clientErrorHandler, frameworkErrors, requestTimeoutOptions, type HeaderSetter } from './http/framework-errors.ts';
 import { guardBodyInput, guardUrlInput } from './http/input-guard.ts';
 import { documentOperation } from './http/operation-ids.ts';
 import { noStoreForApi } from './http/no-store.ts';
@@ -86,6 +86,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
     // parser cannot read) are problem documents too.
     frameworkErrors: frameworkErrors(securityHeaders),
     clientErrorHandler,
+    ...requestTimeoutOptions(config.requestTimeoutSeconds),
     ajv: { customOptions: { allErrors: true, removeAdditional: true, coerceTypes: false, useDefaults: true } },
     schemaController: { compilersFactory: sharedCompilers },
   });

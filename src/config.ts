@@ -94,6 +94,8 @@ export interface Config {
   readonly metricsToken: string | undefined;
   /** Serve `/metrics` on this separate port (same HOST) instead of the main one; unset: on the main port. */
   readonly metricsPort: number | undefined;
+  /** Longest time a client may take to send a whole request (headers and body); slower ones get 408. */
+  readonly requestTimeoutSeconds: number;
   /** Worker processes (Node's cluster module) sharing the port; 1 = this process serves alone. */
   readonly webConcurrency: number;
   /** Signed webhooks to other services (see src/events/). */
@@ -321,6 +323,7 @@ export function loadConfig(env: Env): Config {
     },
     logLevel: str(env, 'LOG_LEVEL', mode === 'test' ? 'silent' : 'info'),
     bodyLimitBytes: 64 * 1024,
+    requestTimeoutSeconds: duration(env, 'REQUEST_TIMEOUT', 30, 1),
     trustProxy: trustProxy(env),
     loopbackAliases: loopback ? loopbackAliasesOf(publicOrigin) : [],
     devMailbox,

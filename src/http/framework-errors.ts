@@ -3,8 +3,8 @@
  * like every other refusal (Fastify's own answers are its JSON, and for a bad URL they echo it back).
  */
 import type { Socket } from 'node:net';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { FastifyHttpOptions, FastifyInstance, FastifyServerOptions } from 'fastify';
 import { AppError } from '../errors.ts';
 import { problemBody, sendProblem } from './problem.ts';
 
@@ -24,11 +24,23 @@ export function frameworkErrors(securityHeaders: HeaderSetter = {}): NonNullable
   };
 }
 
-/** What Node's HTTP parser refused, as status and detail (the code is malformed_request for all). */
+/** What Node's HTTP parser refused, as status and detail (413 is payload_too_large, the rest malformed_request). */
 function refusal(code: string | undefined): { status: number; reason: string; detail: string } {
   if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return { status: 408, reason: 'Request Timeout', detail: 'The request was not completed in time.' };
   if (code === 'HPE_HEADER_OVERFLOW') return { status: 431, reason: 'Request Header Fields Too Large', detail: 'The request headers are too large.' };
+  if (code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW') return { status: 413, reason: 'Payload Too Large', detail: 'The request body\'s chunk extensions are too large.' };
   return { status: 400, reason: 'Bad Request', detail: 'The request is not valid HTTP.' };
+}
+
+/**
+ * Fastify's server options for slow clients: a request (headers and body) must arrive within
+ * REQUEST_TIMEOUT, or the connection gets 408 (through {@link clientErrorHandler}) and is closed.
+ * Fastify's default is no limit at all, which lets a client trickling a header byte by byte hold a
+ * connection (and its memory) forever. Node checks the open connections every
+ * `connectionsCheckingInterval`: half the limit, at most its own default of 30 s.
+ */
+export function requestTimeoutOptions(timeoutSeconds: number): Pick<FastifyHttpOptions<Server>, 'requestTimeout' | 'http'> {
+  return { requestTimeout: timeoutSeconds * 1000, http: { connectionsCheckingInterval: Math.min(30_000, timeoutSeconds * 500) } };
 }
 
 /**
@@ -41,8 +53,10 @@ export function clientErrorHandler(this: FastifyInstance, err: Error & { code?: 
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
   const { status, reason, detail } = refusal(err.code);
   this.log.debug({ code: err.code }, 'refused a request the HTTP parser could not read');
-  if (socket.writable) {
-    const body = JSON.stringify(problemBody('malformed_request', status, detail));
+  // Not while an earlier (pipelined) request's answer is being written: this one would land inside it.
+  const answering = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (socket.writable && !answering?.headersSent) {
+    const body = JSON.stringify(problemBody(status === 413 ? 'payload_too_large' : 'malformed_request', status, detail));
     socket.write(
       `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
         `cache-control: no-store\r\nx-content-type-options: nosniff\r\nconnection: close\r\n\r\n${body}`,

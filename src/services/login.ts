@@ -21,7 +21,7 @@ import { AMR, createSession, passwordChangedDuringLogin, signTokenPair, type Aut
 import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import { checkMfaPasskey, spendMfaPasskey, type MfaPasskeyProof } from './passkeys/login.ts';
 import { passkeyError } from './passkeys/relying-party.ts';
-import { checkEmailCode, hasActiveFactor, loadFactorState, mfaMethods, spendEmailCode, useBackupCode, verifyLoginTotpCode, verifyTotpCode } from './second-factors.ts';
+import { checkEmailCode, checkFirstTotpCode, hasActiveFactor, loadFactorState, mfaMethods, spendEmailCode, useBackupCode, verifyTotpCode } from './second-factors.ts';
 
 export interface PasswordLoginInput {
   username: string;
@@ -57,11 +57,15 @@ export function assertUsable(deps: Deps, user: UserRow): void {
 /**
  * Creates the session and signs its tokens; clears the account's failure counts (all its names).
  * The session, login.succeeded and last_login_at commit together.
- * `totpActivated`: this login's code activated a pending TOTP secret — the user's first factor — so
- * the notice mail is queued and the 10 backup codes are issued with the session, and returned: this
- * answer is the only place they are ever shown, as when confirming TOTP on the account page.
+ * `firstTotp`: this login's code may activate a pending TOTP secret — the user's first factor. The
+ * check runs inside the login's transaction, after the user row's lock (which is also the lock of
+ * factor changes): the activation commits with the session, its backup codes, the notice mail and
+ * the audit entry, or not at all (a password changed meanwhile leaves no factor bound by the old
+ * one). A wrong code rolls everything back and throws {@link TotpCodeRejected}. The 10 backup codes
+ * are returned: this answer is the only place they are ever shown, as when confirming TOTP on the
+ * account page.
  */
-async function finishLogin(deps: Deps, user: UserRow, level: AuthLevel, client: ClientInfo, attempt: Attempt, totpActivated = false): Promise<LoginResult> {
+async function finishLogin(deps: Deps, user: UserRow, level: AuthLevel, client: ClientInfo, attempt: Attempt, firstTotp?: (tx: Queryable) => Promise<'active' | 'activated' | null>): Promise<LoginResult> {
   let codes: string[] = [];
   const passwordUnchanged = async (tx: Queryable) => {
     if (!(await noteLoginIfPasswordUnchanged(tx, user.id, deps.clock(), user.password_changed_at))) throw passwordChangedDuringLogin();
@@ -69,24 +73,33 @@ async function finishLogin(deps: Deps, user: UserRow, level: AuthLevel, client: 
   const session = await deps.db.transaction(async (tx) => {
     // The user row's update lock guards the session against a password change (see
     // noteLoginIfPasswordUnchanged). Taken last, it is held only until the commit: logins of one
-    // account wait on each other for one statement, not for a whole transaction. A TOTP activation
-    // takes it first instead, so two first logins cannot both issue backup codes.
-    if (totpActivated) await passwordUnchanged(tx);
+    // account wait on each other for one statement, not for a whole transaction. A first factor
+    // takes it first instead: two first logins cannot both issue backup codes, and a factor
+    // confirmed elsewhere at the same instant is seen by the check.
+    let activated = false;
+    if (firstTotp) {
+      await passwordUnchanged(tx);
+      const result = await firstTotp(tx);
+      if (!result) throw new TotpCodeRejected();
+      activated = result === 'activated';
+    }
     const created = await createSession(deps, tx, user, level, client);
     await recordLoginSuccess(deps, tx, user.id, client, created);
-    if (totpActivated) {
+    if (activated) {
       codes = await issueBackupCodesIfNone(deps, tx, user.id);
       await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'totp' } });
       await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'mfa.enabled', userId: user.id, data: { method: 'totp' }, at: created.created_at });
-    } else {
-      await passwordUnchanged(tx);
     }
+    if (!firstTotp) await passwordUnchanged(tx);
     return created;
   });
   await attempt.succeeded(accountNames(user));
   const pair = await signTokenPair(deps, user, session, session.current_jti);
   return codes.length > 0 ? { ...pair, backup_codes: codes } : pair;
 }
+
+/** A first login's TOTP code did not match (its transaction was rolled back). */
+class TotpCodeRejected extends Error {}
 
 /**
  * Runs `fn`; a throw settles `attempt` as passed (the password was right), unless `fn` settled it
@@ -135,10 +148,19 @@ export async function loginWithPassword(deps: Deps, input: PasswordLoginInput, c
       // A stored TOTP secret counts only while the operator offers TOTP (MFA_METHODS), as at /login/mfa.
       // A pending secret is activated only for an account with no factor at all: a password alone
       // must never bind a new authenticator next to one the user already has.
-      const offered = deps.config.mfaMethods.includes('totp');
-      const result = offered ? await verifyLoginTotpCode(deps, user.id, factors, input.security_code.trim()) : null;
-      if (!result) return fail('totp');
-      return finishLogin(deps, user, { amr: [...AMR.totp], aal: 'aal2' }, client, attempt, result === 'activated');
+      if (!deps.config.mfaMethods.includes('totp')) return fail('totp');
+      const code = input.security_code.trim();
+      const level: AuthLevel = { amr: [...AMR.totp], aal: 'aal2' };
+      if (hasActiveFactor(factors) || !factors.totp?.pending_secret) {
+        if (!(await verifyTotpCode(deps, deps.db, factors.totp, code, false))) return fail('totp');
+        return finishLogin(deps, user, level, client, attempt);
+      }
+      try {
+        return await finishLogin(deps, user, level, client, attempt, (tx) => checkFirstTotpCode(deps, tx, user.id, code));
+      } catch (e) {
+        if (e instanceof TotpCodeRejected) return fail('totp');
+        throw e;
+      }
     }
     if (input.backup_code !== undefined && input.backup_code !== '') {
       if (!hasActiveFactor(factors) || !(await useBackupCode(deps, deps.db, user.id, input.backup_code))) return fail('backup_code');

@@ -7,7 +7,6 @@ import { activatePending, findFactorSummary, resealActive, useActiveStep, type T
 import { consumeBackupCode } from '../db/repositories/backup-codes.ts';
 import { reserveEmailOtpAttempt, spendEmailOtp } from '../db/repositories/email-otps.ts';
 import { timingSafeEqual } from 'node:crypto';
-import { lockFactorChanges } from './factor-changes.ts';
 
 /**
  * Which second factors a user has. `totpActive`/`emailEnabled`: the factor is set up AND the
@@ -90,19 +89,15 @@ export async function verifyTotpCode(deps: Deps, tx: Queryable, totp: TotpSecret
 }
 
 /**
- * A TOTP code at password login: checks it against the active secret; for an account with no factor
- * at all, against the pending one, which it then activates (the password-only `/qrcode` enrolment).
- * That activation binds a first factor with the password alone, so it runs under the lock of factor
- * changes and decides on the state read there: a factor the user confirmed a moment ago (e-mailed
- * codes, a passkey) takes the same lock, so it is seen here or sees this TOTP (and asks for aal2).
+ * A TOTP code at password login for an account whose TOTP secret is only pending (the password-only
+ * `/qrcode` enrolment): checked against the pending secret, which it then activates, but only while
+ * the account has no factor at all. Runs in the login's transaction after the user row's lock (the
+ * lock of factor changes) and decides on the state read there: a factor the user confirmed a moment
+ * ago (e-mailed codes, a passkey) is seen here, or sees this TOTP and asks for aal2.
  */
-export async function verifyLoginTotpCode(deps: Deps, userId: string, state: FactorState, code: string): Promise<'active' | 'activated' | null> {
-  if (hasActiveFactor(state) || !state.totp?.pending_secret) return verifyTotpCode(deps, deps.db, state.totp, code, false);
-  return deps.db.transaction(async (tx) => {
-    await lockFactorChanges(tx, userId);
-    const current = await loadFactorState(deps, userId, tx);
-    return verifyTotpCode(deps, tx, current.totp, code, !hasActiveFactor(current));
-  });
+export async function checkFirstTotpCode(deps: Deps, tx: Queryable, userId: string, code: string): Promise<'active' | 'activated' | null> {
+  const current = await loadFactorState(deps, userId, tx);
+  return verifyTotpCode(deps, tx, current.totp, code, !hasActiveFactor(current));
 }
 
 /** Consumes one backup code of the user; true for exactly one request per code. */

@@ -12,10 +12,14 @@ function assertProblem(res: LightMyRequestResponse, status: number, code: string
   assert.equal(res.json().code, code, what);
 }
 
-/** Sends raw bytes and returns everything the server writes before it closes the connection. */
+/**
+ * Sends raw bytes and returns everything the server writes before it closes the connection (or
+ * before the client gives up after 10 idle seconds and closes it itself).
+ */
 function rawExchange(port: number, request: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1', () => socket.write(request));
+    socket.setTimeout(10_000, () => socket.destroy());
     let answer = '';
     socket.setEncoding('utf8');
     socket.on('data', (d: string) => (answer += d));
@@ -69,13 +73,14 @@ describeWithApp('hostile input', (suite) => {
     const { app } = await suite.build(t);
     await app.listen({ port: 0, host: '127.0.0.1' });
     const { port } = app.server.address() as AddressInfo;
-    const cases: Array<[string, number]> = [
+    const cases: Array<[string, number, string?]> = [
       ['GET /api/v1/health HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n', 400],
       ['GET /api/v1/health HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n', 400],
       ['GARBAGE\r\n\r\n', 400],
       [`GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431],
+      [`POST /api/v1/auth-jwt/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n2;${'a'.repeat(20_000)}\r\n{}\r\n0\r\n\r\n`, 413, 'payload_too_large'],
     ];
-    for (const [request, status] of cases) {
+    for (const [request, status, code = 'malformed_request'] of cases) {
       const answer = await rawExchange(port, request);
       const [head = '', body = ''] = answer.split('\r\n\r\n');
       assert.match(head, new RegExp(`^HTTP/1\\.1 ${status} `), request.slice(0, 40));
@@ -83,8 +88,20 @@ describeWithApp('hostile input', (suite) => {
       assert.match(head, /cache-control: no-store/i);
       const problem = JSON.parse(body);
       assert.equal(problem.status, status);
-      assert.equal(problem.code, 'malformed_request');
+      assert.equal(problem.code, code);
     }
+  });
+
+  test('a client that trickles its request gets 408 after REQUEST_TIMEOUT, and its connection is closed', { timeout: 20_000 }, async (t) => {
+    const { app } = await suite.build(t, { env: { REQUEST_TIMEOUT: '1' } });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = app.server.address() as AddressInfo;
+    // Headers begun and never finished (a slowloris): without a limit the connection stays open for good.
+    const answer = await rawExchange(port, 'GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Slow: a');
+    const [head = '', body = ''] = answer.split('\r\n\r\n');
+    assert.match(head, /^HTTP\/1\.1 408 /, answer);
+    assert.match(head, /content-type: application\/problem\+json/i);
+    assert.equal(JSON.parse(body).code, 'malformed_request');
   });
 
   test('deeply nested JSON is 400, not a stack overflow or 500 (objects and arrays, up to the body limit)', async (t) => {

@@ -140,6 +140,26 @@ describeWithApp('password races', (suite) => {
     assert.equal(after.json().code, 'mfa_required', 'the new password still needs the second factor');
   });
 
+  test('a first login with a code, its password checked before a reset commits, binds no TOTP', async (t) => {
+    const ta = await suite.build(t);
+    const victim = await createUser(ta.app);
+    // Someone with the old password enrols TOTP through the password-only /qrcode.
+    const qr = await ta.app.inject({ method: 'POST', url: '/api/v1/auth-totp/qrcode', headers: { accept: 'application/json' }, payload: { username: victim.username, password: victim.password } });
+    assert.equal(qr.statusCode, 201, qr.body);
+    const secret = qr.json().secret as string;
+    const token = await resetToken(ta, victim);
+    holdAfter(ta, 'check', (p) => p === victim.password, async () => assert.equal((await reset(ta, token)).statusCode, 204));
+
+    const res = await login(ta.app, { username: victim.username, password: victim.password, security_code: totpCodeAt(secret, ta.clock()) });
+    assert.equal(res.statusCode, 401, res.body);
+    assert.equal(res.json().code, 'invalid_credentials');
+    const totp = await ta.deps.db.query<{ active: boolean }>('SELECT active_secret IS NOT NULL AS active FROM totp_factors WHERE user_id = $1', [victim.uuid]);
+    assert.notEqual(totp.rows[0]?.active, true, 'no factor bound by the old password');
+    assert.equal(await liveSessions(ta, victim), 0);
+    const owner = await login(ta.app, { username: victim.username, password: RESET_PW });
+    assert.equal(owner.statusCode, 200, `the owner is not locked out behind a stranger's TOTP: ${owner.body}`);
+  });
+
   test('a login\'s rehash held across a reset does not bring the old password back', async (t) => {
     // Hashed at 1 MiB; the app below hashes at 2 MiB, so the login rehashes the stored hash.
     const old = await suite.build(t);

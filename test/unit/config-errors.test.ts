@@ -31,12 +31,15 @@ test('durations accept units; PUBLIC_URL https makes cookies Secure', () => {
   assert.equal(c.refreshTokenTtlSeconds, 30 * 86400);
   assert.equal(c.publicUrl, 'https://auth.example.com');
   assert.ok(c.secureCookies);
+  assert.equal(c.requestTimeoutSeconds, 30, 'a request has 30 s to arrive by default');
+  assert.equal(loadConfig({ REQUEST_TIMEOUT: '2m' }).requestTimeoutSeconds, 120);
 });
 
 test('a bad setting stops start-up with a message naming it', () => {
   for (const [env, name] of [
     [{ PORT: 'eighty' }, 'PORT'],
     [{ ACCESS_TOKEN_TTL: '1 hour' }, 'ACCESS_TOKEN_TTL'],
+    [{ REQUEST_TIMEOUT: '0' }, 'REQUEST_TIMEOUT'],
     [{ MFA_POLICY: 'sometimes' }, 'MFA_POLICY'],
     [{ MFA_METHODS: 'sms' }, 'MFA_METHODS'],
     [{ PUBLIC_URL: 'ftp://x' }, 'PUBLIC_URL'],

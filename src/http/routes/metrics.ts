@@ -10,7 +10,7 @@ import { safeEqual } from '../../crypto/token-hash.ts';
 import { AppError } from '../../errors.ts';
 import type { Metrics } from '../metrics.ts';
 import { bearerToken } from '../plugins/auth.ts';
-import { clientErrorHandler, frameworkErrors } from '../framework-errors.ts';
+import { clientErrorHandler, frameworkErrors, requestTimeoutOptions } from '../framework-errors.ts';
 import { installErrorHandling } from '../problem.ts';
 import { problems } from '../schemas.ts';
 
@@ -49,7 +49,7 @@ export function openMetricsWarning(config: Pick<Config, 'env' | 'metricsToken' |
 
 /** The separate listener of METRICS_PORT: /metrics and nothing else. */
 export async function buildMetricsApp(config: Config, metrics: Metrics, logger: FastifyBaseLogger): Promise<FastifyInstance> {
-  const app = Fastify({ loggerInstance: logger, frameworkErrors: frameworkErrors(), clientErrorHandler });
+  const app = Fastify({ loggerInstance: logger, frameworkErrors: frameworkErrors(), clientErrorHandler, ...requestTimeoutOptions(config.requestTimeoutSeconds) });
   installErrorHandling(app);
   await app.register(metricsRoutes, { config, metrics });
   return app;
