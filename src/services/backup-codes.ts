@@ -12,6 +12,7 @@ import { enqueueMail } from '../mail/outbox.ts';
 import { requireAal2, type AuthContext } from './authenticate.ts';
 import { backupCodeHash, hasActiveFactor, loadFactorState } from './second-factors.ts';
 import { recordSecurityEvent, userContext } from './audit/record.ts';
+import { lockFactorChanges } from './factor-changes.ts';
 import type { ClientInfo } from './tokens.ts';
 
 /** How many codes a set holds. */
@@ -44,6 +45,10 @@ export async function issueBackupCodesIfNone(deps: Deps, tx: Queryable, userId: 
   return issueBackupCodes(deps, tx, userId);
 }
 
+function noFactor(): AppError {
+  return new AppError('mfa_not_enabled', { detail: 'Turn on a second factor (TOTP, e-mailed codes or a passkey) first; backup codes come with it.' });
+}
+
 /**
  * POST /backup-codes: a new set for an aal2 session; the old codes stop working. 409 mfa_not_enabled
  * comes before the step-up check, because without a factor the caller could never step up.
@@ -51,12 +56,15 @@ export async function issueBackupCodesIfNone(deps: Deps, tx: Queryable, userId: 
 export async function regenerateBackupCodes(deps: Deps, auth: AuthContext, client: ClientInfo): Promise<string[]> {
   const user = await findUserById(deps.db, auth.userId);
   if (!user) throw new AppError('invalid_token');
-  if (!hasActiveFactor(await loadFactorState(deps, user.id))) {
-    throw new AppError('mfa_not_enabled', { detail: 'Turn on a second factor (TOTP, e-mailed codes or a passkey) first; backup codes come with it.' });
-  }
+  if (!hasActiveFactor(await loadFactorState(deps, user.id))) throw noFactor();
   // A stolen password-only session must not mint codes that then pass as a second factor.
   requireAal2(auth);
   return deps.db.transaction(async (tx) => {
+    // Once more under the lock of factor changes: a removal of the last factor committed since the
+    // read above dropped the codes, and a set minted now would outlive every factor (and later pass
+    // as the second factor of the next one, which then issues none of its own).
+    await lockFactorChanges(tx, user.id);
+    if (!hasActiveFactor(await loadFactorState(deps, user.id, tx))) throw noFactor();
     const codes = await issueBackupCodes(deps, tx, user.id);
     await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'backup_codes' } });
     await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'backup_codes.regenerated', userId: user.id, data: { backups_issued: codes.length }, at: deps.clock() });

@@ -14,6 +14,7 @@ import { consumeChallenge, insertChallenge, reserveAttempt } from '../db/reposit
 import type { Attempt } from '../security/limiter.ts';
 import { enqueueMail } from '../mail/outbox.ts';
 import { issueBackupCodesIfNone } from './backup-codes.ts';
+import { assertUsable, refusalInFlight } from './login-guards.ts';
 import { accountNames, checkLoginPassword } from './password-check.ts';
 import { recordLoginFailure, recordLoginSuccess } from './audit/login-events.ts';
 import { recordSecurityEvent, userContext } from './audit/record.ts';
@@ -43,18 +44,6 @@ export function codeError(): AppError {
 }
 
 /**
- * Checks the account may log in at all (after its password was proven, so nothing leaks before).
- * The verification check comes first: with REQUIRE_EMAIL_VERIFICATION=true accounts are created
- * inactive until verified, and such a user must be told to verify, not that the account is inactive.
- */
-export function assertUsable(deps: Deps, user: UserRow): void {
-  if (deps.config.requireEmailVerification && !user.email_verified) {
-    throw new AppError('email_not_verified', { detail: 'Verify your e-mail address before logging in.' });
-  }
-  if (!user.is_active) throw new AppError('account_inactive', { detail: 'This account is not active.' });
-}
-
-/**
  * Creates the session and signs its tokens; clears the account's failure counts (all its names).
  * The session, login.succeeded and last_login_at commit together.
  * `firstTotp`: this login's code may activate a pending TOTP secret — the user's first factor. The
@@ -68,7 +57,9 @@ export function assertUsable(deps: Deps, user: UserRow): void {
 async function finishLogin(deps: Deps, user: UserRow, level: AuthLevel, client: ClientInfo, attempt: Attempt, firstTotp?: (tx: Queryable) => Promise<'active' | 'activated' | null>): Promise<LoginResult> {
   let codes: string[] = [];
   const passwordUnchanged = async (tx: Queryable) => {
-    if (!(await noteLoginIfPasswordUnchanged(tx, user.id, deps.clock(), user.password_changed_at))) throw passwordChangedDuringLogin();
+    if (!(await noteLoginIfPasswordUnchanged(tx, user.id, deps.clock(), user.password_changed_at, deps.config.requireEmailVerification))) {
+      throw await refusalInFlight(deps, tx, user.id, passwordChangedDuringLogin);
+    }
   };
   const session = await deps.db.transaction(async (tx) => {
     // The user row's update lock guards the session against a password change (see

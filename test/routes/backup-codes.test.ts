@@ -6,6 +6,10 @@ import { get, loginMfa, mailsOf, mfaChallenge, post } from '../helpers/factors.t
 
 const CODES = '/api/v1/backup-codes';
 
+async function remainingCodes(t: TestApp, user: TestUser): Promise<number> {
+  return (await t.deps.db.query('SELECT id FROM backup_codes WHERE user_id = $1', [user.uuid])).rows.length;
+}
+
 function claims(token: string): { aal: string; amr: string[] } {
   return JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8'));
 }
@@ -147,5 +151,39 @@ describeWithApp('Backup codes', (suite) => {
     const fresh: string[] = confirm.json().backup_codes;
     assert.equal(fresh.length, 10);
     assert.ok(fresh.every((c) => !codes.includes(c)));
+  });
+
+  test('a new set asked for while the last factor is being removed is refused: no codes outlive every factor', async (t) => {
+    const ta = await suite.build(t);
+    const { user, aal2 } = await userWithCodes(ta);
+    // The regeneration has passed its checks; the removal of TOTP, the only factor, commits just
+    // before its transaction starts.
+    const db = ta.deps.db as { transaction: typeof ta.deps.db.transaction };
+    const real = db.transaction.bind(ta.deps.db);
+    let held = false;
+    db.transaction = (async (fn: Parameters<typeof real>[0]) => {
+      if (!held) {
+        held = true;
+        const removed = await ta.app.inject({ method: 'DELETE', url: '/api/v1/auth-totp', headers: { authorization: `Bearer ${aal2}` }, payload: { password: user.password } });
+        assert.equal(removed.statusCode, 204, removed.body);
+      }
+      return real(fn);
+    }) as typeof real;
+    t.after(() => {
+      db.transaction = real;
+    });
+
+    const res = await post(ta, CODES, aal2);
+    assert.ok(held, 'the removal ran in between');
+    assert.equal(res.statusCode, 409, res.body);
+    assert.equal(res.json().code, 'mfa_not_enabled');
+    assert.equal(await remainingCodes(ta, user), 0, 'no codes without a factor');
+    // A later first factor brings its own set, as after any removal of the last factor.
+    nextTotpStep(ta.clock);
+    const aal1 = (await loginTokens(ta.app, user)).access_token;
+    const enroll = await post(ta, '/api/v1/auth-totp/enroll', aal1, undefined, { accept: 'application/json' });
+    const confirm = await post(ta, '/api/v1/auth-totp/confirm', aal1, { security_code: totpCodeAt(enroll.json().secret, ta.clock()) });
+    assert.equal(confirm.statusCode, 200, confirm.body);
+    assert.equal(confirm.json().backup_codes.length, 10);
   });
 });

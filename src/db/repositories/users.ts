@@ -129,9 +129,25 @@ export async function setRolesAndVerified(tx: Queryable, id: string, roles: read
  * account wait on each other for one statement instead of for their whole transactions. A password
  * change or reset either commits first (this update then finds another password_changed_at, and the
  * login rolls back) or waits for this commit (and then revokes the new session with the others).
+ * The same holds for an admin's deactivation (and, with `requireVerified`, an address unmarked as
+ * verified): the account must still be allowed to log in when the row is locked.
  */
-export async function noteLoginIfPasswordUnchanged(tx: Queryable, id: string, at: Date, passwordChangedAt: Date | null): Promise<boolean> {
-  const r = await tx.query('UPDATE users SET last_login_at = $2 WHERE id = $1 AND password_changed_at IS NOT DISTINCT FROM $3::timestamptz', [id, at, passwordChangedAt]);
+export async function noteLoginIfPasswordUnchanged(tx: Queryable, id: string, at: Date, passwordChangedAt: Date | null, requireVerified: boolean): Promise<boolean> {
+  const r = await tx.query(
+    `UPDATE users SET last_login_at = $2
+     WHERE id = $1 AND password_changed_at IS NOT DISTINCT FROM $3::timestamptz AND is_active AND (email_verified OR NOT $4)`,
+    [id, at, passwordChangedAt, requireVerified],
+  );
+  return r.rowCount > 0;
+}
+
+/**
+ * As {@link noteLoginIfPasswordUnchanged} for a login without a password (a passkey): notes it, and
+ * takes the user row's update lock, only while the account may log in. An admin's deactivation
+ * committed since the login's first read makes it match nothing.
+ */
+export async function noteLoginIfUsable(tx: Queryable, id: string, at: Date, requireVerified: boolean): Promise<boolean> {
+  const r = await tx.query('UPDATE users SET last_login_at = $2 WHERE id = $1 AND is_active AND (email_verified OR NOT $3)', [id, at, requireVerified]);
   return r.rowCount > 0;
 }
 

@@ -11,10 +11,11 @@ import { randomToken } from '../../crypto/random.ts';
 import { findLiveChallenge } from '../../db/repositories/mfa-challenges.ts';
 import { findPasskeyByCredentialId, listPasskeys, recordCounterRegression, recordPasskeyUse, type PasskeyRow } from '../../db/repositories/passkeys/credentials.ts';
 import { insertWebauthnChallenge, takeWebauthnChallenge, type ChallengePurpose } from '../../db/repositories/passkeys/challenges.ts';
-import { findUserById, findUserByLogin, setLastLogin, type UserRow } from '../../db/repositories/users.ts';
+import { findUserById, findUserByLogin, noteLoginIfUsable, type UserRow } from '../../db/repositories/users.ts';
 import { recordLoginFailure, recordLoginSuccess } from '../audit/login-events.ts';
 import { recordSecurityEvent, userContext } from '../audit/record.ts';
-import { assertUsable, verifyMfaToken } from '../login.ts';
+import { verifyMfaToken } from '../login.ts';
+import { assertUsable, refusalInFlight } from '../login-guards.ts';
 import { accountNames, loginAccountName } from '../password-check.ts';
 import type { Attempt, AttemptSubject } from '../../security/limiter.ts';
 import { createSession, signTokenPair, type AuthLevel, type ClientInfo, type TokenPair } from '../tokens.ts';
@@ -170,7 +171,10 @@ export async function loginWithPasskey(deps: Deps, input: { challenge_token: str
       }
       // The user row's update lock first, then the session insert (which takes a share lock on that
       // row): taking share then update would deadlock two sign-ins of one user on PostgreSQL.
-      await setLastLogin(tx, user.id, deps.clock());
+      // Only while the account may still log in: a deactivation committed since the check above wins.
+      if (!(await noteLoginIfUsable(tx, user.id, deps.clock(), deps.config.requireEmailVerification))) {
+        throw await refusalInFlight(deps, tx, user.id, () => passkeyError(UNVERIFIED_PASSKEY, undefined, 401));
+      }
       const created = await createSession(deps, tx, user, passkeyLevel(verified, false), client);
       await recordLoginSuccess(deps, tx, user.id, client, created);
       return created;
