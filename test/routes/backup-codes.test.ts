@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { totpCodeAt } from '../../src/crypto/totp.ts';
 import { createUser, describeWithApp, login, loginTokens, nextTotpStep, type TestApp, type TestUser } from '../helpers/app.ts';
 import { get, loginMfa, mailsOf, mfaChallenge, post } from '../helpers/factors.ts';
+import { beforeNextTransaction } from '../helpers/holds.ts';
 
 const CODES = '/api/v1/backup-codes';
 
@@ -158,23 +159,13 @@ describeWithApp('Backup codes', (suite) => {
     const { user, aal2 } = await userWithCodes(ta);
     // The regeneration has passed its checks; the removal of TOTP, the only factor, commits just
     // before its transaction starts.
-    const db = ta.deps.db as { transaction: typeof ta.deps.db.transaction };
-    const real = db.transaction.bind(ta.deps.db);
-    let held = false;
-    db.transaction = (async (fn: Parameters<typeof real>[0]) => {
-      if (!held) {
-        held = true;
-        const removed = await ta.app.inject({ method: 'DELETE', url: '/api/v1/auth-totp', headers: { authorization: `Bearer ${aal2}` }, payload: { password: user.password } });
-        assert.equal(removed.statusCode, 204, removed.body);
-      }
-      return real(fn);
-    }) as typeof real;
-    t.after(() => {
-      db.transaction = real;
+    const hold = beforeNextTransaction(ta, async () => {
+      const removed = await ta.app.inject({ method: 'DELETE', url: '/api/v1/auth-totp', headers: { authorization: `Bearer ${aal2}` }, payload: { password: user.password } });
+      assert.equal(removed.statusCode, 204, removed.body);
     });
 
     const res = await post(ta, CODES, aal2);
-    assert.ok(held, 'the removal ran in between');
+    assert.ok(hold.fired(), 'the removal ran in between');
     assert.equal(res.statusCode, 409, res.body);
     assert.equal(res.json().code, 'mfa_not_enabled');
     assert.equal(await remainingCodes(ta, user), 0, 'no codes without a factor');

@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import { createUser, describeWithApp, login, loginTokens, type TestApp, type TestUser } from '../helpers/app.ts';
 import { ADMIN_ENV, adminCall } from '../helpers/admin.ts';
 import { addPasskey, signInWithPasskey } from '../helpers/passkeys.ts';
+import { beforeNextTransaction } from '../helpers/holds.ts';
 
 async function deactivate(ta: TestApp, user: TestUser): Promise<void> {
   const res = await adminCall(ta, 'PATCH', `/api/v1/admin/users/${user.uuid}`, { is_active: false });
@@ -16,21 +17,6 @@ async function deactivate(ta: TestApp, user: TestUser): Promise<void> {
 
 async function unrevokedSessions(ta: TestApp, user: TestUser): Promise<number> {
   return (await ta.deps.db.query('SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL', [user.uuid])).rows.length;
-}
-
-/** Runs `hold` once, just before the next transaction the app opens starts. */
-function beforeNextTransaction(ta: TestApp, hold: () => Promise<void>): void {
-  const db = ta.deps.db as { transaction: typeof ta.deps.db.transaction };
-  const real = db.transaction.bind(ta.deps.db);
-  let held = false;
-  db.transaction = (async (fn: Parameters<typeof real>[0]) => {
-    if (!held) {
-      held = true;
-      db.transaction = real;
-      await hold();
-    }
-    return real(fn);
-  }) as typeof real;
 }
 
 describeWithApp('logins in flight across a deactivation', (suite) => {
