@@ -131,7 +131,11 @@ export async function interactionRoutes(app: FastifyInstance, { deps, engine }: 
       const client = await provider.Client.find(clientId);
       if (!accountId || !client) return finish(provider, request, reply, { error: 'access_denied', error_description: 'unknown client or no session' });
       const scopes = missingScopes(d);
-      const explicit = (d.prompt.reasons as string[]).includes('consent_prompt');
+      // Asked for (prompt=consent), or a native application: the engine asks on every request of a
+      // client with an app-scheme redirect, because any app on the device may claim that scheme and
+      // start a flow with the real client_id (RFC 8252 §8.6). A remembered consent does not answer it.
+      const reasons = d.prompt.reasons as string[];
+      const explicit = reasons.includes('consent_prompt') || reasons.includes('native_client_prompt');
       const remembered = (client as unknown as { skip_consent?: boolean }).skip_consent === true || (!explicit && await consentCovers(deps, accountId, clientId, scopes));
       if (remembered) return finish(provider, request, reply, { consent: { grantId: await grantScopes(provider, d, accountId, clientId) } }, true);
       const user = await findUserById(deps.db, accountId);

@@ -162,6 +162,27 @@ describeWithApp('OpenID provider: review fixes', (suite) => {
     assert.ok((await client.refreshTokenGrant(mobile, tokens.refresh_token)).access_token);
   });
 
+  test('a native application is asked for consent every time: a remembered consent does not hand its code to whatever app claims the scheme', async (t) => {
+    const { server } = await setup(t, suite);
+    const native = 'com.example.app:/callback';
+    const registered = await fetch(`${server.base}/api/v1/admin/oidc-clients`, {
+      method: 'POST',
+      headers: admin,
+      body: JSON.stringify({ client_id: 'mobile-consent', redirect_uris: [native], token_endpoint_auth_method: 'none', grant_types: ['authorization_code'] }),
+    });
+    assert.equal(registered.status, 201, await registered.clone().text());
+    const mobile = await rp(server, 'mobile-consent');
+    const user = await createUser(server.app);
+    const browser = new Browser(server.base);
+    const first = await browserAuthorize(browser, (await authorizationStart(mobile, native, { scope: 'openid' })).url, user);
+    assert.ok(first.sawConsent, 'the first authorization asks');
+    // Another app on the device registered the same scheme and starts its own flow with the real
+    // client_id and its own PKCE verifier: the user must see the consent page again (RFC 8252 §8.6).
+    const again = await browserAuthorize(browser, (await authorizationStart(mobile, native, { scope: 'openid' })).url, user);
+    assert.ok(again.sawConsent, 'the second authorization asks again');
+    assert.ok(!again.sawLogin, 'the provider session is still there');
+  });
+
   test('disconnecting an application that was never listed (it skips consent) answers 404 and ends none of its tokens', async (t) => {
     const { server, config } = await setup(t, suite);
     const user = await createUser(server.app);
