@@ -18,7 +18,7 @@ import { clearSignupMfa, findUserById, type UserRow } from '../db/repositories/u
 import { enqueueMail } from '../mail/outbox.ts';
 import { requireAal2, type AuthContext } from './authenticate.ts';
 import { issueBackupCodesIfNone } from './backup-codes.ts';
-import { assertMethodOffered, callerUser, dropBackupCodesIfNoFactorLeft, lockFactorChanges, otherFactors, requireAal2IfProtected } from './factor-changes.ts';
+import { assertMethodOffered, callerUser, dropBackupCodesIfNoFactorLeft, endOtherSessionsAtFirstFactor, lockFactorChanges, otherFactors, requireAal2IfProtected } from './factor-changes.ts';
 import { verifyMfaToken } from './login.ts';
 import { checkEmailCode, emailCodeHash, hasActiveFactor, loadFactorState, spendEmailCode } from './second-factors.ts';
 import { recordSecurityEvent, userContext, type AuditContext } from './audit/record.ts';
@@ -105,12 +105,14 @@ export async function confirmEmailOtp(deps: Deps, auth: AuthContext, code: strin
     // The rule once more under the lock of factor changes: a factor confirmed since the read above
     // (TOTP, a passkey) takes the same lock, so it is seen here or sees this one.
     await lockFactorChanges(tx, user.id);
-    requireAal2IfProtected(auth, otherFactors(await loadFactorState(deps, user.id, tx), 'email'));
+    const current = await loadFactorState(deps, user.id, tx);
+    requireAal2IfProtected(auth, otherFactors(current, 'email'));
     if (!(await spendEmailCode(tx, user.id, ENABLE_PURPOSE, digest))) throw wrongCode();
     if (!(await enableEmailOtpFactor(tx, user.id, deps.clock()))) {
       throw new AppError('email_otp_already_enabled', { detail: 'E-mailed codes were turned on meanwhile.' });
     }
     const codes = await issueBackupCodesIfNone(deps, tx, user.id);
+    if (!hasActiveFactor(current)) await endOtherSessionsAtFirstFactor(deps, tx, user.id, auth.sessionId, userContext(user.id, client));
     await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'email' } });
     await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'mfa.enabled', userId: user.id, data: { method: 'email', backups_issued: codes.length > 0 }, at: deps.clock() });
     return codes;

@@ -11,7 +11,10 @@ import { isEmailOtpEnabled } from '../db/repositories/email-otps.ts';
 import { findTotpFactor } from '../db/repositories/totp-factors.ts';
 import { countPasskeys } from '../db/repositories/passkeys/credentials.ts';
 import { findUserById, type UserRow } from '../db/repositories/users.ts';
+import { revokeAllSessions } from '../db/repositories/sessions.ts';
 import { requireAal2, type AuthContext } from './authenticate.ts';
+import { recordSessionsRevoked } from './audit/login-events.ts';
+import type { AuditContext } from './audit/record.ts';
 import type { FactorState } from './second-factors.ts';
 
 /** The caller's user row (its session was live a moment ago; a deleted user is an invalid token). */
@@ -67,4 +70,18 @@ export async function dropBackupCodesIfNoFactorLeft(tx: Queryable, userId: strin
   if (totp?.active_secret || (await isEmailOtpEnabled(tx, userId)) || (await countPasskeys(tx, userId)) > 0) return false;
   await deleteBackupCodes(tx, userId);
   return true;
+}
+
+/**
+ * When the factor just added is the account's first: every other session of the user ends (reason
+ * `mfa_enabled`). They were opened with the password alone, and turning a factor on is what a user
+ * does against someone who has it: kept, such a session would stay signed in past the new factor
+ * (revoking the owner's sessions, changing the password, signing in to applications at aal1). The
+ * session that made the change (`keepSessionId`) stays. Runs in the factor's transaction, after the
+ * lock of factor changes. Returns how many ended.
+ */
+export async function endOtherSessionsAtFirstFactor(deps: Deps, tx: Queryable, userId: string, keepSessionId: string | undefined, ctx: AuditContext): Promise<number> {
+  const revoked = await revokeAllSessions(tx, userId, 'mfa_enabled', deps.clock(), keepSessionId);
+  await recordSessionsRevoked(deps, tx, ctx, userId, revoked, 'mfa_enabled');
+  return revoked.length;
 }

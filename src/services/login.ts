@@ -15,6 +15,7 @@ import type { Attempt } from '../security/limiter.ts';
 import { enqueueMail } from '../mail/outbox.ts';
 import { issueBackupCodesIfNone } from './backup-codes.ts';
 import { assertUsable, refusalInFlight } from './login-guards.ts';
+import { endOtherSessionsAtFirstFactor } from './factor-changes.ts';
 import { accountNames, checkLoginPassword } from './password-check.ts';
 import { recordLoginFailure, recordLoginSuccess } from './audit/login-events.ts';
 import { recordSecurityEvent, userContext } from './audit/record.ts';
@@ -46,15 +47,15 @@ export function codeError(): AppError {
 /**
  * Creates the session and signs its tokens; clears the account's failure counts (all its names).
  * The session, login.succeeded and last_login_at commit together.
- * `firstTotp`: this login's code may activate a pending TOTP secret — the user's first factor. The
- * check runs inside the login's transaction, after the user row's lock (which is also the lock of
- * factor changes): the activation commits with the session, its backup codes, the notice mail and
- * the audit entry, or not at all (a password changed meanwhile leaves no factor bound by the old
- * one). A wrong code rolls everything back and throws {@link TotpCodeRejected}. The 10 backup codes
- * are returned: this answer is the only place they are ever shown, as when confirming TOTP on the
- * account page.
+ * `spend`: a second factor checked (and spent) inside the login's transaction, after the user row's
+ * lock (which is also the lock of factor changes): a backup code, or a TOTP code that may activate a
+ * pending secret — the user's first factor. What it spends commits with the session, or not at all:
+ * a password changed meanwhile leaves no code spent and no factor bound by the old password. A wrong
+ * code rolls everything back and throws {@link CodeRejected}. An activation commits with its backup
+ * codes, notice mail and audit entry; the 10 codes are returned: this answer is the only place they
+ * are ever shown, as when confirming TOTP on the account page.
  */
-async function finishLogin(deps: Deps, user: UserRow, level: AuthLevel, client: ClientInfo, attempt: Attempt, firstTotp?: (tx: Queryable) => Promise<'active' | 'activated' | null>): Promise<LoginResult> {
+async function finishLogin(deps: Deps, user: UserRow, level: AuthLevel, client: ClientInfo, attempt: Attempt, spend?: (tx: Queryable) => Promise<'spent' | 'activated' | null>): Promise<LoginResult> {
   let codes: string[] = [];
   const passwordUnchanged = async (tx: Queryable) => {
     if (!(await noteLoginIfPasswordUnchanged(tx, user.id, deps.clock(), user.password_changed_at, deps.config.requireEmailVerification))) {
@@ -68,20 +69,21 @@ async function finishLogin(deps: Deps, user: UserRow, level: AuthLevel, client: 
     // takes it first instead: two first logins cannot both issue backup codes, and a factor
     // confirmed elsewhere at the same instant is seen by the check.
     let activated = false;
-    if (firstTotp) {
+    if (spend) {
       await passwordUnchanged(tx);
-      const result = await firstTotp(tx);
-      if (!result) throw new TotpCodeRejected();
+      const result = await spend(tx);
+      if (!result) throw new CodeRejected();
       activated = result === 'activated';
     }
     const created = await createSession(deps, tx, user, level, client);
     await recordLoginSuccess(deps, tx, user.id, client, created);
     if (activated) {
       codes = await issueBackupCodesIfNone(deps, tx, user.id);
+      await endOtherSessionsAtFirstFactor(deps, tx, user.id, created.id, userContext(user.id, client));
       await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'totp' } });
       await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'mfa.enabled', userId: user.id, data: { method: 'totp' }, at: created.created_at });
     }
-    if (!firstTotp) await passwordUnchanged(tx);
+    if (!spend) await passwordUnchanged(tx);
     return created;
   });
   await attempt.succeeded(accountNames(user));
@@ -89,8 +91,8 @@ async function finishLogin(deps: Deps, user: UserRow, level: AuthLevel, client: 
   return codes.length > 0 ? { ...pair, backup_codes: codes } : pair;
 }
 
-/** A first login's TOTP code did not match (its transaction was rolled back). */
-class TotpCodeRejected extends Error {}
+/** The code given to finishLogin's `spend` did not match (its transaction was rolled back). */
+class CodeRejected extends Error {}
 
 /**
  * Runs `fn`; a throw settles `attempt` as passed (the password was right), unless `fn` settled it
@@ -147,15 +149,26 @@ export async function loginWithPassword(deps: Deps, input: PasswordLoginInput, c
         return finishLogin(deps, user, level, client, attempt);
       }
       try {
-        return await finishLogin(deps, user, level, client, attempt, (tx) => checkFirstTotpCode(deps, tx, user.id, code));
+        return await finishLogin(deps, user, level, client, attempt, async (tx) => {
+          const result = await checkFirstTotpCode(deps, tx, user.id, code);
+          return result === 'active' ? 'spent' : result;
+        });
       } catch (e) {
-        if (e instanceof TotpCodeRejected) return fail('totp');
+        if (e instanceof CodeRejected) return fail('totp');
         throw e;
       }
     }
     if (input.backup_code !== undefined && input.backup_code !== '') {
-      if (!hasActiveFactor(factors) || !(await useBackupCode(deps, deps.db, user.id, input.backup_code))) return fail('backup_code');
-      const result = await finishLogin(deps, user, { amr: [...AMR.backupCode], aal: 'aal2' }, client, attempt);
+      if (!hasActiveFactor(factors)) return fail('backup_code');
+      const backupCode = input.backup_code;
+      let result: LoginResult;
+      try {
+        // Spent with the session: a code is not used up by a login that a password reset then refuses.
+        result = await finishLogin(deps, user, { amr: [...AMR.backupCode], aal: 'aal2' }, client, attempt, async (tx) => ((await useBackupCode(deps, tx, user.id, backupCode)) ? 'spent' : null));
+      } catch (e) {
+        if (e instanceof CodeRejected) return fail('backup_code');
+        throw e;
+      }
       return { ...result, backup_codes_remaining: await countBackupCodes(deps.db, user.id) };
     }
     if (hasActiveFactor(factors)) {

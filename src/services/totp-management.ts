@@ -12,8 +12,8 @@ import { lockUserIfPasswordUnchanged } from '../db/repositories/users.ts';
 import { enqueueMail } from '../mail/outbox.ts';
 import { assertLiveSession, requireAal2, type AuthContext } from './authenticate.ts';
 import { issueBackupCodesIfNone } from './backup-codes.ts';
-import { assertMethodOffered, callerUser, dropBackupCodesIfNoFactorLeft, lockFactorChanges, otherFactors, requireAal2IfProtected } from './factor-changes.ts';
-import { loadFactorState, storedFactors, verifyTotpCode } from './second-factors.ts';
+import { assertMethodOffered, callerUser, dropBackupCodesIfNoFactorLeft, endOtherSessionsAtFirstFactor, lockFactorChanges, otherFactors, requireAal2IfProtected } from './factor-changes.ts';
+import { hasActiveFactor, loadFactorState, storedFactors, verifyTotpCode } from './second-factors.ts';
 import { accountNames } from './password-check.ts';
 import { startTotpEnrollment, type TotpEnrollment } from './totp-enrollment.ts';
 import { recordSecurityEvent, userContext } from './audit/record.ts';
@@ -60,12 +60,14 @@ export async function confirmTotp(deps: Deps, auth: AuthContext, code: string, c
     // sign-up's e-mailed codes, turned on by a verification link at the same instant) needs aal2 too.
     // TOTP itself is left to the guard below (a concurrent confirmation of this secret is a 409).
     await lockFactorChanges(tx, user.id);
-    requireAal2IfProtected(auth, otherFactors(await loadFactorState(deps, user.id, tx), 'totp'));
+    const current = await loadFactorState(deps, user.id, tx);
+    requireAal2IfProtected(auth, otherFactors(current, 'totp'));
     // Guarded on the pending value read above: a concurrent confirm or a newer enrolment wins, not both.
     if (!(await confirmPendingSecret(tx, user.id, pending, step, now))) {
       throw new AppError('totp_not_pending', { detail: 'The enrolment changed meanwhile; start again.' });
     }
     const codes = await issueBackupCodesIfNone(deps, tx, user.id);
+    if (!hasActiveFactor(current)) await endOtherSessionsAtFirstFactor(deps, tx, user.id, auth.sessionId, userContext(user.id, client));
     await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'totp' } });
     // replaced: an active secret was swapped for the new one (still one TOTP factor).
     await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'mfa.enabled', userId: user.id, data: { method: 'totp', replaced: Boolean(state.totp?.active_secret), backups_issued: codes.length > 0 }, at: now });

@@ -235,6 +235,22 @@ export async function enableTotp(t: TestApp, user: TestUser): Promise<{ secret: 
   return { secret, tokens: res.json(), backupCodes: res.json().backup_codes ?? [] };
 }
 
+/**
+ * Turns TOTP on from the aal1 session `aal1` (enrol, confirm), which stays live: turning on the first
+ * factor ends every other session. Returns the secret, the backup codes and aal2 tokens of a new login.
+ */
+export async function enableTotpFromSession(t: TestApp, user: TestUser, aal1: string): Promise<{ secret: string; tokens: { access_token: string; refresh_token: string }; backupCodes: string[] }> {
+  const enroll = await t.app.inject({ method: 'POST', url: '/api/v1/auth-totp/enroll', headers: { ...bearer(aal1), accept: 'application/json' } });
+  if (enroll.statusCode !== 201) throw new Error(`enroll failed: ${enroll.statusCode} ${enroll.body}`);
+  const secret: string = enroll.json().secret;
+  const confirm = await t.app.inject({ method: 'POST', url: '/api/v1/auth-totp/confirm', headers: bearer(aal1), payload: { security_code: totpCodeAt(secret, t.clock()) } });
+  if (confirm.statusCode !== 200) throw new Error(`confirm failed: ${confirm.statusCode} ${confirm.body}`);
+  nextTotpStep(t.clock);
+  const res = await login(t.app, { username: user.username, password: user.password, security_code: totpCodeAt(secret, t.clock()) });
+  if (res.statusCode !== 200) throw new Error(`TOTP login failed: ${res.statusCode} ${res.body}`);
+  return { secret, tokens: res.json(), backupCodes: confirm.json().backup_codes };
+}
+
 /** Moves the clock to the next TOTP step, so a fresh code is not a replay of the last one. */
 export function nextTotpStep(clock: TestClock): void {
   clock.advance(TOTP_PERIOD_SECONDS);

@@ -4,7 +4,7 @@ import { enableEmailOtpFactor, findEmailOtp, isEmailOtpEnabled } from '../../src
 import { findUserById } from '../../src/db/repositories/users.ts';
 import { enableEmailOtpAfterVerification } from '../../src/services/email-otp.ts';
 import { SYSTEM_CONTEXT } from '../../src/services/audit/record.ts';
-import { bearer, createUser, describeWithApp, enableTotp, login, loginTokens, type TestApp, type TestUser } from '../helpers/app.ts';
+import { bearer, createUser, describeWithApp, enableTotp, enableTotpFromSession, login, loginTokens, type TestApp, type TestUser } from '../helpers/app.ts';
 import { del, enableEmailOtp, get, lastCode, loginMfa, loginWithEmailCode, mailsOf, mfaChallenge, post, requestLoginCode, verifyEmail, wrongCode } from '../helpers/factors.ts';
 
 const ENABLE = '/api/v1/auth-email-otp/enable';
@@ -184,7 +184,8 @@ describeWithApp('E-mailed codes', (suite) => {
     const app = await suite.build(t);
     const user = await createUser(app.app);
     const aal1 = (await loginTokens(app.app, user)).access_token;
-    const { tokens } = await enableTotp(app, user);
+    // The session that turned TOTP on stays live (aal1); a TOTP login gives the aal2 one.
+    const { tokens } = await enableTotpFromSession(app, user, aal1);
     await verifyEmail(app, user);
     const refused = await post(app, ENABLE, aal1);
     assert.equal(refused.statusCode, 403);
@@ -196,7 +197,7 @@ describeWithApp('E-mailed codes', (suite) => {
     assert.equal((await post(app, CONFIRM, aal1, { code })).statusCode, 403);
     const confirmed = await post(app, CONFIRM, tokens.access_token, { code });
     assert.equal(confirmed.statusCode, 200);
-    assert.deepEqual(confirmed.json().backup_codes, [], 'TOTP turned on at login already issued the set; it is not replaced');
+    assert.deepEqual(confirmed.json().backup_codes, [], 'confirming TOTP already issued the set; it is not replaced');
   });
 
   test('two-step login with an e-mailed code: body or Bearer token, aal2 tokens, code single use', async (t) => {
@@ -347,7 +348,7 @@ describeWithApp('E-mailed codes', (suite) => {
     assert.equal(confirm.statusCode, 400);
 
     // A user who turned e-mailed codes on while the operator still offered them.
-    await enableTotp(app, user);
+    await enableTotpFromSession(app, user, access_token);
     await app.deps.db.transaction((tx) => enableEmailOtpFactor(tx, user.uuid, app.clock()));
     const challenge = await mfaChallenge(app, user);
     assert.deepEqual(challenge.mfa_methods, ['totp', 'backup_code']);

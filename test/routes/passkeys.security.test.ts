@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import { totpCodeAt } from '../../src/crypto/totp.ts';
-import { createUser, describeWithApp, enableTotp, login, loginTokens, nextTotpStep, type TestApp, type TestUser } from '../helpers/app.ts';
+import { createUser, describeWithApp, enableTotp, enableTotpFromSession, login, loginTokens, nextTotpStep, type TestApp, type TestUser } from '../helpers/app.ts';
 import { del, get, loginMfa, mfaChallenge, post } from '../helpers/factors.ts';
 import {
   addPasskey,
@@ -96,7 +96,7 @@ describeWithApp('Passkeys: security', (suite) => {
     const aal1 = (await loginTokens(app.app, user)).access_token;
     // Options fetched while no factor existed, then TOTP confirmed: the verify step checks again.
     const early = await registrationOptions(app, aal1);
-    const { tokens } = await enableTotp(app, user);
+    const { tokens } = await enableTotpFromSession(app, user, aal1);
     const options = await post(app, '/api/v1/passkeys/registration/options', aal1, {});
     assert.equal(options.statusCode, 403);
     assert.equal(options.json().code, 'step_up_required');

@@ -160,6 +160,22 @@ describeWithApp('password races', (suite) => {
     assert.equal(owner.statusCode, 200, `the owner is not locked out behind a stranger's TOTP: ${owner.body}`);
   });
 
+  test('a one-step backup-code login, its password checked before a reset commits, spends no code', async (t) => {
+    const ta = await suite.build(t);
+    const victim = await createUser(ta.app);
+    const { backupCodes } = await enableTotp(ta, victim);
+    const token = await resetToken(ta, victim);
+    holdAfter(ta, 'check', (p) => p === victim.password, async () => assert.equal((await reset(ta, token)).statusCode, 204));
+
+    const res = await login(ta.app, { username: victim.username, password: victim.password, backup_code: backupCodes[0] });
+    assert.equal(res.statusCode, 401, res.body);
+    assert.equal(res.json().code, 'invalid_credentials');
+    const left = await ta.deps.db.query('SELECT id FROM backup_codes WHERE user_id = $1', [victim.uuid]);
+    assert.equal(left.rows.length, 10, 'the code was not used up by a refused login');
+    const owner = await login(ta.app, { username: victim.username, password: RESET_PW, backup_code: backupCodes[0] });
+    assert.equal(owner.statusCode, 200, owner.body);
+  });
+
   test('a login\'s rehash held across a reset does not bring the old password back', async (t) => {
     // Hashed at 1 MiB; the app below hashes at 2 MiB, so the login rehashes the stored hash.
     const old = await suite.build(t);

@@ -16,8 +16,8 @@ import type { AuthContext } from '../authenticate.ts';
 import { recordSecurityEvent, userContext } from '../audit/record.ts';
 import type { ClientInfo } from '../tokens.ts';
 import { issueBackupCodesIfNone } from '../backup-codes.ts';
-import { callerUser, requireAal2IfProtected } from '../factor-changes.ts';
-import { loadFactorState, storedFactors } from '../second-factors.ts';
+import { callerUser, endOtherSessionsAtFirstFactor, requireAal2IfProtected } from '../factor-changes.ts';
+import { hasActiveFactor, loadFactorState, storedFactors } from '../second-factors.ts';
 import { claimedChallenge, creationOptions, passkeyError, verifyRegistration } from './relying-party.ts';
 import { passkeyView, type PasskeyView } from './view.ts';
 
@@ -92,7 +92,8 @@ export async function finishPasskeyRegistration(deps: Deps, auth: AuthContext, c
     await lockBackupCodes(tx, user.id);
     // The aal2 rule once more under that lock: a factor confirmed since the read above (TOTP, e-mailed
     // codes, another passkey) takes the same lock, so it is seen here or sees this passkey.
-    requireAal2IfProtected(auth, storedFactors(await loadFactorState(deps, user.id, tx)));
+    const current = await loadFactorState(deps, user.id, tx);
+    requireAal2IfProtected(auth, storedFactors(current));
     // Again here: options fetched while below the cap may be answered after other passkeys were added.
     assertBelowPasskeyLimit(await countPasskeys(tx, user.id));
     const id = newId();
@@ -112,6 +113,7 @@ export async function finishPasskeyRegistration(deps: Deps, auth: AuthContext, c
     });
     if (!stored) throw new AppError('passkey_already_registered', { detail: 'This passkey is already registered.' });
     const codes = await issueBackupCodesIfNone(deps, tx, user.id);
+    if (!hasActiveFactor(current)) await endOtherSessionsAtFirstFactor(deps, tx, user.id, auth.sessionId, userContext(user.id, client));
     await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'passkey', passkeyName: label } });
     await recordSecurityEvent(tx, {
       ...userContext(user.id, client),

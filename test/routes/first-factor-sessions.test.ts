@@ -1,0 +1,88 @@
+/**
+ * Turning on the account's first second factor ends every other session: they were opened with the
+ * password alone, and whoever holds one (a thief with the password, from before the owner reacted)
+ * must not stay signed in past the new factor to revoke the owner's sessions or change the password.
+ * The session that made the change stays; a later factor next to the first ends nothing.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { totpCodeAt } from '../../src/crypto/totp.ts';
+import { createUser, describeWithApp, login, loginTokens, nextTotpStep, type TestApp, type TestUser } from '../helpers/app.ts';
+import { auditRowsOf } from '../helpers/admin.ts';
+import { get, lastCode, post, verifyEmail } from '../helpers/factors.ts';
+import { addPasskey } from '../helpers/passkeys.ts';
+
+type Tokens = { access_token: string; refresh_token: string };
+
+async function alive(ta: TestApp, tokens: Tokens): Promise<boolean> {
+  const res = await get(ta, '/api/v1/auth-jwt/user-info', tokens.access_token);
+  assert.ok(res.statusCode === 200 || res.statusCode === 401, res.body);
+  return res.statusCode === 200;
+}
+
+async function refreshes(ta: TestApp, tokens: Tokens): Promise<boolean> {
+  const res = await ta.app.inject({ method: 'POST', url: '/api/v1/auth-jwt/refresh', payload: { refresh_token: tokens.refresh_token } });
+  return res.statusCode === 200;
+}
+
+/** A thief's session (from the password) and the owner's, both aal1, before any factor. */
+async function twoSessions(ta: TestApp): Promise<{ user: TestUser; thief: Tokens; owner: Tokens }> {
+  const user = await createUser(ta.app);
+  return { user, thief: await loginTokens(ta.app, user), owner: await loginTokens(ta.app, user) };
+}
+
+async function assertThiefOut(ta: TestApp, user: TestUser, thief: Tokens): Promise<void> {
+  assert.equal(await alive(ta, thief), false, 'the other session ended');
+  assert.equal(await refreshes(ta, thief), false, 'and cannot be refreshed');
+  const revoked = (await auditRowsOf(ta, user.uuid)).filter((r) => r.type === 'session.revoked');
+  assert.ok(revoked.some((r) => (r.data as { reason?: string }).reason === 'mfa_enabled'), 'recorded with its reason');
+}
+
+describeWithApp('the first second factor ends the sessions of the password alone', (suite) => {
+  test('confirming TOTP: the other session ends, the confirming one stays; a second factor later ends nothing', async (t) => {
+    const ta = await suite.build(t);
+    const { user, thief, owner } = await twoSessions(ta);
+    const enroll = await post(ta, '/api/v1/auth-totp/enroll', owner.access_token, undefined, { accept: 'application/json' });
+    const confirm = await post(ta, '/api/v1/auth-totp/confirm', owner.access_token, { security_code: totpCodeAt(enroll.json().secret, ta.clock()) });
+    assert.equal(confirm.statusCode, 200, confirm.body);
+    await assertThiefOut(ta, user, thief);
+    assert.equal(await alive(ta, owner), true, 'the confirming session stays');
+
+    // A passkey next to TOTP (aal2 session): not a first factor, the other sessions stay.
+    nextTotpStep(ta.clock);
+    const aal2 = (await login(ta.app, { username: user.username, password: user.password, security_code: totpCodeAt(enroll.json().secret, ta.clock()) })).json() as Tokens;
+    const other = (await login(ta.app, { username: user.username, password: user.password, backup_code: confirm.json().backup_codes[0] })).json() as Tokens;
+    await addPasskey(ta, aal2.access_token);
+    assert.equal(await alive(ta, other), true);
+  });
+
+  test('confirming e-mailed codes: the other session ends', async (t) => {
+    const ta = await suite.build(t);
+    const { user, thief, owner } = await twoSessions(ta);
+    await verifyEmail(ta, user);
+    assert.equal((await post(ta, '/api/v1/auth-email-otp/enable', owner.access_token)).statusCode, 202);
+    const confirm = await post(ta, '/api/v1/auth-email-otp/confirm', owner.access_token, { code: await lastCode(ta, 'email_otp_enable', user.email) });
+    assert.equal(confirm.statusCode, 200, confirm.body);
+    await assertThiefOut(ta, user, thief);
+    assert.equal(await alive(ta, owner), true);
+  });
+
+  test('registering a first passkey: the other session ends', async (t) => {
+    const ta = await suite.build(t);
+    const { user, thief, owner } = await twoSessions(ta);
+    await addPasskey(ta, owner.access_token);
+    await assertThiefOut(ta, user, thief);
+    assert.equal(await alive(ta, owner), true);
+  });
+
+  test('a login activating a /qrcode secret: every session but the new one ends', async (t) => {
+    const ta = await suite.build(t);
+    const { user, thief, owner } = await twoSessions(ta);
+    const qr = await ta.app.inject({ method: 'POST', url: '/api/v1/auth-totp/qrcode', headers: { accept: 'application/json' }, payload: { username: user.username, password: user.password } });
+    const res = await login(ta.app, { username: user.username, password: user.password, security_code: totpCodeAt(qr.json().secret, ta.clock()) });
+    assert.equal(res.statusCode, 200, res.body);
+    await assertThiefOut(ta, user, thief);
+    assert.equal(await alive(ta, owner), false);
+    assert.equal(await alive(ta, res.json()), true, 'the activating login\'s own session works');
+  });
+});
