@@ -14,6 +14,9 @@ import { bearer, createUser, describeWithApp, enableTotp, login, loginTokens, ne
 import { ADMIN_ENV, adminCall, auditRowsOf } from '../helpers/admin.ts';
 import { enableEmailOtp, loginMfa, loginWithEmailCode, mfaChallenge, requestLoginCode } from '../helpers/factors.ts';
 import { latestToken } from '../helpers/mail-links.ts';
+import { migrate } from '../../src/db/migrate.ts';
+
+const MIGRATION = '0011_signup_mfa_used_once.sql';
 import { addPasskey } from '../helpers/passkeys.ts';
 
 const ATTACKER = '203.0.113.77';
@@ -128,5 +131,31 @@ describeWithApp('a late e-mail verification never adds e-mailed codes next to an
     const enabled = (await auditRowsOf(ta, user.uuid)).filter((r) => r.type === 'mfa.enabled');
     assert.deepEqual(enabled.map((r) => r.data), [{ method: 'email', at_sign_up: true }]);
     assert.deepEqual((await mfaChallenge(ta, user)).mfa_methods, ['email']);
+  });
+
+  // Migration 0011: the rows an older release left behind (the choice kept after the first verification).
+  test('clears the choice of verified and once-verified accounts, keeps it for the never verified', async (t) => {
+    const ta = await suite.build(t);
+    const verified = await createUser(ta.app, { mfa: 'email' });
+    const token = await latestToken(ta, verified.email, 'verify_email');
+    assert.equal((await ta.app.inject({ method: 'POST', url: '/api/v1/user/email/verify', payload: { token } })).statusCode, 200);
+    const unmarked = await createUser(ta.app, { mfa: 'email' });
+    const unmarkedToken = await latestToken(ta, unmarked.email, 'verify_email');
+    assert.equal((await ta.app.inject({ method: 'POST', url: '/api/v1/user/email/verify', payload: { token: unmarkedToken } })).statusCode, 200);
+    assert.ok((await auditRowsOf(ta, unmarked.uuid)).some((r) => r.type === 'email.verified'));
+    const waiting = await createUser(ta.app, { mfa: 'email' });
+
+    // The rows as an older release left them: the choice still set after the first verification, and
+    // one address unmarked by an admin since.
+    const db = ta.deps.db;
+    await db.query("UPDATE users SET signup_mfa = 'email' WHERE id = ANY($1::uuid[])", [[verified.uuid, unmarked.uuid, waiting.uuid]]);
+    await db.query('UPDATE users SET email_verified = false WHERE id = $1', [unmarked.uuid]);
+    await db.query('DELETE FROM schema_migrations WHERE version = $1', [MIGRATION]);
+
+    assert.deepEqual(await migrate(db), [MIGRATION]);
+    const choice = async (id: string) => (await db.query<{ signup_mfa: string | null }>('SELECT signup_mfa FROM users WHERE id = $1', [id])).rows[0]?.signup_mfa;
+    assert.equal(await choice(verified.uuid), null);
+    assert.equal(await choice(unmarked.uuid), null);
+    assert.equal(await choice(waiting.uuid), 'email', 'the first verification is still to come');
   });
 });
