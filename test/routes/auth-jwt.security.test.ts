@@ -134,6 +134,23 @@ describeWithApp('replay and races', (suite) => {
     assert.deepEqual(results.map((r) => r.statusCode).sort(), [200, 401, 401, 401, 401, 401, 401, 401]);
   });
 
+  test('two dozen first logins at once with the code of a /qrcode secret: one activates it, with one set of backup codes', async (t) => {
+    const ctx = await suite.build(t);
+    const user = await createUser(ctx.app);
+    const qr = await ctx.app.inject({ method: 'POST', url: '/api/v1/auth-totp/qrcode', headers: { accept: 'application/json' }, payload: { username: user.username, password: user.password } });
+    const code = totpCodeAt(qr.json().secret, ctx.clock());
+    const results = await Promise.all(Array.from({ length: 24 }, () => login(ctx.app, { username: user.username, password: user.password, security_code: code })));
+    const won = results.filter((r) => r.statusCode === 200);
+    assert.equal(won.length, 1, results.map((r) => r.statusCode).join(' '));
+    // The others: the code's step is spent (401), or the account's failure count locked it (429).
+    assert.ok(results.every((r) => [200, 401, 429].includes(r.statusCode)), results.map((r) => r.statusCode).join(' '));
+    assert.equal(won[0]!.json().backup_codes.length, 10);
+    const count = async (sql: string) => (await ctx.deps.db.query(sql, [user.uuid])).rows.length;
+    assert.equal(await count('SELECT id FROM backup_codes WHERE user_id = $1'), 10, 'one set');
+    assert.equal(await count('SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL'), 1, 'one session');
+    assert.equal(await count("SELECT id FROM audit_log WHERE user_id = $1 AND type = 'mfa.enabled'"), 1, 'one activation');
+  });
+
   test('thirty concurrent refreshes with one token and grace 0: exactly one wins, the session dies', async (t) => {
     const { app, deps } = await suite.build(t, { env: { REFRESH_REUSE_GRACE_SECONDS: '0' } });
     const user = await createUser(app);

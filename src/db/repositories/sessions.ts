@@ -54,7 +54,6 @@ export async function findLiveSessionUser(tx: Queryable, sessionId: string, now:
   return r.rows[0];
 }
 
-/** A rotated session with what its new tokens carry of its user. */
 /**
  * Whether `jti` is the current refresh token of a live session of user `userId`, who is active: the
  * whole check of refresh-token introspection in one statement.
@@ -68,6 +67,7 @@ export async function isCurrentRefreshToken(tx: Queryable, sessionId: string, us
   return r.rows.length > 0;
 }
 
+/** A rotated session with what its new tokens carry of its user. */
 export type RotatedSession = SessionRow & { username: string; roles: string[] };
 
 /**
