@@ -1,6 +1,7 @@
 /** RFC 9457 problem details: the one place errors become HTTP. */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, ERROR_CODES, type ErrorCode, type FieldError } from '../errors.ts';
+import { isDeletedUserReference } from '../db/deleted-user.ts';
 
 /** The problem document of an error code. */
 export function problemBody(code: ErrorCode, status: number, detail?: string, errors?: FieldError[], extra?: Record<string, unknown>) {
@@ -96,6 +97,10 @@ export function installErrorHandling(app: FastifyInstance): void {
     if (fe.statusCode !== undefined && fe.statusCode >= 400 && fe.statusCode < 500) {
       request.log.info({ err: fe }, 'client error');
       return sendProblem(reply, new AppError('malformed_request', { status: fe.statusCode, detail: 'The request could not be processed.' }));
+    }
+    if (isDeletedUserReference(error)) {
+      request.log.info({ err: error }, 'the account was deleted while the request was in flight');
+      return sendProblem(reply, new AppError('invalid_token', { detail: 'The account no longer exists.' }));
     }
     // Anything else is our bug or an outage: log everything, say nothing about the cause.
     request.log.error({ err: error }, 'unhandled error');

@@ -29,12 +29,16 @@ export type NewSession = Pick<SessionRow, 'id' | 'user_id' | 'current_jti' | 'am
  * alone does not hold against a password change committing right after it: the caller's transaction
  * holds the user row's update lock, taken before (setLastLogin) or as its last statement
  * (noteLoginIfPasswordUnchanged), so a login in flight across a password change opens no session.
+ * `FOR KEY SHARE`: a user row being deleted (an admin's uncommitted DELETE) is waited for and then
+ * skipped, so nothing is inserted. Without it the row was read from before the deletion and the
+ * foreign-key check failed once the deletion committed (a 500). The lock does not conflict with the
+ * update lock of logins and password changes (FOR NO KEY UPDATE), so logins do not queue on it.
  */
 export async function insertSession(tx: Queryable, s: NewSession, passwordChangedAt: Date | null): Promise<boolean> {
   const r = await tx.query(
     `INSERT INTO sessions (id, user_id, current_jti, amr, aal, user_agent, ip, created_at, last_used_at, expires_at)
      SELECT $1::uuid, u.id, $3::uuid, $4::text[], $5::text, $6::text, $7::text, $8::timestamptz, $8::timestamptz, $9::timestamptz
-     FROM users u WHERE u.id = $2::uuid AND u.password_changed_at IS NOT DISTINCT FROM $10::timestamptz`,
+     FROM users u WHERE u.id = $2::uuid AND u.password_changed_at IS NOT DISTINCT FROM $10::timestamptz FOR KEY SHARE`,
     [s.id, s.user_id, s.current_jti, s.amr, s.aal, s.user_agent, s.ip, s.created_at, s.expires_at, passwordChangedAt],
   );
   return r.rowCount > 0;

@@ -46,6 +46,8 @@ export async function startPasskeyRegistration(deps: Deps, auth: AuthContext): P
   const existing = await listPasskeys(deps.db, user.id);
   assertBelowPasskeyLimit(existing.length);
   const handle = await ensureWebauthnUserId(deps.db, user.id, randomToken(USER_HANDLE_BYTES));
+  // No row: the account was deleted after the session check (an admin's deletion committing now).
+  if (!handle) throw new AppError('invalid_token', { detail: 'The account no longer exists.' });
   const options = await creationOptions(rp, { username: user.username, handle }, existing);
   const now = deps.clock();
   await insertWebauthnChallenge(deps.db, {

@@ -88,15 +88,13 @@ export async function recordCounterRegression(tx: Queryable, id: string): Promis
   await tx.query('UPDATE passkeys SET counter_regressions = counter_regressions + 1 WHERE id = $1', [id]);
 }
 
-/** The user's WebAuthn user handle, created (random) on first use; concurrent callers get the same one. */
-export async function ensureWebauthnUserId(tx: Queryable, userId: string, fresh: string): Promise<string> {
+/** The user's WebAuthn user handle, created (random) on first use; concurrent callers get the same one. Undefined when the user row is gone. */
+export async function ensureWebauthnUserId(tx: Queryable, userId: string, fresh: string): Promise<string | undefined> {
   const r = await tx.query<{ webauthn_user_id: string }>(
     'UPDATE users SET webauthn_user_id = COALESCE(webauthn_user_id, $2) WHERE id = $1 RETURNING webauthn_user_id',
     [userId, fresh],
   );
-  const handle = r.rows[0]?.webauthn_user_id;
-  if (!handle) throw new Error('user not found');
-  return handle;
+  return r.rows[0]?.webauthn_user_id;
 }
 
 /** The user id of a WebAuthn user handle. */
