@@ -83,3 +83,32 @@ describeWithApp('OpenID clients through the admin API', (suite) => {
     assert.equal(((await res.json()) as { code: string }).code, 'admin_required');
   });
 });
+
+describeWithApp('an OpenID client id used again after its client was removed from OIDC_CLIENTS_FILE', (suite) => {
+  test('the client registered under the old id inherits no consent, grant or refresh token of the removed one', async (t) => {
+    const fileClient = { client_id: 'wiki', client_secret: 'w'.repeat(32), redirect_uris: [CALLBACK], grant_types: ['authorization_code', 'refresh_token'] };
+    const before = await startOidcServer(t, suite, [fileClient]);
+    const user = await createUser(before.app);
+    const oldConfig = await rp(before, 'wiki', fileClient.client_secret);
+    const browser = new Browser(before.base);
+    const start = await authorizationStart(oldConfig, CALLBACK, { scope: 'openid offline_access', prompt: 'consent' });
+    const flow = await browserAuthorize(browser, start.url, user);
+    const old = await client.authorizationCodeGrant(oldConfig, new URL(flow.left), { pkceCodeVerifier: start.verifier, expectedState: start.state, expectedNonce: start.nonce });
+    assert.ok(old.refresh_token);
+    await before.app.close();
+
+    // The operator took `wiki` out of the file and restarted; later an admin registers another application as `wiki`.
+    const after = await startOidcServer(t, suite, [], { ADMIN_API_KEY: ADMIN_KEY });
+    const created = await fetch(`${after.base}/api/v1/admin/oidc-clients`, { method: 'POST', headers: admin, body: JSON.stringify({ client_id: 'wiki', redirect_uris: [CALLBACK], grant_types: ['authorization_code', 'refresh_token'] }) });
+    assert.equal(created.status, 201);
+    const newConfig = await rp(after, 'wiki', ((await created.json()) as { client_secret: string }).client_secret);
+    await assert.rejects(client.refreshTokenGrant(newConfig, old.refresh_token!), (e: client.ResponseBodyError) => e.error === 'invalid_grant', "the removed client's refresh token");
+    const left = await after.deps.db.query("SELECT kind FROM oidc_payloads WHERE client_id = 'wiki' UNION ALL SELECT 'consent' FROM oidc_consents WHERE client_id = 'wiki'");
+    assert.deepEqual(left.rows, [], 'nothing of the removed client is left');
+    const again = await authorizationStart(newConfig, CALLBACK, { scope: 'openid offline_access' });
+    const second = await browserAuthorize(new Browser(after.base), again.url, user);
+    assert.equal(second.sawConsent, true, 'the new application asks for consent');
+    const audit = (await after.deps.db.query<{ data: { action: string; client_id: string } }>("SELECT data FROM audit_log WHERE type = 'admin.action' ORDER BY id")).rows.map((r) => `${r.data.action}:${r.data.client_id}`);
+    assert.deepEqual(audit.filter((a) => a.startsWith('oidc_client.')), ['oidc_client.created:wiki']);
+  });
+});

@@ -39,8 +39,14 @@ export async function createClient(deps: Deps, ctx: AuditContext, raw: unknown, 
   const now = deps.clock();
   const inserted = await deps.db.transaction(async (tx) => {
     const ok = await insertClient(tx, { client_id: input.client_id, metadata: input as unknown as Record<string, unknown>, secret_sealed: secret ? deps.secretBox.seal(secret) : null, created_at: now });
-    if (ok) await recordSecurityEvent(tx, { ...ctx, type: 'admin.action', userId: null, data: { action: 'oidc_client.created', client_id: input.client_id }, at: now });
-    return ok;
+    if (!ok) return false;
+    // A new client starts with nothing. What is stored under its id belongs to an earlier client of
+    // that id: one taken out of OIDC_CLIENTS_FILE leaves its consents, grants and tokens behind (they
+    // are inert while no client has the id), and the new application must not inherit them.
+    await deleteForClient(tx, input.client_id);
+    await deleteConsentsOfClient(tx, input.client_id);
+    await recordSecurityEvent(tx, { ...ctx, type: 'admin.action', userId: null, data: { action: 'oidc_client.created', client_id: input.client_id }, at: now });
+    return true;
   });
   if (!inserted) throw validationError('client_id', 'is taken');
   return { ...view(input, 'api', now), ...(secret ? { client_secret: secret } : {}) };
