@@ -21,6 +21,7 @@ import { issueBackupCodesIfNone } from './backup-codes.ts';
 import { assertMethodOffered, callerUser, dropBackupCodesIfNoFactorLeft, endOtherSessionsAtFirstFactor, lockFactorChanges, otherFactors, requireAal2IfProtected } from './factor-changes.ts';
 import { verifyMfaToken } from './login.ts';
 import { checkEmailCode, emailCodeHash, hasActiveFactor, loadFactorState, spendEmailCode } from './second-factors.ts';
+import { accountNames } from './password-check.ts';
 import { recordSecurityEvent, userContext, type AuditContext } from './audit/record.ts';
 import type { ClientInfo } from './tokens.ts';
 
@@ -143,12 +144,13 @@ export async function disableEmailOtp(deps: Deps, auth: AuthContext, client: Cli
  */
 export async function sendLoginEmailCode(deps: Deps, mfaToken: string, ip: string): Promise<CodeSent> {
   const { challengeId, userId } = await verifyMfaToken(deps, mfaToken);
-  // A locked account gets no mails: its codes could not be used anyway.
-  await deps.limiter.assertAllowed({ account: userId, ip });
   const challenge = await findLiveChallenge(deps.db, challengeId, userId, deps.clock(), deps.config.mfaChallengeMaxAttempts);
   if (!challenge) throw new AppError('invalid_token', { detail: 'The MFA challenge is expired, used or over-tried; log in again.' });
   const user = await findUserById(deps.db, userId);
   if (!user) throw new AppError('invalid_token');
+  // A locked account gets no mails: its codes could not be used anyway. Locked by any of its names,
+  // as /login/mfa judges it (a lock earned through the e-mail address also refuses the code there).
+  await deps.limiter.assertAllowed({ account: userId, alsoAccounts: accountNames(user), ip });
   if (!user.is_active) throw new AppError('account_inactive', { detail: 'This account is not active.' });
   if (!(await loadFactorState(deps, user.id)).emailEnabled) {
     throw new AppError('method_not_enabled', { detail: 'E-mailed codes are not a second factor of this account.' });

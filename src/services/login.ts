@@ -127,7 +127,16 @@ async function afterPassword<T>(
  * MFA challenge when a second factor is due and none was given.
  */
 export async function loginWithPassword(deps: Deps, input: PasswordLoginInput, client: ClientInfo): Promise<LoginResult> {
-  const { user, attempt, legacy } = await checkLoginPassword(deps, input.username, input.password, client);
+  const proof = await checkLoginPassword(deps, input.username, input.password, client);
+  const { user, legacy } = proof;
+  let attempt = proof.attempt;
+  if ((input.security_code ?? '') !== '' || (input.backup_code ?? '') !== '') {
+    // A code sent with a proven password is a second-factor guess: it counts against the account by
+    // id and by both its names, as at /login/mfa (the password already tells who the account is).
+    // Counted only against the name typed, each name gave its own budget of code guesses.
+    await proof.attempt.passed();
+    attempt = await deps.limiter.beginAttempt({ account: user.id, alsoAccounts: accountNames(user), ip: client.ip ?? 'unknown' });
+  }
   return afterPassword(deps, user, client, 'password', attempt, async (fail) => {
     assertUsable(deps, user);
     if (legacy || deps.passwords.needsRehash(user.password_hash)) {

@@ -1,11 +1,14 @@
 /**
  * Brute-force defence through the login route (in-process limiter): the account lock after
- * LOCKOUT_MAX_FAILURES, and the per-IP limit across accounts (password spraying).
+ * LOCKOUT_MAX_FAILURES, the per-IP limit across accounts (password spraying), and second-factor
+ * guesses after a proven password, which count against every name of the account.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
-import { PASSWORD, createUser, describeWithApp, uniqueName } from '../helpers/app.ts';
+import { totpCodeAt } from '../../src/crypto/totp.ts';
+import { PASSWORD, createUser, describeWithApp, enableTotp, login, loginTokens, nextTotpStep, uniqueName } from '../helpers/app.ts';
+import { enableEmailOtp, mailsOf, mfaChallenge, requestLoginCode, verifyEmail } from '../helpers/factors.ts';
 
 function loginFrom(app: FastifyInstance, ip: string, username: string, password: string) {
   return app.inject({ method: 'POST', url: '/api/v1/auth-jwt/login', payload: { username, password }, remoteAddress: ip });
@@ -74,5 +77,41 @@ describeWithApp('login lockout', (suite) => {
     for (const [i, u] of users.entries()) assert.equal((await loginFrom(ta.app, `2001:db8:1:2::${i + 1}`, u.username, 'wrong again')).statusCode, 401);
     assert.equal((await loginFrom(ta.app, '2001:db8:1:2:ffff::9', target.username, PASSWORD)).statusCode, 429);
     assert.equal((await loginFrom(ta.app, '2001:db8:1:3::1', target.username, PASSWORD)).statusCode, 200);
+  });
+});
+
+describeWithApp('second-factor guesses once the password is proven: one budget for the whole account', (suite) => {
+  test('one-step logins with wrong codes count against the username and the e-mail address together', async (t) => {
+    const ta = await suite.build(t, { env: { LOCKOUT_MAX_FAILURES: '3' } });
+    const user = await createUser(ta.app);
+    const { secret } = await enableTotp(ta, user);
+    nextTotpStep(ta.clock);
+    // The password is right, the codes are guesses: by username until refused, then by e-mail address.
+    const seen: string[] = [];
+    for (const [which, name] of [['username', user.username], ['email', user.email]] as const) {
+      for (let i = 0; i < 4; i++) seen.push(`${which}:${(await login(ta.app, { username: name, password: user.password, security_code: '000000' })).statusCode}`);
+    }
+    assert.deepEqual(seen, ['username:401', 'username:401', 'username:401', 'username:429', 'email:429', 'email:429', 'email:429', 'email:429']);
+    assert.equal((await login(ta.app, { username: user.email, password: user.password, backup_code: 'AAAA-BBBB-CCCC' })).statusCode, 429, 'a backup code by the other name');
+    const right = await login(ta.app, { username: user.email, password: user.password, security_code: totpCodeAt(secret, ta.clock()) });
+    assert.equal(right.statusCode, 429, 'even the right code waits out the lock');
+  });
+
+  test('an account locked by its names gets no e-mailed login code (429, no mail)', async (t) => {
+    const ta = await suite.build(t, { env: { LOCKOUT_MAX_FAILURES: '3' } });
+    const user = await createUser(ta.app);
+    await verifyEmail(ta, user);
+    await enableEmailOtp(ta, user, (await loginTokens(ta.app, user)).access_token);
+    const { mfa_token } = await mfaChallenge(ta, user);
+    // Wrong passwords lock both login names (each has its own count at the password step).
+    for (const name of [user.username, user.email]) {
+      for (let i = 0; i < 3; i++) assert.equal((await login(ta.app, { username: name, password: 'not the password at all' })).statusCode, 401);
+    }
+    await ta.deliverMail();
+    const before = (await mailsOf(ta, 'email_otp_login', user.email)).length;
+    const res = await requestLoginCode(ta, mfa_token);
+    assert.equal(res.statusCode, 429, res.body);
+    await ta.deliverMail();
+    assert.equal((await mailsOf(ta, 'email_otp_login', user.email)).length, before, 'no code mailed');
   });
 });
