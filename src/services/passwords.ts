@@ -99,8 +99,9 @@ export async function resetPassword(deps: Deps, input: ResetPasswordInput, clien
   const hash = linkTokenHash(deps, 'reset_password', input.token);
   const live = await findLiveEmailToken(deps.db, 'reset_password', hash, deps.clock());
   const user = live ? await findUserById(deps.db, live.user_id) : undefined;
-  // A link only vouches for the address it was sent to.
-  if (!live || !user || user.email.toLowerCase() !== live.email.toLowerCase()) throw invalidResetToken();
+  // A link only vouches for the address it was sent to, and only for an active account (deactivation
+  // voids the links; this refuses one of an account deactivated while the link was being used).
+  if (!live || !user || !user.is_active || user.email.toLowerCase() !== live.email.toLowerCase()) throw invalidResetToken();
 
   const errors = await newPasswordErrors(deps, user, input);
   if (errors.length) throw rejectPassword(errors);

@@ -1,7 +1,7 @@
 /**
  * "Deactivating revokes every session at once", also for logins in flight: a login whose password or
  * passkey was checked before an admin's deactivation commits must open no session (which would work
- * again on reactivation), whatever the order of the two.
+ * again on reactivation), whatever the order of the two. A reset link mailed before it dies with it.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -9,6 +9,7 @@ import { createUser, describeWithApp, login, loginTokens, type TestApp, type Tes
 import { ADMIN_ENV, adminCall } from '../helpers/admin.ts';
 import { addPasskey, signInWithPasskey } from '../helpers/passkeys.ts';
 import { beforeNextTransaction } from '../helpers/holds.ts';
+import { latestToken } from '../helpers/mail-links.ts';
 
 async function deactivate(ta: TestApp, user: TestUser): Promise<void> {
   const res = await adminCall(ta, 'PATCH', `/api/v1/admin/users/${user.uuid}`, { is_active: false });
@@ -44,5 +45,24 @@ describeWithApp('logins in flight across a deactivation', (suite) => {
     assert.equal(res.statusCode, 403, res.body);
     assert.equal(res.json().code, 'account_inactive');
     assert.equal(await unrevokedSessions(ta, user), 0);
+  });
+});
+
+describeWithApp('a password-reset link mailed before a deactivation', (suite) => {
+  test('is dead after it: 400, the password is unchanged, and it does not come back with a reactivation', async (t) => {
+    const ta = await suite.build(t, { env: ADMIN_ENV });
+    const user = await createUser(ta.app);
+    assert.equal((await ta.app.inject({ method: 'POST', url: '/api/v1/user/password/forgot', payload: { email: user.email } })).statusCode, 202);
+    const token = await latestToken(ta, user.email, 'password_reset');
+    await deactivate(ta, user);
+    const chosen = 'a password chosen by whoever holds the mail';
+    const reset = () => ta.app.inject({ method: 'POST', url: '/api/v1/user/password/reset', payload: { token, password1: chosen, password2: chosen } });
+    const res = await reset();
+    assert.equal(res.statusCode, 400, res.body);
+    assert.equal(res.json().code, 'invalid_or_expired_token');
+    assert.equal((await adminCall(ta, 'PATCH', `/api/v1/admin/users/${user.uuid}`, { is_active: true })).statusCode, 200);
+    assert.equal((await reset()).statusCode, 400, 'reactivation does not revive the link');
+    assert.equal((await login(ta.app, { username: user.username, password: chosen })).statusCode, 401);
+    assert.equal((await login(ta.app, { username: user.username, password: user.password })).statusCode, 200);
   });
 });

@@ -8,6 +8,7 @@ import type { Queryable } from '../../db/database.ts';
 import { AppError } from '../../errors.ts';
 import { countOtherActiveAdmins, deleteSecondFactors, deleteUserRow, eraseMailTo, lockUser, updateUserActive, updateUserRoles, updateUserVerified } from '../../db/repositories/admin/users.ts';
 import { consumeAllChallenges } from '../../db/repositories/mfa-challenges.ts';
+import { voidEmailTokens } from '../../db/repositories/email-tokens.ts';
 import { deleteAllPasskeys } from '../../db/repositories/passkeys/credentials.ts';
 import { revokeAllSessions } from '../../db/repositories/sessions.ts';
 import { findUserById, type UserRow } from '../../db/repositories/users.ts';
@@ -96,6 +97,9 @@ export async function updateUserAsAdmin(deps: Deps, userId: string, patch: UserP
       if (!patch.is_active) {
         revoked = await revokeAllSessions(tx, user.id, 'deactivated', now);
         await consumeAllChallenges(tx, user.id, now);
+        // A reset link mailed before would otherwise choose the password in force on reactivation
+        // (an account deactivated as compromised: whoever holds the mail). Inactive accounts get no link.
+        await voidEmailTokens(tx, user.id, 'reset_password');
       }
     }
     if (Object.keys(changes).length === 0) return;
