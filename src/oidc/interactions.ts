@@ -117,7 +117,7 @@ export async function interactionRoutes(app: FastifyInstance, { deps, engine }: 
         }
         const back = `/oidc/interaction/${encodeURIComponent(d.uid)}`;
         // sso=1: the page may renew a Twofold session whose access token merely expired (not for a fresh login).
-        const sso = decision.fresh ? '' : '&sso=1';
+        const sso = decision.sso ? '&sso=1' : '';
         return reply.header('Cache-Control', 'no-store').redirect(`/login?return_to=${encodeURIComponent(back)}${sso}`, 303);
       }
       // The provider session is linked to this Twofold session when the engine resumes (mount.ts): only then is its uid final.

@@ -7,6 +7,10 @@
 import Provider, { interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider';
 import type { Deps } from '../deps.ts';
 import { findUserById } from '../db/repositories/users.ts';
+import { findLinkState } from '../db/repositories/oidc/links.ts';
+import { ACCESS_COOKIE } from '../http/cookies.ts';
+import { AppError } from '../errors.ts';
+import { authenticateAccessToken } from '../services/authenticate.ts';
 import { loggedOutPage, logoutPage, oidcErrorPage } from '../web/pages/oidc.ts';
 import { createAdapterClass } from './adapter.ts';
 import { OIDC_SCOPES, toProviderMetadata, type ClientInput } from './client-metadata.ts';
@@ -41,12 +45,38 @@ export function wantsAal2(ctx: KoaContextWithOIDC): boolean {
   return !!acr && (acr.value === 'aal2' || (Array.isArray(acr.values) && acr.values.length === 1 && acr.values[0] === 'aal2'));
 }
 
-function policy() {
+/**
+ * The Twofold session of the browser (its access-token cookie, verified), when it is not the one
+ * that logged provider session `uid` in. Another user logging in to the hosted pages in the same
+ * browser (or the same user again) leaves the provider session linked to the earlier Twofold session,
+ * which may still be live: single sign-on must follow the browser's session, not hand the
+ * application the earlier user.
+ */
+async function browserSessionChanged(deps: Deps, uid: string, cookie: string | undefined): Promise<boolean> {
+  if (!cookie) return false;
+  let current: string;
+  try {
+    current = (await authenticateAccessToken(deps, cookie)).sessionId;
+  } catch (e) {
+    if (e instanceof AppError) return false; // no live session in the cookie: nothing to compare
+    throw e;
+  }
+  const link = await findLinkState(deps.db, uid, deps.clock());
+  return link !== undefined && link.session_id !== current;
+}
+
+function policy(deps: Deps) {
   const { base, Check } = interactionPolicy;
   const p = base();
   // The engine does not enforce voluntary acr_values: a request for aal2 sends an aal1 session back to log in with a second factor.
   p.get('login')!.checks.add(new Check('aal2_required', 'A second factor is required', (ctx) =>
     wantsAal2(ctx) && ctx.oidc.session?.acr !== 'aal2' && !ctx.oidc.result?.login ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT));
+  // The login step then decides from the browser's session (interaction-login.ts).
+  p.get('login')!.checks.add(new Check('twofold_session_changed', 'The browser holds another Twofold session', async (ctx) => {
+    const session = ctx.oidc.session;
+    if (!session?.accountId || ctx.oidc.result?.login) return Check.NO_NEED_TO_PROMPT;
+    return (await browserSessionChanged(deps, session.uid, ctx.cookies.get(ACCESS_COOKIE))) ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT;
+  }));
   return p;
 }
 
@@ -152,7 +182,7 @@ export async function createProvider(deps: Deps, fileClients: readonly ClientInp
     routes: OIDC_ROUTES,
     interactions: {
       url: (_ctx, interaction) => `/oidc/interaction/${interaction.uid}`,
-      policy: policy(),
+      policy: policy(deps),
     },
     rotateRefreshToken: true,
     ttl: {

@@ -26,7 +26,8 @@ export interface LoginRequest {
 /** The decision: log in with this session, send the browser to the hosted login, or refuse. */
 export type LoginDecision =
   | { kind: 'login'; userId: string; sessionId: string; acr: 'aal1' | 'aal2'; amr: string[]; authTimeSeconds: number }
-  | { kind: 'hosted_login'; fresh: { afterMs: number; staleSessionId: string | null } | undefined }
+  // sso: the hosted login page may renew the browser's session (refresh cookie) instead of asking for the password.
+  | { kind: 'hosted_login'; fresh: { afterMs: number; staleSessionId: string | null } | undefined; sso: boolean }
   | { kind: 'refuse'; error: string; description: string };
 
 /** Decides the login step for the browser presenting `accessToken` (the cookie, if any). */
@@ -44,7 +45,15 @@ export async function decideLogin(deps: Deps, accessToken: string | undefined, r
   // token's check must not log the browser in to an application.
   const found = auth ? await findSession(deps.db, auth.sessionId) : undefined;
   const session = found && !found.revoked_at && found.expires_at > now ? found : undefined;
-  if (!auth || !session) return { kind: 'hosted_login', fresh: req.fresh };
+  if (!auth || !session) {
+    // No session in the browser. A login that follows counts as fresh for prompt=login, max_age and
+    // the rest: remembered now, so the browser is not sent to log in a second time when it comes back.
+    // The page may still renew a session whose access token merely expired (sso), except for
+    // prompt=login or a second round; a renewed session is judged by its own creation time.
+    const demanding = req.reasons.includes('login_prompt') || req.maxAgeSeconds !== undefined || req.wantsAal2 || req.requiredUserId !== undefined;
+    const fresh = req.fresh ?? (demanding ? { afterMs: now.getTime(), staleSessionId: null } : undefined);
+    return { kind: 'hosted_login', fresh, sso: req.fresh === undefined && !req.reasons.includes('login_prompt') };
+  }
 
   const wrongUser = req.requiredUserId !== undefined && req.requiredUserId !== auth.userId;
   const freshNeeded = wrongUser || req.reasons.includes('login_prompt')
@@ -58,7 +67,7 @@ export async function decideLogin(deps: Deps, accessToken: string | undefined, r
         // Logging in again cannot give a second factor the user does not have.
         return { kind: 'refuse', error: 'unmet_authentication_requirements', description: 'This application requires two-factor authentication: turn it on in your account first.' };
       }
-      return { kind: 'hosted_login', fresh: fresh ?? { afterMs: now.getTime(), staleSessionId: session.id } };
+      return { kind: 'hosted_login', fresh: fresh ?? { afterMs: now.getTime(), staleSessionId: session.id }, sso: false };
     }
     if (req.wantsAal2 && auth.aal !== 'aal2') {
       return { kind: 'refuse', error: 'unmet_authentication_requirements', description: 'A second factor was required and not used.' };

@@ -60,9 +60,13 @@ export async function deletePayload(tx: Queryable, kind: string, id: string): Pr
   await tx.query('DELETE FROM oidc_payloads WHERE kind = $1 AND id = $2', [kind, id]);
 }
 
-/** Deletes every model of a grant (codes, tokens and the grant itself). */
+/**
+ * Deletes every credential of a grant (codes, tokens and the grant itself). Not an interaction that
+ * names the grant: it is a sign-in in progress, not a credential, and the engine revokes the grant of
+ * the previous account while switching accounts in the middle of one (its resume must still find it).
+ */
 export async function deleteByGrantId(tx: Queryable, grantId: string): Promise<void> {
-  await tx.query('DELETE FROM oidc_payloads WHERE grant_id = $1', [grantId]);
+  await tx.query("DELETE FROM oidc_payloads WHERE grant_id = $1 AND kind <> 'Interaction'", [grantId]);
 }
 
 /** The grant ids held by a provider session's tokens and codes. */

@@ -1,0 +1,56 @@
+/**
+ * The provider session and the Twofold session the browser holds, with openid-client over HTTP:
+ * another user logging in to the hosted pages in the same browser is who the application gets next
+ * (not the provider session's first user), and prompt=login or max_age in a signed-out browser asks
+ * for one login, not two.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import * as client from 'openid-client';
+import { createUser, describeWithApp, type TestUser } from '../helpers/app.ts';
+import { Browser, authorizationStart, browserAuthorize, rp, startOidcServer, type OidcServer } from '../helpers/oidc.ts';
+
+const SECRET = 'web-app-secret-0123456789abcdef-XYZ';
+const CALLBACK = 'http://app.example.test/callback';
+
+async function setup(t: Parameters<typeof startOidcServer>[0], suite: Parameters<typeof startOidcServer>[1]) {
+  const server = await startOidcServer(t, suite, [
+    { client_id: 'web-app', client_secret: SECRET, redirect_uris: [CALLBACK], grant_types: ['authorization_code', 'refresh_token'], skip_consent: true },
+  ]);
+  return { server, config: await rp(server, 'web-app', SECRET) };
+}
+
+/** One authorization in `browser`; the subject the application gets and whether a login was asked. */
+async function signIn(server: OidcServer, config: client.Configuration, browser: Browser, user: TestUser | undefined, params: Record<string, string> = {}) {
+  const start = await authorizationStart(config, CALLBACK, params);
+  const flow = await browserAuthorize(browser, start.url, user);
+  const tokens = await client.authorizationCodeGrant(config, new URL(flow.left), { pkceCodeVerifier: start.verifier, expectedState: start.state, expectedNonce: start.nonce });
+  return { sub: tokens.claims()!.sub, sawLogin: flow.sawLogin };
+}
+
+describeWithApp('the provider session follows the Twofold session of the browser', (suite) => {
+  test('after another user logs in to the hosted pages in the same browser, the application gets that user', async (t) => {
+    const { server, config } = await setup(t, suite);
+    const [alice, bob] = [await createUser(server.app), await createUser(server.app)];
+    const browser = new Browser(server.base);
+    assert.equal((await signIn(server, config, browser, alice)).sub, alice.uuid);
+    await browser.login(bob);
+    const next = await signIn(server, config, browser, bob);
+    assert.equal(next.sub, bob.uuid, "the browser now holds Bob's session: the application must not be handed Alice");
+    assert.equal(next.sawLogin, false, "Bob's hosted-page session is used as it is");
+    // And Alice's provider session is over: ending Bob's Twofold session gives no single sign-on as Alice.
+    const access = browser.cookies.get('access_token')!;
+    assert.equal((await browser.request('/api/v1/auth-jwt/logout', { method: 'POST', headers: { authorization: `Bearer ${access}` } })).status, 204);
+    assert.equal((await signIn(server, config, browser, alice)).sawLogin, true);
+  });
+
+  test('prompt=login and max_age=0 in a signed-out browser ask for exactly one login', async (t) => {
+    const { server, config } = await setup(t, suite);
+    const user = await createUser(server.app);
+    for (const params of [{ prompt: 'login' }, { max_age: '0' }] as Array<Record<string, string>>) {
+      const result = await signIn(server, config, new Browser(server.base), user, params);
+      assert.equal(result.sub, user.uuid, JSON.stringify(params));
+      assert.equal(result.sawLogin, true, JSON.stringify(params));
+    }
+  });
+});
