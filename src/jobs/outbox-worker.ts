@@ -15,11 +15,12 @@ import type { Queryable } from '../db/database.ts';
 import * as outbox from '../db/repositories/outbox.ts';
 import type { OutboxRow } from '../db/repositories/outbox.ts';
 import type { MailKind, MailMessage, MailTransport } from '../mail/types.ts';
+import { LaneLoop } from './lane-loop.ts';
 
 /**
  * Another kind of outbox row the worker delivers besides mail (the events' deliveries: see
  * src/jobs/event-delivery.ts). A lane claims its own rows with its own lease; the worker runs each
- * lane's batches one at a time, lanes side by side, on the same timer, kick and stop as the mail.
+ * lane's batches one at a time, each lane on a timer of its own (lane-loop.ts), kicked and stopped with the mail.
  */
 export interface OutboxLane {
   readonly name: string;
@@ -97,7 +98,6 @@ export class OutboxWorker {
   readonly #clock: Clock;
   readonly #transport: MailTransport;
   readonly #logger: OutboxWorkerLogger;
-  readonly #pollIntervalMs: number;
   readonly #maxAgeSeconds: number;
   readonly #maxBackoffSeconds: number;
   readonly #batchSize: number;
@@ -105,19 +105,11 @@ export class OutboxWorker {
   readonly #random: () => number;
   readonly #keepBodies: boolean;
   readonly #lanes: readonly OutboxLane[];
-  readonly #kickDelayMs: number;
 
-  #started = false;
   #stopped = false;
-  #timer: NodeJS.Timeout | undefined;
-  /** When the timer fires, and when the last run began (ms since the epoch). */
-  #timerDue = 0;
-  #lastRunAt = 0;
-  /** The running timer tick, awaited by stop(). */
-  #tick: Promise<void> | undefined;
-  /** A kick that arrived during a tick: run again after it (no sooner than kickDelayMs after it began). */
-  #kicked = false;
-  /** Tail of each lane's batches: a lane's batches run one at a time, whether from the timer or drain(). */
+  /** Each lane's own timer, kick and stop (lane-loop.ts): a busy lane never holds back another. */
+  readonly #loops: readonly LaneLoop[];
+  /** Tail of each lane's batches: a lane's batches run one at a time, whether from its loop or drain(). */
   readonly #tails = new Map<OutboxLane, Promise<unknown>>();
 
   constructor(options: OutboxWorkerOptions) {
@@ -125,7 +117,6 @@ export class OutboxWorker {
     this.#clock = options.clock;
     this.#transport = options.transport;
     this.#logger = options.logger;
-    this.#pollIntervalMs = options.config.outbox.pollIntervalMs;
     this.#maxAgeSeconds = options.config.outbox.maxAgeSeconds;
     this.#maxBackoffSeconds = options.config.outbox.maxBackoffSeconds;
     this.#batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
@@ -133,45 +124,38 @@ export class OutboxWorker {
     this.#random = options.random ?? cryptoRandom;
     this.#keepBodies = options.keepBodies ?? false;
     this.#lanes = [{ name: 'mail', runBatch: () => this.#runBatch() }, ...(options.lanes ?? [])];
-    this.#kickDelayMs = options.kickDelayMs ?? KICK_DELAY_MS;
+    const kickDelayMs = options.kickDelayMs ?? KICK_DELAY_MS;
+    this.#loops = this.#lanes.map((lane) => new LaneLoop({
+      run: async () => {
+        await this.#drainLane(lane);
+      },
+      pollIntervalMs: options.config.outbox.pollIntervalMs,
+      kickDelayMs,
+      // A database blip must only delay delivery. Rows claimed by the failed batch are retried when their lease ends.
+      onError: (err) => this.#logger.error({ err, lane: lane.name }, 'outbox worker: delivery run failed'),
+    }));
   }
 
-  /** Starts polling every config.outbox.pollIntervalMs; the first run is immediate (mail left by a crash). */
+  /** Starts polling every config.outbox.pollIntervalMs, each lane on its own; the first runs are immediate (work left by a crash). */
   start(): void {
-    if (this.#started || this.#stopped) return;
-    this.#started = true;
-    this.#schedule(0);
+    if (this.#stopped) return;
+    for (const loop of this.#loops) loop.start();
   }
 
   /**
    * Asks a started worker to run now instead of at the next poll (call after committing something to
-   * deliver), but never sooner than kickDelayMs after its previous run began: an event after a quiet
-   * spell goes out at once, a stream of them in runs that start no closer than kickDelayMs. Kicks during a run ask
-   * for one more run after it.
+   * deliver), but never sooner than kickDelayMs after a lane's previous run began: an event after a
+   * quiet spell goes out at once, a stream of them in runs that start no closer than kickDelayMs.
+   * Kicks during a lane's run ask for one more run of that lane after it.
    */
   kick(): void {
-    if (!this.#started || this.#stopped) return;
-    if (this.#tick) {
-      this.#kicked = true;
-      return;
-    }
-    const delay = this.#kickWait();
-    // A run already planned at least as soon serves this kick too.
-    if (this.#timer && this.#timerDue <= Date.now() + delay) return;
-    this.#schedule(delay);
+    for (const loop of this.#loops) loop.kick();
   }
 
-  /** Milliseconds until a kicked run may begin. */
-  #kickWait(): number {
-    return Math.max(0, this.#lastRunAt + this.#kickDelayMs - Date.now());
-  }
-
-  /** Stops polling and waits for the batch in flight; rows it had not finished keep their lease and are retried later. Does not close the transport. */
+  /** Stops polling and waits for the batches in flight; rows they had not finished keep their lease and are retried later. Does not close the transport. */
   async stop(): Promise<void> {
     this.#stopped = true;
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    await this.#tick;
+    await Promise.all(this.#loops.map((loop) => loop.stop()));
     await Promise.all(this.#tails.values());
   }
 
@@ -194,35 +178,6 @@ export class OutboxWorker {
       if (batch.claimed === 0 || batch.sent === 0 || batch.more === false) break;
     }
     return sent;
-  }
-
-  #schedule(delayMs: number): void {
-    if (this.#stopped) return;
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => this.#onTimer(), delayMs);
-    this.#timerDue = Date.now() + delayMs;
-    // The poll timer alone must never keep the process alive (tests, graceful shutdown).
-    this.#timer.unref();
-  }
-
-  #onTimer(): void {
-    this.#timer = undefined;
-    this.#lastRunAt = Date.now();
-    this.#tick = (async () => {
-      try {
-        await this.drain();
-      } catch (err) {
-        // Nothing may escape the timer: an unhandled rejection would end the process, and a database
-        // blip must only delay mail. Rows claimed by the failed batch are retried when their lease ends.
-        this.#logger.error({ err }, 'outbox worker: delivery run failed');
-      }
-    })();
-    void this.#tick.finally(() => {
-      this.#tick = undefined;
-      const again = this.#kicked;
-      this.#kicked = false;
-      this.#schedule(again ? this.#kickWait() : this.#pollIntervalMs);
-    });
   }
 
   /** Runs `fn` after every batch of the lane this worker started before it (one batch at a time per lane). */

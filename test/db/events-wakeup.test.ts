@@ -15,6 +15,7 @@ import { afterCommit } from '../../src/db/after-commit.ts';
 import type { Database } from '../../src/db/database.ts';
 import { webhookLane } from '../../src/jobs/event-delivery.ts';
 import { OutboxWorker, type OutboxLane } from '../../src/jobs/outbox-worker.ts';
+import { enqueueMail } from '../../src/mail/outbox.ts';
 import type { MailTransport } from '../../src/mail/types.ts';
 import { SYSTEM_CONTEXT } from '../../src/services/audit/record.ts';
 import * as endpoints from '../../src/services/events/endpoints.ts';
@@ -157,6 +158,34 @@ withDatabases('events: delivery on commit', ({ kind, open }) => {
       await until(() => runs === 4, 'the kicks during the run are served after it');
       await sleep(300);
       assert.equal(runs, 4, 'by one run');
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  test('a lane busy with a backlog does not hold back the mail: a mail queued meanwhile goes out at its kick', async () => {
+    // A lane with a long backlog (a receiver back after an outage): batch after batch, each saying there is more.
+    const BACKLOG = 400;
+    let batches = 0;
+    const busy: OutboxLane = {
+      name: 'busy',
+      async runBatch() {
+        if (batches >= BACKLOG) return { claimed: 0, sent: 0 };
+        batches++;
+        await sleep(5);
+        return { claimed: 1, sent: 1, more: true };
+      },
+    };
+    const mailed: string[] = [];
+    const transport: MailTransport = { name: 'recording', async send(m) { mailed.push(m.to); }, async close() {} };
+    const worker = new OutboxWorker({ db, clock, transport, logger: silent, config, kickDelayMs: 20, lanes: [busy] });
+    try {
+      worker.start();
+      await until(() => batches >= 10, 'the busy lane runs');
+      await db.transaction((tx) => enqueueMail(tx, { config, clock }, { kind: 'email_otp_login', to: 'waiting@example.test', data: { username: 'waiting', code: '123456', expiresInMinutes: 10 } }));
+      worker.kick();
+      await until(() => mailed.length === 1, 'the mail is sent');
+      assert.ok(batches < BACKLOG, `the mail went out while the other lane still had its backlog (it waited for ${batches} of ${BACKLOG} batches)`);
     } finally {
       await worker.stop();
     }
