@@ -49,7 +49,8 @@ function url(value: unknown, field: string, allowFragment = false): string {
   if (u.protocol !== 'https:' && u.protocol !== 'http:' && !/^[a-z][a-z0-9+.-]*\.[a-z0-9+.-]+:$/.test(u.protocol)) {
     throw new ClientMetadataError(field, `must be an http(s) URL or a reverse-domain app scheme, got "${value}"`);
   }
-  if (!allowFragment && u.hash) throw new ClientMetadataError(field, 'must not contain a fragment');
+  // The text, not u.hash: an empty fragment ("…/cb#") has no hash but the engine refuses it all the same.
+  if (!allowFragment && value.includes('#')) throw new ClientMetadataError(field, 'must not contain a fragment');
   return value;
 }
 

@@ -32,6 +32,9 @@ test('every refusal names the file, the entry and the field', () => {
     [{ ...ok, backchannel_logout_uri: 'nope' }, /\[0\]\.backchannel_logout_uri must be an absolute URL/],
     [{ ...ok, skip_consent: 'yes' }, /\[0\]\.skip_consent must be true or false/],
     [{ ...ok, colour: 'red' }, /\[0\]\.colour is not a supported client field/],
+    // An empty fragment too: URL#hash is '' for it, but the engine refuses the client at its first request.
+    [{ ...ok, redirect_uris: ['https://app.example/cb#'] }, /\[0\]\.redirect_uris\[0\] must not contain a fragment/],
+    [{ ...ok, post_logout_redirect_uris: ['https://app.example/#'] }, /\[0\]\.post_logout_redirect_uris\[0\] must not contain a fragment/],
     [{ ...ok, client_id: 'bad id' }, /\[0\]\.client_id must be/],
     [{ client_id: 'p', token_endpoint_auth_method: 'none', client_secret: SECRET, redirect_uris: ['https://a.example/cb'] }, /\[0\]\.client_secret must be absent for a public client/],
   ];
