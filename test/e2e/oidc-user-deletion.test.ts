@@ -57,4 +57,27 @@ describeWithApp('deleting a user ends their provider sessions', (suite) => {
     assert.ok(refreshed.access_token);
     assert.equal(receiver.tokens.length, 1);
   });
+
+  test('a consent form submitted three times at once: one sign-in, and no grant of the deleted user is left behind', async (t) => {
+    const server = await startOidcServer(t, suite, [
+      { client_id: 'web-app', client_secret: SECRET, redirect_uris: [CALLBACK], grant_types: ['authorization_code', 'refresh_token'] },
+    ], { ADMIN_API_KEY: ADMIN_KEY });
+    const config = await rp(server, 'web-app', SECRET);
+    const user = await createUser(server.app);
+    const browser = new Browser(server.base);
+    await browser.login(user);
+    const start = await authorizationStart(config, CALLBACK, { scope: 'openid profile' });
+    const consent = await browser.follow(start.url);
+    assert.match(new URL(consent.url).pathname, /^\/oidc\/interaction\/[^/]+$/, 'the consent page');
+    const posts = await Promise.all([1, 2, 3].map(() => browser.request(`${new URL(consent.url).pathname}/confirm`, { method: 'POST' })));
+    assert.ok(posts.every((r) => r.status === 303), posts.map((r) => r.status).join());
+    const resumed = await Promise.all(posts.map((r) => browser.follow(r.headers.get('location')!)));
+    assert.equal(resumed.filter((r) => r.left && new URL(r.left).searchParams.has('code')).length, 1, 'one authorization code');
+
+    const res = await fetch(`${server.base}/api/v1/admin/users/${user.uuid}`, { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+    assert.equal(res.status, 204);
+    await server.app.oidc.sweeper.run();
+    const left = await server.deps.db.query<{ kind: string }>('SELECT kind FROM oidc_payloads WHERE account_id = $1', [user.uuid]);
+    assert.deepEqual(left.rows, [], "nothing of the deleted user's is left");
+  });
 });

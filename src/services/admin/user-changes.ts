@@ -9,6 +9,7 @@ import { AppError } from '../../errors.ts';
 import { countOtherActiveAdmins, deleteSecondFactors, deleteUserRow, eraseMailTo, lockUser, updateUserActive, updateUserRoles, updateUserVerified } from '../../db/repositories/admin/users.ts';
 import { consumeAllChallenges } from '../../db/repositories/mfa-challenges.ts';
 import { voidEmailTokens } from '../../db/repositories/email-tokens.ts';
+import { deleteGrantsOfAccount } from '../../db/repositories/oidc/payloads.ts';
 import { deleteAllPasskeys } from '../../db/repositories/passkeys/credentials.ts';
 import { revokeAllSessions } from '../../db/repositories/sessions.ts';
 import { findUserById, type UserRow } from '../../db/repositories/users.ts';
@@ -123,6 +124,9 @@ export async function deleteUserAsAdmin(deps: Deps, userId: string, ctx: AuditCo
     await recordSessionsRevoked(deps, tx, ctx, u.id, revoked, 'user_deleted');
     const mails = await eraseMailTo(tx, u.email);
     if (!(await deleteUserRow(tx, u.id))) throw notFound();
+    // Its sessions' and tokens' grants go with the sweep (which still needs the sessions to send the
+    // back-channel logouts); a grant nothing names goes now.
+    await deleteGrantsOfAccount(tx, u.id);
     await recordSecurityEvent(tx, { ...ctx, type: 'user.deleted', userId: u.id, data: { mails_erased: mails }, at: deps.clock() });
     return u;
   });

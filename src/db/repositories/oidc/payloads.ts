@@ -69,6 +69,15 @@ export async function deleteByGrantId(tx: Queryable, grantId: string): Promise<v
   await tx.query("DELETE FROM oidc_payloads WHERE grant_id = $1 AND kind <> 'Interaction'", [grantId]);
 }
 
+/**
+ * Deletes the grants of `accountId` (a deleted user). The session-end sweep deletes the grants its
+ * sessions and tokens name; a grant none of them names (a consent form submitted twice at once saves
+ * one grant per submission) would otherwise keep the deleted user's id until it expires.
+ */
+export async function deleteGrantsOfAccount(tx: Queryable, accountId: string): Promise<number> {
+  return (await tx.query("DELETE FROM oidc_payloads WHERE kind = 'Grant' AND account_id = $1", [accountId])).rowCount;
+}
+
 /** The grant ids held by a provider session's tokens and codes. */
 export async function grantIdsOfSession(tx: Queryable, sessionUid: string): Promise<string[]> {
   const r = await tx.query<{ grant_id: string }>(
