@@ -169,7 +169,9 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
         const pruned = await deliveries.pruneEvents(db, new Date(now.getTime() - EVENT_RETENTION_SECONDS * 1000));
         if (pruned) logger.info({ pruned }, 'old events pruned');
       }
-      const heads = await deliveries.claimHeads(db, 'webhook', now, batchSize, leaseSeconds);
+      // The clock read again: a long prune must not leave the heads a lease that has already ended
+      // (another instance could then claim and send them at the same time).
+      const heads = await deliveries.claimHeads(db, 'webhook', clock(), batchSize, leaseSeconds);
       // Endpoints side by side; each endpoint's events one after the other, the next claimed only once
       // the previous is acknowledged (order holds, and one slow receiver holds up only its own queue).
       const served = await Promise.all(heads.map((head) => serveEndpoint(head).catch((err: unknown): Served => {
