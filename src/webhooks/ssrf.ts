@@ -13,9 +13,13 @@ const V4_RANGES: Array<[string, number]> = [
   ['192.0.0.0', 24], ['192.0.2.0', 24], ['192.88.99.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15],
   ['198.51.100.0', 24], ['203.0.113.0', 24], ['224.0.0.0', 4], ['240.0.0.0', 4],
 ];
-/** Non-public IPv6 ranges: unspecified, loopback, discard, documentation, unique local, link-local, site-local, multicast. */
+/**
+ * Non-public IPv6 ranges: unspecified, loopback, discard, local-use NAT64 (RFC 8215: a translator on
+ * the operator's own network may reach any internal IPv4 through it), documentation, unique local,
+ * link-local, site-local, multicast.
+ */
 const V6_RANGES: Array<[string, number]> = [
-  ['::', 128], ['::1', 128], ['100::', 64], ['2001:db8::', 32], ['fc00::', 7], ['fe80::', 10], ['fec0::', 10], ['ff00::', 8],
+  ['::', 128], ['::1', 128], ['100::', 64], ['64:ff9b:1::', 48], ['2001:db8::', 32], ['fc00::', 7], ['fe80::', 10], ['fec0::', 10], ['ff00::', 8],
 ];
 
 const blocked = new BlockList();
@@ -46,12 +50,16 @@ function ipv6Bytes(address: string): number[] {
   });
 }
 
-/** The IPv4 address an IPv6 address carries (mapped ::ffff:a.b.c.d, compatible ::a.b.c.d, NAT64 64:ff9b::/96, 6to4 2002::/16), if any. */
+/**
+ * The IPv4 address an IPv6 address carries (mapped ::ffff:a.b.c.d, translated ::ffff:0:a.b.c.d of
+ * SIIT, compatible ::a.b.c.d, NAT64 64:ff9b::/96, 6to4 2002::/16), if any.
+ */
 function embeddedIpv4(address: string): string | undefined {
   const b = ipv6Bytes(address);
   const v4 = (o: number) => b.slice(o, o + 4).join('.');
   const zeros = (from: number, to: number) => b.slice(from, to).every((x) => x === 0);
   if (zeros(0, 10) && b[10] === 0xff && b[11] === 0xff) return v4(12);
+  if (zeros(0, 8) && b[8] === 0xff && b[9] === 0xff && zeros(10, 12)) return v4(12);
   if (zeros(0, 12) && !zeros(12, 16) && !(zeros(12, 15) && b[15] === 1)) return v4(12);
   if (b[0] === 0x00 && b[1] === 0x64 && b[2] === 0xff && b[3] === 0x9b && zeros(4, 12)) return v4(12);
   if (b[0] === 0x20 && b[1] === 0x02) return v4(2);
