@@ -1,7 +1,9 @@
 /**
  * The storage adapter of oidc-provider on our database (PGlite or PostgreSQL). Ids of every model are
  * stored as HMAC digests: a code, token, session or interaction id IS the bearer value, so a leaked
- * table must not yield live credentials. Codes and tokens bound to a provider session are only found
+ * table must not yield live credentials. The engine also keeps that value inside the payload (`jti`,
+ * and an interaction's `session.cookie`, the provider session's id): those are stored sealed with
+ * the TOTP encryption keys (SecretBox) and opened when read. Codes and tokens bound to a provider session are only found
  * while the Twofold session that logged that provider session in is live (one session model).
  */
 import { errors, type Adapter, type AdapterPayload } from 'oidc-provider';
@@ -12,6 +14,9 @@ import {
 } from '../db/repositories/oidc/payloads.ts';
 import { findLinkState } from '../db/repositories/oidc/links.ts';
 import { findRegisteredClient } from './clients-store.ts';
+
+/** A payload as the table holds it. */
+type StoredPayload = Record<string, unknown> & { jti?: unknown; jti_sealed?: unknown; session?: unknown };
 
 /** Kinds whose payload carries a `sessionUid` that must stay live for the model to be usable. */
 const SESSION_BOUND = new Set(['AuthorizationCode', 'AccessToken', 'RefreshToken', 'DeviceCode', 'BackchannelAuthenticationRequest']);
@@ -28,10 +33,35 @@ export function createAdapterClass(deps: Deps) {
 
   async function toPayload(kind: string, row: OidcPayloadRow | undefined): Promise<AdapterPayload | undefined> {
     if (!row) return undefined;
-    const payload = row.payload as AdapterPayload;
+    const payload = unsealed(row.payload as StoredPayload);
     if (SESSION_BOUND.has(kind) && typeof payload.sessionUid === 'string' && !(await sessionLive(payload.sessionUid))) return undefined;
     if (kind === 'Session' && payload.accountId && typeof payload.uid === 'string' && !(await sessionLive(payload.uid))) return undefined;
     return row.consumed_at ? { ...payload, consumed: Math.floor(row.consumed_at.getTime() / 1000) } : payload;
+  }
+
+  /** The payload as stored: the bearer values in it sealed (rows written before this stay readable). */
+  function sealed(payload: AdapterPayload): StoredPayload {
+    const { jti, ...rest } = payload as StoredPayload;
+    const out: StoredPayload = { ...rest };
+    if (typeof jti === 'string') out.jti_sealed = deps.secretBox.seal(jti);
+    const session = payload.session as { cookie?: unknown } | undefined;
+    if (session && typeof session.cookie === 'string') {
+      const { cookie, ...other } = session;
+      out.session = { ...other, cookie_sealed: deps.secretBox.seal(cookie) };
+    }
+    return out;
+  }
+
+  function unsealed(stored: StoredPayload): AdapterPayload {
+    const { jti_sealed: jtiSealed, ...rest } = stored;
+    const out: StoredPayload = { ...rest };
+    if (typeof jtiSealed === 'string') out.jti = deps.secretBox.open(jtiSealed);
+    const session = stored.session as { cookie_sealed?: unknown } | undefined;
+    if (session && typeof session.cookie_sealed === 'string') {
+      const { cookie_sealed: cookieSealed, ...other } = session;
+      out.session = { ...other, cookie: deps.secretBox.open(cookieSealed) };
+    }
+    return out as AdapterPayload;
   }
 
   return class DatabaseAdapter implements Adapter {
@@ -50,7 +80,7 @@ export function createAdapterClass(deps: Deps) {
       await upsertPayload(deps.db, {
         kind: this.kind,
         id: digest(id),
-        payload: payload as Record<string, unknown>,
+        payload: sealed(payload) as Record<string, unknown>,
         grant_id: this.kind === 'Grant' ? id : (payload.grantId ?? null),
         uid: payload.uid ?? null,
         user_code: payload.userCode ?? null,
@@ -92,7 +122,11 @@ export function createAdapterClass(deps: Deps) {
     }
 
     async destroy(id: string): Promise<void> {
-      await deletePayload(deps.db, this.kind, digest(id));
+      const deleted = await deletePayload(deps.db, this.kind, digest(id));
+      // The engine destroys an interaction only when it resumes the authorization with its result,
+      // after reading it: of several resumes at once, only the one whose delete removed the row goes on
+      // (each would otherwise issue its own authorization code).
+      if (!deleted && this.kind === 'Interaction') throw new errors.SessionNotFound('interaction already used');
     }
 
     async revokeByGrantId(grantId: string): Promise<void> {

@@ -19,11 +19,26 @@ describeWithApp('oidc adapter', (suite) => {
     assert.ok(rows.length >= 1 && rows.every((r) => r.id !== 'grant-id-1'), 'no raw id in the table');
     assert.equal((await grants.find('grant-id-1'))?.accountId, 'acc');
     await grants.upsert('short-lived', { kind: 'Grant', jti: 'short-lived' }, 1);
-    await deps.db.query("UPDATE oidc_payloads SET expires_at = now() - interval '1 second' WHERE kind = 'Grant' AND payload->>'jti' = 'short-lived'");
+    await deps.db.query("UPDATE oidc_payloads SET expires_at = now() - interval '1 second' WHERE kind = 'Grant' AND grant_id = 'short-lived'");
     assert.equal(await grants.find('short-lived'), undefined, 'expired rows are not found');
     assert.ok((await purgeExpired(deps)) >= 1);
     await grants.destroy('grant-id-1');
     assert.equal(await grants.find('grant-id-1'), undefined);
+  });
+
+  test('the bearer values the engine keeps inside payloads (jti, an interaction session cookie) are stored sealed, and read back whole', async (t) => {
+    const { deps } = await suite.build(t);
+    const Adapter = createAdapterClass(deps);
+    const token = 'refresh-token-value-0123456789abcdefghijklmnop';
+    const cookie = 'provider-session-cookie-0123456789abcdefghij';
+    await new Adapter('ClientCredentials').upsert(token, { kind: 'ClientCredentials', jti: token, clientId: 'c' } as never, 60);
+    await new Adapter('Interaction').upsert('interaction-1', { kind: 'Interaction', jti: 'interaction-1', uid: 'interaction-1', session: { uid: 's1', cookie, accountId: 'acc' } } as never, 60);
+    const stored = (await deps.db.query<{ text: string }>('SELECT payload::text AS text FROM oidc_payloads')).rows.map((r) => r.text).join('\n');
+    for (const secret of [token, cookie]) assert.ok(!stored.includes(secret), `${secret} is not in the table`);
+    assert.equal((await new Adapter('ClientCredentials').find(token))?.jti, token);
+    const interaction = await new Adapter('Interaction').find('interaction-1');
+    assert.deepEqual([interaction?.jti, (interaction?.session as { cookie?: string; uid?: string }).cookie, (interaction?.session as { uid?: string }).uid], ['interaction-1', cookie, 's1']);
+    assert.equal((await new Adapter('Interaction').findByUid('interaction-1'))?.jti, 'interaction-1');
   });
 
   test('a payload with a NUL is refused as invalid_request and stores nothing; deep nesting (a claims request) is stored', async (t) => {

@@ -3,7 +3,7 @@
  * rotation), RP-initiated logout audited as session.revoked, acr_values as a preference list,
  * introspection of a client's own tokens only, and client metadata the engine can use (native
  * clients with app schemes; back-channel logout URIs it can call); disconnecting an application
- * that was never connected changes nothing.
+ * that was never connected changes nothing; no live bearer value in the provider's tables.
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
@@ -194,6 +194,23 @@ describeWithApp('OpenID provider: review fixes', (suite) => {
     assert.equal((await res.json() as { code: string }).code, 'not_found');
     // The answer said nothing happened, and nothing did: the tokens still work.
     assert.equal((await client.tokenIntrospection(config, tokens.access_token)).active, true);
+    assert.ok((await client.refreshTokenGrant(config, tokens.refresh_token!)).access_token);
+  });
+
+  test('the provider tables hold no live bearer value: not the code, the tokens or the session cookie', async (t) => {
+    const { server, config } = await setup(t, suite);
+    const user = await createUser(server.app);
+    const browser = new Browser(server.base);
+    const start = await authorizationStart(config, CALLBACK, { scope: 'openid profile offline_access', prompt: 'consent' });
+    const flow = await browserAuthorize(browser, start.url, user);
+    const code = new URL(flow.left).searchParams.get('code')!;
+    const tokens = await client.authorizationCodeGrant(config, new URL(flow.left), { pkceCodeVerifier: start.verifier, expectedState: start.state, expectedNonce: start.nonce });
+    const stored = (await server.deps.db.query<{ text: string }>('SELECT payload::text AS text FROM oidc_payloads')).rows.map((r) => r.text).join('\n');
+    for (const [what, value] of [['code', code], ['access token', tokens.access_token], ['refresh token', tokens.refresh_token!], ['session cookie', browser.cookies.get('_session')!]] as const) {
+      assert.ok(value && value.length >= 20, what);
+      assert.ok(!stored.includes(value), `the ${what} is in oidc_payloads`);
+    }
+    // And they still work: the refresh token is found (through its digest) and its payload opened.
     assert.ok((await client.refreshTokenGrant(config, tokens.refresh_token!)).access_token);
   });
 });

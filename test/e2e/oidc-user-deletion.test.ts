@@ -58,7 +58,7 @@ describeWithApp('deleting a user ends their provider sessions', (suite) => {
     assert.equal(receiver.tokens.length, 1);
   });
 
-  test('a consent form submitted three times at once: one sign-in, and no grant of the deleted user is left behind', async (t) => {
+  test('a consent form submitted three times at once: one authorization code, and no grant of the deleted user is left behind', async (t) => {
     const server = await startOidcServer(t, suite, [
       { client_id: 'web-app', client_secret: SECRET, redirect_uris: [CALLBACK], grant_types: ['authorization_code', 'refresh_token'] },
     ], { ADMIN_API_KEY: ADMIN_KEY });

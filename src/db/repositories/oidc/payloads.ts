@@ -56,8 +56,9 @@ export async function consumePayload(tx: Queryable, kind: string, id: string, no
   return r.rowCount > 0;
 }
 
-export async function deletePayload(tx: Queryable, kind: string, id: string): Promise<void> {
-  await tx.query('DELETE FROM oidc_payloads WHERE kind = $1 AND id = $2', [kind, id]);
+/** Deletes one model; false when there was none (already deleted). */
+export async function deletePayload(tx: Queryable, kind: string, id: string): Promise<boolean> {
+  return (await tx.query('DELETE FROM oidc_payloads WHERE kind = $1 AND id = $2', [kind, id])).rowCount > 0;
 }
 
 /**
