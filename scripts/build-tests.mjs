@@ -5,7 +5,7 @@
 // same; each file is compiled on its own (relative imports stay imports, `.ts` becomes `.js`), and
 // `npm run typecheck` does the type checking. The tests of `npm start` (and those built on it) still
 // run the sources through tsx, as in an operator's checkout; the CLI and other servers run compiled.
-import { cpSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 
@@ -46,3 +46,31 @@ for (const dir of ['src/db/migrations', 'src/web/assets']) cpSync(dir, `${OUT}/$
 // so the CLI tests start compiled code rather than tsx's loader in each of their two dozen processes.
 cpSync('bin/twofold.js', `${OUT}/bin/twofold.js`);
 symlinkSync('src', `${OUT}/dist`);
+
+// The test files run in a dozen processes, not one each: every process first spends about 1.3 s of
+// CPU loading the code (0.65 s), compiling PGlite's WebAssembly and warming the first app up, which
+// was a third of the suite's CPU time on 97 files. Each chunk imports its files in turn (each file's
+// tests still get databases and apps of their own); `node --test` runs the chunks two at a time,
+// the longest first. Chunks are balanced by test/file-weights.json (seconds per file; a file not in
+// it counts as DEFAULT_WEIGHT): refresh it with `npm run test:weights` when files come and go.
+const CHUNKS = 12;
+const DEFAULT_WEIGHT = 3;
+const weights = existsSync('test/file-weights.json') ? JSON.parse(readFileSync('test/file-weights.json', 'utf8')).seconds : {};
+const testFiles = ['test/unit', 'test/db', 'test/routes', 'test/e2e'].flatMap((dir) =>
+  readdirSync(dir).filter((f) => f.endsWith('.test.ts')).map((f) => `${dir}/${f}`));
+const weightOf = (f) => weights[f] ?? DEFAULT_WEIGHT;
+const chunks = Array.from({ length: CHUNKS }, () => ({ weight: 0, files: [] }));
+// Longest file first, each into the lightest chunk so far (LPT scheduling).
+for (const f of [...testFiles].sort((a, b) => weightOf(b) - weightOf(a) || a.localeCompare(b))) {
+  const lightest = chunks.reduce((min, c) => (c.weight < min.weight ? c : min));
+  lightest.files.push(f);
+  lightest.weight += weightOf(f);
+}
+mkdirSync(`${OUT}/chunks`);
+chunks
+  .filter((c) => c.files.length > 0)
+  .sort((a, b) => b.weight - a.weight)
+  .forEach((c, i) => {
+    const imports = c.files.sort().map((f) => `import '../${f.replace(/\.ts$/, '.js')}';`).join('\n');
+    writeFileSync(`${OUT}/chunks/${String(i + 1).padStart(2, '0')}.test.js`, `// ${c.files.length} test files, about ${Math.round(c.weight)} s alone (scripts/build-tests.mjs)\n${imports}\n`);
+  });
