@@ -8,7 +8,7 @@ import { decodeJwt } from 'jose';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Deps } from '../deps.ts';
 import { ACCESS_COOKIE, REFRESH_COOKIE, REFRESH_COOKIE_PATH } from '../http/cookies.ts';
-import { upsertLink } from '../db/repositories/oidc/links.ts';
+import { linkProviderSession } from '../services/oidc/interaction-login.ts';
 import { endLinkedSession } from '../services/oidc/logout.ts';
 import { loadClientsFile } from './clients-file.ts';
 import { LazyEngine } from './engine.ts';
@@ -43,7 +43,7 @@ function sessionGlue(deps: Deps) {
     if (oidc.route === 'resume') {
       const login = (oidc.result as { login?: { accountId?: string; twofoldSessionId?: string } } | undefined)?.login;
       if (login?.twofoldSessionId && login.accountId && oidc.session?.uid) {
-        await upsertLink(deps.db, oidc.session.uid, login.twofoldSessionId, login.accountId, deps.clock());
+        await linkProviderSession(deps, oidc.session.uid, login.twofoldSessionId, login.accountId, { ip: ctx.ip || null, userAgent: ctx.get('user-agent') || null });
       }
     } else if (oidc.route === 'end_session_confirm' && (oidc.session as { destroyed?: boolean } | undefined)?.destroyed) {
       // ctx.ip is Fastify's client address (hand() sets X-Forwarded-For from it).

@@ -1,12 +1,13 @@
 /**
  * The provider session and the Twofold session the browser holds, with openid-client over HTTP:
  * another user logging in to the hosted pages in the same browser is who the application gets next
- * (not the provider session's first user), and prompt=login or max_age in a signed-out browser asks
- * for one login, not two.
+ * (not the provider session's first user), prompt=login or max_age in a signed-out browser asks
+ * for one login, not two, and a fresh login moves the provider session to the new Twofold session.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as client from 'openid-client';
+import { decodeJwt } from 'jose';
 import { createUser, describeWithApp, type TestUser } from '../helpers/app.ts';
 import { Browser, authorizationStart, browserAuthorize, rp, startOidcServer, type OidcServer } from '../helpers/oidc.ts';
 
@@ -52,5 +53,29 @@ describeWithApp('the provider session follows the Twofold session of the browser
       assert.equal(result.sub, user.uuid, JSON.stringify(params));
       assert.equal(result.sawLogin, true, JSON.stringify(params));
     }
+  });
+
+  test('a fresh login (prompt=login) moves the provider session to the new Twofold session and ends the one it replaces', async (t) => {
+    const { server, config } = await setup(t, suite);
+    const user = await createUser(server.app);
+    const browser = new Browser(server.base);
+    const start = await authorizationStart(config, CALLBACK, { scope: 'openid offline_access', prompt: 'consent' });
+    const flow = await browserAuthorize(browser, start.url, user);
+    const first = await client.authorizationCodeGrant(config, new URL(flow.left), { pkceCodeVerifier: start.verifier, expectedState: start.state, expectedNonce: start.nonce });
+    const sidOf = () => decodeJwt(browser.cookies.get('access_token')!).sid as string;
+    const oldSid = sidOf();
+    const again = await signIn(server, config, browser, user, { prompt: 'login' });
+    assert.equal(again.sawLogin, true);
+    const newSid = sidOf();
+    assert.notEqual(newSid, oldSid);
+    const old = await server.deps.db.query<{ revoked_reason: string | null }>('SELECT revoked_reason FROM sessions WHERE id = $1', [oldSid]);
+    assert.equal(old.rows[0]!.revoked_reason, 'superseded', 'the replaced session is ended, not left live with no cookie');
+    // The application's earlier refresh token follows the provider session: revoking the current session ends it.
+    const refreshed = await client.refreshTokenGrant(config, first.refresh_token!);
+    assert.ok(refreshed.access_token);
+    const latest = refreshed.refresh_token ?? first.refresh_token!;
+    const revoke = await browser.request(`/api/v1/auth-jwt/sessions/${newSid}`, { method: 'DELETE', headers: { authorization: `Bearer ${browser.cookies.get('access_token')!}` } });
+    assert.ok(revoke.status < 300, String(revoke.status));
+    await assert.rejects(client.refreshTokenGrant(config, latest), (e: client.ResponseBodyError) => e.error === 'invalid_grant');
   });
 });

@@ -6,7 +6,10 @@
  */
 import type { Deps } from '../../deps.ts';
 import { AppError } from '../../errors.ts';
-import { findSession } from '../../db/repositories/sessions.ts';
+import { findSession, revokeSession } from '../../db/repositories/sessions.ts';
+import { recordSessionsRevoked } from '../audit/login-events.ts';
+import { userContext } from '../audit/record.ts';
+import type { ClientInfo } from '../tokens.ts';
 import { upsertLink } from '../../db/repositories/oidc/links.ts';
 import { authenticateAccessToken } from '../authenticate.ts';
 import { hasActiveFactor, loadFactorState } from '../second-factors.ts';
@@ -85,7 +88,21 @@ export async function decideLogin(deps: Deps, accessToken: string | undefined, r
   };
 }
 
-/** Records that provider session `providerSessionUid` belongs to Twofold session `sessionId`. */
-export async function linkProviderSession(deps: Deps, providerSessionUid: string, sessionId: string, userId: string): Promise<void> {
-  await upsertLink(deps.db, providerSessionUid, sessionId, userId, deps.clock());
+/**
+ * Records that provider session `providerSessionUid` belongs to Twofold session `sessionId`. A fresh
+ * login of the same user in the same browser (prompt=login, max_age, a second factor asked for)
+ * moves the provider session, with every token it issued, to the new Twofold session: the one it
+ * replaces is revoked (reason `superseded`, announced as session.revoked). It was this browser's,
+ * and no cookie holds it any more; left live, revoking it later from the sessions list would have
+ * ended nothing (the tokens follow the link), and it would have kept the user's sessions cluttered.
+ */
+export async function linkProviderSession(deps: Deps, providerSessionUid: string, sessionId: string, userId: string, client: ClientInfo): Promise<void> {
+  await deps.db.transaction(async (tx) => {
+    const now = deps.clock();
+    const previous = await upsertLink(tx, providerSessionUid, sessionId, userId, now);
+    if (!previous || previous.session_id === sessionId || previous.user_id !== userId) return;
+    if (await revokeSession(tx, previous.session_id, 'superseded', now)) {
+      await recordSessionsRevoked(deps, tx, userContext(userId, client), userId, [previous.session_id], 'superseded');
+    }
+  });
 }

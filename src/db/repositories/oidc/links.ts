@@ -7,13 +7,21 @@ export interface SessionLinkRow {
   user_id: string;
 }
 
-/** Links a provider session to the Twofold session that logged it in (replacing an older link). */
-export async function upsertLink(tx: Queryable, providerSessionUid: string, sessionId: string, userId: string, now: Date): Promise<void> {
+/**
+ * Links a provider session to the Twofold session that logged it in, replacing an older link;
+ * returns the link it replaced (read under the row's lock), if any.
+ */
+export async function upsertLink(tx: Queryable, providerSessionUid: string, sessionId: string, userId: string, now: Date): Promise<SessionLinkRow | undefined> {
+  const previous = (await tx.query<SessionLinkRow>(
+    'SELECT provider_session_uid, session_id, user_id FROM oidc_session_links WHERE provider_session_uid = $1 FOR UPDATE',
+    [providerSessionUid],
+  )).rows[0];
   await tx.query(
     `INSERT INTO oidc_session_links (provider_session_uid, session_id, user_id, created_at) VALUES ($1, $2, $3, $4)
      ON CONFLICT (provider_session_uid) DO UPDATE SET session_id = EXCLUDED.session_id, user_id = EXCLUDED.user_id, created_at = EXCLUDED.created_at`,
     [providerSessionUid, sessionId, userId, now],
   );
+  return previous;
 }
 
 /**
