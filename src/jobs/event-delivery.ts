@@ -51,13 +51,15 @@ export interface WebhookLaneOptions extends LaneOptions {
 }
 
 /**
- * How long one endpoint is served per batch (its head is always sent). A batch ends when its last
- * endpoint is done, so without a bound a receiver that answers slowly but successfully would hold
- * every other endpoint's new events for up to half a lease (15 s with the defaults) per batch. A
- * healthy receiver takes its 50 events well within it; a slow one gives the rest back and is served
- * again in the next batch, which follows at once, beside the others.
+ * How long one endpoint is served per batch (its head is always sent). A healthy receiver takes its
+ * 50 events well within it; a slow one gives the rest back and is served again in a later batch. A
+ * batch waits for its endpoints only this long (and a margin): a receiver slower than that, even on
+ * its head, is served on in the background and left out of the next batches until it is done, so it
+ * holds up only its own queue.
  */
 export const ENDPOINT_BUDGET_MS = 2000;
+/** How much longer than the endpoint budget a batch waits for its slowest endpoint before going on without it. */
+const BATCH_WAIT_MARGIN_MS = 500;
 
 /** Delivers due webhook events, one per endpoint per batch, endpoints side by side. */
 export function webhookLane(o: WebhookLaneOptions): OutboxLane {
@@ -159,6 +161,26 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
     return { claimed, sent, full: claimed >= perEndpoint };
   }
 
+  /**
+   * Endpoints this instance is serving now. A batch waits for its endpoints only up to the endpoint
+   * budget (plus a margin): a receiver slower than that is served on in the background, and its
+   * endpoint is left out of the next claims until it is done (one serving per endpoint: order). So a
+   * slow receiver delays only its own queue, and the other endpoints' batches follow at once.
+   */
+  const serving = new Map<string, Promise<Served>>();
+  /** Deliveries acknowledged by servings that outlived their batch, not yet reported by settle(). */
+  let lateSent = 0;
+
+  function serve(head: ClaimedDelivery): Promise<Served> {
+    const run = serveEndpoint(head).catch((err: unknown): Served => {
+      // The leases still protect the rows; once they end, the deliveries are tried again.
+      logger.error({ err, eventId: head.event_id, endpointId: head.endpoint_id }, 'webhook delivery could not be recorded');
+      return { claimed: 1, sent: 0 };
+    });
+    serving.set(head.target, run);
+    return run.finally(() => serving.delete(head.target));
+  }
+
   let lastPrune = 0;
   return {
     name: 'webhooks',
@@ -171,19 +193,36 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
       }
       // The clock read again: a long prune must not leave the heads a lease that has already ended
       // (another instance could then claim and send them at the same time).
-      const heads = await deliveries.claimHeads(db, 'webhook', clock(), batchSize, leaseSeconds);
+      const heads = await deliveries.claimHeads(db, 'webhook', clock(), batchSize, leaseSeconds, [...serving.keys()]);
       // Endpoints side by side; each endpoint's events one after the other, the next claimed only once
-      // the previous is acknowledged (order holds, and one slow receiver holds up only its own queue).
-      const served = await Promise.all(heads.map((head) => serveEndpoint(head).catch((err: unknown): Served => {
-        // The leases still protect the rows; once they end, the deliveries are tried again.
-        logger.error({ err, eventId: head.event_id, endpointId: head.endpoint_id }, 'webhook delivery could not be recorded');
-        return { claimed: 1, sent: 0 };
-      })));
+      // the previous is acknowledged (order holds).
+      const runs = heads.map((head) => serve(head));
+      const served: Served[] = [];
+      let waiting = true;
+      const finished = runs.map((run) => run.then((s) => {
+        if (waiting) served.push(s);
+        else lateSent += s.sent;
+      }));
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all(finished),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, endpointBudgetMs + BATCH_WAIT_MARGIN_MS))),
+      ]);
+      clearTimeout(timer);
+      waiting = false;
+      const late = served.length < runs.length;
       return {
-        claimed: served.reduce((a, s) => a + s.claimed, 0),
+        // A serving still going counts its head; what it claims after that, settle() reports.
+        claimed: served.reduce((a, s) => a + s.claimed, 0) + (runs.length - served.length),
         sent: served.reduce((a, s) => a + s.sent, 0),
-        more: heads.length >= batchSize || served.some((s) => s.full),
+        more: heads.length >= batchSize || served.some((s) => s.full) || (late && served.length > 0),
       };
+    },
+    async settle() {
+      while (serving.size > 0) await Promise.allSettled([...serving.values()]);
+      const sent = lateSent;
+      lateSent = 0;
+      return sent;
     },
   };
 }
@@ -214,7 +253,7 @@ export function amqpLane(o: AmqpLaneOptions): OutboxLane {
   return {
     name: 'amqp',
     async runBatch() {
-      const [d] = await deliveries.claimHeads(db, 'amqp', clock(), 1, o.leaseSeconds ?? 60);
+      const [d] = await deliveries.claimHeads(db, 'amqp', clock(), 1, o.leaseSeconds ?? 60, []);
       if (!d) return { claimed: 0, sent: 0 };
       const log = { eventId: d.event_id, type: d.type, attempts: d.attempts };
       try {

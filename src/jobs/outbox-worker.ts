@@ -31,6 +31,11 @@ export interface OutboxLane {
    * once would pay a batch's fixed queries for every single event; waiting lets them gather into runs.
    */
   runBatch(): Promise<{ claimed: number; sent: number; more?: boolean }>;
+  /**
+   * Waits for deliveries a batch left running when it returned (a slow receiver's); resolves with how
+   * many of them were acknowledged since the last call. drain() and stop() wait for it.
+   */
+  settle?(): Promise<number>;
 }
 
 /** The logger methods the worker uses. */
@@ -157,6 +162,7 @@ export class OutboxWorker {
     this.#stopped = true;
     await Promise.all(this.#loops.map((loop) => loop.stop()));
     await Promise.all(this.#tails.values());
+    await Promise.all(this.#lanes.map((lane) => lane.settle?.()));
   }
 
   /**
@@ -164,7 +170,16 @@ export class OutboxWorker {
    * after batch, until nothing is due; returns how many were sent (0 once stopped).
    */
   async drain(): Promise<number> {
-    const counts = await Promise.all(this.#lanes.map((lane) => this.#drainLane(lane)));
+    const counts = await Promise.all(this.#lanes.map(async (lane) => {
+      let sent = 0;
+      for (;;) {
+        sent += await this.#drainLane(lane);
+        // Deliveries a batch left running (a slow receiver): once they end, what they left due is drained too.
+        const late = (await lane.settle?.()) ?? 0;
+        sent += late;
+        if (late === 0 || this.#stopped) return sent;
+      }
+    }));
     return counts.reduce((a, b) => a + b, 0);
   }
 

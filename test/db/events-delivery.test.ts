@@ -471,7 +471,7 @@ withDatabases('webhook delivery', ({ kind, open }) => {
           return { rows: [] as T[], rowCount: 0 };
         },
       });
-      await claimHeads(explaining('claimHeads'), 'webhook', clock(), 10, 60);
+      await claimHeads(explaining('claimHeads'), 'webhook', clock(), 10, 60, []);
       // Past the heads' lease, so the run's whole prefix is free.
       await claimRun(explaining('claimRun'), eps[0]!.id, new Date(clock().getTime() + 120_000), 25, 60);
       await markRunDelivered(explaining('markRunDelivered'), eps[0]!.id, ids.slice(0, 25).map((eventId) => ({ eventId, statusCode: 204 })), clock());

@@ -190,4 +190,29 @@ withDatabases('events: delivery on commit', ({ kind, open }) => {
       await worker.stop();
     }
   });
+
+  test('a receiver that does not answer delays only its own queue: the other endpoint gets its whole backlog meanwhile', async () => {
+    const deps = { config, db, clock, secretBox };
+    const stuck = await startReceiver();
+    stuck.mode = { kind: 'hang' };
+    const stuckEp = await endpoints.createEndpoint(deps, SYSTEM_CONTEXT, { url: stuck.url, events: ['*'] });
+    const fastEp = await endpoints.createEndpoint(deps, SYSTEM_CONTEXT, { url: receiver.url, events: ['user.updated'] });
+    receiver.secrets = [fastEp.secret];
+    stuck.secrets = [stuckEp.secret];
+    await db.transaction((tx) => enqueueEvent(tx, deps, 'user.created', { user_id: 'stuck' }));
+    // More than one batch serves an endpoint (50): the fast endpoint needs three.
+    for (let i = 0; i < 120; i++) await db.transaction((tx) => enqueueEvent(tx, deps, 'user.updated', { user_id: `u${i}` }));
+    // The hanging request lasts longer than the test waits (WEBHOOK_TIMEOUT 60 s): a batch that waited for it would deliver only 50.
+    const patient = loadConfig({ NODE_ENV: 'test', WEBHOOK_ALLOW_PRIVATE: 'true', OUTBOX_POLL_INTERVAL_MS: '60000', WEBHOOK_TIMEOUT: '60' });
+    const worker = new OutboxWorker({ db, clock, transport: noMail, logger: silent, config: patient, kickDelayMs: 20, lanes: [webhookLane({ db, clock, logger: silent, secretBox, config: patient })] });
+    try {
+      worker.start();
+      await until(() => receiver.received.length === 120, 'the fast endpoint got its 120 events while the other one hangs');
+      assert.equal(stuck.received.length, 1, "the hanging receiver's first event is still the only one it got");
+      assert.deepEqual(receiver.received.map((w) => w.verified?.data.user_id), Array.from({ length: 120 }, (_, i) => `u${i}`), 'in order');
+    } finally {
+      await stuck.close(); // ends the hanging request, so stop() does not wait for WEBHOOK_TIMEOUT
+      await worker.stop();
+    }
+  });
 });

@@ -104,8 +104,9 @@ export async function pruneEvents(db: Queryable, before: Date): Promise<number> 
  * so one target never has two deliveries in flight and receives its events in order of creation.
  * The lease conditions are on the locked row itself, so PostgreSQL re-checks them against a claim
  * that another worker committed meanwhile (no double claim under READ COMMITTED).
+ * `skipTargets`: endpoints (ids) this worker is still serving; their heads are left to it.
  */
-export async function claimHeads(db: Queryable, channel: 'webhook' | 'amqp', now: Date, limit: number, leaseSeconds: number): Promise<ClaimedDelivery[]> {
+export async function claimHeads(db: Queryable, channel: 'webhook' | 'amqp', now: Date, limit: number, leaseSeconds: number, skipTargets: readonly string[]): Promise<ClaimedDelivery[]> {
   const leaseUntil = new Date(now.getTime() + leaseSeconds * 1000);
   // Bounded work per target whatever the statistics say: the head is the target's first entry in the
   // pending index, and it is locked and updated through its row address (ctid), read in the same
@@ -114,7 +115,7 @@ export async function claimHeads(db: Queryable, channel: 'webhook' | 'amqp', now
   // a target's whole queue per head: 300 ms per batch at 3,000 pending deliveries.
   const r = await db.query<ClaimedDelivery>(
     `WITH targets AS (
-       SELECT w.id::text AS target FROM webhook_endpoints w WHERE NOT $4::boolean
+       SELECT w.id::text AS target FROM webhook_endpoints w WHERE NOT $4::boolean AND NOT (w.id::text = ANY ($5::text[]))
        UNION ALL
        SELECT '${AMQP_TARGET}' WHERE $4::boolean
      ), heads AS (
@@ -146,7 +147,7 @@ export async function claimHeads(db: Queryable, channel: 'webhook' | 'amqp', now
        RETURNING d.event_id, d.target, d.endpoint_id, d.seq, d.attempts, d.age_from
      )
      SELECT c.*, e.type, e.occurred_at, e.data FROM claimed c JOIN events e ON e.id = c.event_id`,
-    [now, leaseUntil, limit, channel === 'amqp'],
+    [now, leaseUntil, limit, channel === 'amqp', [...skipTargets]],
   );
   return r.rows.sort((a, b) => Number(a.seq) - Number(b.seq));
 }
