@@ -98,16 +98,47 @@ export function refuseHost(hostname: string, allowPrivate: boolean): string | un
 }
 
 type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
+type AllLookup = (hostname: string, options: LookupAllOptions, callback: (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void) => void;
+
+/**
+ * Webhook lookups running at once. dns.lookup is getaddrinfo on libuv's thread pool (4 threads),
+ * which the argon2id hashes share (one per core): lookups stuck on a resolver that does not answer
+ * would hold the pool for the resolver's whole timeout, and every login with it. Past this many, a
+ * lookup waits its turn (its request's own timeout still applies); the rest of the pool stays free.
+ */
+export const MAX_CONCURRENT_LOOKUPS = 2;
+/** Lookups running and waiting, per lookup function (the system's, or one a test passes in). */
+const gates = new WeakMap<AllLookup, { running: number; waiting: Array<() => void> }>();
+
+function gatedLookup(lookup: AllLookup, hostname: string, options: LookupAllOptions, callback: (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void): void {
+  let gate = gates.get(lookup);
+  if (!gate) gates.set(lookup, (gate = { running: 0, waiting: [] }));
+  const g = gate;
+  const start = () => {
+    g.running++;
+    let done = false;
+    lookup(hostname, options, (err, addresses) => {
+      if (!done) {
+        done = true;
+        g.running--;
+        g.waiting.shift()?.();
+      }
+      callback(err, addresses);
+    });
+  };
+  if (g.running < MAX_CONCURRENT_LOOKUPS) start();
+  else g.waiting.push(start);
+}
 
 /**
  * A `lookup` for http.request/net.connect that resolves like dns.lookup and refuses the connection
  * when any resolved address is not public (unless allowed). Node calls it for every connection to a
  * name, so the check is on the very addresses the socket connects to.
  */
-export function guardedLookup(allowPrivate: boolean) {
+export function guardedLookup(allowPrivate: boolean, lookup: AllLookup = dnsLookup) {
   return (hostname: string, options: LookupOneOptions | LookupAllOptions | number, callback: LookupCallback): void => {
     const opts = typeof options === 'number' ? { family: options } : options;
-    dnsLookup(hostname, { ...opts, all: true }, (err, addresses) => {
+    gatedLookup(lookup, hostname, { ...opts, all: true }, (err, addresses) => {
       if (err) return callback(err, '');
       const list = addresses;
       if (!allowPrivate) {
@@ -124,7 +155,6 @@ export function guardedLookup(allowPrivate: boolean) {
 /** How long registration waits for DNS before letting the name pass (a resolver can take its own 5 s and more). */
 export const REGISTRATION_LOOKUP_TIMEOUT_MS = 2000;
 
-type AllLookup = (hostname: string, options: LookupAllOptions, callback: (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void) => void;
 
 /**
  * Resolves `hostname` and returns why it must not be a target, if it must not. A registration check:
@@ -135,7 +165,7 @@ export async function refuseResolvedHost(hostname: string, allowPrivate: boolean
   if (allowPrivate || isIP(hostname.replace(/^\[|\]$/g, ''))) return undefined;
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve(undefined), timeoutMs);
-    lookup(hostname, { all: true }, (err, addresses) => {
+    gatedLookup(lookup, hostname, { all: true }, (err, addresses) => {
       clearTimeout(timer);
       if (err) return resolve(undefined);
       const bad = addresses.find((a) => !isPublicAddress(a.address));
