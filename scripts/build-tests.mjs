@@ -60,9 +60,13 @@ const testFiles = ['test/unit', 'test/db', 'test/routes', 'test/e2e'].flatMap((d
   readdirSync(dir).filter((f) => f.endsWith('.test.ts')).map((f) => `${dir}/${f}`));
 const weightOf = (f) => weights[f] ?? DEFAULT_WEIGHT;
 const chunks = Array.from({ length: CHUNKS }, () => ({ weight: 0, files: [] }));
+// A file that needs a process to itself says so (what it checks happens once per process, say).
+const OWN_PROCESS = '// npm test: a process of its own';
+const alone = testFiles.filter((f) => readFileSync(f, 'utf8').includes(OWN_PROCESS));
+for (const f of alone) chunks.push({ weight: weightOf(f), files: [f] });
 // Longest file first, each into the lightest chunk so far (LPT scheduling).
-for (const f of [...testFiles].sort((a, b) => weightOf(b) - weightOf(a) || a.localeCompare(b))) {
-  const lightest = chunks.reduce((min, c) => (c.weight < min.weight ? c : min));
+for (const f of [...testFiles].filter((f) => !alone.includes(f)).sort((a, b) => weightOf(b) - weightOf(a) || a.localeCompare(b))) {
+  const lightest = chunks.slice(0, CHUNKS).reduce((min, c) => (c.weight < min.weight ? c : min));
   lightest.files.push(f);
   lightest.weight += weightOf(f);
 }

@@ -14,7 +14,9 @@ const AUTH = '/oidc/auth?client_id=wiki&response_type=code&scope=openid&redirect
 
 describeWithApp('OpenID requests with a NUL or a lone surrogate', (suite) => {
   test('are refused with a 4xx, never a 500', async (t) => {
-    // The engine's late-error listener must not use a deprecated accessor (one warning per process).
+    // The engine's late-error listener must not use a deprecated accessor (one warning per process:
+    // another file in the same process could have used it up first, so this file runs alone).
+    // npm test: a process of its own
     const warnings: string[] = [];
     const onWarning = (w: Error) => warnings.push(w.message);
     process.on('warning', onWarning);
