@@ -101,33 +101,38 @@ type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | Look
 type AllLookup = (hostname: string, options: LookupAllOptions, callback: (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void) => void;
 
 /**
- * Webhook lookups running at once. dns.lookup is getaddrinfo on libuv's thread pool (4 threads),
- * which the argon2id hashes share (one per core): lookups stuck on a resolver that does not answer
- * would hold the pool for the resolver's whole timeout, and every login with it. Past this many, a
- * lookup waits its turn (its request's own timeout still applies); the rest of the pool stays free.
+ * One lookup per name at a time. dns.lookup is getaddrinfo on libuv's thread pool (4 threads), which
+ * the argon2id hashes share (one per core). Every delivery attempt to an endpoint whose name servers
+ * do not answer used to take a thread for the resolver's whole timeout, so one such endpoint with a
+ * backlog and its retries could hold the pool, and every login with it. Lookups of a name already
+ * being looked up now wait for that answer instead of starting their own: a hanging name holds one
+ * thread, and other names are looked up as usual.
  */
-export const MAX_CONCURRENT_LOOKUPS = 2;
-/** Lookups running and waiting, per lookup function (the system's, or one a test passes in). */
-const gates = new WeakMap<AllLookup, { running: number; waiting: Array<() => void> }>();
+type LookupAnswer = (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void;
+const inFlight = new WeakMap<AllLookup, Map<string, LookupAnswer[]>>();
 
-function gatedLookup(lookup: AllLookup, hostname: string, options: LookupAllOptions, callback: (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void): void {
-  let gate = gates.get(lookup);
-  if (!gate) gates.set(lookup, (gate = { running: 0, waiting: [] }));
-  const g = gate;
-  const start = () => {
-    g.running++;
-    let done = false;
-    lookup(hostname, options, (err, addresses) => {
-      if (!done) {
-        done = true;
-        g.running--;
-        g.waiting.shift()?.();
-      }
-      callback(err, addresses);
-    });
+function sharedLookup(lookup: AllLookup, hostname: string, options: LookupAllOptions, callback: LookupAnswer): void {
+  let byName = inFlight.get(lookup);
+  if (!byName) inFlight.set(lookup, (byName = new Map()));
+  const names = byName;
+  const key = `${options.family ?? 0}/${options.hints ?? 0}/${hostname.toLowerCase()}`;
+  const waiting = names.get(key);
+  if (waiting) {
+    waiting.push(callback);
+    return;
+  }
+  const callbacks = [callback];
+  names.set(key, callbacks);
+  const answer: LookupAnswer = (err, addresses) => {
+    if (names.get(key) !== callbacks) return; // answered already (a lookup that calls back twice)
+    names.delete(key);
+    for (const cb of callbacks) cb(err, addresses);
   };
-  if (g.running < MAX_CONCURRENT_LOOKUPS) start();
-  else g.waiting.push(start);
+  try {
+    lookup(hostname, options, answer);
+  } catch (e) {
+    answer(e as NodeJS.ErrnoException, []);
+  }
 }
 
 /**
@@ -138,7 +143,7 @@ function gatedLookup(lookup: AllLookup, hostname: string, options: LookupAllOpti
 export function guardedLookup(allowPrivate: boolean, lookup: AllLookup = dnsLookup) {
   return (hostname: string, options: LookupOneOptions | LookupAllOptions | number, callback: LookupCallback): void => {
     const opts = typeof options === 'number' ? { family: options } : options;
-    gatedLookup(lookup, hostname, { ...opts, all: true }, (err, addresses) => {
+    sharedLookup(lookup, hostname, { ...opts, all: true }, (err, addresses) => {
       if (err) return callback(err, '');
       const list = addresses;
       if (!allowPrivate) {
@@ -165,7 +170,7 @@ export async function refuseResolvedHost(hostname: string, allowPrivate: boolean
   if (allowPrivate || isIP(hostname.replace(/^\[|\]$/g, ''))) return undefined;
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve(undefined), timeoutMs);
-    gatedLookup(lookup, hostname, { all: true }, (err, addresses) => {
+    sharedLookup(lookup, hostname, { all: true }, (err, addresses) => {
       clearTimeout(timer);
       if (err) return resolve(undefined);
       const bad = addresses.find((a) => !isPublicAddress(a.address));

@@ -1,7 +1,7 @@
 /** The SSRF guard's address rules (issue 10): only public unicast addresses are webhook targets. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { guardedLookup, isPublicAddress, MAX_CONCURRENT_LOOKUPS, refuseHost, refuseResolvedHost } from '../../src/webhooks/ssrf.ts';
+import { guardedLookup, isPublicAddress, refuseHost, refuseResolvedHost } from '../../src/webhooks/ssrf.ts';
 
 test('private, loopback, link-local and reserved addresses are not public, in every spelling', () => {
   for (const a of [
@@ -46,16 +46,21 @@ test('registration does not wait on a resolver that never answers; an answer in 
   assert.match(await refuseResolvedHost('hooks.example.com', false, privateAnswer, 20) ?? '', /10\.0\.0\.5/);
 });
 
-test('at most two webhook lookups run at once (the rest wait): a resolver that hangs cannot take the thread pool the password hashes need', async () => {
-  const started: Array<(err: null, addresses: Array<{ address: string; family: number }>) => void> = [];
-  const hanging = (_h: string, _o: unknown, cb: (err: null, a: Array<{ address: string; family: number }>) => void) => void started.push(cb);
+test('lookups of a name already being looked up share its answer: a hanging name holds one thread of the pool, other names are not held up', async () => {
+  const started: Array<{ host: string; cb: (err: null, a: Array<{ address: string; family: number }>) => void }> = [];
+  const resolver = (host: string, _o: unknown, cb: (err: null, a: Array<{ address: string; family: number }>) => void) => void started.push({ host, cb });
   const answers: string[] = [];
-  const lookup = guardedLookup(false, hanging as never);
-  for (let i = 0; i < 5; i++) lookup(`hook${i}.example.com`, { all: true }, (err) => answers.push(err ? 'refused' : `ok${i}`));
-  assert.equal(started.length, MAX_CONCURRENT_LOOKUPS, 'two lookups started, three wait');
-  started[0]!(null, [{ address: '93.184.216.34', family: 4 }]);
-  assert.equal(started.length, 3, 'an answer lets the next lookup start');
-  for (let i = 1; i < 5; i++) started[i]!(null, [{ address: '93.184.216.34', family: 4 }]);
-  assert.equal(started.length, 5);
-  assert.deepEqual(answers.sort(), ['ok0', 'ok1', 'ok2', 'ok3', 'ok4']);
+  const lookup = guardedLookup(false, resolver as never);
+  for (let i = 0; i < 5; i++) lookup('hangs.example.com', { all: true }, (err) => answers.push(err ? `refused${i}` : `hangs${i}`));
+  lookup('healthy.example.com', { all: true }, (err) => answers.push(err ? 'refused' : 'healthy'));
+  assert.deepEqual(started.map((s) => s.host), ['hangs.example.com', 'healthy.example.com'], 'one lookup for the five deliveries to the hanging name; the other name at once');
+  started[1]!.cb(null, [{ address: '93.184.216.34', family: 4 }]);
+  assert.deepEqual(answers, ['healthy']);
+  // Registration is not held up by the hanging name either: a private answer for another name is refused in time.
+  const privateAnswer = (_h: string, _o: unknown, cb: (err: null, a: Array<{ address: string; family: number }>) => void) => cb(null, [{ address: '10.0.0.5', family: 4 }]);
+  assert.match(await refuseResolvedHost('internal.example.com', false, privateAnswer, 20) ?? '', /10\.0\.0\.5/);
+  started[0]!.cb(null, [{ address: '10.0.0.9', family: 4 }]);
+  assert.deepEqual(answers.slice(1), ['refused0', 'refused1', 'refused2', 'refused3', 'refused4'], 'every waiting delivery gets the answer, and its check');
+  lookup('hangs.example.com', { all: true }, () => answers.push('again'));
+  assert.equal(started.length, 3, 'once answered, the next lookup of the name is a new one');
 });
