@@ -11,6 +11,7 @@ import { findLinkState } from '../db/repositories/oidc/links.ts';
 import { ACCESS_COOKIE } from '../http/cookies.ts';
 import { AppError } from '../errors.ts';
 import { authenticateAccessToken } from '../services/authenticate.ts';
+import { linkProviderSession } from '../services/oidc/interaction-login.ts';
 import { loggedOutPage, logoutPage, oidcErrorPage } from '../web/pages/oidc.ts';
 import { createAdapterClass } from './adapter.ts';
 import { OIDC_SCOPES, toProviderMetadata, type ClientInput } from './client-metadata.ts';
@@ -46,23 +47,30 @@ export function wantsAal2(ctx: KoaContextWithOIDC): boolean {
 }
 
 /**
- * The Twofold session of the browser (its access-token cookie, verified), when it is not the one
- * that logged provider session `uid` in. Another user logging in to the hosted pages in the same
- * browser (or the same user again) leaves the provider session linked to the earlier Twofold session,
- * which may still be live: single sign-on must follow the browser's session, not hand the
- * application the earlier user.
+ * Compares the Twofold session of the browser (its access-token cookie, verified) with the one that
+ * logged provider session `uid` in. Someone logging in to the hosted pages in the same browser after
+ * it leaves the provider session linked to the earlier Twofold session, which may still be live:
+ * - another user: the login step must run with the browser's session ('other_user'), so that the
+ *   application is not handed the earlier user;
+ * - the same user again: single sign-on goes on (prompt=none included), and the provider session
+ *   moves to the browser's session, ending the one it replaces (linkProviderSession), as a fresh login
+ *   through the provider does. No cookie, or none that is live: nothing to compare.
  */
-async function browserSessionChanged(deps: Deps, uid: string, cookie: string | undefined): Promise<boolean> {
-  if (!cookie) return false;
-  let current: string;
+async function followBrowserSession(deps: Deps, ctx: KoaContextWithOIDC, uid: string): Promise<'same' | 'other_user'> {
+  const cookie = ctx.cookies.get(ACCESS_COOKIE);
+  if (!cookie) return 'same';
+  let current: { sessionId: string; userId: string };
   try {
-    current = (await authenticateAccessToken(deps, cookie)).sessionId;
+    current = await authenticateAccessToken(deps, cookie);
   } catch (e) {
-    if (e instanceof AppError) return false; // no live session in the cookie: nothing to compare
+    if (e instanceof AppError) return 'same';
     throw e;
   }
   const link = await findLinkState(deps.db, uid, deps.clock());
-  return link !== undefined && link.session_id !== current;
+  if (!link || link.session_id === current.sessionId) return 'same';
+  if (link.user_id !== current.userId) return 'other_user';
+  await linkProviderSession(deps, uid, current.sessionId, current.userId, { ip: ctx.ip || null, userAgent: ctx.get('user-agent') || null });
+  return 'same';
 }
 
 function policy(deps: Deps) {
@@ -72,10 +80,10 @@ function policy(deps: Deps) {
   p.get('login')!.checks.add(new Check('aal2_required', 'A second factor is required', (ctx) =>
     wantsAal2(ctx) && ctx.oidc.session?.acr !== 'aal2' && !ctx.oidc.result?.login ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT));
   // The login step then decides from the browser's session (interaction-login.ts).
-  p.get('login')!.checks.add(new Check('twofold_session_changed', 'The browser holds another Twofold session', async (ctx) => {
+  p.get('login')!.checks.add(new Check('twofold_session_changed', 'Another user is signed in to this browser', 'login_required', async (ctx) => {
     const session = ctx.oidc.session;
     if (!session?.accountId || ctx.oidc.result?.login) return Check.NO_NEED_TO_PROMPT;
-    return (await browserSessionChanged(deps, session.uid, ctx.cookies.get(ACCESS_COOKIE))) ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT;
+    return (await followBrowserSession(deps, ctx, session.uid)) === 'other_user' ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT;
   }));
   return p;
 }

@@ -78,4 +78,26 @@ describeWithApp('the provider session follows the Twofold session of the browser
     assert.ok(revoke.status < 300, String(revoke.status));
     await assert.rejects(client.refreshTokenGrant(config, latest), (e: client.ResponseBodyError) => e.error === 'invalid_grant');
   });
+
+  test('prompt=none after the same user logs in to the hosted pages again: still signed in, on the new session; another user: login_required', async (t) => {
+    const { server, config } = await setup(t, suite);
+    const [alice, bob] = [await createUser(server.app), await createUser(server.app)];
+    const browser = new Browser(server.base);
+    await signIn(server, config, browser, alice);
+    const silently = async () => {
+      const start = await authorizationStart(config, CALLBACK, { prompt: 'none' });
+      const back = new URL((await browser.follow(start.url)).left!);
+      if (back.searchParams.has('error')) return back.searchParams.get('error');
+      const tokens = await client.authorizationCodeGrant(config, back, { pkceCodeVerifier: start.verifier, expectedState: start.state, expectedNonce: start.nonce });
+      return tokens.claims()!.sub;
+    };
+    assert.equal(await silently(), alice.uuid);
+    const before = decodeJwt(browser.cookies.get('access_token')!).sid as string;
+    await browser.login(alice); // step-up on the account page, say
+    assert.equal(await silently(), alice.uuid, 'the same user stays signed in to the application');
+    const old = await server.deps.db.query<{ revoked_reason: string | null }>('SELECT revoked_reason FROM sessions WHERE id = $1', [before]);
+    assert.equal(old.rows[0]!.revoked_reason, 'superseded', 'the provider session moved to the new session');
+    await browser.login(bob);
+    assert.equal(await silently(), 'login_required', 'another user in the browser: no silent sign-in as either');
+  });
 });
