@@ -10,6 +10,7 @@ import type { Deps } from '../deps.ts';
 import { ACCESS_COOKIE, REFRESH_COOKIE, REFRESH_COOKIE_PATH } from '../http/cookies.ts';
 import { linkProviderSession } from '../services/oidc/interaction-login.ts';
 import { endLinkedSession } from '../services/oidc/logout.ts';
+import { koaClientInfo } from './client-info.ts';
 import { loadClientsFile } from './clients-file.ts';
 import { LazyEngine } from './engine.ts';
 import { interactionRoutes } from './interactions.ts';
@@ -43,11 +44,10 @@ function sessionGlue(deps: Deps) {
     if (oidc.route === 'resume') {
       const login = (oidc.result as { login?: { accountId?: string; twofoldSessionId?: string } } | undefined)?.login;
       if (login?.twofoldSessionId && login.accountId && oidc.session?.uid) {
-        await linkProviderSession(deps, oidc.session.uid, login.twofoldSessionId, login.accountId, { ip: ctx.ip || null, userAgent: ctx.get('user-agent') || null });
+        await linkProviderSession(deps, oidc.session.uid, login.twofoldSessionId, login.accountId, koaClientInfo(ctx));
       }
     } else if (oidc.route === 'end_session_confirm' && (oidc.session as { destroyed?: boolean } | undefined)?.destroyed) {
-      // ctx.ip is Fastify's client address (hand() sets X-Forwarded-For from it).
-      const link = await endLinkedSession(deps, oidc.session!.uid, { ip: ctx.ip || null, userAgent: ctx.get('user-agent') || null });
+      const link = await endLinkedSession(deps, oidc.session!.uid, koaClientInfo(ctx));
       // Clear the cookies only when they are that session's: when switching accounts the engine logs
       // the previous provider session out while the browser already holds the new user's session.
       if (!link || cookieSessionId(ctx.cookies.get(ACCESS_COOKIE)) === link.session_id) clear(ctx);

@@ -13,6 +13,7 @@ import { AppError } from '../errors.ts';
 import { authenticateAccessToken } from '../services/authenticate.ts';
 import { linkProviderSession } from '../services/oidc/interaction-login.ts';
 import { loggedOutPage, logoutPage, oidcErrorPage } from '../web/pages/oidc.ts';
+import { koaClientInfo } from './client-info.ts';
 import { createAdapterClass } from './adapter.ts';
 import { OIDC_SCOPES, toProviderMetadata, type ClientInput } from './client-metadata.ts';
 import { RingSigningKey, ringIdTokenValidator } from './signing-key.ts';
@@ -69,7 +70,7 @@ async function followBrowserSession(deps: Deps, ctx: KoaContextWithOIDC, uid: st
   const link = await findLinkState(deps.db, uid, deps.clock());
   if (!link || link.session_id === current.sessionId) return 'same';
   if (link.user_id !== current.userId) return 'other_user';
-  await linkProviderSession(deps, uid, current.sessionId, current.userId, { ip: ctx.ip || null, userAgent: ctx.get('user-agent') || null });
+  await linkProviderSession(deps, uid, current.sessionId, current.userId, koaClientInfo(ctx));
   return 'same';
 }
 

@@ -98,7 +98,11 @@ export function refuseHost(hostname: string, allowPrivate: boolean): string | un
 }
 
 type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
-type AllLookup = (hostname: string, options: LookupAllOptions, callback: (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void) => void;
+type LookupAnswer = (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void;
+type AllLookup = (hostname: string, options: LookupAllOptions, callback: LookupAnswer) => void;
+
+/** Callbacks waiting for the lookup of each name in flight, per lookup function (the system's, or a test's). */
+const inFlight = new WeakMap<AllLookup, Map<string, LookupAnswer[]>>();
 
 /**
  * One lookup per name at a time. dns.lookup is getaddrinfo on libuv's thread pool (4 threads), which
@@ -108,9 +112,6 @@ type AllLookup = (hostname: string, options: LookupAllOptions, callback: (err: N
  * being looked up now wait for that answer instead of starting their own: a hanging name holds one
  * thread, and other names are looked up as usual.
  */
-type LookupAnswer = (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void;
-const inFlight = new WeakMap<AllLookup, Map<string, LookupAnswer[]>>();
-
 function sharedLookup(lookup: AllLookup, hostname: string, options: LookupAllOptions, callback: LookupAnswer): void {
   let byName = inFlight.get(lookup);
   if (!byName) inFlight.set(lookup, (byName = new Map()));
@@ -159,7 +160,6 @@ export function guardedLookup(allowPrivate: boolean, lookup: AllLookup = dnsLook
 
 /** How long registration waits for DNS before letting the name pass (a resolver can take its own 5 s and more). */
 export const REGISTRATION_LOOKUP_TIMEOUT_MS = 2000;
-
 
 /**
  * Resolves `hostname` and returns why it must not be a target, if it must not. A registration check:

@@ -97,6 +97,19 @@ describeWithApp('second-factor guesses once the password is proven: one budget f
     assert.equal(right.statusCode, 429, 'even the right code waits out the lock');
   });
 
+  test('two dozen one-step logins with wrong codes at once, by both names: at most the limit of codes is checked', async (t) => {
+    const ta = await suite.build(t, { env: { LOCKOUT_MAX_FAILURES: '3' } });
+    const user = await createUser(ta.app);
+    const { secret } = await enableTotp(ta, user);
+    nextTotpStep(ta.clock);
+    const names = Array.from({ length: 24 }, (_, i) => (i % 2 ? user.email : user.username));
+    const answers = await Promise.all(names.map((name, i) => login(ta.app, { username: name, password: user.password, ...(i % 3 ? { security_code: '000000' } : { backup_code: 'AAAA-BBBB-CCCC' }) })));
+    const codes = answers.map((r) => r.statusCode);
+    assert.ok(codes.every((c) => c === 401 || c === 429), codes.join());
+    assert.ok(codes.filter((c) => c === 401).length <= 3, `${codes.filter((c) => c === 401).length} codes were checked: ${codes.join()}`);
+    assert.equal((await login(ta.app, { username: user.username, password: user.password, security_code: totpCodeAt(secret, ta.clock()) })).statusCode, 429);
+  });
+
   test('an account locked by its names gets no e-mailed login code (429, no mail)', async (t) => {
     const ta = await suite.build(t, { env: { LOCKOUT_MAX_FAILURES: '3' } });
     const user = await createUser(ta.app);
