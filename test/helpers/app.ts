@@ -85,10 +85,24 @@ export interface TestAppOptions {
   appOptions?: AppOptions;
   /** Another app on the same database (a second instance): pass the database explicitly. */
   db?: Database;
-  /** The app's logger (default: silent, or TEST_LOG_LEVEL). */
+  /** The app's logger (default: {@link testLogger}). */
   logger?: pino.Logger;
   /** The secret box (default: the process-wide testSecretBox). */
   secretBox?: SecretBox;
+}
+
+/**
+ * Errors only, on stderr (or TEST_LOG_LEVEL): an unexpected 500 in a test run, in CI above all, then
+ * shows its cause next to the failing test instead of nothing. A test that causes errors on purpose
+ * (a database outage) passes `logger: quietLogger()`.
+ */
+export function testLogger(): pino.Logger {
+  return pino({ level: process.env.TEST_LOG_LEVEL ?? 'error' }, pino.destination(2));
+}
+
+/** A logger that prints nothing, for tests whose errors are the point. */
+export function quietLogger(): pino.Logger {
+  return pino({ level: 'silent' });
 }
 
 /** Builds deps and app on `db`; the app (not the database) is closed when the test ends. */
@@ -103,7 +117,7 @@ export async function buildTestApp(t: TestContext | undefined, db: Database, opt
   });
   const clock = options.clock ?? createTestClock();
   const mail = new CapturingTransport();
-  const logger = options.logger ?? pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  const logger = options.logger ?? testLogger();
   const secretBox = options.secretBox ?? testSecretBox;
   // The database's keys, as in production; the first one imported from the process's test key (generation is slow).
   const keys = await openKeyStore({ config, db, clock, secretBox, logger }, { pem: await testKeyPem(), source: 'test key' });

@@ -3,13 +3,13 @@ import { test } from 'node:test';
 import { loadConfig } from '../../src/config.ts';
 import { recordSecurityEvent, SYSTEM_CONTEXT } from '../../src/services/audit/record.ts';
 import { pruneAuditLog } from '../../src/services/audit/retention.ts';
-import { createUser, describeWithApp } from '../helpers/app.ts';
+import { createUser, describeWithApp, quietLogger } from '../helpers/app.ts';
 import { ADMIN_ENV, adminCall, createAdmin } from '../helpers/admin.ts';
 import { latestToken } from '../helpers/mail-links.ts';
 
 describeWithApp('admin mail status and audit retention', (suite) => {
   test('GET /admin/outbox: queued, retrying, delivered, failed — with the last error, never a body or an address', async (t) => {
-    const ta = await suite.build(t, { env: { ...ADMIN_ENV, OUTBOX_MAX_AGE: '3600' } });
+    const ta = await suite.build(t, { env: { ...ADMIN_ENV, OUTBOX_MAX_AGE: '3600' }, logger: quietLogger() });
     const delivered = await createUser(ta.app);
     await ta.deliverMail();
     const linkToken = await latestToken(ta, delivered.email, 'verify_email');

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { totpCodeAt } from '../../src/crypto/totp.ts';
 import { registerAuditFollower, recordSecurityEvent, scrubSecrets, SYSTEM_CONTEXT } from '../../src/services/audit/record.ts';
-import { PASSWORD, bearer, createUser, describeWithApp, enableTotp, login, loginTokens, nextTotpStep, uniqueName } from '../helpers/app.ts';
+import { PASSWORD, bearer, createUser, describeWithApp, enableTotp, login, loginTokens, nextTotpStep, quietLogger, uniqueName } from '../helpers/app.ts';
 import { auditRowsOf, auditTypesOf } from '../helpers/admin.ts';
 import { latestToken } from '../helpers/mail-links.ts';
 
@@ -120,7 +120,7 @@ describeWithApp('audit log: every flow writes its entry', (suite) => {
   });
 
   test('an entry commits with its change: a failing follower rolls back the sign-up and its entry', async (t) => {
-    const ta = await suite.build(t);
+    const ta = await suite.build(t, { logger: quietLogger() });
     const username = uniqueName('rollback');
     let armed = true;
     const stop = registerAuditFollower(async (_tx, event) => {

@@ -301,9 +301,9 @@ describeWithApp('malformed, oversized, unknown and invalid requests', (suite) =>
 
 test('a database outage gives a bare 500 problem without internals, and /readyz says 503', async (t) => {
   const { openTestPglite } = await import('../helpers/pglite-template.ts');
-  const { buildTestApp } = await import('../helpers/app.ts');
+  const { buildTestApp, quietLogger } = await import('../helpers/app.ts');
   const db = await openTestPglite();
-  const { app } = await buildTestApp(t, db);
+  const { app } = await buildTestApp(t, db, { logger: quietLogger() });
   await db.close();
   const res = await app.inject({ method: 'POST', url: '/api/v1/auth-jwt/login', payload: { username: 'someone', password: 'something long' } });
   assert.equal(res.statusCode, 500);

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { decodeJwt } from 'jose';
 import type { Database } from '../../src/db/database.ts';
 import { readLiveSessionUser, readUserInfoForSession } from '../../src/db/repositories/session-reads.ts';
-import { bearer, createUser, describeWithApp, loginTokens, type TestUser } from '../helpers/app.ts';
+import { bearer, createUser, describeWithApp, loginTokens, quietLogger, type TestUser } from '../helpers/app.ts';
 
 /** The database, counting the batched session-check statements sent through it. */
 function counting(db: Database): { db: Database; checks: () => number } {
@@ -139,7 +139,7 @@ describeWithApp('batched session checks', (suite) => {
       }
       return real.query(sql, params);
     } };
-    const { app } = await suite.build(t, { db });
+    const { app } = await suite.build(t, { db, logger: quietLogger() });
     const users: TestUser[] = [];
     for (let i = 0; i < 5; i++) users.push(await createUser(app));
     const tokens = await Promise.all(users.map((u) => loginTokens(app, u)));
