@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { decodeJwt } from 'jose';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Deps } from '../deps.ts';
-import { ACCESS_COOKIE, REFRESH_COOKIE, REFRESH_COOKIE_PATH } from '../http/cookies.ts';
+import { ACCESS_COOKIE, BROWSER_SESSION_COOKIE, browserSessionId, clearedCookieHeaders } from '../http/cookies.ts';
 import { linkProviderSession } from '../services/oidc/interaction-login.ts';
 import { endLinkedSession } from '../services/oidc/logout.ts';
 import { koaClientInfo } from './client-info.ts';
@@ -33,9 +33,7 @@ const SESSION_ENDING = /^\/api\/v1\/(auth-jwt\/(logout|logout-all|sessions)|user
  */
 function sessionGlue(deps: Deps) {
   const clear = (ctx: KoaContextWithOIDC) => {
-    const secure = deps.config.secureCookies ? '; Secure' : '';
-    ctx.append('Set-Cookie', `${ACCESS_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax${secure}`);
-    ctx.append('Set-Cookie', `${REFRESH_COOKIE}=; Path=${REFRESH_COOKIE_PATH}; Max-Age=0; HttpOnly; SameSite=Strict${secure}`);
+    for (const header of clearedCookieHeaders(deps.config)) ctx.append('Set-Cookie', header);
   };
   return async (ctx: KoaContextWithOIDC, next: () => Promise<void>) => {
     await next();
@@ -50,13 +48,20 @@ function sessionGlue(deps: Deps) {
       const link = await endLinkedSession(deps, oidc.session!.uid, koaClientInfo(ctx));
       // Clear the cookies only when they are that session's: when switching accounts the engine logs
       // the previous provider session out while the browser already holds the new user's session.
-      if (!link || cookieSessionId(ctx.cookies.get(ACCESS_COOKIE)) === link.session_id) clear(ctx);
+      if (!link || browserSessionOf(deps, ctx) === link.session_id) clear(ctx);
     }
   };
 }
 
-/** The `sid` of an access-token cookie, unverified (only to decide whether to clear it), or undefined. */
-function cookieSessionId(token: string | undefined): string | undefined {
+/**
+ * The Twofold session this browser holds: its browser-session cookie, or for a browser logged in
+ * before that cookie existed, the `sid` of its access cookie (unverified: only to decide whether to
+ * clear the cookies).
+ */
+function browserSessionOf(deps: Deps, ctx: KoaContextWithOIDC): string | undefined {
+  const marked = browserSessionId(deps.tokenHasher, ctx.cookies.get(BROWSER_SESSION_COOKIE));
+  if (marked) return marked;
+  const token = ctx.cookies.get(ACCESS_COOKIE);
   if (!token) return undefined;
   try {
     const sid = decodeJwt(token).sid;

@@ -8,7 +8,8 @@ import Provider, { interactionPolicy, type Configuration, type KoaContextWithOID
 import type { Deps } from '../deps.ts';
 import { findUserById } from '../db/repositories/users.ts';
 import { findLinkState } from '../db/repositories/oidc/links.ts';
-import { ACCESS_COOKIE } from '../http/cookies.ts';
+import { findSession } from '../db/repositories/sessions.ts';
+import { ACCESS_COOKIE, BROWSER_SESSION_COOKIE, browserSessionId } from '../http/cookies.ts';
 import { AppError } from '../errors.ts';
 import { authenticateAccessToken } from '../services/authenticate.ts';
 import { linkProviderSession } from '../services/oidc/interaction-login.ts';
@@ -48,30 +49,46 @@ export function wantsAal2(ctx: KoaContextWithOIDC): boolean {
 }
 
 /**
- * Compares the Twofold session of the browser (its access-token cookie, verified) with the one that
- * logged provider session `uid` in. Someone logging in to the hosted pages in the same browser after
- * it leaves the provider session linked to the earlier Twofold session, which may still be live:
- * - another user: the login step must run with the browser's session ('other_user'), so that the
- *   application is not handed the earlier user;
- * - the same user again: single sign-on goes on (prompt=none included), and the provider session
- *   moves to the browser's session, ending the one it replaces (linkProviderSession), as a fresh login
- *   through the provider does. No cookie, or none that is live: nothing to compare.
+ * Compares the Twofold session this browser holds (its browser-session cookie, http/cookies.ts; for a
+ * browser logged in before that cookie existed, its access cookie) with the one that logged provider
+ * session `uid` in. Logging in to, or out of, the hosted pages leaves the provider session linked to
+ * the earlier Twofold session, which may still be live:
+ * - no live session in the browser (logged out; or no cookie at all): 'gone' — the login step must
+ *   run, so a logout on the hosted pages also ends single sign-on in this browser;
+ * - another user's session: 'other_user' — the login step must run with it, so that the application
+ *   is not handed the earlier user;
+ * - the same user's session: single sign-on goes on (prompt=none included), and the provider session
+ *   moves to it, ending the one it replaces (linkProviderSession), as a fresh login through the
+ *   provider does.
  */
-async function followBrowserSession(deps: Deps, ctx: KoaContextWithOIDC, uid: string): Promise<'same' | 'other_user'> {
-  const cookie = ctx.cookies.get(ACCESS_COOKIE);
-  if (!cookie) return 'same';
-  let current: { sessionId: string; userId: string };
-  try {
-    current = await authenticateAccessToken(deps, cookie);
-  } catch (e) {
-    if (e instanceof AppError) return 'same';
-    throw e;
-  }
-  const link = await findLinkState(deps.db, uid, deps.clock());
-  if (!link || link.session_id === current.sessionId) return 'same';
-  if (link.user_id !== current.userId) return 'other_user';
+async function followBrowserSession(deps: Deps, ctx: KoaContextWithOIDC, uid: string): Promise<'same' | 'other_user' | 'gone'> {
+  const now = deps.clock();
+  const link = await findLinkState(deps.db, uid, now);
+  // A provider session without a link has ended (or is being swept): the adapter gives it no login.
+  if (!link) return 'same';
+  const current = await browserSession(deps, ctx, now);
+  if (!current) return 'gone';
+  if (current.sessionId === link.session_id) return 'same';
+  if (current.userId !== link.user_id) return 'other_user';
   await linkProviderSession(deps, uid, current.sessionId, current.userId, koaClientInfo(ctx));
   return 'same';
+}
+
+/** The browser's live Twofold session, or undefined (see {@link followBrowserSession}). */
+async function browserSession(deps: Deps, ctx: KoaContextWithOIDC, now: Date): Promise<{ sessionId: string; userId: string } | undefined> {
+  const marked = browserSessionId(deps.tokenHasher, ctx.cookies.get(BROWSER_SESSION_COOKIE));
+  if (marked) {
+    const session = await findSession(deps.db, marked);
+    return session && !session.revoked_at && session.expires_at > now ? { sessionId: session.id, userId: session.user_id } : undefined;
+  }
+  const cookie = ctx.cookies.get(ACCESS_COOKIE);
+  if (!cookie) return undefined;
+  try {
+    return await authenticateAccessToken(deps, cookie);
+  } catch (e) {
+    if (e instanceof AppError) return undefined;
+    throw e;
+  }
 }
 
 function policy(deps: Deps) {
@@ -81,10 +98,10 @@ function policy(deps: Deps) {
   p.get('login')!.checks.add(new Check('aal2_required', 'A second factor is required', (ctx) =>
     wantsAal2(ctx) && ctx.oidc.session?.acr !== 'aal2' && !ctx.oidc.result?.login ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT));
   // The login step then decides from the browser's session (interaction-login.ts).
-  p.get('login')!.checks.add(new Check('twofold_session_changed', 'Another user is signed in to this browser', 'login_required', async (ctx) => {
+  p.get('login')!.checks.add(new Check('twofold_session_changed', 'The browser is no longer signed in as this user', 'login_required', async (ctx) => {
     const session = ctx.oidc.session;
     if (!session?.accountId || ctx.oidc.result?.login) return Check.NO_NEED_TO_PROMPT;
-    return (await followBrowserSession(deps, ctx, session.uid)) === 'other_user' ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT;
+    return (await followBrowserSession(deps, ctx, session.uid)) === 'same' ? Check.NO_NEED_TO_PROMPT : Check.REQUEST_PROMPT;
   }));
   return p;
 }

@@ -29,6 +29,15 @@ async function signIn(server: OidcServer, config: client.Configuration, browser:
   return { sub: tokens.claims()!.sub, sawLogin: flow.sawLogin };
 }
 
+/** An authorization with prompt=none: the subject the application gets, or the error it is sent. */
+async function silentSignIn(config: client.Configuration, browser: Browser): Promise<string | null> {
+  const start = await authorizationStart(config, CALLBACK, { prompt: 'none' });
+  const back = new URL((await browser.follow(start.url)).left!);
+  if (back.searchParams.has('error')) return back.searchParams.get('error');
+  const tokens = await client.authorizationCodeGrant(config, back, { pkceCodeVerifier: start.verifier, expectedState: start.state, expectedNonce: start.nonce });
+  return tokens.claims()!.sub;
+}
+
 describeWithApp('the provider session follows the Twofold session of the browser', (suite) => {
   test('after another user logs in to the hosted pages in the same browser, the application gets that user', async (t) => {
     const { server, config } = await setup(t, suite);
@@ -99,5 +108,36 @@ describeWithApp('the provider session follows the Twofold session of the browser
     assert.equal(old.rows[0]!.revoked_reason, 'superseded', 'the provider session moved to the new session');
     await browser.login(bob);
     assert.equal(await silently(), 'login_required', 'another user in the browser: no silent sign-in as either');
+  });
+
+  test('a logout on the hosted pages ends single sign-on, also after a second login there with no authorization between', async (t) => {
+    const { server, config } = await setup(t, suite);
+    const alice = await createUser(server.app);
+    const browser = new Browser(server.base);
+    await signIn(server, config, browser, alice);
+    await browser.login(alice); // a new session; the provider session is still linked to the first one
+    // The account page's Log out: the cookies, from the page's origin.
+    assert.equal((await browser.request('/api/v1/auth-jwt/logout', { method: 'POST' })).status, 204);
+    for (const name of ['access_token', 'refresh_token', 'twofold_browser_session']) assert.ok(!browser.cookies.has(name), `${name} is cleared`);
+    assert.ok(browser.cookies.has('_session'), "the provider's own session cookie stays: the provider session must end by itself");
+    assert.equal(await silentSignIn(config, browser), 'login_required', 'logged out in this browser: no silent sign-in');
+    assert.equal((await signIn(server, config, browser, alice)).sawLogin, true, 'an application asks for the password again');
+  });
+
+  test("another user's login, then that access cookie expires: the application is still not handed the earlier user", async (t) => {
+    const { server, config } = await setup(t, suite);
+    const [alice, bob] = [await createUser(server.app), await createUser(server.app)];
+    const browser = new Browser(server.base);
+    await signIn(server, config, browser, alice);
+    await browser.login(bob);
+    browser.cookies.delete('access_token'); // Max-Age (the access lifetime) has passed: the browser dropped it
+    assert.equal(await silentSignIn(config, browser), 'login_required');
+    const next = await signIn(server, config, browser, bob);
+    assert.equal(next.sub, bob.uuid);
+    // A browser-session cookie naming another session without its MAC counts as none.
+    const aliceSid = (await server.deps.db.query<{ id: string }>('SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL', [alice.uuid])).rows[0]?.id;
+    browser.cookies.clear();
+    browser.cookies.set('twofold_browser_session', `${aliceSid ?? 'none'}.${'0'.repeat(32)}`);
+    assert.equal((await signIn(server, config, browser, alice)).sawLogin, true);
   });
 });

@@ -68,6 +68,13 @@ describeWithApp('login, tokens and cookies', (suite) => {
     assert.equal(refresh.attrs.get('max-age'), String(60 * 86400));
     assert.ok(refresh.attrs.has('httponly'));
     assert.equal(refresh.attrs.get('samesite'), 'Strict');
+    // Which session the browser holds, for the OpenID provider's single sign-on: no token, the session id and a MAC.
+    const marker = c.get('twofold_browser_session')!;
+    assert.match(marker.value, new RegExp(`^${decodeJwt(body.access_token).sid as string}\\.[0-9a-f]{32}$`));
+    assert.equal(marker.attrs.get('path'), '/');
+    assert.equal(marker.attrs.get('max-age'), String(60 * 86400), 'as long as the refresh cookie');
+    assert.ok(marker.attrs.has('httponly'));
+    assert.equal(marker.attrs.get('samesite'), 'Lax');
   });
 
   test('cookies are Secure when PUBLIC_URL is https', async (t) => {
@@ -77,6 +84,7 @@ describeWithApp('login, tokens and cookies', (suite) => {
     const c = cookies(res);
     assert.ok(c.get('access_token')!.attrs.has('secure'));
     assert.ok(c.get('refresh_token')!.attrs.has('secure'));
+    assert.ok(c.get('twofold_browser_session')!.attrs.has('secure'));
     assert.equal(decodeJwt(res.json().access_token).iss, 'https://auth.example.com');
   });
 
@@ -374,6 +382,7 @@ describeWithApp('refresh and logout', (suite) => {
     const c = cookies(res);
     assert.equal(c.get('access_token')!.value, '');
     assert.equal(c.get('refresh_token')!.value, '');
+    assert.equal(c.get('twofold_browser_session')!.value, '');
     assert.equal((await app.inject({ method: 'GET', url: '/api/v1/auth-jwt/user-info', headers: bearer(tokens.access_token) })).statusCode, 401);
     const refresh = await app.inject({ method: 'POST', url: '/api/v1/auth-jwt/refresh', payload: { refresh_token: tokens.refresh_token } });
     assert.equal(refresh.statusCode, 401);

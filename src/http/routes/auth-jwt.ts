@@ -26,7 +26,7 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
   const auth = requireAuth(deps);
 
   function sendTokens(reply: FastifyReply, tokens: TokenPair) {
-    setTokenCookies(reply, deps.config, tokens);
+    setTokenCookies(reply, deps, tokens);
     // Token responses must never be cached by a proxy or the browser (RFC 6749 §5.1).
     return reply.header('Cache-Control', 'no-store').send(tokens);
   }

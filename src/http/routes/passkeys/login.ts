@@ -51,7 +51,7 @@ export async function passkeyLoginRoutes(app: FastifyInstance, { deps }: { deps:
     },
   }, async (request, reply) => {
     const tokens = await loginWithPasskey(deps, { challenge_token: request.body.challenge_token, credential: request.body.credential as AuthenticationResponseJSON }, clientInfo(request));
-    setTokenCookies(reply, deps.config, tokens);
+    setTokenCookies(reply, deps, tokens);
     return reply.header('Cache-Control', 'no-store').send(tokens);
   });
 
