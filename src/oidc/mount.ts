@@ -8,6 +8,7 @@ import { decodeJwt } from 'jose';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Deps } from '../deps.ts';
 import { ACCESS_COOKIE, BROWSER_SESSION_COOKIE, browserSessionId, clearedCookieHeaders } from '../http/cookies.ts';
+import { routePath } from '../http/no-store.ts';
 import { linkProviderSession } from '../services/oidc/interaction-login.ts';
 import { endLinkedSession } from '../services/oidc/logout.ts';
 import { koaClientInfo } from './client-info.ts';
@@ -119,7 +120,7 @@ export async function installOidc(app: FastifyInstance, deps: Deps): Promise<voi
   await app.register(interactionRoutes, { deps, engine: async () => (await engine.get()).provider });
 
   app.addHook('onResponse', async (request, reply) => {
-    if (reply.statusCode < 400 && request.method !== 'GET' && SESSION_ENDING.test(request.url)) void sweeper.run();
+    if (reply.statusCode < 400 && request.method !== 'GET' && SESSION_ENDING.test(routePath(request))) void sweeper.run();
   });
   app.addHook('onReady', async () => sweeper.start(deps.config.oidc.sweepIntervalMs));
   app.addHook('onClose', async () => sweeper.stop());

@@ -48,6 +48,13 @@ describeWithApp('Cache-Control on answers that carry secrets', (suite) => {
     check('an API error', await login(app, { username: fresh.username, password: 'wrong password!' }), 401);
     check('the development mailbox (links and codes)', await app.inject({ method: 'GET', url: '/dev/mailbox' }), 200);
 
+    // The router decodes percent-escapes before matching: the same routes by an escaped path.
+    const escaped = uniqueName();
+    check('sign-up with mfa "totp" at /%61pi/…', await app.inject({ method: 'POST', url: '/%61pi/v1/user', payload: { username: escaped, email: `${escaped}@example.com`, password1: 'a long passphrase 42', password2: 'a long passphrase 42', mfa: 'totp' } }), 201);
+    nextTotpStep(clock);
+    check('403 mfa_required at /%61pi/…', await app.inject({ method: 'POST', url: '/%61pi/v1/auth-jwt/login', payload: { username: mfaUser.username, password: mfaUser.password } }), 403);
+    check('an API error at /api/v1/%75ser', await app.inject({ method: 'POST', url: '/api/v1/%75ser', payload: {} }), 422);
+
     for (const [what, res] of seen) assert.equal(res.headers['cache-control'], 'no-store', what);
     // Public, cacheable documents keep their own policy.
     assert.notEqual((await app.inject({ method: 'GET', url: '/.well-known/jwks.json' })).headers['cache-control'], 'no-store');
