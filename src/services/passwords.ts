@@ -9,7 +9,7 @@ import { AppError, type FieldError } from '../errors.ts';
 import { consumeEmailToken, findLiveEmailToken, lockLinkIssue, voidEmailTokens } from '../db/repositories/email-tokens.ts';
 import { consumeAllChallenges } from '../db/repositories/mfa-challenges.ts';
 import { findLiveSessionUser, revokeAllSessions } from '../db/repositories/sessions.ts';
-import { changePasswordIfUnchanged, findUserByEmail, findUserById, updatePasswordHash, type UserRow } from '../db/repositories/users.ts';
+import { changePasswordIfUnchanged, findUserByEmail, findUserById, lockUserIfActive, updatePasswordHash, type UserRow } from '../db/repositories/users.ts';
 import { enqueueMail } from '../mail/outbox.ts';
 import { accountNames } from './password-check.ts';
 import { allowMailToAccount, consumeRequesterQuota } from './mail-quota.ts';
@@ -42,6 +42,9 @@ export async function requestPasswordReset(deps: Deps, email: string, ip: string
     const ttlSeconds = deps.config.passwordResetTtlSeconds;
     const { token, hash } = newLinkToken(deps, 'reset_password');
     await deps.db.transaction(async (tx) => {
+      // Read again under the row lock: a deactivation that committed since the read above voided
+      // the links there were, and one in progress would miss this one (it is not committed yet).
+      if (!(await lockUserIfActive(tx, user.id))) return;
       // Requests at once (a double click) take turns: each voids the links before it, one stays live.
       await lockLinkIssue(tx, user.id, 'reset_password');
       await voidEmailTokens(tx, user.id, 'reset_password');

@@ -10,6 +10,7 @@ import { ADMIN_ENV, adminCall } from '../helpers/admin.ts';
 import { addPasskey, signInWithPasskey } from '../helpers/passkeys.ts';
 import { beforeNextTransaction } from '../helpers/holds.ts';
 import { latestToken } from '../helpers/mail-links.ts';
+import { settleDeferred } from '../../src/services/deferred.ts';
 
 async function deactivate(ta: TestApp, user: TestUser): Promise<void> {
   const res = await adminCall(ta, 'PATCH', `/api/v1/admin/users/${user.uuid}`, { is_active: false });
@@ -64,5 +65,18 @@ describeWithApp('a password-reset link mailed before a deactivation', (suite) =>
     assert.equal((await reset()).statusCode, 400, 'reactivation does not revive the link');
     assert.equal((await login(ta.app, { username: user.username, password: chosen })).statusCode, 401);
     assert.equal((await login(ta.app, { username: user.username, password: user.password })).statusCode, 200);
+  });
+
+  test('a forgot-password request whose account was read as active before the deactivation commits: no link', async (t) => {
+    const ta = await suite.build(t, { env: ADMIN_ENV });
+    const user = await createUser(ta.app);
+    // The deferred work has found the account active; the admin's change commits before its transaction.
+    const hold = beforeNextTransaction(ta, () => deactivate(ta, user));
+    assert.equal((await ta.app.inject({ method: 'POST', url: '/api/v1/user/password/forgot', payload: { email: user.email } })).statusCode, 202);
+    await settleDeferred(ta.deps);
+    assert.ok(hold.fired());
+    const links = await ta.deps.db.query("SELECT 1 FROM email_tokens WHERE user_id = $1 AND purpose = 'reset_password' AND consumed_at IS NULL", [user.uuid]);
+    assert.equal(links.rows.length, 0, 'no live reset link for a deactivated account');
+    assert.ok(!(await ta.deliverMail()).some((m) => m.kind === 'password_reset'), 'and no mail');
   });
 });

@@ -171,6 +171,16 @@ export interface UserWithFactors extends UserRow {
 }
 
 /**
+ * Locks the user's row (FOR SHARE) if the account is active; false when it is not (or gone). A
+ * deactivation holds the row's update lock from its check to its commit, so whatever a transaction
+ * that took this lock writes is either refused here or seen (and voided) by the deactivation.
+ */
+export async function lockUserIfActive(tx: Queryable, id: string): Promise<boolean> {
+  const r = await tx.query('SELECT 1 FROM users WHERE id = $1 AND is_active FOR SHARE', [id]);
+  return r.rows.length > 0;
+}
+
+/**
  * Locks the user's row (FOR SHARE) while its password is still the one changed at
  * `passwordChangedAt`; false when it changed. Taken first in a login's transaction, so the lock
  * order matches a password reset's (user row, then sessions and challenges) and the two never deadlock.
