@@ -23,7 +23,8 @@ import { AMR, createSession, passwordChangedDuringLogin, signTokenPair, type Aut
 import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import { checkMfaPasskey, spendMfaPasskey, type MfaPasskeyProof } from './passkeys/login.ts';
 import { passkeyError } from './passkeys/relying-party.ts';
-import { checkEmailCode, checkFirstTotpCode, hasActiveFactor, loadFactorState, mfaMethods, spendEmailCode, useBackupCode, verifyTotpCode } from './second-factors.ts';
+import { checkEmailCode, checkFirstTotpCode, hasActiveFactor, loadFactorState, mfaMethods, spendEmailCode, useBackupCode, verifyTotpCode, type FactorState } from './second-factors.ts';
+import { hasStoredFactor } from '../db/repositories/totp-factors.ts';
 
 export interface PasswordLoginInput {
   username: string;
@@ -84,6 +85,11 @@ async function finishLogin(deps: Deps, user: UserRow, level: AuthLevel, client: 
       await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'mfa.enabled', userId: user.id, data: { method: 'totp' }, at: created.created_at });
     }
     if (!spend) await passwordUnchanged(tx);
+    // A first factor confirmed while this password-only login was in flight: its transaction ended
+    // the sessions committed by then, not this one. Read again in a statement of its own, after the
+    // row lock above (which waits for such a change to commit; one that starts later waits for this
+    // commit and then ends this session): a password alone no longer opens a session here.
+    if (level.aal === 'aal1' && (await hasStoredFactor(tx, user.id))) throw new FactorAddedDuringLogin();
     return created;
   });
   await attempt.succeeded(accountNames(user));
@@ -93,6 +99,9 @@ async function finishLogin(deps: Deps, user: UserRow, level: AuthLevel, client: 
 
 /** The code given to finishLogin's `spend` did not match (its transaction was rolled back). */
 class CodeRejected extends Error {}
+
+/** A password-only login found a second factor set up meanwhile (its transaction was rolled back). */
+class FactorAddedDuringLogin extends Error {}
 
 /**
  * Runs `fn`; a throw settles `attempt` as passed (the password was right), unless `fn` settled it
@@ -180,19 +189,28 @@ export async function loginWithPassword(deps: Deps, input: PasswordLoginInput, c
       }
       return { ...result, backup_codes_remaining: await countBackupCodes(deps.db, user.id) };
     }
-    if (hasActiveFactor(factors)) {
-      const challenge = await issueChallenge(deps, user, client);
-      throw new AppError('mfa_required', {
-        detail: 'A second factor is required.',
-        extra: { mfa_token: challenge.token, mfa_methods: mfaMethods(factors), mfa_expires_in: deps.config.mfaChallengeTtlSeconds },
-      });
-    }
+    if (hasActiveFactor(factors)) throw await mfaRequired(deps, user, client, factors);
     if (deps.config.mfaPolicy === 'required') {
       throw new AppError('mfa_enrollment_required', {
         detail: 'This service requires a second factor: enrol TOTP with POST /api/v1/auth-totp/qrcode, then log in with a security_code.',
       });
     }
-    return finishLogin(deps, user, { amr: [...AMR.password], aal: 'aal1' }, client, attempt);
+    try {
+      return await finishLogin(deps, user, { amr: [...AMR.password], aal: 'aal1' }, client, attempt);
+    } catch (e) {
+      // The factor set up meanwhile is asked for, as it would have been a moment later.
+      if (e instanceof FactorAddedDuringLogin) throw await mfaRequired(deps, user, client, await loadFactorState(deps, user.id));
+      throw e;
+    }
+  });
+}
+
+/** 403 mfa_required with a new challenge for `user`, whose password was just proven. */
+async function mfaRequired(deps: Deps, user: UserRow, client: ClientInfo, factors: FactorState): Promise<AppError> {
+  const challenge = await issueChallenge(deps, user, client);
+  return new AppError('mfa_required', {
+    detail: 'A second factor is required.',
+    extra: { mfa_token: challenge.token, mfa_methods: mfaMethods(factors), mfa_expires_in: deps.config.mfaChallengeTtlSeconds },
   });
 }
 

@@ -6,11 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { decodeJwt } from 'jose';
 import { totpCodeAt } from '../../src/crypto/totp.ts';
 import { createUser, describeWithApp, login, loginTokens, nextTotpStep, type TestApp, type TestUser } from '../helpers/app.ts';
 import { auditRowsOf } from '../helpers/admin.ts';
 import { get, lastCode, post, verifyEmail } from '../helpers/factors.ts';
 import { addPasskey } from '../helpers/passkeys.ts';
+import { beforeNextTransaction } from '../helpers/holds.ts';
 
 type Tokens = { access_token: string; refresh_token: string };
 
@@ -84,5 +86,46 @@ describeWithApp('the first second factor ends the sessions of the password alone
     await assertThiefOut(ta, user, thief);
     assert.equal(await alive(ta, owner), false);
     assert.equal(await alive(ta, res.json()), true, 'the activating login\'s own session works');
+  });
+
+  test('a password-only login in flight when the first factor commits opens no session: it is asked for the factor', async (t) => {
+    for (const add of ['totp', 'passkey'] as const) {
+      const ta = await suite.build(t);
+      const user = await createUser(ta.app);
+      const owner = await loginTokens(ta.app, user);
+      let secret = '';
+      if (add === 'totp') {
+        const enrol = await post(ta, '/api/v1/auth-totp/enroll', owner.access_token, undefined, { accept: 'application/json' });
+        secret = enrol.json().secret;
+      }
+      // The thief's login has read "no factor"; the owner's first factor commits before its transaction.
+      const hold = beforeNextTransaction(ta, async () => {
+        if (add === 'passkey') await addPasskey(ta, owner.access_token);
+        else assert.equal((await post(ta, '/api/v1/auth-totp/confirm', owner.access_token, { security_code: totpCodeAt(secret, ta.clock()) })).statusCode, 200);
+      });
+      const thief = await login(ta.app, { username: user.username, password: user.password });
+      assert.ok(hold.fired());
+      assert.equal(thief.statusCode, 403, `${add}: ${thief.body}`);
+      assert.equal(thief.json().code, 'mfa_required');
+      assert.equal(thief.json().access_token, undefined);
+      const sessions = await ta.deps.db.query('SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL', [user.uuid]);
+      assert.equal(sessions.rows.length, 1, `${add}: only the owner's session is live`);
+      assert.equal(await alive(ta, owner), true);
+    }
+  });
+
+  test('two dozen password-only logins racing the first factor: none of their sessions outlives it', async (t) => {
+    const ta = await suite.build(t);
+    const user = await createUser(ta.app);
+    const owner = await loginTokens(ta.app, user);
+    const enrol = await post(ta, '/api/v1/auth-totp/enroll', owner.access_token, undefined, { accept: 'application/json' });
+    const confirm = post(ta, '/api/v1/auth-totp/confirm', owner.access_token, { security_code: totpCodeAt(enrol.json().secret, ta.clock()) });
+    const logins = await Promise.all([confirm, ...Array.from({ length: 24 }, () => login(ta.app, { username: user.username, password: user.password }))]);
+    assert.equal(logins[0]!.statusCode, 200);
+    // 429: more logins in flight than the account's attempt budget (each is counted until it succeeds).
+    for (const res of logins.slice(1)) assert.ok([200, 429].includes(res.statusCode) || (res.statusCode === 403 && res.json().code === 'mfa_required'), res.body);
+    const live = await ta.deps.db.query<{ id: string }>('SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL', [user.uuid]);
+    assert.deepEqual(live.rows.map((r) => r.id), [decodeJwt(owner.access_token).sid], "only the owner's session is live");
+    for (const res of logins.slice(1).filter((r) => r.statusCode === 200)) assert.equal(await alive(ta, res.json()), false);
   });
 });

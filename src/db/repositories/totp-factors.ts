@@ -36,6 +36,20 @@ export async function findFactorSummary(tx: Queryable, userId: string): Promise<
   return { totp: row.totp ?? undefined, emailEnabled: row.email_enabled, passkeys: row.passkeys, backupCodes: row.backup_codes };
 }
 
+/**
+ * True when the user has set up a second factor (an active TOTP secret, e-mailed codes, a passkey),
+ * offered or not: {@link findFactorSummary}'s answer to hasActiveFactor, in one cheap statement.
+ */
+export async function hasStoredFactor(tx: Queryable, userId: string): Promise<boolean> {
+  const r = await tx.query<{ found: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM totp_factors t WHERE t.user_id = $1 AND t.active_secret IS NOT NULL)
+         OR EXISTS (SELECT 1 FROM email_otp_factors e WHERE e.user_id = $1 AND e.enabled_at IS NOT NULL)
+         OR EXISTS (SELECT 1 FROM passkeys p WHERE p.user_id = $1) AS found`,
+    [userId],
+  );
+  return r.rows[0]?.found === true;
+}
+
 /** Stores a new pending secret (replacing an earlier pending one); the active secret, if any, stays. */
 export async function setPendingSecret(tx: Queryable, userId: string, sealed: string, now: Date): Promise<void> {
   await tx.query(
