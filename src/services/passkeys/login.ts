@@ -165,15 +165,18 @@ export async function loginWithPasskey(deps: Deps, input: { challenge_token: str
   let raced = false;
   const session = await deps.db
     .transaction(async (tx) => {
-      if (!(await recordPasskeyUse(tx, passkey.id, Number(passkey.counter), verified.newCounter, verified.backedUp, deps.clock()))) {
-        raced = true;
-        throw passkeyError('The passkey was used by another sign-in at the same moment; try again.', undefined, 401);
-      }
-      // The user row's update lock first, then the session insert (which takes a share lock on that
-      // row): taking share then update would deadlock two sign-ins of one user on PostgreSQL.
+      // The user row's update lock first, as every change of a user's passkeys takes it (removal, an
+      // admin's reset or deletion, the second step): the passkey row locked before it deadlocked with
+      // a removal on PostgreSQL (a 500). Then the session insert, which takes a share lock on that
+      // row: taking share then update would deadlock two sign-ins of one user.
       // Only while the account may still log in: a deactivation committed since the check above wins.
       if (!(await noteLoginIfUsable(tx, user.id, deps.clock(), deps.config.requireEmailVerification))) {
         throw await refusalInFlight(deps, tx, user.id, () => passkeyError(UNVERIFIED_PASSKEY, undefined, 401));
+      }
+      // A passkey removed meanwhile matches nothing here either.
+      if (!(await recordPasskeyUse(tx, passkey.id, Number(passkey.counter), verified.newCounter, verified.backedUp, deps.clock()))) {
+        raced = true;
+        throw passkeyError('The passkey was used by another sign-in at the same moment; try again.', undefined, 401);
       }
       const created = await createSession(deps, tx, user, passkeyLevel(verified, false), client);
       await recordLoginSuccess(deps, tx, user.id, client, created);
