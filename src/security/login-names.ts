@@ -6,8 +6,19 @@
  * "i̇", two characters, to JavaScript), and the limiter's account keys are folded in JavaScript.
  */
 
+import { fullFormats } from 'ajv-formats/dist/formats.js';
+
 /** 3–32 of A-Za-z0-9_.- (the route schema's pattern). */
 export const USERNAME_PATTERN = '^[A-Za-z0-9_.-]{3,32}$';
+
+/**
+ * True when `s` is an address the API's `email` format accepts (ajv-formats, the validator of the
+ * route schemas), at most 254 characters. The service applies it for callers without the schemas (the
+ * CLI): a looser rule let `x,attacker@evil.example` in, which the mailer sends to two recipients.
+ */
+export function isValidEmail(s: string): boolean {
+  return s.length <= 254 && isPlainAscii(s) && (fullFormats.email as RegExp).test(s);
+}
 
 /** True when `s` is printable ASCII only (no spaces): the only names an account can have. */
 export function isPlainAscii(s: string): boolean {

@@ -4,7 +4,7 @@ import { AppError, type FieldError } from '../errors.ts';
 import { newId } from '../crypto/random.ts';
 import { findUserByEmail, findUserByUsername, insertUser, setRolesAndVerified, type UserRow } from '../db/repositories/users.ts';
 import { checkPassword } from '../security/password-policy.ts';
-import { isPlainAscii, USERNAME_PATTERN } from '../security/login-names.ts';
+import { isValidEmail, USERNAME_PATTERN } from '../security/login-names.ts';
 import { startTotpEnrollment, type TotpEnrollment } from './totp-enrollment.ts';
 import { afterUserRegistered } from './registration-hooks.ts';
 import { enableEmailOtpAfterVerification } from './email-otp.ts';
@@ -41,7 +41,7 @@ export async function registerUser(deps: Deps, input: RegisterInput, ctx: AuditC
   // The route schemas check these already; callers without them (the CLI) must not store a name
   // that lookups cannot find (security/login-names.ts).
   if (!new RegExp(USERNAME_PATTERN).test(username)) errors.push({ field: 'username', message: 'Use 3–32 of A–Z, a–z, 0–9, _ . -' });
-  if (!isPlainAscii(email) || !/^[^@]+@[^@]+\.[^@]+$/.test(email) || email.length > 254) errors.push({ field: 'email', message: 'Enter a valid e-mail address.' });
+  if (!isValidEmail(email)) errors.push({ field: 'email', message: 'Enter a valid e-mail address.' });
   if (input.password1 !== input.password2) errors.push({ field: 'password2', message: 'Passwords do not match.' });
   if (input.profile !== undefined && Buffer.byteLength(JSON.stringify(input.profile)) > PROFILE_MAX_BYTES) {
     errors.push({ field: 'profile', message: `Profile must be at most ${PROFILE_MAX_BYTES} bytes of JSON.` });

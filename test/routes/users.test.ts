@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { PASSWORD, createUser, describeWithApp, uniqueName } from '../helpers/app.ts';
+import { AppError } from '../../src/errors.ts';
+import { registerUser } from '../../src/services/register-user.ts';
+import { SYSTEM_CONTEXT } from '../../src/services/audit/record.ts';
 
 describeWithApp('POST /api/v1/user and GET /api/v1/user/{username}', (suite) => {
   test('creates a user: 201 with the private profile, never the password hash', async (t) => {
@@ -81,6 +84,21 @@ describeWithApp('POST /api/v1/user and GET /api/v1/user/{username}', (suite) => 
       assert.equal(check.statusCode, 404, 'nothing was created');
     });
   }
+
+  test('addresses the API refuses are refused for callers without its schema too (the CLI): no second recipient', async (t) => {
+    const ta = await suite.build(t);
+    for (const email of ['x,attacker@evil.example', 'a;b@example.com', '"quoted"@example.com', 'a b@example.com', 'x@evil.example>, y@example.com']) {
+      const api = await ta.app.inject({ method: 'POST', url: '/api/v1/user', payload: { username: uniqueName(), email, password1: PASSWORD, password2: PASSWORD } });
+      assert.equal(api.statusCode, 422, email);
+      await assert.rejects(
+        registerUser(ta.deps, { username: uniqueName(), email, password1: PASSWORD, password2: PASSWORD }, SYSTEM_CONTEXT),
+        (e: unknown) => e instanceof AppError && e.code === 'validation_failed' && e.errors?.[0]?.field === 'email',
+        email,
+      );
+    }
+    const ok = await registerUser(ta.deps, { username: uniqueName(), email: 'first.last+tag@mail.example.com', password1: PASSWORD, password2: PASSWORD }, SYSTEM_CONTEXT);
+    assert.equal(ok.user.email, 'first.last+tag@mail.example.com');
+  });
 
   test('validation messages are written for people, one per field', async (t) => {
     const { app } = await suite.build(t);
