@@ -8,7 +8,7 @@ import type { Deps } from '../deps.ts';
 import { AppError } from '../errors.ts';
 import { TokenError } from '../crypto/jwt.ts';
 import { newId } from '../crypto/random.ts';
-import { findUserById, lockUserIfPasswordUnchanged, noteLoginIfPasswordUnchanged, rehashPasswordIfUnchanged, setLastLogin, type UserRow } from '../db/repositories/users.ts';
+import { findUserById, lockUserIfPasswordUnchanged, noteLoginIfPasswordUnchanged, rehashPasswordIfUnchanged, setLastLogin, type TokenClaimsOfUser, type UserRow } from '../db/repositories/users.ts';
 import { countBackupCodes } from '../db/repositories/backup-codes.ts';
 import { consumeChallenge, insertChallenge, reserveAttempt } from '../db/repositories/mfa-challenges.ts';
 import type { Attempt } from '../security/limiter.ts';
@@ -58,10 +58,10 @@ export function codeError(): AppError {
  */
 async function finishLogin(deps: Deps, user: UserRow, level: AuthLevel, client: ClientInfo, attempt: Attempt, spend?: (tx: Queryable) => Promise<'spent' | 'activated' | null>): Promise<LoginResult> {
   let codes: string[] = [];
+  let claims: TokenClaimsOfUser | undefined;
   const passwordUnchanged = async (tx: Queryable) => {
-    if (!(await noteLoginIfPasswordUnchanged(tx, user.id, deps.clock(), user.password_changed_at, deps.config.requireEmailVerification))) {
-      throw await refusalInFlight(deps, tx, user.id, passwordChangedDuringLogin);
-    }
+    claims = await noteLoginIfPasswordUnchanged(tx, user.id, deps.clock(), user.password_changed_at, deps.config.requireEmailVerification);
+    if (!claims) throw await refusalInFlight(deps, tx, user.id, passwordChangedDuringLogin);
   };
   const session = await deps.db.transaction(async (tx) => {
     // The user row's update lock guards the session against a password change (see
@@ -93,7 +93,7 @@ async function finishLogin(deps: Deps, user: UserRow, level: AuthLevel, client: 
     return created;
   });
   await attempt.succeeded(accountNames(user));
-  const pair = await signTokenPair(deps, user, session, session.current_jti);
+  const pair = await signTokenPair(deps, { ...user, ...claims }, session, session.current_jti);
   return codes.length > 0 ? { ...pair, backup_codes: codes } : pair;
 }
 
@@ -298,6 +298,7 @@ export async function completeMfaLogin(deps: Deps, input: MfaLoginInput, client:
 
     let wrongCode = false;
     let level: AuthLevel | undefined;
+    let claims: TokenClaimsOfUser | undefined;
     const session = await deps.db
       .transaction(async (tx) => {
         // The user row first (the lock order of a password reset), then the challenge, then the code.
@@ -306,7 +307,8 @@ export async function completeMfaLogin(deps: Deps, input: MfaLoginInput, client:
         await setLastLogin(tx, user.id, deps.clock());
         // Against the password the first step proved (kept in the challenge), not the row read above:
         // that one is read now, after any reset, and would let a challenge won with the old password pass.
-        if (!(await lockUserIfPasswordUnchanged(tx, user.id, challenge.password_changed_at))) throw new AppError('invalid_token', { detail: 'The password changed; log in again.' });
+        claims = await lockUserIfPasswordUnchanged(tx, user.id, challenge.password_changed_at);
+        if (!claims) throw new AppError('invalid_token', { detail: 'The password changed; log in again.' });
         if (!(await consumeChallenge(tx, challengeId, deps.clock()))) throw new AppError('invalid_token', { detail: 'The MFA challenge was already used.' });
         if (method === 'totp' && (await verifyTotpCode(deps, tx, factors.totp, code, false))) level = { amr: [...AMR.totp], aal: 'aal2' };
         else if (method === 'email' && emailDigest !== undefined && (await spendEmailCode(tx, user.id, purpose, emailDigest))) level = { amr: [...AMR.email], aal: 'aal2' };
@@ -324,7 +326,8 @@ export async function completeMfaLogin(deps: Deps, input: MfaLoginInput, client:
         wrongCode ? fail(method, method === 'passkey' ? passkeyError('The passkey was used by another sign-in at the same moment.', undefined, 401) : undefined) : Promise.reject(e),
       );
     await attempt.succeeded(accountNames(user));
-    const pair = await signTokenPair(deps, user, session, session.current_jti);
+    // The roles as the row's lock read them, not as the first read (a role removed meanwhile).
+    const pair = await signTokenPair(deps, { ...user, ...claims }, session, session.current_jti);
     if (level?.amr.join() !== AMR.backupCode.join()) return pair;
     // After a backup-code login the client learns how many codes are left (the page shows it).
     return { ...pair, backup_codes_remaining: await countBackupCodes(deps.db, user.id) };

@@ -7,7 +7,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { decodeJwt } from 'jose';
-import { bearer, createUser, describeWithApp, loginTokens, type TestApp } from '../helpers/app.ts';
+import { totpCodeAt } from '../../src/crypto/totp.ts';
+import { bearer, createUser, describeWithApp, enableTotp, login, loginTokens, nextTotpStep, type TestApp } from '../helpers/app.ts';
+import { beforeNextTransaction } from '../helpers/holds.ts';
+import { addPasskey, signInWithPasskey } from '../helpers/passkeys.ts';
 import { ADMIN_ENV, adminCall } from '../helpers/admin.ts';
 
 const INTROSPECT = '/api/v1/auth-jwt/introspect';
@@ -71,5 +74,31 @@ describeWithApp('introspection answers only the roles the user still holds', (su
     // A token issued now carries the stored roles, and introspection answers them.
     const fresh = await loginTokens(ta.app, user);
     assert.deepEqual((await introspect(ta, fresh.access_token)).json().roles, ['admin']);
+  });
+
+  test('a role removed while a login is in flight is not signed into its token (password, two-step, passkey)', async (t) => {
+    const ta = await suite.build(t, { env });
+    const inFlight = async (uuid: string, start: () => Promise<{ statusCode: number; body: string; json(): { access_token: string } }>) => {
+      await setRoles(ta, uuid, ['billing_admin']);
+      // The login's checks have passed; the admin's change commits before its transaction.
+      const hold = beforeNextTransaction(ta, () => setRoles(ta, uuid, []));
+      const res = await start();
+      assert.ok(hold.fired());
+      assert.equal(res.statusCode, 200, res.body);
+      return decodeJwt(res.json().access_token).roles;
+    };
+    const plain = await createUser(ta.app);
+    assert.deepEqual(await inFlight(plain.uuid, () => login(ta.app, { username: plain.username, password: plain.password })), []);
+
+    const twoStep = await createUser(ta.app);
+    const { secret } = await enableTotp(ta, twoStep);
+    nextTotpStep(ta.clock);
+    const challenge = await login(ta.app, { username: twoStep.username, password: twoStep.password });
+    assert.equal(challenge.statusCode, 403);
+    assert.deepEqual(await inFlight(twoStep.uuid, () => ta.app.inject({ method: 'POST', url: '/api/v1/auth-jwt/login/mfa', payload: { mfa_token: challenge.json().mfa_token, method: 'totp', code: totpCodeAt(secret, ta.clock()) } })), []);
+
+    const withKey = await createUser(ta.app);
+    const { authenticator } = await addPasskey(ta, (await loginTokens(ta.app, withKey)).access_token);
+    assert.deepEqual(await inFlight(withKey.uuid, () => signInWithPasskey(ta, authenticator)), []);
   });
 });

@@ -132,23 +132,30 @@ export async function setRolesAndVerified(tx: Queryable, id: string, roles: read
  * The same holds for an admin's deactivation (and, with `requireVerified`, an address unmarked as
  * verified): the account must still be allowed to log in when the row is locked.
  */
-export async function noteLoginIfPasswordUnchanged(tx: Queryable, id: string, at: Date, passwordChangedAt: Date | null, requireVerified: boolean): Promise<boolean> {
-  const r = await tx.query(
+export async function noteLoginIfPasswordUnchanged(tx: Queryable, id: string, at: Date, passwordChangedAt: Date | null, requireVerified: boolean): Promise<TokenClaimsOfUser | undefined> {
+  const r = await tx.query<TokenClaimsOfUser>(
     `UPDATE users SET last_login_at = $2
-     WHERE id = $1 AND password_changed_at IS NOT DISTINCT FROM $3::timestamptz AND is_active AND (email_verified OR NOT $4)`,
+     WHERE id = $1 AND password_changed_at IS NOT DISTINCT FROM $3::timestamptz AND is_active AND (email_verified OR NOT $4)
+     RETURNING username, roles`,
     [id, at, passwordChangedAt, requireVerified],
   );
-  return r.rowCount > 0;
+  return r.rows[0];
 }
+
+/**
+ * What a login's tokens say about the user, as the statement that locked the row for the login read
+ * it: a role an admin removed while the login was in flight is not signed into its access token.
+ */
+export type TokenClaimsOfUser = Pick<UserRow, 'username' | 'roles'>;
 
 /**
  * As {@link noteLoginIfPasswordUnchanged} for a login without a password (a passkey): notes it, and
  * takes the user row's update lock, only while the account may log in. An admin's deactivation
  * committed since the login's first read makes it match nothing.
  */
-export async function noteLoginIfUsable(tx: Queryable, id: string, at: Date, requireVerified: boolean): Promise<boolean> {
-  const r = await tx.query('UPDATE users SET last_login_at = $2 WHERE id = $1 AND is_active AND (email_verified OR NOT $3)', [id, at, requireVerified]);
-  return r.rowCount > 0;
+export async function noteLoginIfUsable(tx: Queryable, id: string, at: Date, requireVerified: boolean): Promise<TokenClaimsOfUser | undefined> {
+  const r = await tx.query<TokenClaimsOfUser>('UPDATE users SET last_login_at = $2 WHERE id = $1 AND is_active AND (email_verified OR NOT $3) RETURNING username, roles', [id, at, requireVerified]);
+  return r.rows[0];
 }
 
 /** Notes a successful login (shown to admins). */
@@ -185,7 +192,7 @@ export async function lockUserIfActive(tx: Queryable, id: string): Promise<boole
  * `passwordChangedAt`; false when it changed. Taken first in a login's transaction, so the lock
  * order matches a password reset's (user row, then sessions and challenges) and the two never deadlock.
  */
-export async function lockUserIfPasswordUnchanged(tx: Queryable, id: string, passwordChangedAt: Date | null): Promise<boolean> {
-  const r = await tx.query('SELECT 1 FROM users WHERE id = $1 AND password_changed_at IS NOT DISTINCT FROM $2::timestamptz FOR SHARE', [id, passwordChangedAt]);
-  return r.rows.length > 0;
+export async function lockUserIfPasswordUnchanged(tx: Queryable, id: string, passwordChangedAt: Date | null): Promise<TokenClaimsOfUser | undefined> {
+  const r = await tx.query<TokenClaimsOfUser>('SELECT username, roles FROM users WHERE id = $1 AND password_changed_at IS NOT DISTINCT FROM $2::timestamptz FOR SHARE', [id, passwordChangedAt]);
+  return r.rows[0];
 }

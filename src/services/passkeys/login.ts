@@ -11,7 +11,7 @@ import { randomToken } from '../../crypto/random.ts';
 import { findLiveChallenge } from '../../db/repositories/mfa-challenges.ts';
 import { findPasskeyByCredentialId, listPasskeys, recordCounterRegression, recordPasskeyUse, type PasskeyRow } from '../../db/repositories/passkeys/credentials.ts';
 import { insertWebauthnChallenge, takeWebauthnChallenge, type ChallengePurpose } from '../../db/repositories/passkeys/challenges.ts';
-import { findUserById, findUserByLogin, noteLoginIfUsable, type UserRow } from '../../db/repositories/users.ts';
+import { findUserById, findUserByLogin, noteLoginIfUsable, type TokenClaimsOfUser, type UserRow } from '../../db/repositories/users.ts';
 import { recordLoginFailure, recordLoginSuccess } from '../audit/login-events.ts';
 import { recordSecurityEvent, userContext } from '../audit/record.ts';
 import { verifyMfaToken } from '../login.ts';
@@ -163,6 +163,7 @@ export async function loginWithPasskey(deps: Deps, input: { challenge_token: str
     throw e;
   }
   let raced = false;
+  let claims: TokenClaimsOfUser | undefined;
   const session = await deps.db
     .transaction(async (tx) => {
       // The user row's update lock first, as every change of a user's passkeys takes it (removal, an
@@ -170,9 +171,8 @@ export async function loginWithPasskey(deps: Deps, input: { challenge_token: str
       // a removal on PostgreSQL (a 500). Then the session insert, which takes a share lock on that
       // row: taking share then update would deadlock two sign-ins of one user.
       // Only while the account may still log in: a deactivation committed since the check above wins.
-      if (!(await noteLoginIfUsable(tx, user.id, deps.clock(), deps.config.requireEmailVerification))) {
-        throw await refusalInFlight(deps, tx, user.id, () => passkeyError(UNVERIFIED_PASSKEY, undefined, 401));
-      }
+      claims = await noteLoginIfUsable(tx, user.id, deps.clock(), deps.config.requireEmailVerification);
+      if (!claims) throw await refusalInFlight(deps, tx, user.id, () => passkeyError(UNVERIFIED_PASSKEY, undefined, 401));
       // A passkey removed meanwhile matches nothing here either.
       if (!(await recordPasskeyUse(tx, passkey.id, Number(passkey.counter), verified.newCounter, verified.backedUp, deps.clock()))) {
         raced = true;
@@ -188,7 +188,8 @@ export async function loginWithPasskey(deps: Deps, input: { challenge_token: str
       throw e;
     });
   await attempt.succeeded(accountNames(user));
-  return signTokenPair(deps, user, session, session.current_jti);
+  // The roles as the row's lock read them (a role removed while the sign-in was in flight is not signed in).
+  return signTokenPair(deps, { ...user, ...claims }, session, session.current_jti);
 }
 
 /**
