@@ -11,7 +11,7 @@ import { totpCodeAt } from '../../src/crypto/totp.ts';
 import { createUser, describeWithApp, enableTotp, login, loginTokens, nextTotpStep, type TestApp, type TestUser } from '../helpers/app.ts';
 import { del, enableEmailOtp, loginWithEmailCode, mailsOf, mfaChallenge, post } from '../helpers/factors.ts';
 import { addPasskey, listPasskeys, loginMfaPasskey, mfaPasskeyOptions, passkeyLoginOptions, registrationOptions, signInWithPasskey, TEST_ORIGIN } from '../helpers/passkeys.ts';
-import { MAX_PASSKEYS_PER_USER } from '../../src/services/passkeys/registration.ts';
+import { MAX_PASSKEYS_PER_USER, REGISTRATION_CHALLENGES_PER_USER } from '../../src/services/passkeys/registration.ts';
 import { SoftwareAuthenticator, type SoftCredential } from '../helpers/webauthn.ts';
 
 /** Rounds per race: each round is one user whose last two factors are removed at once. */
@@ -203,6 +203,30 @@ describeWithApp('Passkeys hardening: passkeys per user', (suite) => {
     assert.equal(await passkeyCount(app, user), MAX_PASSKEYS_PER_USER);
   });
 
+  test(`creation options asked for again and again: at most ${REGISTRATION_CHALLENGES_PER_USER} challenges kept (the newest work), and the per-IP quota answers 429`, async (t) => {
+    const app = await suite.build(t, { env: { RATE_LIMIT_IP_MAX_REQUESTS_PER_MINUTE: '10' } });
+    const user = await createUser(app.app);
+    const token = (await loginTokens(app.app, user)).access_token;
+    const authenticator = new SoftwareAuthenticator(TEST_ORIGIN);
+    const asked = [];
+    for (let i = 0; i < 12; i++) {
+      asked.push(await registrationOptions(app, token));
+      app.clock.advance(1); // one request a second: "newest" is well defined
+    }
+    const rows = await app.deps.db.query("SELECT 1 FROM webauthn_challenges WHERE purpose = 'registration' AND user_id = $1", [user.uuid]);
+    assert.equal(rows.rows.length, REGISTRATION_CHALLENGES_PER_USER, 'older challenges are dropped, not kept five minutes each');
+    const dropped = await post(app, '/api/v1/passkeys/registration/verify', token, { credential: authenticator.create(asked[0]).response });
+    assert.equal(dropped.statusCode, 400, dropped.body);
+    const kept = await post(app, '/api/v1/passkeys/registration/verify', token, { credential: authenticator.create(asked.at(-1)).response });
+    assert.equal(kept.statusCode, 201, kept.body);
+    // 4 × RATE_LIMIT_IP_MAX_REQUESTS_PER_MINUTE a minute from one address, as for the sign-in options.
+    const other = (await loginTokens(app.app, await createUser(app.app))).access_token;
+    const statuses = [];
+    for (let i = 0; i < 40; i++) statuses.push((await post(app, '/api/v1/passkeys/registration/options', other, {})).statusCode);
+    assert.ok(statuses.includes(429), statuses.join());
+    assert.equal(statuses.filter((s) => s === 200).length, 40 - 12, 'the quota is 40 a minute, 12 taken above');
+  });
+
   test('answers racing for the last place: exactly one is stored', async (t) => {
     const app = await suite.build(t);
     const user = await createUser(app.app);
@@ -211,10 +235,11 @@ describeWithApp('Passkeys hardening: passkeys per user', (suite) => {
     for (let i = 1; i < MAX_PASSKEYS_PER_USER - 1; i++) await addPasskey(app, token);
     const authenticator = new SoftwareAuthenticator(TEST_ORIGIN);
     const answers = [];
-    for (let i = 0; i < 8; i++) answers.push(authenticator.create(await registrationOptions(app, token)).response);
+    // As many answers as one user may have live challenges.
+    for (let i = 0; i < REGISTRATION_CHALLENGES_PER_USER; i++) answers.push(authenticator.create(await registrationOptions(app, token)).response);
     const results = await Promise.all(answers.map((credential) => post(app, '/api/v1/passkeys/registration/verify', token, { credential })));
     const statuses = results.map((r) => r.statusCode).sort();
-    assert.deepEqual(statuses, [201, 409, 409, 409, 409, 409, 409, 409], JSON.stringify(results.map((r) => r.json().code)));
+    assert.deepEqual(statuses, [201, ...Array<number>(REGISTRATION_CHALLENGES_PER_USER - 1).fill(409)], JSON.stringify(results.map((r) => r.json().code)));
     assert.ok(results.filter((r) => r.statusCode === 409).every((r) => r.json().code === 'passkey_limit_reached'));
     assert.equal(await passkeyCount(app, user), MAX_PASSKEYS_PER_USER);
   });

@@ -9,7 +9,7 @@ import type { Deps } from '../../deps.ts';
 import { AppError } from '../../errors.ts';
 import { newId, randomToken } from '../../crypto/random.ts';
 import { countPasskeys, ensureWebauthnUserId, insertPasskey, listPasskeys } from '../../db/repositories/passkeys/credentials.ts';
-import { insertWebauthnChallenge, takeWebauthnChallenge } from '../../db/repositories/passkeys/challenges.ts';
+import { insertWebauthnChallenge, takeWebauthnChallenge, trimRegistrationChallenges } from '../../db/repositories/passkeys/challenges.ts';
 import { lockBackupCodes } from '../../db/repositories/backup-codes.ts';
 import { enqueueMail } from '../../mail/outbox.ts';
 import type { AuthContext } from '../authenticate.ts';
@@ -38,8 +38,18 @@ function assertBelowPasskeyLimit(count: number): void {
   }
 }
 
-/** POST /passkeys/registration/options: creation options with a fresh challenge for the caller. */
-export async function startPasskeyRegistration(deps: Deps, auth: AuthContext): Promise<PublicKeyCredentialCreationOptionsJSON> {
+/**
+ * Registration challenges a user may have at once: a few tabs or retries. Older ones are dropped as
+ * new ones are asked for (each request used to leave a row for five minutes, unbounded).
+ */
+export const REGISTRATION_CHALLENGES_PER_USER = 5;
+
+/**
+ * POST /passkeys/registration/options: creation options with a fresh challenge for the caller.
+ * Counted on the `passkey:ip` quota, as the sign-in options are.
+ */
+export async function startPasskeyRegistration(deps: Deps, auth: AuthContext, ip: string): Promise<PublicKeyCredentialCreationOptionsJSON> {
+  await deps.limiter.consume('passkey:ip', ip);
   const user = await callerUser(deps, auth);
   requireAal2IfProtected(auth, storedFactors(await loadFactorState(deps, user.id)));
   const rp = deps.config.webauthn;
@@ -50,6 +60,7 @@ export async function startPasskeyRegistration(deps: Deps, auth: AuthContext): P
   if (!handle) throw new AppError('invalid_token', { detail: 'The account no longer exists.' });
   const options = await creationOptions(rp, { username: user.username, handle }, existing);
   const now = deps.clock();
+  await trimRegistrationChallenges(deps.db, user.id, REGISTRATION_CHALLENGES_PER_USER - 1);
   await insertWebauthnChallenge(deps.db, {
     id: randomToken(16),
     challenge: options.challenge,

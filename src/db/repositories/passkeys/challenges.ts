@@ -30,6 +30,18 @@ export async function insertWebauthnChallenge(tx: Queryable, c: WebauthnChalleng
 }
 
 /**
+ * Deletes the user's registration challenges but the `keep` newest: what one session's requests for
+ * creation options can leave behind is bounded, not one row per request for five minutes.
+ */
+export async function trimRegistrationChallenges(tx: Queryable, userId: string, keep: number): Promise<void> {
+  await tx.query(
+    `DELETE FROM webauthn_challenges WHERE purpose = 'registration' AND user_id = $1 AND id NOT IN (
+       SELECT id FROM webauthn_challenges WHERE purpose = 'registration' AND user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2)`,
+    [userId, keep],
+  );
+}
+
+/**
  * Takes the live challenge `challenge` of `purpose`, bound to `binding` (the user for
  * 'registration', the MFA challenge for 'mfa', the challenge_token's id for 'login'). Deleted
  * whatever happens next: a challenge is tried once. Undefined when it is unknown, used, expired or

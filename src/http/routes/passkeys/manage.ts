@@ -33,10 +33,10 @@ export async function passkeyRoutes(app: FastifyInstance, { deps }: { deps: Deps
         `A user holds at most ${MAX_PASSKEYS_PER_USER} passkeys: 409 \`passkey_limit_reached\` at the limit (remove one first).`,
       security,
       body: Type.Object({}),
-      response: { 200: CreationOptionsSchema, ...problems(401, 403, 409) },
+      response: { 200: CreationOptionsSchema, ...problems(401, 403, 409, 429) },
     },
   }, async (request, reply) => {
-    const options = await startPasskeyRegistration(deps, authOf(request));
+    const options = await startPasskeyRegistration(deps, authOf(request), clientInfo(request).ip ?? 'unknown');
     return reply.header('Cache-Control', 'no-store').send(options);
   });
 
