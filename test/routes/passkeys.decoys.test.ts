@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import { createUser, describeWithApp, login, loginTokens, type TestApp } from '../helpers/app.ts';
 import { post } from '../helpers/factors.ts';
-import { addPasskey, passkeyLoginOptions, TEST_ORIGIN } from '../helpers/passkeys.ts';
+import { addPasskey, passkeyLoginOptions, registrationOptions, TEST_ORIGIN } from '../helpers/passkeys.ts';
 import { SoftwareAuthenticator, type SoftCredential } from '../helpers/webauthn.ts';
 
 describeWithApp('Passkey decoys: refused sign-ins look alike', (suite) => {
@@ -98,5 +98,34 @@ describeWithApp('Passkey decoys: refused sign-ins lock alike', (suite) => {
     }
     // Counted before the check: three failures reach the limit, every other attempt is refused unchecked.
     for (const tally of Object.values(counts)) assert.deepEqual(tally, { 401: 3, 429: 21 }, JSON.stringify(counts));
+  });
+});
+
+describeWithApp('Passkey decoys: registration does not tell them apart either', (suite) => {
+  test("registering a listed credential id (with a key of one's own): the same 409 for a real passkey's id and a decoy's", async (t) => {
+    const ta = await suite.build(t);
+    const withPasskey = await createUser(ta.app);
+    await addPasskey(ta, (await loginTokens(ta.app, withPasskey)).access_token);
+    const without = await createUser(ta.app);
+    const answers: string[] = [];
+    for (const target of [withPasskey.username, without.username, 'nobody_here']) {
+      const listed = (await passkeyLoginOptions(ta, target)).json().options.allowCredentials[0].id as string;
+      // A fresh account of the attacker's own each time (no factor, so aal1 may register).
+      const token = (await loginTokens(ta.app, await createUser(ta.app))).access_token;
+      const authenticator = new SoftwareAuthenticator(TEST_ORIGIN);
+      authenticator.create(await registrationOptions(ta, token)); // makes a key
+      const credential = { ...authenticator.credentials[0]!, id: Buffer.from(listed, 'base64url') };
+      const { response } = authenticator.create(await registrationOptions(ta, token), { credential });
+      const res = await post(ta, '/api/v1/passkeys/registration/verify', token, { credential: response });
+      answers.push(`${res.statusCode} ${res.json().code}`);
+    }
+    assert.deepEqual(answers, Array(3).fill('409 passkey_already_registered'));
+    // The shape is the server's own: an ordinary 16-byte id registers.
+    const token = (await loginTokens(ta.app, await createUser(ta.app))).access_token;
+    const own = new SoftwareAuthenticator(TEST_ORIGIN);
+    own.create(await registrationOptions(ta, token));
+    const { response } = own.create(await registrationOptions(ta, token), { credential: { ...own.credentials[0]!, id: randomBytes(16) } });
+    const res = await post(ta, '/api/v1/passkeys/registration/verify', token, { credential: response });
+    assert.equal(res.statusCode, 201, res.body);
   });
 });

@@ -11,6 +11,7 @@ import { randomToken } from '../../crypto/random.ts';
 import { findLiveChallenge } from '../../db/repositories/mfa-challenges.ts';
 import { findPasskeyByCredentialId, listPasskeys, recordCounterRegression, recordPasskeyUse, type PasskeyRow } from '../../db/repositories/passkeys/credentials.ts';
 import { insertWebauthnChallenge, takeWebauthnChallenge, type ChallengePurpose } from '../../db/repositories/passkeys/challenges.ts';
+import { decoyCredential } from './decoy.ts';
 import { findUserById, findUserByLogin, noteLoginIfUsable, type TokenClaimsOfUser, type UserRow } from '../../db/repositories/users.ts';
 import { recordLoginFailure, recordLoginSuccess } from '../audit/login-events.ts';
 import { recordSecurityEvent, userContext } from '../audit/record.ts';
@@ -39,16 +40,6 @@ async function storeChallenge(deps: Deps, purpose: ChallengePurpose, id: string,
     created_at: now,
     expires_at: new Date(now.getTime() + deps.config.webauthn.challengeTtlSeconds * 1000),
   });
-}
-
-/**
- * A stand-in credential for a name without passkeys (unknown, or a user who has none), derived from
- * the name under the server key: the same every time, so an answer never shows whether the name exists.
- */
-function decoyCredential(deps: Deps, login: string): Pick<PasskeyRow, 'credential_id' | 'transports'> {
-  // 16 bytes, the length many authenticators use, so a decoy does not stand out by its size.
-  const id = Buffer.from(deps.tokenHasher.hash('passkey_decoy', login.trim().toLowerCase()), 'hex').subarray(0, 16).toString('base64url');
-  return { credential_id: id, transports: ['internal', 'hybrid'] };
 }
 
 /**

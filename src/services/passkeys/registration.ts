@@ -9,6 +9,7 @@ import type { Deps } from '../../deps.ts';
 import { AppError } from '../../errors.ts';
 import { newId, randomToken } from '../../crypto/random.ts';
 import { countPasskeys, ensureWebauthnUserId, insertPasskey, listPasskeys } from '../../db/repositories/passkeys/credentials.ts';
+import { isDecoyCredentialId } from './decoy.ts';
 import { insertWebauthnChallenge, takeWebauthnChallenge, trimRegistrationChallenges } from '../../db/repositories/passkeys/challenges.ts';
 import { lockBackupCodes } from '../../db/repositories/backup-codes.ts';
 import { enqueueMail } from '../../mail/outbox.ts';
@@ -111,7 +112,9 @@ export async function finishPasskeyRegistration(deps: Deps, auth: AuthContext, c
     assertBelowPasskeyLimit(await countPasskeys(tx, user.id));
     const id = newId();
     const now = deps.clock();
-    const stored = await insertPasskey(tx, {
+    // A decoy's id (sign-in options for a name without passkeys) is refused as a taken one is: a 201
+    // for it and a 409 for a real passkey's id told them apart (decoy.ts).
+    const stored = isDecoyCredentialId(deps, verified.credentialId) ? undefined : await insertPasskey(tx, {
       id,
       user_id: user.id,
       credential_id: verified.credentialId,
