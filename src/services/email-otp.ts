@@ -187,5 +187,8 @@ export async function enableEmailOtpAfterVerification(deps: Deps, tx: Queryable,
   if (!(await enableEmailOtpFactor(tx, user.id, deps.clock()))) return false;
   await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'email' } });
   await recordSecurityEvent(tx, { ...ctx, type: 'mfa.enabled', userId: user.id, data: { method: 'email', at_sign_up: true }, at: deps.clock() });
+  // The account's first factor, as when confirmed on the account page: the sessions opened with the
+  // password alone end (all of them: no session made this change, a link or an admin did).
+  await endOtherSessionsAtFirstFactor(deps, tx, user.id, undefined, ctx);
   return true;
 }

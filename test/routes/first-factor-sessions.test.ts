@@ -13,6 +13,7 @@ import { auditRowsOf } from '../helpers/admin.ts';
 import { get, lastCode, post, verifyEmail } from '../helpers/factors.ts';
 import { addPasskey } from '../helpers/passkeys.ts';
 import { beforeNextTransaction } from '../helpers/holds.ts';
+import { latestToken } from '../helpers/mail-links.ts';
 
 type Tokens = { access_token: string; refresh_token: string };
 
@@ -67,6 +68,20 @@ describeWithApp('the first second factor ends the sessions of the password alone
     assert.equal(confirm.statusCode, 200, confirm.body);
     await assertThiefOut(ta, user, thief);
     assert.equal(await alive(ta, owner), true);
+  });
+
+  test('e-mailed codes chosen at sign-up, turned on by the verification link: every password-only session ends', async (t) => {
+    const ta = await suite.build(t);
+    const user = await createUser(ta.app, { mfa: 'email' });
+    const [thief, owner] = [await loginTokens(ta.app, user), await loginTokens(ta.app, user)];
+    const token = await latestToken(ta, user.email, 'verify_email');
+    const verified = await ta.app.inject({ method: 'POST', url: '/api/v1/user/email/verify', payload: { token } });
+    assert.equal(verified.statusCode, 200, verified.body);
+    assert.equal((await get(ta, '/api/v1/auth-jwt/user-info', owner.access_token)).statusCode, 401, 'no session made the change: none stays');
+    await assertThiefOut(ta, user, thief);
+    const again = await login(ta.app, { username: user.username, password: user.password });
+    assert.equal(again.statusCode, 403);
+    assert.deepEqual(again.json().mfa_methods, ['email']);
   });
 
   test('registering a first passkey: the other session ends', async (t) => {
