@@ -40,7 +40,7 @@ export async function openCliDatabase(config: Config): Promise<CliDatabase> {
     } catch (e) {
       if (!(e instanceof DataDirInUseError)) throw e;
       throw new CliError(
-        `The embedded database in ${config.dataDir} is in use by a running Twofold server (pid ${e.pid}).\n` +
+        `The embedded database in ${config.dataDir} is in use by ${e.pid > 0 ? `a running Twofold server (pid ${e.pid})` : 'a Twofold process starting now'}.\n` +
         'Stop the server first (the embedded database serves one process at a time), or point DATABASE_URL at PostgreSQL.',
         EXIT_DATA_DIR_IN_USE,
       );
