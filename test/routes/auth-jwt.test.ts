@@ -372,6 +372,23 @@ describeWithApp('refresh and logout', (suite) => {
     assert.equal(info.json().code, 'invalid_token');
   });
 
+  test("a dead refresh token clears the cookies only when it came from them (a bad one in the body says nothing of the browser's)", async (t) => {
+    const { app } = await suite.build(t);
+    const user = await createUser(app);
+    const browser = await loginTokens(app, user);
+    const dead = await loginTokens(app, user);
+    await app.inject({ method: 'POST', url: '/api/v1/auth-jwt/logout', headers: bearer(dead.access_token) });
+    // The browser's page (same origin) sends a dead token in the body, with the browser's cookies.
+    const cookie = `access_token=${browser.access_token}; refresh_token=${browser.refresh_token}`;
+    const viaBody = await app.inject({ method: 'POST', url: '/api/v1/auth-jwt/refresh', headers: { cookie, origin: 'http://127.0.0.1:8000' }, payload: { refresh_token: dead.refresh_token } });
+    assert.equal(viaBody.statusCode, 401);
+    assert.equal(viaBody.headers['set-cookie'], undefined, "the browser's cookies stay");
+    // The cookie's own token dead: cleared.
+    const viaCookie = await app.inject({ method: 'POST', url: '/api/v1/auth-jwt/refresh', headers: { cookie: `refresh_token=${dead.refresh_token}`, origin: 'http://127.0.0.1:8000' } });
+    assert.equal(viaCookie.statusCode, 401);
+    assert.equal(cookies(viaCookie).get('refresh_token')!.value, '');
+  });
+
   test('logout revokes the session at once and clears the cookies', async (t) => {
     const { app } = await suite.build(t);
     const user = await createUser(app);

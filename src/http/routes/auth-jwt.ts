@@ -95,11 +95,13 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
       response: { 200: TokenPairSchema, ...problems(401, 403) },
     },
   }, async (request, reply) => {
-    const token = refreshTokenOf(request, deps);
+    const { token, fromCookie } = refreshTokenOf(request, deps);
     try {
       return sendTokens(reply, await refreshSession(deps, token, clientInfo(request)));
     } catch (e) {
-      if (e instanceof AppError && (e.code === 'refresh_token_reused' || e.code === 'invalid_token')) clearTokenCookies(reply, deps.config);
+      // Only the cookies' own token being dead clears them: a bad token in the body or as Bearer says
+      // nothing of the browser's session (and let any same-site script log the browser out).
+      if (fromCookie && e instanceof AppError && (e.code === 'refresh_token_reused' || e.code === 'invalid_token')) clearTokenCookies(reply, deps.config);
       throw e;
     }
   });
@@ -177,14 +179,14 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
 }
 
 /** The refresh token from body, Bearer or cookie (cookies only with the CSRF check). */
-function refreshTokenOf(request: FastifyRequest, deps: Deps): string {
+function refreshTokenOf(request: FastifyRequest, deps: Deps): { token: string; fromCookie: boolean } {
   const body = request.body as { refresh_token?: string } | undefined;
   const explicit = body?.refresh_token ?? bearerToken(request);
-  if (explicit) return explicit;
+  if (explicit) return { token: explicit, fromCookie: false };
   const cookie = request.cookies[REFRESH_COOKIE];
   if (!cookie) throw new AppError('invalid_token', { detail: 'Send the refresh token as cookie, Bearer or body.' });
   assertNotCrossSite(request, deps.config);
-  return cookie;
+  return { token: cookie, fromCookie: true };
 }
 
 /** True for an application/x-www-form-urlencoded body, however the type is capitalised. */
