@@ -91,7 +91,7 @@ describeWithApp('admin mail status and audit retention', (suite) => {
     // Values JavaScript takes and PostgreSQL refuses (a bigint past its range, year 0, an offset that
     // moves the instant into year 0 or 10000) are 422s, not failed queries.
     const cursor = (v: unknown) => `cursor=${Buffer.from(JSON.stringify(v)).toString('base64url')}`;
-    for (const qs of ['since=yesterday', 'type=DROP%20TABLE', 'limit=500', 'cursor=eyJiIjoieCJ9', 'since=0000-12-31T23:59:59Z', 'since=0001-01-01T00:00:00%2B00:01', 'since=9999-12-31T23:59:59-00:01', cursor({ b: '9223372036854775808' }), cursor({ b: '9999999999999999999' })]) {
+    for (const qs of ['since=yesterday', 'since=2026-02-30T00:00:00Z', 'since=2026-13-01', 'type=DROP%20TABLE', 'limit=500', 'cursor=eyJiIjoieCJ9', 'since=0000-12-31T23:59:59Z', 'since=0001-01-01T00:00:00%2B00:01', 'since=9999-12-31T23:59:59-00:01', cursor({ b: '9223372036854775808' }), cursor({ b: '9999999999999999999' })]) {
       const bad = await adminCall(ta, 'GET', `/api/v1/admin/audit?${qs}`);
       assert.equal(bad.statusCode, 422, qs);
       assert.equal(bad.json().code, 'validation_failed', qs);

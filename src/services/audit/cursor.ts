@@ -27,7 +27,13 @@ export function isBigintId(v: unknown): v is string {
  * PostgreSQL does not take them as timestamptz parameters. Undefined for anything else.
  */
 export function parseIsoTime(v: unknown): Date | undefined {
-  if (typeof v !== 'string' || !/^\d{4}-\d{2}-\d{2}/.test(v) || v.startsWith('0000')) return undefined;
+  if (typeof v !== 'string' || v.startsWith('0000')) return undefined;
+  const date = /^(\d{4})-(\d{2})-(\d{2})/.exec(v);
+  if (!date) return undefined;
+  // A day the calendar has: Date reads 2026-02-30 as 2 March, silently.
+  const [y, m, d] = date.slice(1).map(Number) as [number, number, number];
+  const day = new Date(Date.UTC(y, m - 1, d));
+  if (day.getUTCMonth() !== m - 1 || day.getUTCDate() !== d) return undefined;
   const at = new Date(v);
   if (Number.isNaN(at.getTime())) return undefined;
   // The instant too: an offset moves 0001-01-01T00:00+00:01 into year 0, 9999-12-31T23:59-00:01 into 10000.
