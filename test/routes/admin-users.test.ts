@@ -223,6 +223,14 @@ describeWithApp('admin users API', (suite) => {
     assert.equal((await login(ta.app, { username: user.username, password: user.password, security_code: totpCodeAt(secret, ta.clock()) })).statusCode, 401, 'the old secret is gone');
     const disabled = (await auditRowsOf(ta, user.uuid)).find((r) => r.type === 'mfa.disabled');
     assert.deepEqual(disabled?.data, { methods: ['totp', 'passkey'], backups_removed: 10, reset: true });
+
+    // Again, with nothing left: the admin's action is recorded, but no factor was turned off, so no
+    // mfa.disabled and no mail saying so.
+    assert.equal((await adminCall(ta, 'DELETE', `${USERS}/${user.uuid}/mfa`)).statusCode, 204);
+    const rows = await auditRowsOf(ta, user.uuid);
+    assert.equal(rows.filter((r) => r.type === 'mfa.disabled').length, 1);
+    assert.equal(rows.filter((r) => r.type === 'admin.action' && (r.data as { action?: string }).action === 'reset_mfa').length, 2);
+    assert.equal((await ta.deliverMail()).filter((m) => m.to === user.email && m.kind === 'mfa_reset').length, 1);
   });
 
   test('unlock clears the locks of the username, the e-mail and the id; locked_until shows the lock', async (t) => {

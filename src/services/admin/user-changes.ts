@@ -159,8 +159,11 @@ export async function resetMfaAsAdmin(deps: Deps, userId: string, ctx: AuditCont
     const methods = [...(removed.totp ? ['totp'] : []), ...(removed.email ? ['email'] : [])];
     if ((await deleteAllPasskeys(tx, user.id)) > 0) methods.push('passkey');
     await consumeAllChallenges(tx, user.id, now);
-    await enqueueMail(tx, deps, { kind: 'mfa_reset', to: user.email, data: { username: user.username } });
-    await recordSecurityEvent(tx, { ...ctx, type: 'mfa.disabled', userId: user.id, data: { methods, backups_removed: removed.backupCodes, reset: true }, at: now });
+    // Nothing was set up: no factor was turned off, so neither the mail nor mfa.disabled would be true.
+    if (methods.length > 0 || removed.backupCodes > 0) {
+      await enqueueMail(tx, deps, { kind: 'mfa_reset', to: user.email, data: { username: user.username } });
+      await recordSecurityEvent(tx, { ...ctx, type: 'mfa.disabled', userId: user.id, data: { methods, backups_removed: removed.backupCodes, reset: true }, at: now });
+    }
     await recordSecurityEvent(tx, { ...ctx, type: 'admin.action', userId: user.id, data: { action: 'reset_mfa' }, at: now });
   });
 }
