@@ -48,8 +48,10 @@ function sessionGlue(deps: Deps) {
     } else if (oidc.route === 'end_session_confirm' && (oidc.session as { destroyed?: boolean } | undefined)?.destroyed) {
       const link = await endLinkedSession(deps, oidc.session!.uid, koaClientInfo(ctx));
       // Clear the cookies only when they are that session's: when switching accounts the engine logs
-      // the previous provider session out while the browser already holds the new user's session.
-      if (!link || browserSessionOf(deps, ctx) === link.session_id) clear(ctx);
+      // the previous provider session out while the browser already holds the new user's session. A
+      // provider session with no link ended no Twofold session: the cookies stay (any site can send a
+      // browser through the engine's self-submitting logout form when it has no provider session).
+      if (link && browserSessionOf(deps, ctx) === link.session_id) clear(ctx);
     }
   };
 }

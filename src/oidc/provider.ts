@@ -59,27 +59,31 @@ export function wantsAal2(ctx: KoaContextWithOIDC): boolean {
  *   is not handed the earlier user;
  * - the same user's session: single sign-on goes on (prompt=none included), and the provider session
  *   moves to it, ending the one it replaces (linkProviderSession), as a fresh login through the
- *   provider does.
+ *   provider does;
+ * - but a session weaker than what the provider session recorded (aal1 where its login was aal2: the
+ *   user logged in again with the password alone, after removing their second factor, say):
+ *   'weaker' — the login step runs, so ID tokens never claim the second factor the browser's session
+ *   did not pass.
  */
-async function followBrowserSession(deps: Deps, ctx: KoaContextWithOIDC, uid: string): Promise<'same' | 'other_user' | 'gone'> {
+async function followBrowserSession(deps: Deps, ctx: KoaContextWithOIDC, uid: string, recordedAcr: string | undefined): Promise<'same' | 'other_user' | 'gone' | 'weaker'> {
   const now = deps.clock();
   const link = await findLinkState(deps.db, uid, now);
   // A provider session without a link has ended (or is being swept): the adapter gives it no login.
   if (!link) return 'same';
   const current = await browserSession(deps, ctx, now);
   if (!current) return 'gone';
-  if (current.sessionId === link.session_id) return 'same';
   if (current.userId !== link.user_id) return 'other_user';
-  await linkProviderSession(deps, uid, current.sessionId, current.userId, koaClientInfo(ctx));
+  if (recordedAcr === 'aal2' && current.aal !== 'aal2') return 'weaker';
+  if (current.sessionId !== link.session_id) await linkProviderSession(deps, uid, current.sessionId, current.userId, koaClientInfo(ctx));
   return 'same';
 }
 
 /** The browser's live Twofold session, or undefined (see {@link followBrowserSession}). */
-async function browserSession(deps: Deps, ctx: KoaContextWithOIDC, now: Date): Promise<{ sessionId: string; userId: string } | undefined> {
+async function browserSession(deps: Deps, ctx: KoaContextWithOIDC, now: Date): Promise<{ sessionId: string; userId: string; aal: string } | undefined> {
   const marked = browserSessionId(deps.tokenHasher, ctx.cookies.get(BROWSER_SESSION_COOKIE));
   if (marked) {
     const session = await findSession(deps.db, marked);
-    return session && !session.revoked_at && session.expires_at > now ? { sessionId: session.id, userId: session.user_id } : undefined;
+    return session && !session.revoked_at && session.expires_at > now ? { sessionId: session.id, userId: session.user_id, aal: session.aal } : undefined;
   }
   const cookie = ctx.cookies.get(ACCESS_COOKIE);
   if (!cookie) return undefined;
@@ -101,7 +105,7 @@ function policy(deps: Deps) {
   p.get('login')!.checks.add(new Check('twofold_session_changed', 'The browser is no longer signed in as this user', 'login_required', async (ctx) => {
     const session = ctx.oidc.session;
     if (!session?.accountId || ctx.oidc.result?.login) return Check.NO_NEED_TO_PROMPT;
-    return (await followBrowserSession(deps, ctx, session.uid)) === 'same' ? Check.NO_NEED_TO_PROMPT : Check.REQUEST_PROMPT;
+    return (await followBrowserSession(deps, ctx, session.uid, session.acr)) === 'same' ? Check.NO_NEED_TO_PROMPT : Check.REQUEST_PROMPT;
   }));
   return p;
 }

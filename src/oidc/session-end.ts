@@ -14,8 +14,10 @@ import type { LazyEngine } from './engine.ts';
 
 /** Notifications are best effort (OpenID Back-Channel Logout 1.0 §2.8); failures are logged. */
 async function endProviderSession(deps: Deps, provider: Provider, link: SessionLinkRow): Promise<void> {
-  // Read directly: the adapter hides sessions whose Twofold session ended, which is this one.
-  const session = (await findPayloadBy(deps.db, 'Session', 'uid', link.provider_session_uid, new Date()))?.payload;
+  // Read directly: the adapter hides sessions whose Twofold session ended, which is this one; and
+  // expired or not (the purge keeps linked ones): its expiry ended its single sign-on, not the
+  // applications' refresh tokens, which the Twofold session's end must still announce.
+  const session = (await findPayloadBy(deps.db, 'Session', 'uid', link.provider_session_uid, new Date(0)))?.payload;
   const authorizations = (session?.authorizations ?? {}) as Record<string, { sid?: string; grantId?: string }>;
   const grantIds = new Set(await grantIdsOfSession(deps.db, link.provider_session_uid));
   for (const a of Object.values(authorizations)) if (a.grantId) grantIds.add(a.grantId);

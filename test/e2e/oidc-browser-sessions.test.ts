@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as client from 'openid-client';
 import { decodeJwt } from 'jose';
-import { createUser, describeWithApp, type TestUser } from '../helpers/app.ts';
+import { totpCodeAt } from '../../src/crypto/totp.ts';
+import { createUser, describeWithApp, enableTotp, nextTotpStep, type TestUser } from '../helpers/app.ts';
 import { Browser, authorizationStart, browserAuthorize, rp, startOidcServer, type OidcServer } from '../helpers/oidc.ts';
 
 const SECRET = 'web-app-secret-0123456789abcdef-XYZ';
@@ -22,16 +23,16 @@ async function setup(t: Parameters<typeof startOidcServer>[0], suite: Parameters
 }
 
 /** One authorization in `browser`; the subject the application gets and whether a login was asked. */
-async function signIn(server: OidcServer, config: client.Configuration, browser: Browser, user: TestUser | undefined, params: Record<string, string> = {}) {
+async function signIn(server: OidcServer, config: client.Configuration, browser: Browser, user: TestUser | undefined, params: Record<string, string> = {}, loginExtra?: () => Record<string, string>) {
   const start = await authorizationStart(config, CALLBACK, params);
-  const flow = await browserAuthorize(browser, start.url, user);
+  const flow = await browserAuthorize(browser, start.url, user, loginExtra);
   const tokens = await client.authorizationCodeGrant(config, new URL(flow.left), { pkceCodeVerifier: start.verifier, expectedState: start.state, expectedNonce: start.nonce });
-  return { sub: tokens.claims()!.sub, sawLogin: flow.sawLogin };
+  return { sub: tokens.claims()!.sub, sawLogin: flow.sawLogin, acr: tokens.claims()!.acr };
 }
 
 /** An authorization with prompt=none: the subject the application gets, or the error it is sent. */
-async function silentSignIn(config: client.Configuration, browser: Browser): Promise<string | null> {
-  const start = await authorizationStart(config, CALLBACK, { prompt: 'none' });
+async function silentSignIn(config: client.Configuration, browser: Browser, params: Record<string, string> = {}): Promise<string | null> {
+  const start = await authorizationStart(config, CALLBACK, { prompt: 'none', ...params });
   const back = new URL((await browser.follow(start.url)).left!);
   if (back.searchParams.has('error')) return back.searchParams.get('error');
   const tokens = await client.authorizationCodeGrant(config, back, { pkceCodeVerifier: start.verifier, expectedState: start.state, expectedNonce: start.nonce });
@@ -139,5 +140,21 @@ describeWithApp('the provider session follows the Twofold session of the browser
     browser.cookies.clear();
     browser.cookies.set('twofold_browser_session', `${aliceSid ?? 'none'}.${'0'.repeat(32)}`);
     assert.equal((await signIn(server, config, browser, alice)).sawLogin, true);
+  });
+
+  test('an application that asked for aal2 is not told aal2 after the browser logged in again with the password alone', async (t) => {
+    const { server, config } = await setup(t, suite);
+    const user = await createUser(server.app);
+    const { secret } = await enableTotp(server, user);
+    nextTotpStep(server.clock);
+    const browser = new Browser(server.base);
+    const first = await signIn(server, config, browser, user, { acr_values: 'aal2' }, () => ({ security_code: totpCodeAt(secret, server.clock()) }));
+    assert.equal(first.acr, 'aal2');
+    // The user removes the factor (from the aal2 session) and logs in again: a password-only session.
+    assert.equal((await browser.request('/api/v1/auth-totp', { method: 'DELETE', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ password: user.password }) })).status, 204);
+    await browser.login(user);
+    assert.equal(await silentSignIn(config, browser, { acr_values: 'aal2' }), 'login_required', 'no silent aal2 from an aal1 session');
+    const again = await signIn(server, config, browser, user);
+    assert.equal(again.acr, 'aal1', 'the login step ran with the session the browser has');
   });
 });

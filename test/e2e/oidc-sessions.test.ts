@@ -10,20 +10,12 @@ import * as client from 'openid-client';
 import { decodeJwt } from 'jose';
 import { totpCodeAt } from '../../src/crypto/totp.ts';
 import { createUser, describeWithApp, enableTotp, nextTotpStep } from '../helpers/app.ts';
-import { Browser, authorizationStart, browserAuthorize, logoutReceiver, rp, startOidcServer } from '../helpers/oidc.ts';
+import { Browser, authorizationStart, browserAuthorize, logoutReceiver, rp, startOidcServer, startWebAppServer, WEB_APP } from '../helpers/oidc.ts';
 
-const SECRET = 'web-app-secret-0123456789abcdef-XYZ';
-const CALLBACK = 'http://app.example.test/callback';
-const AFTER_LOGOUT = 'http://app.example.test/bye';
+const { secret: SECRET, callback: CALLBACK, afterLogout: AFTER_LOGOUT } = WEB_APP;
 
-async function setup(t: Parameters<typeof startOidcServer>[0], suite: Parameters<typeof startOidcServer>[1]) {
-  const receiver = await logoutReceiver(t);
-  const server = await startOidcServer(t, suite, [
-    { client_id: 'web-app', client_secret: SECRET, redirect_uris: [CALLBACK], post_logout_redirect_uris: [AFTER_LOGOUT], grant_types: ['authorization_code', 'refresh_token'], backchannel_logout_uri: receiver.uri, skip_consent: true },
-    { client_id: 'service', client_secret: SECRET, grant_types: ['client_credentials'], scope: 'openid' },
-  ]);
-  const config = await rp(server, 'web-app', SECRET);
-  return { server, config, receiver };
+function setup(t: Parameters<typeof startOidcServer>[0], suite: Parameters<typeof startOidcServer>[1]) {
+  return startWebAppServer(t, suite, [{ client_id: 'service', client_secret: SECRET, grant_types: ['client_credentials'], scope: 'openid' }]);
 }
 
 async function signIn(server: Awaited<ReturnType<typeof setup>>['server'], config: client.Configuration, user: Awaited<ReturnType<typeof createUser>>, browser = new Browser(server.base)) {

@@ -177,3 +177,24 @@ export async function logoutReceiver(t: TestContext): Promise<{ uri: string; tok
     },
   };
 }
+
+/** The confidential web application most OpenID tests sign in to, and where it is sent back. */
+export const WEB_APP = {
+  id: 'web-app',
+  secret: 'web-app-secret-0123456789abcdef-XYZ',
+  callback: 'http://app.example.test/callback',
+  afterLogout: 'http://app.example.test/bye',
+} as const;
+
+/**
+ * An OpenID server with WEB_APP registered (refresh tokens, consent skipped, a back-channel logout
+ * receiver, a post-logout URI) plus `extraClients`; its openid-client configuration and the receiver.
+ */
+export async function startWebAppServer(t: TestContext, suite: AppSuite, extraClients: unknown[] = []) {
+  const receiver = await logoutReceiver(t);
+  const server = await startOidcServer(t, suite, [
+    { client_id: WEB_APP.id, client_secret: WEB_APP.secret, redirect_uris: [WEB_APP.callback], post_logout_redirect_uris: [WEB_APP.afterLogout], grant_types: ['authorization_code', 'refresh_token'], backchannel_logout_uri: receiver.uri, skip_consent: true },
+    ...extraClients,
+  ]);
+  return { server, receiver, config: await rp(server, WEB_APP.id, WEB_APP.secret) };
+}

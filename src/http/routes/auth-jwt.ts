@@ -14,6 +14,7 @@ import { refreshSession } from '../../services/refresh.ts';
 import { logout, logoutAll } from '../../services/logout.ts';
 import type { TokenPair } from '../../services/tokens.ts';
 import { ACCESS_COOKIE, REFRESH_COOKIE, clearTokenCookies, setTokenCookies } from '../cookies.ts';
+import { followLoginInBrowser } from '../browser-session.ts';
 import { assertNotCrossSite, authOf, bearerToken, clientInfo, requireAuth } from '../plugins/auth.ts';
 import { DateTime, LoginResultSchema, MfaRequired, Password, SecurityCode, TokenPairSchema, Uuid, problemResponse, problems } from '../schemas.ts';
 import { emptyBodyAsObject } from '../empty-body.ts';
@@ -56,6 +57,7 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
       // Media types are case-insensitive (RFC 9110 §8.3.1): `Application/X-WWW-Form-Urlencoded` is a form too.
       if (isFormBody(request)) assertNotCrossSite(request, deps.config);
       const tokens = await loginWithPassword(deps, request.body, clientInfo(request));
+      await followLoginInBrowser(deps, request, tokens);
       return sendTokens(reply, tokens);
     });
   });
@@ -82,6 +84,7 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
     if (method === 'passkey' && !credential) throw validationError('credential', 'Send the passkey answer as credential.');
     if (method !== 'passkey' && code === undefined) throw validationError('code', 'Send the code.');
     const tokens = await completeMfaLogin(deps, { mfa_token: mfaToken, method, code, credential: credential as AuthenticationResponseJSON | undefined }, clientInfo(request));
+    await followLoginInBrowser(deps, request, tokens);
     return sendTokens(reply, tokens);
   });
 

@@ -10,7 +10,7 @@ import { findSession, revokeSession } from '../../db/repositories/sessions.ts';
 import { recordSessionsRevoked } from '../audit/login-events.ts';
 import { userContext } from '../audit/record.ts';
 import type { ClientInfo } from '../tokens.ts';
-import { upsertLink } from '../../db/repositories/oidc/links.ts';
+import { linksOfSession, upsertLink } from '../../db/repositories/oidc/links.ts';
 import { authenticateAccessToken } from '../authenticate.ts';
 import { hasActiveFactor, loadFactorState } from '../second-factors.ts';
 
@@ -86,6 +86,18 @@ export async function decideLogin(deps: Deps, accessToken: string | undefined, r
     amr: auth.amr,
     authTimeSeconds: Math.floor(session.created_at.getTime() / 1000),
   };
+}
+
+/**
+ * A login on the hosted pages (or the API, with cookies) in a browser that held `previousSessionId`
+ * of the same user: the provider sessions linked to it move to the new session, ending the previous
+ * one (linkProviderSession). Left linked to a session no cookie holds any more, they outlived the
+ * browser's logout (no back-channel logout, the applications' tokens still working), and an
+ * application's logout ended that old session and left the browser signed in. Another user's session
+ * is left alone: the provider runs the login step for the browser's new user (provider.ts).
+ */
+export async function moveProviderSessionsToLogin(deps: Deps, previousSessionId: string, sessionId: string, userId: string, client: ClientInfo): Promise<void> {
+  for (const uid of await linksOfSession(deps.db, previousSessionId, userId)) await linkProviderSession(deps, uid, sessionId, userId, client);
 }
 
 /**

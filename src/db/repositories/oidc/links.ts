@@ -24,6 +24,12 @@ export async function upsertLink(tx: Queryable, providerSessionUid: string, sess
   return previous;
 }
 
+/** The provider sessions linked to Twofold session `sessionId` of `userId`. */
+export async function linksOfSession(tx: Queryable, sessionId: string, userId: string): Promise<string[]> {
+  const r = await tx.query<{ provider_session_uid: string }>('SELECT provider_session_uid FROM oidc_session_links WHERE session_id = $1 AND user_id = $2', [sessionId, userId]);
+  return r.rows.map((row) => row.provider_session_uid);
+}
+
 /**
  * The link of `providerSessionUid` with `live` = its Twofold session is unrevoked and unexpired and its
  * user exists and is active (links outlive a deleted user, so that the sweep can end them). Undefined when the provider session was never linked (no login yet).

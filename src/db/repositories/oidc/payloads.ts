@@ -111,6 +111,13 @@ export async function deleteForClient(tx: Queryable, clientId: string): Promise<
 
 /** Removes expired rows; returns how many. */
 export async function deleteExpiredPayloads(tx: Queryable, now: Date): Promise<number> {
-  const r = await tx.query('DELETE FROM oidc_payloads WHERE expires_at <= $1', [now]);
+  // A provider session still linked to a Twofold session stays, expired or not: it names the
+  // applications the back-channel logouts go to when that session ends (session-end.ts), and the
+  // Twofold session may outlive it (its refresh slides; the provider session's expiry does not).
+  const r = await tx.query(
+    `DELETE FROM oidc_payloads p WHERE p.expires_at <= $1
+       AND NOT (p.kind = 'Session' AND EXISTS (SELECT 1 FROM oidc_session_links l WHERE l.provider_session_uid = p.uid))`,
+    [now],
+  );
   return r.rowCount;
 }

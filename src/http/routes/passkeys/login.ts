@@ -7,6 +7,7 @@ import type { Deps } from '../../../deps.ts';
 import { AppError } from '../../../errors.ts';
 import { loginWithPasskey, mfaPasskeyOptions, passkeyLoginOptions } from '../../../services/passkeys/login.ts';
 import { setTokenCookies } from '../../cookies.ts';
+import { followLoginInBrowser } from '../../browser-session.ts';
 import { bearerToken, clientInfo } from '../../plugins/auth.ts';
 import { TokenPairSchema, problems } from '../../schemas.ts';
 import { emptyBodyAsObject } from '../../empty-body.ts';
@@ -51,6 +52,7 @@ export async function passkeyLoginRoutes(app: FastifyInstance, { deps }: { deps:
     },
   }, async (request, reply) => {
     const tokens = await loginWithPasskey(deps, { challenge_token: request.body.challenge_token, credential: request.body.credential as AuthenticationResponseJSON }, clientInfo(request));
+    await followLoginInBrowser(deps, request, tokens);
     setTokenCookies(reply, deps, tokens);
     return reply.header('Cache-Control', 'no-store').send(tokens);
   });
