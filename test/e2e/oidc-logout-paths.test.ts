@@ -12,7 +12,9 @@ import { test } from 'node:test';
 import * as client from 'openid-client';
 import { decodeJwt } from 'jose';
 import { createUser, describeWithApp, type TestUser } from '../helpers/app.ts';
-import { Browser, authorizationStart, browserAuthorize, startWebAppServer, WEB_APP, type OidcServer } from '../helpers/oidc.ts';
+import { createServer } from 'node:http';
+import { freePort } from '../helpers/smtp-sink.ts';
+import { Browser, authorizationStart, browserAuthorize, logoutReceiver, rp, startOidcServer, startWebAppServer, WEB_APP, type OidcServer } from '../helpers/oidc.ts';
 
 const { callback: CALLBACK, afterLogout: AFTER_LOGOUT } = WEB_APP;
 const setup = (t: Parameters<typeof startWebAppServer>[0], suite: Parameters<typeof startWebAppServer>[1]) => startWebAppServer(t, suite);
@@ -95,5 +97,33 @@ describeWithApp('provider sessions and logout, other paths', (suite) => {
     await browser.request(action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields) });
     assert.ok(browser.cookies.has('access_token') && browser.cookies.has('refresh_token'), 'the cookies stay');
     assert.equal((await browser.request('/api/v1/auth-jwt/user-info')).status, 200);
+  });
+
+  // oidc-provider asks for redirect: 'manual' on these requests; this guards that our fetch hook keeps it.
+  test('a back-channel logout endpoint that redirects: the logout token is not sent on to where it points', async (t) => {
+    const elsewhere = await logoutReceiver(t);
+    let hits = 0;
+    const redirecting = createServer((_req, res) => {
+      hits += 1;
+      res.writeHead(307, { location: elsewhere.uri }).end();
+    });
+    const port = await freePort();
+    await new Promise<void>((r) => redirecting.listen(port, '127.0.0.1', () => r()));
+    t.after(() => new Promise<void>((r) => {
+      redirecting.close(() => r());
+      redirecting.closeAllConnections();
+    }));
+    const server = await startOidcServer(t, suite, [
+      { client_id: WEB_APP.id, client_secret: WEB_APP.secret, redirect_uris: [CALLBACK], grant_types: ['authorization_code', 'refresh_token'], backchannel_logout_uri: `http://127.0.0.1:${port}/logout`, skip_consent: true },
+    ]);
+    const config = await rp(server, WEB_APP.id, WEB_APP.secret);
+    const user = await createUser(server.app);
+    const browser = new Browser(server.base);
+    await signIn(server, config, user, browser);
+    assert.equal((await browser.request('/api/v1/auth-jwt/logout', { method: 'POST' })).status, 204);
+    // Polls until the notification was attempted (the test runner's timeout bounds it).
+    while (hits === 0) await new Promise((r) => setTimeout(r, 25));
+    await server.app.oidc.sweeper.run();
+    assert.deepEqual(elsewhere.tokens, [], 'nothing reached the redirect target');
   });
 });
