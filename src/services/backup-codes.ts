@@ -12,7 +12,7 @@ import { enqueueMail } from '../mail/outbox.ts';
 import { requireAal2, type AuthContext } from './authenticate.ts';
 import { backupCodeHash, hasActiveFactor, loadFactorState } from './second-factors.ts';
 import { recordSecurityEvent, userContext } from './audit/record.ts';
-import { lockFactorChanges } from './factor-changes.ts';
+import { lockFactorChangesOfSession } from './factor-changes.ts';
 import type { ClientInfo } from './tokens.ts';
 
 /** How many codes a set holds. */
@@ -63,7 +63,7 @@ export async function regenerateBackupCodes(deps: Deps, auth: AuthContext, clien
     // Once more under the lock of factor changes: a removal of the last factor committed since the
     // read above dropped the codes, and a set minted now would outlive every factor (and later pass
     // as the second factor of the next one, which then issues none of its own).
-    await lockFactorChanges(tx, user.id);
+    await lockFactorChangesOfSession(deps, tx, auth);
     if (!hasActiveFactor(await loadFactorState(deps, user.id, tx))) throw noFactor();
     const codes = await issueBackupCodes(deps, tx, user.id);
     await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'backup_codes' } });

@@ -18,7 +18,7 @@ import { clearSignupMfa, findUserById, type UserRow } from '../db/repositories/u
 import { enqueueMail } from '../mail/outbox.ts';
 import { requireAal2, type AuthContext } from './authenticate.ts';
 import { issueBackupCodesIfNone } from './backup-codes.ts';
-import { assertMethodOffered, callerUser, dropBackupCodesIfNoFactorLeft, endOtherSessionsAtFirstFactor, lockFactorChanges, otherFactors, requireAal2IfProtected } from './factor-changes.ts';
+import { assertMethodOffered, callerUser, dropBackupCodesIfNoFactorLeft, endOtherSessionsAtFirstFactor, lockFactorChanges, lockFactorChangesOfSession, otherFactors, requireAal2IfProtected } from './factor-changes.ts';
 import { verifyMfaToken } from './login.ts';
 import { checkEmailCode, emailCodeHash, hasActiveFactor, loadFactorState, spendEmailCode } from './second-factors.ts';
 import { accountNames } from './password-check.ts';
@@ -105,7 +105,7 @@ export async function confirmEmailOtp(deps: Deps, auth: AuthContext, code: strin
   return deps.db.transaction(async (tx) => {
     // The rule once more under the lock of factor changes: a factor confirmed since the read above
     // (TOTP, a passkey) takes the same lock, so it is seen here or sees this one.
-    await lockFactorChanges(tx, user.id);
+    await lockFactorChangesOfSession(deps, tx, auth);
     const current = await loadFactorState(deps, user.id, tx);
     requireAal2IfProtected(auth, otherFactors(current, 'email'));
     if (!(await spendEmailCode(tx, user.id, ENABLE_PURPOSE, digest))) throw wrongCode();
@@ -127,7 +127,7 @@ export async function disableEmailOtp(deps: Deps, auth: AuthContext, client: Cli
   requireAal2(auth);
   await deps.db.transaction(async (tx) => {
     // Before the delete: a factor removal running at once waits, then counts what this one left.
-    await lockFactorChanges(tx, user.id);
+    await lockFactorChangesOfSession(deps, tx, auth);
     if (!(await deleteEmailOtpFactor(tx, user.id))) throw new AppError('email_otp_not_enabled', { detail: 'E-mailed codes were turned off meanwhile.' });
     // Codes already mailed (for enabling or for open login challenges) must not work any more.
     await deleteEmailOtps(tx, user.id, '');

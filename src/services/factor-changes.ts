@@ -11,8 +11,8 @@ import { isEmailOtpEnabled } from '../db/repositories/email-otps.ts';
 import { findTotpFactor } from '../db/repositories/totp-factors.ts';
 import { countPasskeys } from '../db/repositories/passkeys/credentials.ts';
 import { findUserById, type UserRow } from '../db/repositories/users.ts';
-import { revokeAllSessions } from '../db/repositories/sessions.ts';
-import { requireAal2, type AuthContext } from './authenticate.ts';
+import { findLiveSessionUser, revokeAllSessions } from '../db/repositories/sessions.ts';
+import { assertLiveSession, requireAal2, type AuthContext } from './authenticate.ts';
 import { recordSessionsRevoked } from './audit/login-events.ts';
 import type { AuditContext } from './audit/record.ts';
 import type { FactorState } from './second-factors.ts';
@@ -56,6 +56,17 @@ export function otherFactors(state: FactorState, changing: MfaMethod): { totp: b
  */
 export async function lockFactorChanges(tx: Queryable, userId: string): Promise<void> {
   await lockBackupCodes(tx, userId);
+}
+
+/**
+ * {@link lockFactorChanges} for a change a session asked for, then that session checked again under
+ * the lock: a password reset, a logout everywhere or a revocation that committed while the request
+ * ran ends it. Otherwise a thief's session could bind its own authenticator (or drop a factor) in the
+ * instant after the owner's reset: the owner, with the new password, would then meet the thief's TOTP.
+ */
+export async function lockFactorChangesOfSession(deps: Pick<Deps, 'clock'>, tx: Queryable, auth: AuthContext): Promise<void> {
+  await lockBackupCodes(tx, auth.userId);
+  assertLiveSession(auth, await findLiveSessionUser(tx, auth.sessionId, deps.clock()));
 }
 
 /**

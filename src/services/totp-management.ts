@@ -12,7 +12,7 @@ import { lockUserIfPasswordUnchanged } from '../db/repositories/users.ts';
 import { enqueueMail } from '../mail/outbox.ts';
 import { assertLiveSession, requireAal2, type AuthContext } from './authenticate.ts';
 import { issueBackupCodesIfNone } from './backup-codes.ts';
-import { assertMethodOffered, callerUser, dropBackupCodesIfNoFactorLeft, endOtherSessionsAtFirstFactor, lockFactorChanges, otherFactors, requireAal2IfProtected } from './factor-changes.ts';
+import { assertMethodOffered, callerUser, dropBackupCodesIfNoFactorLeft, endOtherSessionsAtFirstFactor, lockFactorChanges, lockFactorChangesOfSession, otherFactors, requireAal2IfProtected } from './factor-changes.ts';
 import { hasActiveFactor, loadFactorState, storedFactors, verifyTotpCode } from './second-factors.ts';
 import { accountNames } from './password-check.ts';
 import { startTotpEnrollment, type TotpEnrollment } from './totp-enrollment.ts';
@@ -59,7 +59,7 @@ export async function confirmTotp(deps: Deps, auth: AuthContext, code: string, c
     // The rule once more under the lock of factor changes: a factor added since the read above (the
     // sign-up's e-mailed codes, turned on by a verification link at the same instant) needs aal2 too.
     // TOTP itself is left to the guard below (a concurrent confirmation of this secret is a 409).
-    await lockFactorChanges(tx, user.id);
+    await lockFactorChangesOfSession(deps, tx, auth);
     const current = await loadFactorState(deps, user.id, tx);
     requireAal2IfProtected(auth, otherFactors(current, 'totp'));
     // Guarded on the pending value read above: a concurrent confirm or a newer enrolment wins, not both.

@@ -6,7 +6,7 @@ import { enqueueMail } from '../../mail/outbox.ts';
 import { requireAal2, type AuthContext } from '../authenticate.ts';
 import { recordSecurityEvent, userContext } from '../audit/record.ts';
 import type { ClientInfo } from '../tokens.ts';
-import { callerUser, dropBackupCodesIfNoFactorLeft, lockFactorChanges } from '../factor-changes.ts';
+import { callerUser, dropBackupCodesIfNoFactorLeft, lockFactorChangesOfSession } from '../factor-changes.ts';
 import { passkeyView, type PasskeyView } from './view.ts';
 import { isUuid } from '../../crypto/random.ts';
 
@@ -37,7 +37,7 @@ export async function removeOwnPasskey(deps: Deps, auth: AuthContext, id: string
   requireAal2(auth);
   await deps.db.transaction(async (tx) => {
     // Before the delete: a removal running at once waits, then counts what this one left.
-    await lockFactorChanges(tx, user.id);
+    await lockFactorChangesOfSession(deps, tx, auth);
     const removed = await deletePasskey(tx, user.id, id);
     if (!removed) throw notFound();
     const lastFactor = await dropBackupCodesIfNoFactorLeft(tx, user.id);

@@ -11,13 +11,12 @@ import { newId, randomToken } from '../../crypto/random.ts';
 import { countPasskeys, ensureWebauthnUserId, insertPasskey, listPasskeys } from '../../db/repositories/passkeys/credentials.ts';
 import { isDecoyCredentialId } from './decoy.ts';
 import { insertWebauthnChallenge, takeWebauthnChallenge, trimRegistrationChallenges } from '../../db/repositories/passkeys/challenges.ts';
-import { lockBackupCodes } from '../../db/repositories/backup-codes.ts';
 import { enqueueMail } from '../../mail/outbox.ts';
 import type { AuthContext } from '../authenticate.ts';
 import { recordSecurityEvent, userContext } from '../audit/record.ts';
 import type { ClientInfo } from '../tokens.ts';
 import { issueBackupCodesIfNone } from '../backup-codes.ts';
-import { callerUser, endOtherSessionsAtFirstFactor, requireAal2IfProtected } from '../factor-changes.ts';
+import { callerUser, endOtherSessionsAtFirstFactor, lockFactorChangesOfSession, requireAal2IfProtected } from '../factor-changes.ts';
 import { hasActiveFactor, loadFactorState, storedFactors } from '../second-factors.ts';
 import { claimedChallenge, creationOptions, passkeyError, verifyRegistration } from './relying-party.ts';
 import { passkeyView, type PasskeyView } from './view.ts';
@@ -103,7 +102,7 @@ export async function finishPasskeyRegistration(deps: Deps, auth: AuthContext, c
   return deps.db.transaction(async (tx) => {
     // The user row first (as issueBackupCodesIfNone does), so two registrations at once serialise
     // and the count below cannot be passed by several of them together.
-    await lockBackupCodes(tx, user.id);
+    await lockFactorChangesOfSession(deps, tx, auth);
     // The aal2 rule once more under that lock: a factor confirmed since the read above (TOTP, e-mailed
     // codes, another passkey) takes the same lock, so it is seen here or sees this passkey.
     const current = await loadFactorState(deps, user.id, tx);

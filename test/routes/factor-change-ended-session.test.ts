@@ -1,0 +1,69 @@
+/**
+ * A factor change asked for by a session that ends while the request runs (the owner's password reset
+ * or "log out everywhere" committing in between) changes nothing: 401 invalid_token. Otherwise a
+ * thief's session could bind its own TOTP or passkey in the instant after the owner recovered the
+ * account, and the owner, with the new password, would meet the thief's factor.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { totpCodeAt } from '../../src/crypto/totp.ts';
+import { countPasskeys } from '../../src/db/repositories/passkeys/credentials.ts';
+import { findTotpFactor } from '../../src/db/repositories/totp-factors.ts';
+import { bearer, createUser, describeWithApp, enableTotp, loginTokens, type TestApp } from '../helpers/app.ts';
+import { post } from '../helpers/factors.ts';
+import { beforeNextTransaction } from '../helpers/holds.ts';
+import { addPasskey, registrationOptions, signInWithPasskey, TEST_ORIGIN } from '../helpers/passkeys.ts';
+import { SoftwareAuthenticator } from '../helpers/webauthn.ts';
+
+/** The owner ends every session (log out everywhere, from a session of their own). */
+async function logoutAll(ta: TestApp, ownerToken: string): Promise<void> {
+  const res = await ta.app.inject({ method: 'POST', url: '/api/v1/auth-jwt/logout-all', headers: bearer(ownerToken) });
+  assert.equal(res.statusCode, 204, res.body);
+}
+
+describeWithApp('a factor change whose session ends while it runs', (suite) => {
+  test('TOTP confirmation and passkey registration by a password-only session: refused, nothing bound', async (t) => {
+    const ta = await suite.build(t);
+    const user = await createUser(ta.app);
+    const thief = (await loginTokens(ta.app, user)).access_token;
+    const enrol = await post(ta, '/api/v1/auth-totp/enroll', thief, undefined, { accept: 'application/json' });
+    const owner = (await loginTokens(ta.app, user)).access_token;
+    const hold = beforeNextTransaction(ta, () => logoutAll(ta, owner));
+    const confirm = await post(ta, '/api/v1/auth-totp/confirm', thief, { security_code: totpCodeAt(enrol.json().secret, ta.clock()) });
+    assert.ok(hold.fired());
+    assert.equal(confirm.statusCode, 401, confirm.body);
+    assert.equal(confirm.json().code, 'invalid_token');
+    assert.ok(!(await findTotpFactor(ta.deps.db, user.uuid))?.active_secret, 'no TOTP bound');
+
+    const thief2 = (await loginTokens(ta.app, user)).access_token;
+    const options = await registrationOptions(ta, thief2);
+    const owner2 = (await loginTokens(ta.app, user)).access_token;
+    const hold2 = beforeNextTransaction(ta, () => logoutAll(ta, owner2));
+    const verify = await post(ta, '/api/v1/passkeys/registration/verify', thief2, { credential: new SoftwareAuthenticator(TEST_ORIGIN).create(options).response });
+    assert.ok(hold2.fired());
+    assert.equal(verify.statusCode, 401, verify.body);
+    assert.equal(await countPasskeys(ta.deps.db, user.uuid), 0, 'no passkey bound');
+  });
+
+  test('new backup codes and a passkey removal by an aal2 session: refused, nothing changed', async (t) => {
+    const ta = await suite.build(t);
+    const user = await createUser(ta.app);
+    const { tokens } = await enableTotp(ta, user);
+    const { body, authenticator } = await addPasskey(ta, tokens.access_token);
+    const session = (await signInWithPasskey(ta, authenticator)).json().access_token as string;
+    const owner = (await signInWithPasskey(ta, authenticator)).json().access_token as string;
+    const before = await ta.deps.db.query<{ code_hash: string }>('SELECT code_hash FROM backup_codes WHERE user_id = $1 ORDER BY code_hash', [user.uuid]);
+    beforeNextTransaction(ta, () => logoutAll(ta, owner));
+    const codes = await post(ta, '/api/v1/backup-codes', session);
+    assert.equal(codes.statusCode, 401, codes.body);
+    const after = await ta.deps.db.query<{ code_hash: string }>('SELECT code_hash FROM backup_codes WHERE user_id = $1 ORDER BY code_hash', [user.uuid]);
+    assert.deepEqual(after.rows, before.rows, 'the old codes stay, no new set');
+
+    const session2 = (await signInWithPasskey(ta, authenticator)).json().access_token as string;
+    const owner2 = (await signInWithPasskey(ta, authenticator)).json().access_token as string;
+    beforeNextTransaction(ta, () => logoutAll(ta, owner2));
+    const removal = await ta.app.inject({ method: 'DELETE', url: `/api/v1/passkeys/${body.id}`, headers: bearer(session2) });
+    assert.equal(removal.statusCode, 401, removal.body);
+    assert.equal(await countPasskeys(ta.deps.db, user.uuid), 1, 'the passkey stays');
+  });
+});
