@@ -117,6 +117,11 @@ describeWithApp('audit log: every flow writes its entry', (suite) => {
       assert.ok(!all.includes(s), 'a secret is in the audit log');
     }
     assert.deepEqual(scrubSecrets({ password: 'x', nested: { refresh_token: 'y', ok: 1 }, backup_code: 'z', sid: 's' }), { nested: { ok: 1 }, sid: 's' });
+    // Whole words of the key, however it is written; words that merely contain one are kept.
+    assert.deepEqual(
+      scrubSecrets({ refreshToken: 'a', 'code-hash': 'b', client_secret: 'c', otp_uri: 'd', mfaToken: 'e', passkey_id: 'p', previous_secret_expires_at: 't', hashtag: 'h', codename: 'n' }),
+      { passkey_id: 'p', previous_secret_expires_at: 't', hashtag: 'h', codename: 'n' },
+    );
   });
 
   test('an entry commits with its change: a failing follower rolls back the sign-up and its entry', async (t) => {

@@ -70,6 +70,7 @@ describeWithApp('Passkeys', (suite) => {
     const added = (await auditRowsOf(app, user.uuid)).filter((r) => r.type === 'passkey.added');
     assert.equal(added.length, 1, 'passkey.added in the audit log');
     assert.equal((added[0]!.data as Record<string, unknown>).name, 'My laptop');
+    assert.equal((added[0]!.data as Record<string, unknown>).passkey_id, body.id, 'which passkey (a secret scrubber once took passkey_id for a password)');
     assert.equal(added[0]!.actor_kind, 'user');
     const list = await listPasskeys(app, token);
     assert.deepEqual(list.map((p) => p.name), ['My laptop']);

@@ -84,16 +84,25 @@ export function auditFollowers(): readonly AuditFollower[] {
 }
 
 /**
- * Key names that never go into the log: a secret must not reach it even by a caller's mistake
- * (passwords, codes, tokens, secrets, hashes, keys' private parts, cookies).
+ * Words that make a key name a secret's (passwords, codes, tokens, secrets, hashes, keys' private
+ * parts, cookies): a secret must not reach the log even by a caller's mistake. Matched as whole words
+ * of the key (`refresh_token`, `refreshToken`, `code-hash`), not inside other words: as substrings,
+ * `pass` took `passkey_id` out of every passkey event.
  */
-const SECRET_KEY = /pass(word)?|secret|token|code|hash|private|authorization|cookie|otp_uri/i;
+const SECRET_WORDS = new Set(['pass', 'password', 'passwd', 'passphrase', 'secret', 'secrets', 'token', 'tokens', 'code', 'codes', 'hash', 'hashes', 'private', 'authorization', 'cookie', 'cookies']);
+
+/** True when `key` names a secret: one of its words is a secret word, or it is an otp URI. A time (`…_at`) is none. */
+export function isSecretKey(key: string): boolean {
+  const words = key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase().split(/[^a-z0-9]+/).filter(Boolean);
+  if (words.at(-1) === 'at') return false;
+  return words.some((w) => SECRET_WORDS.has(w)) || words.join('_').includes('otp_uri');
+}
 
 /** A copy of `data` without keys that name secrets, at any depth. */
 export function scrubSecrets(data: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(data)) {
-    if (SECRET_KEY.test(key) || value === undefined) continue;
+    if (isSecretKey(key) || value === undefined) continue;
     out[key] = value !== null && typeof value === 'object' && !Array.isArray(value) ? scrubSecrets(value as Record<string, unknown>) : value;
   }
   return out;
