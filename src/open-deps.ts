@@ -9,6 +9,7 @@ import { PasswordHasher } from './crypto/password.ts';
 import type { Database } from './db/database.ts';
 import type { Deps } from './deps.ts';
 import { loadSecrets } from './secrets.ts';
+import { resealEndpointSecrets } from './services/events/endpoints.ts';
 import { announceEvents } from './services/events/publish.ts';
 import { openKeyStore } from './services/signing-keys/open.ts';
 
@@ -18,6 +19,7 @@ export async function openDeps(config: Config, db: Database, logger: Logger, par
   // Every process that changes data comes through here (server, CLI): its audited changes are announced as events.
   announceEvents(config);
   const keys = await openKeyStore({ config, db, clock: systemClock, secretBox: secrets.secretBox, logger }, secrets.initialKey);
+  await resealEndpointSecrets({ db, secretBox: secrets.secretBox, logger });
   return {
     config,
     db,

@@ -79,7 +79,12 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
 
   /** The endpoint's signers for this batch: the secret, and every replaced one still in its grace period. Opened once per batch, not per event. */
   function signers(endpoint: Endpoint): WebhookSigner[] {
-    const replaced = secretsInGrace(o.secretBox, endpoint, clock()).map((s) => s.secret);
+    let replaced: string[] = [];
+    try {
+      replaced = secretsInGrace(o.secretBox, endpoint, clock()).map((s) => s.secret);
+    } catch {
+      // Replaced secrets sealed under a key no longer listed sign no more; the current one still does.
+    }
     return signersFor([o.secretBox.open(endpoint.secret_sealed), ...replaced]);
   }
 
@@ -108,7 +113,16 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
     // Deleted meanwhile: its deliveries went with it (cascade), nothing to record.
     if (!endpoint) return { claimed: 1, sent: 0 };
     let failing = Boolean(endpoint.failing_since || endpoint.marked_failing_at);
-    const signedBy = signers(endpoint);
+    let signedBy: WebhookSigner[];
+    try {
+      signedBy = signers(endpoint);
+    } catch {
+      // Its secret was sealed under a key TOTP_ENCRYPTION_KEY no longer lists: a failed attempt like
+      // any other (backoff, the failing mark, given up after WEBHOOK_MAX_AGE), with the reason in
+      // last_error for the admin, who rotates the secret. Thrown on, it was retried forever unrecorded.
+      await failed(head, endpoint, { ok: false, statusCode: null, error: "the endpoint's secret cannot be opened with TOTP_ENCRYPTION_KEY (was its key removed?): rotate the secret" });
+      return { claimed: 1, sent: 0 };
+    }
     const servingSince = Date.now();
     let claimed = 1;
     let sent = 0;

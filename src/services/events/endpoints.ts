@@ -147,12 +147,23 @@ export async function rotateEndpointSecret(deps: Deps, ctx: AuditContext, id: st
   await deps.db.transaction(async (tx) => {
     const row = await repo.lockEndpoint(tx, id);
     if (!row) throw new AppError('not_found', { detail: 'No webhook endpoint with this id.' });
-    const inGrace = [{ secret: deps.secretBox.open(row.secret_sealed), expiresAt: expires }, ...secretsInGrace(deps.secretBox, row, now)].slice(0, MAX_SECRETS_IN_GRACE);
-    const lastEnd = new Date(Math.max(...inGrace.map((s) => s.expiresAt.getTime())));
-    await repo.rotateSecret(tx, id, deps.secretBox.seal(secret), sealSecretsInGrace(deps.secretBox, inGrace), lastEnd);
+    // Secrets sealed under a key TOTP_ENCRYPTION_KEY no longer lists cannot sign any more: rotating is
+    // then the way out (it answered 500), with no grace for what cannot be opened.
+    const inGrace = [...openable(() => [{ secret: deps.secretBox.open(row.secret_sealed), expiresAt: expires }]), ...openable(() => secretsInGrace(deps.secretBox, row, now))].slice(0, MAX_SECRETS_IN_GRACE);
+    const lastEnd = inGrace.length ? new Date(Math.max(...inGrace.map((s) => s.expiresAt.getTime()))) : null;
+    await repo.rotateSecret(tx, id, deps.secretBox.seal(secret), inGrace.length ? sealSecretsInGrace(deps.secretBox, inGrace) : null, lastEnd);
     await audit(deps, tx, ctx, 'webhook.secret_rotated', { webhook_id: id, previous_secret_expires_at: expires.toISOString() });
   });
   return { id, secret, previous_secret_expires_at: expires.toISOString() };
+}
+
+/** The secrets `open` gives, or none when they were sealed under a key no longer configured. */
+function openable(open: () => SecretInGrace[]): SecretInGrace[] {
+  try {
+    return open();
+  } catch {
+    return [];
+  }
 }
 
 /**
@@ -226,4 +237,30 @@ export async function retryAllDeliveries(deps: Deps, ctx: AuditContext, id: stri
     await audit(deps, tx, ctx, 'webhook.retried', { webhook_id: id, requeued: n });
     return n;
   });
+}
+
+/**
+ * Seals every webhook secret under the secret box's current key (at start, as the signing keys are):
+ * an operator rotating TOTP_ENCRYPTION_KEY (new key first) who later drops the old key must not
+ * strand them. One that cannot be opened is logged; its deliveries then fail with that reason (so the
+ * admin sees it) until the secret is rotated.
+ */
+export async function resealEndpointSecrets(deps: Pick<AppDeps, 'db' | 'secretBox' | 'logger'>): Promise<number> {
+  const box = deps.secretBox;
+  const stale = (row: EndpointRow) => box.needsReseal(row.secret_sealed) || (row.previous_secret_sealed !== null && box.needsReseal(row.previous_secret_sealed));
+  let resealed = 0;
+  for (const { id } of (await repo.listEndpoints(deps.db)).filter(stale)) {
+    await deps.db.transaction(async (tx) => {
+      const row = await repo.lockEndpoint(tx, id);
+      if (!row || !stale(row)) return;
+      try {
+        const previous = row.previous_secret_sealed === null ? null : box.seal(box.open(row.previous_secret_sealed));
+        await repo.resealSecrets(tx, id, box.seal(box.open(row.secret_sealed)), previous);
+        resealed += 1;
+      } catch (err) {
+        deps.logger.error({ err, webhookId: id }, "a webhook endpoint's secret cannot be opened with TOTP_ENCRYPTION_KEY: its deliveries fail until its secret is rotated");
+      }
+    });
+  }
+  return resealed;
 }

@@ -64,11 +64,16 @@ export async function lockEndpoint(tx: Queryable, id: string): Promise<EndpointR
  * Replaces the secret; `previousSealed` (the secrets still in their grace period, sealed together)
  * keep signing, the last of them until `previousExpiresAt`.
  */
-export async function rotateSecret(tx: Queryable, id: string, newSealed: string, previousSealed: string, previousExpiresAt: Date): Promise<void> {
+export async function rotateSecret(tx: Queryable, id: string, newSealed: string, previousSealed: string | null, previousExpiresAt: Date | null): Promise<void> {
   await tx.query(
     `UPDATE webhook_endpoints SET secret_sealed = $2, previous_secret_sealed = $3, previous_secret_expires_at = $4 WHERE id = $1`,
     [id, newSealed, previousSealed, previousExpiresAt],
   );
+}
+
+/** Stores the endpoint's secrets sealed again (under the secret box's current key); nothing else changes. */
+export async function resealSecrets(tx: Queryable, id: string, sealed: string, previousSealed: string | null): Promise<void> {
+  await tx.query('UPDATE webhook_endpoints SET secret_sealed = $2, previous_secret_sealed = $3 WHERE id = $1', [id, sealed, previousSealed]);
 }
 
 /** Records a failed attempt: starts the failure run if none, and marks the endpoint failing once the run is `failingAfterSeconds` old. True when it was just marked. */
