@@ -223,6 +223,8 @@ describeWithApp('admin users API', (suite) => {
     assert.equal((await login(ta.app, { username: user.username, password: user.password, security_code: totpCodeAt(secret, ta.clock()) })).statusCode, 401, 'the old secret is gone');
     const disabled = (await auditRowsOf(ta, user.uuid)).find((r) => r.type === 'mfa.disabled');
     assert.deepEqual(disabled?.data, { methods: ['totp', 'passkey'], backups_removed: 10, reset: true });
+    const removedKeys = (await auditRowsOf(ta, user.uuid)).filter((r) => r.type === 'passkey.removed');
+    assert.deepEqual(removedKeys.map((r) => (r.data as { name: string; reset: boolean })).map((d) => [d.name, d.reset]), [['Phone', true]], 'each removed passkey announced');
 
     // Again, with nothing left: the admin's action is recorded, but no factor was turned off, so no
     // mfa.disabled and no mail saying so.

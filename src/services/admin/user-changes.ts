@@ -157,13 +157,16 @@ export async function resetMfaAsAdmin(deps: Deps, userId: string, ctx: AuditCont
     const now = deps.clock();
     const removed = await deleteSecondFactors(tx, user.id);
     const methods = [...(removed.totp ? ['totp'] : []), ...(removed.email ? ['email'] : [])];
-    if ((await deleteAllPasskeys(tx, user.id)) > 0) methods.push('passkey');
+    const passkeys = await deleteAllPasskeys(tx, user.id);
+    if (passkeys.length > 0) methods.push('passkey');
     await consumeAllChallenges(tx, user.id, now);
     // Nothing was set up: no factor was turned off, so neither the mail nor mfa.disabled would be true.
     if (methods.length > 0 || removed.backupCodes > 0) {
       await enqueueMail(tx, deps, { kind: 'mfa_reset', to: user.email, data: { username: user.username } });
       await recordSecurityEvent(tx, { ...ctx, type: 'mfa.disabled', userId: user.id, data: { methods, backups_removed: removed.backupCodes, reset: true }, at: now });
     }
+    // Each removed passkey announced as a removal by the user would be: services tracking passkeys keep no stale one.
+    for (const p of passkeys) await recordSecurityEvent(tx, { ...ctx, type: 'passkey.removed', userId: user.id, data: { passkey_id: p.id, name: p.name, reset: true }, at: now });
     await recordSecurityEvent(tx, { ...ctx, type: 'admin.action', userId: user.id, data: { action: 'reset_mfa' }, at: now });
   });
 }

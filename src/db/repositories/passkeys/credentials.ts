@@ -65,8 +65,8 @@ export async function deletePasskey(tx: Queryable, userId: string, id: string): 
 }
 
 /** Deletes every passkey of the user (lost-device recovery); how many went. */
-export async function deleteAllPasskeys(tx: Queryable, userId: string): Promise<number> {
-  return (await tx.query('DELETE FROM passkeys WHERE user_id = $1', [userId])).rowCount;
+export async function deleteAllPasskeys(tx: Queryable, userId: string): Promise<Array<Pick<PasskeyRow, 'id' | 'name'>>> {
+  return (await tx.query<Pick<PasskeyRow, 'id' | 'name'>>('DELETE FROM passkeys WHERE user_id = $1 RETURNING id, name', [userId])).rows;
 }
 
 /**

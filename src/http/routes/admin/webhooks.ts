@@ -96,7 +96,7 @@ export async function adminWebhookRoutes(app: FastifyInstance, { deps }: { deps:
     schema: {
       tags,
       summary: 'The delivery log of a webhook endpoint',
-      description: 'The latest deliveries, newest first: `limit` of them (1 to 100, default 100). An endpoint receives its events in order, so when the newest is `delivered`, every earlier one is settled.',
+      description: 'The latest deliveries, newest first: `limit` of them (1 to 100, default 100). An endpoint receives its events in the order they were numbered, one at a time.',
       security: adminSecurity,
       params: IdParams,
       querystring: Type.Object({ limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,3}$', description: 'How many, 1 to 100 (default 100)', examples: ['100'] })) }),
