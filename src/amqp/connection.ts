@@ -45,7 +45,10 @@ export class AmqpConnection {
     const current = this.#model;
     model.on('error', (err: Error) => this.#logger.warn({ err: { message: err.message } }, `AMQP ${this.#name} connection error`));
     model.on('close', () => {
-      if (this.#model === current) this.#model = undefined;
+      // A connection already replaced (reset) closing late is not news: told as lost, it made the
+      // publisher drop the channel of the connection that replaced it.
+      if (this.#model !== current) return;
+      this.#model = undefined;
       if (!this.#closed) {
         this.#logger.warn(`AMQP ${this.#name} connection closed; reconnecting on next use`);
         this.onLost?.();
@@ -53,6 +56,18 @@ export class AmqpConnection {
     });
     this.#logger.info(`AMQP ${this.#name} connected`);
     return model;
+  }
+
+  /**
+   * `work`, or a rejection after `ms`: a broker that accepted the connection can still leave a channel
+   * request unanswered (a resource alarm blocks the connection), and an unanswered one held the lane.
+   */
+  static within<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: no answer from the broker within ${ms} ms`)), ms);
+    });
+    return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
   }
 
   /** Forgets the connection (after a channel-level failure) and closes it quietly. */

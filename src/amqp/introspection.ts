@@ -15,6 +15,8 @@ const PREFETCH = 16;
 /** Longest token accepted (the HTTP endpoint's bound). */
 const MAX_TOKEN_LENGTH = 8192;
 const RECONNECT_MIN_MS = 500;
+/** Longest wait for the broker's answer to a channel or queue request while subscribing. */
+const SETUP_TIMEOUT_MS = 10_000;
 const RECONNECT_MAX_MS = 15_000;
 
 /** The answer for one request body; anything malformed is simply not an active token. */
@@ -58,14 +60,14 @@ export class IntrospectionResponder {
     if (this.#stopped) return;
     try {
       const model = await this.#conn.get();
-      const ch = await model.createChannel();
+      const ch = await AmqpConnection.within(model.createChannel(), SETUP_TIMEOUT_MS, 'opening the introspection channel');
       ch.on('error', () => {});
       ch.on('close', () => {
         if (this.#channel === ch) this.#channel = undefined;
         this.#retry();
       });
-      await ch.assertQueue(this.#queue, { durable: true });
-      await ch.prefetch(PREFETCH);
+      await AmqpConnection.within(ch.assertQueue(this.#queue, { durable: true }), SETUP_TIMEOUT_MS, 'declaring the introspection queue');
+      await AmqpConnection.within(ch.prefetch(PREFETCH), SETUP_TIMEOUT_MS, 'setting the prefetch');
       await ch.consume(this.#queue, (msg) => {
         if (msg) void this.#handle(ch, msg);
         else this.#cancelled(ch);

@@ -24,7 +24,7 @@ export class AmqpEventPublisher implements EventPublisher {
   }
 
   #getChannel(): Promise<ConfirmChannel> {
-    this.#channel ??= (async () => {
+    this.#channel ??= AmqpConnection.within((async () => {
       const model = await this.#conn.get();
       const ch = await model.createConfirmChannel();
       ch.on('error', () => {});
@@ -33,8 +33,10 @@ export class AmqpEventPublisher implements EventPublisher {
       });
       await ch.assertExchange(this.#exchange, 'topic', { durable: true });
       return ch;
-    })().catch((err: unknown) => {
+    })(), CONFIRM_TIMEOUT_MS, 'opening the publishing channel').catch((err: unknown) => {
+      // The connection too: a channel it never answered for is not waited on again.
       this.#channel = undefined;
+      this.#conn.reset();
       throw err;
     });
     return this.#channel;
