@@ -9,7 +9,7 @@ import { AppError, type FieldError } from '../errors.ts';
 import { consumeEmailToken, findLiveEmailToken, lockLinkIssue, voidEmailTokens } from '../db/repositories/email-tokens.ts';
 import { consumeAllChallenges } from '../db/repositories/mfa-challenges.ts';
 import { findLiveSessionUser, revokeAllSessions } from '../db/repositories/sessions.ts';
-import { changePasswordIfUnchanged, findUserByEmail, findUserById, lockUserIfActive, updatePasswordHash, type UserRow } from '../db/repositories/users.ts';
+import { changePasswordIfUnchanged, findUserByEmail, findUserById, lockUserForUpdate, lockUserIfActive, updatePasswordHash, type UserRow } from '../db/repositories/users.ts';
 import { enqueueMail } from '../mail/outbox.ts';
 import { accountNames } from './password-check.ts';
 import { allowMailToAccount, consumeRequesterQuota } from './mail-quota.ts';
@@ -112,6 +112,9 @@ export async function resetPassword(deps: Deps, input: ResetPasswordInput, clien
 
   const done = await deps.db.transaction(async (tx) => {
     const now = deps.clock();
+    // The user row before the token: the order of every transaction touching reset links (issuing
+    // one, a deactivation, a password change); the token first deadlocked with them on PostgreSQL.
+    await lockUserForUpdate(tx, user.id);
     if (!(await consumeEmailToken(tx, 'reset_password', hash, now))) return false;
     await updatePasswordHash(tx, user.id, passwordHash, now);
     await voidEmailTokens(tx, user.id, 'reset_password');
@@ -158,15 +161,15 @@ export async function changePassword(deps: Deps, auth: Pick<AuthContext, 'userId
 
   await deps.db.transaction(async (tx) => {
     const now = deps.clock();
-    // A reset link still in the mailbox could otherwise undo this change. Voided first: a reset
-    // locks its token, then the user row, and taking them in the same order the two never deadlock.
-    await voidEmailTokens(tx, user.id, 'reset_password');
     // The password checked above must still be the one in force, and the caller's session still
     // live: a reset (or a logout) that committed while this request was hashing wins, and a stolen
-    // session with the old password cannot put its own password back over the owner's reset.
+    // session with the old password cannot put its own password back over the owner's reset. The
+    // user row first (this update), then the reset links: the order of every transaction touching them.
     const changed = await changePasswordIfUnchanged(tx, user.id, passwordHash, now, user.password_changed_at);
     assertLiveSession(auth, await findLiveSessionUser(tx, auth.sessionId, now));
     if (!changed) throw new AppError('invalid_credentials', { detail: 'The password changed meanwhile; enter the current one again.' });
+    // A reset link still in the mailbox could otherwise undo this change.
+    await voidEmailTokens(tx, user.id, 'reset_password');
     const revoked = await revokeAllSessions(tx, user.id, 'password_changed', now, auth.sessionId);
     await consumeAllChallenges(tx, user.id, now);
     await enqueueMail(tx, deps, { kind: 'password_changed', to: user.email, data: { username: user.username } });

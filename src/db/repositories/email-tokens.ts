@@ -36,8 +36,9 @@ export async function insertEmailToken(tx: Queryable, t: NewEmailToken): Promise
 /**
  * Serialises the issuing of one user's `purpose` links until the transaction ends, so that of two
  * requests at once the second voids the first's link (under READ COMMITTED both voided nothing and
- * both links stayed live). An advisory lock, not the user row: a reset takes its token, then the user
- * row, and taking the row first here would deadlock with it.
+ * both links stayed live). An advisory lock, taken after the user row: every transaction that
+ * touches a user's reset links takes the user row first (issuing, resetting, changing the password,
+ * deactivating), so none of them deadlocks with another.
  */
 export async function lockLinkIssue(tx: Queryable, userId: string, purpose: EmailTokenPurpose): Promise<void> {
   await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`email-link:${purpose}:${userId}`]);

@@ -178,6 +178,14 @@ export interface UserWithFactors extends UserRow {
 }
 
 /**
+ * Locks the user's row for an update of it (a password reset): the first lock of every transaction
+ * that touches the user's reset links, so that they all take their locks in one order.
+ */
+export async function lockUserForUpdate(tx: Queryable, id: string): Promise<void> {
+  await tx.query('SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE', [id]);
+}
+
+/**
  * Locks the user's row (FOR SHARE) if the account is active; false when it is not (or gone). A
  * deactivation holds the row's update lock from its check to its commit, so whatever a transaction
  * that took this lock writes is either refused here or seen (and voided) by the deactivation.
