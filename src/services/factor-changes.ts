@@ -11,7 +11,7 @@ import { isEmailOtpEnabled } from '../db/repositories/email-otps.ts';
 import { findTotpFactor } from '../db/repositories/totp-factors.ts';
 import { countPasskeys } from '../db/repositories/passkeys/credentials.ts';
 import { findUserById, type UserRow } from '../db/repositories/users.ts';
-import { findLiveSessionUser, revokeAllSessions } from '../db/repositories/sessions.ts';
+import { lockLiveSessionUser, revokeAllSessions } from '../db/repositories/sessions.ts';
 import { assertLiveSession, requireAal2, type AuthContext } from './authenticate.ts';
 import { recordSessionsRevoked } from './audit/login-events.ts';
 import type { AuditContext } from './audit/record.ts';
@@ -60,13 +60,13 @@ export async function lockFactorChanges(tx: Queryable, userId: string): Promise<
 
 /**
  * {@link lockFactorChanges} for a change a session asked for, then that session checked again under
- * the lock: a password reset, a logout everywhere or a revocation that committed while the request
- * ran ends it. Otherwise a thief's session could bind its own authenticator (or drop a factor) in the
+ * the lock, and held: a password reset, a logout everywhere or a revocation that committed while the
+ * request ran ends it, and one committing after the check waits for this change to commit first. Otherwise a thief's session could bind its own authenticator (or drop a factor) in the
  * instant after the owner's reset: the owner, with the new password, would then meet the thief's TOTP.
  */
 export async function lockFactorChangesOfSession(deps: Pick<Deps, 'clock'>, tx: Queryable, auth: AuthContext): Promise<void> {
   await lockBackupCodes(tx, auth.userId);
-  assertLiveSession(auth, await findLiveSessionUser(tx, auth.sessionId, deps.clock()));
+  assertLiveSession(auth, await lockLiveSessionUser(tx, auth.sessionId, deps.clock()));
 }
 
 /**

@@ -11,7 +11,7 @@ import { countPasskeys } from '../../src/db/repositories/passkeys/credentials.ts
 import { findTotpFactor } from '../../src/db/repositories/totp-factors.ts';
 import { bearer, createUser, describeWithApp, enableTotp, loginTokens, type TestApp } from '../helpers/app.ts';
 import { post } from '../helpers/factors.ts';
-import { beforeNextTransaction } from '../helpers/holds.ts';
+import { appWithSecondConnection, beforeNextTransaction, untilWaitingForLocks } from '../helpers/holds.ts';
 import { addPasskey, registrationOptions, signInWithPasskey, TEST_ORIGIN } from '../helpers/passkeys.ts';
 import { SoftwareAuthenticator } from '../helpers/webauthn.ts';
 
@@ -67,3 +67,36 @@ describeWithApp('a factor change whose session ends while it runs', (suite) => {
     assert.equal(await countPasskeys(ta.deps.db, user.uuid), 1, 'the passkey stays');
   });
 });
+
+if (process.env.DATABASE_URL) {
+  test('a logout-all committing after a confirmation checked its session waits for it: the change is made by a live session, then ended [postgres]', async (t) => {
+    const { ta, td, other, monitor } = await appWithSecondConnection(t);
+    const user = await createUser(ta.app);
+    const thief = (await loginTokens(ta.app, user)).access_token;
+    const enrol = await post(ta, '/api/v1/auth-totp/enroll', thief, undefined, { accept: 'application/json' });
+    const owner = (await loginTokens(ta.app, user)).access_token;
+    const waiters = async () => (await monitor.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`)).rows.length;
+    // The TOTP row held: the confirmation passes its session check, then waits at its update.
+    await other.query('BEGIN');
+    await other.query('SELECT 1 FROM totp_factors WHERE user_id = $1 FOR UPDATE', [user.uuid]);
+    const confirm = post(ta, '/api/v1/auth-totp/confirm', thief, { security_code: totpCodeAt(enrol.json().secret, ta.clock()) });
+    await untilWaitingForLocks(monitor, 1, 'the confirmation');
+    let logoutDone = false;
+    const logout = ta.app.inject({ method: 'POST', url: '/api/v1/auth-jwt/logout-all', headers: bearer(owner) }).finally(() => {
+      logoutDone = true;
+    });
+    // The logout waits for the confirmation (which holds the thief's session); answered at once, it
+    // would have ended the session while its change was still to commit.
+    for (let i = 0; (await waiters()) < 2; i++) {
+      assert.ok(!logoutDone, 'logout-all ended the session under a factor change in progress');
+      assert.ok(i < 500, 'neither waited');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await other.query('COMMIT');
+    assert.equal((await confirm).statusCode, 200);
+    assert.equal((await logout).statusCode, 204);
+    const types = (await td.db.query<{ type: string }>('SELECT type FROM audit_log WHERE user_id = $1 ORDER BY id', [user.uuid])).rows.map((r) => r.type);
+    assert.ok(types.lastIndexOf('mfa.enabled') < types.lastIndexOf('session.revoked'), 'the factor came on before the sessions ended');
+    assert.equal((await td.db.query('SELECT 1 FROM sessions WHERE user_id = $1 AND revoked_at IS NULL', [user.uuid])).rows.length, 0);
+  });
+}

@@ -59,6 +59,20 @@ export async function findLiveSessionUser(tx: Queryable, sessionId: string, now:
 }
 
 /**
+ * {@link findLiveSessionUser}, holding the session row (FOR SHARE) until the transaction ends: a
+ * logout or revocation committing meanwhile waits for it, so a change made on the session's behalf is
+ * either refused here or committed before the session ends, never made by a session already ended.
+ */
+export async function lockLiveSessionUser(tx: Queryable, sessionId: string, now: Date): Promise<{ user_id: string; is_active: boolean; roles: string[] } | undefined> {
+  const r = await tx.query<{ user_id: string; is_active: boolean; roles: string[] }>(
+    `SELECT s.user_id, u.is_active, u.roles FROM sessions s JOIN users u ON u.id = s.user_id
+     WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 FOR SHARE OF s`,
+    [sessionId, now],
+  );
+  return r.rows[0];
+}
+
+/**
  * Whether `jti` is the current refresh token of a live session of user `userId`, who is active: the
  * whole check of refresh-token introspection in one statement.
  */
