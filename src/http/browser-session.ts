@@ -17,5 +17,11 @@ export async function followLoginInBrowser(deps: Deps, request: FastifyRequest, 
   if (!previous) return;
   const { sid, sub } = decodeJwt(tokens.access_token);
   if (typeof sid !== 'string' || typeof sub !== 'string' || sid === previous) return;
-  await moveProviderSessionsToLogin(deps, previous, sid, sub, clientInfo(request));
+  try {
+    await moveProviderSessionsToLogin(deps, previous, sid, sub, clientInfo(request));
+  } catch (err) {
+    // The login has committed: its answer goes out. The provider sessions stay where they were, as
+    // before this login; the next authorization in the browser moves them (provider.ts).
+    deps.logger.error({ err }, 'moving the provider sessions to a new login failed');
+  }
 }

@@ -10,7 +10,7 @@ import { findSession, revokeSession } from '../../db/repositories/sessions.ts';
 import { recordSessionsRevoked } from '../audit/login-events.ts';
 import { userContext } from '../audit/record.ts';
 import type { ClientInfo } from '../tokens.ts';
-import { linksOfSession, upsertLink } from '../../db/repositories/oidc/links.ts';
+import { linksOfLiveSession, upsertLink } from '../../db/repositories/oidc/links.ts';
 import { authenticateAccessToken } from '../authenticate.ts';
 import { hasActiveFactor, loadFactorState } from '../second-factors.ts';
 
@@ -97,7 +97,7 @@ export async function decideLogin(deps: Deps, accessToken: string | undefined, r
  * is left alone: the provider runs the login step for the browser's new user (provider.ts).
  */
 export async function moveProviderSessionsToLogin(deps: Deps, previousSessionId: string, sessionId: string, userId: string, client: ClientInfo): Promise<void> {
-  for (const uid of await linksOfSession(deps.db, previousSessionId, userId)) await linkProviderSession(deps, uid, sessionId, userId, client);
+  for (const uid of await linksOfLiveSession(deps.db, previousSessionId, userId, deps.clock())) await linkProviderSession(deps, uid, sessionId, userId, client);
 }
 
 /**

@@ -24,9 +24,16 @@ export async function upsertLink(tx: Queryable, providerSessionUid: string, sess
   return previous;
 }
 
-/** The provider sessions linked to Twofold session `sessionId` of `userId`. */
-export async function linksOfSession(tx: Queryable, sessionId: string, userId: string): Promise<string[]> {
-  const r = await tx.query<{ provider_session_uid: string }>('SELECT provider_session_uid FROM oidc_session_links WHERE session_id = $1 AND user_id = $2', [sessionId, userId]);
+/**
+ * The provider sessions linked to Twofold session `sessionId` of `userId`, while that session is live:
+ * an ended one's links are the sweep's to end (with back-channel logouts), never to be moved on.
+ */
+export async function linksOfLiveSession(tx: Queryable, sessionId: string, userId: string, now: Date): Promise<string[]> {
+  const r = await tx.query<{ provider_session_uid: string }>(
+    `SELECT l.provider_session_uid FROM oidc_session_links l JOIN sessions s ON s.id = l.session_id
+     WHERE l.session_id = $1 AND l.user_id = $2 AND s.revoked_at IS NULL AND s.expires_at > $3`,
+    [sessionId, userId, now],
+  );
   return r.rows.map((row) => row.provider_session_uid);
 }
 
