@@ -24,22 +24,25 @@ export class AmqpEventPublisher implements EventPublisher {
   }
 
   #getChannel(): Promise<ConfirmChannel> {
-    this.#channel ??= AmqpConnection.within((async () => {
+    if (this.#channel) return this.#channel;
+    const current: Promise<ConfirmChannel> = AmqpConnection.within((async () => {
       const model = await this.#conn.get();
       const ch = await model.createConfirmChannel();
       ch.on('error', () => {});
       ch.on('close', () => {
-        this.#channel = undefined;
+        // Only this channel's own close: a replaced connection closing late closes its old channels too.
+        if (this.#channel === current) this.#channel = undefined;
       });
       await ch.assertExchange(this.#exchange, 'topic', { durable: true });
       return ch;
     })(), CONFIRM_TIMEOUT_MS, 'opening the publishing channel').catch((err: unknown) => {
       // The connection too: a channel it never answered for is not waited on again.
-      this.#channel = undefined;
+      if (this.#channel === current) this.#channel = undefined;
       this.#conn.reset();
       throw err;
     });
-    return this.#channel;
+    this.#channel = current;
+    return current;
   }
 
   async publish(event: { id: string; type: string; occurredAt: Date; body: string }): Promise<void> {

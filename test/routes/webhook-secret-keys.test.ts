@@ -65,4 +65,17 @@ describeWithApp('webhook secrets across a rotation of TOTP_ENCRYPTION_KEY', (sui
     await deliver(ta, newOnly);
     assert.equal(r.received.length, 1, 'delivered with the new secret');
   });
+
+  test('a replaced secret no key opens does not keep the current one from being re-sealed', async (t) => {
+    const ta = await suite.build(t, { env: { ...ADMIN_ENV, WEBHOOK_ALLOW_PRIVATE: 'true' }, secretBox: new SecretBox([oldKey]) });
+    const r = await startReceiver();
+    t.after(() => r.close());
+    const { id } = (await adminCall(ta, 'POST', HOOKS, { url: r.url, events: ['user.created'] })).json<{ id: string }>();
+    const lost = new SecretBox([{ kid: 'lost', key: randomBytes(32) }]);
+    await ta.deps.db.query("UPDATE webhook_endpoints SET previous_secret_sealed = $2, previous_secret_expires_at = now() + interval '1 day' WHERE id = $1", [id, lost.seal('whsec_' + randomBytes(24).toString('base64'))]);
+    assert.equal(await resealEndpointSecrets({ db: ta.deps.db, secretBox: new SecretBox([newKey, oldKey]), logger: quietLogger() }), 1);
+    await createUser(ta.app);
+    await deliver(ta, new SecretBox([newKey]));
+    assert.equal(r.received.length, 1, 'delivered, signed with the current secret');
+  });
 });

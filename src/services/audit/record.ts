@@ -91,11 +91,17 @@ export function auditFollowers(): readonly AuditFollower[] {
  */
 const SECRET_WORDS = new Set(['pass', 'password', 'passwd', 'passphrase', 'secret', 'secrets', 'token', 'tokens', 'code', 'codes', 'hash', 'hashes', 'private', 'authorization', 'cookie', 'cookies']);
 
-/** True when `key` names a secret: one of its words is a secret word, or it is an otp URI. A time (`…_at`) is none. */
+/** Endings that make a run-together word a secret's (`refreshtoken`, `otpcode`). */
+const SECRET_ENDINGS = /(token|code|secret|password|passwd|hash|cookie)$/;
+
+/**
+ * True when `key` names a secret: one of its words, digits aside (`password1`), is a secret word or
+ * ends like one, or it is an otp URI. A time (`…_at`) is none.
+ */
 export function isSecretKey(key: string): boolean {
   const words = key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase().split(/[^a-z0-9]+/).filter(Boolean);
   if (words.at(-1) === 'at') return false;
-  return words.some((w) => SECRET_WORDS.has(w)) || words.join('_').includes('otp_uri');
+  return words.some((w) => SECRET_WORDS.has(w.replace(/\d+$/, '')) || SECRET_ENDINGS.test(w.replace(/\d+$/, ''))) || words.join('_').includes('otp_uri');
 }
 
 /** A copy of `data` without keys that name secrets, at any depth. */

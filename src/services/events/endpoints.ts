@@ -253,13 +253,21 @@ export async function resealEndpointSecrets(deps: Pick<AppDeps, 'db' | 'secretBo
     await deps.db.transaction(async (tx) => {
       const row = await repo.lockEndpoint(tx, id);
       if (!row || !stale(row)) return;
+      let secret: string;
       try {
-        const previous = row.previous_secret_sealed === null ? null : box.seal(box.open(row.previous_secret_sealed));
-        await repo.resealSecrets(tx, id, box.seal(box.open(row.secret_sealed)), previous);
-        resealed += 1;
+        secret = box.seal(box.open(row.secret_sealed));
       } catch (err) {
         deps.logger.error({ err, webhookId: id }, "a webhook endpoint's secret cannot be opened with TOTP_ENCRYPTION_KEY: its deliveries fail until its secret is rotated");
+        return;
       }
+      let previous: string | null = null;
+      try {
+        if (row.previous_secret_sealed !== null) previous = box.seal(box.open(row.previous_secret_sealed));
+      } catch {
+        // Replaced secrets in their grace period that no key opens sign no more either way.
+      }
+      await repo.resealSecrets(tx, id, secret, previous);
+      resealed += 1;
     });
   }
   return resealed;
