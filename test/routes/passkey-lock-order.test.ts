@@ -7,19 +7,13 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import pg from 'pg';
-import { buildTestApp, createTestClock, createUser, loginTokens } from '../helpers/app.ts';
-import { createTestDatabase } from '../helpers/pg-database.ts';
+import { createUser, loginTokens } from '../helpers/app.ts';
+import { appWithSecondConnection, untilWaitingForLocks } from '../helpers/holds.ts';
 import { addPasskey, signInWithPasskey } from '../helpers/passkeys.ts';
 
 if (process.env.DATABASE_URL) {
   test('a passkey removed while a sign-in with it is in flight: the removal commits, the sign-in is 401, never a deadlock [postgres]', async (t) => {
-    const td = await createTestDatabase('postgres');
-    const other = new pg.Client({ connectionString: td.url });
-    await other.connect();
-    t.after(() => other.end());
-    t.after(() => td.cleanup());
-    const ta = await buildTestApp(t, td.db, { clock: createTestClock(new Date()) });
+    const { ta, td, other, monitor } = await appWithSecondConnection(t);
     const user = await createUser(ta.app);
     const { body, authenticator } = await addPasskey(ta, (await loginTokens(ta.app, user)).access_token);
 
@@ -27,12 +21,7 @@ if (process.env.DATABASE_URL) {
     await other.query('BEGIN');
     await other.query('SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE', [user.uuid]);
     const signIn = signInWithPasskey(ta, authenticator);
-    for (let i = 0; ; i++) {
-      const waiting = await other.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
-      if (waiting.rowCount) break;
-      assert.ok(i < 500, 'the sign-in never waited for the held lock');
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await untilWaitingForLocks(monitor, 1, 'the sign-in');
     // Its second statement, then the commit: neither may fail.
     const removed = await other.query('DELETE FROM passkeys WHERE user_id = $1 AND id = $2', [user.uuid, body.id]);
     assert.equal(removed.rowCount, 1);
