@@ -47,7 +47,7 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
       schema: {
         tags: ['Login and tokens'],
         summary: 'Log in with password (and optionally a second factor)',
-        description: 'JSON or application/x-www-form-urlencoded. A user with an active second factor must send `security_code` (TOTP) or `backup_code`, or receives 403 `mfa_required` with an `mfa_token` for `/login/mfa`. The first successful `security_code` for a pending TOTP secret activates it; that answer also carries `backup_codes` (10 codes, shown once) when the user had none. After a `backup_code` login the answer carries `backup_codes_remaining`.',
+        description: 'JSON or application/x-www-form-urlencoded. A user with an active second factor must send `security_code` (TOTP) or `backup_code`, or receives 403 `mfa_required` with an `mfa_token` for `/login/mfa`. The first successful `security_code` for a pending TOTP secret activates it; that answer also carries `backup_codes` (10 codes, shown once) when the user had none. After a `backup_code` login the answer carries `backup_codes_remaining`. Sets the cookies `access_token`, `refresh_token` and `twofold_browser_session` (which session the browser holds, for the OpenID provider\'s single sign-on; no credential).',
         consumes: ['application/json', 'application/x-www-form-urlencoded'],
         body: LoginBody,
         response: { 200: LoginResultSchema, 403: problemResponse(MfaRequired, 'mfa_required with a challenge, or another 403 problem'), ...problems(400, 401, 413, 415, 422, 429) },
