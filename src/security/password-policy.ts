@@ -17,45 +17,55 @@ import { normalizePassword } from '../crypto/password.ts';
  * sign-ups, resets and changes are rare next to logins, so the dictionaries need not stay resident,
  * and a check never blocks the event loop.
  */
+/** A running scorer and the checks sent to it. */
+interface RunningWorker {
+  worker: Worker;
+  pending: Map<number, { resolve: (r: StrengthResponse) => void; reject: (e: Error) => void }>;
+}
+
 class StrengthChecker {
-  #worker: Worker | undefined;
+  /** The running worker and the checks sent to it (each worker has its own: see #start). */
+  #current: RunningWorker | undefined;
   #nextId = 1;
-  readonly #pending = new Map<number, { resolve: (r: StrengthResponse) => void; reject: (e: Error) => void }>();
   #idleTimer: NodeJS.Timeout | undefined;
   static readonly IDLE_MS = 10_000;
 
-  #start(): Worker {
+  #start(): RunningWorker {
     // A small young generation: the worker's work is CPU, not allocation, and its default (16 MB
     // semi-spaces) adds ~17 MB of resident memory while it lives (issue 7: peak RSS ≤ 150 MB).
     const worker = new Worker(workerEntry(), { resourceLimits: { maxYoungGenerationSizeMb: 2 } });
+    // Its own checks only: a worker ended for idling exits a moment after the next check has
+    // started another one, and failing every pending check then answered that sign-up 500.
+    const pending: RunningWorker['pending'] = new Map();
+    const current: RunningWorker = { worker, pending };
     worker.on('message', (r: StrengthResponse) => {
-      this.#pending.get(r.id)?.resolve(r);
-      this.#pending.delete(r.id);
+      pending.get(r.id)?.resolve(r);
+      pending.delete(r.id);
     });
     const fail = (e: Error) => {
-      for (const p of this.#pending.values()) p.reject(e);
-      this.#pending.clear();
-      if (this.#worker === worker) this.#worker = undefined;
+      for (const p of pending.values()) p.reject(e);
+      pending.clear();
+      if (this.#current === current) this.#current = undefined;
     };
     worker.on('error', fail);
     worker.on('exit', () => fail(new Error('password strength worker exited')));
     // After the listeners: adding a 'message' listener refs the worker's port again, and a ref'd
     // idle worker kept every process (each test file) alive for IDLE_MS after its last check.
     worker.unref();
-    return worker;
+    return current;
   }
 
   /** zxcvbn's score and warning for `password`. */
   check(password: string, userInputs: string[]): Promise<StrengthResponse> {
-    this.#worker ??= this.#start();
-    const worker = this.#worker;
+    this.#current ??= this.#start();
+    const { worker, pending } = this.#current;
     clearTimeout(this.#idleTimer);
     const id = this.#nextId++;
     return new Promise<StrengthResponse>((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
+      pending.set(id, { resolve, reject });
       worker.postMessage({ id, password, userInputs } satisfies StrengthRequest);
     }).finally(() => {
-      if (this.#pending.size === 0) {
+      if (this.#current?.pending.size === 0) {
         this.#idleTimer = setTimeout(() => void this.close(), StrengthChecker.IDLE_MS);
         this.#idleTimer.unref();
       }
@@ -65,9 +75,9 @@ class StrengthChecker {
   /** Ends the worker (it starts again on the next check). */
   async close(): Promise<void> {
     clearTimeout(this.#idleTimer);
-    const worker = this.#worker;
-    this.#worker = undefined;
-    if (worker) await worker.terminate();
+    const current = this.#current;
+    this.#current = undefined;
+    if (current) await current.worker.terminate();
   }
 }
 
