@@ -29,7 +29,7 @@ test('SIGKILL between send and record: after a restart the event is resent with 
   const base = `http://127.0.0.1:${port}`;
   const admin = { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' };
 
-  const { child: first } = await startService(env);
+  const { child: first } = await startService(env, t);
   const ep = await (await fetch(`${base}/api/v1/admin/webhooks`, { method: 'POST', headers: admin, body: JSON.stringify({ url: receiver.url, events: ['user.created'] }) })).json() as { id: string; secret: string };
   receiver.secrets = [ep.secret];
   const password = 'a long and unusual passphrase 7';
@@ -45,7 +45,7 @@ test('SIGKILL between send and record: after a restart the event is resent with 
   assert.equal(sent.verified?.data.user_id, user.uuid);
 
   receiver.mode = { kind: 'status', status: 200 };
-  await startService(env);
+  await startService(env, t);
   // Resent once the dead process's lease (2 × WEBHOOK_TIMEOUT + 10 s) has run out.
   await receiver.waitFor(2);
   const resent = receiver.received[1]!;

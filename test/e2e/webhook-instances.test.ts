@@ -47,8 +47,8 @@ if (process.env.DATABASE_URL) {
     };
     const ports = [String(await freePort()), String(await freePort())];
     // One after the other: the first migrates the database.
-    await startService({ ...common, PORT: ports[0]!, DATA_DIR: dirs[0]! });
-    await startService({ ...common, PORT: ports[1]!, DATA_DIR: dirs[1]! });
+    await startService({ ...common, PORT: ports[0]!, DATA_DIR: dirs[0]! }, t);
+    await startService({ ...common, PORT: ports[1]!, DATA_DIR: dirs[1]! }, t);
     const bases = ports.map((p) => `http://127.0.0.1:${p}`);
     const reg = await fetch(`${bases[0]}/api/v1/admin/webhooks`, {
       method: 'POST', headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ url: receiver.url, events: ['user.created'] }),

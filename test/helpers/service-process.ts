@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { after } from 'node:test';
+import { after, type TestContext } from 'node:test';
 import { ROOT } from './root.ts';
 
 const children: ChildProcess[] = [];
@@ -66,16 +66,23 @@ function listenedOnByGroup(pgid: number, port: number): boolean {
   return false;
 }
 
-/** `npm start` with `env` (PORT required); resolves once /healthz answers. */
-export async function startService(env: Record<string, string>): Promise<{ child: ChildProcess; output: () => string }> {
-  if (!cleanupRegistered) {
+/**
+ * `npm start` with `env` (PORT required); resolves once /healthz answers. With `t`, the service is
+ * killed when that test ends. Without, when the test file ends: at the end of the first file of its
+ * process that started one, so a process that runs several files (npm test's chunks) must pass `t`.
+ * (Two files in one chunk left the second's services running, and their pipes kept the process
+ * from ever ending.)
+ */
+export async function startService(env: Record<string, string>, t?: TestContext): Promise<{ child: ChildProcess; output: () => string }> {
+  if (!t && !cleanupRegistered) {
     cleanupRegistered = true;
     after(async () => {
       await Promise.all(children.map((c) => stopService(c, 'SIGKILL')));
     });
   }
   const child = spawn('npm', ['start', '--silent'], { cwd: ROOT, env: { ...process.env, ...env }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
+  if (t) t.after(() => stopService(child, 'SIGKILL'));
+  else children.push(child);
   let output = '';
   child.stdout!.on('data', (d) => (output += d));
   child.stderr!.on('data', (d) => (output += d));
