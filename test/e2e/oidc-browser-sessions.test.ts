@@ -94,13 +94,7 @@ describeWithApp('the provider session follows the Twofold session of the browser
     const [alice, bob] = [await createUser(server.app), await createUser(server.app)];
     const browser = new Browser(server.base);
     await signIn(server, config, browser, alice);
-    const silently = async () => {
-      const start = await authorizationStart(config, CALLBACK, { prompt: 'none' });
-      const back = new URL((await browser.follow(start.url)).left!);
-      if (back.searchParams.has('error')) return back.searchParams.get('error');
-      const tokens = await client.authorizationCodeGrant(config, back, { pkceCodeVerifier: start.verifier, expectedState: start.state, expectedNonce: start.nonce });
-      return tokens.claims()!.sub;
-    };
+    const silently = () => silentSignIn(config, browser);
     assert.equal(await silently(), alice.uuid);
     const before = decodeJwt(browser.cookies.get('access_token')!).sid as string;
     await browser.login(alice); // step-up on the account page, say

@@ -1,5 +1,6 @@
 /** SQL for backup codes, stored as keyed digests. Consumption is one DELETE … RETURNING: single use under any concurrency. */
 import type { Queryable } from '../database.ts';
+import { lockUserForUpdate } from './users.ts';
 
 /** Replaces the user's whole set with `hashes` (earlier codes void). */
 export async function replaceBackupCodes(tx: Queryable, userId: string, rows: Array<{ id: string; hash: string }>, now: Date): Promise<void> {
@@ -31,5 +32,5 @@ export async function deleteBackupCodes(tx: Queryable, userId: string): Promise<
  * reference the user (foreign keys take KEY SHARE).
  */
 export async function lockBackupCodes(tx: Queryable, userId: string): Promise<void> {
-  await tx.query('SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE', [userId]);
+  await lockUserForUpdate(tx, userId);
 }

@@ -178,8 +178,9 @@ export interface UserWithFactors extends UserRow {
 }
 
 /**
- * Locks the user's row for an update of it (a password reset): the first lock of every transaction
- * that touches the user's reset links, so that they all take their locks in one order.
+ * Locks the user's row for an update of it: the first lock of every transaction that touches the
+ * user's reset links (so that they all take their locks in one order), and of factor changes
+ * (lockBackupCodes).
  */
 export async function lockUserForUpdate(tx: Queryable, id: string): Promise<void> {
   await tx.query('SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE', [id]);
