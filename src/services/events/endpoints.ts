@@ -223,7 +223,7 @@ export async function retryDelivery(deps: Deps, ctx: AuditContext, id: string, e
   if (!d) throw new AppError('not_found', { detail: 'This endpoint has no delivery of that event.' });
   if (d.delivered_at) throw new AppError('already_delivered', { detail: 'The receiver acknowledged this event; it is not sent again.' });
   await deps.db.transaction(async (tx) => {
-    // 0 rows: it is in flight right now, which is what was asked for.
+    // In flight right now: left to its worker and marked, so a failure of that attempt is retried at once.
     await deliveries.requeue(tx, id, deps.clock(), eventId);
     await audit(deps, tx, ctx, 'webhook.retried', { webhook_id: id, event_id: eventId });
   });

@@ -129,6 +129,12 @@ export async function claimHeads(db: Queryable, channel: 'webhook' | 'amqp', now
            LIMIT 1
         ) h
         WHERE h.next_attempt_at <= $1 AND (h.locked_until IS NULL OR h.locked_until <= $1)
+          -- Nothing else of the target in flight: an admin's retry can make an older event the head
+          -- while another instance is still serving the target's later ones (one in flight: order).
+          AND NOT EXISTS (
+            SELECT 1 FROM event_deliveries x
+             WHERE x.target = t.target AND x.locked_until IS NOT NULL AND x.locked_until > $1
+               AND x.delivered_at IS NULL AND x.failed_at IS NULL)
         ORDER BY h.seq
         LIMIT $3
      ), due AS (
@@ -142,7 +148,7 @@ export async function claimHeads(db: Queryable, channel: 'webhook' | 'amqp', now
              FOR UPDATE SKIP LOCKED
         ) l
      ), claimed AS (
-       UPDATE event_deliveries d SET locked_until = $2, attempts = d.attempts + 1, last_attempt_at = $1
+       UPDATE event_deliveries d SET locked_until = $2, attempts = d.attempts + 1, last_attempt_at = $1, retry_asked = false
         WHERE d.ctid = ANY (ARRAY(SELECT row_address FROM due))
        RETURNING d.event_id, d.target, d.endpoint_id, d.seq, d.attempts, d.age_from
      )
@@ -158,7 +164,7 @@ export async function claimHeads(db: Queryable, channel: 'webhook' | 'amqp', now
  */
 export async function markDelivered(db: Queryable, eventId: string, target: string, at: Date, statusCode: number | null): Promise<boolean> {
   const r = await db.query(
-    `UPDATE event_deliveries SET delivered_at = $3, failed_at = NULL, locked_until = NULL, last_status_code = $4, last_error = NULL
+    `UPDATE event_deliveries SET delivered_at = $3, failed_at = NULL, locked_until = NULL, retry_asked = false, last_status_code = $4, last_error = NULL
       WHERE event_id = $1 AND target = $2 AND delivered_at IS NULL`,
     [eventId, target, at, statusCode],
   );
@@ -167,8 +173,10 @@ export async function markDelivered(db: Queryable, eventId: string, target: stri
 
 /**
  * Records a failed attempt and releases the lease: another attempt at `retryAt`, or given up at
- * `failedAt` (older than the age limit). Guarded on the claim, so a worker whose lease ran out cannot
- * overwrite a newer claim's state. False: claim lost.
+ * `failedAt` (older than the age limit). An admin's retry asked while the attempt was in flight
+ * (`retry_asked`) wins over both: the delivery is due at once (at the attempt's start, already past).
+ * Guarded on the claim, so a worker whose lease ran out cannot overwrite a newer claim's state.
+ * False: claim lost.
  */
 export async function markAttemptFailed(
   db: Queryable,
@@ -177,11 +185,15 @@ export async function markAttemptFailed(
   error: string,
   statusCode: number | null,
 ): Promise<boolean> {
-  const [column, at] = 'retryAt' in outcome ? ['next_attempt_at', outcome.retryAt] : ['failed_at', outcome.failedAt];
+  const retryAt = 'retryAt' in outcome ? outcome.retryAt : null;
+  const failedAt = 'failedAt' in outcome ? outcome.failedAt : null;
   const r = await db.query(
-    `UPDATE event_deliveries SET ${column} = $4, last_error = $5, last_status_code = $6, locked_until = NULL
+    `UPDATE event_deliveries
+        SET next_attempt_at = CASE WHEN retry_asked THEN last_attempt_at ELSE COALESCE($4::timestamptz, next_attempt_at) END,
+            failed_at = CASE WHEN retry_asked THEN NULL ELSE $7::timestamptz END,
+            retry_asked = false, last_error = $5, last_status_code = $6, locked_until = NULL
       WHERE event_id = $1 AND target = $2 AND attempts = $3 AND ${PENDING}`,
-    [claim.eventId, claim.target, claim.attempts, at, truncate(error), statusCode],
+    [claim.eventId, claim.target, claim.attempts, retryAt, truncate(error), statusCode, failedAt],
   );
   return r.rowCount === 1;
 }
@@ -214,14 +226,18 @@ export async function findDelivery(db: Queryable, endpointId: string, eventId: s
 
 /**
  * Makes undelivered deliveries of an endpoint due now, with a fresh age limit: a given-up one comes
- * back, one waiting for its backoff goes at once. One in flight (leased) is left to its worker.
- * `eventId` limits it to one delivery. Returns how many were requeued.
+ * back, one waiting for its backoff goes at once. One in flight (leased) is left to its worker and
+ * marked: if that attempt fails, it is due again at once (see markAttemptFailed), not after its
+ * backoff. `eventId` limits it to one delivery. Returns how many were requeued or marked.
  */
 export async function requeue(db: Queryable, endpointId: string, now: Date, eventId?: string): Promise<number> {
   const r = await db.query(
     `UPDATE event_deliveries
-        SET failed_at = NULL, next_attempt_at = $2, age_from = $2
-      WHERE endpoint_id = $1 AND delivered_at IS NULL AND (locked_until IS NULL OR locked_until <= $2)
+        SET age_from = $2,
+            failed_at = NULL,
+            next_attempt_at = CASE WHEN locked_until > $2 THEN next_attempt_at ELSE $2 END,
+            retry_asked = COALESCE(locked_until > $2, false)
+      WHERE endpoint_id = $1 AND delivered_at IS NULL
         AND ($3::uuid IS NULL OR event_id = $3::uuid)`,
     [endpointId, now, eventId ?? null],
   );

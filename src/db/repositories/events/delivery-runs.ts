@@ -46,7 +46,7 @@ export async function claimRun(db: Queryable, target: string, now: Date, limit: 
              FOR UPDATE SKIP LOCKED
         ) l
      ), claimed AS (
-       UPDATE event_deliveries d SET locked_until = $2, attempts = d.attempts + 1, last_attempt_at = $1
+       UPDATE event_deliveries d SET locked_until = $2, attempts = d.attempts + 1, last_attempt_at = $1, retry_asked = false
         WHERE d.ctid = ANY (ARRAY(SELECT row_address FROM due))
        RETURNING d.event_id, d.target, d.endpoint_id, d.seq, d.attempts, d.age_from, d.locked_until
      )

@@ -1,0 +1,10 @@
+-- An admin's retry that meets an attempt in flight: the delivery was left to its worker, and if that
+-- attempt failed it waited for its backoff (or was given up for its age), although the retry had
+-- answered 202. The retry now marks the row; the attempt's failure then makes it due at once with the
+-- fresh age limit. Cleared by every claim.
+ALTER TABLE event_deliveries ADD COLUMN retry_asked boolean NOT NULL DEFAULT false;
+
+-- Deliveries in flight (leased, still pending): few rows, read by every claim of a head so that an
+-- endpoint never has two attempts in flight, even when an admin's retry makes an older event its head
+-- while another instance is serving it. Leases are cleared when an attempt is recorded.
+CREATE INDEX event_deliveries_leased_idx ON event_deliveries (target) WHERE locked_until IS NOT NULL AND delivered_at IS NULL AND failed_at IS NULL;
