@@ -112,7 +112,7 @@ export interface Config {
     readonly allowPrivate: boolean;
   };
   /** RabbitMQ publication of the events and the introspection queue; url unset: off. */
-  readonly eventsAmqp: { readonly url: string | undefined; readonly exchange: string; readonly introspectQueue: string };
+  readonly eventsAmqp: { readonly url: string | undefined; readonly exchange: string; readonly introspectQueue: string; readonly replyQueues: readonly string[] };
   /** OpenID provider settings: clients file, token lifetimes, how often ended sessions are swept. */
   readonly oidc: {
     readonly clientsFile: string | undefined;
@@ -341,6 +341,7 @@ export function loadConfig(env: Env): Config {
       url: amqpUrl(env),
       exchange: amqpName(env, 'EVENTS_AMQP_EXCHANGE', 'twofold.events'),
       introspectQueue: amqpName(env, 'EVENTS_AMQP_INTROSPECT_QUEUE', 'twofold.introspect'),
+      replyQueues: amqpReplyQueues(env),
     },
     oidc: {
       clientsFile: opt(env, 'OIDC_CLIENTS_FILE'),
@@ -385,6 +386,20 @@ function amqpName(env: Env, name: string, fallback: string): string {
   const v = str(env, name, fallback);
   if (!/^[A-Za-z0-9_.:-]{1,255}$/.test(v) || v.startsWith('amq.')) throw new ConfigError(`${name} must be 1-255 of A-Za-z0-9_.:- and not start with "amq.", got "${v}"`);
   return v;
+}
+
+/**
+ * EVENTS_AMQP_REPLY_QUEUES: the prefixes of the queues introspection replies may be sent to. By
+ * default RabbitMQ's direct reply-to and server-named queues (a caller's own exclusive queue), so a
+ * request cannot make the service write into another application's queue.
+ */
+function amqpReplyQueues(env: Env): string[] {
+  const v = str(env, 'EVENTS_AMQP_REPLY_QUEUES', 'amq.rabbitmq.reply-to,amq.gen-');
+  const prefixes = v.split(',').map((p) => p.trim()).filter(Boolean);
+  if (prefixes.length === 0 || prefixes.some((p) => !/^[A-Za-z0-9_.:-]{1,255}$/.test(p))) {
+    throw new ConfigError(`EVENTS_AMQP_REPLY_QUEUES must be a comma-separated list of queue-name prefixes (A-Za-z0-9_.:-), got "${v}"`);
+  }
+  return prefixes;
 }
 
 const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]'];

@@ -115,7 +115,7 @@ async function startAmqp(deps: Deps, url: string, config: Config, logger: Logger
   const { AmqpEventPublisher } = await import('./amqp/publisher.ts');
   const { IntrospectionResponder } = await import('./amqp/introspection.ts');
   const publisher = new AmqpEventPublisher(url, config.eventsAmqp.exchange, logger);
-  const responder = new IntrospectionResponder(deps, url, config.eventsAmqp.introspectQueue, logger);
+  const responder = new IntrospectionResponder(deps, url, config.eventsAmqp.introspectQueue, logger, config.eventsAmqp.replyQueues);
   await responder.start();
   return {
     publisher,

@@ -4,6 +4,9 @@
  * body `{"token": "..."}` (and optionally `token_type_hint`), gets the same JSON answer as
  * `POST /api/v1/auth-jwt/introspect`, sent to `reply_to` with the request's correlation id. Callers
  * are whoever the broker lets publish to the queue (the broker's permissions are the client check).
+ * Replies go only to queues named with one of EVENTS_AMQP_REPLY_QUEUES' prefixes (by default direct
+ * reply-to and server-named queues): the service may write to any queue of its vhost, and a caller
+ * must not use it to put messages into another application's queue.
  */
 import type { Channel, ConsumeMessage } from 'amqplib';
 import type { Deps } from '../deps.ts';
@@ -18,6 +21,8 @@ const RECONNECT_MIN_MS = 500;
 /** Longest wait for the broker's answer to a channel or queue request while subscribing. */
 const SETUP_TIMEOUT_MS = 10_000;
 const RECONNECT_MAX_MS = 15_000;
+/** EVENTS_AMQP_REPLY_QUEUES' default: RabbitMQ's direct reply-to, and queues the broker named (a caller's exclusive queue). */
+export const DEFAULT_REPLY_QUEUES: readonly string[] = ['amq.rabbitmq.reply-to', 'amq.gen-'];
 
 /** The answer for one request body; anything malformed is simply not an active token. */
 export async function answerIntrospection(deps: Deps, content: Buffer): Promise<IntrospectionResponse> {
@@ -38,13 +43,15 @@ export class IntrospectionResponder {
   readonly #queue: string;
   readonly #logger: AmqpLogger;
   readonly #conn: AmqpConnection;
+  readonly #replyQueues: readonly string[];
   #stopped = false;
   #timer: NodeJS.Timeout | undefined;
   #delay = RECONNECT_MIN_MS;
   #channel: Channel | undefined;
 
-  constructor(deps: Deps, url: string, queue: string, logger: AmqpLogger) {
+  constructor(deps: Deps, url: string, queue: string, logger: AmqpLogger, replyQueues: readonly string[] = DEFAULT_REPLY_QUEUES) {
     this.#deps = deps;
+    this.#replyQueues = replyQueues;
     this.#queue = queue;
     this.#logger = logger;
     this.#conn = new AmqpConnection(url, logger, 'introspection');
@@ -110,6 +117,10 @@ export class IntrospectionResponder {
     try {
       if (!replyTo) {
         this.#logger.warn('AMQP introspection: request without reply_to dropped');
+        return;
+      }
+      if (!this.#replyQueues.some((prefix) => replyTo.startsWith(prefix))) {
+        this.#logger.warn({ replyTo: replyTo.slice(0, 255) }, 'AMQP introspection: reply_to is not a reply queue (EVENTS_AMQP_REPLY_QUEUES); request dropped');
         return;
       }
       const answer = await answerIntrospection(this.#deps, msg.content);
