@@ -13,7 +13,7 @@ import * as deliveries from '../db/repositories/events/deliveries.ts';
 import type { ClaimedDelivery } from '../db/repositories/events/deliveries.ts';
 import { claimRun, markRunDelivered, releaseRun } from '../db/repositories/events/delivery-runs.ts';
 import * as endpoints from '../db/repositories/events/endpoints.ts';
-import { secretsInGrace } from '../services/events/endpoints.ts';
+import { finishEndpointDeletions, secretsInGrace } from '../services/events/endpoints.ts';
 import { eventBody } from '../services/events/publish.ts';
 import { sendWebhook, signersFor, urlForLogs, type WebhookResult, type WebhookSigner } from '../webhooks/send.ts';
 import { backoffSeconds, describeError, type OutboxLane, type OutboxWorkerLogger } from './outbox-worker.ts';
@@ -204,6 +204,8 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
         lastPrune = now.getTime();
         const pruned = await deliveries.pruneEvents(db, new Date(now.getTime() - EVENT_RETENTION_SECONDS * 1000));
         if (pruned) logger.info({ pruned }, 'old events pruned');
+        const removed = await finishEndpointDeletions(db);
+        if (removed) logger.info({ removed }, 'removal of deleted webhook endpoints finished');
       }
       // The clock read again: a long prune must not leave the heads a lease that has already ended
       // (another instance could then claim and send them at the same time).

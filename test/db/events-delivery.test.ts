@@ -74,7 +74,7 @@ withDatabases('webhook delivery', ({ kind, open }) => {
   }
 
   function deps(config = cfg()) {
-    return { config, db, clock, secretBox };
+    return { config, db, clock, secretBox, logger: silent };
   }
 
   async function register(url: string, events = ['*'], config = cfg()) {

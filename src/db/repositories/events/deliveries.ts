@@ -68,11 +68,13 @@ export const PENDING = 'delivered_at IS NULL AND failed_at IS NULL';
  * COMMITTED, left out (a row deleted meanwhile is skipped by the lock, not re-read), instead of
  * being read from the snapshot and failing the foreign key check, which rolled back the change (a
  * sign-up answered 500). MATERIALIZED: the rows are locked once, and both INSERTs read the same locked set.
+ * An endpoint marked deleted is left out (a mark that commits while this change is in flight does not
+ * make it wait: the delivery it queued goes with the endpoint).
  */
 export async function insertEvent(tx: Queryable, e: NewEvent): Promise<number> {
   const r = await tx.query(
     `WITH targets AS MATERIALIZED (
-       SELECT w.id FROM webhook_endpoints w WHERE $2::text = ANY (w.event_types) OR '*' = ANY (w.event_types)
+       SELECT w.id FROM webhook_endpoints w WHERE ($2::text = ANY (w.event_types) OR '*' = ANY (w.event_types)) AND w.deleted_at IS NULL
           FOR KEY SHARE
      ), ev AS (
        INSERT INTO events (id, type, occurred_at, data)
@@ -115,7 +117,7 @@ export async function claimHeads(db: Queryable, channel: 'webhook' | 'amqp', now
   // a target's whole queue per head: 300 ms per batch at 3,000 pending deliveries.
   const r = await db.query<ClaimedDelivery>(
     `WITH targets AS (
-       SELECT w.id::text AS target FROM webhook_endpoints w WHERE NOT $4::boolean AND NOT (w.id::text = ANY ($5::text[]))
+       SELECT w.id::text AS target FROM webhook_endpoints w WHERE NOT $4::boolean AND w.deleted_at IS NULL AND NOT (w.id::text = ANY ($5::text[]))
        UNION ALL
        SELECT '${AMQP_TARGET}' WHERE $4::boolean
      ), heads AS (

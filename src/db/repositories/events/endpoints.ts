@@ -16,6 +16,7 @@ export interface EndpointRow {
   created_at: Date;
   failing_since: Date | null;
   marked_failing_at: Date | null;
+  deleted_at: Date | null;
 }
 
 /** An endpoint to store. */
@@ -37,26 +38,53 @@ export async function insertEndpoint(db: Queryable, e: NewEndpoint): Promise<End
   return r.rows[0]!;
 }
 
-/** Every endpoint, oldest first. */
+/** Every endpoint not being deleted, oldest first. */
 export async function listEndpoints(db: Queryable): Promise<EndpointRow[]> {
-  const r = await db.query<EndpointRow>(`SELECT * FROM webhook_endpoints ORDER BY created_at, id`);
+  const r = await db.query<EndpointRow>(`SELECT * FROM webhook_endpoints WHERE deleted_at IS NULL ORDER BY created_at, id`);
   return r.rows;
 }
 
+/** The endpoint, unless it is being deleted. */
 export async function findEndpoint(db: Queryable, id: string): Promise<EndpointRow | undefined> {
-  const r = await db.query<EndpointRow>(`SELECT * FROM webhook_endpoints WHERE id = $1`, [id]);
+  const r = await db.query<EndpointRow>(`SELECT * FROM webhook_endpoints WHERE id = $1 AND deleted_at IS NULL`, [id]);
   return r.rows[0];
 }
 
-/** Deletes an endpoint and (by cascade) its deliveries; false when there was none. */
-export async function deleteEndpoint(db: Queryable, id: string): Promise<boolean> {
-  const r = await db.query(`DELETE FROM webhook_endpoints WHERE id = $1`, [id]);
+/**
+ * Marks an endpoint deleted: from its commit on it gets no new deliveries, is not served, and is gone
+ * from the API. An UPDATE of a non-key column: its row lock does not conflict with the FOR KEY SHARE
+ * of changes announcing events, so they do not wait for it. False when there was none.
+ */
+export async function markEndpointDeleted(tx: Queryable, id: string, now: Date): Promise<boolean> {
+  const r = await tx.query(`UPDATE webhook_endpoints SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL`, [id, now]);
   return r.rowCount === 1;
 }
 
-/** The endpoint, locked until the transaction ends (a rotation reads the secrets it replaces). */
+/** Endpoints marked deleted whose removal has not finished (an instance stopped during it). */
+export async function listDeletedEndpoints(db: Queryable): Promise<string[]> {
+  const r = await db.query<{ id: string }>(`SELECT id FROM webhook_endpoints WHERE deleted_at IS NOT NULL`);
+  return r.rows.map((row) => row.id);
+}
+
+/** Removes up to `limit` deliveries of an endpoint marked deleted (a statement of its own: no lock held across batches); returns how many. */
+export async function purgeDeletedEndpointDeliveries(db: Queryable, id: string, limit: number): Promise<number> {
+  const r = await db.query(
+    `DELETE FROM event_deliveries WHERE ctid = ANY (ARRAY(
+       SELECT d.ctid FROM event_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id
+        WHERE d.endpoint_id = $1 AND w.deleted_at IS NOT NULL LIMIT $2))`,
+    [id, limit],
+  );
+  return r.rowCount;
+}
+
+/** Removes an endpoint marked deleted, with what is left of its deliveries (by cascade: by now at most a few). */
+export async function removeDeletedEndpoint(db: Queryable, id: string): Promise<void> {
+  await db.query(`DELETE FROM webhook_endpoints WHERE id = $1 AND deleted_at IS NOT NULL`, [id]);
+}
+
+/** The endpoint, locked until the transaction ends (a rotation reads the secrets it replaces); not one being deleted. */
 export async function lockEndpoint(tx: Queryable, id: string): Promise<EndpointRow | undefined> {
-  const r = await tx.query<EndpointRow>(`SELECT * FROM webhook_endpoints WHERE id = $1 FOR UPDATE`, [id]);
+  const r = await tx.query<EndpointRow>(`SELECT * FROM webhook_endpoints WHERE id = $1 AND deleted_at IS NULL FOR UPDATE`, [id]);
   return r.rows[0];
 }
 

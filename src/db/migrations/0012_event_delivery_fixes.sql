@@ -8,3 +8,10 @@ ALTER TABLE event_deliveries ADD COLUMN retry_asked boolean NOT NULL DEFAULT fal
 -- endpoint never has two attempts in flight, even when an admin's retry makes an older event its head
 -- while another instance is serving it. Leases are cleared when an attempt is recorded.
 CREATE INDEX event_deliveries_leased_idx ON event_deliveries (target) WHERE locked_until IS NOT NULL AND delivered_at IS NULL AND failed_at IS NULL;
+
+-- Deleting an endpoint: it is marked deleted first (an UPDATE, whose row lock does not conflict with
+-- the FOR KEY SHARE of the changes announcing events), so it gets no new deliveries and is no longer
+-- served; its backlog is then removed in batches, and the row last. A DELETE cascading over a large
+-- backlog in one transaction held the row's lock meanwhile, and every login announcing an event to
+-- it waited.
+ALTER TABLE webhook_endpoints ADD COLUMN deleted_at timestamptz;

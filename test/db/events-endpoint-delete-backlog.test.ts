@@ -1,0 +1,101 @@
+/**
+ * Deleting a webhook endpoint with a backlog: logins announcing events do not wait for the removal of
+ * its deliveries (marked deleted first, removed in batches, the row last), it gets and sends nothing
+ * from the mark on, and a removal cut short is finished by the webhook worker.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import pg from 'pg';
+import pino from 'pino';
+import { webhookLane } from '../../src/jobs/event-delivery.ts';
+import { ADMIN_ENV, adminCall } from '../helpers/admin.ts';
+import { buildTestApp, createTestClock, PASSWORD, uniqueName, type TestApp } from '../helpers/app.ts';
+import { untilWaitingForLocks } from '../helpers/holds.ts';
+import { withDatabases } from '../helpers/pg-database.ts';
+
+const HOOKS = '/api/v1/admin/webhooks';
+
+async function signUp(ta: TestApp) {
+  const username = uniqueName();
+  return ta.app.inject({ method: 'POST', url: '/api/v1/user', payload: { username, email: `${username}@example.com`, password1: PASSWORD, password2: PASSWORD } });
+}
+
+/** `n` queued deliveries for the endpoint (events of its own, as a receiver down for days leaves). */
+async function backlog(ta: TestApp, endpointId: string, n: number): Promise<void> {
+  await ta.deps.db.query(
+    `WITH ev AS (
+       INSERT INTO events (id, type, occurred_at, data)
+       SELECT gen_random_uuid(), 'login.succeeded', now(), '{}'::jsonb FROM generate_series(1, $2) RETURNING id, seq
+     )
+     INSERT INTO event_deliveries (event_id, target, endpoint_id, seq, created_at, age_from, next_attempt_at)
+     SELECT ev.id, $1::text, $1::uuid, ev.seq, now(), now(), now() + interval '1 hour' FROM ev`,
+    [endpointId, n],
+  );
+}
+
+withDatabases('deleting a webhook endpoint with a backlog', ({ kind, open }) => {
+  test('the endpoint and every delivery of it are removed; other endpoints keep theirs; a later event skips it', async (t) => {
+    const d = await open();
+    const ta = await buildTestApp(t, d.db, { env: ADMIN_ENV, clock: createTestClock(new Date()) });
+    const gone = (await adminCall(ta, 'POST', HOOKS, { url: 'https://hooks.example.com/gone', events: ['*'] })).json<{ id: string }>();
+    const kept = (await adminCall(ta, 'POST', HOOKS, { url: 'https://hooks.example.com/kept', events: ['*'] })).json<{ id: string }>();
+    await backlog(ta, gone.id, 12_000);
+    await backlog(ta, kept.id, 10);
+    assert.equal((await adminCall(ta, 'DELETE', `${HOOKS}/${gone.id}`)).statusCode, 204);
+    const count = async (id: string) => (await d.db.query<{ n: number }>('SELECT count(*)::int AS n FROM event_deliveries WHERE endpoint_id = $1', [id])).rows[0]!.n;
+    assert.equal(await count(gone.id), 0);
+    assert.equal(await count(kept.id), 10);
+    assert.equal((await d.db.query('SELECT 1 FROM webhook_endpoints WHERE id = $1', [gone.id])).rows.length, 0);
+    assert.equal((await signUp(ta)).statusCode, 201);
+    assert.equal(await count(kept.id), 11);
+    assert.equal((await adminCall(ta, 'DELETE', `${HOOKS}/${gone.id}`)).statusCode, 404);
+  });
+
+  test('a deletion cut short (marked, not removed): gone from the API, no new deliveries, not served; the worker finishes it', async (t) => {
+    const d = await open();
+    const ta = await buildTestApp(t, d.db, { env: ADMIN_ENV, clock: createTestClock(new Date()) });
+    const ep = (await adminCall(ta, 'POST', HOOKS, { url: 'https://hooks.example.com/cut', events: ['*'] })).json<{ id: string }>();
+    await backlog(ta, ep.id, 3);
+    // What an instance stopped right after the deletion's commit leaves.
+    await d.db.query('UPDATE webhook_endpoints SET deleted_at = now() WHERE id = $1', [ep.id]);
+    await d.db.query("UPDATE event_deliveries SET next_attempt_at = now() - interval '1 minute' WHERE endpoint_id = $1", [ep.id]);
+    assert.deepEqual((await adminCall(ta, 'GET', HOOKS)).json(), []);
+    for (const [method, path] of [['DELETE', ''], ['POST', '/rotate-secret'], ['GET', '/deliveries'], ['POST', '/retry']] as const) {
+      assert.equal((await adminCall(ta, method, `${HOOKS}/${ep.id}${path}`)).statusCode, 404, `${method} ${path}`);
+    }
+    assert.equal((await signUp(ta)).statusCode, 201);
+    const lane = webhookLane({ db: d.db, clock: ta.deps.clock, logger: pino({ level: 'silent' }), secretBox: ta.deps.secretBox, config: ta.deps.config });
+    // Its due deliveries are not claimed (nothing is sent to a deleted endpoint), and the removal is finished.
+    assert.deepEqual(await lane.runBatch(), { claimed: 0, sent: 0, more: false });
+    assert.equal((await d.db.query('SELECT 1 FROM event_deliveries WHERE endpoint_id = $1', [ep.id])).rows.length, 0);
+    assert.equal((await d.db.query('SELECT 1 FROM webhook_endpoints WHERE id = $1', [ep.id])).rows.length, 0);
+  });
+
+  if (kind === 'postgres') {
+    test('logins announcing events to the endpoint do not wait while its backlog is being removed', async (t) => {
+      const d = await open();
+      const ta = await buildTestApp(t, d.db, { env: ADMIN_ENV, clock: createTestClock(new Date()) });
+      const ep = (await adminCall(ta, 'POST', HOOKS, { url: 'https://hooks.example.com/slow-delete', events: ['*'] })).json<{ id: string }>();
+      await backlog(ta, ep.id, 50);
+      const [other, monitor] = [new pg.Client({ connectionString: d.url }), new pg.Client({ connectionString: d.url })];
+      await Promise.all([other.connect(), monitor.connect()]);
+      t.after(() => Promise.all([other.end(), monitor.end()]));
+      // One of its deliveries is held (as a worker's claim or a slow disk would): the removal stops there.
+      await other.query('BEGIN');
+      await other.query('SELECT 1 FROM event_deliveries WHERE endpoint_id = $1 ORDER BY seq DESC LIMIT 1 FOR UPDATE', [ep.id]);
+      const deletion = adminCall(ta, 'DELETE', `${HOOKS}/${ep.id}`);
+      await untilWaitingForLocks(monitor, 1, 'the removal');
+      // Dozens of sign-ups, each announcing user.created, while the removal waits: none waits with it.
+      const signups = Promise.all(Array.from({ length: 24 }, () => signUp(ta)));
+      const outcome = await Promise.race([
+        signups.then((rs) => ({ done: true as const, codes: rs.map((r) => r.statusCode) })),
+        untilWaitingForLocks(monitor, 2, 'a sign-up').then(() => ({ done: false as const, codes: [] })),
+      ]);
+      assert.equal(outcome.done, true, 'a sign-up waited for the endpoint\'s removal');
+      assert.deepEqual(outcome.codes, Array(24).fill(201));
+      await other.query('COMMIT');
+      assert.equal((await deletion).statusCode, 204);
+      assert.equal((await d.db.query('SELECT 1 FROM event_deliveries WHERE endpoint_id = $1', [ep.id])).rows.length, 0);
+    });
+  }
+});
