@@ -19,26 +19,47 @@
 import type { Deps } from '../deps.ts';
 import type { Queryable } from '../db/database.ts';
 import { isAppError } from '../errors.ts';
+import { normalizeIp } from '../security/ip-key.ts';
 
 /** How far back a successful login from an address makes its requests the owner's. */
 export const OWNER_MEMORY_DAYS = 90;
 
+/** Of an IPv6 owner's recent logins, how many are compared by their /64 (the newest). */
+const RECENT_NETWORKS = 200;
+
 /** The in-request quotas of a mail request from `ip` for `address`; throws 429 when over. */
 export async function consumeRequesterQuota(deps: Deps, ip: string, address: string): Promise<void> {
   await deps.limiter.consume('mail:ip', ip);
-  await deps.limiter.consume('mail:pair', `${ip}|${address.trim().toLowerCase()}`);
+  // The requester as the IP limits count it (an IPv6 /64): one host holds a whole /64, and counting
+  // its full addresses would give it a fresh pair budget per address.
+  await deps.limiter.consume('mail:pair', `${normalizeIp(ip)}|${address.trim().toLowerCase()}`);
 }
 
-/** True when the user has logged in or signed up from `ip` within OWNER_MEMORY_DAYS (see the module comment). */
+/**
+ * True when the user has logged in or signed up from `ip` within OWNER_MEMORY_DAYS (see the module
+ * comment). IPv6 addresses match by their /64, as the IP limits count them: privacy addresses
+ * (RFC 8981) change daily inside the owner's /64, so an exact match missed most IPv6 owners.
+ */
 export async function isOwnerAddress(db: Queryable, userId: string, ip: string, now: Date): Promise<boolean> {
-  const r = await db.query(
+  const since = [now, OWNER_MEMORY_DAYS];
+  const exact = await db.query(
     `SELECT 1 FROM sessions WHERE user_id = $1 AND ip = $2 AND created_at > $3::timestamptz - make_interval(days => $4)
      UNION ALL
      SELECT 1 FROM users WHERE id = $1 AND signup_ip = $2 AND created_at > $3::timestamptz - make_interval(days => $4)
      LIMIT 1`,
-    [userId, ip, now, OWNER_MEMORY_DAYS],
+    [userId, ip, ...since],
   );
-  return r.rows.length > 0;
+  if (exact.rows.length > 0) return true;
+  const network = normalizeIp(ip);
+  if (!network.endsWith('::/64')) return false;
+  // Bounded: the newest logins' addresses (an account logging in every minute has 100,000s of sessions).
+  const recent = await db.query<{ ip: string | null }>(
+    `(SELECT ip FROM sessions WHERE user_id = $1 AND created_at > $2::timestamptz - make_interval(days => $3) ORDER BY created_at DESC LIMIT $4)
+     UNION
+     SELECT signup_ip FROM users WHERE id = $1 AND created_at > $2::timestamptz - make_interval(days => $3)`,
+    [userId, ...since, RECENT_NETWORKS],
+  );
+  return recent.rows.some((r) => r.ip !== null && normalizeIp(r.ip) === network);
 }
 
 /**
