@@ -15,3 +15,9 @@ CREATE INDEX event_deliveries_leased_idx ON event_deliveries (target) WHERE lock
 -- backlog in one transaction held the row's lock meanwhile, and every login announcing an event to
 -- it waited.
 ALTER TABLE webhook_endpoints ADD COLUMN deleted_at timestamptz;
+
+-- WebAuthn challenges by user (the per-user cap on registration challenges trims them on every
+-- registration-options request) and by MFA challenge (the foreign keys' ON DELETE CASCADE looks
+-- them up for every deleted user or MFA challenge): without these, each of those scanned the table.
+CREATE INDEX webauthn_challenges_user_idx ON webauthn_challenges (user_id) WHERE user_id IS NOT NULL;
+CREATE INDEX webauthn_challenges_mfa_challenge_idx ON webauthn_challenges (mfa_challenge_id) WHERE mfa_challenge_id IS NOT NULL;
