@@ -13,6 +13,7 @@ import {
   consumePayload, deleteByGrantId, deletePayload, findPayload, findPayloadBy, upsertPayload, type OidcPayloadRow,
 } from '../db/repositories/oidc/payloads.ts';
 import { findLinkState } from '../db/repositories/oidc/links.ts';
+import { storedModelId } from '../services/oidc/stored-id.ts';
 import { findRegisteredClient } from './clients-store.ts';
 
 /** A payload as the table holds it. */
@@ -23,7 +24,7 @@ const SESSION_BOUND = new Set(['AuthorizationCode', 'AccessToken', 'RefreshToken
 
 /** Builds the adapter class the provider instantiates once per model name. */
 export function createAdapterClass(deps: Deps) {
-  const digest = (id: string): string => deps.tokenHasher.hash('oidc-id', id);
+  const digest = (id: string): string => storedModelId(deps, id);
 
   /** True when the Twofold session behind `sessionUid` is still live. */
   async function sessionLive(sessionUid: string): Promise<boolean> {

@@ -13,7 +13,7 @@ import { ACCESS_COOKIE } from '../http/cookies.ts';
 import { assertNotCrossSite, clientInfo } from '../http/plugins/auth.ts';
 import { findUserById } from '../db/repositories/users.ts';
 import { decideLogin, type LoginRequest } from '../services/oidc/interaction-login.ts';
-import { consentCovers, rememberConsent } from '../services/oidc/consent.ts';
+import { consentCovers, decideConsentInteraction } from '../services/oidc/consent.ts';
 import { consentPage, oidcErrorPage } from '../web/pages/oidc.ts';
 import { acrValuesRequireAal2, formActionSource, pageCsp } from './page-policy.ts';
 
@@ -88,6 +88,15 @@ export async function interactionRoutes(app: FastifyInstance, { deps, engine }: 
     await reply.code(303).header('Cache-Control', 'no-store').redirect(redirectTo, 303);
   }
 
+  /**
+   * The answer to a submission of a consent interaction another one already decided: on to the
+   * engine's resume, as the deciding one was sent, with nothing saved. A browser shows the answer to
+   * the last of a double-clicked form's posts, which is rarely the one that decided.
+   */
+  async function decided(reply: FastifyReply, d: Details): Promise<void> {
+    await reply.code(303).header('Cache-Control', 'no-store').redirect(d.returnTo, 303);
+  }
+
   async function redirectOrigins(provider: Provider, clientId: unknown): Promise<string[]> {
     const client = typeof clientId === 'string' ? await provider.Client.find(clientId) : undefined;
     return (client?.redirectUris ?? []).map(formActionSource);
@@ -137,7 +146,11 @@ export async function interactionRoutes(app: FastifyInstance, { deps, engine }: 
       const reasons = d.prompt.reasons as string[];
       const explicit = reasons.includes('consent_prompt') || reasons.includes('native_client_prompt');
       const remembered = (client as unknown as { skip_consent?: boolean }).skip_consent === true || (!explicit && await consentCovers(deps, accountId, clientId, scopes));
-      if (remembered) return finish(provider, request, reply, { consent: { grantId: await grantScopes(provider, d, accountId, clientId) } }, true);
+      if (remembered) {
+        // Once per interaction: the page loaded many times at once would save a grant per load.
+        if (!(await decideConsentInteraction(deps, d.uid))) return decided(reply, d);
+        return finish(provider, request, reply, { consent: { grantId: await grantScopes(provider, d, accountId, clientId) } }, true);
+      }
       const user = await findUserById(deps.db, accountId);
       const host = new URL(client.redirectUris?.[0] ?? config.publicUrl).host;
       return page(reply, 200, consentPage({
@@ -157,8 +170,10 @@ export async function interactionRoutes(app: FastifyInstance, { deps, engine }: 
     const accountId = d.session?.accountId;
     if (d.prompt.name !== 'consent' || !accountId) return page(reply, 400, oidcErrorPage(config.productName, 'invalid_request', 'Nothing to consent to.'));
     const clientId = String(d.params.client_id);
+    // The interaction is decided once: concurrent posts of the form each passed the reads above, and
+    // would each have saved a grant and an audit entry. The consent and its entry commit with the claim.
+    if (!(await decideConsentInteraction(deps, d.uid, { userId: accountId, clientId, scopes: requestedScopes(d), client: clientInfo(request) }))) return decided(reply, d);
     const grantId = await grantScopes(provider, d, accountId, clientId);
-    await rememberConsent(deps, accountId, clientId, requestedScopes(d), clientInfo(request));
     return finish(provider, request, reply, { consent: { grantId } }, true);
   });
 
@@ -167,6 +182,9 @@ export async function interactionRoutes(app: FastifyInstance, { deps, engine }: 
     const provider = await engine();
     const d = await details(provider, request, reply);
     if (!d) return reply;
+    // A refusal is that one decision too: posted beside an "allow" it must not overturn a consent
+    // already recorded (the application would get access_denied while the consent stays remembered).
+    if (d.prompt.name === 'consent' && !(await decideConsentInteraction(deps, d.uid))) return decided(reply, d);
     return finish(provider, request, reply, { error: 'access_denied', error_description: 'The user denied the request.' });
   });
 }

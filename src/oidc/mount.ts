@@ -10,6 +10,7 @@ import type { Deps } from '../deps.ts';
 import { ACCESS_COOKIE, BROWSER_SESSION_COOKIE, browserSessionId, clearedCookieHeaders } from '../http/cookies.ts';
 import { routePath } from '../http/no-store.ts';
 import { linkProviderSession } from '../services/oidc/interaction-login.ts';
+import { assertFileClientsUnregistered } from '../services/oidc/clients.ts';
 import { endLinkedSession } from '../services/oidc/logout.ts';
 import { koaClientInfo } from './client-info.ts';
 import { loadClientsFile } from './clients-file.ts';
@@ -78,6 +79,9 @@ function browserSessionOf(deps: Deps, ctx: KoaContextWithOIDC): string | undefin
 export async function installOidc(app: FastifyInstance, deps: Deps): Promise<void> {
   // The clients file is read and checked at start-up: a mistake in it stops the start, not a first request.
   const fileClients = loadClientsFile(deps.config.oidc.clientsFile);
+  // And an entry whose id an admin-API client holds stops it too: the file's client would take over
+  // that client's consents, grants and tokens (services/oidc/clients.ts says why refused, not dropped).
+  await assertFileClientsUnregistered(deps, fileClients);
   const engine = new LazyEngine(async () => {
     const { createProvider } = await import('./provider.ts');
     const { provider, signingKey } = await createProvider(deps, fileClients);

@@ -28,14 +28,21 @@ export interface OidcServer extends TestApp {
   base: string;
 }
 
-/** Builds the app with `clients` in an OIDC_CLIENTS_FILE and listens on a free loopback port. */
-export async function startOidcServer(t: TestContext, suite: AppSuite, clients: unknown[], env: Record<string, string> = {}): Promise<OidcServer> {
+/**
+ * Builds the app with `clients` in an OIDC_CLIENTS_FILE and listens on a free loopback port.
+ * `sameTokenHashKeyAs`: an earlier server on the same database whose TOKEN_HASH_KEY this one shares
+ * (test apps each get a random one), so it finds that server's codes, tokens and provider sessions and
+ * reads its browsers' provider cookies, as instances or a restart with one TOKEN_HASH_KEY do.
+ */
+export async function startOidcServer(t: TestContext, suite: AppSuite, clients: unknown[], env: Record<string, string> = {}, options: { sameTokenHashKeyAs?: TestApp } = {}): Promise<OidcServer> {
   const port = await freePort();
   const dir = await mkdtemp(join(tmpdir(), 'twofold-oidc-'));
   const file = join(dir, 'clients.json');
   await writeFile(file, JSON.stringify(clients));
   const base = `http://127.0.0.1:${port}`;
   const built = await suite.build(t, { clock: realClock(), env: { PUBLIC_URL: base, OIDC_CLIENTS_FILE: file, ...env } });
+  // Before any request: the provider derives its cookie keys from the hasher when it is first built.
+  if (options.sameTokenHashKeyAs) Object.assign(built.deps, { tokenHasher: options.sameTokenHashKeyAs.deps.tokenHasher });
   await built.app.listen({ port, host: '127.0.0.1' });
   return { ...built, base };
 }

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Deps } from '../../deps.ts';
 import { AppError, validationError } from '../../errors.ts';
-import { deleteClient, findClient, insertClient, listClients } from '../../db/repositories/oidc/clients.ts';
+import { deleteClient, findClient, insertClient, listClients, registeredClientIds } from '../../db/repositories/oidc/clients.ts';
 import { deleteForClient } from '../../db/repositories/oidc/payloads.ts';
 import { deleteConsentsOfClient } from '../../db/repositories/oidc/consents.ts';
 import { recordSecurityEvent, type AuditContext } from '../audit/record.ts';
@@ -50,6 +50,23 @@ export async function createClient(deps: Deps, ctx: AuditContext, raw: unknown, 
   });
   if (!inserted) throw validationError('client_id', 'is taken');
   return { ...view(input, 'api', now), ...(secret ? { client_secret: secret } : {}) };
+}
+
+/**
+ * Refuses (throws, one line naming the entry) a client of OIDC_CLIENTS_FILE whose id is registered
+ * through the admin API. The engine would serve the file's client under that id, and every consent,
+ * grant, refresh token and provider-session place stored for the id (the API client's users') would
+ * go to it: a different application, with other redirect URIs and secret, would be handed them. Nor
+ * are they dropped here: a collision is far likelier a mistake than a move, and a restart must not end
+ * a live application's tokens by surprise. The operator deletes the API client (audited; its grants
+ * and tokens end with it) and the file client then starts with nothing, as after any deletion.
+ */
+export async function assertFileClientsUnregistered(deps: Deps, fileClients: readonly ClientInput[]): Promise<void> {
+  const taken = new Set(await registeredClientIds(deps.db, fileClients.map((c) => c.client_id)));
+  const i = fileClients.findIndex((c) => taken.has(c.client_id));
+  if (i < 0) return;
+  const id = fileClients[i]!.client_id;
+  throw new Error(`OIDC_CLIENTS_FILE: [${i}].client_id "${id}" is taken by a client registered through the admin API, whose consents and tokens the file's client must not inherit: delete that client first (DELETE /api/v1/admin/oidc-clients/${id}, with this entry left out of the file until then) or give this entry another client_id`);
 }
 
 /** Every client: the file's first (read-only), then the registered ones, oldest first. */

@@ -2,9 +2,10 @@
 import type { Deps } from '../../deps.ts';
 import { AppError } from '../../errors.ts';
 import { deleteConsent, findConsent, listConsents, upsertConsent } from '../../db/repositories/oidc/consents.ts';
-import { deleteForAccountClient } from '../../db/repositories/oidc/payloads.ts';
+import { claimInteraction, deleteForAccountClient } from '../../db/repositories/oidc/payloads.ts';
 import { recordSecurityEvent, userContext } from '../audit/record.ts';
 import type { ClientInfo } from '../tokens.ts';
+import { storedModelId } from './stored-id.ts';
 
 /** True when `userId` already granted `clientId` every scope in `scopes`. */
 export async function consentCovers(deps: Deps, userId: string, clientId: string, scopes: readonly string[]): Promise<boolean> {
@@ -12,11 +13,31 @@ export async function consentCovers(deps: Deps, userId: string, clientId: string
   return !!row && scopes.every((s) => row.scopes.includes(s));
 }
 
-/** Remembers that `userId` granted `clientId` the `scopes` (audited as `oidc.consent_granted`). */
-export async function rememberConsent(deps: Deps, userId: string, clientId: string, scopes: readonly string[], client: ClientInfo): Promise<void> {
-  await deps.db.transaction(async (tx) => {
-    await upsertConsent(tx, userId, clientId, scopes, deps.clock());
-    await recordSecurityEvent(tx, { ...userContext(userId, client), type: 'oidc.consent_granted', userId, data: { client_id: clientId, scopes: [...scopes] }, at: deps.clock() });
+/** A consent the user gave on the consent page. */
+export interface GivenConsent {
+  userId: string;
+  clientId: string;
+  scopes: readonly string[];
+  client: ClientInfo;
+}
+
+/**
+ * Takes the one decision of consent interaction `interactionUid` (allowed, refused, or remembered);
+ * with `given`, also remembers that consent, audited as `oidc.consent_granted`, in the same transaction.
+ * False when the interaction was already decided: the form posted twice (a double click, a second tab,
+ * many at once) then saves no second grant, consent or audit entry, and a refusal cannot overturn an
+ * allowed consent whose entry is written (nor the reverse). The caller saves the grant only when true.
+ */
+export async function decideConsentInteraction(deps: Deps, interactionUid: string, given?: GivenConsent): Promise<boolean> {
+  return deps.db.transaction(async (tx) => {
+    // Real time, as the adapter's own consumption (the engine counts in real seconds).
+    if (!(await claimInteraction(tx, storedModelId(deps, interactionUid), new Date()))) return false;
+    if (given) {
+      const { userId, clientId, scopes, client } = given;
+      await upsertConsent(tx, userId, clientId, scopes, deps.clock());
+      await recordSecurityEvent(tx, { ...userContext(userId, client), type: 'oidc.consent_granted', userId, data: { client_id: clientId, scopes: [...scopes] }, at: deps.clock() });
+    }
+    return true;
   });
 }
 

@@ -29,3 +29,10 @@ export async function listClients(tx: Queryable): Promise<OidcClientRow[]> {
 export async function deleteClient(tx: Queryable, clientId: string): Promise<boolean> {
   return (await tx.query('DELETE FROM oidc_clients WHERE client_id = $1', [clientId])).rowCount > 0;
 }
+
+/** Which of `clientIds` are registered (through the admin API). */
+export async function registeredClientIds(tx: Queryable, clientIds: readonly string[]): Promise<string[]> {
+  if (clientIds.length === 0) return [];
+  const r = await tx.query<{ client_id: string }>('SELECT client_id FROM oidc_clients WHERE client_id = ANY($1::text[])', [[...clientIds]]);
+  return r.rows.map((row) => row.client_id);
+}

@@ -56,6 +56,17 @@ export async function consumePayload(tx: Queryable, kind: string, id: string, no
   return r.rowCount > 0;
 }
 
+/**
+ * Takes the decision of interaction `id` (consent given, refused or remembered): true for the one
+ * caller that takes it, false for every other, concurrent or later. The guarded UPDATE is the claim:
+ * PostgreSQL makes concurrent ones wait for the row and re-check `consumed_at IS NULL`. The engine's
+ * own saves of the interaction (its result) leave `consumed_at` alone (upsertPayload).
+ */
+export async function claimInteraction(tx: Queryable, id: string, now: Date): Promise<boolean> {
+  const r = await tx.query("UPDATE oidc_payloads SET consumed_at = $2 WHERE kind = 'Interaction' AND id = $1 AND consumed_at IS NULL", [id, now]);
+  return r.rowCount > 0;
+}
+
 /** Deletes one model; false when there was none (already deleted). */
 export async function deletePayload(tx: Queryable, kind: string, id: string): Promise<boolean> {
   return (await tx.query('DELETE FROM oidc_payloads WHERE kind = $1 AND id = $2', [kind, id])).rowCount > 0;
@@ -72,8 +83,8 @@ export async function deleteByGrantId(tx: Queryable, grantId: string): Promise<v
 
 /**
  * Deletes the grants of `accountId` (a deleted user). The session-end sweep deletes the grants its
- * sessions and tokens name; a grant none of them names (a consent form submitted twice at once saves
- * one grant per submission) would otherwise keep the deleted user's id until it expires.
+ * sessions and tokens name; a grant none of them names (one saved by a consent whose sign-in was then
+ * abandoned before its resume) would otherwise keep the deleted user's id until it expires.
  */
 export async function deleteGrantsOfAccount(tx: Queryable, accountId: string): Promise<number> {
   return (await tx.query("DELETE FROM oidc_payloads WHERE kind = 'Grant' AND account_id = $1", [accountId])).rowCount;
@@ -104,9 +115,18 @@ export async function deleteForAccountClient(tx: Queryable, accountId: string, c
   return ids;
 }
 
-/** Deletes every model of a client (the client was removed). */
+/**
+ * Deletes every model of a client (the client was removed, or a new one takes its id), and its place
+ * in provider sessions: `authorizations[clientId]` holds the sid and grant id the engine hands out
+ * again to whichever client answers to that id next (the same sid in its ID tokens and back-channel
+ * logouts, a grant id to look up).
+ */
 export async function deleteForClient(tx: Queryable, clientId: string): Promise<void> {
   await tx.query('DELETE FROM oidc_payloads WHERE client_id = $1', [clientId]);
+  await tx.query(
+    "UPDATE oidc_payloads SET payload = payload #- ARRAY['authorizations', $1::text] WHERE kind = 'Session' AND payload->'authorizations' ? $1",
+    [clientId],
+  );
 }
 
 /** Removes expired rows; returns how many. */
