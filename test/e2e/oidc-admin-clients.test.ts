@@ -98,7 +98,8 @@ describeWithApp('an OpenID client id used again after its client was removed fro
     await before.app.close();
 
     // The operator took `wiki` out of the file and restarted; later an admin registers another application as `wiki`.
-    const after = await startOidcServer(t, suite, [], { ADMIN_API_KEY: ADMIN_KEY });
+    // One TOKEN_HASH_KEY across the restart, as in production: the old refresh token still names its rows.
+    const after = await startOidcServer(t, suite, [], { ADMIN_API_KEY: ADMIN_KEY }, { sameTokenHashKeyAs: before });
     const created = await fetch(`${after.base}/api/v1/admin/oidc-clients`, { method: 'POST', headers: admin, body: JSON.stringify({ client_id: 'wiki', redirect_uris: [CALLBACK], grant_types: ['authorization_code', 'refresh_token'] }) });
     assert.equal(created.status, 201);
     const newConfig = await rp(after, 'wiki', ((await created.json()) as { client_secret: string }).client_secret);
