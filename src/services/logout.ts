@@ -3,6 +3,7 @@ import type { Deps } from '../deps.ts';
 import { AppError } from '../errors.ts';
 import { TokenError } from '../crypto/jwt.ts';
 import { revokeAllSessions, revokeSession } from '../db/repositories/sessions.ts';
+import { lockUserForUpdate } from '../db/repositories/users.ts';
 import { recordSessionsRevoked } from './audit/login-events.ts';
 import { userContext } from './audit/record.ts';
 import type { ClientInfo } from './tokens.ts';
@@ -30,9 +31,16 @@ export async function logout(deps: Deps, token: string, client: ClientInfo): Pro
   });
 }
 
-/** Revokes every session of the user; returns how many were live. */
+/**
+ * Revokes every session of the user; returns how many were live. The user's row first, as every
+ * change that revokes several sessions takes it (reset, password change, first factor, admin): a
+ * first factor confirmed from one session holds that session and then revokes the others, and
+ * logout-all locking the sessions in table order deadlocked with it on PostgreSQL (500, and the
+ * confirming session survived "log out everywhere").
+ */
 export async function logoutAll(deps: Deps, userId: string, client: ClientInfo): Promise<number> {
   return deps.db.transaction(async (tx) => {
+    await lockUserForUpdate(tx, userId);
     const revoked = await revokeAllSessions(tx, userId, 'logout_all', deps.clock());
     await recordSessionsRevoked(deps, tx, userContext(userId, client), userId, revoked, 'logout_all');
     return revoked.length;

@@ -100,3 +100,25 @@ if (process.env.DATABASE_URL) {
     assert.equal((await td.db.query('SELECT 1 FROM sessions WHERE user_id = $1 AND revoked_at IS NULL', [user.uuid])).rows.length, 0);
   });
 }
+
+if (process.env.DATABASE_URL) {
+  test('logout-all from an older session while a newer one confirms the first factor: no deadlock, every session ends [postgres]', async (t) => {
+    const { ta, td, other, monitor } = await appWithSecondConnection(t);
+    const user = await createUser(ta.app);
+    // The owner's session is the older row: logout-all used to lock it first, then wait for the
+    // confirming session, which the confirmation holds while it goes on to revoke the older one.
+    const owner = (await loginTokens(ta.app, user)).access_token;
+    const thief = (await loginTokens(ta.app, user)).access_token;
+    const enrol = await post(ta, '/api/v1/auth-totp/enroll', thief, undefined, { accept: 'application/json' });
+    await other.query('BEGIN');
+    await other.query('SELECT 1 FROM totp_factors WHERE user_id = $1 FOR UPDATE', [user.uuid]);
+    const confirm = post(ta, '/api/v1/auth-totp/confirm', thief, { security_code: totpCodeAt(enrol.json().secret, ta.clock()) });
+    await untilWaitingForLocks(monitor, 1, 'the confirmation');
+    const logout = ta.app.inject({ method: 'POST', url: '/api/v1/auth-jwt/logout-all', headers: bearer(owner) });
+    await untilWaitingForLocks(monitor, 2, 'the logout-all');
+    await other.query('COMMIT');
+    const [c, l] = await Promise.all([confirm, logout]);
+    assert.deepEqual([c.statusCode, l.statusCode], [200, 204], `${c.body} ${l.body}`);
+    assert.equal((await td.db.query('SELECT 1 FROM sessions WHERE user_id = $1 AND revoked_at IS NULL', [user.uuid])).rows.length, 0, 'the confirming session ended too');
+  });
+}
