@@ -9,8 +9,8 @@ import type { Deps } from '../deps.ts';
 import type { Queryable } from '../db/database.ts';
 import { AppError } from '../errors.ts';
 import { newId, randomToken } from '../crypto/random.ts';
-import { consumeEmailToken, insertEmailToken, voidEmailTokens, type EmailTokenPurpose } from '../db/repositories/email-tokens.ts';
-import { findUserByEmail, findUserById, markEmailVerifiedOnce, type UserRow } from '../db/repositories/users.ts';
+import { consumeEmailToken, findLiveEmailToken, insertEmailToken, voidEmailTokens, type EmailTokenPurpose } from '../db/repositories/email-tokens.ts';
+import { findUserByEmail, findUserById, lockUserForUpdate, markEmailVerifiedOnce, type UserRow } from '../db/repositories/users.ts';
 import { enqueueMail } from '../mail/outbox.ts';
 import { runDeferred } from './deferred.ts';
 import { allowMailToAccount, consumeRequesterQuota } from './mail-quota.ts';
@@ -91,6 +91,12 @@ export async function verifyEmail(deps: Deps, token: string, client: ClientInfo)
   const hash = linkTokenHash(deps, 'verify_email', token);
   const verified = await deps.db.transaction(async (tx) => {
     const now = deps.clock();
+    // The user's row before the link's, as every transaction touching a user's links takes them
+    // (reset links too): two links of one user verified at once each held its own link and then
+    // waited for the other's, which voiding the user's other links locks (a deadlock, 500).
+    const live = await findLiveEmailToken(tx, 'verify_email', hash, now);
+    if (!live) return false;
+    await lockUserForUpdate(tx, live.user_id);
     const row = await consumeEmailToken(tx, 'verify_email', hash, now);
     if (!row) return false;
     const user = await markEmailVerifiedOnce(tx, row.user_id, row.email, now, deps.config.requireEmailVerification);
