@@ -43,9 +43,17 @@ export function normalizePassword(password: string): string {
 }
 
 /** Hashes and verifies passwords; tells when a stored hash should be upgraded. */
+/** Injectable for tests: waits `ms` milliseconds. */
+export type Sleep = (ms: number) => Promise<void>;
+
+const realSleep: Sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
 export class PasswordHasher {
   readonly #params: PasswordHashParams;
+  readonly #sleep: Sleep;
   #dummy: Promise<string> | undefined;
+  /** Running estimate of one verification with the current parameters (ms of argon2 work, no queueing). */
+  #currentVerifyMs: number | undefined;
   // Each argon2id run holds memoryKib of RAM (19 MiB by default) while it runs. Running more at once
   // than there are cores gains no throughput (p=1 is single-threaded) but multiplies memory and crowds
   // RSA signing and other work off the libuv pool, so hashes queue here, one per core. (One more, to
@@ -53,8 +61,9 @@ export class PasswordHasher {
   // peak and no throughput in the bench; CHANGELOG, issue 7 item 17.)
   readonly #gate = new Gate(availableParallelism());
 
-  constructor(params: PasswordHashParams) {
+  constructor(params: PasswordHashParams, options: { sleep?: Sleep } = {}) {
     this.#params = params;
+    this.#sleep = options.sleep ?? realSleep;
   }
 
   /** An argon2id PHC string for `password`. */
@@ -80,14 +89,46 @@ export class PasswordHasher {
    */
   async check(phc: string, password: string): Promise<false | 'current' | 'legacy'> {
     const normalized = normalizePassword(password);
-    if (await this.#verify(phc, normalized)) return 'current';
-    if (normalized !== password && (await this.#verify(phc, password))) return 'legacy';
+    const outdated = this.needsRehash(phc);
+    const work = { ms: 0, runs: 0 };
+    if (await this.#verify(phc, normalized, outdated ? work : undefined)) return 'current';
+    if (normalized !== password && (await this.#verify(phc, password, outdated ? work : undefined))) return 'legacy';
+    if (outdated) await this.#padToCurrentCost(work);
     return false;
   }
 
-  async #verify(phc: string, password: string): Promise<boolean> {
+  /**
+   * A wrong password for a hash made with other (cheaper) parameters than today's takes as long as
+   * one checked at today's cost, as an unknown user's dummy check does: otherwise, after the
+   * parameters were raised (`twofold hash-calibrate`), a failed login told existing accounts (not
+   * yet rehashed: they rehash at their next successful login) from unknown names by its time. The
+   * difference is waited, not computed: the estimate of today's cost comes from the checks made with
+   * today's parameters. Hashes made with dearer parameters than today's are not shortened: their
+   * owners chose nothing, and an operator lowering the cost accepts that for a while.
+   */
+  async #padToCurrentCost(work: { ms: number; runs: number }): Promise<void> {
+    if (this.#currentVerifyMs === undefined) await this.verifyDummy('twofold-estimate-of-the-current-cost');
+    const missing = (this.#currentVerifyMs ?? 0) * work.runs - work.ms;
+    if (missing > 1) await this.#sleep(Math.round(missing));
+  }
+
+  async #verify(phc: string, password: string, outdatedWork?: { ms: number; runs: number }): Promise<boolean> {
     try {
-      return await this.#gate.run(() => verify(phc, password));
+      return await this.#gate.run(async () => {
+        const started = performance.now();
+        try {
+          return await verify(phc, password);
+        } finally {
+          const ms = performance.now() - started;
+          if (outdatedWork) {
+            outdatedWork.ms += ms;
+            outdatedWork.runs += 1;
+          } else if (!this.needsRehash(phc)) {
+            // Smoothed: one run on a busy machine must not set the floor alone.
+            this.#currentVerifyMs = this.#currentVerifyMs === undefined ? ms : this.#currentVerifyMs * 0.9 + ms * 0.1;
+          }
+        }
+      });
     } catch {
       return false;
     }
