@@ -18,7 +18,7 @@ import { clearSignupMfa, findUserById, type UserRow } from '../db/repositories/u
 import { enqueueMail } from '../mail/outbox.ts';
 import { requireAal2, type AuthContext } from './authenticate.ts';
 import { issueBackupCodesIfNone } from './backup-codes.ts';
-import { assertMethodOffered, callerUser, dropBackupCodesIfNoFactorLeft, endOtherSessionsAtFirstFactor, lockFactorChanges, lockFactorChangesOfSession, otherFactors, requireAal2IfProtected } from './factor-changes.ts';
+import { assertMethodOffered, callerUser, dropBackupCodesIfNoFactorLeft, endOtherSessionsAtFirstFactor, lockFactorChanges, lockFactorChangesOfSession, otherFactors, requireBindingProof } from './factor-changes.ts';
 import { verifyMfaToken } from './login.ts';
 import { checkEmailCode, emailCodeHash, hasActiveFactor, loadFactorState, spendEmailCode } from './second-factors.ts';
 import { accountNames } from './password-check.ts';
@@ -80,7 +80,7 @@ export async function startEmailOtpEnable(deps: Deps, auth: AuthContext): Promis
     // The contract gives this code 422 here (403 is its status at login).
     throw new AppError('email_not_verified', { status: 422, detail: 'Verify your e-mail address first.' });
   }
-  requireAal2IfProtected(auth, otherFactors(await loadFactorState(deps, user.id), 'email'));
+  await requireBindingProof(deps, auth, otherFactors(await loadFactorState(deps, user.id), 'email'));
   await consumeSendQuota(deps, user.id, 'enable');
   return deps.db.transaction(async (tx) => {
     await insertPendingEmailOtpFactor(tx, user.id, deps.clock());
@@ -96,7 +96,7 @@ export async function confirmEmailOtp(deps: Deps, auth: AuthContext, code: strin
   assertMethodOffered(deps, 'email');
   const user = await callerUser(deps, auth);
   if (await isEmailOtpEnabled(deps.db, user.id)) throw new AppError('email_otp_already_enabled', { detail: 'E-mailed codes are already turned on.' });
-  requireAal2IfProtected(auth, otherFactors(await loadFactorState(deps, user.id), 'email'));
+  await requireBindingProof(deps, auth, otherFactors(await loadFactorState(deps, user.id), 'email'));
   const wrongCode = (): AppError => new AppError('invalid_security_code', { detail: 'The code is not valid, has expired or was tried too often; ask for a new one.' });
   // The attempt is taken (and committed) before the code is compared, outside any transaction: of
   // simultaneous guesses at most EMAIL_OTP_MAX_ATTEMPTS are compared, as at login.
@@ -105,9 +105,9 @@ export async function confirmEmailOtp(deps: Deps, auth: AuthContext, code: strin
   return deps.db.transaction(async (tx) => {
     // The rule once more under the lock of factor changes: a factor confirmed since the read above
     // (TOTP, a passkey) takes the same lock, so it is seen here or sees this one.
-    await lockFactorChangesOfSession(deps, tx, auth);
+    const { loginAt } = await lockFactorChangesOfSession(deps, tx, auth);
     const current = await loadFactorState(deps, user.id, tx);
-    requireAal2IfProtected(auth, otherFactors(current, 'email'));
+    await requireBindingProof(deps, auth, otherFactors(current, 'email'), loginAt);
     if (!(await spendEmailCode(tx, user.id, ENABLE_PURPOSE, digest))) throw wrongCode();
     if (!(await enableEmailOtpFactor(tx, user.id, deps.clock()))) {
       throw new AppError('email_otp_already_enabled', { detail: 'E-mailed codes were turned on meanwhile.' });
@@ -179,7 +179,7 @@ export async function enableEmailOtpAfterVerification(deps: Deps, tx: Queryable,
   // unverified and verified again later (by an admin) must not bring back a factor the user turned off.
   await clearSignupMfa(tx, user.id);
   if (!deps.config.mfaMethods.includes('email')) return false;
-  // Adding a factor next to an active one needs an aal2 session (requireAal2IfProtected); a
+  // Adding a factor next to an active one needs an aal2 session (requireBindingProof); a
   // verification link, which anyone can have re-sent, is none. Otherwise the password plus the
   // mailbox would get past the user's TOTP. Counted as hasActiveFactor does: stored, offered or not.
   // The sign-up choice is then left unused: the user can turn e-mailed codes on at aal2 themselves.

@@ -11,7 +11,7 @@ import { isEmailOtpEnabled } from '../db/repositories/email-otps.ts';
 import { findTotpFactor } from '../db/repositories/totp-factors.ts';
 import { countPasskeys } from '../db/repositories/passkeys/credentials.ts';
 import { findUserById, type UserRow } from '../db/repositories/users.ts';
-import { lockLiveSessionUser, revokeAllSessions } from '../db/repositories/sessions.ts';
+import { findSession, lockLiveSessionUser, revokeAllSessions } from '../db/repositories/sessions.ts';
 import { assertLiveSession, requireAal2, type AuthContext } from './authenticate.ts';
 import { recordSessionsRevoked } from './audit/login-events.ts';
 import type { AuditContext } from './audit/record.ts';
@@ -31,15 +31,31 @@ export function assertMethodOffered(deps: Deps, method: MfaMethod): void {
   }
 }
 
+/** How soon after the login that opened the session the account's first factor may be bound from it. */
+export const FIRST_FACTOR_LOGIN_MAX_AGE_SECONDS = 600;
+
 /**
- * Adding or replacing a factor while another one is active needs an aal2 session (NIST SP 800-63B
- * §6.1.2.1: binding a new authenticator needs the strongest authentication already available).
- * Otherwise a password alone — an old aal1 session — could add a weaker factor and then log in
- * through it, around the authenticator the user set up. `others` is the state with the factor being
- * changed left out, as stored (a factor MFA_METHODS no longer offers still counts).
+ * Who may bind an authenticator. Adding or replacing a factor while another one is active needs an
+ * aal2 session (NIST SP 800-63B §6.1.2.1: binding a new authenticator needs the strongest
+ * authentication already available). Otherwise a password alone — an old aal1 session — could add a
+ * weaker factor and then log in through it, around the authenticator the user set up. `others` is
+ * the state with the factor being changed left out, as stored (a factor MFA_METHODS no longer offers
+ * still counts).
+ *
+ * The account's first factor needs a session whose login is recent (FIRST_FACTOR_LOGIN_MAX_AGE_SECONDS):
+ * binding it ends every other session and a password reset keeps it, so a stolen session (a copied
+ * cookie, a computer left signed in) that could bind its own TOTP would lock the owner out for good,
+ * even after a reset. `loginAt` is the session's start when the caller has it (read under the lock).
  */
-export function requireAal2IfProtected(auth: AuthContext, others: { totp: boolean; email: boolean; passkey: boolean }): void {
-  if (others.totp || others.email || others.passkey) requireAal2(auth);
+export async function requireBindingProof(deps: Pick<Deps, 'db' | 'clock'>, auth: AuthContext, others: { totp: boolean; email: boolean; passkey: boolean }, loginAt?: Date): Promise<void> {
+  if (others.totp || others.email || others.passkey) return requireAal2(auth);
+  // A session that is gone is refused by the live-session checks, not here.
+  const since = loginAt ?? (await findSession(deps.db, auth.sessionId))?.created_at;
+  if (since && deps.clock().getTime() - since.getTime() > FIRST_FACTOR_LOGIN_MAX_AGE_SECONDS * 1000) {
+    throw new AppError('step_up_required', {
+      detail: `Turning on a second factor needs a recent login: log in again with your password, then turn it on within ${FIRST_FACTOR_LOGIN_MAX_AGE_SECONDS / 60} minutes.`,
+    });
+  }
 }
 
 /** The factors other than `changing` that a login enforces now. */
@@ -64,9 +80,11 @@ export async function lockFactorChanges(tx: Queryable, userId: string): Promise<
  * request ran ends it, and one committing after the check waits for this change to commit first. Otherwise a thief's session could bind its own authenticator (or drop a factor) in the
  * instant after the owner's reset: the owner, with the new password, would then meet the thief's TOTP.
  */
-export async function lockFactorChangesOfSession(deps: Pick<Deps, 'clock'>, tx: Queryable, auth: AuthContext): Promise<void> {
+export async function lockFactorChangesOfSession(deps: Pick<Deps, 'clock'>, tx: Queryable, auth: AuthContext): Promise<{ loginAt: Date }> {
   await lockBackupCodes(tx, auth.userId);
-  assertLiveSession(auth, await lockLiveSessionUser(tx, auth.sessionId, deps.clock()));
+  const live = await lockLiveSessionUser(tx, auth.sessionId, deps.clock());
+  assertLiveSession(auth, live);
+  return { loginAt: live.created_at };
 }
 
 /**

@@ -48,7 +48,7 @@ export function hasActiveFactor(state: FactorState): boolean {
   return state.totpStored || state.emailStored || state.passkeys > 0;
 }
 
-/** The stored factors, as requireAal2IfProtected takes them. */
+/** The stored factors, as requireBindingProof takes them. */
 export function storedFactors(state: FactorState): { totp: boolean; email: boolean; passkey: boolean } {
   return { totp: state.totpStored, email: state.emailStored, passkey: state.passkeys > 0 };
 }

@@ -12,7 +12,7 @@ import { lockUserIfPasswordUnchanged } from '../db/repositories/users.ts';
 import { enqueueMail } from '../mail/outbox.ts';
 import { assertLiveSession, requireAal2, type AuthContext } from './authenticate.ts';
 import { issueBackupCodesIfNone } from './backup-codes.ts';
-import { assertMethodOffered, callerUser, dropBackupCodesIfNoFactorLeft, endOtherSessionsAtFirstFactor, lockFactorChanges, lockFactorChangesOfSession, otherFactors, requireAal2IfProtected } from './factor-changes.ts';
+import { assertMethodOffered, callerUser, dropBackupCodesIfNoFactorLeft, endOtherSessionsAtFirstFactor, lockFactorChanges, lockFactorChangesOfSession, otherFactors, requireBindingProof } from './factor-changes.ts';
 import { hasActiveFactor, loadFactorState, storedFactors, verifyTotpCode } from './second-factors.ts';
 import { accountNames } from './password-check.ts';
 import { startTotpEnrollment, type TotpEnrollment } from './totp-enrollment.ts';
@@ -33,7 +33,7 @@ export async function enrollTotp(deps: Deps, auth: AuthContext): Promise<TotpEnr
   assertMethodOffered(deps, 'totp');
   const user = await callerUser(deps, auth);
   const state = await loadFactorState(deps, user.id);
-  requireAal2IfProtected(auth, storedFactors(state));
+  await requireBindingProof(deps, auth, storedFactors(state));
   return deps.db.transaction((tx) => startTotpEnrollment(deps, tx, user, false));
 }
 
@@ -49,7 +49,7 @@ export async function confirmTotp(deps: Deps, auth: AuthContext, code: string, c
   const pending = state.totp?.pending_secret;
   if (!pending) throw new AppError('totp_not_pending', { detail: 'Start with POST /api/v1/auth-totp/enroll.' });
   // The same rule as for enrolling: the pending secret may have come from the password-only /qrcode.
-  requireAal2IfProtected(auth, storedFactors(state));
+  await requireBindingProof(deps, auth, storedFactors(state));
   const now = deps.clock();
   // Wrong codes are not counted here: the caller is already logged in and holds this very secret,
   // so guessing its codes would gain nothing.
@@ -59,9 +59,9 @@ export async function confirmTotp(deps: Deps, auth: AuthContext, code: string, c
     // The rule once more under the lock of factor changes: a factor added since the read above (the
     // sign-up's e-mailed codes, turned on by a verification link at the same instant) needs aal2 too.
     // TOTP itself is left to the guard below (a concurrent confirmation of this secret is a 409).
-    await lockFactorChangesOfSession(deps, tx, auth);
+    const { loginAt } = await lockFactorChangesOfSession(deps, tx, auth);
     const current = await loadFactorState(deps, user.id, tx);
-    requireAal2IfProtected(auth, otherFactors(current, 'totp'));
+    await requireBindingProof(deps, auth, otherFactors(current, 'totp'), loginAt);
     // Guarded on the pending value read above: a concurrent confirm or a newer enrolment wins, not both.
     if (!(await confirmPendingSecret(tx, user.id, pending, step, now))) {
       throw new AppError('totp_not_pending', { detail: 'The enrolment changed meanwhile; start again.' });

@@ -63,9 +63,9 @@ export async function findLiveSessionUser(tx: Queryable, sessionId: string, now:
  * logout or revocation committing meanwhile waits for it, so a change made on the session's behalf is
  * either refused here or committed before the session ends, never made by a session already ended.
  */
-export async function lockLiveSessionUser(tx: Queryable, sessionId: string, now: Date): Promise<{ user_id: string; is_active: boolean; roles: string[] } | undefined> {
-  const r = await tx.query<{ user_id: string; is_active: boolean; roles: string[] }>(
-    `SELECT s.user_id, u.is_active, u.roles FROM sessions s JOIN users u ON u.id = s.user_id
+export async function lockLiveSessionUser(tx: Queryable, sessionId: string, now: Date): Promise<{ user_id: string; is_active: boolean; roles: string[]; created_at: Date } | undefined> {
+  const r = await tx.query<{ user_id: string; is_active: boolean; roles: string[]; created_at: Date }>(
+    `SELECT s.user_id, u.is_active, u.roles, s.created_at FROM sessions s JOIN users u ON u.id = s.user_id
      WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 FOR SHARE OF s`,
     [sessionId, now],
   );

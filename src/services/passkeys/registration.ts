@@ -16,7 +16,7 @@ import type { AuthContext } from '../authenticate.ts';
 import { recordSecurityEvent, userContext } from '../audit/record.ts';
 import type { ClientInfo } from '../tokens.ts';
 import { issueBackupCodesIfNone } from '../backup-codes.ts';
-import { callerUser, endOtherSessionsAtFirstFactor, lockFactorChangesOfSession, requireAal2IfProtected } from '../factor-changes.ts';
+import { callerUser, endOtherSessionsAtFirstFactor, lockFactorChangesOfSession, requireBindingProof } from '../factor-changes.ts';
 import { hasActiveFactor, loadFactorState, storedFactors } from '../second-factors.ts';
 import { claimedChallenge, creationOptions, passkeyError, verifyRegistration } from './relying-party.ts';
 import { passkeyView, type PasskeyView } from './view.ts';
@@ -51,7 +51,7 @@ export const REGISTRATION_CHALLENGES_PER_USER = 5;
 export async function startPasskeyRegistration(deps: Deps, auth: AuthContext, ip: string): Promise<PublicKeyCredentialCreationOptionsJSON> {
   await deps.limiter.consume('passkey:ip', ip);
   const user = await callerUser(deps, auth);
-  requireAal2IfProtected(auth, storedFactors(await loadFactorState(deps, user.id)));
+  await requireBindingProof(deps, auth, storedFactors(await loadFactorState(deps, user.id)));
   const rp = deps.config.webauthn;
   const existing = await listPasskeys(deps.db, user.id);
   assertBelowPasskeyLimit(existing.length);
@@ -92,7 +92,7 @@ function defaultName(deps: Deps): string {
 export async function finishPasskeyRegistration(deps: Deps, auth: AuthContext, credential: RegistrationResponseJSON, name: string | undefined, client: ClientInfo): Promise<RegisteredPasskey> {
   const user = await callerUser(deps, auth);
   // Checked again here: the options may have been fetched before another factor was added.
-  requireAal2IfProtected(auth, storedFactors(await loadFactorState(deps, user.id)));
+  await requireBindingProof(deps, auth, storedFactors(await loadFactorState(deps, user.id)));
   const rp = deps.config.webauthn;
   const challenge = claimedChallenge(credential);
   const taken = challenge ? await takeWebauthnChallenge(deps.db, 'registration', challenge, { userId: user.id }, deps.clock()) : undefined;
@@ -102,11 +102,11 @@ export async function finishPasskeyRegistration(deps: Deps, auth: AuthContext, c
   return deps.db.transaction(async (tx) => {
     // The user row first (as issueBackupCodesIfNone does), so two registrations at once serialise
     // and the count below cannot be passed by several of them together.
-    await lockFactorChangesOfSession(deps, tx, auth);
-    // The aal2 rule once more under that lock: a factor confirmed since the read above (TOTP, e-mailed
+    const { loginAt } = await lockFactorChangesOfSession(deps, tx, auth);
+    // The binding rule once more under that lock: a factor confirmed since the read above (TOTP, e-mailed
     // codes, another passkey) takes the same lock, so it is seen here or sees this passkey.
     const current = await loadFactorState(deps, user.id, tx);
-    requireAal2IfProtected(auth, storedFactors(current));
+    await requireBindingProof(deps, auth, storedFactors(current), loginAt);
     // Again here: options fetched while below the cap may be answered after other passkeys were added.
     assertBelowPasskeyLimit(await countPasskeys(tx, user.id));
     const id = newId();

@@ -11,7 +11,7 @@ const mfaAlert = byId('mfa-alert');
 const mfaStatus = byId('mfa-status');
 
 const STEP_UP =
-  'For your security this needs a session confirmed with your second factor. Log out, log in again with your code, then try again.';
+  'For your security this needs a fresh login: log out, log in again (with your code, if you have a second factor), then try again.';
 
 /** 401 codes that mean "the session is gone", as opposed to a wrong password or code. */
 const NOT_SESSION = new Set(['invalid_credentials', 'invalid_security_code']);
