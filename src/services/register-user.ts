@@ -7,6 +7,7 @@ import { checkPassword } from '../security/password-policy.ts';
 import { isValidEmail, USERNAME_PATTERN } from '../security/login-names.ts';
 import { startTotpEnrollment, type TotpEnrollment } from './totp-enrollment.ts';
 import { afterUserRegistered } from './registration-hooks.ts';
+import { recheckAdminCaller } from './admin/authorize.ts';
 import { enableEmailOtpAfterVerification } from './email-otp.ts';
 import { recordSecurityEvent, type AuditContext } from './audit/record.ts';
 
@@ -59,6 +60,8 @@ export async function registerUser(deps: Deps, input: RegisterInput, ctx: AuditC
   const passwordHash = await deps.passwords.hash(input.password1);
   try {
     return await deps.db.transaction(async (tx) => {
+      // An admin creating the account is checked again here (a deactivated admin's request in flight).
+      await recheckAdminCaller(tx, ctx);
       const user = await insertUser(tx, {
         id: newId(),
         username,

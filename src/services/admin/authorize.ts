@@ -6,7 +6,9 @@ import type { Deps } from '../../deps.ts';
 import { AppError } from '../../errors.ts';
 import { safeEqual } from '../../crypto/token-hash.ts';
 import { authenticateWithRoles } from '../authenticate.ts';
-import type { AuditActor } from '../audit/record.ts';
+import type { Queryable } from '../../db/database.ts';
+import { lockActiveAdminForChange } from '../../db/repositories/admin/users.ts';
+import type { AuditActor, AuditContext } from '../audit/record.ts';
 
 /** The role that opens the admin API to a person. */
 export const ADMIN_ROLE = 'admin';
@@ -45,4 +47,18 @@ export async function authorizeAdmin(deps: Deps, presented: string, via: 'bearer
   if (!auth.roles.includes(ADMIN_ROLE) || !currentRoles.includes(ADMIN_ROLE)) throw adminRequired('This needs the admin role.');
   if (auth.aal !== 'aal2') throw adminRequired('An admin must log in with a second factor (aal2) to use the admin API.');
   return { actor: { kind: 'admin', id: auth.userId }, sessionId: auth.sessionId };
+}
+
+/**
+ * The first statement of every change made through the admin API: the guard authorised the request
+ * when it arrived, and a deactivation or demotion of that admin may have committed since (a request
+ * already in flight could re-activate its own account, or create another admin). A person admin is
+ * checked again in the change's transaction (see lockActiveAdminForChange); the API key and the CLI
+ * (the shell's owner) pass.
+ */
+export async function recheckAdminCaller(tx: Queryable, ctx: AuditContext): Promise<void> {
+  if (ctx.actor.kind !== 'admin' || ctx.actor.id === undefined) return;
+  if (!(await lockActiveAdminForChange(tx, ctx.actor.id))) {
+    throw adminRequired('Your admin role or account changed while this request was under way; nothing was changed.');
+  }
 }

@@ -19,16 +19,18 @@ import { enableEmailOtpAfterVerification } from '../email-otp.ts';
 import { recordSecurityEvent, type AuditContext } from '../audit/record.ts';
 import { accountNames } from '../password-check.ts';
 import { validateRoles } from './roles.ts';
+import { recheckAdminCaller } from './authorize.ts';
 import { isUuid } from '../../crypto/random.ts';
 
 function notFound(): AppError {
   return new AppError('user_not_found', { detail: 'No such user.' });
 }
 
-/** Runs `fn` in a transaction holding the user's row lock; 404 when there is no such user. */
-async function withLockedUser<T>(deps: Deps, userId: string, fn: (tx: Queryable, user: UserRow) => Promise<T>): Promise<T> {
+/** Runs `fn` in a transaction holding the user's row lock, once the admin is checked again; 404 when there is no such user. */
+async function withLockedUser<T>(deps: Deps, userId: string, ctx: AuditContext, fn: (tx: Queryable, user: UserRow) => Promise<T>): Promise<T> {
   if (!isUuid(userId)) throw notFound();
   return deps.db.transaction(async (tx) => {
+    await recheckAdminCaller(tx, ctx);
     const user = await lockUser(tx, userId.toLowerCase());
     if (!user) throw notFound();
     return fn(tx, user);
@@ -65,7 +67,7 @@ export interface UserPatch {
  */
 export async function updateUserAsAdmin(deps: Deps, userId: string, patch: UserPatch, ctx: AuditContext): Promise<void> {
   const roles = patch.roles === undefined ? undefined : validateRoles(patch.roles);
-  await withLockedUser(deps, userId, async (tx, locked) => {
+  await withLockedUser(deps, userId, ctx, async (tx, locked) => {
     let user = locked;
     await keepAnAdmin(deps, tx, locked, { admin: (roles ?? locked.roles).includes('admin'), active: patch.is_active ?? locked.is_active });
     const now = deps.clock();
@@ -118,7 +120,7 @@ export async function updateUserAsAdmin(deps: Deps, userId: string, patch: UserP
  * provider sessions they logged in are ended by the OpenID sweep (their links outlive the user).
  */
 export async function deleteUserAsAdmin(deps: Deps, userId: string, ctx: AuditContext): Promise<void> {
-  const user = await withLockedUser(deps, userId, async (tx, u) => {
+  const user = await withLockedUser(deps, userId, ctx, async (tx, u) => {
     await keepAnAdmin(deps, tx, u, { admin: false, active: false });
     const revoked = await revokeAllSessions(tx, u.id, 'user_deleted', deps.clock());
     await recordSessionsRevoked(deps, tx, ctx, u.id, revoked, 'user_deleted');
@@ -136,7 +138,7 @@ export async function deleteUserAsAdmin(deps: Deps, userId: string, ctx: AuditCo
 
 /** Ends every session of the user (tokens refused at once); session.revoked per session and admin.action. */
 export async function revokeUserSessionsAsAdmin(deps: Deps, userId: string, ctx: AuditContext): Promise<number> {
-  return withLockedUser(deps, userId, async (tx, user) => {
+  return withLockedUser(deps, userId, ctx, async (tx, user) => {
     const now = deps.clock();
     const revoked = await revokeAllSessions(tx, user.id, 'revoked_by_admin', now);
     await consumeAllChallenges(tx, user.id, now);
@@ -153,7 +155,7 @@ export async function revokeUserSessionsAsAdmin(deps: Deps, userId: string, ctx:
  * Sessions stay: the admin ends them separately when the device may be in someone else's hands.
  */
 export async function resetMfaAsAdmin(deps: Deps, userId: string, ctx: AuditContext): Promise<void> {
-  await withLockedUser(deps, userId, async (tx, user) => {
+  await withLockedUser(deps, userId, ctx, async (tx, user) => {
     const now = deps.clock();
     const removed = await deleteSecondFactors(tx, user.id);
     const methods = [...(removed.totp ? ['totp'] : []), ...(removed.email ? ['email'] : [])];
@@ -179,6 +181,7 @@ export async function resetMfaAsAdmin(deps: Deps, userId: string, ctx: AuditCont
 export async function unlockUserAsAdmin(deps: Deps, userId: string, ctx: AuditContext): Promise<void> {
   const user = isUuid(userId) ? await findUserById(deps.db, userId.toLowerCase()) : undefined;
   if (!user) throw notFound();
+  await recheckAdminCaller(deps.db, ctx);
   // The counters live in the limiter's store (memory or Redis), not in this database: clear first,
   // so the entry records an unlock that happened.
   await deps.limiter.clearAccounts(accountNames(user));

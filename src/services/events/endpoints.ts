@@ -14,6 +14,7 @@ import { refuseHost, refuseResolvedHost } from '../../webhooks/ssrf.ts';
 import { urlForLogs } from '../../webhooks/send.ts';
 import type { SecretBox } from '../../crypto/secret-box.ts';
 import { recordSecurityEvent, type AuditContext } from '../audit/record.ts';
+import { recheckAdminCaller } from '../admin/authorize.ts';
 import { EVENT_TYPES, isEventType } from './publish.ts';
 
 /** What endpoint management needs. */
@@ -100,6 +101,7 @@ export async function createEndpoint(deps: Deps, ctx: AuditContext, input: NewEn
   const events = checkEvents(input.events);
   const secret = newSecret();
   const row = await deps.db.transaction(async (tx) => {
+    await recheckAdminCaller(tx, ctx);
     const created = await repo.insertEndpoint(tx, {
       id: newId(),
       url,
@@ -133,6 +135,7 @@ async function mustFind(deps: Deps, id: string): Promise<EndpointRow> {
  */
 export async function deleteEndpoint(deps: Deps & Pick<AppDeps, 'logger'>, ctx: AuditContext, id: string): Promise<void> {
   await deps.db.transaction(async (tx) => {
+    await recheckAdminCaller(tx, ctx);
     if (!(await repo.markEndpointDeleted(tx, id, deps.clock()))) throw new AppError('not_found', { detail: 'No webhook endpoint with this id.' });
     await audit(deps, tx, ctx, 'webhook.deleted', { webhook_id: id });
   });
@@ -171,6 +174,7 @@ export async function rotateEndpointSecret(deps: Deps, ctx: AuditContext, id: st
   const now = deps.clock();
   const expires = new Date(now.getTime() + deps.config.webhooks.secretGraceSeconds * 1000);
   await deps.db.transaction(async (tx) => {
+    await recheckAdminCaller(tx, ctx);
     const row = await repo.lockEndpoint(tx, id);
     if (!row) throw new AppError('not_found', { detail: 'No webhook endpoint with this id.' });
     // Secrets sealed under a key TOTP_ENCRYPTION_KEY no longer lists cannot sign any more: rotating is
@@ -249,6 +253,7 @@ export async function retryDelivery(deps: Deps, ctx: AuditContext, id: string, e
   if (!d) throw new AppError('not_found', { detail: 'This endpoint has no delivery of that event.' });
   if (d.delivered_at) throw new AppError('already_delivered', { detail: 'The receiver acknowledged this event; it is not sent again.' });
   await deps.db.transaction(async (tx) => {
+    await recheckAdminCaller(tx, ctx);
     // In flight right now: left to its worker and marked, so a failure of that attempt is retried at once.
     await deliveries.requeue(tx, id, deps.clock(), eventId);
     await audit(deps, tx, ctx, 'webhook.retried', { webhook_id: id, event_id: eventId });
@@ -259,6 +264,7 @@ export async function retryDelivery(deps: Deps, ctx: AuditContext, id: string, e
 export async function retryAllDeliveries(deps: Deps, ctx: AuditContext, id: string): Promise<number> {
   await mustFind(deps, id);
   return deps.db.transaction(async (tx) => {
+    await recheckAdminCaller(tx, ctx);
     const n = await deliveries.requeue(tx, id, deps.clock());
     await audit(deps, tx, ctx, 'webhook.retried', { webhook_id: id, requeued: n });
     return n;

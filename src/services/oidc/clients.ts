@@ -9,6 +9,7 @@ import { AppError, validationError } from '../../errors.ts';
 import { deleteClient, findClient, insertClient, listClients, registeredClientIds } from '../../db/repositories/oidc/clients.ts';
 import { deleteForClient } from '../../db/repositories/oidc/payloads.ts';
 import { deleteConsentsOfClient } from '../../db/repositories/oidc/consents.ts';
+import { recheckAdminCaller } from '../admin/authorize.ts';
 import { recordSecurityEvent, type AuditContext } from '../audit/record.ts';
 import { ClientMetadataError, validateClientInput, type ClientInput } from '../../oidc/client-metadata.ts';
 
@@ -38,6 +39,7 @@ export async function createClient(deps: Deps, ctx: AuditContext, raw: unknown, 
   const secret = input.token_endpoint_auth_method === 'none' ? undefined : randomBytes(32).toString('base64url');
   const now = deps.clock();
   const inserted = await deps.db.transaction(async (tx) => {
+    await recheckAdminCaller(tx, ctx);
     const ok = await insertClient(tx, { client_id: input.client_id, metadata: input as unknown as Record<string, unknown>, secret_sealed: secret ? deps.secretBox.seal(secret) : null, created_at: now });
     if (!ok) return false;
     // A new client starts with nothing. What is stored under its id belongs to an earlier client of
@@ -80,6 +82,7 @@ export async function removeClient(deps: Deps, ctx: AuditContext, clientId: stri
   if (fileClients.some((c) => c.client_id === clientId)) throw validationError('client_id', 'belongs to OIDC_CLIENTS_FILE; remove it there');
   const now = deps.clock();
   const removed = await deps.db.transaction(async (tx) => {
+    await recheckAdminCaller(tx, ctx);
     if (!(await findClient(tx, clientId))) return false;
     await deleteClient(tx, clientId);
     await deleteForClient(tx, clientId);

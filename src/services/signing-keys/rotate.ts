@@ -13,6 +13,7 @@ import { recordSecurityEvent, type AuditContext } from '../audit/record.ts';
 import { DbKeyRing, keyLifetimeSeconds } from './db-key-ring.ts';
 import type { SigningKeyDeps } from './open.ts';
 import { keyStates, type KeyState, type KeyStatus } from './states.ts';
+import { recheckAdminCaller } from '../admin/authorize.ts';
 
 /** A key as the admin API and the CLI show it (never its private part). */
 export interface SigningKeyView {
@@ -47,6 +48,8 @@ export type OnKeyCreated = (tx: Queryable, key: SigningKeyView) => Promise<void>
 /** Records a rotation as `admin.action` (`keys.rotate`, or `keys.rotate_scheduled` for the schedule) by `ctx`. */
 export function auditRotation(ctx: AuditContext, at: () => Date, action: 'keys.rotate' | 'keys.rotate_scheduled' = 'keys.rotate'): OnKeyCreated {
   return async (tx, key) => {
+    // An admin person is checked again in the rotation's transaction (see recheckAdminCaller).
+    await recheckAdminCaller(tx, ctx);
     await recordSecurityEvent(tx, { ...ctx, type: 'admin.action', userId: null, data: { action, kid: key.kid, activates_at: key.activates_at }, at: at() });
   };
 }

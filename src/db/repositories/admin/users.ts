@@ -77,6 +77,22 @@ export async function lockUser(tx: Queryable, id: string): Promise<UserRow | und
   return (await tx.query<UserRow>('SELECT * FROM users WHERE id = $1 FOR UPDATE', [id])).rows[0];
 }
 
+/** Advisory lock id that serialises the changes admins (people) make (see {@link lockActiveAdminForChange}). */
+const ADMIN_CHANGES_LOCK_ID = 727_274_006;
+
+/**
+ * For a change an admin person makes, as its transaction's first statement: takes the admin-changes
+ * lock (admins acting on each other take turns instead of deadlocking on each other's rows), then
+ * re-reads the admin, FOR SHARE until commit. False when they are no longer an active admin. A
+ * deactivation or demotion committed since the request was authorised is seen; one still to come
+ * waits for this change, which then came first.
+ */
+export async function lockActiveAdminForChange(tx: Queryable, adminId: string): Promise<boolean> {
+  await tx.query('SELECT pg_advisory_xact_lock($1)', [ADMIN_CHANGES_LOCK_ID]);
+  const r = await tx.query(`SELECT 1 FROM users WHERE id = $1 AND is_active AND 'admin' = ANY (roles) FOR SHARE`, [adminId]);
+  return r.rows.length > 0;
+}
+
 /** Advisory lock id that serialises changes taking the admin role or activity away (see {@link countOtherActiveAdmins}). */
 const ADMINS_LOCK_ID = 727_274_005;
 
