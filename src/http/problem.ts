@@ -98,6 +98,12 @@ export function installErrorHandling(app: FastifyInstance): void {
       request.log.info({ err: fe }, 'client error');
       return sendProblem(reply, new AppError('malformed_request', { status: fe.statusCode, detail: 'The request could not be processed.' }));
     }
+    if ((error as { code?: unknown }).code === '40P01') {
+      // PostgreSQL broke a deadlock by aborting this transaction: nothing of it was committed, and the
+      // same request sent again succeeds. Still logged as an error: every lock-order cycle is a bug.
+      request.log.error({ err: error }, 'deadlock: the transaction was rolled back');
+      return sendProblem(reply, new AppError('service_unavailable', { detail: 'A concurrent change got in the way; nothing was changed. Try again.', headers: { 'Retry-After': '1' } }));
+    }
     if (isDeletedUserReference(error)) {
       request.log.info({ err: error }, 'the account was deleted while the request was in flight');
       return sendProblem(reply, new AppError('invalid_token', { detail: 'The account no longer exists.' }));
