@@ -61,7 +61,11 @@ export async function confirmTotp(deps: Deps, auth: AuthContext, code: string, c
     // TOTP itself is left to the guard below (a concurrent confirmation of this secret is a 409).
     const { loginAt } = await lockFactorChangesOfSession(deps, tx, auth);
     const current = await loadFactorState(deps, user.id, tx);
-    await requireBindingProof(deps, auth, otherFactors(current, 'totp'), loginAt);
+    // An active secret that this confirmation replaces (our pending secret still waiting) protects
+    // the account as before: aal2, as enrolling asked. One activated meanwhile from this very pending
+    // secret does not: that is the concurrent confirmation the guard answers with a 409.
+    const replacing = Boolean(current.totp?.active_secret) && current.totp?.pending_secret === pending;
+    await requireBindingProof(deps, auth, { ...otherFactors(current, 'totp'), totp: replacing }, loginAt);
     // Guarded on the pending value read above: a concurrent confirm or a newer enrolment wins, not both.
     if (!(await confirmPendingSecret(tx, user.id, pending, step, now))) {
       throw new AppError('totp_not_pending', { detail: 'The enrolment changed meanwhile; start again.' });

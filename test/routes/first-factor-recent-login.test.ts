@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import { totpCodeAt } from '../../src/crypto/totp.ts';
 import { isEmailOtpEnabled } from '../../src/db/repositories/email-otps.ts';
 import { FIRST_FACTOR_LOGIN_MAX_AGE_SECONDS } from '../../src/services/factor-changes.ts';
-import { createTestClock, createUser, describeWithApp, loginTokens, type TestApp } from '../helpers/app.ts';
+import { createTestClock, createUser, describeWithApp, enableTotp, loginTokens, nextTotpStep, type TestApp } from '../helpers/app.ts';
 import { lastCode, post, verifyEmail } from '../helpers/factors.ts';
 
 /** A new access token of the same session (its login time unchanged), as a refresh cookie gives. */
@@ -74,5 +74,19 @@ describeWithApp('the first factor needs a recent login', (suite) => {
     }
     assert.equal(await factorRows(ta, user.uuid), 0);
     assert.equal(await isEmailOtpEnabled(ta.deps.db, user.uuid), false);
+  });
+
+  test('replacing the only factor (TOTP) needs aal2, not a recent login: an aal2 session older than the window still replaces it', async (t) => {
+    const ta = await suite.build(t, { clock: createTestClock(new Date()) });
+    const user = await createUser(ta.app);
+    const { tokens } = await enableTotp(ta, user);
+    ta.clock.advance(FIRST_FACTOR_LOGIN_MAX_AGE_SECONDS + 60);
+    const access = await refreshed(ta, tokens.refresh_token);
+    const enrol = await post(ta, '/api/v1/auth-totp/enroll', access, undefined, { accept: 'application/json' });
+    assert.equal(enrol.statusCode, 201, enrol.body);
+    nextTotpStep(ta.clock);
+    const confirm = await post(ta, '/api/v1/auth-totp/confirm', access, { security_code: totpCodeAt(enrol.json().secret, ta.clock()) });
+    assert.equal(confirm.statusCode, 200, confirm.body);
+    assert.deepEqual(confirm.json().backup_codes, [], 'a replacement, not a first factor');
   });
 });
