@@ -31,8 +31,8 @@ export function assertMethodOffered(deps: Deps, method: MfaMethod): void {
   }
 }
 
-/** How soon after the login that opened the session the account's first factor may be bound from it. */
-export const FIRST_FACTOR_LOGIN_MAX_AGE_SECONDS = 600;
+/** How soon after the login that opened the session a factor may be bound from it. */
+export const FACTOR_BINDING_LOGIN_MAX_AGE_SECONDS = 600;
 
 /**
  * Who may bind an authenticator. Adding or replacing a factor while another one is active needs an
@@ -42,18 +42,20 @@ export const FIRST_FACTOR_LOGIN_MAX_AGE_SECONDS = 600;
  * the state with the factor being changed left out, as stored (a factor MFA_METHODS no longer offers
  * still counts).
  *
- * The account's first factor needs a session whose login is recent (FIRST_FACTOR_LOGIN_MAX_AGE_SECONDS):
- * binding it ends every other session and a password reset keeps it, so a stolen session (a copied
- * cookie, a computer left signed in) that could bind its own TOTP would lock the owner out for good,
- * even after a reset. `loginAt` is the session's start when the caller has it (read under the lock).
+ * Every binding also needs a session whose login is recent (FACTOR_BINDING_LOGIN_MAX_AGE_SECONDS), as
+ * "sudo modes" ask: a factor outlives the sessions and a password reset keeps it, so a stolen session
+ * (a copied refresh cookie, a computer left signed in) that could bind its own authenticator would
+ * keep its way in after the owner's "log out everywhere" and reset; as the account's first factor it
+ * would even lock the owner out. `loginAt` is the session's start when the caller has it (read under
+ * the lock).
  */
 export async function requireBindingProof(deps: Pick<Deps, 'db' | 'clock'>, auth: AuthContext, others: { totp: boolean; email: boolean; passkey: boolean }, loginAt?: Date): Promise<void> {
-  if (others.totp || others.email || others.passkey) return requireAal2(auth);
+  if (others.totp || others.email || others.passkey) requireAal2(auth);
   // A session that is gone is refused by the live-session checks, not here.
   const since = loginAt ?? (await findSession(deps.db, auth.sessionId))?.created_at;
-  if (since && deps.clock().getTime() - since.getTime() > FIRST_FACTOR_LOGIN_MAX_AGE_SECONDS * 1000) {
+  if (since && deps.clock().getTime() - since.getTime() > FACTOR_BINDING_LOGIN_MAX_AGE_SECONDS * 1000) {
     throw new AppError('step_up_required', {
-      detail: `Turning on a second factor needs a recent login: log in again with your password, then turn it on within ${FIRST_FACTOR_LOGIN_MAX_AGE_SECONDS / 60} minutes.`,
+      detail: `Adding a second factor needs a recent login: log in again, then add it within ${FACTOR_BINDING_LOGIN_MAX_AGE_SECONDS / 60} minutes.`,
     });
   }
 }

@@ -30,7 +30,7 @@ export async function authEmailOtpRoutes(app: FastifyInstance, { deps }: { deps:
       summary: 'Ask to turn on e-mailed sign-in codes',
       description:
         'E-mails a 6-digit code (valid 10 minutes, 5 tries) to confirm with `POST /api/v1/auth-email-otp/confirm`. ' +
-        'The e-mail address must be verified (422 `email_not_verified`). When TOTP is active the session must be `aal2`; as the first factor, its login must be at most 10 minutes old (403 `step_up_required`, also at confirmation). ' +
+        'The e-mail address must be verified (422 `email_not_verified`). When TOTP is active the session must be `aal2`; its login must be at most 10 minutes old (403 `step_up_required`, also at confirmation). ' +
         'Sending is limited per user (a cooldown between codes and an hourly cap: 429 with `Retry-After`); a resend replaces the code but keeps its count of wrong tries. ' +
         'E-mail is a weaker channel than an authenticator app (NIST SP 800-63B-4 does not accept it for AAL2); operators can switch it off with `MFA_METHODS=totp` (400 `method_not_enabled`).',
       security,

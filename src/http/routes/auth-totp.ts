@@ -83,7 +83,7 @@ export async function authTotpRoutes(app: FastifyInstance, { deps }: { deps: Dep
       description:
         'Returns a fresh pending secret in the same three forms as `/qrcode` (PNG by default; `Accept: image/svg+xml` or `application/json`). ' +
         'When the user already has an active second factor (TOTP or e-mailed codes) the session must be `aal2`, else 403 `step_up_required`. ' +
-        'The account\'s first factor needs a session whose login is at most 10 minutes old (else 403 `step_up_required`: log in again), checked here and at confirmation. ' +
+        'Any factor is bound only from a session whose login is at most 10 minutes old (else 403 `step_up_required`: log in again), checked here and at confirmation. ' +
         'An active TOTP secret stays in force until the new one is confirmed with `POST /api/v1/auth-totp/confirm`; enrolling again replaces only the pending secret. ' +
         '400 `method_not_enabled` when the operator does not offer TOTP (`MFA_METHODS`).',
       security,
@@ -103,7 +103,7 @@ export async function authTotpRoutes(app: FastifyInstance, { deps }: { deps: Dep
       description:
         'The pending secret becomes the active one (replacing an earlier active secret), and a notice is e-mailed. ' +
         '`backup_codes` holds 10 new codes when the user had none (their first factor); they are shown only this once. Otherwise it is `[]` and the existing codes stay valid. ' +
-        'Needs `aal2` when another factor is active; as the first factor, a login at most 10 minutes old (403 `step_up_required`). 409 `totp_not_pending` when nothing is pending.',
+        'Needs `aal2` when another factor is active, and a login at most 10 minutes old (403 `step_up_required`). 409 `totp_not_pending` when nothing is pending.',
       security,
       body: Type.Object({ security_code: SecurityCode }),
       response: { 200: BackupCodesSchema, ...problems(400, 401, 403, 409, 422) },

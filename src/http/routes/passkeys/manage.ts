@@ -29,7 +29,7 @@ export async function passkeyRoutes(app: FastifyInstance, { deps }: { deps: Deps
       description:
         'Pass `options` to `navigator.credentials.create({ publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options) })` (or `startRegistration({ optionsJSON })` of @simplewebauthn/browser). ' +
         'The challenge is single use and lives 5 minutes. A discoverable credential (`residentKey: "required"`) and user verification are required; the user\'s passkeys are excluded. ' +
-        '`user.id` is a random handle of this user, never the e-mail or username. When the user already has a second factor (TOTP, e-mailed codes or a passkey) the session must be `aal2` (403 `step_up_required`); as the first factor, its login must be at most 10 minutes old (403 `step_up_required`, also at verification). ' +
+        '`user.id` is a random handle of this user, never the e-mail or username. When the user already has a second factor (TOTP, e-mailed codes or a passkey) the session must be `aal2` (403 `step_up_required`); its login must be at most 10 minutes old (403 `step_up_required`, also at verification). ' +
         `A user holds at most ${MAX_PASSKEYS_PER_USER} passkeys: 409 \`passkey_limit_reached\` at the limit (remove one first).`,
       security,
       body: Type.Object({}),

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { totpCodeAt } from '../../src/crypto/totp.ts';
 import { isEmailOtpEnabled } from '../../src/db/repositories/email-otps.ts';
-import { FIRST_FACTOR_LOGIN_MAX_AGE_SECONDS } from '../../src/services/factor-changes.ts';
-import { createTestClock, createUser, describeWithApp, enableTotp, loginTokens, nextTotpStep, type TestApp } from '../helpers/app.ts';
+import { FACTOR_BINDING_LOGIN_MAX_AGE_SECONDS } from '../../src/services/factor-changes.ts';
+import { createTestClock, createUser, describeWithApp, enableTotp, login, loginTokens, nextTotpStep, type TestApp } from '../helpers/app.ts';
 import { lastCode, post, verifyEmail } from '../helpers/factors.ts';
 
 /** A new access token of the same session (its login time unchanged), as a refresh cookie gives. */
@@ -28,13 +28,13 @@ async function factorRows(ta: TestApp, userId: string): Promise<number> {
   return r.rows[0]!.n;
 }
 
-describeWithApp('the first factor needs a recent login', (suite) => {
+describeWithApp('binding a factor needs a recent login', (suite) => {
   test('a session logged in longer ago cannot bind TOTP, e-mailed codes or a passkey as the first factor; a fresh login can', async (t) => {
     const ta = await suite.build(t, { clock: createTestClock(new Date()) });
     const user = await createUser(ta.app);
     await verifyEmail(ta, user);
     const stolen = await loginTokens(ta.app, user);
-    ta.clock.advance(FIRST_FACTOR_LOGIN_MAX_AGE_SECONDS + 60);
+    ta.clock.advance(FACTOR_BINDING_LOGIN_MAX_AGE_SECONDS + 60);
     const access = await refreshed(ta, stolen.refresh_token);
     for (const res of [
       await post(ta, '/api/v1/auth-totp/enroll', access, undefined, { accept: 'application/json' }),
@@ -63,7 +63,7 @@ describeWithApp('the first factor needs a recent login', (suite) => {
     assert.equal(enrol.statusCode, 201);
     assert.equal((await post(ta, '/api/v1/auth-email-otp/enable', tokens.access_token)).statusCode, 202);
     const mailed = await lastCode(ta, 'email_otp_enable', user.email);
-    ta.clock.advance(FIRST_FACTOR_LOGIN_MAX_AGE_SECONDS + 1);
+    ta.clock.advance(FACTOR_BINDING_LOGIN_MAX_AGE_SECONDS + 1);
     const access = await refreshed(ta, tokens.refresh_token);
     for (const res of [
       await post(ta, '/api/v1/auth-totp/confirm', access, { security_code: totpCodeAt(enrol.json().secret, ta.clock()) }),
@@ -76,12 +76,27 @@ describeWithApp('the first factor needs a recent login', (suite) => {
     assert.equal(await isEmailOtpEnabled(ta.deps.db, user.uuid), false);
   });
 
-  test('replacing the only factor (TOTP) needs aal2, not a recent login: an aal2 session older than the window still replaces it', async (t) => {
+  test('adding or replacing a factor at aal2 needs a recent login too: an old aal2 session (a copied cookie) binds nothing that would outlive a reset', async (t) => {
     const ta = await suite.build(t, { clock: createTestClock(new Date()) });
     const user = await createUser(ta.app);
-    const { tokens } = await enableTotp(ta, user);
-    ta.clock.advance(FIRST_FACTOR_LOGIN_MAX_AGE_SECONDS + 60);
-    const access = await refreshed(ta, tokens.refresh_token);
+    await verifyEmail(ta, user);
+    const { secret, tokens } = await enableTotp(ta, user);
+    ta.clock.advance(FACTOR_BINDING_LOGIN_MAX_AGE_SECONDS + 60);
+    const copied = await refreshed(ta, tokens.refresh_token);
+    for (const res of [
+      await post(ta, '/api/v1/auth-totp/enroll', copied, undefined, { accept: 'application/json' }),
+      await post(ta, '/api/v1/auth-email-otp/enable', copied),
+      await post(ta, '/api/v1/passkeys/registration/options', copied, {}),
+    ]) {
+      assert.equal(res.statusCode, 403, res.body);
+      assert.equal(res.json().code, 'step_up_required');
+    }
+    assert.equal(await isEmailOtpEnabled(ta.deps.db, user.uuid), false);
+    // The owner logs in again with the code and replaces the authenticator app: aal2, and recent.
+    nextTotpStep(ta.clock);
+    const fresh = await login(ta.app, { username: user.username, password: user.password, security_code: totpCodeAt(secret, ta.clock()) });
+    assert.equal(fresh.statusCode, 200, fresh.body);
+    const access = fresh.json().access_token as string;
     const enrol = await post(ta, '/api/v1/auth-totp/enroll', access, undefined, { accept: 'application/json' });
     assert.equal(enrol.statusCode, 201, enrol.body);
     nextTotpStep(ta.clock);
