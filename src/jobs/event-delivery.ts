@@ -26,6 +26,9 @@ export const EVENT_RETENTION_SECONDS = 30 * 86400;
 const RUN_LENGTH = 25;
 /** How often an instance prunes old events. */
 const PRUNE_INTERVAL_MS = 3600_000;
+/** How often the worker goes on removing deleted endpoints' backlogs, and how many statements (5,000 rows each) per endpoint then. */
+const DELETION_STEP_INTERVAL_MS = 10_000;
+const DELETION_STEP_BATCHES = 4;
 
 /** What both lanes are built from. */
 interface LaneOptions {
@@ -110,7 +113,7 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
   async function serveEndpoint(head: ClaimedDelivery): Promise<Served> {
     // Read once per batch: a changed URL or secret applies from the next batch (at most one poll later).
     const endpoint = head.endpoint_id ? await endpoints.findEndpoint(db, head.endpoint_id) : undefined;
-    // Deleted meanwhile: its deliveries went with it (cascade), nothing to record.
+    // Deleted (or being deleted) meanwhile: nothing is sent, and its deliveries go with it.
     if (!endpoint) return { claimed: 1, sent: 0 };
     let failing = Boolean(endpoint.failing_since || endpoint.marked_failing_at);
     let signedBy: WebhookSigner[];
@@ -130,7 +133,7 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
       if (acks.length === 0) return;
       const recorded = await markRunDelivered(db, head.target, acks, clock());
       if (recorded < acks.length) {
-        logger.warn({ endpointId: endpoint.id, count: acks.length - recorded }, 'webhook delivered again after its lease ran out; the receiver got it twice with one webhook-id');
+        logger.warn({ endpointId: endpoint.id, count: acks.length - recorded }, 'webhook deliveries not recorded: their lease ran out (the receiver got them twice with one webhook-id), or the endpoint was deleted meanwhile');
       }
       sent += acks.length;
       if (failing) {
@@ -196,6 +199,7 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
   }
 
   let lastPrune = 0;
+  let lastDeletionStep = 0;
   return {
     name: 'webhooks',
     async runBatch() {
@@ -204,7 +208,10 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
         lastPrune = now.getTime();
         const pruned = await deliveries.pruneEvents(db, new Date(now.getTime() - EVENT_RETENTION_SECONDS * 1000));
         if (pruned) logger.info({ pruned }, 'old events pruned');
-        const removed = await finishEndpointDeletions(db);
+      }
+      if (now.getTime() - lastDeletionStep >= DELETION_STEP_INTERVAL_MS) {
+        lastDeletionStep = now.getTime();
+        const removed = await finishEndpointDeletions(db, DELETION_STEP_BATCHES);
         if (removed) logger.info({ removed }, 'removal of deleted webhook endpoints finished');
       }
       // The clock read again: a long prune must not leave the heads a lease that has already ended

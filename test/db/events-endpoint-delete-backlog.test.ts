@@ -4,9 +4,12 @@
  * from the mark on, and a removal cut short is finished by the webhook worker.
  */
 import assert from 'node:assert/strict';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import pg from 'pg';
 import pino from 'pino';
+import { markEndpointDeleted } from '../../src/db/repositories/events/endpoints.ts';
 import { webhookLane } from '../../src/jobs/event-delivery.ts';
 import { ADMIN_ENV, adminCall } from '../helpers/admin.ts';
 import { buildTestApp, createTestClock, PASSWORD, uniqueName, type TestApp } from '../helpers/app.ts';
@@ -69,6 +72,41 @@ withDatabases('deleting a webhook endpoint with a backlog', ({ kind, open }) => 
     assert.deepEqual(await lane.runBatch(), { claimed: 0, sent: 0, more: false });
     assert.equal((await d.db.query('SELECT 1 FROM event_deliveries WHERE endpoint_id = $1', [ep.id])).rows.length, 0);
     assert.equal((await d.db.query('SELECT 1 FROM webhook_endpoints WHERE id = $1', [ep.id])).rows.length, 0);
+  });
+
+  test('a worker serving the endpoint when its deletion is marked sends nothing more after the request in flight', async (t) => {
+    const d = await open();
+    const ta = await buildTestApp(t, d.db, { env: { ...ADMIN_ENV, WEBHOOK_ALLOW_PRIVATE: 'true' }, clock: createTestClock(new Date()) });
+    let got = 0;
+    let held: ServerResponse | undefined;
+    let arrived = () => {};
+    const server = createServer((req, res) => {
+      got += 1;
+      req.resume();
+      req.on('end', () => {
+        if (got === 1) {
+          held = res;
+          arrived();
+        } else res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    t.after(() => new Promise<void>((r) => {
+      server.closeAllConnections();
+      server.close(() => r());
+    }));
+    const ep = (await adminCall(ta, 'POST', HOOKS, { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, events: ['*'] })).json<{ id: string }>();
+    for (let i = 0; i < 30; i++) assert.equal((await signUp(ta)).statusCode, 201);
+    const lane = webhookLane({ db: d.db, clock: ta.deps.clock, logger: pino({ level: 'silent' }), secretBox: ta.deps.secretBox, config: ta.deps.config });
+    const firstHeld = new Promise<void>((r) => (arrived = r));
+    const batch = lane.runBatch();
+    await firstHeld;
+    // The deletion's mark has committed; its backlog is still being removed (a large one takes a while).
+    await d.db.transaction((tx) => markEndpointDeleted(tx, ep.id, new Date()));
+    held!.writeHead(204).end();
+    await batch;
+    await lane.settle?.();
+    assert.equal(got, 1, 'only the request already in flight');
   });
 
   if (kind === 'postgres') {

@@ -126,40 +126,7 @@ async function mustFind(deps: Deps, id: string): Promise<EndpointRow> {
   return row;
 }
 
-/**
- * Deletes an endpoint and its deliveries. Marked deleted first (from then on it gets and sends
- * nothing), then its backlog removed in batches and the row last: one DELETE cascading over a
- * large backlog held the endpoint's row lock for as long, and every login announcing an event waited.
- * A removal that fails or is cut short by a stop is finished by the webhook worker
- * ({@link finishEndpointDeletions}); the deletion itself has committed by then.
- */
-export async function deleteEndpoint(deps: Deps & Pick<AppDeps, 'logger'>, ctx: AuditContext, id: string): Promise<void> {
-  await deps.db.transaction(async (tx) => {
-    await recheckAdminCaller(tx, ctx);
-    if (!(await repo.markEndpointDeleted(tx, id, deps.clock()))) throw new AppError('not_found', { detail: 'No webhook endpoint with this id.' });
-    await audit(deps, tx, ctx, 'webhook.deleted', { webhook_id: id });
-  });
-  try {
-    await removeDeletedEndpoint(deps.db, id);
-  } catch (err) {
-    deps.logger.warn({ err, webhookId: id }, "a deleted webhook endpoint's deliveries could not all be removed yet; the webhook worker finishes it");
-  }
-}
-
-/** Deliveries removed per statement when an endpoint is deleted. */
-const PURGE_BATCH = 5000;
-
-async function removeDeletedEndpoint(db: Queryable, id: string): Promise<void> {
-  while ((await repo.purgeDeletedEndpointDeliveries(db, id, PURGE_BATCH)) > 0);
-  await repo.removeDeletedEndpoint(db, id);
-}
-
-/** Finishes the removal of endpoints deleted by an instance that stopped (or failed) before it was done; returns how many. */
-export async function finishEndpointDeletions(db: Queryable): Promise<number> {
-  const ids = await repo.listDeletedEndpoints(db);
-  for (const id of ids) await removeDeletedEndpoint(db, id);
-  return ids.length;
-}
+export { deleteEndpoint, finishEndpointDeletions } from './endpoint-deletion.ts';
 
 /**
  * A new secret, shown once; the old one still signs (another `v1,` signature) for WEBHOOK_SECRET_GRACE.

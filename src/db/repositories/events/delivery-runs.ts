@@ -30,6 +30,8 @@ export async function claimRun(db: Queryable, target: string, now: Date, limit: 
               (next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until <= $1)) AS free
          FROM event_deliveries
         WHERE ${PENDING} AND target = $3
+          -- An endpoint marked deleted gets nothing more, also from a worker already serving it.
+          AND NOT EXISTS (SELECT 1 FROM webhook_endpoints w WHERE w.id::text = $3 AND w.deleted_at IS NOT NULL)
         ORDER BY seq
         LIMIT $4
      ), prefix AS (
