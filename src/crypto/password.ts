@@ -42,12 +42,12 @@ export function normalizePassword(password: string): string {
   return password.normalize('NFKC');
 }
 
-/** Hashes and verifies passwords; tells when a stored hash should be upgraded. */
 /** Injectable for tests: waits `ms` milliseconds. */
 export type Sleep = (ms: number) => Promise<void>;
 
 const realSleep: Sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Hashes and verifies passwords; tells when a stored hash should be upgraded. */
 export class PasswordHasher {
   readonly #params: PasswordHashParams;
   readonly #sleep: Sleep;
