@@ -1,7 +1,7 @@
 /** Listing, renaming and removing the caller's passkeys. Removal needs aal2 and mails the user. */
 import type { Deps } from '../../deps.ts';
 import { AppError } from '../../errors.ts';
-import { deletePasskey, listPasskeys, renamePasskey } from '../../db/repositories/passkeys/credentials.ts';
+import { deletePasskey, listPasskeys, renamePasskey, countPasskeys } from '../../db/repositories/passkeys/credentials.ts';
 import { enqueueMail } from '../../mail/outbox.ts';
 import { requireAal2, type AuthContext } from '../authenticate.ts';
 import { recordSecurityEvent, userContext } from '../audit/record.ts';
@@ -43,5 +43,9 @@ export async function removeOwnPasskey(deps: Deps, auth: AuthContext, id: string
     const lastFactor = await dropBackupCodesIfNoFactorLeft(tx, user.id);
     await enqueueMail(tx, deps, { kind: 'factor_removed', to: user.email, data: { username: user.username, factor: 'passkey', passkeyName: removed.name } });
     await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'passkey.removed', userId: user.id, data: { passkey_id: removed.id, name: removed.name, last_factor: lastFactor }, at: deps.clock() });
+    // The last passkey turns the method off (see registration.ts).
+    if ((await countPasskeys(tx, user.id)) === 0) {
+      await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'mfa.disabled', userId: user.id, data: { method: 'passkey' }, at: deps.clock() });
+    }
   });
 }

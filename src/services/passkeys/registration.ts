@@ -137,6 +137,11 @@ export async function finishPasskeyRegistration(deps: Deps, auth: AuthContext, c
       data: { passkey_id: id, name: label, device_type: verified.deviceType, backed_up: verified.backedUp, aaguid: verified.aaguid, first_factor: codes.length > 0 },
       at: now,
     });
+    // The first passkey turns the method on, as TOTP and e-mailed codes announce theirs: a service that
+    // tracks whether a user has a second factor follows mfa.enabled / mfa.disabled alone.
+    if (current.passkeys === 0) {
+      await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'mfa.enabled', userId: user.id, data: { method: 'passkey', backups_issued: codes.length > 0 }, at: now });
+    }
     const view = passkeyView({ id, name: label, created_at: now, last_used_at: null, backed_up: verified.backedUp, device_type: verified.deviceType, transports: verified.transports });
     return codes.length > 0 ? { ...view, backup_codes: codes } : view;
   });
