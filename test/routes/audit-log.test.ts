@@ -119,8 +119,12 @@ describeWithApp('audit log: every flow writes its entry', (suite) => {
     assert.deepEqual(scrubSecrets({ password: 'x', nested: { refresh_token: 'y', ok: 1 }, backup_code: 'z', sid: 's' }), { nested: { ok: 1 }, sid: 's' });
     // Whole words of the key, however it is written; words that merely contain one are kept.
     assert.deepEqual(
-      scrubSecrets({ refreshToken: 'a', 'code-hash': 'b', client_secret: 'c', otp_uri: 'd', mfaToken: 'e', password1: 'f', password2: 'g', refreshtoken: 'i', otpcode: 'j', passkey_id: 'p', previous_secret_expires_at: 't', hashtag: 'h', codename: 'n' }),
-      { passkey_id: 'p', previous_secret_expires_at: 't', hashtag: 'h', codename: 'n' },
+      scrubSecrets({
+        refreshToken: 'a', 'code-hash': 'b', client_secret: 'c', otp_uri: 'd', mfaToken: 'e', password1: 'f', password2: 'g', refreshtoken: 'i', otpcode: 'j',
+        otpauth_uri: 'k', api_key: 'l', apiKey: 'm', signature: 'o', private_key: 'q', signing_key: 'r',
+        passkey_id: 'p', passkeys: 2, previous_secret_expires_at: 't', hashtag: 'h', codename: 'n', kid: 'u', keyboard: 'v',
+      }),
+      { passkey_id: 'p', passkeys: 2, previous_secret_expires_at: 't', hashtag: 'h', codename: 'n', kid: 'u', keyboard: 'v' },
     );
   });
 

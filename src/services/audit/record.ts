@@ -89,14 +89,18 @@ export function auditFollowers(): readonly AuditFollower[] {
  * of the key (`refresh_token`, `refreshToken`, `code-hash`), not inside other words: as substrings,
  * `pass` took `passkey_id` out of every passkey event.
  */
-const SECRET_WORDS = new Set(['pass', 'password', 'passwd', 'passphrase', 'secret', 'secrets', 'token', 'tokens', 'code', 'codes', 'hash', 'hashes', 'private', 'authorization', 'cookie', 'cookies']);
+const SECRET_WORDS = new Set([
+  'pass', 'password', 'passwd', 'passphrase', 'secret', 'secrets', 'token', 'tokens', 'code', 'codes', 'hash', 'hashes', 'private',
+  'authorization', 'cookie', 'cookies', 'key', 'keys', 'apikey', 'signature', 'signatures', 'otpauth',
+]);
 
 /** Endings that make a run-together word a secret's (`refreshtoken`, `otpcode`). */
 const SECRET_ENDINGS = /(token|code|secret|password|passwd|hash|cookie)$/;
 
 /**
  * True when `key` names a secret: one of its words, digits aside (`password1`), is a secret word or
- * ends like one, or it is an otp URI. A time (`…_at`) is none.
+ * ends like one, or it is an otp URI (`otp_uri`, `otpauth_uri`). A time (`…_at`) is none. `key` counts
+ * as a whole word only (`api_key`, `signing_key`), never as an ending: `passkey_id` is no secret.
  */
 export function isSecretKey(key: string): boolean {
   const words = key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase().split(/[^a-z0-9]+/).filter(Boolean);
