@@ -10,7 +10,8 @@ import { AppError } from '../../errors.ts';
 import { newId, randomToken } from '../../crypto/random.ts';
 import { countPasskeys, ensureWebauthnUserId, insertPasskey, listPasskeys } from '../../db/repositories/passkeys/credentials.ts';
 import { isDecoyCredentialId } from './decoy.ts';
-import { insertWebauthnChallenge, takeWebauthnChallenge, trimRegistrationChallenges } from '../../db/repositories/passkeys/challenges.ts';
+import { insertChallengeRow, sweepExpiredChallenges, takeWebauthnChallenge, trimRegistrationChallenges } from '../../db/repositories/passkeys/challenges.ts';
+import { lockUserForUpdate } from '../../db/repositories/users.ts';
 import { enqueueMail } from '../../mail/outbox.ts';
 import type { AuthContext } from '../authenticate.ts';
 import { recordSecurityEvent, userContext } from '../audit/record.ts';
@@ -60,16 +61,22 @@ export async function startPasskeyRegistration(deps: Deps, auth: AuthContext, ip
   if (!handle) throw new AppError('invalid_token', { detail: 'The account no longer exists.' });
   const options = await creationOptions(rp, { username: user.username, handle }, existing);
   const now = deps.clock();
-  await trimRegistrationChallenges(deps.db, user.id, REGISTRATION_CHALLENGES_PER_USER - 1);
-  await insertWebauthnChallenge(deps.db, {
-    id: randomToken(16),
-    challenge: options.challenge,
-    purpose: 'registration',
-    user_id: user.id,
-    mfa_challenge_id: null,
-    login_name: null,
-    created_at: now,
-    expires_at: new Date(now.getTime() + rp.challengeTtlSeconds * 1000),
+  await sweepExpiredChallenges(deps.db, now);
+  // Trimmed and stored under the user's row lock: simultaneous requests take turns, so the user never
+  // holds more than REGISTRATION_CHALLENGES_PER_USER (without it, 40 at once left 31).
+  await deps.db.transaction(async (tx) => {
+    await lockUserForUpdate(tx, user.id);
+    await trimRegistrationChallenges(tx, user.id, REGISTRATION_CHALLENGES_PER_USER - 1);
+    await insertChallengeRow(tx, {
+      id: randomToken(16),
+      challenge: options.challenge,
+      purpose: 'registration',
+      user_id: user.id,
+      mfa_challenge_id: null,
+      login_name: null,
+      created_at: now,
+      expires_at: new Date(now.getTime() + rp.challengeTtlSeconds * 1000),
+    });
   });
   return options;
 }

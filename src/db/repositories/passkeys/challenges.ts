@@ -21,7 +21,17 @@ export interface WebauthnChallengeRow {
 
 /** Stores a challenge; expired ones are swept first (the table holds only live challenges). */
 export async function insertWebauthnChallenge(tx: Queryable, c: WebauthnChallengeRow): Promise<void> {
-  await tx.query('DELETE FROM webauthn_challenges WHERE expires_at <= $1', [c.created_at]);
+  await sweepExpiredChallenges(tx, c.created_at);
+  await insertChallengeRow(tx, c);
+}
+
+/** Deletes every challenge expired at `now`. */
+export async function sweepExpiredChallenges(db: Queryable, now: Date): Promise<void> {
+  await db.query('DELETE FROM webauthn_challenges WHERE expires_at <= $1', [now]);
+}
+
+/** Stores a challenge without the sweep (a caller holding locks sweeps before taking them). */
+export async function insertChallengeRow(tx: Queryable, c: WebauthnChallengeRow): Promise<void> {
   await tx.query(
     `INSERT INTO webauthn_challenges (id, challenge, purpose, user_id, mfa_challenge_id, login_name, created_at, expires_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
