@@ -8,7 +8,7 @@ const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
 const MIGRATION_LOCK_ID = 727_274_001;
 
 /** The migration files, in the order they apply. */
-function migrationFiles(): string[] {
+export function migrationFiles(): string[] {
   return readdirSync(MIGRATIONS_DIR)
     .filter((f) => f.endsWith('.sql'))
     .sort();
@@ -25,13 +25,15 @@ export async function pendingMigrations(db: Database): Promise<string[]> {
 /** Applies pending migrations; returns the names applied. Safe to run from several instances at once. */
 export async function migrate(db: Database): Promise<string[]> {
   const files = migrationFiles();
-  await db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
-    version text PRIMARY KEY,
-    applied_at timestamptz NOT NULL DEFAULT now()
-  )`);
   const applied: string[] = [];
   await db.transaction(async (tx) => {
     await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_ID]);
+    // Under the lock: instances starting together on a new database each ran this before it, and
+    // PostgreSQL fails concurrent CREATE TABLE IF NOT EXISTS of one name (a duplicate pg_type row).
+    await tx.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+      version text PRIMARY KEY,
+      applied_at timestamptz NOT NULL DEFAULT now()
+    )`);
     const done = new Set((await tx.query<{ version: string }>('SELECT version FROM schema_migrations')).rows.map((r) => r.version));
     for (const file of files) {
       if (done.has(file)) continue;
