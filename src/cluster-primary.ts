@@ -19,6 +19,8 @@ export async function runClusterPrimary(config: Config, logger: Logger): Promise
   // keys are in the database: the workers' start-up creates the first one under an advisory lock.
   await loadSecrets(config);
   let stopping = false;
+  /** Set when the cluster stops because a worker failed: the primary then exits non-zero, so a supervisor (systemd, Docker's restart policy) sees the failure. */
+  let failed = false;
   const started = new Map<Worker, number>();
   const fork = () => started.set(cluster.fork(), Date.now());
   for (let i = 0; i < config.webConcurrency; i++) fork();
@@ -27,12 +29,14 @@ export async function runClusterPrimary(config: Config, logger: Logger): Promise
     const lived = Date.now() - (started.get(worker) ?? 0);
     started.delete(worker);
     if (stopping) {
-      if (started.size === 0) process.exit(0);
+      logger.info({ pid: worker.process.pid, exitCode: code, signal }, 'worker stopped');
+      if (started.size === 0) process.exit(failed ? 1 : 0);
       return;
     }
-    logger.error({ pid: worker.process.pid, code, signal }, 'worker process exited');
+    logger.error({ pid: worker.process.pid, exitCode: code, signal }, 'worker process exited');
     if (lived < MIN_LIFETIME_MS) {
       logger.fatal('a worker failed during start-up; stopping the cluster');
+      failed = true;
       stop('SIGTERM');
       return;
     }
@@ -44,9 +48,11 @@ export async function runClusterPrimary(config: Config, logger: Logger): Promise
     stopping = true;
     logger.info({ signal }, 'stopping workers');
     for (const worker of started.keys()) worker.process.kill(signal);
-    if (started.size === 0) process.exit(0);
+    if (started.size === 0) process.exit(failed ? 1 : 0);
   }
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  // `on`, not `once`: a second signal (Ctrl-C pressed twice, systemd signalling the whole group)
+  // must find the handler still there, not Node's default, which kills the primary mid-shutdown.
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
   logger.info({ workers: config.webConcurrency }, `cluster primary: ${config.webConcurrency} worker processes on port ${config.port}`);
 }

@@ -94,8 +94,11 @@ export async function runInstance(config: Config, logger: Logger): Promise<void>
     releaseDataDir();
     process.exit(0);
   }
-  process.once('SIGTERM', () => void shutdown('SIGTERM'));
-  process.once('SIGINT', () => void shutdown('SIGINT'));
+  // `on`, not `once`: shutdown ignores repeats, and a second signal (Ctrl-C reaching both the cluster
+  // primary's forwarding and the worker itself, systemd signalling the whole group) must not meet
+  // Node's default handler, which killed a worker in the middle of its graceful stop.
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
 
   await app.listen({ port: config.port, host: config.host });
   if (metricsApp) await metricsApp.listen({ port: config.metricsPort, host: config.host });

@@ -93,4 +93,46 @@ if (process.env.DATABASE_URL && process.env.REDIS_URL) {
     assert.equal(await exited, 0, output);
     for (const pid of workers) assert.throws(() => process.kill(pid, 0), 'every worker has exited');
   });
+
+  test('WEB_CONCURRENCY=2: SIGINT to the whole process group (Ctrl-C, systemd) stops every worker gracefully; workers failing at start make the primary exit non-zero', async (t) => {
+    const database = await createTestDatabase('postgres');
+    t.after(() => database.cleanup());
+    const dataDir = mkdtempSync(join(tmpdir(), 'twofold-cluster-'));
+    t.after(() => rmSync(dataDir, { recursive: true, force: true }));
+    const url = new URL(process.env.DATABASE_URL!);
+    url.pathname = `/${(await database.db.query<{ d: string }>('SELECT current_database() AS d')).rows[0]!.d}`;
+    const start = async (databaseUrl: string) => {
+      const port = await freePort();
+      const env = {
+        PATH: process.env.PATH ?? '', NODE_ENV: 'development', PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, DATABASE_URL: databaseUrl,
+        REDIS_URL: process.env.REDIS_URL!, WEB_CONCURRENCY: '2', PASSWORD_HASH_MEMORY_KIB: '1024', PASSWORD_HASH_ITERATIONS: '1', LOG_LEVEL: 'info',
+      };
+      // Its own process group, as a terminal or a systemd unit gives it.
+      const primary = spawn(process.execPath, [...SERVER_ARGS], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+      const out = { text: '' };
+      primary.stdout.on('data', (d) => (out.text += d));
+      primary.stderr.on('data', (d) => (out.text += d));
+      const exited = new Promise<number | null>((done) => primary.once('exit', (code) => done(code)));
+      t.after(() => {
+        if (primary.exitCode === null) process.kill(-primary.pid!, 'SIGKILL');
+      });
+      return { primary, out, exited, base: `http://127.0.0.1:${port}` };
+    };
+
+    const ok = await start(url.toString());
+    for (let i = 0; i < 480 && workersOf(ok.primary.pid!).length < 2 || !(await fetch(`${ok.base}/healthz`).then((r) => r.ok, () => false)); i++) {
+      if (ok.primary.exitCode !== null) throw new Error(`the primary exited:\n${ok.out.text}`);
+      await sleep(250);
+    }
+    process.kill(-ok.primary.pid!, 'SIGINT');
+    assert.equal(await ok.exited, 0, ok.out.text);
+    const stopped = ok.out.text.split('\n').filter((l) => l.includes('"worker stopped"')).map((l) => JSON.parse(l) as { exitCode: number | null; signal: string | null });
+    assert.deepEqual(stopped.map((w) => [w.exitCode, w.signal]), [[0, null], [0, null]], `each worker ended its graceful stop, none was killed by the second signal:\n${ok.out.text}`);
+
+    // A database that does not exist: both workers fail at start, and a supervisor must see that.
+    const missing = new URL(url.toString());
+    missing.pathname = '/twofold_test_no_such_database';
+    const failing = await start(missing.toString());
+    assert.equal(await failing.exited, 1, failing.out.text);
+  });
 }
