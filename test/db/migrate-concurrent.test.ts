@@ -9,9 +9,10 @@ import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import pg from 'pg';
 import { migrate, migrationFiles } from '../../src/db/migrate.ts';
+import type { Database } from '../../src/db/database.ts';
 import { openPostgres } from '../../src/db/postgres.ts';
 
-const ADMIN_URL = process.env.DATABASE_URL;
+const ADMIN_URL: string | undefined = process.env.DATABASE_URL;
 
 if (ADMIN_URL) {
   test('four instances migrating a new database at once: all succeed, every migration applied once [postgres]', async (t) => {
@@ -21,9 +22,9 @@ if (ADMIN_URL) {
     for (let round = 0; round < 3; round++) {
       const name = `twofold_test_migrate_${randomBytes(5).toString('hex')}`;
       await admin.query(`CREATE DATABASE ${name}`);
-      const url = new URL(ADMIN_URL);
+      const url: URL = new URL(ADMIN_URL!);
       url.pathname = `/${name}`;
-      const dbs = await Promise.all(Array.from({ length: 4 }, () => openPostgres(url.toString(), 2)));
+      const dbs: Database[] = await Promise.all(Array.from({ length: 4 }, () => openPostgres(url.toString(), 2)));
       try {
         const results = await Promise.allSettled(dbs.map((db) => migrate(db)));
         assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled'], String(results.map((r) => (r.status === 'rejected' ? (r.reason as Error).message : '')).filter(Boolean)));
