@@ -1,6 +1,6 @@
 /** Delivery through an SMTP server (nodemailer), configured by SMTP_URL and MAIL_FROM. */
 import nodemailer from 'nodemailer';
-import type { Config } from '../config.ts';
+import { isLoopbackHost, type Config } from '../config.ts';
 import type { MailMessage, MailTransport } from './types.ts';
 
 /**
@@ -9,6 +9,19 @@ import type { MailMessage, MailTransport } from './types.ts';
  * record the failure and back off well within its lease.
  */
 const SMTP_TIMEOUT_MS = 10_000;
+
+/**
+ * Whether an `smtp://` server must upgrade the connection with STARTTLS before anything is sent.
+ * Nodemailer uses STARTTLS only when the server offers it, so a man in the middle who strips the
+ * offer got the SMTP password and every reset link in clear. Required unless the server is on this
+ * machine (a loopback catcher), or SMTP_URL says `?requireTLS=false` itself (a trusted internal
+ * relay without TLS); `smtps://` is TLS from the first byte.
+ */
+export function smtpRequiresTls(smtpUrl: string): boolean {
+  const url = new URL(smtpUrl);
+  if (url.protocol !== 'smtp:' || url.searchParams.has('requireTLS')) return false;
+  return !isLoopbackHost(url.hostname);
+}
 
 /** Creates the SMTP transport; throws when config.smtpUrl is not set. */
 export function createSmtpTransport(config: Pick<Config, 'smtpUrl' | 'mailFrom' | 'publicUrl'>): MailTransport {
@@ -20,6 +33,7 @@ export function createSmtpTransport(config: Pick<Config, 'smtpUrl' | 'mailFrom' 
   // connection never trips over a pooled one the server has quietly closed during an outage.
   const transporter = nodemailer.createTransport({
     url: config.smtpUrl,
+    ...(smtpRequiresTls(config.smtpUrl) ? { requireTLS: true } : {}),
     connectionTimeout: SMTP_TIMEOUT_MS,
     greetingTimeout: SMTP_TIMEOUT_MS,
     socketTimeout: SMTP_TIMEOUT_MS,
