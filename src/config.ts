@@ -154,14 +154,31 @@ function int(env: Env, name: string, fallback: number, min = 0, max = Number.MAX
 const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 
 /** Durations accept plain seconds or a number with s/m/h/d (`3600`, `60m`, `60d`). */
-function duration(env: Env, name: string, fallbackSeconds: number, minSeconds = 0): number {
+function duration(env: Env, name: string, fallbackSeconds: number, minSeconds = 0, maxSeconds = Infinity): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallbackSeconds;
   const m = /^(\d+)\s*([smhd]?)$/.exec(raw.trim());
   if (!m) throw new ConfigError(`${name} must be seconds or a number with s, m, h or d, got "${raw}"`);
   const n = Number(m[1]) * (UNIT_SECONDS[m[2] || 's'] ?? 1);
   if (n < minSeconds) throw new ConfigError(`${name} must be at least ${minSeconds} seconds`);
+  if (n > maxSeconds) throw new ConfigError(`${name} must be at most ${maxSeconds} seconds (about ${Math.floor(maxSeconds / 86400)} days), got ${n}`);
   return n;
+}
+
+/**
+ * The longest lock or counter window: the limiters' memory store expires keys with setTimeout, which
+ * fires at once beyond 2^31-1 ms (a 30-day lock would last 1 ms). Checked here, with the other
+ * settings, rather than when the limiter is built after the database was opened and migrated.
+ */
+const MAX_LIMIT_SECONDS = Math.floor(0x7fffffff / 1000);
+
+/** pino's levels: anything else made the logger throw a stack trace at start. */
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function logLevel(env: Env, fallback: string): string {
+  const v = str(env, 'LOG_LEVEL', fallback).trim().toLowerCase();
+  if (!LOG_LEVELS.includes(v)) throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${env.LOG_LEVEL}"`);
+  return v;
 }
 
 function bool(env: Env, name: string, fallback: boolean): boolean {
@@ -303,16 +320,16 @@ export function loadConfig(env: Env): Config {
     passwordResetTtlSeconds: duration(env, 'PASSWORD_RESET_TTL', 1800, 60),
     emailOtpTtlSeconds: duration(env, 'EMAIL_OTP_TTL', 600, 60),
     emailOtpMaxAttempts: int(env, 'EMAIL_OTP_MAX_ATTEMPTS', 5, 1, 100),
-    emailOtpCooldownSeconds: duration(env, 'EMAIL_OTP_COOLDOWN', 60, 0),
+    emailOtpCooldownSeconds: duration(env, 'EMAIL_OTP_COOLDOWN', 60, 0, MAX_LIMIT_SECONDS),
     emailOtpMaxPerHour: int(env, 'EMAIL_OTP_MAX_PER_HOUR', 5, 1, 1000),
     rateLimit: {
       disabled: bool(env, 'RATE_LIMIT_DISABLED', false),
       accountMaxFailures: int(env, 'LOCKOUT_MAX_FAILURES', 10, 1, 100),
-      accountLockSeconds: duration(env, 'LOCKOUT_DURATION', 900, 1),
+      accountLockSeconds: duration(env, 'LOCKOUT_DURATION', 900, 1, MAX_LIMIT_SECONDS),
       accountMaxConsecutiveFailures: int(env, 'LOCKOUT_MAX_CONSECUTIVE_FAILURES', 100, 1, 100),
-      accountHardLockSeconds: duration(env, 'LOCKOUT_HARD_DURATION', 86400, 1),
+      accountHardLockSeconds: duration(env, 'LOCKOUT_HARD_DURATION', 86400, 1, MAX_LIMIT_SECONDS),
       ipMaxFailures: int(env, 'RATE_LIMIT_IP_MAX_FAILURES', 50, 1),
-      ipWindowSeconds: duration(env, 'RATE_LIMIT_IP_WINDOW', 900, 1),
+      ipWindowSeconds: duration(env, 'RATE_LIMIT_IP_WINDOW', 900, 1, MAX_LIMIT_SECONDS),
       ipMaxRequestsPerMinute: int(env, 'RATE_LIMIT_IP_MAX_REQUESTS_PER_MINUTE', 30, 1),
       emailMaxPerHour: int(env, 'RATE_LIMIT_EMAIL_MAX_PER_HOUR', 5, 1),
     },
@@ -321,7 +338,7 @@ export function loadConfig(env: Env): Config {
       maxAgeSeconds: duration(env, 'OUTBOX_MAX_AGE', 86400, 60),
       maxBackoffSeconds: duration(env, 'OUTBOX_MAX_BACKOFF', 300, 1),
     },
-    logLevel: str(env, 'LOG_LEVEL', mode === 'test' ? 'silent' : 'info'),
+    logLevel: logLevel(env, mode === 'test' ? 'silent' : 'info'),
     bodyLimitBytes: 64 * 1024,
     requestTimeoutSeconds: duration(env, 'REQUEST_TIMEOUT', 30, 1),
     trustProxy: trustProxy(env),

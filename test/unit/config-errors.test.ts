@@ -107,3 +107,18 @@ test('REDIS_KEY_PREFIX: default twofold; a colon, a glob character, an empty wor
     assert.throws(() => loadConfig({ REDIS_KEY_PREFIX: bad }), (e: unknown) => e instanceof ConfigError && /REDIS_KEY_PREFIX/.test(e.message), bad);
   }
 });
+
+test('LOG_LEVEL: one of pino\'s levels, any case; anything else is a configuration error, not a stack trace from the logger', () => {
+  assert.equal(loadConfig({ LOG_LEVEL: 'WARN' }).logLevel, 'warn');
+  assert.equal(loadConfig({ NODE_ENV: 'test' }).logLevel, 'silent');
+  for (const bad of ['verbose', 'warning', 'info,debug']) {
+    assert.throws(() => loadConfig({ LOG_LEVEL: bad }), (e: unknown) => e instanceof ConfigError && /LOG_LEVEL must be one of/.test(e.message), bad);
+  }
+});
+
+test('lock and window durations over 24 days are refused with the other settings (the memory store\'s timers cannot hold them)', () => {
+  for (const name of ['LOCKOUT_DURATION', 'LOCKOUT_HARD_DURATION', 'RATE_LIMIT_IP_WINDOW', 'EMAIL_OTP_COOLDOWN']) {
+    assert.throws(() => loadConfig({ [name]: '30d' }), (e: unknown) => e instanceof ConfigError && e.message.startsWith(`${name} must be at most`), name);
+    assert.equal(loadConfig({ [name]: '24d' }) !== undefined, true);
+  }
+});
