@@ -8,6 +8,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
+import { serveClusterMetrics } from './http/cluster-metrics.ts';
 import { loadSecrets } from './secrets.ts';
 
 /** A worker that dies within this long of its start is failing at start-up: do not loop forking it. */
@@ -18,6 +19,8 @@ export async function runClusterPrimary(config: Config, logger: Logger): Promise
   // starts: workers racing to create the same key file could read a half-written one. The JWT signing
   // keys are in the database: the workers' start-up creates the first one under an advisory lock.
   await loadSecrets(config);
+  // /metrics answered by any worker covers all of them (http/cluster-metrics.ts).
+  serveClusterMetrics();
   let stopping = false;
   /** Set when the cluster stops because a worker failed: the primary then exits non-zero, so a supervisor (systemd, Docker's restart policy) sees the failure. */
   let failed = false;

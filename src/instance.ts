@@ -3,9 +3,11 @@
  * worker and the jobs, listens, and shuts all of it down gracefully on SIGTERM/SIGINT. server.ts loads
  * this module only in a process that serves (not in the cluster primary, which needs none of it).
  */
+import cluster from 'node:cluster';
 import { isIP } from 'node:net';
 import { buildApp } from './app.ts';
 import { trackInFlight } from './http/in-flight.ts';
+import { shareWorkerMetrics } from './http/cluster-metrics.ts';
 import { createMetrics } from './http/metrics.ts';
 import { buildMetricsApp, openMetricsWarning } from './http/routes/metrics.ts';
 import { systemClock } from './clock.ts';
@@ -60,6 +62,7 @@ export async function runInstance(config: Config, logger: Logger): Promise<void>
   }
   const { keys, secretBox } = deps;
   const metrics = createMetrics();
+  if (cluster.isWorker) shareWorkerMetrics(metrics.registry);
   const app = await buildApp(deps, { devMailbox, metrics });
   const inFlight = trackInFlight(app);
   const metricsApp = config.metricsPort === undefined ? undefined : await buildMetricsApp(config, metrics, logger);

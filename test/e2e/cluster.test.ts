@@ -89,6 +89,14 @@ if (process.env.DATABASE_URL && process.env.REDIS_URL) {
       assert.equal(res.status, 200, await res.clone().text());
     }
 
+    // /metrics from any worker covers both: each scrape counts all six logins (a worker's own count
+    // alone read 3, then 3, then …, and counters went backwards between scrapes).
+    for (let i = 0; i < 4; i++) {
+      const text = await (await fetch(`${base}/metrics`, { headers: { connection: 'close' } })).text();
+      const line = text.split('\n').find((l) => l.startsWith('twofold_http_requests_total{') && l.includes('route="/api/v1/auth-jwt/login"') && l.includes('status="200"'));
+      assert.equal(line?.split(' ').at(-1), '6', `scrape ${i}: ${line}`);
+    }
+
     primary.kill('SIGTERM');
     assert.equal(await exited, 0, output);
     for (const pid of workers) assert.throws(() => process.kill(pid, 0), 'every worker has exited');

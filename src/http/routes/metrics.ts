@@ -3,11 +3,13 @@
  * Served by the main app, or — with METRICS_PORT — only by a separate listener that can stay inside
  * the cluster network while the main port faces the Internet.
  */
+import cluster from 'node:cluster';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import type { Config } from '../../config.ts';
 import { safeEqual } from '../../crypto/token-hash.ts';
 import { AppError } from '../../errors.ts';
+import { clusterMetricsText } from '../cluster-metrics.ts';
 import type { Metrics } from '../metrics.ts';
 import { bearerToken } from '../plugins/auth.ts';
 import { clientErrorHandler, frameworkErrors, requestTimeoutOptions } from '../framework-errors.ts';
@@ -34,7 +36,13 @@ export async function metricsRoutes(app: FastifyInstance, { config, metrics }: {
     },
   }, async (_request, reply) => {
     reply.type(metrics.registry.contentType);
-    return metrics.registry.metrics();
+    if (!cluster.isWorker) return metrics.registry.metrics();
+    // Several workers share the port: the answer covers all of them (cluster-metrics.ts).
+    try {
+      return await clusterMetricsText();
+    } catch (err) {
+      throw new AppError('service_unavailable', { detail: 'The workers\' metrics could not be gathered; try again.', cause: err });
+    }
   });
 }
 
