@@ -143,9 +143,14 @@ export async function interactionRoutes(app: FastifyInstance, { deps, engine }: 
       // Asked for (prompt=consent), or a native application: the engine asks on every request of a
       // client with an app-scheme redirect, because any app on the device may claim that scheme and
       // start a flow with the real client_id (RFC 8252 §8.6). A remembered consent does not answer it.
+      // `skip_consent` (a first-party application) answers prompt=consent, but not a native client's
+      // prompt: that guards against another app on the device, which the operator's trust in the real
+      // one does not cover (with it, any app claiming the scheme got a code and a refresh token silently).
       const reasons = d.prompt.reasons as string[];
-      const explicit = reasons.includes('consent_prompt') || reasons.includes('native_client_prompt');
-      const remembered = (client as unknown as { skip_consent?: boolean }).skip_consent === true || (!explicit && await consentCovers(deps, accountId, clientId, scopes));
+      const native = reasons.includes('native_client_prompt');
+      const explicit = reasons.includes('consent_prompt') || native;
+      const skip = (client as unknown as { skip_consent?: boolean }).skip_consent === true;
+      const remembered = !native && (skip || (!explicit && await consentCovers(deps, accountId, clientId, scopes)));
       if (remembered) {
         // Once per interaction: the page loaded many times at once would save a grant per load.
         if (!(await decideConsentInteraction(deps, d.uid))) return decided(reply, d);

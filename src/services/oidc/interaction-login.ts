@@ -111,6 +111,12 @@ export async function moveProviderSessionsToLogin(deps: Deps, previousSessionId:
 export async function linkProviderSession(deps: Deps, providerSessionUid: string, sessionId: string, userId: string, client: ClientInfo): Promise<void> {
   await deps.db.transaction(async (tx) => {
     const now = deps.clock();
+    // Only to a live session of that user. A consent page opened before a second login replays, when
+    // submitted, the login step's old session (the engine merges the earlier result): linked to it,
+    // the provider session went to a revoked session (the code exchange failed, the applications were
+    // logged out) and the browser's live session was revoked as "superseded".
+    const target = await findSession(tx, sessionId);
+    if (!target || target.user_id !== userId || target.revoked_at !== null || target.expires_at <= now) return;
     const previous = await upsertLink(tx, providerSessionUid, sessionId, userId, now);
     if (!previous || previous.session_id === sessionId || previous.user_id !== userId) return;
     if (await revokeSession(tx, previous.session_id, 'superseded', now)) {
