@@ -157,7 +157,10 @@ export async function interactionRoutes(app: FastifyInstance, { deps, engine }: 
         return finish(provider, request, reply, { consent: { grantId: await grantScopes(provider, d, accountId, clientId) } }, true);
       }
       const user = await findUserById(deps.db, accountId);
-      const host = new URL(client.redirectUris?.[0] ?? config.publicUrl).host;
+      // Where this request's answer goes (the engine checked it against the client's URIs): for an
+      // app-scheme URI, which has no host, the scheme names the app.
+      const target = new URL(String(d.params.redirect_uri ?? client.redirectUris?.[0] ?? config.publicUrl));
+      const host = target.host || target.protocol.replace(/:$/, '');
       return page(reply, 200, consentPage({
         productName: config.productName, uid: d.uid, clientName: client.clientName ?? clientId, clientHost: host,
         username: user?.username ?? '', scopes: requestedScopes(d),

@@ -44,9 +44,13 @@ describeWithApp('OpenID consent edges', (suite) => {
     const user = await createUser(server.app);
     const browser = new Browser(server.base);
     await browser.login(user);
-    for (const params of [{ scope: 'openid email' }, { scope: 'openid offline_access', prompt: 'consent' }]) {
+    const asks: Record<string, string>[] = [{ scope: 'openid email' }, { scope: 'openid offline_access', prompt: 'consent' }];
+    for (const params of asks) {
       const start = await authorizationStart(config, 'com.example.notes:/cb', params);
-      assert.ok(await untilConsentPage(server, browser, start.url), `consent asked for ${JSON.stringify(params)}`);
+      const page = await untilConsentPage(server, browser, start.url);
+      assert.ok(page, `consent asked for ${JSON.stringify(params)}`);
+      // The page names where the answer goes: the app's scheme (an app-scheme URI has no host).
+      assert.match(await (await browser.request(page)).text(), /\(com\.example\.notes\)/);
     }
   });
 
