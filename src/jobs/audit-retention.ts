@@ -1,9 +1,9 @@
 /**
  * The audit retention job: once an hour (and once at start), entries older than AUDIT_RETENTION are
- * deleted. Every instance runs it; deleting is idempotent, so two instances at once only overlap.
+ * deleted, and spent sessions, challenges, link tokens and mails (services/audit/retention.ts). Every instance runs it; deleting is idempotent, so two instances at once only overlap.
  */
 import type { Deps } from '../deps.ts';
-import { pruneAuditLog } from '../services/audit/retention.ts';
+import { pruneAuditLog, pruneSpentRows } from '../services/audit/retention.ts';
 
 const TICK_MS = 3_600_000;
 
@@ -14,8 +14,10 @@ export function startAuditRetentionJob(deps: Pick<Deps, 'db' | 'clock' | 'config
     if (running) return;
     running = true;
     pruneAuditLog(deps)
-      .then((n) => {
+      .then(async (n) => {
         if (n > 0) deps.logger.info({ deleted: n, retentionSeconds: deps.config.auditRetentionSeconds }, 'old audit entries deleted');
+        const spent = await pruneSpentRows(deps);
+        if (Object.values(spent).some((x) => x > 0)) deps.logger.info({ deleted: spent }, 'spent sessions, challenges, link tokens and mails deleted');
       })
       .catch((err: unknown) => deps.logger.error({ err }, 'audit retention job failed'))
       .finally(() => {

@@ -1,0 +1,42 @@
+/**
+ * SQL for the retention job: rows whose purpose has passed, deleted in batches (each DELETE a
+ * statement of its own, holding its locks briefly). Times come from the caller's clock.
+ */
+import type { Queryable } from '../database.ts';
+
+/**
+ * Sessions ended (revoked, or expired) before `before`, up to `batch`. A session an OpenID provider
+ * session is still linked to stays: the logout sweep reads it to send the back-channel logouts.
+ */
+export async function deleteEndedSessions(db: Queryable, before: Date, batch: number): Promise<number> {
+  const r = await db.query(
+    `DELETE FROM sessions WHERE id IN (
+       SELECT s.id FROM sessions s
+        WHERE (s.revoked_at < $1 OR (s.revoked_at IS NULL AND s.expires_at < $1))
+          AND NOT EXISTS (SELECT 1 FROM oidc_session_links l WHERE l.session_id = s.id)
+        LIMIT $2)`,
+    [before, batch],
+  );
+  return r.rowCount;
+}
+
+/** MFA challenges (and, by cascade, their WebAuthn challenges) expired before `before`, up to `batch`. */
+export async function deleteExpiredMfaChallenges(db: Queryable, before: Date, batch: number): Promise<number> {
+  const r = await db.query('DELETE FROM mfa_challenges WHERE id IN (SELECT id FROM mfa_challenges WHERE expires_at < $1 LIMIT $2)', [before, batch]);
+  return r.rowCount;
+}
+
+/** E-mailed link tokens (verification, reset) expired before `before`, used or not, up to `batch`. */
+export async function deleteExpiredEmailTokens(db: Queryable, before: Date, batch: number): Promise<number> {
+  const r = await db.query('DELETE FROM email_tokens WHERE id IN (SELECT id FROM email_tokens WHERE expires_at < $1 LIMIT $2)', [before, batch]);
+  return r.rowCount;
+}
+
+/** Outbox mails sent or given up before `before`, up to `batch` (pending ones are never touched). */
+export async function deleteFinishedMails(db: Queryable, before: Date, batch: number): Promise<number> {
+  const r = await db.query(
+    'DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE sent_at < $1 OR failed_at < $1 LIMIT $2)',
+    [before, batch],
+  );
+  return r.rowCount;
+}
