@@ -27,6 +27,9 @@ if (cluster?.isPrimary) {
     process.exit(1);
   });
 } else {
+  // A worker answers the primary's metrics gathering from its first moment (with nothing until its
+  // registry exists): one still starting must not make every scrape wait for it and fail.
+  if (cluster?.isWorker) (await import('./http/cluster-metrics.ts')).answerMetricsGathering();
   // The service's modules load only here: a cluster primary stays a small process.
   import('./instance.ts').then((m) => m.runInstance(config, logger)).catch((err: unknown) => {
     logger.fatal({ err }, 'start-up failed');

@@ -21,11 +21,17 @@ interface MetricsMessage {
   error?: string;
 }
 
-/** In a worker: offers `registry` to the primary's gathering. Call once, at start-up. */
-export function shareWorkerMetrics(registry: Registry): void {
-  AggregatorRegistry.setRegistries([registry]);
+/** In a worker, first thing: answers the primary's gathering requests (with no metrics until {@link shareWorkerMetrics}). */
+export function answerMetricsGathering(): void {
+  AggregatorRegistry.setRegistries([]);
   // Constructing one installs prom-client's listener that answers the primary's gathering requests.
   new AggregatorRegistry();
+}
+
+/** In a worker: offers `registry` to the primary's gathering. */
+export function shareWorkerMetrics(registry: Registry): void {
+  answerMetricsGathering();
+  AggregatorRegistry.setRegistries([registry]);
 }
 
 let nextId = 0;
@@ -54,9 +60,14 @@ export function serveClusterMetrics(): void {
   const aggregator = new AggregatorRegistry();
   cluster.on('message', (worker: Worker, m: MetricsMessage) => {
     if (m?.type !== REQUEST) return;
+    // The asking worker may have died meanwhile: a send on its closed channel, without a callback,
+    // raised an unhandled 'error' that took the primary (and so every worker) down.
+    const answer = (msg: MetricsMessage) => {
+      if (worker.isConnected()) worker.send(msg, () => {});
+    };
     aggregator.clusterMetrics().then(
-      (text) => worker.send({ type: ANSWER, id: m.id, text }),
-      (err: Error) => worker.send({ type: ANSWER, id: m.id, error: err.message }),
+      (text) => answer({ type: ANSWER, id: m.id, text }),
+      (err: Error) => answer({ type: ANSWER, id: m.id, error: err.message }),
     );
   });
 }
