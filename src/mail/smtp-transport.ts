@@ -14,12 +14,13 @@ const SMTP_TIMEOUT_MS = 10_000;
  * Whether an `smtp://` server must upgrade the connection with STARTTLS before anything is sent.
  * Nodemailer uses STARTTLS only when the server offers it, so a man in the middle who strips the
  * offer got the SMTP password and every reset link in clear. Required unless the server is on this
- * machine (a loopback catcher), or SMTP_URL says `?requireTLS=false` itself (a trusted internal
- * relay without TLS); `smtps://` is TLS from the first byte.
+ * machine (a loopback catcher), or SMTP_URL says `?requireTLS=false` (or nodemailer's
+ * `?ignoreTLS=true`) itself (a trusted internal relay without TLS); `smtps://` is TLS from the first byte.
  */
 export function smtpRequiresTls(smtpUrl: string): boolean {
   const url = new URL(smtpUrl);
-  if (url.protocol !== 'smtp:' || url.searchParams.has('requireTLS')) return false;
+  // nodemailer's own opt-outs in the URL (`ignoreTLS`) are the operator's word too: requireTLS would override them.
+  if (url.protocol !== 'smtp:' || url.searchParams.has('requireTLS') || url.searchParams.get('ignoreTLS') === 'true') return false;
   return !isLoopbackHost(url.hostname);
 }
 

@@ -128,7 +128,7 @@ if (process.env.DATABASE_URL && process.env.REDIS_URL) {
     };
 
     const ok = await start(url.toString());
-    for (let i = 0; i < 480 && workersOf(ok.primary.pid!).length < 2 || !(await fetch(`${ok.base}/healthz`).then((r) => r.ok, () => false)); i++) {
+    for (let i = 0; i < 480 && (workersOf(ok.primary.pid!).length < 2 || !(await fetch(`${ok.base}/healthz`).then((r) => r.ok, () => false))); i++) {
       if (ok.primary.exitCode !== null) throw new Error(`the primary exited:\n${ok.out.text}`);
       await sleep(250);
     }

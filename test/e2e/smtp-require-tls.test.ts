@@ -19,6 +19,7 @@ test('smtp:// to another host requires STARTTLS; loopback, smtps:// and an expli
   assert.equal(smtpRequiresTls('smtp://[::1]:25'), false);
   assert.equal(smtpRequiresTls('smtps://user:pass@smtp.example.com:465'), false, 'TLS from the first byte');
   assert.equal(smtpRequiresTls('smtp://relay.internal:25?requireTLS=false'), false, 'the operator said so');
+  assert.equal(smtpRequiresTls('smtp://postfix:25?ignoreTLS=true'), false, "nodemailer's own opt-out, which requireTLS would override");
 });
 
 test('with STARTTLS required, a server that offers none gets no mail and no password; without, it gets both', async (t) => {

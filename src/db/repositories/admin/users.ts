@@ -83,13 +83,15 @@ const ADMIN_CHANGES_LOCK_ID = 727_274_006;
 /**
  * For a change an admin person makes, as its transaction's first statement: takes the admin-changes
  * lock (admins acting on each other take turns instead of deadlocking on each other's rows), then
- * re-reads the admin, FOR SHARE until commit. False when they are no longer an active admin. A
+ * re-reads the admin, locked until commit. False when they are no longer an active admin. A
  * deactivation or demotion committed since the request was authorised is seen; one still to come
  * waits for this change, which then came first.
  */
 export async function lockActiveAdminForChange(tx: Queryable, adminId: string): Promise<boolean> {
   await tx.query('SELECT pg_advisory_xact_lock($1)', [ADMIN_CHANGES_LOCK_ID]);
-  const r = await tx.query(`SELECT 1 FROM users WHERE id = $1 AND is_active AND 'admin' = ANY (roles) FOR SHARE`, [adminId]);
+  // FOR UPDATE, as the change takes its target (lockUser): an admin acting on its own account then
+  // holds the lock it needs from the start, with no upgrade from a shared one to wait in.
+  const r = await tx.query(`SELECT 1 FROM users WHERE id = $1 AND is_active AND 'admin' = ANY (roles) FOR UPDATE`, [adminId]);
   return r.rows.length > 0;
 }
 

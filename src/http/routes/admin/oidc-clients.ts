@@ -23,7 +23,7 @@ const Metadata = {
   token_endpoint_auth_method: Type.Optional(Type.Union(AUTH_METHODS.map((m) => Type.Literal(m)), { description: 'Default `client_secret_basic`; `none` = public client (PKCE S256 required)', examples: ['client_secret_basic'] })),
   scope: Type.Optional(Type.String({ maxLength: 200, description: 'Space-separated subset of `openid profile email offline_access` (default: all)', examples: ['openid profile email offline_access'] })),
   backchannel_logout_uri: Type.Optional(Type.String({ maxLength: 2048, description: 'Called with a logout token when a session of the user ends (even on a private address)', examples: ['https://wiki.example.com/backchannel-logout'] })),
-  skip_consent: Type.Optional(Type.Boolean({ description: 'First-party client: no consent screen', examples: [false] })),
+  skip_consent: Type.Optional(Type.Boolean({ description: 'First-party client: no consent screen (native clients, with an app-scheme redirect URI, are still asked every time: another app may claim the scheme)', examples: [false] })),
   client_name: Type.Optional(Type.String({ maxLength: 100, description: 'Shown on the consent screen', examples: ['Team wiki'] })),
 };
 const ClientSchema = Type.Object({
