@@ -13,7 +13,7 @@ import { ACCESS_COOKIE, BROWSER_SESSION_COOKIE, browserSessionId } from '../http
 import { AppError } from '../errors.ts';
 import { authenticateAccessToken } from '../services/authenticate.ts';
 import { linkProviderSession } from '../services/oidc/interaction-login.ts';
-import { loggedOutPage, logoutPage, oidcErrorPage } from '../web/pages/oidc.ts';
+import { loggedOutPage, logoutPage, oidcErrorPage, type LogoutAccounts } from '../web/pages/oidc.ts';
 import { koaClientInfo } from './client-info.ts';
 import { createAdapterClass } from './adapter.ts';
 import { OIDC_SCOPES, toProviderMetadata, type ClientInput } from './client-metadata.ts';
@@ -93,6 +93,15 @@ async function browserSession(deps: Deps, ctx: KoaContextWithOIDC, now: Date): P
     if (e instanceof AppError) return undefined;
     throw e;
   }
+}
+
+/** Who the logout confirmation logs out, and who stays signed in in this browser (see logoutPage). */
+async function logoutAccounts(deps: Deps, ctx: KoaContextWithOIDC): Promise<LogoutAccounts> {
+  const accountId = ctx.oidc.session?.accountId;
+  const ending = accountId ? await findUserById(deps.db, accountId) : undefined;
+  const current = await browserSession(deps, ctx, deps.clock());
+  const staying = current && current.userId !== accountId ? await findUserById(deps.db, current.userId) : undefined;
+  return { ending: ending?.username, stayingSignedIn: staying?.username };
 }
 
 function policy(deps: Deps) {
@@ -193,7 +202,7 @@ export async function createProvider(deps: Deps, fileClients: readonly ClientInp
           const origins = (ctx.oidc.client?.postLogoutRedirectUris ?? []).map(formActionSource);
           // The confirmation's 303 goes to the application: the form may lead there (CSP form-action covers redirects).
           ctx.set('Content-Security-Policy', pageCsp(origins));
-          html(ctx, logoutPage(config.productName, form, ctx.oidc.client?.clientName ?? ctx.oidc.client?.clientId));
+          html(ctx, logoutPage(config.productName, form, ctx.oidc.client?.clientName ?? ctx.oidc.client?.clientId, await logoutAccounts(deps, ctx)));
         },
         async postLogoutSuccessSource(ctx) {
           html(ctx, loggedOutPage(config.productName));

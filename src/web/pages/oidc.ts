@@ -36,11 +36,28 @@ export function consentPage(i: ConsentPageInput): string {
   return layout({ productName: i.productName, title: `Allow ${i.clientName}`, body });
 }
 
-/** The logout confirmation: the engine's form (hidden xsrf field) and one button that submits it. */
-export function logoutPage(productName: string, engineForm: string, clientName: string | undefined): string {
+/** Whose sign-in a logout confirmation ends, and who the browser is signed in as now (when someone else). */
+export interface LogoutAccounts {
+  /** The account the provider session belongs to. */
+  ending?: string;
+  /** The browser's current Twofold account, when it is not `ending` (another user logged in since). */
+  stayingSignedIn?: string;
+}
+
+/**
+ * The logout confirmation: the engine's form (hidden xsrf field) and one button that submits it. It
+ * names the account it logs out: on a shared computer, the person at the keyboard may be another
+ * user who logged in since, whose own session this does not end.
+ */
+export function logoutPage(productName: string, engineForm: string, clientName: string | undefined, accounts: LogoutAccounts = {}): string {
+  const whose = accounts.ending ? html` of <strong>${accounts.ending}</strong>` : html``;
+  const other = accounts.stayingSignedIn
+    ? html`<p>You are signed in here as <strong>${accounts.stayingSignedIn}</strong>: that stays. To end it too, log out on your <a href="/account">account page</a>.</p>`
+    : html``;
   const body = html`<section class="card" aria-labelledby="logout-title">
 <h1 id="logout-title">Log out?</h1>
-<p class="lead">${clientName ? html`${clientName} asks to log you out of ${productName}.` : html`Log out of ${productName}?`} This ends your session here and in the applications you signed in to with it.</p>
+<p class="lead">${clientName ? html`${clientName} asks to log you out of ${productName}.` : html`Log out of ${productName}?`} This ends the session${whose} here and in the applications signed in with it.</p>
+${other}
 ${new SafeHtml(engineForm)}
 <button type="submit" class="primary" form="op.logoutForm" name="logout" value="yes" id="logout-confirm">Log out</button>
 <p class="links"><a href="/account">Stay logged in</a></p>
