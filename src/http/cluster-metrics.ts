@@ -9,7 +9,8 @@
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 
-const REQUEST = 'twofold:metrics-request';
+/** The type of a worker's request for the gathered metrics (exported for the tests' cluster). */
+export const REQUEST = 'twofold:metrics-request';
 const ANSWER = 'twofold:metrics-answer';
 /** Longer than prom-client's own 5 s wait for the workers. */
 const ANSWER_TIMEOUT_MS = 7_000;

@@ -5,7 +5,7 @@
  */
 import cluster from 'node:cluster';
 import { Counter, Registry } from 'prom-client';
-import { answerMetricsGathering, clusterMetricsText, serveClusterMetrics, shareWorkerMetrics } from '../../src/http/cluster-metrics.ts';
+import { REQUEST, answerMetricsGathering, clusterMetricsText, serveClusterMetrics, shareWorkerMetrics } from '../../src/http/cluster-metrics.ts';
 
 const say = (o: Record<string, unknown>) => console.log(JSON.stringify(o));
 
@@ -16,8 +16,8 @@ if (cluster.isPrimary) {
   cluster.fork({ ROLE: 'starting' });
   asker.on('exit', () => {
     say({ event: 'asker-exited' });
-    // The answer to the dead asker comes once the gathering has ended; then a live worker asks.
-    setTimeout(() => cluster.fork({ ROLE: 'asker' }), 1500);
+    // The answer to the dead asker comes once the gathering has timed out (5 s); then a live worker asks.
+    setTimeout(() => cluster.fork({ ROLE: 'asker' }), 6000);
   });
   cluster.on('message', (_w, m: { event?: string }) => {
     if (m?.event) say(m);
@@ -34,10 +34,9 @@ if (cluster.isPrimary) {
   new Counter({ name: 'fixture_requests_total', help: 'test', registers: [registry] }).inc(3);
   shareWorkerMetrics(registry);
   if (process.env.ROLE === 'dying-asker') {
-    setTimeout(() => {
-      clusterMetricsText().catch(() => {});
-      setTimeout(() => process.exit(0), 50);
-    }, 300);
+    // Asks, and is gone once the request has left: the gathering then waits for it in vain (5 s) and
+    // answers a worker whose channel is closed.
+    setTimeout(() => process.send!({ type: REQUEST, id: 1 }, () => process.exit(0)), 300);
   } else {
     clusterMetricsText().then(
       (text) => process.send!({ event: 'answered', hasCounter: /fixture_requests_total 3/.test(text) }),

@@ -15,6 +15,9 @@ if (process.env.DATABASE_URL) {
     const { ta, td, other, monitor } = await appWithSecondConnection(t);
     const user = await createUser(ta.app);
     const { access_token: access } = await loginTokens(ta.app, user);
+    // The test's side checks for deadlocks only after 30 s: the request's backend (1 s, the default)
+    // always finds the cycle first, however busy the machine.
+    await other.query("SET deadlock_timeout = '30s'");
     await other.query('BEGIN');
     await other.query('SELECT 1 FROM sessions WHERE user_id = $1 FOR UPDATE', [user.uuid]);
     const first = ta.app.inject({ method: 'POST', url: '/api/v1/auth-jwt/logout-all', headers: bearer(access) });
