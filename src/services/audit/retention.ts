@@ -11,15 +11,22 @@ import { OWNER_MEMORY_DAYS } from '../mail-quota.ts';
 /** Rows per DELETE: small enough that no batch holds locks for long, large enough to catch up fast. */
 export const PRUNE_BATCH = 5000;
 
-/** Deletes every entry older than the retention at `deps.clock()`; returns how many went. */
-export async function pruneAuditLog(deps: Pick<Deps, 'db' | 'clock' | 'config'>): Promise<number> {
-  const before = new Date(deps.clock().getTime() - deps.config.auditRetentionSeconds * 1000);
+/** A repository's batched delete: rows older than `before`, at most `batch`; returns how many went. */
+type BatchDelete = (db: Queryable, before: Date, batch: number) => Promise<number>;
+
+/** Runs `remove` batch after batch until one comes back short; returns how many rows went in all. */
+async function deleteAllBefore(db: Queryable, remove: BatchDelete, before: Date): Promise<number> {
   let total = 0;
   for (;;) {
-    const n = await deleteAuditRowsBefore(deps.db, before, PRUNE_BATCH);
+    const n = await remove(db, before, PRUNE_BATCH);
     total += n;
     if (n < PRUNE_BATCH) return total;
   }
+}
+
+/** Deletes every entry older than the retention at `deps.clock()`; returns how many went. */
+export async function pruneAuditLog(deps: Pick<Deps, 'db' | 'clock' | 'config'>): Promise<number> {
+  return deleteAllBefore(deps.db, deleteAuditRowsBefore, new Date(deps.clock().getTime() - deps.config.auditRetentionSeconds * 1000));
 }
 
 const DAY_MS = 86_400_000;
@@ -44,18 +51,13 @@ export const SPENT_ROW_RETENTION = {
 export async function pruneSpentRows(deps: Pick<Deps, 'db' | 'clock'>): Promise<Record<string, number>> {
   const now = deps.clock().getTime();
   const r = SPENT_ROW_RETENTION;
-  const steps: Array<[string, (db: Queryable, before: Date, batch: number) => Promise<number>, number]> = [
+  const steps: Array<[string, BatchDelete, number]> = [
     ['sessions', deleteEndedSessions, r.sessionsDays],
     ['mfa_challenges', deleteExpiredMfaChallenges, r.challengesDays],
     ['email_tokens', deleteExpiredEmailTokens, r.linkTokensDays],
     ['outbox', deleteFinishedMails, r.mailsDays],
   ];
   const deleted: Record<string, number> = {};
-  for (const [table, prune, days] of steps) {
-    const before = new Date(now - days * DAY_MS);
-    let total = 0;
-    for (let n = PRUNE_BATCH; n === PRUNE_BATCH; total += n) n = await prune(deps.db, before, PRUNE_BATCH);
-    deleted[table] = total;
-  }
+  for (const [table, remove, days] of steps) deleted[table] = await deleteAllBefore(deps.db, remove, new Date(now - days * DAY_MS));
   return deleted;
 }
