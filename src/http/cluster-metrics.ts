@@ -59,6 +59,11 @@ export function clusterMetricsText(): Promise<string> {
 /** In the primary: answers the workers' requests with the gathered metrics. */
 export function serveClusterMetrics(): void {
   const aggregator = new AggregatorRegistry();
+  // prom-client's gathering writes to every worker; one exiting at that moment fails the write (EPIPE),
+  // emitted as 'error' on the Worker, which unhandled took the primary (and every worker) down.
+  const quiet = (w: Worker) => w.on('error', () => {});
+  for (const w of Object.values(cluster.workers ?? {})) if (w) quiet(w);
+  cluster.on('fork', quiet);
   cluster.on('message', (worker: Worker, m: MetricsMessage) => {
     if (m?.type !== REQUEST) return;
     // The asking worker may have died meanwhile: a send on its closed channel, without a callback,
