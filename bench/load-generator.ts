@@ -48,14 +48,10 @@ export function codeFor(secret: string, step: number): string {
   return totpCodeAt(secret, new Date(step * 30000 + 15000));
 }
 
-/** Gives each autocannon connection (by its context) one of `items` in turn, the same for its whole life. */
-function onePerConnection<T>(items: readonly T[]): (context: object) => T {
+/** Hands out `items` in turn, one per request (autocannon resets a connection's context after each pass through its requests). */
+function inTurn<T>(items: readonly T[]): () => T {
   let next = 0;
-  return (context) => {
-    const ctx = context as { own?: T };
-    ctx.own ??= items[next++ % items.length]!;
-    return ctx.own;
-  };
+  return () => items[next++ % items.length]!;
 }
 
 function options(job: LoadJob): autocannon.Options {
@@ -67,16 +63,21 @@ function options(job: LoadJob): autocannon.Options {
       // Each connection is one user's session (its own access token), as many clients would be: the
       // instance batches simultaneous session checks, and one token for every connection would make
       // each batch a single row.
-      const bearerOf = onePerConnection(job.bearers.map((token) => `Bearer ${token}`));
+      const bearerOf = inTurn(job.bearers.map((token) => `Bearer ${token}`));
       return {
         url: job.base, connections: job.connections, duration: job.duration,
-        requests: [{ method: 'GET', path: job.path, setupRequest: (req, context) => ({ ...req, headers: { ...req.headers, authorization: bearerOf(context) } }) }],
+        requests: [{ method: 'GET', path: job.path, setupRequest: (req) => ({ ...req, headers: { ...req.headers, authorization: bearerOf() } }) }],
       };
     }
     case 'post':
       return { url: job.url, method: 'POST', connections: job.connections, duration: job.duration, headers: json, body: JSON.stringify(job.body) };
     case 'refresh': {
-      const sessionOf = onePerConnection(job.sessions);
+      // Each session's current refresh token waits in this pool while no request holds it: a request
+      // takes one, its answer puts the rotated one back. Not kept in autocannon's per-connection
+      // context: autocannon resets that after every pass through `requests` (here every request), so
+      // a token kept there was lost and each request sent one of the sessions' first tokens again —
+      // the two-tabs grace path instead of rotation, then reuse detection once the grace ran out.
+      const current = [...job.sessions];
       return {
         url: job.base,
         connections: job.connections,
@@ -85,14 +86,13 @@ function options(job: LoadJob): autocannon.Options {
           method: 'POST',
           path: '/api/v1/auth-jwt/refresh',
           headers: json,
-          // Each connection is one session: it rotates its own refresh token, request after request.
-          setupRequest: (req, context) => {
-            const ctx = context as { rt?: string };
-            ctx.rt ??= sessionOf(context);
-            return { ...req, body: JSON.stringify({ refresh_token: ctx.rt }) };
+          setupRequest: (req) => {
+            // A session whose refresh failed is gone from the pool; with none left the request is sent
+            // anyway with a token that cannot work, so the failure shows in the row's non-2xx count.
+            return { ...req, body: JSON.stringify({ refresh_token: current.shift() ?? 'none-left' }) };
           },
-          onResponse: (status, body, context) => {
-            if (status === 200) (context as { rt?: string }).rt = JSON.parse(body).refresh_token;
+          onResponse: (status, body) => {
+            if (status === 200) current.push((JSON.parse(body) as { refresh_token: string }).refresh_token);
           },
         }],
       };

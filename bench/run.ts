@@ -340,7 +340,7 @@ async function main(): Promise<void> {
 
     const login = await post(base, '/api/v1/auth-jwt/login', { username: plain, password: PASSWORD });
     const access = login.json.access_token as string;
-    // user-info: one user and session per connection, each with its own access token.
+    // user-info: 64 users with a session each; the load generator sends their access tokens in turn.
     const infoConnections = 64;
     const bearers = FLOWS.has('user-info')
       ? await pool(Array.from({ length: infoConnections }, (_, i) => `bu_${tag}_${i}`), 8, async (username) => {
