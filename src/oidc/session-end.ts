@@ -23,12 +23,20 @@ async function endProviderSession(deps: Deps, provider: Provider, link: SessionL
   for (const a of Object.values(authorizations)) if (a.grantId) grantIds.add(a.grantId);
   for (const grantId of grantIds) await deleteByGrantId(deps.db, grantId);
   await deleteBySessionUid(deps.db, link.provider_session_uid);
-  await Promise.all(Object.entries(authorizations).map(async ([clientId, a]) => {
+  await sendBackchannelLogouts(deps, provider, link.user_id, Object.entries(authorizations).flatMap(([clientId, a]) => (a.sid ? [{ clientId, sid: a.sid }] : [])));
+}
+
+/**
+ * Tells each application with a back-channel logout URI that its sign-in `sid` of `userId` ended.
+ * Best effort (OpenID Back-Channel Logout 1.0 §2.8): a failure is logged, never retried or thrown.
+ */
+export async function sendBackchannelLogouts(deps: Deps, provider: Provider, userId: string, logouts: ReadonlyArray<{ clientId: string; sid: string }>): Promise<void> {
+  await Promise.all(logouts.map(async ({ clientId, sid }) => {
     const client = await provider.Client.find(clientId).catch(() => undefined);
-    if (!client?.backchannelLogoutUri || !a.sid) return;
+    if (!client?.backchannelLogoutUri) return;
     try {
-      await (client as unknown as { backchannelLogout(sub: string, sid: string): Promise<void> }).backchannelLogout(link.user_id, a.sid);
-      deps.logger.info({ clientId, sid: a.sid }, 'oidc back-channel logout sent');
+      await (client as unknown as { backchannelLogout(sub: string, sid: string): Promise<void> }).backchannelLogout(userId, sid);
+      deps.logger.info({ clientId, sid }, 'oidc back-channel logout sent');
     } catch (err) {
       deps.logger.warn({ err, clientId }, 'oidc back-channel logout failed');
     }

@@ -144,3 +144,30 @@ describeWithApp('provider sessions and logout, other paths', (suite) => {
     assert.deepEqual(elsewhere.tokens, [], 'nothing reached the redirect target');
   });
 });
+
+describeWithApp('disconnecting an application', (suite) => {
+  test('the application gets a back-channel logout for its sign-in at once, and none more when the session ends', { timeout: 120_000 }, async (t) => {
+    const receiver = await logoutReceiver(t);
+    // Consent asked (not skipped): only a consented application is listed and can be disconnected.
+    const server = await startOidcServer(t, suite, [
+      { client_id: WEB_APP.id, client_secret: WEB_APP.secret, redirect_uris: [CALLBACK], grant_types: ['authorization_code', 'refresh_token'], backchannel_logout_uri: receiver.uri },
+    ]);
+    const config = await rp(server, WEB_APP.id, WEB_APP.secret);
+    const user = await createUser(server.app);
+    const browser = new Browser(server.base);
+    const tokens = await signIn(server, config, user, browser);
+    const headers = { authorization: `Bearer ${browser.cookies.get('access_token')}` };
+    const gone = await fetch(`${server.base}/api/v1/account/connected-apps/${WEB_APP.id}`, { method: 'DELETE', headers });
+    assert.equal(gone.status, 204);
+    await receiver.waitFor(1);
+    const logout = decodeJwt(receiver.tokens[0]!);
+    assert.equal(logout.sid, tokens.claims()!.sid, 'the sid of the sign-in the application holds');
+    assert.equal(logout.sub, user.uuid);
+    await assert.rejects(client.refreshTokenGrant(config, tokens.refresh_token!), (e: client.ResponseBodyError) => e.error === 'invalid_grant');
+
+    // The browser's session ends later: the application was told already and is in it no more.
+    assert.equal((await browser.request('/api/v1/auth-jwt/logout', { method: 'POST' })).status, 204);
+    await server.app.oidc.sweeper.run();
+    assert.equal(receiver.tokens.length, 1, 'no second logout for the same sign-in');
+  });
+});

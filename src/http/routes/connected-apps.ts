@@ -5,6 +5,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Deps } from '../../deps.ts';
 import { disconnectApp, listConnectedApps } from '../../services/oidc/consent.ts';
 import { authOf, clientInfo, requireAuth } from '../plugins/auth.ts';
+import { sendBackchannelLogouts } from '../../oidc/session-end.ts';
 import { DateTime, problems } from '../schemas.ts';
 
 const security: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [] }];
@@ -30,13 +31,22 @@ export async function connectedAppRoutes(app: FastifyInstance, { deps }: { deps:
     schema: {
       tags,
       summary: 'Disconnect an application',
-      description: 'Forgets the consent and ends every grant, access and refresh token the application holds for you; it must ask again.',
+      description: 'Forgets the consent and ends every grant, access and refresh token the application holds for you; it must ask again. An application with a back-channel logout URI is told that your sign-in there ended.',
       security,
       params: Type.Object({ client_id: Type.String({ maxLength: 100, examples: ['wiki'] }) }),
       response: { 204: Type.Null({ description: 'Disconnected' }), ...problems(401, 403, 404) },
     },
   }, async (request, reply) => {
-    await disconnectApp(deps, authOf(request).userId, request.params.client_id, clientInfo(request));
+    const { userId } = authOf(request);
+    const clientId = request.params.client_id;
+    const sids = await disconnectApp(deps, userId, clientId, clientInfo(request));
+    // The application's own sign-in ends too: a back-channel logout per provider session it was in,
+    // sent after the answer (best effort, as when a session ends; a failure is logged).
+    if (sids.length > 0) {
+      void app.oidc.engine.get()
+        .then(({ provider }) => sendBackchannelLogouts(deps, provider, userId, sids.map((sid) => ({ clientId, sid }))))
+        .catch((err: unknown) => deps.logger.warn({ err, clientId }, 'oidc back-channel logout after a disconnect failed'));
+    }
     return reply.code(204).send(null);
   });
 }

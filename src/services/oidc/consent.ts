@@ -2,7 +2,7 @@
 import type { Deps } from '../../deps.ts';
 import { AppError } from '../../errors.ts';
 import { deleteConsent, findConsent, listConsents, upsertConsent } from '../../db/repositories/oidc/consents.ts';
-import { claimInteraction, deleteForAccountClient } from '../../db/repositories/oidc/payloads.ts';
+import { claimInteraction, deleteForAccountClient, dropClientFromAccountSessions } from '../../db/repositories/oidc/payloads.ts';
 import { recordSecurityEvent, userContext } from '../audit/record.ts';
 import type { ClientInfo } from '../tokens.ts';
 import { storedModelId } from './stored-id.ts';
@@ -54,13 +54,18 @@ export async function listConnectedApps(deps: Deps, userId: string): Promise<Con
 
 /**
  * Disconnects an application: forgets the consent and deletes every grant, code, access and refresh
- * token it holds for the user, in one transaction. 404 when it was not connected, and then nothing is
- * deleted (an application that skips consent is never listed, and a 404 must not have ended its tokens).
+ * token it holds for the user, and its place in the user's provider sessions, in one transaction.
+ * Returns the sids the application knew those sessions by: the caller sends it a back-channel logout
+ * for each (after the commit), so its own sign-in ends too. 404 when it was not connected, and then
+ * nothing is deleted (an application that skips consent is never listed, and a 404 must not have
+ * ended its tokens).
  */
-export async function disconnectApp(deps: Deps, userId: string, clientId: string, client: ClientInfo): Promise<void> {
-  await deps.db.transaction(async (tx) => {
+export async function disconnectApp(deps: Deps, userId: string, clientId: string, client: ClientInfo): Promise<string[]> {
+  return deps.db.transaction(async (tx) => {
     if (!(await deleteConsent(tx, userId, clientId))) throw new AppError('not_found', { detail: 'No connected application with this id.' });
     await deleteForAccountClient(tx, userId, clientId);
+    const sids = await dropClientFromAccountSessions(tx, userId, clientId);
     await recordSecurityEvent(tx, { ...userContext(userId, client), type: 'oidc.app_disconnected', userId, data: { client_id: clientId }, at: deps.clock() });
+    return sids;
   });
 }

@@ -116,6 +116,25 @@ export async function deleteForAccountClient(tx: Queryable, accountId: string, c
 }
 
 /**
+ * Removes `clientId`'s place from the provider sessions of `accountId` (a disconnected application);
+ * returns the sids it held there, which its back-channel logouts name. Left in place, the session's
+ * end would announce a logout to an application already signed out, and a new sign-in in the same
+ * browser session would get the old sid back.
+ */
+export async function dropClientFromAccountSessions(tx: Queryable, accountId: string, clientId: string): Promise<string[]> {
+  const r = await tx.query<{ sid: string | null }>(
+    `WITH s AS (
+       SELECT id, kind, payload->'authorizations'->$2->>'sid' AS sid FROM oidc_payloads
+        WHERE kind = 'Session' AND account_id = $1 AND payload->'authorizations' ? $2 FOR UPDATE
+     )
+     UPDATE oidc_payloads p SET payload = p.payload #- ARRAY['authorizations', $2::text]
+       FROM s WHERE p.kind = s.kind AND p.id = s.id RETURNING s.sid`,
+    [accountId, clientId],
+  );
+  return [...new Set(r.rows.map((x) => x.sid).filter((x): x is string => !!x))];
+}
+
+/**
  * Deletes every model of a client (the client was removed, or a new one takes its id), and its place
  * in provider sessions: `authorizations[clientId]` holds the sid and grant id the engine hands out
  * again to whichever client answers to that id next (the same sid in its ID tokens and back-channel
