@@ -12,7 +12,7 @@ import { enqueueMail } from '../mail/outbox.ts';
 import { requireAal2, type AuthContext } from './authenticate.ts';
 import { backupCodeHash, hasActiveFactor, loadFactorState } from './second-factors.ts';
 import { recordSecurityEvent, userContext } from './audit/record.ts';
-import { lockFactorChangesOfSession } from './factor-changes.ts';
+import { lockFactorChangesOfSession, requireRecentLogin } from './factor-changes.ts';
 import type { ClientInfo } from './tokens.ts';
 
 /** How many codes a set holds. */
@@ -63,8 +63,9 @@ export async function regenerateBackupCodes(deps: Deps, auth: AuthContext, clien
     // Once more under the lock of factor changes: a removal of the last factor committed since the
     // read above dropped the codes, and a set minted now would outlive every factor (and later pass
     // as the second factor of the next one, which then issues none of its own).
-    await lockFactorChangesOfSession(deps, tx, auth);
+    const { loginAt } = await lockFactorChangesOfSession(deps, tx, auth);
     if (!hasActiveFactor(await loadFactorState(deps, user.id, tx))) throw noFactor();
+    requireRecentLogin(deps, loginAt, 'A new set of backup codes', 'then ask for it');
     const codes = await issueBackupCodes(deps, tx, user.id);
     await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'backup_codes' } });
     await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'backup_codes.regenerated', userId: user.id, data: { backups_issued: codes.length }, at: deps.clock() });

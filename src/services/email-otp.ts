@@ -18,7 +18,7 @@ import { clearSignupMfa, findUserById, type UserRow } from '../db/repositories/u
 import { enqueueMail } from '../mail/outbox.ts';
 import { requireAal2, type AuthContext } from './authenticate.ts';
 import { issueBackupCodesIfNone } from './backup-codes.ts';
-import { assertMethodOffered, callerUser, dropBackupCodesIfNoFactorLeft, endOtherSessionsAtFirstFactor, lockFactorChanges, lockFactorChangesOfSession, otherFactors, requireBindingProof } from './factor-changes.ts';
+import { assertMethodOffered, callerUser, dropBackupCodesIfNoFactorLeft, endOtherSessionsAtFirstFactor, lockFactorChanges, lockFactorChangesOfSession, otherFactors, requireBindingProof, requireRecentLogin } from './factor-changes.ts';
 import { verifyMfaToken } from './login.ts';
 import { checkEmailCode, emailCodeHash, hasActiveFactor, loadFactorState, spendEmailCode } from './second-factors.ts';
 import { accountNames } from './password-check.ts';
@@ -127,7 +127,8 @@ export async function disableEmailOtp(deps: Deps, auth: AuthContext, client: Cli
   requireAal2(auth);
   await deps.db.transaction(async (tx) => {
     // Before the delete: a factor removal running at once waits, then counts what this one left.
-    await lockFactorChangesOfSession(deps, tx, auth);
+    const { loginAt } = await lockFactorChangesOfSession(deps, tx, auth);
+    requireRecentLogin(deps, loginAt, 'Turning off a second factor', 'then turn it off');
     if (!(await deleteEmailOtpFactor(tx, user.id))) throw new AppError('email_otp_not_enabled', { detail: 'E-mailed codes were turned off meanwhile.' });
     // Codes already mailed (for enabling or for open login challenges) must not work any more.
     await deleteEmailOtps(tx, user.id, '');

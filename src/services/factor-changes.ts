@@ -53,9 +53,22 @@ export async function requireBindingProof(deps: Pick<Deps, 'db' | 'clock'>, auth
   if (others.totp || others.email || others.passkey) requireAal2(auth);
   // A session that is gone is refused by the live-session checks, not here.
   const since = loginAt ?? (await findSession(deps.db, auth.sessionId))?.created_at;
-  if (since && deps.clock().getTime() - since.getTime() > FACTOR_BINDING_LOGIN_MAX_AGE_SECONDS * 1000) {
+  if (since) requireRecentLogin(deps, since, 'Adding a second factor', 'then add it');
+}
+
+/**
+ * 403 step_up_required unless the session's login (`loginAt`, read under the lock of factor changes)
+ * is at most FACTOR_BINDING_LOGIN_MAX_AGE_SECONDS old. Every change of the factors a session can make
+ * without proving the password or a code again asks for it: adding a factor (above), minting backup
+ * codes (they pass as the second factor at login, so a thief holding an old aal2 session could mint
+ * a set, void the owner's, and log in with the password after "log out everywhere"), and turning a
+ * factor off (an old session on a shared computer must not strip the account down to its password;
+ * TOTP removal asks for a code or the password instead).
+ */
+export function requireRecentLogin(deps: Pick<Deps, 'clock'>, loginAt: Date, what: string, then: string): void {
+  if (deps.clock().getTime() - loginAt.getTime() > FACTOR_BINDING_LOGIN_MAX_AGE_SECONDS * 1000) {
     throw new AppError('step_up_required', {
-      detail: `Adding a second factor needs a recent login: log in again, then add it within ${FACTOR_BINDING_LOGIN_MAX_AGE_SECONDS / 60} minutes.`,
+      detail: `${what} needs a recent login: log in again, ${then} within ${FACTOR_BINDING_LOGIN_MAX_AGE_SECONDS / 60} minutes.`,
     });
   }
 }

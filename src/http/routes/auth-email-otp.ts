@@ -64,7 +64,7 @@ export async function authEmailOtpRoutes(app: FastifyInstance, { deps }: { deps:
       tags: ['Second factors'],
       summary: 'Turn off e-mailed sign-in codes',
       description:
-        'Needs an `aal2` session. Codes already mailed stop working and a notice is e-mailed. When no other second factor is left, the backup codes are deleted too. ' +
+        'Needs an `aal2` session whose login is at most 10 minutes old (403 `step_up_required`). Codes already mailed stop working and a notice is e-mailed. When no other second factor is left, the backup codes are deleted too. ' +
         '409 `email_otp_not_enabled` when they are not on.',
       security,
       response: { 204: Type.Null(), ...problems(401, 403, 409) },

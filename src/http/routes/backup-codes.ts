@@ -21,7 +21,7 @@ export async function backupCodesRoutes(app: FastifyInstance, { deps }: { deps: 
       summary: 'Create a new set of backup codes',
       description:
         'Returns 10 new single-use codes (60 random bits each), shown only this once; every earlier code stops working and a notice is e-mailed. ' +
-        'Needs an `aal2` session (403 `step_up_required`) and an active second factor (409 `mfa_not_enabled`, checked first since without a factor there is no way to step up). ' +
+        'Needs an `aal2` session whose login is at most 10 minutes old (403 `step_up_required`: the codes pass as a second factor) and an active second factor (409 `mfa_not_enabled`, checked first since without a factor there is no way to step up). ' +
         'A code works at login as `backup_code` (one step) or with method `backup_code` at `/login/mfa`.',
       security,
       response: { 201: BackupCodesSchema, ...problems(401, 403, 409) },

@@ -6,7 +6,7 @@ import { enqueueMail } from '../../mail/outbox.ts';
 import { requireAal2, type AuthContext } from '../authenticate.ts';
 import { recordSecurityEvent, userContext } from '../audit/record.ts';
 import type { ClientInfo } from '../tokens.ts';
-import { callerUser, dropBackupCodesIfNoFactorLeft, lockFactorChangesOfSession } from '../factor-changes.ts';
+import { callerUser, dropBackupCodesIfNoFactorLeft, lockFactorChangesOfSession, requireRecentLogin } from '../factor-changes.ts';
 import { passkeyView, type PasskeyView } from './view.ts';
 import { isUuid } from '../../crypto/random.ts';
 
@@ -37,9 +37,10 @@ export async function removeOwnPasskey(deps: Deps, auth: AuthContext, id: string
   requireAal2(auth);
   await deps.db.transaction(async (tx) => {
     // Before the delete: a removal running at once waits, then counts what this one left.
-    await lockFactorChangesOfSession(deps, tx, auth);
+    const { loginAt } = await lockFactorChangesOfSession(deps, tx, auth);
     const removed = await deletePasskey(tx, user.id, id);
     if (!removed) throw notFound();
+    requireRecentLogin(deps, loginAt, 'Removing a passkey', 'then remove it');
     const lastFactor = await dropBackupCodesIfNoFactorLeft(tx, user.id);
     await enqueueMail(tx, deps, { kind: 'factor_removed', to: user.email, data: { username: user.username, factor: 'passkey', passkeyName: removed.name } });
     await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'passkey.removed', userId: user.id, data: { passkey_id: removed.id, name: removed.name, last_factor: lastFactor }, at: deps.clock() });
