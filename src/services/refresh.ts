@@ -41,7 +41,9 @@ export async function refreshSession(deps: Deps, token: string, client: ClientIn
   // Why not: the user (gone or deactivated), two tabs within the grace period, or a replay.
   const user = await findUserById(deps.db, sub);
   if (!user) throw new AppError('invalid_token');
-  if (!user.is_active) throw new AppError('account_inactive');
+  // 401 like any token that no longer works (the contract lists only 401s here; deactivation also
+  // revoked the sessions): the login that follows says why, to whoever has the password.
+  if (!user.is_active) throw new AppError('invalid_token', { detail: 'The session has ended.' });
   const graced = await findWithinGrace(deps.db, sid, jti, now, deps.config.refreshReuseGraceSeconds);
   if (graced && graced.user_id === sub) return signTokenPair(deps, user, graced, graced.current_jti);
 

@@ -146,8 +146,8 @@ describeWithApp('sessions', (suite) => {
     await ta.deps.db.query('UPDATE users SET is_active = false WHERE id = $1', [user.uuid]);
     const currentJti = async () => (await ta.deps.db.query<{ current_jti: string }>('SELECT current_jti FROM sessions WHERE user_id = $1', [user.uuid])).rows[0]!.current_jti;
     const refused = await refresh();
-    assert.equal(refused.statusCode, 403);
-    assert.equal(refused.json().code, 'account_inactive');
+    assert.equal(refused.statusCode, 401);
+    assert.equal(refused.json().code, 'invalid_token', 'the contract lists only 401s for a refresh');
     assert.equal(refused.json().access_token, undefined);
     assert.equal(await currentJti(), decodeJwt(tokens.refresh_token).jti, 'the refused refresh rotated nothing');
     await ta.deps.db.query('UPDATE users SET is_active = true WHERE id = $1', [user.uuid]);
@@ -156,7 +156,7 @@ describeWithApp('sessions', (suite) => {
     assert.equal(await currentJti(), decodeJwt(again.json().refresh_token).jti);
   });
 
-  test('an inactive user replaying a rotated refresh token gets account_inactive, as before the one-statement rotation', async (t) => {
+  test('an inactive user replaying a rotated refresh token gets 401 invalid_token and rotates nothing', async (t) => {
     const ta = await suite.build(t);
     const user = await createUser(ta.app);
     const first = await loginTokens(ta.app, user);
@@ -165,8 +165,8 @@ describeWithApp('sessions', (suite) => {
     ta.clock.advance(ta.deps.config.refreshReuseGraceSeconds + 1);
     await ta.deps.db.query('UPDATE users SET is_active = false WHERE id = $1', [user.uuid]);
     const replay = await ta.app.inject({ method: 'POST', url: '/api/v1/auth-jwt/refresh', payload: { refresh_token: first.refresh_token } });
-    assert.equal(replay.statusCode, 403);
-    assert.equal(replay.json().code, 'account_inactive');
+    assert.equal(replay.statusCode, 401);
+    assert.equal(replay.json().code, 'invalid_token');
     const row = (await ta.deps.db.query<{ current_jti: string }>('SELECT current_jti FROM sessions WHERE id = $1', [decodeJwt(first.refresh_token).sid])).rows[0]!;
     assert.equal(row.current_jti, decodeJwt(rotated.json().refresh_token).jti, 'nothing rotated');
   });
