@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { createUser, describeWithApp, login, loginTokens, type TestApp, type TestUser } from '../helpers/app.ts';
 import { ADMIN_ENV, adminCall } from '../helpers/admin.ts';
-import { addPasskey, signInWithPasskey } from '../helpers/passkeys.ts';
+import { addPasskey, passkeyLogin, passkeyLoginOptions, signInWithPasskey } from '../helpers/passkeys.ts';
 import { beforeNextTransaction } from '../helpers/holds.ts';
 import { latestToken } from '../helpers/mail-links.ts';
 import { settleDeferred } from '../../src/services/deferred.ts';
@@ -78,5 +78,28 @@ describeWithApp('a password-reset link mailed before a deactivation', (suite) =>
     const links = await ta.deps.db.query("SELECT 1 FROM email_tokens WHERE user_id = $1 AND purpose = 'reset_password' AND consumed_at IS NULL", [user.uuid]);
     assert.equal(links.rows.length, 0, 'no live reset link for a deactivated account');
     assert.ok(!(await ta.deliverMail()).some((m) => m.kind === 'password_reset'), 'and no mail');
+  });
+});
+
+describeWithApp('a passkey sign-in in flight across a password change', (suite) => {
+  test('verified before the change commits: signed in (a passkey does not use the password), in a session the change did not have to revoke', async (t) => {
+    const ta = await suite.build(t);
+    const user = await createUser(ta.app);
+    const other = await loginTokens(ta.app, user);
+    const { authenticator } = await addPasskey(ta, other.access_token);
+    const opts = await passkeyLoginOptions(ta);
+    assert.equal(opts.statusCode, 200, opts.body);
+    const { challenge_token, options } = opts.json();
+    // The assertion is verified; the change commits before the sign-in's transaction.
+    const renewed = 'a new passphrase for the change 2026';
+    const hold = beforeNextTransaction(ta, async () => {
+      const change = await ta.app.inject({ method: 'POST', url: '/api/v1/user/password/change', headers: { authorization: `Bearer ${other.access_token}` }, payload: { current_password: user.password, password1: renewed, password2: renewed } });
+      assert.equal(change.statusCode, 204, change.body);
+    });
+    const res = await passkeyLogin(ta, { challenge_token, credential: authenticator.get(options) });
+    assert.ok(hold.fired());
+    assert.equal(res.statusCode, 200, res.body);
+    const info = await ta.app.inject({ method: 'GET', url: '/api/v1/auth-jwt/user-info', headers: { authorization: `Bearer ${res.json().access_token}` } });
+    assert.equal(info.statusCode, 200, 'the new session is live');
   });
 });

@@ -151,10 +151,12 @@ export type TokenClaimsOfUser = Pick<UserRow, 'username' | 'roles'>;
 /**
  * As {@link noteLoginIfPasswordUnchanged} for a login without a password (a passkey): notes it, and
  * takes the user row's update lock, only while the account may log in. An admin's deactivation
- * committed since the login's first read makes it match nothing.
+ * committed since the login's first read makes it match nothing. Also returns password_changed_at as
+ * the lock read it: a passkey does not depend on the password, and a reset committed meanwhile must
+ * not refuse the sign-in (the session it then opens comes after the reset).
  */
-export async function noteLoginIfUsable(tx: Queryable, id: string, at: Date, requireVerified: boolean): Promise<TokenClaimsOfUser | undefined> {
-  const r = await tx.query<TokenClaimsOfUser>('UPDATE users SET last_login_at = $2 WHERE id = $1 AND is_active AND (email_verified OR NOT $3) RETURNING username, roles', [id, at, requireVerified]);
+export async function noteLoginIfUsable(tx: Queryable, id: string, at: Date, requireVerified: boolean): Promise<(TokenClaimsOfUser & Pick<UserRow, 'password_changed_at'>) | undefined> {
+  const r = await tx.query<TokenClaimsOfUser & Pick<UserRow, 'password_changed_at'>>('UPDATE users SET last_login_at = $2 WHERE id = $1 AND is_active AND (email_verified OR NOT $3) RETURNING username, roles, password_changed_at', [id, at, requireVerified]);
   return r.rows[0];
 }
 

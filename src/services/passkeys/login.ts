@@ -154,7 +154,7 @@ export async function loginWithPasskey(deps: Deps, input: { challenge_token: str
     throw e;
   }
   let raced = false;
-  let claims: TokenClaimsOfUser | undefined;
+  let claims: (TokenClaimsOfUser & Pick<UserRow, 'password_changed_at'>) | undefined;
   const session = await deps.db
     .transaction(async (tx) => {
       // The user row's update lock first, as every change of a user's passkeys takes it (removal, an
@@ -169,7 +169,9 @@ export async function loginWithPasskey(deps: Deps, input: { challenge_token: str
         raced = true;
         throw passkeyError('The passkey was used by another sign-in at the same moment; try again.', undefined, 401);
       }
-      const created = await createSession(deps, tx, user, passkeyLevel(verified, false), client);
+      // The password as the lock read it: a reset committed meanwhile does not refuse a passkey (a 401
+      // invalid_credentials about a password this sign-in never used); it revokes only older sessions.
+      const created = await createSession(deps, tx, { id: user.id, password_changed_at: claims.password_changed_at }, passkeyLevel(verified, false), client);
       await recordLoginSuccess(deps, tx, user.id, client, created);
       return created;
     })
