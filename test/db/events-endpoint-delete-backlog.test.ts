@@ -1,16 +1,19 @@
 /**
  * Deleting a webhook endpoint with a backlog: logins announcing events do not wait for the removal of
  * its deliveries (marked deleted first, removed in batches, the row last), it gets and sends nothing
- * from the mark on, and a removal cut short is finished by the webhook worker.
+ * from the mark on, and a removal cut short is finished by the webhook worker. Purgers at once (the
+ * request, workers) take turns, and the endpoint row goes only once none of its deliveries is left.
  */
 import assert from 'node:assert/strict';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import pg from 'pg';
 import pino from 'pino';
+import type { Database } from '../../src/db/database.ts';
 import { markEndpointDeleted } from '../../src/db/repositories/events/endpoints.ts';
 import { webhookLane } from '../../src/jobs/event-delivery.ts';
+import { finishEndpointDeletions } from '../../src/services/events/endpoints.ts';
 import { ADMIN_ENV, adminCall } from '../helpers/admin.ts';
 import { buildTestApp, createTestClock, PASSWORD, uniqueName, type TestApp } from '../helpers/app.ts';
 import { untilWaitingForLocks } from '../helpers/holds.ts';
@@ -34,6 +37,36 @@ async function backlog(ta: TestApp, endpointId: string, n: number): Promise<void
      SELECT ev.id, $1::text, $1::uuid, ev.seq, now(), now(), now() + interval '1 hour' FROM ev`,
     [endpointId, n],
   );
+}
+
+/**
+ * Notes, for every endpoint row deleted, how many deliveries of it were still there (committed) at
+ * that moment: what the cascade of that one statement then had to delete. Returns the notes.
+ */
+async function watchRemovals(db: Database): Promise<() => Promise<number[]>> {
+  await db.exec(`
+    CREATE TABLE test_endpoint_removals (endpoint_id uuid NOT NULL, deliveries_left int NOT NULL);
+    CREATE FUNCTION test_note_endpoint_removal() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      INSERT INTO test_endpoint_removals SELECT OLD.id, count(*) FROM event_deliveries WHERE endpoint_id = OLD.id;
+      RETURN OLD;
+    END $$;
+    CREATE TRIGGER test_note_endpoint_removal BEFORE DELETE ON webhook_endpoints
+      FOR EACH ROW EXECUTE FUNCTION test_note_endpoint_removal();`);
+  return async () => (await db.query<{ n: number }>('SELECT deliveries_left AS n FROM test_endpoint_removals')).rows.map((r) => r.n);
+}
+
+/** The statement the removal ran before each purger took its turn: a stand-in for another purger mid-batch. */
+const PURGE_WITHOUT_TURN = `DELETE FROM event_deliveries WHERE ctid = ANY (ARRAY(
+  SELECT d.ctid FROM event_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id
+   WHERE d.endpoint_id = $1 AND w.deleted_at IS NOT NULL LIMIT $2))`;
+
+/** A connection to hold locks with and one that watches (never inside a transaction), closed with the test. */
+async function holderAndMonitor(t: TestContext, url: string): Promise<[pg.Client, pg.Client]> {
+  const [other, monitor] = [new pg.Client({ connectionString: url }), new pg.Client({ connectionString: url })];
+  await Promise.all([other.connect(), monitor.connect()]);
+  t.after(() => Promise.all([other.end(), monitor.end()]));
+  return [other, monitor];
 }
 
 withDatabases('deleting a webhook endpoint with a backlog', ({ kind, open }) => {
@@ -136,4 +169,67 @@ withDatabases('deleting a webhook endpoint with a backlog', ({ kind, open }) => 
       assert.equal((await d.db.query('SELECT 1 FROM event_deliveries WHERE endpoint_id = $1', [ep.id])).rows.length, 0);
     });
   }
+
+  test('a batch cut short by another deleting its rows is not taken for the end: the endpoint goes once none of its deliveries is left', async (t) => {
+    const d = await open();
+    const ta = await buildTestApp(t, d.db, { env: ADMIN_ENV, clock: createTestClock(new Date()) });
+    const ep = (await adminCall(ta, 'POST', HOOKS, { url: 'https://hooks.example.com/contended', events: ['*'] })).json<{ id: string }>();
+    await backlog(ta, ep.id, 12_000);
+    const removals = await watchRemovals(d.db);
+    await d.db.query('UPDATE webhook_endpoints SET deleted_at = now() WHERE id = $1', [ep.id]);
+    let removed: Promise<number>;
+    if (kind === 'postgres') {
+      // Another purger is deleting the first 5,000 (not committed yet). The worker's first batch lists
+      // the same rows, waits for them, and then skips them all: it comes back with 0 and 7,000 left.
+      const [other, monitor] = await holderAndMonitor(t, d.url!);
+      await other.query('BEGIN');
+      assert.equal((await other.query(PURGE_WITHOUT_TURN, [ep.id, 5000])).rowCount, 5000);
+      removed = finishEndpointDeletions(d.db, 20);
+      await untilWaitingForLocks(monitor, 1, 'the removal');
+      await other.query('COMMIT');
+    } else {
+      // One statement at a time: no batch is cut short here; the same end is checked.
+      removed = finishEndpointDeletions(d.db, 20);
+    }
+    assert.equal(await removed, 1);
+    assert.deepEqual(await removals(), [0], 'the endpoint row was deleted with deliveries left: one statement cascaded over them');
+    assert.equal((await d.db.query('SELECT 1 FROM event_deliveries WHERE endpoint_id = $1', [ep.id])).rows.length, 0);
+    assert.equal((await d.db.query('SELECT 1 FROM webhook_endpoints WHERE id = $1', [ep.id])).rows.length, 0);
+  });
+
+  test('the request and a worker at once: the worker skips the endpoint without waiting, and the request removes it', async (t) => {
+    const d = await open();
+    const ta = await buildTestApp(t, d.db, { env: ADMIN_ENV, clock: createTestClock(new Date()) });
+    const ep = (await adminCall(ta, 'POST', HOOKS, { url: 'https://hooks.example.com/two-purgers', events: ['*'] })).json<{ id: string }>();
+    await backlog(ta, ep.id, 12_000);
+    const removals = await watchRemovals(d.db);
+    // Another instance's worker (on PGlite, the same single connection).
+    const instance = await d.connectAgain(2);
+    let deletion: ReturnType<typeof adminCall>;
+    if (kind === 'postgres') {
+      const [other, monitor] = await holderAndMonitor(t, d.url!);
+      // Every delivery held (as a worker's claim or a slow disk would): the request's first batch waits there.
+      await other.query('BEGIN');
+      await other.query('SELECT 1 FROM event_deliveries WHERE endpoint_id = $1 FOR UPDATE', [ep.id]);
+      deletion = adminCall(ta, 'DELETE', `${HOOKS}/${ep.id}`);
+      await untilWaitingForLocks(monitor, 1, "the request's removal");
+      const step = finishEndpointDeletions(instance, 4).catch((err: unknown) => err);
+      const outcome = await Promise.race([
+        step.then((removed) => ({ waited: false, removed })),
+        untilWaitingForLocks(monitor, 2, 'the worker').then(() => ({ waited: true, removed: 0 }), () => ({ waited: false, removed: 0 })),
+      ]);
+      const left = (await d.db.query<{ n: number }>('SELECT count(*)::int AS n FROM event_deliveries WHERE endpoint_id = $1', [ep.id])).rows[0]!.n;
+      await other.query('COMMIT');
+      await step;
+      assert.deepEqual(outcome, { waited: false, removed: 0 }, "the worker queued behind the request's batch instead of leaving the endpoint to it");
+      assert.equal(left, 12_000);
+    } else {
+      deletion = adminCall(ta, 'DELETE', `${HOOKS}/${ep.id}`);
+      await finishEndpointDeletions(instance, 4);
+    }
+    assert.equal((await deletion).statusCode, 204);
+    assert.deepEqual(await removals(), [0], 'the endpoint row was deleted with deliveries left: one statement cascaded over them');
+    assert.equal((await d.db.query('SELECT 1 FROM event_deliveries WHERE endpoint_id = $1', [ep.id])).rows.length, 0);
+    assert.equal((await d.db.query('SELECT 1 FROM webhook_endpoints WHERE id = $1', [ep.id])).rows.length, 0);
+  });
 });

@@ -26,7 +26,8 @@ export async function deleteEndpoint(deps: Deps, ctx: AuditContext, id: string):
     await recordSecurityEvent(tx, { ...ctx, type: 'admin.action', userId: null, data: { action: 'webhook.deleted', webhook_id: id }, at: deps.clock() });
   });
   try {
-    // Most backlogs go at once; a larger one is left to the worker, not to the request (a proxy's timeout).
+    // Most backlogs go at once; a larger one is left to the worker, not to the request (a proxy's
+    // timeout), and so is one a worker is already removing.
     await removeDeletedEndpoint(deps.db, id, PURGE_BATCHES_IN_REQUEST);
   } catch (err) {
     deps.logger.warn({ err, webhookId: id }, "a deleted webhook endpoint's deliveries could not all be removed yet; the webhook worker finishes it");
@@ -38,13 +39,20 @@ const PURGE_BATCH = 5000;
 /** Statements of removal the deleting request runs (100,000 deliveries); the worker does the rest. */
 const PURGE_BATCHES_IN_REQUEST = 20;
 
-/** Removes up to `batches` statements' worth of a deleted endpoint's deliveries, and the endpoint once none is left; true when it is gone. */
+/**
+ * Removes up to `batches` statements' worth of a deleted endpoint's deliveries, and the endpoint once
+ * none is left; true when it is gone. When another purger has the endpoint's turn (the request and a
+ * worker, or two instances' workers, at once), it is left to that one for now: working the same rows
+ * together, each waited for the other's row locks and the loser ran one cascade over the whole
+ * backlog (and could deadlock with the other's next batch). A short batch does not mean none is left
+ * (another statement may have deleted some of its rows), so the removal checks that itself, and the
+ * batches go on while it finds deliveries left.
+ */
 async function removeDeletedEndpoint(db: Queryable, id: string, batches: number): Promise<boolean> {
   for (let i = 0; i < batches; i++) {
-    if ((await repo.purgeDeletedEndpointDeliveries(db, id, PURGE_BATCH)) < PURGE_BATCH) {
-      await repo.removeDeletedEndpoint(db, id);
-      return true;
-    }
+    const purged = await repo.purgeDeletedEndpointDeliveries(db, id, PURGE_BATCH);
+    if (purged === null) return false;
+    if (purged < PURGE_BATCH && (await repo.removeDeletedEndpoint(db, id))) return true;
   }
   return false;
 }
@@ -52,7 +60,8 @@ async function removeDeletedEndpoint(db: Queryable, id: string, batches: number)
 /**
  * Goes on with the removal of deleted endpoints (a backlog larger than the request removed, or a
  * removal cut short by a stop), at most `batches` statements per endpoint per call, so a large one
- * delays the webhook worker's deliveries only a little each time; returns how many are gone.
+ * delays the webhook worker's deliveries only a little each time; an endpoint another purger is at is
+ * skipped until the next call. Returns how many are gone.
  */
 export async function finishEndpointDeletions(db: Queryable, batches: number): Promise<number> {
   let removed = 0;

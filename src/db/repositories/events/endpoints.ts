@@ -66,20 +66,51 @@ export async function listDeletedEndpoints(db: Queryable): Promise<string[]> {
   return r.rows.map((row) => row.id);
 }
 
-/** Removes up to `limit` deliveries of an endpoint marked deleted (a statement of its own: no lock held across batches); returns how many. */
-export async function purgeDeletedEndpointDeliveries(db: Queryable, id: string, limit: number): Promise<number> {
-  const r = await db.query(
-    `DELETE FROM event_deliveries WHERE ctid = ANY (ARRAY(
-       SELECT d.ctid FROM event_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id
-        WHERE d.endpoint_id = $1 AND w.deleted_at IS NOT NULL LIMIT $2))`,
-    [id, limit],
+/**
+ * Removes up to `limit` deliveries of an endpoint marked deleted, in a statement of its own (no lock held
+ * across batches); returns how many, or null when another purger has the endpoint's turn. Two purgers
+ * at once (the deleting request, any instance's worker) listed the same rows: the second waited for the
+ * first's row locks and then skipped those rows, so its batch came back short, even empty, with most of
+ * the backlog left. The turn is a transaction-level advisory lock, so it ends with the statement (or with
+ * the caller's transaction, when called inside one); keyed by the endpoint's id, as lockLinkIssue keys its
+ * lock. The batch is listed only once the turn is taken (a condition of the listing), never without it.
+ * Even with the turn a batch can come back short (another statement deleted or moved some of its rows):
+ * a short batch is no sign that none is left (see removeDeletedEndpoint).
+ */
+export async function purgeDeletedEndpointDeliveries(db: Queryable, id: string, limit: number): Promise<number | null> {
+  const r = await db.query<{ turn: boolean; purged: number }>(
+    `WITH turn AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(hashtextextended($3, 0)) AS taken),
+     purged AS (
+       DELETE FROM event_deliveries WHERE ctid = ANY (ARRAY(
+         SELECT d.ctid FROM event_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id
+          WHERE d.endpoint_id = $1 AND w.deleted_at IS NOT NULL AND (SELECT taken FROM turn) LIMIT $2))
+       RETURNING 1)
+     SELECT (SELECT taken FROM turn) AS turn, (SELECT count(*) FROM purged)::int AS purged`,
+    [id, limit, `webhook-endpoint-removal:${id}`],
   );
-  return r.rowCount;
+  const row = r.rows[0]!;
+  return row.turn ? row.purged : null;
 }
 
-/** Removes an endpoint marked deleted, with what is left of its deliveries (by cascade: by now at most a few). */
-export async function removeDeletedEndpoint(db: Queryable, id: string): Promise<void> {
-  await db.query(`DELETE FROM webhook_endpoints WHERE id = $1 AND deleted_at IS NOT NULL`, [id]);
+/**
+ * Removes an endpoint marked deleted if none of its deliveries is left, checked in the same statement
+ * (run after any short batch, the removal's cascade deleted the rest of the backlog in one long
+ * statement). Needs no turn: rows another purger is deleting still count as left until it commits.
+ * What can still cascade is what changes announcing events wrote while it was being marked (they hold
+ * the row FOR KEY SHARE; the DELETE waits for them): a few rows. True when the endpoint is gone, now or
+ * already (another purger finished it); false while deliveries of it are left.
+ */
+export async function removeDeletedEndpoint(db: Queryable, id: string): Promise<boolean> {
+  const r = await db.query<{ gone: boolean }>(
+    `WITH removed AS (
+       DELETE FROM webhook_endpoints w
+        WHERE w.id = $1 AND w.deleted_at IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM event_deliveries d WHERE d.endpoint_id = w.id)
+       RETURNING 1)
+     SELECT EXISTS (SELECT 1 FROM removed) OR NOT EXISTS (SELECT 1 FROM webhook_endpoints WHERE id = $1) AS gone`,
+    [id],
+  );
+  return r.rows[0]!.gone;
 }
 
 /** The endpoint, locked until the transaction ends (a rotation reads the secrets it replaces); not one being deleted. */
