@@ -24,6 +24,10 @@ interface Memo {
   twofoldFresh?: { afterMs: number; staleSessionId: string | null };
 }
 
+/** How long a consent submission that lost the decision waits for the decider's result, and how often it looks. */
+const DECIDER_WAIT_MS = 3000;
+const DECIDER_POLL_MS = 50;
+
 /** The sub of an id_token_hint (the engine verified its signature before starting the interaction). */
 function hintedSub(details: Details): string | undefined {
   const hint = (details.params as { id_token_hint?: unknown }).id_token_hint;
@@ -91,9 +95,18 @@ export async function interactionRoutes(app: FastifyInstance, { deps, engine }: 
   /**
    * The answer to a submission of a consent interaction another one already decided: on to the
    * engine's resume, as the deciding one was sent, with nothing saved. A browser shows the answer to
-   * the last of a double-clicked form's posts, which is rarely the one that decided.
+   * the last of a double-clicked form's posts, which is rarely the one that decided. The decider saves
+   * its result only after its claim commits: a browser sent to the resume before that made the engine
+   * drop the interaction (no result yet) and start a new one, so the user met the consent page again
+   * and the decider's result found nothing to save to (an orphan grant). So the result (or the end of
+   * the interaction) is waited for first, a few seconds at most (a decider that died meanwhile).
    */
-  async function decided(reply: FastifyReply, d: Details): Promise<void> {
+  async function decided(provider: Provider, reply: FastifyReply, d: Details): Promise<void> {
+    for (let waited = 0; waited < DECIDER_WAIT_MS; waited += DECIDER_POLL_MS) {
+      const interaction = await provider.Interaction.find(d.uid);
+      if (!interaction || interaction.result) break;
+      await new Promise((resolve) => setTimeout(resolve, DECIDER_POLL_MS));
+    }
     await reply.code(303).header('Cache-Control', 'no-store').redirect(d.returnTo, 303);
   }
 
@@ -153,7 +166,7 @@ export async function interactionRoutes(app: FastifyInstance, { deps, engine }: 
       const remembered = !native && (skip || (!explicit && await consentCovers(deps, accountId, clientId, scopes)));
       if (remembered) {
         // Once per interaction: the page loaded many times at once would save a grant per load.
-        if (!(await decideConsentInteraction(deps, d.uid))) return decided(reply, d);
+        if (!(await decideConsentInteraction(deps, d.uid))) return decided(provider, reply, d);
         return finish(provider, request, reply, { consent: { grantId: await grantScopes(provider, d, accountId, clientId) } }, true);
       }
       const user = await findUserById(deps.db, accountId);
@@ -180,7 +193,7 @@ export async function interactionRoutes(app: FastifyInstance, { deps, engine }: 
     const clientId = String(d.params.client_id);
     // The interaction is decided once: concurrent posts of the form each passed the reads above, and
     // would each have saved a grant and an audit entry. The consent and its entry commit with the claim.
-    if (!(await decideConsentInteraction(deps, d.uid, { userId: accountId, clientId, scopes: requestedScopes(d), client: clientInfo(request) }))) return decided(reply, d);
+    if (!(await decideConsentInteraction(deps, d.uid, { userId: accountId, clientId, scopes: requestedScopes(d), client: clientInfo(request) }))) return decided(provider, reply, d);
     const grantId = await grantScopes(provider, d, accountId, clientId);
     return finish(provider, request, reply, { consent: { grantId } }, true);
   });
@@ -192,7 +205,7 @@ export async function interactionRoutes(app: FastifyInstance, { deps, engine }: 
     if (!d) return reply;
     // A refusal is that one decision too: posted beside an "allow" it must not overturn a consent
     // already recorded (the application would get access_denied while the consent stays remembered).
-    if (d.prompt.name === 'consent' && !(await decideConsentInteraction(deps, d.uid))) return decided(reply, d);
+    if (d.prompt.name === 'consent' && !(await decideConsentInteraction(deps, d.uid))) return decided(provider, reply, d);
     return finish(provider, request, reply, { error: 'access_denied', error_description: 'The user denied the request.' });
   });
 }

@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import * as client from 'openid-client';
 import { createUser, describeWithApp, type TestUser } from '../helpers/app.ts';
 import { Browser, authorizationStart, browserAuthorize, rp, startOidcServer, type OidcServer } from '../helpers/oidc.ts';
+import { decideConsentInteraction } from '../../src/services/oidc/consent.ts';
 
 const ADMIN_KEY = 'admin-key-0123456789abcdef-0123456789';
 const admin = { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' };
@@ -154,5 +155,46 @@ describeWithApp('a consent interaction submitted many times at once', (suite) =>
     const denied = new URL(step.left).searchParams.get('error') === 'access_denied';
     assert.equal(await grantsOf(server, user), denied ? 0 : 1);
     assert.equal(await consentAudits(server, user), denied ? 0 : 1, denied ? 'refused: no consent recorded' : 'allowed: one entry');
+  });
+
+  test('a submission that loses to one still saving its result waits for it, and its redirect finishes the sign-in', async (t) => {
+    const server = await startOidcServer(t, suite, [CONSENT_APP]);
+    const config = await rp(server, CONSENT_APP.client_id, SECRET);
+    const user = await createUser(server.app);
+    const browser = new Browser(server.base);
+    const start = await authorizationStart(config, CALLBACK, { prompt: 'consent' });
+    const path = await openConsent(server, browser, start.url, user);
+    const uid = path.split('/').pop()!;
+    // The decider: its claim committed, its result not saved yet.
+    assert.equal(await decideConsentInteraction(server.deps, uid, { userId: user.uuid, clientId: CONSENT_APP.client_id, scopes: ['openid'], client: { ip: null, userAgent: null } }), true);
+    const { provider } = await server.app.oidc.engine.get();
+    const Interaction = provider.Interaction as unknown as { find(id: string): Promise<{ result?: unknown; lastSubmission?: object; prompt: { details: { missingOIDCScope?: string[] } }; exp: number; save(ttl: number): Promise<string> } | undefined> };
+    const realFind = Interaction.find.bind(Interaction);
+    let looks = 0;
+    Interaction.find = async (id: string) => {
+      if (id === uid) looks += 1;
+      return realFind(id);
+    };
+    t.after(() => {
+      Interaction.find = realFind;
+    });
+    let answered = false;
+    const loser = browser.request(`${path}/confirm`, { method: 'POST' }).then((r) => {
+      answered = true;
+      return r;
+    });
+    // Its own read of the interaction, then it looks for the decider's result (the test runner's timeout bounds this).
+    while (looks < 3 && !answered) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(answered, false, 'the losing submission answered before the decision it lost to was saved');
+    // The decider saves its result, as the engine's interactionResult does.
+    const interaction = (await realFind(uid))!;
+    const grant = new provider.Grant({ accountId: user.uuid, clientId: CONSENT_APP.client_id });
+    grant.addOIDCScope(interaction.prompt.details.missingOIDCScope!.join(' '));
+    interaction.result = { ...interaction.lastSubmission, consent: { grantId: await grant.save() } };
+    await interaction.save(interaction.exp - Math.floor(Date.now() / 1000));
+    const answer = await loser;
+    assert.equal(answer.status, 303);
+    const tokens = await finishAt(browser, answer.headers.get('location')!, config, start);
+    assert.equal(tokens.claims()!.sub, user.uuid, 'the sign-in finished with the decision, no second consent round');
   });
 });
