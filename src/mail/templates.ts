@@ -75,7 +75,11 @@ const FACTOR_NAMES: Record<AddedFactor, string> = {
 
 /** "A passkey ("Laptop")" or the factor's plain name. */
 function factorName(factor: AddedFactor, passkeyName: string | undefined): string {
-  return factor === 'passkey' && passkeyName ? `a passkey ("${passkeyName}")` : FACTOR_NAMES[factor];
+  // The name is the user's (or a thief's) words inside a security notice: on one line, with no
+  // direction overrides, so it cannot write lines of its own into the mail (names stored before the
+  // API refused such characters included).
+  const name = passkeyName?.replace(/[\p{Cc}\u2028\u2029\u202A-\u202E\u2066-\u2069]+/gu, ' ');
+  return factor === 'passkey' && name ? `a passkey ("${name}")` : FACTOR_NAMES[factor];
 }
 
 // ---- HTML building blocks (inline styles only) ----

@@ -59,7 +59,17 @@ export const RegisteredPasskeySchema = Type.Object({
   backup_codes: Type.Optional(Type.Array(Type.String(), { description: 'Only with the first factor; shown once', examples: [['7K3D-9XQ2-M4TB']] })),
 });
 
-export const PasskeyName = Type.String({ minLength: 1, maxLength: 64, pattern: '\\S', examples: ['MacBook Touch ID'] });
+/**
+ * One line of visible text: no control characters (a newline let a name write lines of its own into
+ * the "second factor added" mail), no line separators or bidirectional overrides.
+ */
+export const PasskeyName = Type.String({
+  minLength: 1,
+  maxLength: 64,
+  pattern: '^(?=.*\\S)[^\\p{Cc}\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]+$',
+  description: 'One line: no control characters, line separators or bidirectional overrides',
+  examples: ['MacBook Touch ID'],
+});
 
 /** PublicKeyCredentialCreationOptionsJSON (what `PublicKeyCredential.parseCreationOptionsFromJSON` takes). */
 export const CreationOptionsSchema = Type.Object(
