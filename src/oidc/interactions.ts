@@ -24,9 +24,9 @@ interface Memo {
   twofoldFresh?: { afterMs: number; staleSessionId: string | null };
 }
 
-/** How long a consent submission that lost the decision waits for the decider's result, and how often it looks. */
+/** How long a consent submission that lost the decision waits for the decider's result, and its first pause between looks. */
 const DECIDER_WAIT_MS = 3000;
-const DECIDER_POLL_MS = 50;
+const DECIDER_FIRST_POLL_MS = 50;
 
 /** The sub of an id_token_hint (the engine verified its signature before starting the interaction). */
 function hintedSub(details: Details): string | undefined {
@@ -102,10 +102,11 @@ export async function interactionRoutes(app: FastifyInstance, { deps, engine }: 
    * the interaction) is waited for first, a few seconds at most (a decider that died meanwhile).
    */
   async function decided(provider: Provider, reply: FastifyReply, d: Details): Promise<void> {
-    for (let waited = 0; waited < DECIDER_WAIT_MS; waited += DECIDER_POLL_MS) {
+    // Looks at growing intervals (50, 100, 200… ms): a handful of reads per losing submission.
+    for (let waited = 0, pause = DECIDER_FIRST_POLL_MS; waited < DECIDER_WAIT_MS; waited += pause, pause *= 2) {
       const interaction = await provider.Interaction.find(d.uid);
       if (!interaction || interaction.result) break;
-      await new Promise((resolve) => setTimeout(resolve, DECIDER_POLL_MS));
+      await new Promise((resolve) => setTimeout(resolve, pause));
     }
     await reply.code(303).header('Cache-Control', 'no-store').redirect(d.returnTo, 303);
   }
