@@ -82,12 +82,17 @@ export function applicationType(redirectUris: readonly string[]): 'web' | 'nativ
  * Refuses URIs the engine would refuse for a client of `type` (it checks redirect and post-logout URIs
  * alike), so what is accepted here works: a web client redirects only to http(s); a native client to
  * its app scheme, http on loopback or https off loopback (RFC 8252 7.1-7.3).
+ * `httpsOnly` (PUBLIC_URL is https, a deployment): a web client's URIs must be https too, except on
+ * loopback hosts (RFC 9700 §2.6): a code or logout redirect sent over plain http can be read on the way.
  */
-function assertUsableFor(type: 'web' | 'native', uris: readonly string[], field: string): void {
+function assertUsableFor(type: 'web' | 'native', uris: readonly string[], field: string, httpsOnly: boolean): void {
   uris.forEach((value, i) => {
     const { protocol, hostname } = new URL(value);
     if (type === 'web' && !isWebScheme(value)) {
       throw new ClientMetadataError(`${field}[${i}]`, 'must be an http(s) URL: the client has no app-scheme redirect URI, so it is a web client');
+    }
+    if (type === 'web' && httpsOnly && protocol === 'http:' && !LOOPBACK_HOSTS.has(hostname)) {
+      throw new ClientMetadataError(`${field}[${i}]`, 'must be an https URL (http only on localhost, 127.0.0.1 or [::1]) while PUBLIC_URL is https: an authorization code sent over plain http can be read on the way');
     }
     if (type === 'native' && protocol === 'http:' && !LOOPBACK_HOSTS.has(hostname)) {
       throw new ClientMetadataError(`${field}[${i}]`, 'must not be plain http off loopback: an app-scheme redirect URI makes a native client (RFC 8252), and web and native redirect URIs do not mix');
@@ -113,9 +118,10 @@ function backchannelUri(value: unknown, field: string): string {
 
 /**
  * Checks one client's metadata. `requireSecret`: secret-based methods need `client_secret` (the file);
- * the admin API generates it instead and passes false.
+ * the admin API generates it instead and passes false. `httpsOnly`: PUBLIC_URL is https (see
+ * assertUsableFor).
  */
-export function validateClientInput(raw: unknown, requireSecret: boolean): ClientInput {
+export function validateClientInput(raw: unknown, requireSecret: boolean, httpsOnly = false): ClientInput {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ClientMetadataError('client', 'must be an object');
   const o = raw as Record<string, unknown>;
   for (const key of Object.keys(o)) if (!KNOWN.has(key)) throw new ClientMetadataError(key, 'is not a supported client field');
@@ -152,9 +158,9 @@ export function validateClientInput(raw: unknown, requireSecret: boolean): Clien
     if (o[field] !== undefined && !userFacing) throw new ClientMetadataError(field, 'is only for clients with the authorization_code grant');
   }
   const type = applicationType(redirectUris);
-  assertUsableFor(type, redirectUris, 'redirect_uris');
+  assertUsableFor(type, redirectUris, 'redirect_uris', httpsOnly);
   const postLogoutUris = o.post_logout_redirect_uris !== undefined ? urls(o.post_logout_redirect_uris, 'post_logout_redirect_uris') : undefined;
-  if (postLogoutUris) assertUsableFor(type, postLogoutUris, 'post_logout_redirect_uris');
+  if (postLogoutUris) assertUsableFor(type, postLogoutUris, 'post_logout_redirect_uris', httpsOnly);
   const backchannel = o.backchannel_logout_uri !== undefined ? backchannelUri(o.backchannel_logout_uri, 'backchannel_logout_uri') : undefined;
   const scope = o.scope === undefined ? OIDC_SCOPES.join(' ') : o.scope;
   if (typeof scope !== 'string' || scope.trim() === '') throw new ClientMetadataError('scope', 'must be a space-separated string');

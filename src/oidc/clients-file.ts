@@ -2,8 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { ClientMetadataError, validateClientInput, type ClientInput } from './client-metadata.ts';
 
-/** Parses the file's text (a JSON array of client metadata). `source` prefixes every message. */
-export function parseClientsFile(text: string, source = 'OIDC_CLIENTS_FILE'): ClientInput[] {
+/** Parses the file's text (a JSON array of client metadata). `source` prefixes every message; `httpsOnly`: PUBLIC_URL is https. */
+export function parseClientsFile(text: string, source = 'OIDC_CLIENTS_FILE', httpsOnly = false): ClientInput[] {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -15,7 +15,7 @@ export function parseClientsFile(text: string, source = 'OIDC_CLIENTS_FILE'): Cl
   return raw.map((entry, i) => {
     let client: ClientInput;
     try {
-      client = validateClientInput(entry, true);
+      client = validateClientInput(entry, true, httpsOnly);
     } catch (e) {
       if (e instanceof ClientMetadataError) throw new Error(`${source}: [${i}].${e.message}`, { cause: e });
       throw e;
@@ -26,8 +26,8 @@ export function parseClientsFile(text: string, source = 'OIDC_CLIENTS_FILE'): Cl
   });
 }
 
-/** Reads `file` (none configured: no file clients). */
-export function loadClientsFile(file: string | undefined): ClientInput[] {
+/** Reads `file` (none configured: no file clients); `httpsOnly`: PUBLIC_URL is https. */
+export function loadClientsFile(file: string | undefined, httpsOnly = false): ClientInput[] {
   if (!file) return [];
   let text: string;
   try {
@@ -35,5 +35,5 @@ export function loadClientsFile(file: string | undefined): ClientInput[] {
   } catch (e) {
     throw new Error(`OIDC_CLIENTS_FILE: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e });
   }
-  return parseClientsFile(text);
+  return parseClientsFile(text, 'OIDC_CLIENTS_FILE', httpsOnly);
 }

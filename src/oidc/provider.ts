@@ -210,8 +210,11 @@ export async function createProvider(deps: Deps, fileClients: readonly ClientInp
       },
     },
     pkce: {
-      // S256 only (the engine offers nothing else); required for public clients, optional for confidential ones.
-      required: (_ctx, client) => client.clientAuthMethod === 'none',
+      // S256 only (the engine offers nothing else); required for public clients, and for native ones
+      // with a secret too: a secret shipped inside an app is anyone's (RFC 8252 §8.5), and without PKCE
+      // another app claiming the scheme could redeem the code it caught with it. Optional for
+      // confidential web clients.
+      required: (_ctx, client) => client.clientAuthMethod === 'none' || client.applicationType === 'native',
     },
     clientBasedCORS(ctx, origin, client) {
       if (origin === 'null') return false;
