@@ -17,7 +17,7 @@ const tags = ['OpenID clients'];
 const Url = Type.String({ maxLength: 2048, examples: ['https://wiki.example.com/callback'] });
 const Metadata = {
   client_id: Type.String({ pattern: '^[A-Za-z0-9._~-]{1,100}$', examples: ['wiki'] }),
-  redirect_uris: Type.Optional(Type.Array(Url, { maxItems: 20, description: 'Required with the authorization_code grant; absent for a client_credentials-only client' })),
+  redirect_uris: Type.Optional(Type.Array(Url, { maxItems: 20, description: 'Required with the authorization_code grant; absent for a client_credentials-only client. An app scheme (`com.example.app:/cb`) makes a native client, which must use PKCE; while PUBLIC_URL is https, http is accepted only on loopback hosts' })),
   post_logout_redirect_uris: Type.Optional(Type.Array(Url, { maxItems: 20, examples: [['https://wiki.example.com/']] })),
   grant_types: Type.Optional(Type.Array(Type.Union(GRANT_TYPES.map((g) => Type.Literal(g))), { minItems: 1, maxItems: 3, description: 'Default `["authorization_code"]`', examples: [['authorization_code', 'refresh_token']] })),
   token_endpoint_auth_method: Type.Optional(Type.Union(AUTH_METHODS.map((m) => Type.Literal(m)), { description: 'Default `client_secret_basic`; `none` = public client (PKCE S256 required)', examples: ['client_secret_basic'] })),
