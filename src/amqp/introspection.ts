@@ -7,11 +7,17 @@
  * Replies go only to queues named with one of EVENTS_AMQP_REPLY_QUEUES' prefixes (by default direct
  * reply-to and server-named queues): the service may write to any queue of its vhost, and a caller
  * must not use it to put messages into another application's queue.
+ *
+ * One bad request costs only itself: a reply can make the broker close the whole connection (a
+ * direct reply-to name it cannot decode: 541 INTERNAL_ERROR), so a request is acknowledged before its
+ * reply is sent, a redelivered request is dropped, malformed direct reply-to names are refused, and
+ * the reconnect delay grows until a subscription has stayed up for a while.
  */
 import type { Channel, ConsumeMessage } from 'amqplib';
 import type { Deps } from '../deps.ts';
 import { introspectToken, type IntrospectionResponse } from '../services/introspection.ts';
 import { AmqpConnection, type AmqpLogger } from './connection.ts';
+import { DIRECT_REPLY_TO, isDirectReplyToName } from './direct-reply-to.ts';
 
 /** Requests handled at once per instance. */
 const PREFETCH = 16;
@@ -21,6 +27,12 @@ const RECONNECT_MIN_MS = 500;
 /** Longest wait for the broker's answer to a channel or queue request while subscribing. */
 const SETUP_TIMEOUT_MS = 10_000;
 const RECONNECT_MAX_MS = 15_000;
+/**
+ * How long a subscription must stay up before the reconnect delay starts again from the minimum:
+ * reset on every successful subscribe, a broker that closes the connection right after (a reply it
+ * chokes on) was asked again every RECONNECT_MIN_MS forever.
+ */
+const STABLE_AFTER_MS = 5_000;
 /** EVENTS_AMQP_REPLY_QUEUES' default: RabbitMQ's direct reply-to, and queues the broker named (a caller's exclusive queue). */
 export const DEFAULT_REPLY_QUEUES: readonly string[] = ['amq.rabbitmq.reply-to', 'amq.gen-'];
 
@@ -47,6 +59,7 @@ export class IntrospectionResponder {
   #stopped = false;
   #timer: NodeJS.Timeout | undefined;
   #delay = RECONNECT_MIN_MS;
+  #stable: NodeJS.Timeout | undefined;
   #channel: Channel | undefined;
 
   constructor(deps: Deps, url: string, queue: string, logger: AmqpLogger, replyQueues: readonly string[] = DEFAULT_REPLY_QUEUES) {
@@ -71,6 +84,7 @@ export class IntrospectionResponder {
       ch.on('error', () => {});
       ch.on('close', () => {
         if (this.#channel === ch) this.#channel = undefined;
+        this.#unstable();
         this.#retry();
       });
       await AmqpConnection.within(ch.assertQueue(this.#queue, { durable: true }), SETUP_TIMEOUT_MS, 'declaring the introspection queue');
@@ -80,7 +94,12 @@ export class IntrospectionResponder {
         else this.#cancelled(ch);
       });
       this.#channel = ch;
-      this.#delay = RECONNECT_MIN_MS;
+      this.#unstable();
+      this.#stable = setTimeout(() => {
+        this.#stable = undefined;
+        if (this.#channel === ch) this.#delay = RECONNECT_MIN_MS;
+      }, STABLE_AFTER_MS);
+      this.#stable.unref();
       this.#logger.info({ queue: this.#queue }, 'AMQP introspection: consuming');
     } catch (err) {
       this.#logger.warn({ err: { message: (err as Error).message } }, 'AMQP introspection: broker unavailable; retrying');
@@ -97,14 +116,22 @@ export class IntrospectionResponder {
   #cancelled(ch: Channel): void {
     this.#logger.warn({ queue: this.#queue }, 'AMQP introspection: consumer cancelled by the broker; subscribing again');
     if (this.#channel === ch) this.#channel = undefined;
+    this.#unstable();
     this.#retry();
     void ch.close().catch(() => {});
+  }
+
+  /** The subscription ended before it counted as stable: the reconnect delay keeps growing. */
+  #unstable(): void {
+    clearTimeout(this.#stable);
+    this.#stable = undefined;
   }
 
   #retry(): void {
     if (this.#stopped || this.#timer || this.#channel) return;
     const delay = this.#delay;
     this.#delay = Math.min(this.#delay * 2, RECONNECT_MAX_MS);
+    this.#logger.info({ queue: this.#queue, retryInMs: delay }, 'AMQP introspection: subscribing again');
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       void this.#subscribe();
@@ -113,17 +140,26 @@ export class IntrospectionResponder {
   }
 
   async #handle(ch: Channel, msg: ConsumeMessage): Promise<void> {
-    const { replyTo, correlationId } = msg.properties as { replyTo?: string; correlationId?: string };
+    const { correlationId } = msg.properties as { correlationId?: string };
+    let acked = false;
+    const ack = () => {
+      if (acked) return;
+      acked = true;
+      try {
+        ch.ack(msg);
+      } catch {
+        // The channel closed meanwhile: the broker redelivers the request, flagged, and it is dropped then.
+      }
+    };
     try {
-      if (!replyTo) {
-        this.#logger.warn('AMQP introspection: request without reply_to dropped');
-        return;
-      }
-      if (!this.#replyQueues.some((prefix) => replyTo.startsWith(prefix))) {
-        this.#logger.warn({ replyTo: replyTo.slice(0, 255) }, 'AMQP introspection: reply_to is not a reply queue (EVENTS_AMQP_REPLY_QUEUES); request dropped');
-        return;
-      }
+      const replyTo = this.#replyTo(msg);
+      if (replyTo === undefined) return;
       const answer = await answerIntrospection(this.#deps, msg.content);
+      // Acknowledged before the reply, not after: frames on a channel reach the broker in order, so
+      // the ack is in before a reply that makes it close the connection, and the request is not handed
+      // back to be answered (and to close the connection) again. Not on arrival either, so that
+      // PREFETCH still bounds the requests being answered at once.
+      ack();
       ch.sendToQueue(replyTo, Buffer.from(JSON.stringify(answer)), {
         contentType: 'application/json',
         ...(correlationId !== undefined ? { correlationId } : {}),
@@ -131,17 +167,39 @@ export class IntrospectionResponder {
     } catch (err) {
       this.#logger.error({ err }, 'AMQP introspection: request failed');
     } finally {
-      try {
-        ch.ack(msg);
-      } catch {
-        // The channel closed meanwhile: the broker redelivers the request to the next consumer.
-      }
+      ack();
     }
+  }
+
+  /** Where the reply to `msg` goes, or undefined (logged) when the request is dropped unanswered. */
+  #replyTo(msg: ConsumeMessage): string | undefined {
+    const { replyTo } = msg.properties as { replyTo?: string };
+    if (msg.fields.redelivered) {
+      // Handed out before and not acknowledged: its caller has usually given up, and answering it
+      // again could repeat whatever broke the connection the first time.
+      this.#logger.info({ queue: this.#queue }, 'AMQP introspection: redelivered request dropped');
+      return undefined;
+    }
+    if (!replyTo) {
+      this.#logger.warn('AMQP introspection: request without reply_to dropped');
+      return undefined;
+    }
+    if (!this.#replyQueues.some((prefix) => replyTo.startsWith(prefix))) {
+      this.#logger.warn({ replyTo: replyTo.slice(0, 255) }, 'AMQP introspection: reply_to is not a reply queue (EVENTS_AMQP_REPLY_QUEUES); request dropped');
+      return undefined;
+    }
+    // The broker decodes a direct reply-to name itself, and one it cannot decode closes the connection.
+    if (replyTo.startsWith(DIRECT_REPLY_TO) && !isDirectReplyToName(replyTo)) {
+      this.#logger.warn({ replyTo: replyTo.slice(0, 255) }, 'AMQP introspection: reply_to is not a well-formed direct reply-to name; request dropped');
+      return undefined;
+    }
+    return replyTo;
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
     if (this.#timer) clearTimeout(this.#timer);
+    this.#unstable();
     await this.#conn.close();
   }
 }
