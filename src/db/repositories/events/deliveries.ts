@@ -90,14 +90,55 @@ export async function insertEvent(tx: Queryable, e: NewEvent): Promise<number> {
   return r.rowCount;
 }
 
-/** Deletes events older than `before` none of whose deliveries is still pending (with their delivery log); returns how many. */
-export async function pruneEvents(db: Queryable, before: Date): Promise<number> {
-  const r = await db.query(
-    `DELETE FROM events e WHERE e.occurred_at < $1
-        AND NOT EXISTS (SELECT 1 FROM event_deliveries d WHERE d.event_id = e.id AND d.delivered_at IS NULL AND d.failed_at IS NULL)`,
-    [before],
+/** What one statement of pruning did: events deleted (their deliveries went with them), and whether more may be due. */
+export interface PruneBatch {
+  pruned: number;
+  /** The batch was cut by a limit (events listed, or the deliveries' budget): more may be due. */
+  full: boolean;
+}
+
+/**
+ * Deletes, in a statement of its own, up to `maxEvents` events older than `before` none of whose
+ * deliveries is still pending, with their delivery log (by cascade); null when another pruner has the
+ * turn. It was one DELETE over every event due: at steady traffic, hundreds of thousands of events and
+ * over a million cascaded deliveries in one transaction, the webhook lane waiting for it (see
+ * PRUNE_BATCH_EVENTS in jobs/event-delivery.ts for the batches and their pace).
+ *
+ * An event has one delivery per target (endpoint or broker), so a batch of events cascades over up to
+ * that many times its rows: the batch is cut, in order of creation, where its deliveries would pass
+ * `maxDeliveries` (its first event always goes); a batch the budget cut counts as full, so the caller
+ * goes on. The listing has no order: there is no index on occurred_at, and a walk of the seq index
+ * would read every recent event whenever fewer than a batch are due.
+ *
+ * The turn is a transaction-level advisory lock, as purgeDeletedEndpointDeliveries takes one: two
+ * pruners at once would list the same rows, and the second wait for the first's row locks and come back
+ * short. With it, one statement prunes at a time (no lock waits between pruners, no row deleted twice);
+ * the others get null and leave the work to it. The rule is the one the single DELETE had.
+ */
+export async function pruneEvents(db: Queryable, before: Date, maxEvents: number, maxDeliveries: number): Promise<PruneBatch | null> {
+  const r = await db.query<{ turn: boolean; listed: number; chosen: number; pruned: number }>(
+    `WITH turn AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(hashtextextended('twofold:events-prune', 0)) AS taken),
+     listed AS MATERIALIZED (
+       SELECT e.ctid AS row_address, e.seq, (SELECT count(*) FROM event_deliveries c WHERE c.event_id = e.id) AS deliveries
+         FROM events e
+        WHERE e.occurred_at < $1
+          AND NOT EXISTS (SELECT 1 FROM event_deliveries d WHERE d.event_id = e.id AND d.delivered_at IS NULL AND d.failed_at IS NULL)
+          AND (SELECT taken FROM turn)
+        LIMIT $2
+     ), chosen AS MATERIALIZED (
+       SELECT row_address FROM (
+         SELECT row_address, row_number() OVER w AS n, sum(deliveries) OVER w AS running FROM listed WINDOW w AS (ORDER BY seq)
+       ) l WHERE l.n = 1 OR l.running <= $3
+     ), pruned AS (
+       DELETE FROM events WHERE ctid = ANY (ARRAY(SELECT row_address FROM chosen)) RETURNING 1
+     )
+     SELECT (SELECT taken FROM turn) AS turn, (SELECT count(*) FROM listed)::int AS listed,
+            (SELECT count(*) FROM chosen)::int AS chosen, (SELECT count(*) FROM pruned)::int AS pruned`,
+    [before, maxEvents, maxDeliveries],
   );
-  return r.rowCount;
+  const row = r.rows[0]!;
+  if (!row.turn) return null;
+  return { pruned: row.pruned, full: row.listed >= maxEvents || row.chosen < row.listed };
 }
 
 /**
