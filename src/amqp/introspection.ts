@@ -10,7 +10,7 @@
  *
  * One bad request costs only itself: a reply can make the broker close the whole connection (a
  * direct reply-to name it cannot decode: 541 INTERNAL_ERROR), so a request is acknowledged before its
- * reply is sent, a redelivered request is dropped, malformed direct reply-to names are refused, and
+ * reply is sent (so it is never handed back), malformed direct reply-to names are refused, and
  * the reconnect delay grows until a subscription has stayed up for a while.
  */
 import type { Channel, ConsumeMessage } from 'amqplib';
@@ -62,8 +62,13 @@ export class IntrospectionResponder {
   #stable: NodeJS.Timeout | undefined;
   #channel: Channel | undefined;
 
-  constructor(deps: Deps, url: string, queue: string, logger: AmqpLogger, replyQueues: readonly string[] = DEFAULT_REPLY_QUEUES) {
+  /** How long a subscription must stay up before the reconnect delay starts again from the minimum. */
+  readonly #stableAfterMs: number;
+
+  /** `stableAfterMs`: {@link STABLE_AFTER_MS} unless a test sets it. */
+  constructor(deps: Deps, url: string, queue: string, logger: AmqpLogger, replyQueues: readonly string[] = DEFAULT_REPLY_QUEUES, stableAfterMs = STABLE_AFTER_MS) {
     this.#deps = deps;
+    this.#stableAfterMs = stableAfterMs;
     this.#replyQueues = replyQueues;
     this.#queue = queue;
     this.#logger = logger;
@@ -98,7 +103,7 @@ export class IntrospectionResponder {
       this.#stable = setTimeout(() => {
         this.#stable = undefined;
         if (this.#channel === ch) this.#delay = RECONNECT_MIN_MS;
-      }, STABLE_AFTER_MS);
+      }, this.#stableAfterMs);
       this.#stable.unref();
       this.#logger.info({ queue: this.#queue }, 'AMQP introspection: consuming');
     } catch (err) {
@@ -174,12 +179,6 @@ export class IntrospectionResponder {
   /** Where the reply to `msg` goes, or undefined (logged) when the request is dropped unanswered. */
   #replyTo(msg: ConsumeMessage): string | undefined {
     const { replyTo } = msg.properties as { replyTo?: string };
-    if (msg.fields.redelivered) {
-      // Handed out before and not acknowledged: its caller has usually given up, and answering it
-      // again could repeat whatever broke the connection the first time.
-      this.#logger.info({ queue: this.#queue }, 'AMQP introspection: redelivered request dropped');
-      return undefined;
-    }
     if (!replyTo) {
       this.#logger.warn('AMQP introspection: request without reply_to dropped');
       return undefined;
