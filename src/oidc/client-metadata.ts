@@ -74,6 +74,18 @@ function isWebScheme(value: string): boolean {
  * http stays 'web' (it is valid for both types): a web application in development keeps prompt=none,
  * and one client may list its localhost and its production URIs.
  */
+/**
+ * Whether every redirect URI of a client is on a loopback host: a desktop application (RFC 8252 §7.3)
+ * or one in development. Any local program can listen on such a port first and catch the code, and a
+ * desktop application's secret ships with it: such a client must use PKCE like a native one.
+ */
+export function redirectsOnlyToLoopback(redirectUris: readonly string[] | undefined): boolean {
+  return !!redirectUris?.length && redirectUris.every((u) => {
+    const parsed = URL.parse(u);
+    return parsed?.protocol === 'http:' && LOOPBACK_HOSTS.has(parsed.hostname);
+  });
+}
+
 export function applicationType(redirectUris: readonly string[]): 'web' | 'native' {
   return redirectUris.some((u) => !isWebScheme(u)) ? 'native' : 'web';
 }

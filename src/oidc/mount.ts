@@ -78,7 +78,7 @@ function browserSessionOf(deps: Deps, ctx: KoaContextWithOIDC): string | undefin
 /** Installs the provider on the root instance (its onResponse hook must see the API routes). */
 export async function installOidc(app: FastifyInstance, deps: Deps): Promise<void> {
   // The clients file is read and checked at start-up: a mistake in it stops the start, not a first request.
-  const fileClients = loadClientsFile(deps.config.oidc.clientsFile, deps.config.publicUrl.startsWith('https:'));
+  const fileClients = loadClientsFile(deps.config.oidc.clientsFile, deps.config.secureCookies);
   // And an entry whose id an admin-API client holds stops it too: the file's client would take over
   // that client's consents, grants and tokens (services/oidc/clients.ts says why refused, not dropped).
   await assertFileClientsUnregistered(deps, fileClients);

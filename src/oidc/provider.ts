@@ -16,7 +16,7 @@ import { linkProviderSession } from '../services/oidc/interaction-login.ts';
 import { loggedOutPage, logoutPage, oidcErrorPage, type LogoutAccounts } from '../web/pages/oidc.ts';
 import { koaClientInfo } from './client-info.ts';
 import { createAdapterClass } from './adapter.ts';
-import { OIDC_SCOPES, toProviderMetadata, type ClientInput } from './client-metadata.ts';
+import { OIDC_SCOPES, redirectsOnlyToLoopback, toProviderMetadata, type ClientInput } from './client-metadata.ts';
 import { RingSigningKey, ringIdTokenValidator } from './signing-key.ts';
 import { acrValuesRequireAal2, formActionSource, pageCsp } from './page-policy.ts';
 
@@ -213,8 +213,9 @@ export async function createProvider(deps: Deps, fileClients: readonly ClientInp
       // S256 only (the engine offers nothing else); required for public clients, and for native ones
       // with a secret too: a secret shipped inside an app is anyone's (RFC 8252 §8.5), and without PKCE
       // another app claiming the scheme could redeem the code it caught with it. Optional for
-      // confidential web clients.
-      required: (_ctx, client) => client.clientAuthMethod === 'none' || client.applicationType === 'native',
+      // confidential web clients, unless all their redirect URIs are on loopback (a desktop application,
+      // whose secret ships with it, and where any local program can listen on the port first).
+      required: (_ctx, client) => client.clientAuthMethod === 'none' || client.applicationType === 'native' || redirectsOnlyToLoopback(client.redirectUris),
     },
     clientBasedCORS(ctx, origin, client) {
       if (origin === 'null') return false;

@@ -15,7 +15,8 @@ const CLIENTS = '/api/v1/admin/oidc-clients';
 
 describeWithApp('OpenID client registration hardening', (suite) => {
   test('with PUBLIC_URL on https, plain-http redirect and post-logout URIs of web clients are refused off loopback', async (t) => {
-    const ta = await suite.build(t, { env: { ...ADMIN_ENV, PUBLIC_URL: 'https://id.example.com' } });
+    // Written in capitals, as an operator may: the scheme is what counts.
+    const ta = await suite.build(t, { env: { ...ADMIN_ENV, PUBLIC_URL: 'HTTPS://id.example.com' } });
     for (const [body, field] of [
       [{ client_id: 'wiki', redirect_uris: ['http://wiki.example.com/cb'] }, 'redirect_uris[0]'],
       [{ client_id: 'spa', redirect_uris: ['https://spa.example.com/cb', 'http://10.0.0.5/cb'], token_endpoint_auth_method: 'none' }, 'redirect_uris[1]'],
@@ -51,5 +52,23 @@ describeWithApp('OpenID client registration hardening', (suite) => {
     const withPkce = await ta.app.inject({ method: 'GET', url: `${base}&code_challenge=${challenge}&code_challenge_method=S256` });
     assert.equal(withPkce.statusCode, 303, withPkce.body);
     assert.match(withPkce.headers.location as string, /\/oidc\/interaction\//, 'on to the sign-in');
+  });
+
+  test('a confidential client redirecting only to loopback (a desktop application) must send PKCE; one with a web URI need not', async (t) => {
+    const ta = await suite.build(t, { env: ADMIN_ENV });
+    const desktop = 'http://127.0.0.1:53682/callback';
+    const made = await adminCall(ta, 'POST', CLIENTS, { client_id: 'desktop-app', redirect_uris: [desktop] });
+    assert.equal(made.statusCode, 201, made.body);
+    const refused = await ta.app.inject({ method: 'GET', url: `/oidc/auth?client_id=desktop-app&response_type=code&scope=openid&state=s1&redirect_uri=${encodeURIComponent(desktop)}` });
+    assert.equal(refused.statusCode, 303, refused.body);
+    const to = new URL(refused.headers.location as string);
+    assert.equal(`${to.origin}${to.pathname}`, desktop);
+    assert.equal(to.searchParams.get('error'), 'invalid_request');
+    const web = 'https://wiki.example.com/cb';
+    const wiki = await adminCall(ta, 'POST', CLIENTS, { client_id: 'wiki-web', redirect_uris: [web, desktop] });
+    assert.equal(wiki.statusCode, 201, wiki.body);
+    const allowed = await ta.app.inject({ method: 'GET', url: `/oidc/auth?client_id=wiki-web&response_type=code&scope=openid&state=s1&redirect_uri=${encodeURIComponent(web)}` });
+    assert.equal(allowed.statusCode, 303, allowed.body);
+    assert.match(allowed.headers.location as string, /\/oidc\/interaction\//, 'a confidential web client without PKCE goes on to the sign-in');
   });
 });

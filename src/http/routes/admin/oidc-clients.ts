@@ -39,7 +39,7 @@ const ClientSchema = Type.Object({
 
 export async function adminOidcClientRoutes(app: FastifyInstance, { deps }: { deps: Deps }): Promise<void> {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
-  const fileClients = loadClientsFile(deps.config.oidc.clientsFile, deps.config.publicUrl.startsWith('https:'));
+  const fileClients = loadClientsFile(deps.config.oidc.clientsFile, deps.config.secureCookies);
 
   r.post('/api/v1/admin/oidc-clients', {
     schema: {
