@@ -352,7 +352,9 @@ async function main(): Promise<void> {
       })
       : [];
     const connections = 32;
-    const sessions = await pool(Array.from({ length: connections }), 8, async () => (await post(base, '/api/v1/auth-jwt/login', { username: plain, password: PASSWORD })).json.refresh_token as string);
+    // A few more sessions than connections: a request lost to a timeout or a reset takes its session's
+    // token with it (no answer, no rotated token), and the pool must not run dry.
+    const sessions = await pool(Array.from({ length: connections + 8 }), 8, async () => (await post(base, '/api/v1/auth-jwt/login', { username: plain, password: PASSWORD })).json.refresh_token as string);
 
     // A passkey user: registered through the API with the tests' software authenticator (P-256, "none").
     const passkey = await registerBenchPasskey(base, `bp_${tag}`);
