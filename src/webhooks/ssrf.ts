@@ -15,11 +15,12 @@ const V4_RANGES: Array<[string, number]> = [
 ];
 /**
  * Non-public IPv6 ranges: unspecified, loopback, discard, local-use NAT64 (RFC 8215: a translator on
- * the operator's own network may reach any internal IPv4 through it), documentation, unique local,
- * link-local, site-local, multicast.
+ * the operator's own network may reach any internal IPv4 through it), Teredo (RFC 4380: a tunnel
+ * through a relay to an IPv4 address written obfuscated, which no check here sees), documentation,
+ * unique local, link-local, site-local, multicast.
  */
 const V6_RANGES: Array<[string, number]> = [
-  ['::', 128], ['::1', 128], ['100::', 64], ['64:ff9b:1::', 48], ['2001:db8::', 32], ['fc00::', 7], ['fe80::', 10], ['fec0::', 10], ['ff00::', 8],
+  ['::', 128], ['::1', 128], ['100::', 64], ['64:ff9b:1::', 48], ['2001::', 32], ['2001:db8::', 32], ['fc00::', 7], ['fe80::', 10], ['fec0::', 10], ['ff00::', 8],
 ];
 
 const blocked = new BlockList();

@@ -10,10 +10,12 @@ test('private, loopback, link-local and reserved addresses are not public, in ev
     '::ffff:127.0.0.1', '::ffff:7f00:1', '::ffff:169.254.169.254', '64:ff9b::a9fe:a9fe', '2002:7f00:1::', '::127.0.0.1', '[::1]', 'fe80::1%eth0',
     // SIIT's IPv4-translated form, and local-use NAT64 (a translator on the operator's network).
     '::ffff:0:10.0.0.1', '::ffff:0:a9fe:a9fe', '64:ff9b:1::a00:1', '64:ff9b:1:ffff::808:808',
+    // Teredo: a relay towards an obfuscated IPv4 address (here 10.0.0.1 behind server 65.54.227.120).
+    '2001:0:4136:e378:8000:63bf:f5ff:fffe',
   ]) {
     assert.equal(isPublicAddress(a), false, a);
   }
-  for (const a of ['8.8.8.8', '93.184.216.34', '172.32.0.1', '2606:4700:4700::1111', '::ffff:8.8.8.8', '2002:808:808::', '::ffff:0:8.8.8.8', '64:ff9b::808:808']) {
+  for (const a of ['8.8.8.8', '93.184.216.34', '172.32.0.1', '2606:4700:4700::1111', '2001:4860:4860::8888', '::ffff:8.8.8.8', '2002:808:808::', '::ffff:0:8.8.8.8', '64:ff9b::808:808']) {
     assert.equal(isPublicAddress(a), true, a);
   }
 });
