@@ -69,6 +69,8 @@ export interface WebhookLaneOptions extends LaneOptions {
   readonly leaseSeconds?: number;
   /** Time one endpoint is served in a batch before the rest of its run is given back; default {@link ENDPOINT_BUDGET_MS}. */
   readonly endpointBudgetMs?: number;
+  /** Pruning's bounds (events and deliveries per statement, statements per run); default {@link PRUNE_BATCH_EVENTS} and the two after it. Smaller in tests. */
+  readonly pruneBounds?: { readonly events: number; readonly deliveries: number; readonly statementsPerRun: number };
 }
 
 /**
@@ -90,6 +92,7 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
   const batchSize = o.batchSize ?? 10;
   const perEndpoint = o.perEndpoint ?? 50;
   const endpointBudgetMs = o.endpointBudgetMs ?? ENDPOINT_BUDGET_MS;
+  const pruneBounds = o.pruneBounds ?? { events: PRUNE_BATCH_EVENTS, deliveries: PRUNE_BATCH_DELIVERIES, statementsPerRun: PRUNE_BATCHES_PER_RUN };
 
   type Endpoint = NonNullable<Awaited<ReturnType<typeof endpoints.findEndpoint>>>;
   /** An acknowledged delivery, to be recorded with its run. */
@@ -224,8 +227,8 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
   async function pruneOldEvents(before: Date): Promise<boolean> {
     let pruned = 0;
     let more = true;
-    for (let i = 0; i < PRUNE_BATCHES_PER_RUN && more; i++) {
-      const batch = await deliveries.pruneEvents(db, before, PRUNE_BATCH_EVENTS, PRUNE_BATCH_DELIVERIES);
+    for (let i = 0; i < pruneBounds.statementsPerRun && more; i++) {
+      const batch = await deliveries.pruneEvents(db, before, pruneBounds.events, pruneBounds.deliveries);
       if (!batch) break;
       pruned += batch.pruned;
       more = batch.full;

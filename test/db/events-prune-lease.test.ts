@@ -23,7 +23,6 @@ import type { Database, Queryable } from '../../src/db/database.ts';
 import { pruneEvents } from '../../src/db/repositories/events/deliveries.ts';
 import {
   EVENT_RETENTION_SECONDS,
-  PRUNE_BATCH_EVENTS,
   PRUNE_BATCHES_PER_RUN,
   PRUNE_CATCH_UP_INTERVAL_MS,
   PRUNE_INTERVAL_MS,
@@ -153,16 +152,19 @@ function pruneLog(): { logger: OutboxWorkerLogger; pruned: number[] } {
 
 withDatabases('pruning old events in batches', ({ open, kind }) => {
   const secretBox = new SecretBox([{ kid: 't', key: randomBytes(32) }]);
+  // The lane's bounds scaled down (the production ones, 5,000 events a statement, made this file insert
+  // 40,000 events): the same shape, four statements per run and room for four deliveries per event.
+  const pruneBounds = { events: 250, deliveries: 1000, statementsPerRun: PRUNE_BATCHES_PER_RUN };
 
   test('one run prunes at most its batches, the next runs the rest while more is due, and the rule keeps what it kept', async () => {
     const { db } = await open();
     let now = Date.UTC(2030, 0, 1);
     const clock = () => new Date(now);
     await addEndpoints(db, 3);
-    const perRun = PRUNE_BATCHES_PER_RUN * PRUNE_BATCH_EVENTS;
+    const perRun = pruneBounds.statementsPerRun * pruneBounds.events;
     const oldTime = new Date(now - RETENTION_MS - DAY_MS);
     // More than one run prunes: four deliveries each (three endpoints and the broker), full batches.
-    await addEvents(db, perRun + 1500, oldTime, 'old');
+    await addEvents(db, perRun + 75, oldTime, 'old');
     const keptOld = await addSpecialOldEvents(db, oldTime);
     // Within the retention by a day: kept (the clock moves by an hour here).
     const recent = await addEvents(db, 20, new Date(now - RETENTION_MS + DAY_MS), 'recent');
@@ -177,7 +179,7 @@ withDatabases('pruning old events in batches', ({ open, kind }) => {
       },
     };
     const { logger, pruned } = pruneLog();
-    const lane = webhookLane({ db: counting as Database, clock, logger, secretBox, config, random: () => 0.5 });
+    const lane = webhookLane({ db: counting as Database, clock, logger, secretBox, config, random: () => 0.5, pruneBounds });
 
     await lane.runBatch();
     assert.equal(total - (await count(db, 'events')), perRun, 'the first run prunes its batches, no more');
@@ -265,15 +267,15 @@ withDatabases('pruning old events in batches', ({ open, kind }) => {
     const clock = () => new Date(now);
     await addEndpoints(db, 3);
     const oldTime = new Date(now - RETENTION_MS - DAY_MS);
-    await addEvents(db, PRUNE_BATCHES_PER_RUN * PRUNE_BATCH_EVENTS + 700, oldTime, 'old');
+    await addEvents(db, pruneBounds.statementsPerRun * pruneBounds.events + 35, oldTime, 'old');
     const keptOld = await addSpecialOldEvents(db, oldTime);
     const recent = await addEvents(db, 5, new Date(now - RETENTION_MS + DAY_MS), 'recent');
     const total = await count(db, 'events');
     const a = pruneLog();
     const b = pruneLog();
     const lanes = [
-      webhookLane({ db, clock, logger: a.logger, secretBox, config, random: () => 0.5 }),
-      webhookLane({ db: second, clock, logger: b.logger, secretBox, config, random: () => 0.5 }),
+      webhookLane({ db, clock, logger: a.logger, secretBox, config, random: () => 0.5, pruneBounds }),
+      webhookLane({ db: second, clock, logger: b.logger, secretBox, config, random: () => 0.5, pruneBounds }),
     ];
     for (let run = 0; run < 8; run++) {
       await Promise.all(lanes.map((lane) => lane.runBatch()));
