@@ -1,6 +1,7 @@
 /**
  * The audit retention job: once an hour (and once at start), entries older than AUDIT_RETENTION are
- * deleted, and spent sessions, challenges, link tokens and mails (services/audit/retention.ts). Every instance runs it; deleting is idempotent, so two instances at once only overlap.
+ * deleted, and spent sessions, challenges, link tokens and mails (services/audit/retention.ts). Every
+ * instance runs it; deleting is idempotent, so two instances at once only overlap.
  */
 import type { Deps } from '../deps.ts';
 import { pruneAuditLog, pruneSpentRows } from '../services/audit/retention.ts';

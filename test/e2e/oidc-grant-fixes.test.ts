@@ -5,9 +5,9 @@
  * submissions of it arrive at the same time (one grant, one audit entry).
  */
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import * as client from 'openid-client';
-import { createUser, describeWithApp, type TestUser } from '../helpers/app.ts';
+import { createUser, describeWithApp, type AppSuite, type TestUser } from '../helpers/app.ts';
 import { Browser, authorizationStart, browserAuthorize, rp, startOidcServer, type OidcServer } from '../helpers/oidc.ts';
 import { decideConsentInteraction } from '../../src/services/oidc/consent.ts';
 
@@ -102,14 +102,19 @@ describeWithApp('an admin-API client id put in OIDC_CLIENTS_FILE', (suite) => {
   });
 });
 
+/** CONSENT_APP on a server of its own, and a user's authorization (`scope`, prompt=consent) stopped at its unopened consent interaction. */
+async function atConsent(t: TestContext, suite: AppSuite, scope?: string) {
+  const server = await startOidcServer(t, suite, [CONSENT_APP]);
+  const config = await rp(server, CONSENT_APP.client_id, SECRET);
+  const user = await createUser(server.app);
+  const browser = new Browser(server.base);
+  const start = await authorizationStart(config, CALLBACK, { ...(scope ? { scope } : {}), prompt: 'consent' });
+  return { server, config, user, browser, start, path: await openConsent(server, browser, start.url, user) };
+}
+
 describeWithApp('a consent interaction submitted many times at once', (suite) => {
   test(`${CONCURRENT} simultaneous confirmations: one grant, one audit entry, and the application gets its code`, async (t) => {
-    const server = await startOidcServer(t, suite, [CONSENT_APP]);
-    const config = await rp(server, CONSENT_APP.client_id, SECRET);
-    const user = await createUser(server.app);
-    const browser = new Browser(server.base);
-    const start = await authorizationStart(config, CALLBACK, { scope: 'openid offline_access', prompt: 'consent' });
-    const path = await openConsent(server, browser, start.url, user);
+    const { server, config, user, browser, start, path } = await atConsent(t, suite, 'openid offline_access');
     const answers = await Promise.all(Array.from({ length: CONCURRENT }, () => browser.request(`${path}/confirm`, { method: 'POST' })));
     assert.deepEqual([...new Set(answers.map((r) => r.status))], [303], 'every submission continues the sign-in');
     const locations = new Set(answers.map((r) => r.headers.get('location')));
@@ -142,12 +147,7 @@ describeWithApp('a consent interaction submitted many times at once', (suite) =>
   });
 
   test('confirmations and refusals at once: the first decision holds, and what is saved matches what the application gets', async (t) => {
-    const server = await startOidcServer(t, suite, [CONSENT_APP]);
-    const config = await rp(server, CONSENT_APP.client_id, SECRET);
-    const user = await createUser(server.app);
-    const browser = new Browser(server.base);
-    const start = await authorizationStart(config, CALLBACK, { prompt: 'consent' });
-    const path = await openConsent(server, browser, start.url, user);
+    const { server, user, browser, path } = await atConsent(t, suite);
     const answers = await Promise.all(Array.from({ length: CONCURRENT }, (_, i) => browser.request(`${path}/${i % 2 ? 'abort' : 'confirm'}`, { method: 'POST' })));
     assert.deepEqual([...new Set(answers.map((r) => r.status))], [303]);
     const step = await browser.follow(new URL(answers[0]!.headers.get('location')!, browser.base).href);
@@ -158,12 +158,7 @@ describeWithApp('a consent interaction submitted many times at once', (suite) =>
   });
 
   test('a submission that loses to one still saving its result waits for it, and its redirect finishes the sign-in', async (t) => {
-    const server = await startOidcServer(t, suite, [CONSENT_APP]);
-    const config = await rp(server, CONSENT_APP.client_id, SECRET);
-    const user = await createUser(server.app);
-    const browser = new Browser(server.base);
-    const start = await authorizationStart(config, CALLBACK, { prompt: 'consent' });
-    const path = await openConsent(server, browser, start.url, user);
+    const { server, config, user, browser, start, path } = await atConsent(t, suite);
     const uid = path.split('/').pop()!;
     // The decider: its claim committed, its result not saved yet.
     assert.equal(await decideConsentInteraction(server.deps, uid, { userId: user.uuid, clientId: CONSENT_APP.client_id, scopes: ['openid'], client: { ip: null, userAgent: null } }), true);
