@@ -281,6 +281,24 @@ withDatabases('webhook delivery', ({ kind, open }) => {
     assert.deepEqual(entries.map((e) => [e.event_id, e.status, e.attempts]), [[second, 'delivered', 1], [first, 'delivered', 3]]);
   });
 
+  test('an error answer with a NUL character is recorded (PostgreSQL refuses NUL in text): backoff, then given up', async () => {
+    const r = await receiver();
+    r.mode = { kind: 'status', status: 500, body: 'bad\u0000input' };
+    const config = cfg({ WEBHOOK_MAX_AGE: '60' });
+    const ep = await register(r.url, ['*'], config);
+    await emit('user.created');
+    await worker(config).drain();
+    let [d] = await log(ep.id);
+    assert.equal(d!.last_status_code, 500);
+    assert.equal(d!.last_error, 'HTTP 500: bad\uFFFDinput');
+    assert.equal(d!.next_attempt_at, new Date(START.getTime() + 2000).toISOString(), 'its backoff, not a resend at the end of the lease');
+    clock.advance(61);
+    await worker(config).drain();
+    [d] = await log(ep.id);
+    assert.equal(d!.status, 'failed', 'given up after WEBHOOK_MAX_AGE');
+    assert.equal(r.received.length, 2);
+  });
+
   test('timeout, connection refused, redirect: failures recorded, redirect not followed; a slow receiver within the timeout is fine', async () => {
     const hang = await receiver();
     hang.mode = { kind: 'hang' };

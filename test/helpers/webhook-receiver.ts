@@ -20,7 +20,7 @@ export interface ReceivedWebhook {
 
 /** How the receiver answers the next requests. */
 export type ReceiverMode =
-  | { kind: 'status'; status: number }
+  | { kind: 'status'; status: number; body?: string }
   | { kind: 'slow'; delayMs: number }
   | { kind: 'hang' }
   | { kind: 'redirect'; location: string };
@@ -82,7 +82,7 @@ export async function startReceiver(path = '/hook'): Promise<WebhookReceiver> {
         w.resolve();
       }
       const mode = r.mode;
-      if (mode.kind === 'status') res.writeHead(mode.status).end(mode.status >= 400 ? 'receiver says no' : '');
+      if (mode.kind === 'status') res.writeHead(mode.status).end(mode.body ?? (mode.status >= 400 ? 'receiver says no' : ''));
       else if (mode.kind === 'redirect') res.writeHead(302, { location: mode.location }).end();
       else if (mode.kind === 'slow') setTimeout(() => res.writeHead(200).end('ok'), mode.delayMs);
       else hanging.add(() => res.destroy());

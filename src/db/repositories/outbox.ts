@@ -8,6 +8,7 @@
  * outcome of a failed attempt only while the row still carries its claim's attempt number.
  */
 import type { Queryable } from '../database.ts';
+import { storedErrorText } from '../error-text.ts';
 
 /** One row of the outbox table. */
 export interface OutboxRow {
@@ -44,7 +45,6 @@ export interface OutboxClaim {
 }
 
 /** Longest error text kept in last_error; SMTP replies can be long and are only diagnostics. */
-const MAX_ERROR_LENGTH = 1000;
 
 /** Inserts a mail in the caller's transaction; it is due at once. */
 export async function insert(tx: Queryable, row: NewOutboxRow): Promise<void> {
@@ -107,7 +107,7 @@ export async function markRetry(db: Queryable, claim: OutboxClaim, nextAttemptAt
   const r = await db.query(
     `UPDATE outbox SET next_attempt_at = $3, last_error = $4, locked_until = NULL
       WHERE id = $1 AND attempts = $2 AND sent_at IS NULL AND failed_at IS NULL`,
-    [claim.id, claim.attempts, nextAttemptAt, truncate(error)],
+    [claim.id, claim.attempts, nextAttemptAt, storedErrorText(error)],
   );
   return r.rowCount === 1;
 }
@@ -118,7 +118,7 @@ export async function markFailed(db: Queryable, claim: OutboxClaim, failedAt: Da
     `UPDATE outbox SET failed_at = $3, last_error = $4, locked_until = NULL,
        text_body = CASE WHEN $5 THEN text_body ELSE '' END, html_body = CASE WHEN $5 THEN html_body ELSE '' END
       WHERE id = $1 AND attempts = $2 AND sent_at IS NULL AND failed_at IS NULL`,
-    [claim.id, claim.attempts, failedAt, truncate(error), keepBody],
+    [claim.id, claim.attempts, failedAt, storedErrorText(error), keepBody],
   );
   return r.rowCount === 1;
 }
@@ -133,8 +133,4 @@ export async function listRecent(db: Queryable, limit: number): Promise<OutboxRo
 export async function findById(db: Queryable, id: string): Promise<OutboxRow | undefined> {
   const r = await db.query<OutboxRow>(`SELECT * FROM outbox WHERE id = $1`, [id]);
   return r.rows[0];
-}
-
-function truncate(s: string): string {
-  return s.length > MAX_ERROR_LENGTH ? s.slice(0, MAX_ERROR_LENGTH - 1) + '…' : s;
 }

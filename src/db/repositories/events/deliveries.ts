@@ -5,6 +5,7 @@
  * lease ran out can no longer record the outcome of its attempt over a newer claim's.
  */
 import type { Queryable } from '../../database.ts';
+import { storedErrorText } from '../../error-text.ts';
 
 /** The target name of the RabbitMQ publication (webhook targets are endpoint ids). */
 export const AMQP_TARGET = 'amqp';
@@ -54,7 +55,6 @@ export interface DeliveryLogRow {
   failed_at: Date | null;
 }
 
-const MAX_ERROR_LENGTH = 1000;
 export const PENDING = 'delivered_at IS NULL AND failed_at IS NULL';
 
 /**
@@ -236,7 +236,7 @@ export async function markAttemptFailed(
             failed_at = CASE WHEN retry_asked THEN NULL ELSE $7::timestamptz END,
             retry_asked = false, last_error = $5, last_status_code = $6, locked_until = NULL
       WHERE event_id = $1 AND target = $2 AND attempts = $3 AND ${PENDING}`,
-    [claim.eventId, claim.target, claim.attempts, retryAt, truncate(error), statusCode, failedAt],
+    [claim.eventId, claim.target, claim.attempts, retryAt, storedErrorText(error), statusCode, failedAt],
   );
   return r.rowCount === 1;
 }
@@ -285,8 +285,4 @@ export async function requeue(db: Queryable, endpointId: string, now: Date, even
     [endpointId, now, eventId ?? null],
   );
   return r.rowCount;
-}
-
-function truncate(s: string): string {
-  return s.length > MAX_ERROR_LENGTH ? s.slice(0, MAX_ERROR_LENGTH - 1) + '…' : s;
 }
