@@ -213,16 +213,26 @@ export async function listEndpointDeliveries(deps: Deps, id: string, limit = 100
   }));
 }
 
+/** Why a delivery cannot be retried: there is none (404), or the receiver acknowledged it (409). */
+function notRetriable(d: { delivered_at: Date | null } | undefined): AppError | undefined {
+  if (!d) return new AppError('not_found', { detail: 'This endpoint has no delivery of that event.' });
+  if (d.delivered_at) return new AppError('already_delivered', { detail: 'The receiver acknowledged this event; it is not sent again.' });
+  return undefined;
+}
+
 /** Makes one undelivered delivery due now (a given-up one comes back); 409 once it was acknowledged. */
 export async function retryDelivery(deps: Deps, ctx: AuditContext, id: string, eventId: string): Promise<void> {
   await mustFind(deps, id);
-  const d = await deliveries.findDelivery(deps.db, id, eventId);
-  if (!d) throw new AppError('not_found', { detail: 'This endpoint has no delivery of that event.' });
-  if (d.delivered_at) throw new AppError('already_delivered', { detail: 'The receiver acknowledged this event; it is not sent again.' });
+  const refused = notRetriable(await deliveries.findDelivery(deps.db, id, eventId));
+  if (refused) throw refused;
   await deps.db.transaction(async (tx) => {
     await recheckAdminCaller(tx, ctx);
     // In flight right now: left to its worker and marked, so a failure of that attempt is retried at once.
-    await deliveries.requeue(tx, id, deps.clock(), eventId);
+    if ((await deliveries.requeue(tx, id, deps.clock(), eventId)) === 0) {
+      // Acknowledged, or pruned with its event, since it was read above (never answered 202 for nothing).
+      const d = await deliveries.findDelivery(tx, id, eventId);
+      throw notRetriable(d?.delivered_at ? d : undefined)!;
+    }
     await audit(deps, tx, ctx, 'webhook.retried', { webhook_id: id, event_id: eventId });
   });
 }

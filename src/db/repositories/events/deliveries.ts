@@ -55,6 +55,8 @@ export interface DeliveryLogRow {
   failed_at: Date | null;
 }
 
+/** The advisory lock of pruning's turn (see {@link pruneEvents}); an admin's retry waits for it (see {@link requeue}). */
+const PRUNE_TURN = "hashtextextended('twofold:events-prune', 0)";
 export const PENDING = 'delivered_at IS NULL AND failed_at IS NULL';
 
 /**
@@ -117,7 +119,7 @@ export interface PruneBatch {
  */
 export async function pruneEvents(db: Queryable, before: Date, maxEvents: number, maxDeliveries: number): Promise<PruneBatch | null> {
   const r = await db.query<{ turn: boolean; listed: number; chosen: number; pruned: number }>(
-    `WITH turn AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(hashtextextended('twofold:events-prune', 0)) AS taken),
+    `WITH turn AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(${PRUNE_TURN}) AS taken),
      listed AS MATERIALIZED (
        SELECT e.ctid AS row_address, e.seq, (SELECT count(*) FROM event_deliveries c WHERE c.event_id = e.id) AS deliveries
          FROM events e
@@ -272,9 +274,18 @@ export async function findDelivery(db: Queryable, endpointId: string, eventId: s
  * back, one waiting for its backoff goes at once. One in flight (leased) is left to its worker and
  * marked: if that attempt fails, it is due again at once (see markAttemptFailed), not after its
  * backoff. `eventId` limits it to one delivery. Returns how many were requeued or marked.
+ *
+ * Called in a transaction, which first takes pruning's turn and keeps it to its end. A given-up
+ * delivery is old enough to be pruned with its event, and the prune's DELETE does not look again at
+ * the deliveries it lists: a retry committed while a prune statement ran was deleted by the cascade
+ * after the admin had been told 202 (it was requeued), and a retry waiting for the cascade's row lock
+ * found nothing and was answered 202 as well. With the turn, a prune never runs beside a retry: a
+ * retry after it finds the delivery gone (0, so the caller can say so), and a prune after it lists
+ * the delivery as pending, which it keeps.
  */
-export async function requeue(db: Queryable, endpointId: string, now: Date, eventId?: string): Promise<number> {
-  const r = await db.query(
+export async function requeue(tx: Queryable, endpointId: string, now: Date, eventId?: string): Promise<number> {
+  await tx.query(`SELECT pg_advisory_xact_lock(${PRUNE_TURN})`);
+  const r = await tx.query(
     `UPDATE event_deliveries
         SET age_from = $2,
             failed_at = NULL,
