@@ -1,7 +1,7 @@
 /**
  * Refresh-token rotation with reuse detection. The presented token must carry the session's current
  * jti; the guarded UPDATE lets exactly one of several concurrent refreshes win. A token rotated away
- * within REFRESH_REUSE_GRACE_SECONDS (two tabs at once) gets the current pair re-issued; any other
+ * within REFRESH_REUSE_GRACE_SECONDS (two tabs at once, a retry) gets the current pair re-issued; any other
  * rotated token is a replay (likely a stolen copy), so the whole session is revoked.
  */
 import type { Deps } from '../deps.ts';
@@ -33,7 +33,7 @@ export async function refreshSession(deps: Deps, token: string, client: ClientIn
   const newJti = newId();
   const expiresAt = new Date(now.getTime() + deps.config.refreshTokenTtlSeconds * 1000);
   // The common case in one statement: the token is current and its user active.
-  const rotated = await rotate(deps.db, sid, sub, jti, newJti, now, expiresAt);
+  const rotated = await rotate(deps.db, sid, sub, jti, newJti, now, expiresAt, deps.config.refreshReuseGraceSeconds);
   if (rotated) {
     return signTokenPair(deps, { id: rotated.user_id, username: rotated.username, roles: rotated.roles }, rotated, newJti);
   }

@@ -372,6 +372,48 @@ describeWithApp('refresh and logout', (suite) => {
     assert.equal(info.json().code, 'invalid_token');
   });
 
+  test('a token rotated away within the grace window gets a pair even after later rotations; each counts from its own rotation', async (t) => {
+    const { app, clock } = await suite.build(t);
+    const user = await createUser(app);
+    const refresh = (rt: string) => app.inject({ method: 'POST', url: '/api/v1/auth-jwt/refresh', payload: { refresh_token: rt } });
+    const t1 = await loginTokens(app, user);
+    clock.advance(1);
+    const t2 = (await refresh(t1.refresh_token)).json();
+    clock.advance(1);
+    const t3 = (await refresh(t2.refresh_token)).json();
+    clock.advance(1);
+    const t4 = (await refresh(t3.refresh_token)).json();
+    // t1 was rotated away 3 s ago, t2 2 s ago: neither is the previous token (t3 is), both within 10 s.
+    clock.advance(1);
+    for (const old of [t1, t2, t3]) {
+      const res = await refresh(old.refresh_token);
+      assert.equal(res.statusCode, 200, res.body);
+      assert.equal(decodeJwt(res.json().access_token).sid, decodeJwt(t1.access_token).sid);
+      assert.equal(decodeJwt(res.json().refresh_token).jti, decodeJwt(t4.refresh_token).jti, 'the current pair, re-issued');
+    }
+    // 10.5 s after t1 was rotated away (t2 and t3 still within theirs): t1 is a replay.
+    clock.advance(7.5);
+    const replay = await refresh(t1.refresh_token);
+    assert.equal(replay.statusCode, 401);
+    assert.equal(replay.json().code, 'refresh_token_reused');
+    assert.equal((await refresh(t4.refresh_token)).statusCode, 401, 'the whole session is revoked');
+  });
+
+  test('rotations further apart than the grace window keep no earlier tokens', async (t) => {
+    const { app, clock } = await suite.build(t);
+    const user = await createUser(app);
+    const refresh = (rt: string) => app.inject({ method: 'POST', url: '/api/v1/auth-jwt/refresh', payload: { refresh_token: rt } });
+    const t1 = await loginTokens(app, user);
+    const t2 = (await refresh(t1.refresh_token)).json();
+    clock.advance(20);
+    const t3 = (await refresh(t2.refresh_token)).json();
+    clock.advance(1);
+    assert.equal((await refresh(t2.refresh_token)).statusCode, 200, 'the previous token, rotated away 1 s ago');
+    const replay = await refresh(t1.refresh_token);
+    assert.equal(replay.json().code, 'refresh_token_reused', 'rotated away 21 s ago');
+    assert.equal((await refresh(t3.refresh_token)).statusCode, 401);
+  });
+
   test("a dead refresh token clears the cookies only when it came from them (a bad one in the body says nothing of the browser's)", async (t) => {
     const { app } = await suite.build(t);
     const user = await createUser(app);

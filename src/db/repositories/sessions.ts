@@ -10,6 +10,9 @@ export interface SessionRow {
   current_jti: string;
   previous_jti: string | null;
   rotated_at: Date | null;
+  /** Tokens rotated away before previous_jti, newest first, while still within the grace period (see rotate). */
+  earlier_jtis: string[];
+  earlier_rotated_at: Date[];
   amr: string[];
   aal: string;
   user_agent: string | null;
@@ -88,32 +91,48 @@ export async function isCurrentRefreshToken(tx: Queryable, sessionId: string, us
 /** A rotated session with what its new tokens carry of its user. */
 export type RotatedSession = SessionRow & { username: string; roles: string[] };
 
+/** How many tokens rotated away before the previous one a session keeps for the grace period (see rotate). */
+export const EARLIER_JTIS_KEPT = 16;
+
 /**
  * Rotates `jti` → `newJti` only if `jti` is still the current one of a live session of `userId` (the
  * token's subject), and that user is active; returns the session with the user's name and roles (one round trip for a refresh).
+ *
+ * The token rotated away becomes previous_jti. The one previous before it joins earlier_jtis (newest
+ * first, at most {@link EARLIER_JTIS_KEPT}) when it was rotated away within `graceSeconds`, so
+ * {@link findWithinGrace} still knows it; otherwise every earlier one is older still, and the list is
+ * emptied. So a session refreshed at ordinary intervals keeps an empty list, and only a burst of
+ * rotations (tabs, retries) keeps a few entries, each checked against its own time.
  */
-export async function rotate(tx: Queryable, sessionId: string, userId: string, jti: string, newJti: string, now: Date, expiresAt: Date): Promise<RotatedSession | undefined> {
+export async function rotate(tx: Queryable, sessionId: string, userId: string, jti: string, newJti: string, now: Date, expiresAt: Date, graceSeconds: number): Promise<RotatedSession | undefined> {
   const r = await tx.query<RotatedSession>(
-    `UPDATE sessions s SET previous_jti = s.current_jti, current_jti = $3, rotated_at = $4, last_used_at = $4, expires_at = $5
+    `UPDATE sessions s SET previous_jti = s.current_jti, current_jti = $3, rotated_at = $4, last_used_at = $4, expires_at = $5,
+            earlier_jtis = CASE WHEN s.rotated_at > $4::timestamptz - make_interval(secs => $7)
+                                THEN (s.previous_jti || s.earlier_jtis)[1:${EARLIER_JTIS_KEPT}] ELSE '{}' END,
+            earlier_rotated_at = CASE WHEN s.rotated_at > $4::timestamptz - make_interval(secs => $7)
+                                      THEN (s.rotated_at || s.earlier_rotated_at)[1:${EARLIER_JTIS_KEPT}] ELSE '{}' END
      FROM users u
      WHERE s.id = $1 AND s.user_id = $6 AND s.current_jti = $2 AND s.revoked_at IS NULL AND s.expires_at > $4
        AND u.id = s.user_id AND u.is_active
      RETURNING s.*, u.username, u.roles`,
-    [sessionId, jti, newJti, now, expiresAt, userId],
+    [sessionId, jti, newJti, now, expiresAt, userId, graceSeconds],
   );
   return r.rows[0];
 }
 
 /**
- * The grace path: `jti` was rotated away less than `graceSeconds` ago (two tabs refreshing at once).
+ * The grace path: `jti` was rotated away less than `graceSeconds` ago (two tabs refreshing at once, a
+ * client retrying a refresh whose answer it lost), whether it is the previous token or an earlier one.
  * Returns the live session, whose current jti the caller re-issues, or undefined.
  */
 export async function findWithinGrace(tx: Queryable, sessionId: string, jti: string, now: Date, graceSeconds: number): Promise<SessionRow | undefined> {
   if (graceSeconds <= 0) return undefined;
   const r = await tx.query<SessionRow>(
     `UPDATE sessions SET last_used_at = $3
-     WHERE id = $1 AND previous_jti = $2 AND revoked_at IS NULL AND expires_at > $3
-       AND rotated_at > $3::timestamptz - make_interval(secs => $4) RETURNING *`,
+     WHERE id = $1 AND revoked_at IS NULL AND expires_at > $3
+       AND ((previous_jti = $2 AND rotated_at > $3::timestamptz - make_interval(secs => $4))
+         OR earlier_rotated_at[array_position(earlier_jtis, $2::uuid)] > $3::timestamptz - make_interval(secs => $4))
+     RETURNING *`,
     [sessionId, jti, now, graceSeconds],
   );
   return r.rows[0];

@@ -1,0 +1,9 @@
+-- The refresh tokens of a session rotated away before its previous one, newest first, with the time
+-- each was rotated away (the same position in both arrays), at most 16, while the latest rotation is
+-- within REFRESH_REUSE_GRACE_SECONDS of the one before it. Only previous_jti was kept: a token rotated
+-- away 2 s ago was treated as a replay (the session revoked) once another refresh had followed it,
+-- although the contract gives every token rotated away less than the grace period ago a fresh pair.
+-- Constant defaults: no table rewrite on PostgreSQL 11 and later.
+ALTER TABLE sessions
+  ADD COLUMN earlier_jtis uuid[] NOT NULL DEFAULT '{}',
+  ADD COLUMN earlier_rotated_at timestamptz[] NOT NULL DEFAULT '{}';
