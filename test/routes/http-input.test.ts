@@ -66,7 +66,11 @@ describeWithApp('hostile input', (suite) => {
       assert.match(String(res.headers['content-security-policy']), /default-src 'none'|default-src 'self'/, url);
       assert.equal(res.headers['cache-control'], 'no-store', url);
     }
-    assertProblem(await app.inject({ method: 'GET', url: `/api/v1/user/${'a'.repeat(300)}`, headers: auth }), 404, 'not_found', 'a 300-character parameter');
+    // Over-long parameters: the resource's own 404 code where the contract gives one (no such name or id).
+    assertProblem(await app.inject({ method: 'GET', url: `/api/v1/user/${'a'.repeat(300)}`, headers: auth }), 404, 'user_not_found', 'a 300-character name');
+    assertProblem(await app.inject({ method: 'PATCH', url: `/api/v1/passkeys/${'a'.repeat(300)}`, headers: auth, payload: { name: 'x' } }), 404, 'passkey_not_found', 'a 300-character id');
+    assertProblem(await app.inject({ method: 'DELETE', url: `/api/v1/auth-jwt/sessions/${'a'.repeat(300)}`, headers: auth }), 404, 'session_not_found', 'a 300-character session id');
+    assertProblem(await app.inject({ method: 'GET', url: `/assets/${'a'.repeat(300)}` }), 404, 'not_found', 'elsewhere, the generic code');
   });
 
   test('what the HTTP parser itself refuses (a broken header, headers over the limit) is a problem document too', async (t) => {
