@@ -11,7 +11,7 @@ import { findLiveSessionUser } from '../db/repositories/sessions.ts';
 import { lockUserIfPasswordUnchanged } from '../db/repositories/users.ts';
 import { enqueueMail } from '../mail/outbox.ts';
 import { assertLiveSession, requireAal2, type AuthContext } from './authenticate.ts';
-import { issueBackupCodesIfNone } from './backup-codes.ts';
+import { issueBackupCodes } from './backup-codes.ts';
 import { assertMethodOffered, callerUser, dropBackupCodesIfNoFactorLeft, endOtherSessionsAtFirstFactor, lockFactorChanges, lockFactorChangesOfSession, otherFactors, requireBindingProof } from './factor-changes.ts';
 import { hasActiveFactor, loadFactorState, storedFactors, verifyTotpCode } from './second-factors.ts';
 import { accountNames } from './password-check.ts';
@@ -39,8 +39,10 @@ export async function enrollTotp(deps: Deps, auth: AuthContext): Promise<TotpEnr
 
 /**
  * Confirms the pending secret with a code from it: it becomes the active secret (replacing an old
- * one) and a TOTP-added mail is queued. Returns 10 backup codes when the user holds none (the first
- * factor), else []. 409 totp_not_pending without a pending secret.
+ * one) and a TOTP-added mail is queued. Returns a new set of 10 backup codes, as the contract's
+ * confirm answers, also when the user held some (TOTP added beside another factor, or replaced):
+ * the earlier set stops working, and the answer shows the new one this once. 409 totp_not_pending
+ * without a pending secret.
  */
 export async function confirmTotp(deps: Deps, auth: AuthContext, code: string, client: ClientInfo): Promise<string[]> {
   assertMethodOffered(deps, 'totp');
@@ -70,11 +72,11 @@ export async function confirmTotp(deps: Deps, auth: AuthContext, code: string, c
     if (!(await confirmPendingSecret(tx, user.id, pending, step, now))) {
       throw new AppError('totp_not_pending', { detail: 'The enrolment changed meanwhile; start again.' });
     }
-    const codes = await issueBackupCodesIfNone(deps, tx, user.id);
+    const codes = await issueBackupCodes(deps, tx, user.id);
     if (!hasActiveFactor(current)) await endOtherSessionsAtFirstFactor(deps, tx, user.id, auth.sessionId, userContext(user.id, client));
     await enqueueMail(tx, deps, { kind: 'factor_added', to: user.email, data: { username: user.username, factor: 'totp' } });
     // replaced: an active secret was swapped for the new one (still one TOTP factor).
-    await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'mfa.enabled', userId: user.id, data: { method: 'totp', replaced: Boolean(state.totp?.active_secret), backups_issued: codes.length > 0 }, at: now });
+    await recordSecurityEvent(tx, { ...userContext(user.id, client), type: 'mfa.enabled', userId: user.id, data: { method: 'totp', replaced: Boolean(state.totp?.active_secret), backups_issued: true }, at: now });
     return codes;
   });
 }

@@ -102,7 +102,7 @@ export async function authTotpRoutes(app: FastifyInstance, { deps }: { deps: Dep
       summary: 'Confirm the pending TOTP secret with a code from it',
       description:
         'The pending secret becomes the active one (replacing an earlier active secret), and a notice is e-mailed. ' +
-        '`backup_codes` holds 10 new codes when the user had none (their first factor); they are shown only this once. Otherwise it is `[]` and the existing codes stay valid. ' +
+        '`backup_codes` holds 10 new codes, shown only this once; codes the user held before (from another factor, or an earlier TOTP secret) stop working. ' +
         'Needs `aal2` when another factor is active, and a login at most 10 minutes old (403 `step_up_required`). 409 `totp_not_pending` when nothing is pending.',
       security,
       body: Type.Object({ security_code: SecurityCode }),

@@ -266,7 +266,7 @@ totpConfirmForm.addEventListener('submit', async (event) => {
   byId('totp-enroll').hidden = true;
   /** @type {HTMLImageElement} */ (byId('totp-qr')).src = 'data:,';
   byId('totp-secret').textContent = '';
-  await factorTurnedOn(res, 'Two-factor authentication is on. You will be asked for a code from your app when you log in.');
+  await factorTurnedOn(res, 'Two-factor authentication is on. You will be asked for a code from your app when you log in. Save the new backup codes below: any you had before no longer work.');
 });
 
 byId('totp-disable').addEventListener('click', () => {
