@@ -3,7 +3,8 @@
  * then confirmed), off, and sending the code of a login challenge (purpose 'login:<challenge id>').
  *
  * Codes are 6 digits, live EMAIL_OTP_TTL (10 minutes), are stored as keyed digests, work once and
- * allow EMAIL_OTP_MAX_ATTEMPTS (5) wrong tries; a resend replaces the code but keeps the count.
+ * allow EMAIL_OTP_MAX_ATTEMPTS (5) wrong tries; a resend replaces the code but keeps the count (a
+ * new code for turning them on, once the count is used up, starts afresh: see storeAndMailCode).
  * Sending is limited per user by a cooldown and an hourly cap, so nobody can flood an inbox.
  * E-mail is a weaker channel than an authenticator app (NIST SP 800-63B-4 does not accept it for
  * AAL2): MFA_METHODS=totp switches it off everywhere.
@@ -56,13 +57,22 @@ async function consumeSendQuota(deps: Deps, userId: string, kind: 'enable' | 'lo
  * Stores a fresh code for (user, purpose) and queues its mail in `tx`. Codes that have expired are
  * dropped first, so a new code after expiry starts with a fresh attempt count, while a resend of a
  * live code keeps the count (the upsert leaves `attempts` alone) and cannot buy more guesses.
+ *
+ * Except for turning the factor on, once the count is used up: the purpose is one per user, so its
+ * code stayed dead for as long as new ones were asked for (each moved its expiry on), and the error's
+ * advice, "ask for a new one", locked the user out of the factor until they stopped asking for ten
+ * minutes. The caller is logged in (with aal2 when another factor is active) and new codes are bounded
+ * by the sending cooldown and hourly cap, so this buys at most EMAIL_OTP_MAX_ATTEMPTS guesses per code
+ * mailed to the account's own verified address. A login challenge's code keeps its count: the
+ * challenge itself dies with it, and a new login brings a new challenge.
  */
 async function storeAndMailCode(deps: Deps, tx: Queryable, user: UserRow, purpose: string, kind: 'email_otp_enable' | 'email_otp_login'): Promise<CodeSent> {
   const now = deps.clock();
   const ttl = deps.config.emailOtpTtlSeconds;
   const code = randomDigits(EMAIL_OTP_DIGITS);
   await deleteExpiredEmailOtps(tx, user.id, now);
-  await upsertEmailOtp(tx, user.id, purpose, emailCodeHash(deps, user.id, purpose, code), now, new Date(now.getTime() + ttl * 1000));
+  const restartAt = purpose === ENABLE_PURPOSE ? deps.config.emailOtpMaxAttempts : null;
+  await upsertEmailOtp(tx, user.id, purpose, emailCodeHash(deps, user.id, purpose, code), now, new Date(now.getTime() + ttl * 1000), restartAt);
   await enqueueMail(tx, deps, { kind, to: user.email, data: { username: user.username, code, expiresInMinutes: Math.ceil(ttl / 60) } });
   return { expires_in: ttl };
 }

@@ -109,7 +109,7 @@ describeWithApp('E-mailed codes', (suite) => {
     assert.equal(right.statusCode, 200, 'fewer than 5 wrong tries leave the code alive');
   });
 
-  test('5 wrong tries kill the code, and a resend does not reset the count', async (t) => {
+  test('5 wrong tries kill the code, and a resend does not reset the count; a new code after that does', async (t) => {
     const app = await suite.build(t, { env: { EMAIL_OTP_COOLDOWN: '0' } });
     const user = await createUser(app.app);
     const { access_token } = await loginTokens(app.app, user);
@@ -132,6 +132,15 @@ describeWithApp('E-mailed codes', (suite) => {
     assert.equal(dead.statusCode, 401, 'the right code after 5 wrong tries is refused');
     assert.equal(dead.json().code, 'invalid_security_code');
     assert.equal(await isEmailOtpEnabled(app.deps.db, user.uuid), false);
+
+    // As the error says, a new code then works: the used-up count starts afresh with it (it stayed
+    // dead while new codes were asked for, each moving its expiry on).
+    assert.equal((await post(app, ENABLE, access_token)).statusCode, 202);
+    assert.equal((await findEmailOtp(app.deps.db, user.uuid, 'enable'))?.attempts, 0);
+    const fresh = await lastCode(app, 'email_otp_enable', user.email);
+    const confirmed = await post(app, CONFIRM, access_token, { code: fresh });
+    assert.equal(confirmed.statusCode, 200, confirmed.body);
+    assert.equal(await isEmailOtpEnabled(app.deps.db, user.uuid), true);
   });
 
   test('a code expires after 10 minutes; a new one after expiry starts afresh', async (t) => {

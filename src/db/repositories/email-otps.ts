@@ -11,12 +11,16 @@ export interface EmailOtpRow {
   created_at: Date;
 }
 
-/** Stores a new code for (user, purpose), keeping the attempt count of an earlier one. */
-export async function upsertEmailOtp(tx: Queryable, userId: string, purpose: string, codeHash: string, now: Date, expiresAt: Date): Promise<void> {
+/**
+ * Stores a new code for (user, purpose), keeping the attempt count of an earlier one, unless that one
+ * had used up `restartAt` attempts (a count of null never restarts).
+ */
+export async function upsertEmailOtp(tx: Queryable, userId: string, purpose: string, codeHash: string, now: Date, expiresAt: Date, restartAt: number | null): Promise<void> {
   await tx.query(
     `INSERT INTO email_otps (user_id, purpose, code_hash, expires_at, last_sent_at, created_at) VALUES ($1, $2, $3, $4, $5, $5)
-     ON CONFLICT (user_id, purpose) DO UPDATE SET code_hash = $3, expires_at = $4, last_sent_at = $5`,
-    [userId, purpose, codeHash, expiresAt, now],
+     ON CONFLICT (user_id, purpose) DO UPDATE SET code_hash = $3, expires_at = $4, last_sent_at = $5,
+       attempts = CASE WHEN email_otps.attempts >= $6::int THEN 0 ELSE email_otps.attempts END`,
+    [userId, purpose, codeHash, expiresAt, now, restartAt],
   );
 }
 
