@@ -1,7 +1,8 @@
 /**
  * Passkey sign-ins naming a decoy: the options for a name without passkeys (unknown, or a user who has
- * none) list a decoy credential id, so refusals and locks must not tell a decoy from a real id, one
- * request at a time or in a burst (PGlite, and PostgreSQL with DATABASE_URL set).
+ * none) list decoy credential ids, so the lists themselves (how many entries, how long, which fields),
+ * refusals and locks must not tell a decoy from a real id, one request at a time or in a burst (PGlite,
+ * and PostgreSQL with DATABASE_URL set).
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -9,7 +10,7 @@ import { test } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import { createUser, describeWithApp, login, loginTokens, type TestApp } from '../helpers/app.ts';
 import { post } from '../helpers/factors.ts';
-import { addPasskey, passkeyLoginOptions, registrationOptions, TEST_ORIGIN } from '../helpers/passkeys.ts';
+import { addPasskey, passkeyLoginOptions, registerPasskey, registrationOptions, signInWithPasskey, TEST_ORIGIN } from '../helpers/passkeys.ts';
 import { SoftwareAuthenticator, type SoftCredential } from '../helpers/webauthn.ts';
 
 describeWithApp('Passkey decoys: refused sign-ins look alike', (suite) => {
@@ -127,5 +128,63 @@ describeWithApp('Passkey decoys: registration does not tell them apart either', 
     const { response } = own.create(await registrationOptions(ta, token), { credential: { ...own.credentials[0]!, id: randomBytes(16) } });
     const res = await post(ta, '/api/v1/passkeys/registration/verify', token, { credential: response });
     assert.equal(res.statusCode, 201, res.body);
+  });
+});
+
+describeWithApp('Passkey decoys: sign-in options by name look alike', (suite) => {
+  type Entry = { id: string; type: string; transports?: string[] };
+  async function allowed(app: TestApp, username: string, remoteAddress = '203.0.113.7'): Promise<Entry[]> {
+    const res = await app.app.inject({ method: 'POST', url: '/api/v1/auth-jwt/login/passkey/options', payload: { username }, remoteAddress });
+    assert.equal(res.statusCode, 200, res.body);
+    return res.json().options.allowCredentials as Entry[];
+  }
+  /** What a list shows besides its random bytes: each entry's fields and transports, and its ids' byte lengths (sorted). */
+  const formOf = (list: Entry[]) => [...new Set(list.map((e) => JSON.stringify([Object.keys(e).sort(), e.transports ?? null])))];
+  const shapeOf = (list: Entry[]) => JSON.stringify(list.map((e) => Buffer.byteLength(e.id, 'base64url')).sort((a, b) => a - b));
+
+  /** Registers a passkey whose credential id is `bytes` long (as an iPhone, 20, or Windows Hello, 32, makes them). */
+  async function addPasskeyWithIdLength(app: TestApp, token: string, bytes: number): Promise<SoftwareAuthenticator> {
+    const authenticator = new SoftwareAuthenticator(TEST_ORIGIN);
+    authenticator.create(await registrationOptions(app, token)); // makes the key; its id is replaced below
+    const credential = authenticator.credentials[0]!;
+    credential.id = randomBytes(bytes);
+    const res = await registerPasskey(app, token, authenticator, { credential });
+    assert.equal(res.statusCode, 201, res.body);
+    return authenticator;
+  }
+
+  test('a user with passkeys, a user without and unknown names: the same entries, decoy shapes that include the real ones, stable per name', async (t) => {
+    const app = await suite.build(t, { env: { RATE_LIMIT_IP_MAX_REQUESTS_PER_MINUTE: '1000' } });
+    const iphone = await createUser(app.app);
+    const twoDevices = await createUser(app.app);
+    const plain = await createUser(app.app);
+    await addPasskeyWithIdLength(app, (await loginTokens(app.app, iphone)).access_token, 20);
+    const first = await addPasskeyWithIdLength(app, (await loginTokens(app.app, twoDevices)).access_token, 20);
+    await addPasskeyWithIdLength(app, (await signInWithPasskey(app, first)).json().access_token, 32);
+    const real = { iphone: await allowed(app, iphone.username), twoDevices: await allowed(app, twoDevices.username) };
+    assert.deepEqual([shapeOf(real.iphone), shapeOf(real.twoDevices)], ['[20]', '[20,32]']);
+    const form = formOf(real.iphone);
+    assert.deepEqual(formOf(real.twoDevices), form);
+
+    // A user without passkeys answers as an unknown name does, and alike under the username and the e-mail,
+    // as a user with passkeys does (else knowing both names tells that the account has none).
+    assert.deepEqual(await allowed(app, twoDevices.email.toUpperCase()), real.twoDevices);
+    const plainList = await allowed(app, plain.username);
+    assert.deepEqual(await allowed(app, plain.email), plainList, 'one decoy for the username and the e-mail of a user without passkeys');
+
+    const shapes = new Set<string>();
+    for (let i = 0; i < 80; i++) {
+      const name = i % 2 ? `nobody_${i}_${randomBytes(3).toString('hex')}` : `nobody_${i}@example.com`;
+      const list = await allowed(app, name);
+      assert.deepEqual(await allowed(app, name.toUpperCase(), '198.51.100.9'), list, 'the same decoy every time, from any address');
+      assert.deepEqual(formOf(list), form, `${name}: entries as a real user's look: ${JSON.stringify([list, real.iphone])}`);
+      shapes.add(shapeOf(list));
+    }
+    assert.deepEqual(formOf(plainList), form);
+    // Before the fix every name got one 16-byte id with ["internal","hybrid"]: one request told it apart.
+    // Now a real one-passkey shape is among the decoys' (P([20]) = 3/16 a name: 80 names miss it once in 10^7),
+    // and so are longer lists (1 name in 4).
+    assert.ok(shapes.has(shapeOf(real.iphone)), [...shapes].join(' '));
+    assert.ok([...shapes].some((s) => JSON.parse(s).length > 1), [...shapes].join(' '));
   });
 });

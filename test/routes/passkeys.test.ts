@@ -131,12 +131,13 @@ describeWithApp('Passkeys', (suite) => {
     assert.deepEqual(known.allowCredentials.map((c: { id: string }) => c.id), [authenticator.credentials[0]!.id.toString('base64url')]);
     const byEmail = (await passkeyLoginOptions(app, user.email.toUpperCase())).json().options;
     assert.deepEqual(byEmail.allowCredentials, known.allowCredentials);
+    // Ids only (no transports), for real passkeys and decoys alike (passkeys.decoys.test.ts compares their shapes).
+    assert.deepEqual(Object.keys(known.allowCredentials[0]).sort(), ['id', 'type']);
     for (const name of [plain.username, 'nobody_here']) {
       const a = (await passkeyLoginOptions(app, name)).json().options;
       const b = (await passkeyLoginOptions(app, name)).json().options;
-      assert.equal(a.allowCredentials.length, 1, name);
-      assert.deepEqual(Object.keys(a.allowCredentials[0]).sort(), Object.keys(known.allowCredentials[0]).sort());
-      assert.equal(a.allowCredentials[0].id.length, known.allowCredentials[0].id.length, 'a decoy as long as a common credential id');
+      assert.ok(a.allowCredentials.length >= 1 && a.allowCredentials.length <= 3, name);
+      for (const entry of a.allowCredentials) assert.deepEqual(Object.keys(entry).sort(), ['id', 'type']);
       assert.deepEqual(a.allowCredentials, b.allowCredentials, 'the same every time');
     }
     // With a username the login works the same way.

@@ -11,7 +11,7 @@ import { randomToken } from '../../crypto/random.ts';
 import { findLiveChallenge } from '../../db/repositories/mfa-challenges.ts';
 import { findPasskeyByCredentialId, listPasskeys, recordCounterRegression, recordPasskeyUse, type PasskeyRow } from '../../db/repositories/passkeys/credentials.ts';
 import { insertWebauthnChallenge, takeWebauthnChallenge, type ChallengePurpose } from '../../db/repositories/passkeys/challenges.ts';
-import { decoyCredential } from './decoy.ts';
+import { decoyCredentials } from './decoy.ts';
 import { findUserById, findUserByLogin, noteLoginIfUsable, type TokenClaimsOfUser, type UserRow } from '../../db/repositories/users.ts';
 import { recordLoginFailure, recordLoginSuccess } from '../audit/login-events.ts';
 import { recordSecurityEvent, userContext } from '../audit/record.ts';
@@ -42,20 +42,39 @@ async function storeChallenge(deps: Deps, purpose: ChallengePurpose, id: string,
   });
 }
 
+/** The user id the passkey query runs with for an unknown name (no user has it: ids are random UUIDs). */
+const NO_USER_ID = '00000000-0000-0000-0000-000000000000';
+
+/**
+ * The passkeys a name's sign-in options list: its own, or decoys for a name without any (unknown, or
+ * a user who has none). Both paths do the same work (the user lookup, the passkey query, the decoys'
+ * hashes), so the time taken does not tell them apart either.
+ *
+ * Ids only, without the transports stored at registration: those are what a browser reported then
+ * (sorted sets such as ["internal"], ["hybrid","internal"], ["nfc","usb"]), and with them every
+ * decoy would have to guess a set per entry that real lists show, and a rare one would give a real
+ * account away. They are optional hints (WebAuthn §5.8.3): without them the browser may try every
+ * transport, at worst one more choice in Chrome's or Safari's dialog (a security-key user picks "security
+ * key"), and a stale hint (["internal"] for a passkey since synced to a phone) no longer steers it
+ * away from the phone that now holds the passkey. The second step's options (mfaPasskeyOptions), for
+ * a user whose password is proven, keep them.
+ */
+async function allowedForName(deps: Deps, login: string): Promise<Pick<PasskeyRow, 'credential_id'>[]> {
+  const user = await findUserByLogin(deps.db, login);
+  const passkeys = await listPasskeys(deps.db, user?.id ?? NO_USER_ID);
+  const decoys = decoyCredentials(deps, user ? { userId: user.id } : { login });
+  return passkeys.length > 0 ? passkeys.map((p) => ({ credential_id: p.credential_id })) : decoys;
+}
+
 /**
  * POST /login/passkey/options: request options and their challenge_token. Without a username
  * `allowCredentials` is empty (discoverable credentials: the browser offers the user's passkeys,
- * also as autofill); with one, the user's passkeys — or a decoy, so unknown names look the same.
+ * also as autofill); with one, the user's passkeys — or decoys, so unknown names look the same.
  */
 export async function passkeyLoginOptions(deps: Deps, username: string | undefined, ip: string): Promise<PasskeyLoginOptions> {
   await deps.limiter.consume('passkey:ip', ip);
-  let allow: Pick<PasskeyRow, 'credential_id' | 'transports'>[] = [];
   const login = username?.trim();
-  if (login) {
-    const user = await findUserByLogin(deps.db, login);
-    const passkeys = user ? await listPasskeys(deps.db, user.id) : [];
-    allow = passkeys.length > 0 ? passkeys : [decoyCredential(deps, login)];
-  }
+  const allow = login ? await allowedForName(deps, login) : [];
   const options = await requestOptions(deps.config.webauthn, allow);
   const token = randomToken(32);
   await storeChallenge(deps, 'login', token, options.challenge, null, null, login || null);

@@ -94,14 +94,17 @@ export async function creationOptions(
   });
 }
 
-/** Request options: `allow` empty for discoverable credentials (autofill, "Sign in with a passkey"). */
-export async function requestOptions(rp: WebauthnConfig, allow: Pick<PasskeyRow, 'credential_id' | 'transports'>[]): Promise<PublicKeyCredentialRequestOptionsJSON> {
+/**
+ * Request options: `allow` empty for discoverable credentials (autofill, "Sign in with a passkey").
+ * An entry without `transports` is listed without the hint (the passwordless options, login.ts).
+ */
+export async function requestOptions(rp: WebauthnConfig, allow: Array<Pick<PasskeyRow, 'credential_id'> & Partial<Pick<PasskeyRow, 'transports'>>>): Promise<PublicKeyCredentialRequestOptionsJSON> {
   const { generateAuthenticationOptions } = await webauthn();
   return generateAuthenticationOptions({
     rpID: rp.rpId,
     timeout: rp.challengeTtlSeconds * 1000,
     userVerification: 'required',
-    allowCredentials: allow.map((p) => ({ id: p.credential_id, transports: cleanTransports(p.transports) })),
+    allowCredentials: allow.map((p) => ({ id: p.credential_id, ...(p.transports ? { transports: cleanTransports(p.transports) } : {}) })),
   });
 }
 
