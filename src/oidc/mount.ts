@@ -8,10 +8,11 @@ import { decodeJwt } from 'jose';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Deps } from '../deps.ts';
 import { ACCESS_COOKIE, BROWSER_SESSION_COOKIE, browserSessionId, clearedCookieHeaders } from '../http/cookies.ts';
-import { routePath } from '../http/no-store.ts';
+import { problemBody } from '../http/problem.ts';
 import { linkProviderSession } from '../services/oidc/interaction-login.ts';
 import { assertFileClientsUnregistered } from '../services/oidc/clients.ts';
 import { endLinkedSession } from '../services/oidc/logout.ts';
+import { onSessionsEnded } from '../services/sessions-ended.ts';
 import { koaClientInfo } from './client-info.ts';
 import { loadClientsFile } from './clients-file.ts';
 import { LazyEngine } from './engine.ts';
@@ -25,8 +26,19 @@ declare module 'fastify' {
   }
 }
 
-/** API routes after which a Twofold session may have ended: sweep at once instead of waiting for the timer. */
-const SESSION_ENDING = /^\/api\/v1\/(auth-jwt\/(logout|logout-all|sessions)|user\/password|admin\/)/;
+/**
+ * Koa middleware of the engine: a request no endpoint of the engine took (its router left a 404 with
+ * no body) gets the service's `not_found` problem document, as every other unknown route does, instead
+ * of Koa's plain "Not Found". The engine's own errors (JSON or HTML bodies, any status) pass unchanged.
+ */
+async function unknownRoute(ctx: KoaContextWithOIDC, next: () => Promise<void>) {
+  await next();
+  if (ctx.status !== 404 || ctx.body != null) return;
+  ctx.body = JSON.stringify(problemBody('not_found', 404, `No route ${ctx.method} ${ctx.path}.`));
+  // After the body: Koa sets the type and a 200 status from a body unless told otherwise.
+  ctx.type = 'application/problem+json; charset=utf-8';
+  ctx.status = 404;
+}
 
 /**
  * Koa middleware of the engine: after a login resumes, link the provider session to the Twofold
@@ -75,7 +87,7 @@ function browserSessionOf(deps: Deps, ctx: KoaContextWithOIDC): string | undefin
   }
 }
 
-/** Installs the provider on the root instance (its onResponse hook must see the API routes). */
+/** Installs the provider on the root instance: its endpoints, interaction pages and session-end sweep. */
 export async function installOidc(app: FastifyInstance, deps: Deps): Promise<void> {
   // The clients file is read and checked at start-up: a mistake in it stops the start, not a first request.
   const fileClients = loadClientsFile(deps.config.oidc.clientsFile, deps.config.secureCookies);
@@ -85,6 +97,7 @@ export async function installOidc(app: FastifyInstance, deps: Deps): Promise<voi
   const engine = new LazyEngine(async () => {
     const { createProvider } = await import('./provider.ts');
     const { provider, signingKey } = await createProvider(deps, fileClients);
+    provider.use(unknownRoute);
     provider.use(sessionGlue(deps));
     provider.on('server_error', (_ctx, err) => deps.logger.error({ err }, 'oidc server error'));
     // Errors after the engine's own handler (a session saved on the way out) reach Koa's (the provider
@@ -125,9 +138,19 @@ export async function installOidc(app: FastifyInstance, deps: Deps): Promise<voi
   app.route({ method: ['GET', 'POST', 'DELETE', 'OPTIONS'], url: '/oidc/*', schema: { hide: true }, onRequest: hand, handler: never });
   await app.register(interactionRoutes, { deps, engine: async () => (await engine.get()).provider });
 
-  app.addHook('onResponse', async (request, reply) => {
-    if (reply.statusCode < 400 && request.method !== 'GET' && SESSION_ENDING.test(routePath(request))) void sweeper.run();
+  // Whatever ended Twofold sessions (a route, a refresh token reused, a first second factor, an admin),
+  // the sweep runs right after its commit instead of at the timer; the sweeper runs one sweep at a time
+  // and folds the calls made meanwhile into one more, so a burst of revocations starts no pile of sweeps.
+  // Sessions of another database (another app built in this process: tests) are not this sweeper's.
+  let unsubscribe: (() => void) | undefined;
+  app.addHook('onReady', async () => {
+    unsubscribe = onSessionsEnded((db) => {
+      if (db === deps.db) void sweeper.run();
+    });
+    sweeper.start(deps.config.oidc.sweepIntervalMs);
   });
-  app.addHook('onReady', async () => sweeper.start(deps.config.oidc.sweepIntervalMs));
-  app.addHook('onClose', async () => sweeper.stop());
+  app.addHook('onClose', async () => {
+    unsubscribe?.();
+    await sweeper.stop();
+  });
 }

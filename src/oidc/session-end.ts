@@ -3,8 +3,8 @@
  * password reset, deactivation, expiry) the provider sessions it logged in end too: their grants, codes
  * and tokens are deleted and every client with a back-channel logout URI is told. Token lookups already
  * refuse tokens of an ended session at once (adapter.ts); the sweep makes it final and sends the
- * notifications. It runs every OIDC_LOGOUT_SWEEP_INTERVAL_MS and right after the API routes that end
- * sessions; the claim is SKIP LOCKED, so several instances never notify twice.
+ * notifications. It runs every OIDC_LOGOUT_SWEEP_INTERVAL_MS and right after this process commits a
+ * revocation (services/sessions-ended.ts); the claim is SKIP LOCKED, so several instances never notify twice.
  */
 import type Provider from 'oidc-provider';
 import type { Deps } from '../deps.ts';

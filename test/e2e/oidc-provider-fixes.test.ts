@@ -3,7 +3,8 @@
  * rotation), RP-initiated logout audited as session.revoked, acr_values as a preference list,
  * introspection of a client's own tokens only, and client metadata the engine can use (native
  * clients with app schemes; back-channel logout URIs it can call); disconnecting an application
- * that was never connected changes nothing; no live bearer value in the provider's tables.
+ * that was never connected changes nothing; no live bearer value in the provider's tables; an unknown
+ * path under /oidc/ answers the service's not_found problem, the engine's own errors stay its own.
  */
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
@@ -212,5 +213,23 @@ describeWithApp('OpenID provider: review fixes', (suite) => {
     }
     // And they still work: the refresh token is found (through its digest) and its payload opened.
     assert.ok((await client.refreshTokenGrant(config, tokens.refresh_token!)).access_token);
+  });
+
+  test('an unknown path under /oidc/ answers 404 not_found as problem details, like any unknown route; the engine\'s own errors keep their JSON', async (t) => {
+    const { server } = await setup(t, suite);
+    const api = await fetch(`${server.base}/api/v1/nope`);
+    const expected = await api.json() as Record<string, unknown>;
+    for (const [method, path] of [['GET', '/oidc/nope'], ['GET', '/oidc/reg'], ['POST', '/oidc/device'], ['GET', '/oidc/backchannel'], ['GET', '/oidc/token']] as const) {
+      const res = await fetch(`${server.base}${path}?x=1`, { method });
+      assert.equal(res.status, 404, path);
+      assert.equal(res.headers.get('content-type'), api.headers.get('content-type'), path);
+      assert.deepEqual(await res.json(), { ...expected, detail: `No route ${method} ${path}.` }, path);
+    }
+    // A known endpoint's refusal is the engine's OAuth error, untouched.
+    const token = await fetch(`${server.base}/oidc/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=authorization_code' });
+    assert.match(token.headers.get('content-type') ?? '', /^application\/json/);
+    const body = await token.json() as { error?: string; code?: string };
+    assert.ok(token.status === 400 || token.status === 401, String(token.status));
+    assert.ok(body.error && body.code === undefined, JSON.stringify(body));
   });
 });

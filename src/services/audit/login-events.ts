@@ -1,6 +1,7 @@
 /** Audit entries of login attempts: the failures (and the lock a failure armed), and the success. */
 import type { Deps } from '../../deps.ts';
 import type { Queryable } from '../../db/database.ts';
+import { sessionsEnded } from '../sessions-ended.ts';
 import { recordSecurityEvent, userContext, type AuditContext } from './record.ts';
 
 /** Client facts of a request (as on a session). */
@@ -33,9 +34,14 @@ export async function recordLoginSuccess(deps: Deps, tx: Queryable, userId: stri
   await recordSecurityEvent(tx, { ...userContext(userId, client), type: 'login.succeeded', userId, data: { sid: session.id, amr: [...session.amr], aal: session.aal }, at: deps.clock() });
 }
 
-/** Records one session.revoked per session id (with `data.sid`, what other services need to drop it). */
+/**
+ * Records one session.revoked per session id (with `data.sid`, what other services need to drop it)
+ * and, once `tx` commits, tells this process's listeners that sessions ended (the OpenID provider's
+ * back-channel logouts go out then). Every revocation comes through here, so none is left to a timer.
+ */
 export async function recordSessionsRevoked(deps: Deps, tx: Queryable, ctx: AuditContext, userId: string, sessionIds: readonly string[], reason: string): Promise<void> {
   const at = deps.clock();
   // One after the other: a transaction is one connection.
   for (const sid of sessionIds) await recordSecurityEvent(tx, { ...ctx, type: 'session.revoked', userId, data: { sid, reason }, at });
+  if (sessionIds.length > 0) sessionsEnded(deps.db, tx);
 }
