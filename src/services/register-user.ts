@@ -8,6 +8,7 @@ import { isValidEmail, USERNAME_PATTERN } from '../security/login-names.ts';
 import { startTotpEnrollment, type TotpEnrollment } from './totp-enrollment.ts';
 import { afterUserRegistered } from './registration-hooks.ts';
 import { recheckAdminCaller } from './admin/authorize.ts';
+import { recordAdminVouched } from './admin/vouched-address.ts';
 import { enableEmailOtpAfterVerification } from './email-otp.ts';
 import { recordSecurityEvent, type AuditContext } from './audit/record.ts';
 
@@ -91,7 +92,9 @@ export async function registerUser(deps: Deps, input: RegisterInput, ctx: AuditC
         data: { roles: user.roles, email_verified: user.email_verified, ...(input.mfa ? { mfa: input.mfa } : {}) },
         at: user.created_at,
       });
-      // An address the admin vouches for counts as verified: e-mailed codes chosen at sign-up start now.
+      // An address the admin vouches for counts as verified (recorded as such, as the link would be):
+      // e-mailed codes chosen at sign-up start now.
+      if (user.email_verified) await recordAdminVouched(tx, { ...ctx, actor }, user.id, user.is_active, user.created_at);
       if (user.email_verified && user.signup_mfa === 'email') await enableEmailOtpAfterVerification(deps, tx, user, { ...ctx, actor });
       return totp ? { user, totp } : { user };
     });

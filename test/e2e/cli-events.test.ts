@@ -57,6 +57,8 @@ for (const kind of engines) {
       const user = await peek(async (db) => (await db.query<{ id: string }>(`SELECT id FROM users WHERE username = 'announced'`)).rows[0]!);
       assert.deepEqual(rows, [
         { type: 'user.created', target: endpointId, endpoint_id: endpointId, user_id: user.id },
+        // --verified: the operator vouches for the address, announced as the link's verification is.
+        { type: 'email.verified', target: endpointId, endpoint_id: endpointId, user_id: user.id },
         { type: 'user.updated', target: endpointId, endpoint_id: endpointId, user_id: user.id },
       ]);
     });

@@ -115,8 +115,8 @@ for (const kind of engines) {
 
       const entries = await peek((db) => db.query<{ type: string; actor_kind: string; data: { changes?: { roles?: unknown } } }>(
         "SELECT a.type, a.actor_kind, a.data FROM audit_log a JOIN users u ON u.id = a.user_id WHERE u.username = 'Root_Admin' ORDER BY a.id"));
-      assert.deepEqual(entries.rows.map((r) => [r.type, r.actor_kind]), [['user.created', 'system'], ['user.updated', 'system']]);
-      assert.deepEqual(entries.rows[1]!.data.changes?.roles, { from: [], to: ['admin'] });
+      assert.deepEqual(entries.rows.map((r) => [r.type, r.actor_kind]), [['user.created', 'system'], ['email.verified', 'system'], ['user.updated', 'system']]);
+      assert.deepEqual(entries.rows[2]!.data.changes?.roles, { from: [], to: ['admin'] });
       const ta = await app(t);
       const res = await login(ta.app, { username: 'root@example.com', password: 'a long and unusual passphrase 9' });
       assert.equal(res.statusCode, 200, res.body);

@@ -56,7 +56,7 @@ describeWithApp('admin users API', (suite) => {
     const created = await adminCall(ta, 'POST', USERS, { username, email: `${username}@example.com`, password1: PASSWORD, password2: PASSWORD, mfa: 'email', email_verified: true });
     assert.equal(created.statusCode, 201, created.body);
     assert.equal(created.json().mfa.email, true);
-    assert.deepEqual((await auditRowsOf(ta, created.json().uuid)).map((r) => [r.type, r.actor_kind]), [['user.created', 'api_key'], ['mfa.enabled', 'api_key']]);
+    assert.deepEqual((await auditRowsOf(ta, created.json().uuid)).map((r) => [r.type, r.actor_kind]), [['user.created', 'api_key'], ['email.verified', 'api_key'], ['mfa.enabled', 'api_key']]);
     const later = await createUser(ta.app, { mfa: 'email' });
     assert.equal((await adminCall(ta, 'GET', `${USERS}/${later.uuid}`)).json().mfa.email, false);
     const patched = await adminCall(ta, 'PATCH', `${USERS}/${later.uuid}`, { email_verified: true });

@@ -17,6 +17,7 @@ import { enqueueMail } from '../../mail/outbox.ts';
 import { recordSessionsRevoked } from '../audit/login-events.ts';
 import { enableEmailOtpAfterVerification } from '../email-otp.ts';
 import { recordSecurityEvent, type AuditContext } from '../audit/record.ts';
+import { recordAdminVouched } from './vouched-address.ts';
 import { accountNames } from '../password-check.ts';
 import { validateRoles } from './roles.ts';
 import { recheckAdminCaller } from './authorize.ts';
@@ -79,15 +80,20 @@ export async function updateUserAsAdmin(deps: Deps, userId: string, patch: UserP
     if (patch.email_verified !== undefined && patch.email_verified !== user.email_verified) {
       await updateUserVerified(tx, user.id, patch.email_verified, now);
       changes.email_verified = { from: user.email_verified, to: patch.email_verified };
-      // As when the user opens the link: e-mailed codes chosen at sign-up become the second factor,
-      // and an account inactive only until its address is verified becomes active (never one an
-      // admin deactivated). Otherwise the user's own link could no longer activate it either: it
-      // finds the address verified already and changes nothing.
-      if (patch.email_verified) await enableEmailOtpAfterVerification(deps, tx, user, ctx);
+      // As when the user opens the link: an account inactive only until its address is verified
+      // becomes active (never one an admin deactivated), and e-mailed codes chosen at sign-up become
+      // the second factor. Otherwise the user's own link could no longer do it either: it finds the
+      // address verified already and changes nothing.
       if (patch.email_verified && deps.config.requireEmailVerification && !user.is_active && !user.deactivated_at && patch.is_active !== false) {
         await updateUserActive(tx, user.id, true, now);
         changes.is_active = { from: false, to: true };
         user = { ...user, is_active: true };
+      }
+      if (patch.email_verified) {
+        // email.verified as the link records it (and so its event): a service that follows only
+        // that type must hear of a vouched address too. is_active as it is once this PATCH is done.
+        await recordAdminVouched(tx, ctx, user.id, patch.is_active ?? user.is_active, now);
+        await enableEmailOtpAfterVerification(deps, tx, user, ctx);
       }
     }
     let revoked: string[] = [];
