@@ -44,7 +44,24 @@ export interface OutboxClaim {
   attempts: number;
 }
 
-/** Longest error text kept in last_error; SMTP replies can be long and are only diagnostics. */
+/**
+ * Every address in a mail's error text becomes `<address>` (not `<recipient>`: a refused sender is
+ * quoted the same way). An SMTP server refusing a recipient often quotes it (Postfix: `550 5.1.1 <user@example.com>: Recipient address rejected`), and
+ * last_error is shown to admins (GET /api/v1/admin/outbox), which never shows an address; the rest of
+ * the reply (codes, the server's reason) stays: it is what the admin needs. Two linear passes, as the
+ * text can be long before it is cut: a bracketed address or one with a quoted local part
+ * (`"j doe"@host`), then any remaining word holding an `@` (a bare address, in any script).
+ */
+export function maskAddresses(s: string): string {
+  return s
+    .replace(/<[^<>\s@]*@[^<>\s]*>|"[^"\r\n<>]*"@[^\s<>()[\]\\,;:"']*/g, '<address>')
+    .replace(/[^\s<>()[\]\\,;:"]+/g, (word) => (word.includes('@') ? '<address>' : word));
+}
+
+/** last_error of a mail: addresses masked, then cut to the stored bound (db/error-text.ts). */
+function mailErrorText(s: string): string {
+  return storedErrorText(maskAddresses(s));
+}
 
 /** Inserts a mail in the caller's transaction; it is due at once. */
 export async function insert(tx: Queryable, row: NewOutboxRow): Promise<void> {
@@ -107,7 +124,7 @@ export async function markRetry(db: Queryable, claim: OutboxClaim, nextAttemptAt
   const r = await db.query(
     `UPDATE outbox SET next_attempt_at = $3, last_error = $4, locked_until = NULL
       WHERE id = $1 AND attempts = $2 AND sent_at IS NULL AND failed_at IS NULL`,
-    [claim.id, claim.attempts, nextAttemptAt, storedErrorText(error)],
+    [claim.id, claim.attempts, nextAttemptAt, mailErrorText(error)],
   );
   return r.rowCount === 1;
 }
@@ -118,7 +135,7 @@ export async function markFailed(db: Queryable, claim: OutboxClaim, failedAt: Da
     `UPDATE outbox SET failed_at = $3, last_error = $4, locked_until = NULL,
        text_body = CASE WHEN $5 THEN text_body ELSE '' END, html_body = CASE WHEN $5 THEN html_body ELSE '' END
       WHERE id = $1 AND attempts = $2 AND sent_at IS NULL AND failed_at IS NULL`,
-    [claim.id, claim.attempts, failedAt, storedErrorText(error), keepBody],
+    [claim.id, claim.attempts, failedAt, mailErrorText(error), keepBody],
   );
   return r.rowCount === 1;
 }

@@ -5,6 +5,7 @@
 import type { Deps } from '../../deps.ts';
 import { validationError } from '../../errors.ts';
 import { listOutboxStatus, outboxStatusOf, type OutboxStatus } from '../../db/repositories/admin/outbox-status.ts';
+import { maskAddresses } from '../../db/repositories/outbox.ts';
 import { isUuid } from '../../crypto/random.ts';
 import { decodeCursor, encodeCursor, pageLimit, parseIsoTime } from '../audit/cursor.ts';
 import { DEFAULT_PAGE, MAX_PAGE } from '../audit/list.ts';
@@ -49,7 +50,8 @@ export async function listOutbox(deps: Deps, q: { status?: string; limit?: strin
         kind: r.kind,
         status: s,
         attempts: r.attempts,
-        last_error: r.last_error,
+        // Masked again on the way out: rows that failed before addresses were masked when stored keep theirs.
+        last_error: r.last_error === null ? null : maskAddresses(r.last_error),
         created_at: r.created_at.toISOString(),
         next_attempt_at: s === 'queued' || s === 'retrying' || s === 'sending' ? r.next_attempt_at.toISOString() : null,
         delivered_at: r.sent_at ? r.sent_at.toISOString() : null,
