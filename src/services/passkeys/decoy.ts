@@ -37,15 +37,14 @@ export const DECOY_ID_LENGTHS: Weighted = [[16, 40], [20, 25], [32, 25], [64, 10
 const TAG_BYTES = 8;
 
 /**
- * Whose decoys: a user's (by id) when the name is a user's, else the name's. A user's passkeys are the
- * same list under the username and the e-mail; a user without passkeys must answer alike under both,
- * or one who knows both names learns that the account has none.
+ * The decoy credentials of the name `login` (as typed; case and surrounding spaces do not count):
+ * stable, ids only (1 to 3 entries of the lengths above). Drawn from the name, for an unknown name and
+ * a user without passkeys alike: drawn from the account, the username and the e-mail of every user
+ * without passkeys answered alike, which an unknown name's two spellings never do, so anyone could test
+ * which address belongs to a (public) username.
  */
-export type DecoySubject = { userId: string } | { login: string };
-
-/** The decoy credentials of `subject`: stable, ids only (1 to 3 entries of the lengths above). */
-export function decoyCredentials(deps: Pick<Deps, 'tokenHasher'>, subject: DecoySubject): Pick<PasskeyRow, 'credential_id'>[] {
-  const seed = 'userId' in subject ? `user\0${subject.userId}` : `name\0${subject.login.trim().toLowerCase()}`;
+export function decoyCredentials(deps: Pick<Deps, 'tokenHasher'>, login: string): Pick<PasskeyRow, 'credential_id'>[] {
+  const seed = login.trim().toLowerCase();
   const shape = keyed(deps, 'passkey_decoy_shape', seed);
   const count = pick(DECOY_COUNTS, shape.readUInt32BE(0));
   return Array.from({ length: count }, (_, i) => {

@@ -62,7 +62,7 @@ const NO_USER_ID = '00000000-0000-0000-0000-000000000000';
 async function allowedForName(deps: Deps, login: string): Promise<Pick<PasskeyRow, 'credential_id'>[]> {
   const user = await findUserByLogin(deps.db, login);
   const passkeys = await listPasskeys(deps.db, user?.id ?? NO_USER_ID);
-  const decoys = decoyCredentials(deps, user ? { userId: user.id } : { login });
+  const decoys = decoyCredentials(deps, login);
   return passkeys.length > 0 ? passkeys.map((p) => ({ credential_id: p.credential_id })) : decoys;
 }
 
