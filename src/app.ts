@@ -81,7 +81,10 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
     // a LogController: the top-level `disableRequestLogging` prints a deprecation warning at every start.
     logController: new LogController({ disableRequestLogging: true }),
     trustProxy: trustProxyOption(config.trustProxy),
-    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+    // Path parameters up to 2,048 characters reach their routes, which check authentication first and
+    // then answer their own 404 (user_not_found, passkey_not_found…) for a name or id nobody has; at
+    // the router's limit of 200 an over-long one got the generic not_found before any of that.
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 2048 },
     // Refusals before any route runs (an undecodable path, an over-long parameter, what Node's HTTP
     // parser cannot read) are problem documents too.
     frameworkErrors: frameworkErrors(securityHeaders),

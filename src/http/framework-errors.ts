@@ -5,7 +5,7 @@
 import type { Socket } from 'node:net';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { FastifyHttpOptions, FastifyInstance, FastifyServerOptions } from 'fastify';
-import { AppError, type ErrorCode } from '../errors.ts';
+import { AppError } from '../errors.ts';
 import { problemBody, sendProblem } from './problem.ts';
 
 /** Sets the security headers on a raw response (installed later than the app is created). */
@@ -20,25 +20,8 @@ export function frameworkErrors(securityHeaders: HeaderSetter = {}): NonNullable
     securityHeaders.set?.(request.raw, reply.raw);
     reply.header('cache-control', 'no-store');
     const tooLong = error.code === 'FST_ERR_MAX_PARAM_LENGTH';
-    void sendProblem(reply, tooLong ? notFoundFor(request.url) : new AppError('malformed_request', { detail: 'The URL is not validly percent-encoded.' }));
+    void sendProblem(reply, new AppError(tooLong ? 'not_found' : 'malformed_request', { detail: tooLong ? 'No such resource.' : 'The URL is not validly percent-encoded.' }));
   };
-}
-
-/** Resources whose 404 has a code of its own, by path (the parameter is the last segment). */
-const OWN_NOT_FOUND: ReadonlyArray<readonly [RegExp, ErrorCode, string]> = [
-  [/^\/api\/v1\/user\/[^/]+\/?$/, 'user_not_found', 'No such user.'],
-  [/^\/api\/v1\/passkeys\/[^/]+\/?$/, 'passkey_not_found', 'No passkey of yours has this id.'],
-  [/^\/api\/v1\/auth-jwt\/sessions\/[^/]+\/?$/, 'session_not_found', 'You have no live session with this id.'],
-];
-
-/**
- * The 404 of a parameter too long for the router (over 200 characters): the code that resource's own
- * 404 has (no user, passkey or session has such a name or id), else the generic one.
- */
-function notFoundFor(url: string): AppError {
-  const path = url.split('?')[0]!;
-  const own = OWN_NOT_FOUND.find(([pattern]) => pattern.test(path));
-  return own ? new AppError(own[1], { detail: own[2] }) : new AppError('not_found', { detail: 'No such resource.' });
 }
 
 /** What Node's HTTP parser refused, as status and detail (413 is payload_too_large, the rest malformed_request). */

@@ -77,12 +77,12 @@ describeWithApp('admin users API', (suite) => {
     assert.equal(body.sessions[0].ip, '203.0.113.5');
     assert.equal(body.last_login_at, ta.clock().toISOString());
     assert.equal(body.locked_until, null);
-    for (const id of ['00000000-0000-4000-8000-000000000000', 'not-a-uuid', "1' OR '1'='1"]) {
+    for (const id of ['00000000-0000-4000-8000-000000000000', 'not-a-uuid', "1' OR '1'='1", 'a'.repeat(100), 'a'.repeat(300)]) {
       const missing = await adminCall(ta, 'GET', `${USERS}/${encodeURIComponent(id)}`);
       assert.equal(missing.statusCode, 404, id);
-      assert.equal(missing.json().code, 'user_not_found');
-      assert.equal((await adminCall(ta, 'PATCH', `${USERS}/${encodeURIComponent(id)}`, { is_active: false })).statusCode, 404);
-      assert.equal((await adminCall(ta, 'DELETE', `${USERS}/${encodeURIComponent(id)}`)).statusCode, 404);
+      assert.equal(missing.json().code, 'user_not_found', id);
+      assert.equal((await adminCall(ta, 'PATCH', `${USERS}/${encodeURIComponent(id)}`, { is_active: false })).json().code, 'user_not_found', id);
+      assert.equal((await adminCall(ta, 'DELETE', `${USERS}/${encodeURIComponent(id)}`)).json().code, 'user_not_found', id);
     }
   });
 

@@ -66,11 +66,15 @@ describeWithApp('hostile input', (suite) => {
       assert.match(String(res.headers['content-security-policy']), /default-src 'none'|default-src 'self'/, url);
       assert.equal(res.headers['cache-control'], 'no-store', url);
     }
-    // Over-long parameters: the resource's own 404 code where the contract gives one (no such name or id).
-    assertProblem(await app.inject({ method: 'GET', url: `/api/v1/user/${'a'.repeat(300)}`, headers: auth }), 404, 'user_not_found', 'a 300-character name');
-    assertProblem(await app.inject({ method: 'PATCH', url: `/api/v1/passkeys/${'a'.repeat(300)}`, headers: auth, payload: { name: 'x' } }), 404, 'passkey_not_found', 'a 300-character id');
-    assertProblem(await app.inject({ method: 'DELETE', url: `/api/v1/auth-jwt/sessions/${'a'.repeat(300)}`, headers: auth }), 404, 'session_not_found', 'a 300-character session id');
-    assertProblem(await app.inject({ method: 'GET', url: `/assets/${'a'.repeat(300)}` }), 404, 'not_found', 'elsewhere, the generic code');
+    // Long parameters reach their routes: authentication first, then the resource's own 404 code.
+    const long = 'a'.repeat(300);
+    assertProblem(await app.inject({ method: 'GET', url: `/api/v1/user/${long}` }), 404, 'user_not_found', 'a 300-character name');
+    assertProblem(await app.inject({ method: 'PATCH', url: `/api/v1/passkeys/${long}`, headers: auth, payload: { name: 'x' } }), 404, 'passkey_not_found', 'a 300-character id');
+    assertProblem(await app.inject({ method: 'PATCH', url: `/api/v1/passkeys/${long}`, payload: { name: 'x' } }), 401, 'authentication_required', 'no token: 401 first');
+    assertProblem(await app.inject({ method: 'DELETE', url: `/api/v1/auth-jwt/sessions/${long}`, headers: auth }), 404, 'session_not_found', 'a 300-character session id');
+    assertProblem(await app.inject({ method: 'DELETE', url: `/api/v1/auth-jwt/sessions/${long}` }), 401, 'authentication_required', 'no token: 401 first');
+    // Past what any route takes (2,048 characters): the router's generic not_found.
+    assertProblem(await app.inject({ method: 'GET', url: `/api/v1/user/${'a'.repeat(3000)}`, headers: auth }), 404, 'not_found', 'a 3,000-character parameter');
   });
 
   test('what the HTTP parser itself refuses (a broken header, headers over the limit) is a problem document too', async (t) => {

@@ -33,7 +33,7 @@ export async function userRoutes(app: FastifyInstance, { deps }: { deps: Deps })
     schema: {
       tags: ['Users'],
       summary: 'Public profile of a user',
-      params: Type.Object({ username: Type.String({ maxLength: 254 }) }),
+      params: Type.Object({ username: Type.String() }),
       response: { 200: PublicUser, ...problems(404) },
     },
   }, async (request) => {

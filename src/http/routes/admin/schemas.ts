@@ -55,4 +55,4 @@ export const AdminSessionSchema = Type.Object({
   amr: Type.Array(Type.String(), { examples: [['pwd', 'otp', 'mfa']] }),
 });
 
-export const UserIdParams = Type.Object({ uuid: Type.String({ maxLength: 64, description: 'The user\'s uuid', examples: ['01937a5e-3f1c-7cc0-9a41-0c5a1d2f7e11'] }) });
+export const UserIdParams = Type.Object({ uuid: Type.String({ description: 'The user\'s uuid', examples: ['01937a5e-3f1c-7cc0-9a41-0c5a1d2f7e11'] }) });

@@ -70,7 +70,7 @@ export async function passkeyRoutes(app: FastifyInstance, { deps }: { deps: Deps
       tags,
       summary: 'Rename a passkey',
       security,
-      params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
+      params: Type.Object({ id: Type.String() }),
       body: Type.Object({ name: PasskeyName }),
       response: { 200: PasskeySchema, ...problems(401, 403, 404, 422) },
     },
@@ -83,7 +83,7 @@ export async function passkeyRoutes(app: FastifyInstance, { deps }: { deps: Deps
       summary: 'Remove a passkey',
       description: 'Needs an `aal2` session whose login is at most 10 minutes old (403 `step_up_required`). A notice is e-mailed; when no second factor is left the backup codes are deleted too. 404 `passkey_not_found` for an id that is not one of the caller\'s passkeys.',
       security,
-      params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
+      params: Type.Object({ id: Type.String() }),
       response: { 204: Type.Null(), ...problems(401, 403, 404) },
     },
   }, async (request, reply) => {
