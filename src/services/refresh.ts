@@ -8,18 +8,18 @@ import type { Deps } from '../deps.ts';
 import { AppError } from '../errors.ts';
 import { TokenError } from '../crypto/jwt.ts';
 import { newId } from '../crypto/random.ts';
-import { findSession, findWithinGrace, revokeSession, rotate } from '../db/repositories/sessions.ts';
+import { EARLIER_JTIS_KEPT, findSession, findWithinGrace, revokeSession, rotate, type SessionRow } from '../db/repositories/sessions.ts';
 import { findUserById } from '../db/repositories/users.ts';
 import { signTokenPair, type ClientInfo, type TokenPair } from './tokens.ts';
 import { recordSessionsRevoked } from './audit/login-events.ts';
 import { recordSecurityEvent, userContext } from './audit/record.ts';
 
-/** Verifies a refresh token's signature, type and expiry; returns its session id, jti and user. */
-export async function verifyRefreshToken(deps: Deps, token: string): Promise<{ sid: string; jti: string; sub: string }> {
+/** Verifies a refresh token's signature, type and expiry; returns its session id, jti, user and issue time (epoch seconds). */
+export async function verifyRefreshToken(deps: Deps, token: string): Promise<{ sid: string; jti: string; sub: string; iat: number }> {
   try {
     const claims = await deps.keys.verify('refresh', token, deps.clock());
-    if (typeof claims.sid !== 'string' || typeof claims.jti !== 'string' || typeof claims.sub !== 'string') throw new TokenError('claims');
-    return { sid: claims.sid, jti: claims.jti, sub: claims.sub };
+    if (typeof claims.sid !== 'string' || typeof claims.jti !== 'string' || typeof claims.sub !== 'string' || typeof claims.iat !== 'number') throw new TokenError('claims');
+    return { sid: claims.sid, jti: claims.jti, sub: claims.sub, iat: claims.iat };
   } catch (e) {
     if (e instanceof TokenError) throw new AppError('invalid_token', { detail: 'The refresh token is invalid or expired.', cause: e });
     throw e;
@@ -28,7 +28,7 @@ export async function verifyRefreshToken(deps: Deps, token: string): Promise<{ s
 
 /** Rotates the refresh token of a session and returns a new pair. */
 export async function refreshSession(deps: Deps, token: string, client: ClientInfo): Promise<TokenPair> {
-  const { sid, jti, sub } = await verifyRefreshToken(deps, token);
+  const { sid, jti, sub, iat } = await verifyRefreshToken(deps, token);
   const now = deps.clock();
   const newJti = newId();
   const expiresAt = new Date(now.getTime() + deps.config.refreshTokenTtlSeconds * 1000);
@@ -44,7 +44,11 @@ export async function refreshSession(deps: Deps, token: string, client: ClientIn
   // 401 like any token that no longer works (the contract lists only 401s here; deactivation also
   // revoked the sessions): the login that follows says why, to whoever has the password.
   if (!user.is_active) throw new AppError('invalid_token', { detail: 'The session has ended.' });
-  const graced = await findWithinGrace(deps.db, sid, jti, now, deps.config.refreshReuseGraceSeconds);
+  const grace = deps.config.refreshReuseGraceSeconds;
+  // A token issued less than the grace period ago and no longer current was rotated away since, so
+  // within the period, however many rotations followed (the session keeps a bounded list of them).
+  const issuedWithinGrace = now.getTime() - iat * 1000 < grace * 1000;
+  const graced = await findWithinGrace(deps.db, sid, jti, now, grace, issuedWithinGrace);
   if (graced && graced.user_id === sub) return signTokenPair(deps, user, graced, graced.current_jti);
 
   const session = await findSession(deps.db, sid);
@@ -52,6 +56,11 @@ export async function refreshSession(deps: Deps, token: string, client: ClientIn
   if (session.current_jti === jti) {
     // The current token of a session that was logged out, revoked or has expired: simply invalid.
     throw new AppError('invalid_token', { detail: 'The session has ended.' });
+  }
+  if (mayHaveLeftGraceList(session, now, grace)) {
+    // Rotated away perhaps within the grace period, perhaps not: the list that would tell has let it go
+    // (more than EARLIER_JTIS_KEPT rotations within the period). Refused, but not taken for a replay.
+    throw new AppError('invalid_token', { detail: 'This refresh token is no longer valid; use the newest one.' });
   }
   // A correctly signed token of this session whose jti is not current: it was rotated away before, so
   // someone replays it (a stolen copy, or the thief's copy after the user refreshed). Revoke the family.
@@ -66,4 +75,14 @@ export async function refreshSession(deps: Deps, token: string, client: ClientIn
     deps.logger.warn({ sessionId: sid, userId: sub }, 'refresh token reuse detected; session revoked');
   }
   throw new AppError('refresh_token_reused', { detail: 'This refresh token was already used; the session has been revoked.' });
+}
+
+/**
+ * True when the session's list of tokens rotated away within the grace period is full and its oldest
+ * entry is still within the period: tokens rotated away before that one were dropped from it and may
+ * be within the period too, so one of them cannot be told from a replay.
+ */
+function mayHaveLeftGraceList(session: SessionRow, now: Date, graceSeconds: number): boolean {
+  const oldestKept = session.earlier_rotated_at.at(-1);
+  return session.earlier_jtis.length >= EARLIER_JTIS_KEPT && oldestKept !== undefined && now.getTime() - oldestKept.getTime() < graceSeconds * 1000;
 }

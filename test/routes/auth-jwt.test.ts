@@ -399,6 +399,32 @@ describeWithApp('refresh and logout', (suite) => {
     assert.equal((await refresh(t4.refresh_token)).statusCode, 401, 'the whole session is revoked');
   });
 
+  test('more rotations within the grace window than the session lists: recent tokens still get a pair, an older one is refused without revoking', async (t) => {
+    const { app, clock } = await suite.build(t);
+    const user = await createUser(app);
+    const refresh = (rt: string) => app.inject({ method: 'POST', url: '/api/v1/auth-jwt/refresh', payload: { refresh_token: rt } });
+    const rotateTimes = async (first: { refresh_token: string }, n: number, step: number) => {
+      const tokens = [first];
+      for (let i = 0; i < n; i++) {
+        clock.advance(step);
+        tokens.push((await refresh(tokens.at(-1)!.refresh_token)).json());
+      }
+      return tokens;
+    };
+    // Issued 9 s ago and rotated away since, 18 rotations back: within the grace period by its own age.
+    const young = await rotateTimes(await loginTokens(app, user), 18, 0.5);
+    const first = await refresh(young[0]!.refresh_token);
+    assert.equal(first.statusCode, 200, first.body);
+    // Issued a minute ago, rotated away 4 s ago, 20 rotations back: past the list, and too old to tell by its age.
+    const old = await loginTokens(app, user);
+    clock.advance(60);
+    const burst = await rotateTimes(old, 20, 0.2);
+    const dropped = await refresh(old.refresh_token);
+    assert.equal(dropped.statusCode, 401);
+    assert.equal(dropped.json().code, 'invalid_token', 'refused, not taken for a replay');
+    assert.equal((await refresh(burst.at(-1)!.refresh_token)).statusCode, 200, 'the session lives on');
+  });
+
   test('rotations further apart than the grace window keep no earlier tokens', async (t) => {
     const { app, clock } = await suite.build(t);
     const user = await createUser(app);

@@ -122,18 +122,20 @@ export async function rotate(tx: Queryable, sessionId: string, userId: string, j
 
 /**
  * The grace path: `jti` was rotated away less than `graceSeconds` ago (two tabs refreshing at once, a
- * client retrying a refresh whose answer it lost), whether it is the previous token or an earlier one.
+ * client retrying a refresh whose answer it lost), whether it is the previous token or an earlier one,
+ * or the token was issued less than that ago (`issuedWithinGrace`: then it was rotated away since).
  * Returns the live session, whose current jti the caller re-issues, or undefined.
  */
-export async function findWithinGrace(tx: Queryable, sessionId: string, jti: string, now: Date, graceSeconds: number): Promise<SessionRow | undefined> {
+export async function findWithinGrace(tx: Queryable, sessionId: string, jti: string, now: Date, graceSeconds: number, issuedWithinGrace: boolean): Promise<SessionRow | undefined> {
   if (graceSeconds <= 0) return undefined;
   const r = await tx.query<SessionRow>(
     `UPDATE sessions SET last_used_at = $3
-     WHERE id = $1 AND revoked_at IS NULL AND expires_at > $3
-       AND ((previous_jti = $2 AND rotated_at > $3::timestamptz - make_interval(secs => $4))
+     WHERE id = $1 AND revoked_at IS NULL AND expires_at > $3 AND current_jti <> $2
+       AND ($5::boolean
+         OR (previous_jti = $2 AND rotated_at > $3::timestamptz - make_interval(secs => $4))
          OR earlier_rotated_at[array_position(earlier_jtis, $2::uuid)] > $3::timestamptz - make_interval(secs => $4))
      RETURNING *`,
-    [sessionId, jti, now, graceSeconds],
+    [sessionId, jti, now, graceSeconds, issuedWithinGrace],
   );
   return r.rows[0];
 }
