@@ -15,6 +15,7 @@ import type { WebauthnConfig } from '../../config-webauthn.ts';
 import { AppError } from '../../errors.ts';
 import type { PasskeyRow } from '../../db/repositories/passkeys/credentials.ts';
 import { toCounter } from '../../db/repositories/passkeys/credentials.ts';
+import { unusablePublicKey } from './public-key.ts';
 
 /**
  * The library, loaded on the first ceremony rather than at start-up: with its ASN.1 and X.509
@@ -150,6 +151,8 @@ export async function verifyRegistration(rp: WebauthnConfig, credential: Registr
   if (!result.verified) throw passkeyError('The passkey could not be verified.');
   const info = result.registrationInfo;
   assertCredentialId(info.credential.id, credential.id);
+  const unusable = await unusablePublicKey(info.credential.publicKey);
+  if (unusable) throw passkeyError(unusable);
   return {
     credentialId: info.credential.id,
     publicKey: Buffer.from(info.credential.publicKey).toString('base64url'),
