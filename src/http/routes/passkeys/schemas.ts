@@ -61,12 +61,14 @@ export const RegisteredPasskeySchema = Type.Object({
 
 /**
  * One line of visible text: no control characters (a newline let a name write lines of its own into
- * the "second factor added" mail), no line separators or bidirectional overrides.
+ * the "second factor added" mail), no line separators or bidirectional overrides, and at least one
+ * character that is neither a space nor a format character (`\S` lets a zero-width space or a soft
+ * hyphen through: a name of those alone showed blank in the list and the mail).
  */
 export const PasskeyName = Type.String({
   minLength: 1,
   maxLength: 64,
-  pattern: '^(?=.*\\S)[^\\p{Cc}\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]+$',
+  pattern: '^(?=.*[^\\s\\p{Cf}])[^\\p{Cc}\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]+$',
   description: 'One line: no control characters, line separators or bidirectional overrides',
   examples: ['MacBook Touch ID'],
 });
