@@ -77,7 +77,7 @@ describeWithApp('admin webhooks', (suite) => {
     for (const url of [
       'http://127.0.0.1:8000/hook', 'http://localhost/hook', 'http://[::1]/hook', 'http://169.254.169.254/latest/meta-data', 'http://10.1.2.3/',
       'http://192.168.0.10/', 'http://172.20.0.1/', 'http://[::ffff:127.0.0.1]/', 'http://[fe80::1]/', 'http://0.0.0.0/', 'http://2130706433/',
-      'http://0x7f.1/', 'http://api.localhost/', 'http://metadata/', 'ftp://files.example.com/', 'https://user:pw@hooks.example.com/', 'not a url',
+      'http://0x7f.1/', 'http://api.localhost/', 'http://metadata/', 'ftp://files.example.com/', 'https://user:pw@hooks.example.com/', 'not a url', 'http://1.1.1.1:0/',
     ]) {
       const res = await adminCall(ta, 'POST', HOOKS, { url, events: ['*'] });
       assert.equal(res.statusCode, 422, url);

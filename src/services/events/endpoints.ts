@@ -75,6 +75,8 @@ async function checkUrl(deps: Pick<Deps, 'config'>, raw: string): Promise<string
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw validationError('url', 'must be an http or https URL');
   if (url.username || url.password) throw validationError('url', 'must not carry a user name or password');
+  // Port 0 parses, but nothing can be reached there: every delivery would fail until it is given up.
+  if (url.port === '0') throw validationError('url', 'must not name port 0');
   if (url.href.length > MAX_URL_LENGTH) throw validationError('url', `must be at most ${MAX_URL_LENGTH} characters`);
   const allow = deps.config.webhooks.allowPrivate;
   const refused = refuseHost(url.hostname, allow) ?? (await refuseResolvedHost(url.hostname, allow));
