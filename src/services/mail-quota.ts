@@ -25,7 +25,7 @@ import { normalizeIp } from '../security/ip-key.ts';
 export const OWNER_MEMORY_DAYS = 90;
 
 /** Of an IPv6 owner's recent logins, how many are compared by their /64 (the newest). */
-export const RECENT_NETWORKS = 200;
+const RECENT_NETWORKS = 200;
 
 /** The in-request quotas of a mail request from `ip` for `address`; throws 429 when over. */
 export async function consumeRequesterQuota(deps: Deps, ip: string, address: string): Promise<void> {
@@ -34,15 +34,6 @@ export async function consumeRequesterQuota(deps: Deps, ip: string, address: str
   // its full addresses would give it a fresh pair budget per address.
   await deps.limiter.consume('mail:pair', `${normalizeIp(ip)}|${address.trim().toLowerCase()}`);
 }
-
-/**
- * The addresses of a user's newest logins within the owner memory, and of the sign-up: a backward
- * scan of sessions_user_created_idx that stops at the limit (exported for the plan test).
- */
-export const RECENT_ADDRESSES_SQL =
-  `(SELECT ip FROM sessions WHERE user_id = $1 AND created_at > $2::timestamptz - make_interval(days => $3) ORDER BY created_at DESC LIMIT $4)
-   UNION
-   SELECT signup_ip FROM users WHERE id = $1 AND created_at > $2::timestamptz - make_interval(days => $3)`;
 
 /**
  * True when the user has logged in or signed up from `ip` within OWNER_MEMORY_DAYS (see the module
@@ -62,7 +53,12 @@ export async function isOwnerAddress(db: Queryable, userId: string, ip: string, 
   const network = normalizeIp(ip);
   if (!network.endsWith('::/64')) return false;
   // Bounded: the newest logins' addresses (an account logging in every minute has 100,000s of sessions).
-  const recent = await db.query<{ ip: string | null }>(RECENT_ADDRESSES_SQL, [userId, ...since, RECENT_NETWORKS]);
+  const recent = await db.query<{ ip: string | null }>(
+    `(SELECT ip FROM sessions WHERE user_id = $1 AND created_at > $2::timestamptz - make_interval(days => $3) ORDER BY created_at DESC LIMIT $4)
+     UNION
+     SELECT signup_ip FROM users WHERE id = $1 AND created_at > $2::timestamptz - make_interval(days => $3)`,
+    [userId, ...since, RECENT_NETWORKS],
+  );
   return recent.rows.some((r) => r.ip !== null && normalizeIp(r.ip) === network);
 }
 
