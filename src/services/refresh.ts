@@ -8,7 +8,7 @@ import type { Deps } from '../deps.ts';
 import { AppError } from '../errors.ts';
 import { TokenError } from '../crypto/jwt.ts';
 import { newId } from '../crypto/random.ts';
-import { EARLIER_JTIS_KEPT, findSession, findWithinGrace, revokeSession, rotate, type SessionRow } from '../db/repositories/sessions.ts';
+import { findSession, findWithinGrace, revokeSession, rotate } from '../db/repositories/sessions.ts';
 import { findUserById } from '../db/repositories/users.ts';
 import { signTokenPair, type ClientInfo, type TokenPair } from './tokens.ts';
 import { recordSessionsRevoked } from './audit/login-events.ts';
@@ -46,8 +46,10 @@ export async function refreshSession(deps: Deps, token: string, client: ClientIn
   if (!user.is_active) throw new AppError('invalid_token', { detail: 'The session has ended.' });
   const grace = deps.config.refreshReuseGraceSeconds;
   // A token issued less than the grace period ago and no longer current was rotated away since, so
-  // within the period, however many rotations followed (the session keeps a bounded list of them).
-  const issuedWithinGrace = now.getTime() - iat * 1000 < grace * 1000;
+  // within the period, however many rotations followed (the session keeps a bounded list of them). An
+  // issue time in the future (another instance's clock ahead) proves nothing: the lists decide then.
+  const age = now.getTime() - iat * 1000;
+  const issuedWithinGrace = age >= 0 && age < grace * 1000;
   const graced = await findWithinGrace(deps.db, sid, jti, now, grace, issuedWithinGrace);
   if (graced && graced.user_id === sub) return signTokenPair(deps, user, graced, graced.current_jti);
 
@@ -57,13 +59,11 @@ export async function refreshSession(deps: Deps, token: string, client: ClientIn
     // The current token of a session that was logged out, revoked or has expired: simply invalid.
     throw new AppError('invalid_token', { detail: 'The session has ended.' });
   }
-  if (mayHaveLeftGraceList(session, now, grace)) {
-    // Rotated away perhaps within the grace period, perhaps not: the list that would tell has let it go
-    // (more than EARLIER_JTIS_KEPT rotations within the period). Refused, but not taken for a replay.
-    throw new AppError('invalid_token', { detail: 'This refresh token is no longer valid; use the newest one.' });
-  }
   // A correctly signed token of this session whose jti is not current: it was rotated away before, so
   // someone replays it (a stolen copy, or the thief's copy after the user refreshed). Revoke the family.
+  // That includes a token rotated away within the grace period but past the session's list of them
+  // (over EARLIER_JTIS_KEPT rotations in the period) whose own age does not show it: refusing it
+  // without revoking let a thief who refreshes twice a second make the owner's every replay harmless.
   if (!session.revoked_at) {
     await deps.db.transaction(async (tx) => {
       if (!(await revokeSession(tx, sid, 'refresh_token_reused', now))) return;
@@ -77,12 +77,3 @@ export async function refreshSession(deps: Deps, token: string, client: ClientIn
   throw new AppError('refresh_token_reused', { detail: 'This refresh token was already used; the session has been revoked.' });
 }
 
-/**
- * True when the session's list of tokens rotated away within the grace period is full and its oldest
- * entry is still within the period: tokens rotated away before that one were dropped from it and may
- * be within the period too, so one of them cannot be told from a replay.
- */
-function mayHaveLeftGraceList(session: SessionRow, now: Date, graceSeconds: number): boolean {
-  const oldestKept = session.earlier_rotated_at.at(-1);
-  return session.earlier_jtis.length >= EARLIER_JTIS_KEPT && oldestKept !== undefined && now.getTime() - oldestKept.getTime() < graceSeconds * 1000;
-}

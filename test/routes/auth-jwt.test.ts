@@ -399,7 +399,7 @@ describeWithApp('refresh and logout', (suite) => {
     assert.equal((await refresh(t4.refresh_token)).statusCode, 401, 'the whole session is revoked');
   });
 
-  test('more rotations within the grace window than the session lists: recent tokens still get a pair, an older one is refused without revoking', async (t) => {
+  test('more rotations within the grace window than the session lists: a token issued within it still gets a pair; an older one past the list is a replay', async (t) => {
     const { app, clock } = await suite.build(t);
     const user = await createUser(app);
     const refresh = (rt: string) => app.inject({ method: 'POST', url: '/api/v1/auth-jwt/refresh', payload: { refresh_token: rt } });
@@ -415,14 +415,33 @@ describeWithApp('refresh and logout', (suite) => {
     const young = await rotateTimes(await loginTokens(app, user), 18, 0.5);
     const first = await refresh(young[0]!.refresh_token);
     assert.equal(first.statusCode, 200, first.body);
-    // Issued a minute ago, rotated away 4 s ago, 20 rotations back: past the list, and too old to tell by its age.
-    const old = await loginTokens(app, user);
+    // Issued a minute ago, rotated away 4 s ago, 20 rotations back: past the list (README: up to 16), and
+    // too old to tell by its age. A replay: a thief refreshing twice a second must not make the owner's
+    // copy harmless (it answered invalid_token and kept the thief's session).
+    const victim = await loginTokens(app, user);
     clock.advance(60);
-    const burst = await rotateTimes(old, 20, 0.2);
-    const dropped = await refresh(old.refresh_token);
-    assert.equal(dropped.statusCode, 401);
-    assert.equal(dropped.json().code, 'invalid_token', 'refused, not taken for a replay');
-    assert.equal((await refresh(burst.at(-1)!.refresh_token)).statusCode, 200, 'the session lives on');
+    const thief = await rotateTimes(victim, 20, 0.2);
+    const replay = await refresh(victim.refresh_token);
+    assert.equal(replay.statusCode, 401);
+    assert.equal(replay.json().code, 'refresh_token_reused');
+    assert.equal((await refresh(thief.at(-1)!.refresh_token)).statusCode, 401, "the thief's session is revoked");
+  });
+
+  test("an issue time in the future (another instance's clock ahead) does not stretch the grace period", async (t) => {
+    const { app, clock } = await suite.build(t);
+    const user = await createUser(app);
+    const refresh = (rt: string) => app.inject({ method: 'POST', url: '/api/v1/auth-jwt/refresh', payload: { refresh_token: rt } });
+    const start = clock().getTime();
+    clock.set(new Date(start + 300_000));
+    const early = await loginTokens(app, user);
+    clock.set(new Date(start + 1000));
+    const rotated = (await refresh(early.refresh_token)).json();
+    // Rotated away 199 s ago; its iat is 100 s ahead of now.
+    clock.set(new Date(start + 200_000));
+    const replay = await refresh(early.refresh_token);
+    assert.equal(replay.statusCode, 401, replay.body);
+    assert.equal(replay.json().code, 'refresh_token_reused');
+    assert.equal((await refresh(rotated.refresh_token)).statusCode, 401);
   });
 
   test('rotations further apart than the grace window keep no earlier tokens', async (t) => {
