@@ -24,13 +24,15 @@ describeWithApp('passkey names', (suite) => {
     assert.equal((await ta.deliverMail()).filter((m) => m.kind === 'factor_added').length, 0, 'and no notice sent');
 
     const { body } = await addPasskey(ta, token, undefined, 'Work key');
-    // Nothing visible: zero-width space, soft hyphen, word joiner, Mongolian vowel separator, alone or with spaces.
-    for (const name of ['a\nb', 'tab\there', 'bell\u0007', 'line\u2028sep', 'rlo\u202Eevil', 'isolate\u2066x', '\u200B', '\u00AD', ' \u2060 ', '\u180E\u200B']) {
+    // Nothing visible: zero-width space, soft hyphen, word joiner, Mongolian vowel separator, variation
+    // selectors, a combining grapheme joiner, Hangul fillers, the blank braille pattern; alone or with spaces.
+    const blank = ['\u200B', '\u00AD', ' \u2060 ', '\u180E\u200B', '\uFE0F', '\uFE0F\uFE0F\uFE0F', '\u034F', '\u3164', '\u115F\u1160', '\uFFA0', '\u2800'];
+    for (const name of ['a\nb', 'tab\there', 'bell\u0007', 'line\u2028sep', 'rlo\u202Eevil', 'isolate\u2066x', ...blank]) {
       const res = await ta.app.inject({ method: 'PATCH', url: `/api/v1/passkeys/${body.id}`, headers: bearer(token), payload: { name } });
       assert.equal(res.statusCode, 422, JSON.stringify(name));
       assert.equal(res.json().code, 'validation_failed');
     }
-    for (const name of ['Laptop 👩‍💻', 'Clé de Zoë', 'ノートPC', '👩‍💻']) {
+    for (const name of ['Laptop 👩‍💻', 'Clé de Zoë', 'ノートPC', '👩‍💻', '❤️', 'e\u0301', '한국']) {
       const res = await ta.app.inject({ method: 'PATCH', url: `/api/v1/passkeys/${body.id}`, headers: bearer(token), payload: { name } });
       assert.equal(res.statusCode, 200, `${name}: ${res.body}`);
       assert.equal(res.json().name, name);

@@ -62,13 +62,14 @@ export const RegisteredPasskeySchema = Type.Object({
 /**
  * One line of visible text: no control characters (a newline let a name write lines of its own into
  * the "second factor added" mail), no line separators or bidirectional overrides, and at least one
- * character that is neither a space nor a format character (`\S` lets a zero-width space or a soft
- * hyphen through: a name of those alone showed blank in the list and the mail).
+ * character that shows: not a space, a format character (zero-width space, soft hyphen), a combining
+ * mark alone (a variation selector), a Hangul filler or the blank braille pattern (`\S` let each of
+ * those through alone, and the name showed blank in the list and the mail).
  */
 export const PasskeyName = Type.String({
   minLength: 1,
   maxLength: 64,
-  pattern: '^(?=.*[^\\s\\p{Cf}])[^\\p{Cc}\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]+$',
+  pattern: '^(?=.*[^\\s\\p{Cf}\\p{M}\\u115F\\u1160\\u3164\\uFFA0\\u2800])[^\\p{Cc}\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]+$',
   description: 'One line: no control characters, line separators or bidirectional overrides',
   examples: ['MacBook Touch ID'],
 });
