@@ -78,3 +78,12 @@ test('.dockerignore keeps secrets, data, dependencies and builds out of the cont
   const ignored = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
   for (const entry of ['node_modules', 'dist', '.test-build', 'data', '.env', '*.pem', '.git']) assert.ok(ignored.includes(entry), entry);
 });
+
+test('npm run build starts from an empty dist/: a migration renamed or removed in the sources must not stay in the build', () => {
+  const build = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.build ?? '';
+  // The compile and the copies of migrations and assets come after the removal (a renamed migration
+  // left in dist/ ran beside its new name: "column already exists", and the instance did not start).
+  const removal = build.indexOf("rmSync('dist'");
+  assert.ok(removal >= 0, build);
+  assert.ok(removal < build.indexOf('tsc ') && removal < build.indexOf('src/db/migrations'), build);
+});
