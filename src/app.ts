@@ -26,7 +26,7 @@ import { authEmailOtpRoutes } from './http/routes/auth-email-otp.ts';
 import { backupCodesRoutes } from './http/routes/backup-codes.ts';
 import { passkeyRoutes } from './http/routes/passkeys/manage.ts';
 import { passkeyLoginRoutes } from './http/routes/passkeys/login.ts';
-import { serviceRoutes } from './http/routes/service.ts';
+import { serviceRoutes, servicePathsOutsideRoutes } from './http/routes/service.ts';
 import { sessionRoutes } from './http/routes/sessions.ts';
 import { userRoutes } from './http/routes/users.ts';
 import { webRoutes } from './web/routes.ts';
@@ -149,6 +149,13 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
         { name: 'Webhooks', description: 'Signed webhooks (Standard Webhooks) announcing events to other services; admin only' },
         { name: 'OpenID clients', description: 'Applications that "sign in with Twofold" (OpenID Connect); admin only' },
       ],
+    },
+    // Contract service endpoints whose routes stay hidden (discovery also takes POST and OPTIONS, /docs
+    // is swagger-ui's, /openapi.json is this document) are described by hand (routes/service.ts).
+    transformObject: (doc) => {
+      if (!('openapiObject' in doc)) return doc.swaggerObject;
+      Object.assign((doc.openapiObject.paths ??= {}), servicePathsOutsideRoutes());
+      return doc.openapiObject;
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true, uiConfig: { docExpansion: 'list', deepLinking: true } });

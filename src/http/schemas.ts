@@ -1,6 +1,8 @@
 /** TypeBox schemas shared by routes: one source for validation and for the OpenAPI document. */
 import { Type, type TSchema } from 'typebox';
 import { USERNAME_PATTERN } from '../security/login-names.ts';
+import type { ErrorCode } from '../errors.ts';
+import { problemBody } from './problem.ts';
 
 export const Username = Type.String({ pattern: USERNAME_PATTERN, minLength: 3, maxLength: 32, description: '3–32 of A-Za-z0-9_.-, case-insensitively unique', examples: ['alice'] });
 export const Email = Type.String({ format: 'email', maxLength: 254, examples: ['alice@example.com'] });
@@ -33,16 +35,85 @@ export const Problem = Type.Object(
 );
 
 /** A response whose body is a problem document, declared (and serialised) as application/problem+json. */
-export function problemResponse(schema: TSchema = Problem, description = 'Problem details (RFC 9457)') {
-  return { description, content: { 'application/problem+json': { schema } } };
+export function problemResponse(schema: TSchema = Problem, description = 'Problem details (RFC 9457)', example?: Record<string, unknown>) {
+  return { description, content: { 'application/problem+json': { schema, ...(example ? { example } : {}) } } };
 }
 
-/** Response map entries for problem documents with the given statuses. */
-export function problems(...statuses: number[]): Record<number, ReturnType<typeof problemResponse>> {
+/** The error codes a route can answer, per status (`{ 401: ['invalid_credentials'] }`). */
+export type ProblemCodes = Readonly<Partial<Record<number, readonly ErrorCode[]>>>;
+
+/**
+ * A problem response that names its codes: the description lists them, `code` is an enum of them and
+ * the example is the first one, with this status and its title. `base` is the schema to narrow (the
+ * login's 403 keeps the MFA challenge's members). Only the error responses carry these enums: the
+ * serialiser (fast-json-stringify) ignores `enum`, so an answer is never altered by them.
+ */
+export function codedProblem(status: number, codes: readonly ErrorCode[], base: TSchema = Problem, extraExample: Record<string, unknown> = {}) {
+  const names = codes.map((c) => `\`${c}\``);
+  const list = names.length > 1 ? `${names.slice(0, -1).join(', ')} or ${names.at(-1)}` : names[0];
+  const description = `Problem details (RFC 9457) with code ${list}`;
+  const first = codes[0]!;
+  // The example says what the service really sends for the first code (problem.ts's problemBody).
+  const example = { ...problemBody(first, status), ...extraExample };
+  const properties = (base as unknown as { properties: Record<string, TSchema> }).properties;
+  const schema = Type.Object(
+    {
+      ...properties,
+      type: Type.String({ examples: [example.type] }),
+      title: Type.String({ examples: [example.title] }),
+      status: Type.Integer({ examples: [status] }),
+      detail: Type.String({ examples: [example.detail] }),
+      code: Type.String({ enum: [...codes], examples: [first] }),
+    },
+    { additionalProperties: true, description },
+  );
+  return problemResponse(schema, description, example);
+}
+
+/**
+ * Response map entries for problem documents. Each argument is either a status (a generic problem,
+ * kept for callers that name no code) or a map of statuses to codes; maps are merged, codes of one
+ * status listed once each, in order: `problems(BODY_PROBLEMS, { 400: ['invalid_or_expired_token'] })`.
+ */
+export function problems(...specs: Array<number | ProblemCodes>): Record<number, ReturnType<typeof problemResponse>> {
+  const codes = new Map<number, ErrorCode[]>();
+  const generic = new Set<number>();
+  for (const spec of specs) {
+    if (typeof spec === 'number') {
+      generic.add(spec);
+      continue;
+    }
+    for (const [status, list] of Object.entries(spec)) {
+      const merged = codes.get(Number(status)) ?? [];
+      for (const code of list ?? []) if (!merged.includes(code)) merged.push(code);
+      codes.set(Number(status), merged);
+    }
+  }
   const out: Record<number, ReturnType<typeof problemResponse>> = {};
-  for (const s of statuses) out[s] = problemResponse();
+  for (const s of [...new Set([...generic, ...codes.keys()])].sort((a, b) => a - b)) {
+    const list = codes.get(s);
+    out[s] = list && list.length ? codedProblem(s, list) : problemResponse();
+  }
   return out;
 }
+
+/** What any request body can be refused with before validation: not JSON (or forms), too large, another media type. */
+export const BODY_PROBLEMS: ProblemCodes = { 400: ['malformed_request'], 413: ['payload_too_large'], 415: ['unsupported_media_type'] };
+/**
+ * The query and path parameters of every route are checked for NUL characters and lone surrogates
+ * (input-guard.ts): declared where a route takes parameters.
+ */
+export const URL_PROBLEMS: ProblemCodes = { 400: ['malformed_request'] };
+/** A body (or query, path) that does not match the route's schema. */
+export const VALIDATION_PROBLEMS: ProblemCodes = { 422: ['validation_failed'] };
+/**
+ * Routes behind requireAuth (plugins/auth.ts): no or a bad token, a deactivated account; unsafe methods
+ * also refuse a cross-site cookie-borne request.
+ */
+export const AUTH_PROBLEMS: ProblemCodes = { 401: ['authentication_required', 'invalid_token'], 403: ['account_inactive'] };
+export const AUTH_WRITE_PROBLEMS: ProblemCodes = { 401: ['authentication_required', 'invalid_token'], 403: ['account_inactive', 'csrf_rejected'] };
+/** The per-IP and per-account limits (security/limiter.ts), with Retry-After. */
+export const RATE_LIMITED: ProblemCodes = { 429: ['too_many_requests'] };
 
 export const TokenPairSchema = Type.Object(
   {
@@ -82,6 +153,9 @@ export const MfaRequired = Type.Object(
   },
   { additionalProperties: true, description: 'mfa_required (with a challenge), or another 403 problem' },
 );
+
+/** The extra members of the login's 403 `mfa_required` example (its challenge). */
+export const MFA_REQUIRED_EXAMPLE = { mfa_token: 'eyJhbGciOiJSUzI1NiIsInR5cCI6Im1mYStqd3QiLCJraWQiOiIuLi4ifQ...', mfa_methods: ['totp', 'backup_code'], mfa_expires_in: 300 };
 
 export const PublicUser = Type.Object({
   username: Type.String({ examples: ['alice'] }),

@@ -7,7 +7,7 @@ import { settleDeferred } from '../../services/deferred.ts';
 import { VERIFY_EMAIL_PATH, resendVerification, verifyEmail } from '../../services/email-verification.ts';
 import { changePassword, requestPasswordReset, resetPassword } from '../../services/passwords.ts';
 import { authOf, clientInfo, requireAuth } from '../plugins/auth.ts';
-import { Email, Password, problems } from '../schemas.ts';
+import { AUTH_WRITE_PROBLEMS, BODY_PROBLEMS, Email, Password, RATE_LIMITED, URL_PROBLEMS, VALIDATION_PROBLEMS, problems } from '../schemas.ts';
 
 /** The page of the verification link: a button that posts the token (link scanners only GET). */
 const VERIFY_PAGE = '/verify-email';
@@ -36,7 +36,7 @@ export async function accountRoutes(app: FastifyInstance, { deps }: { deps: Deps
       summary: 'Verify an e-mail address',
       description: 'With the token of the link mailed at sign-up (or by `/email/verify/resend`). Single use; valid 24 hours (EMAIL_VERIFICATION_TTL). With REQUIRE_EMAIL_VERIFICATION=true this also activates the account; when the user chose `mfa: "email"` at sign-up, e-mailed codes become the second factor.',
       body: Type.Object({ token: LinkToken }),
-      response: { 200: EmailVerified, ...problems(400, 422) },
+      response: { 200: EmailVerified, ...problems(BODY_PROBLEMS, { 400: ['invalid_or_expired_token'] }, VALIDATION_PROBLEMS) },
     },
   }, async (request, reply) => {
     reply.header('Cache-Control', 'no-store');
@@ -52,7 +52,7 @@ export async function accountRoutes(app: FastifyInstance, { deps }: { deps: Deps
         'let them use up the link. Every GET answers 303 to `/verify-email?token=…`, a page whose button sends the token to ' +
         '`POST /api/v1/user/email/verify` and then shows `/verify-email?status=ok` or `?status=invalid`. API clients POST the token themselves.',
       querystring: Type.Object({ token: Type.Optional(Type.String({ maxLength: 256 })) }),
-      response: { 303: Type.Null({ description: 'To the confirmation page (the token is not spent)' }) },
+      response: { 303: Type.Null({ description: 'To the confirmation page (the token is not spent)' }), ...problems(URL_PROBLEMS, VALIDATION_PROBLEMS) },
     },
   }, async (request, reply) => {
     // The URLs carry a one-time token: never cache them (helmet already sends Referrer-Policy: no-referrer).
@@ -67,7 +67,7 @@ export async function accountRoutes(app: FastifyInstance, { deps }: { deps: Deps
       summary: 'Send the verification e-mail again',
       description: 'Always 202 with the same body: whether the address has an account, or is verified already, is not revealed. A new link is mailed only to an unverified address of an account. Limited per IP and per address (429).',
       body: Type.Object({ email: Email }),
-      response: { 202: Accepted, ...problems(422, 429) },
+      response: { 202: Accepted, ...problems(BODY_PROBLEMS, VALIDATION_PROBLEMS, RATE_LIMITED) },
     },
   }, async (request, reply) => {
     await resendVerification(deps, request.body.email, request.ip);
@@ -80,7 +80,7 @@ export async function accountRoutes(app: FastifyInstance, { deps }: { deps: Deps
       summary: 'Ask for a password reset link',
       description: 'Always 202 with the same body, headers and timing, known address or not. An active account with this address is mailed a single-use link to `/reset-password?token=…`, valid 30 minutes (PASSWORD_RESET_TTL); a new link voids earlier ones. Limited per IP and per address (429).',
       body: Type.Object({ email: Email }),
-      response: { 202: Accepted, ...problems(422, 429) },
+      response: { 202: Accepted, ...problems(BODY_PROBLEMS, VALIDATION_PROBLEMS, RATE_LIMITED) },
     },
   }, async (request, reply) => {
     await requestPasswordReset(deps, request.body.email, request.ip);
@@ -93,7 +93,7 @@ export async function accountRoutes(app: FastifyInstance, { deps }: { deps: Deps
       summary: 'Set a new password with a reset link',
       description: 'With the token of the mailed reset link. Single use. Every session of the user is revoked and the account\'s failed-login lock cleared; second factors stay, so the next login still needs one. A refused password (422) leaves the link usable.',
       body: Type.Object({ token: LinkToken, password1: Password, password2: Password }),
-      response: { 204: Type.Null(), ...problems(400, 422) },
+      response: { 204: Type.Null(), ...problems(BODY_PROBLEMS, { 400: ['invalid_or_expired_token'] }, VALIDATION_PROBLEMS) },
     },
   }, async (request, reply) => {
     await resetPassword(deps, request.body, clientInfo(request));
@@ -108,7 +108,7 @@ export async function accountRoutes(app: FastifyInstance, { deps }: { deps: Deps
       description: 'Needs the current password; a wrong one counts as a failed login (429 once the account is locked). Every other session of the user is revoked; this one stays.',
       security,
       body: Type.Object({ current_password: Password, password1: Password, password2: Password }),
-      response: { 204: Type.Null(), ...problems(401, 403, 422, 429) },
+      response: { 204: Type.Null(), ...problems(AUTH_WRITE_PROBLEMS, BODY_PROBLEMS, { 401: ['invalid_credentials'] }, VALIDATION_PROBLEMS, RATE_LIMITED) },
     },
   }, async (request, reply) => {
     await changePassword(deps, authOf(request), request.body, clientInfo(request));

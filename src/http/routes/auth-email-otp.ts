@@ -6,7 +6,7 @@ import type { Deps } from '../../deps.ts';
 import { AppError } from '../../errors.ts';
 import { confirmEmailOtp, disableEmailOtp, sendLoginEmailCode, startEmailOtpEnable } from '../../services/email-otp.ts';
 import { authOf, bearerToken, clientInfo, requireAuth } from '../plugins/auth.ts';
-import { BackupCodesSchema, problems } from '../schemas.ts';
+import { AUTH_WRITE_PROBLEMS, BODY_PROBLEMS, BackupCodesSchema, RATE_LIMITED, VALIDATION_PROBLEMS, problems } from '../schemas.ts';
 import { emptyBodyAsObject } from '../empty-body.ts';
 
 const security: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [] }];
@@ -34,7 +34,10 @@ export async function authEmailOtpRoutes(app: FastifyInstance, { deps }: { deps:
         'Sending is limited per user (a cooldown between codes and an hourly cap: 429 with `Retry-After`); a resend replaces the code but keeps its count of wrong tries. ' +
         'E-mail is a weaker channel than an authenticator app (NIST SP 800-63B-4 does not accept it for AAL2); operators can switch it off with `MFA_METHODS=totp` (400 `method_not_enabled`).',
       security,
-      response: { 202: CodeSentSchema, ...problems(400, 401, 403, 409, 422, 429) },
+      response: {
+        202: CodeSentSchema,
+        ...problems(AUTH_WRITE_PROBLEMS, BODY_PROBLEMS, { 400: ['method_not_enabled'], 403: ['step_up_required'], 409: ['email_otp_already_enabled'], 422: ['email_not_verified'] }, RATE_LIMITED),
+      },
     },
   }, async (request, reply) => {
     return reply.code(202).send(await startEmailOtpEnable(deps, authOf(request)));
@@ -51,7 +54,10 @@ export async function authEmailOtpRoutes(app: FastifyInstance, { deps }: { deps:
         'A wrong code counts against the code even though the request fails; after 5 wrong tries the code is dead.',
       security,
       body: Type.Object({ code: EmailCode }),
-      response: { 200: BackupCodesSchema, ...problems(400, 401, 403, 409, 422) },
+      response: {
+        200: BackupCodesSchema,
+        ...problems(AUTH_WRITE_PROBLEMS, BODY_PROBLEMS, { 400: ['method_not_enabled'], 401: ['invalid_security_code'], 403: ['step_up_required'], 409: ['email_otp_already_enabled'] }, VALIDATION_PROBLEMS),
+      },
     },
   }, async (request, reply) => {
     const codes = await confirmEmailOtp(deps, authOf(request), request.body.code, clientInfo(request));
@@ -67,7 +73,7 @@ export async function authEmailOtpRoutes(app: FastifyInstance, { deps }: { deps:
         'Needs an `aal2` session whose login is at most 10 minutes old (403 `step_up_required`). Codes already mailed stop working and a notice is e-mailed. When no other second factor is left, the backup codes are deleted too. ' +
         '409 `email_otp_not_enabled` when they are not on.',
       security,
-      response: { 204: Type.Null(), ...problems(401, 403, 409) },
+      response: { 204: Type.Null(), ...problems(AUTH_WRITE_PROBLEMS, BODY_PROBLEMS, { 403: ['step_up_required'], 409: ['email_otp_not_enabled'] }) },
     },
   }, async (request, reply) => {
     await disableEmailOtp(deps, authOf(request), clientInfo(request));
@@ -84,7 +90,10 @@ export async function authEmailOtpRoutes(app: FastifyInstance, { deps }: { deps:
         'Does not use one of the challenge\'s 5 tries. A resend replaces the code but keeps its count of wrong tries. ' +
         '400 `method_not_enabled` when the account has no e-mailed codes (or the operator switched them off); 401 `invalid_token` for an expired, used or over-tried challenge; 429 with `Retry-After` within the cooldown (60 s) or over the hourly cap (5).',
       body: Type.Object({ mfa_token: Type.Optional(Type.String({ maxLength: 4096 })) }),
-      response: { 202: CodeSentSchema, ...problems(400, 401, 403, 422, 429) },
+      response: {
+        202: CodeSentSchema,
+        ...problems(BODY_PROBLEMS, { 400: ['method_not_enabled'], 401: ['invalid_token'], 403: ['account_inactive'] }, VALIDATION_PROBLEMS, RATE_LIMITED),
+      },
     },
   }, async (request, reply) => {
     const mfaToken = request.body.mfa_token ?? bearerToken(request);

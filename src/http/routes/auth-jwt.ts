@@ -16,7 +16,10 @@ import type { TokenPair } from '../../services/tokens.ts';
 import { ACCESS_COOKIE, REFRESH_COOKIE, clearTokenCookies, setTokenCookies } from '../cookies.ts';
 import { followLoginInBrowser } from '../browser-session.ts';
 import { assertNotCrossSite, authOf, bearerToken, clientInfo, requireAuth } from '../plugins/auth.ts';
-import { DateTime, LoginResultSchema, MfaRequired, Password, SecurityCode, TokenPairSchema, Uuid, problemResponse, problems } from '../schemas.ts';
+import {
+  AUTH_PROBLEMS, AUTH_WRITE_PROBLEMS, BODY_PROBLEMS, DateTime, LoginResultSchema, MFA_REQUIRED_EXAMPLE, MfaRequired, Password, RATE_LIMITED, SecurityCode, TokenPairSchema, Uuid, VALIDATION_PROBLEMS,
+  codedProblem, problems,
+} from '../schemas.ts';
 import { emptyBodyAsObject } from '../empty-body.ts';
 import { privateUser } from '../../services/register-user.ts';
 
@@ -50,7 +53,12 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
         description: 'JSON or application/x-www-form-urlencoded. A user with an active second factor must send `security_code` (TOTP) or `backup_code`, or receives 403 `mfa_required` with an `mfa_token` for `/login/mfa`. The first successful `security_code` for a pending TOTP secret activates it; that answer also carries `backup_codes` (10 codes, shown once) when the user had none. After a `backup_code` login the answer carries `backup_codes_remaining`. Sets the cookies `access_token`, `refresh_token` and `twofold_browser_session` (which session the browser holds, for the OpenID provider\'s single sign-on; no credential).',
         consumes: ['application/json', 'application/x-www-form-urlencoded'],
         body: LoginBody,
-        response: { 200: LoginResultSchema, 403: problemResponse(MfaRequired, 'mfa_required with a challenge, or another 403 problem'), ...problems(400, 401, 413, 415, 422, 429) },
+        response: {
+          200: LoginResultSchema,
+          ...problems(BODY_PROBLEMS, { 401: ['invalid_credentials', 'invalid_security_code', 'invalid_token'] }, VALIDATION_PROBLEMS, RATE_LIMITED),
+          // Form bodies are held to the CSRF rule; MFA_POLICY=required refuses a login without a factor.
+          403: codedProblem(403, ['mfa_required', 'account_inactive', 'email_not_verified', 'mfa_enrollment_required', 'csrf_rejected'], MfaRequired, MFA_REQUIRED_EXAMPLE),
+        },
       },
     }, async (request, reply) => {
       // A cross-site HTML form can post form bodies without a CORS preflight: refuse that (login CSRF).
@@ -75,7 +83,10 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
         code: Type.Optional(SecurityCode),
         credential: Type.Optional(AuthenticationCredential),
       }),
-      response: { 200: LoginResultSchema, ...problems(400, 401, 403, 422, 429) },
+      response: {
+        200: LoginResultSchema,
+        ...problems(BODY_PROBLEMS, { 401: ['invalid_security_code', 'invalid_token', 'invalid_passkey'], 403: ['account_inactive', 'email_not_verified'] }, VALIDATION_PROBLEMS, RATE_LIMITED),
+      },
     },
   }, async (request, reply) => {
     const mfaToken = request.body.mfa_token ?? bearerToken(request);
@@ -95,7 +106,7 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
       summary: 'Rotate the refresh token',
       description: 'Refresh token as `refresh_token` cookie, Bearer, or `{refresh_token}`. Reusing a rotated token revokes the session (after a grace of REFRESH_REUSE_GRACE_SECONDS).',
       body: Type.Object({ refresh_token: Type.Optional(Type.String({ maxLength: 4096 })) }),
-      response: { 200: TokenPairSchema, ...problems(401, 403) },
+      response: { 200: TokenPairSchema, ...problems(BODY_PROBLEMS, { 401: ['invalid_token', 'refresh_token_reused'], 403: ['csrf_rejected'] }, VALIDATION_PROBLEMS) },
     },
   }, async (request, reply) => {
     const { token, fromCookie } = refreshTokenOf(request, deps);
@@ -116,7 +127,7 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
       summary: 'Log out (revoke this session)',
       description: 'Access or refresh token, as Bearer, cookie or `{refresh_token}`. Clears the cookies.',
       body: Type.Object({ refresh_token: Type.Optional(Type.String({ maxLength: 4096 })) }),
-      response: { 204: Type.Null(), ...problems(401, 403) },
+      response: { 204: Type.Null(), ...problems(BODY_PROBLEMS, { 401: ['authentication_required', 'invalid_token'], 403: ['csrf_rejected'] }, VALIDATION_PROBLEMS) },
     },
   }, async (request, reply) => {
     let token = request.body?.refresh_token ?? bearerToken(request);
@@ -132,7 +143,7 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
 
   r.post('/api/v1/auth-jwt/logout-all', {
     onRequest: auth,
-    schema: { tags: ['Login and tokens'], summary: 'Log out everywhere (revoke every session)', security, response: { 204: Type.Null(), ...problems(401, 403) } },
+    schema: { tags: ['Login and tokens'], summary: 'Log out everywhere (revoke every session)', security, response: { 204: Type.Null(), ...problems(AUTH_WRITE_PROBLEMS, BODY_PROBLEMS) } },
   }, async (request, reply) => {
     await logoutAll(deps, authOf(request).userId, clientInfo(request));
     clearTokenCookies(reply, deps.config);
@@ -159,7 +170,7 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
           updated_at: DateTime,
           mfa: Type.Object({ totp: Type.Boolean(), email: Type.Boolean(), passkeys: Type.Integer({ description: 'How many passkeys the user has' }), backup_codes_remaining: Type.Integer() }),
         }),
-        ...problems(401),
+        ...problems(AUTH_PROBLEMS),
       },
     },
   }, async (request, reply) => {

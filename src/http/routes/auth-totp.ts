@@ -13,7 +13,7 @@ import { hasActiveFactor, loadFactorState } from '../../services/second-factors.
 import { qrSvg, startTotpEnrollment, type TotpEnrollment } from '../../services/totp-enrollment.ts';
 import { confirmTotp, enrollTotp, removeTotp } from '../../services/totp-management.ts';
 import { authOf, clientInfo, requireAuth } from '../plugins/auth.ts';
-import { BackupCodesSchema, Password, SecurityCode, TotpEnrollmentSchema, problems } from '../schemas.ts';
+import { AUTH_WRITE_PROBLEMS, BODY_PROBLEMS, BackupCodesSchema, Password, RATE_LIMITED, SecurityCode, TotpEnrollmentSchema, VALIDATION_PROBLEMS, problems } from '../schemas.ts';
 import { emptyBodyAsObject } from '../empty-body.ts';
 import { assertMethodOffered } from '../../services/factor-changes.ts';
 
@@ -55,7 +55,10 @@ export async function authTotpRoutes(app: FastifyInstance, { deps }: { deps: Dep
       summary: 'Start TOTP enrolment with username and password',
       description: 'Returns a fresh pending secret as a QR code (PNG by default; `Accept: image/svg+xml` or `application/json` for the other forms). Only while TOTP is not active; the first login with a `security_code` activates it. Every call makes a new pending secret and voids the previous one: fetch it once, in the form you need (JSON carries the secret, the otpauth URI and the PNG).',
       body: Type.Object({ username: Type.String({ minLength: 1, maxLength: 254, examples: ['alice'] }), password: Password }),
-      response: { 201: enrollmentResponse, ...problems(401, 406, 409, 422, 429) },
+      response: {
+        201: enrollmentResponse,
+        ...problems(BODY_PROBLEMS, { 400: ['method_not_enabled'], 401: ['invalid_credentials'], 403: ['account_inactive'], 406: ['not_acceptable'], 409: ['totp_already_enabled'] }, VALIDATION_PROBLEMS, RATE_LIMITED),
+      },
     },
   }, async (request, reply) => {
     assertMethodOffered(deps, 'totp');
@@ -87,7 +90,7 @@ export async function authTotpRoutes(app: FastifyInstance, { deps }: { deps: Dep
         'An active TOTP secret stays in force until the new one is confirmed with `POST /api/v1/auth-totp/confirm`; enrolling again replaces only the pending secret. ' +
         '400 `method_not_enabled` when the operator does not offer TOTP (`MFA_METHODS`).',
       security,
-      response: { 201: enrollmentResponse, ...problems(400, 401, 403, 406) },
+      response: { 201: enrollmentResponse, ...problems(AUTH_WRITE_PROBLEMS, BODY_PROBLEMS, { 400: ['method_not_enabled'], 403: ['step_up_required'], 406: ['not_acceptable'] }) },
     },
   }, async (request, reply) => {
     const type = negotiateEnrollmentType(request);
@@ -106,7 +109,10 @@ export async function authTotpRoutes(app: FastifyInstance, { deps }: { deps: Dep
         'Needs `aal2` when another factor is active, and a login at most 10 minutes old (403 `step_up_required`). 409 `totp_not_pending` when nothing is pending.',
       security,
       body: Type.Object({ security_code: SecurityCode }),
-      response: { 200: BackupCodesSchema, ...problems(400, 401, 403, 409, 422) },
+      response: {
+        200: BackupCodesSchema,
+        ...problems(AUTH_WRITE_PROBLEMS, BODY_PROBLEMS, { 400: ['method_not_enabled'], 401: ['invalid_security_code'], 403: ['step_up_required'], 409: ['totp_not_pending'] }, VALIDATION_PROBLEMS),
+      },
     },
   }, async (request, reply) => {
     const codes = await confirmTotp(deps, authOf(request), request.body.security_code, clientInfo(request));
@@ -126,7 +132,10 @@ export async function authTotpRoutes(app: FastifyInstance, { deps }: { deps: Dep
         'Wrong proofs count towards the account lockout. 409 `totp_not_enabled` when TOTP is not active.',
       security,
       body: Type.Object({ security_code: Type.Optional(SecurityCode), password: Type.Optional(Password) }),
-      response: { 204: Type.Null(), ...problems(401, 403, 409, 422, 429) },
+      response: {
+        204: Type.Null(),
+        ...problems(AUTH_WRITE_PROBLEMS, BODY_PROBLEMS, { 401: ['invalid_security_code', 'invalid_credentials'], 403: ['step_up_required'], 409: ['totp_not_enabled'] }, VALIDATION_PROBLEMS, RATE_LIMITED),
+      },
     },
   }, async (request, reply) => {
     await removeTotp(deps, authOf(request), request.body, clientInfo(request));

@@ -6,7 +6,7 @@ import type { Deps } from '../../deps.ts';
 import { disconnectApp, listConnectedApps } from '../../services/oidc/consent.ts';
 import { authOf, clientInfo, requireAuth } from '../plugins/auth.ts';
 import { sendBackchannelLogouts } from '../../oidc/session-end.ts';
-import { DateTime, problems } from '../schemas.ts';
+import { AUTH_PROBLEMS, AUTH_WRITE_PROBLEMS, BODY_PROBLEMS, DateTime, URL_PROBLEMS, VALIDATION_PROBLEMS, problems } from '../schemas.ts';
 
 const security: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [] }];
 const tags = ['Login and tokens'];
@@ -23,7 +23,7 @@ export async function connectedAppRoutes(app: FastifyInstance, { deps }: { deps:
 
   r.get('/api/v1/account/connected-apps', {
     preHandler: auth,
-    schema: { tags, summary: 'Applications you signed in to with OpenID Connect', description: 'Each with the scopes you granted; consent is remembered per application until you disconnect it.', security, response: { 200: Type.Array(AppSchema), ...problems(401) } },
+    schema: { tags, summary: 'Applications you signed in to with OpenID Connect', description: 'Each with the scopes you granted; consent is remembered per application until you disconnect it.', security, response: { 200: Type.Array(AppSchema), ...problems(AUTH_PROBLEMS) } },
   }, async (request) => listConnectedApps(deps, authOf(request).userId));
 
   r.delete('/api/v1/account/connected-apps/:client_id', {
@@ -34,7 +34,7 @@ export async function connectedAppRoutes(app: FastifyInstance, { deps }: { deps:
       description: 'Forgets the consent and ends every grant, access and refresh token the application holds for you; it must ask again. An application with a back-channel logout URI is told that your sign-in there ended.',
       security,
       params: Type.Object({ client_id: Type.String({ maxLength: 100, examples: ['wiki'] }) }),
-      response: { 204: Type.Null({ description: 'Disconnected' }), ...problems(401, 403, 404) },
+      response: { 204: Type.Null({ description: 'Disconnected' }), ...problems(AUTH_WRITE_PROBLEMS, BODY_PROBLEMS, URL_PROBLEMS, { 404: ['not_found'] }, VALIDATION_PROBLEMS) },
     },
   }, async (request, reply) => {
     const { userId } = authOf(request);

@@ -24,7 +24,7 @@ export async function metricsRoutes(app: FastifyInstance, { config, metrics }: {
       summary: 'Prometheus metrics (text format)',
       description: 'With METRICS_TOKEN set, only for `Authorization: Bearer <METRICS_TOKEN>` (401 otherwise). With METRICS_PORT set, served on that port only.',
       ...(config.metricsToken ? { security: [{ bearerAuth: [] }] } : {}),
-      response: { 200: { description: 'Prometheus exposition format', content: { 'text/plain': { schema: Type.String() } } }, ...problems(401) },
+      response: { 200: { description: 'Prometheus exposition format', content: { 'text/plain': { schema: Type.String() } } }, ...problems({ 401: ['authentication_required'], 503: ['service_unavailable'] }) },
     },
     // Per-route metrics reveal traffic, routes and error rates: an operator can keep them private.
     onRequest: async (request) => {

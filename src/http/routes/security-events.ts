@@ -5,7 +5,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Deps } from '../../deps.ts';
 import { listOwnSecurityEvents } from '../../services/audit/list.ts';
 import { authOf, requireAuth } from '../plugins/auth.ts';
-import { DateTime, problems } from '../schemas.ts';
+import { AUTH_PROBLEMS, DateTime, URL_PROBLEMS, VALIDATION_PROBLEMS, problems } from '../schemas.ts';
 import { Cursor, Limit, NextCursor } from './admin/schemas.ts';
 
 const security: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [] }];
@@ -30,7 +30,7 @@ export async function securityEventRoutes(app: FastifyInstance, { deps }: { deps
       description: 'Logins (also failed ones), second-factor and password changes, ended sessions on your account, newest first (default 20, at most 100 per page). When an administrator acted, `actor` says so without naming them.',
       security,
       querystring: Type.Object({ limit: Limit, cursor: Cursor }),
-      response: { 200: Type.Object({ events: Type.Array(SecurityEvent), next_cursor: NextCursor }), ...problems(401, 422) },
+      response: { 200: Type.Object({ events: Type.Array(SecurityEvent), next_cursor: NextCursor }), ...problems(AUTH_PROBLEMS, URL_PROBLEMS, VALIDATION_PROBLEMS) },
     },
   }, async (request) => listOwnSecurityEvents(deps, authOf(request).userId, request.query));
 }

@@ -8,7 +8,7 @@ import { authenticateIntrospectionClient, introspectToken } from '../../services
 import { listSessions, revokeOwnSession } from '../../services/sessions.ts';
 import { clearTokenCookies } from '../cookies.ts';
 import { authOf, bearerToken, clientInfo, requireAuth } from '../plugins/auth.ts';
-import { DateTime, Uuid, problems } from '../schemas.ts';
+import { AUTH_PROBLEMS, AUTH_WRITE_PROBLEMS, BODY_PROBLEMS, DateTime, URL_PROBLEMS, Uuid, VALIDATION_PROBLEMS, problems } from '../schemas.ts';
 
 const security: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [] }];
 
@@ -51,7 +51,7 @@ export async function sessionRoutes(app: FastifyInstance, { deps }: { deps: Deps
       summary: 'The caller\'s live sessions',
       description: 'One entry per login that is neither logged out, revoked nor expired, newest first; `current` marks the session of this request.',
       security,
-      response: { 200: Type.Array(SessionSchema), ...problems(401, 403) },
+      response: { 200: Type.Array(SessionSchema), ...problems(AUTH_PROBLEMS) },
     },
   }, async (request, reply) => {
     reply.header('Cache-Control', 'no-store');
@@ -66,7 +66,7 @@ export async function sessionRoutes(app: FastifyInstance, { deps }: { deps: Deps
       description: 'Its access and refresh tokens are refused at once. Revoking the current session also clears the token cookies. Another user\'s session, or an unknown or ended one, is 404 `session_not_found`.',
       security,
       params: Type.Object({ id: Type.String({ description: 'Session id from GET /sessions' }) }),
-      response: { 204: Type.Null(), ...problems(401, 403, 404) },
+      response: { 204: Type.Null(), ...problems(AUTH_WRITE_PROBLEMS, BODY_PROBLEMS, URL_PROBLEMS, { 404: ['session_not_found'] }) },
     },
   }, async (request, reply) => {
     const { current } = await revokeOwnSession(deps, authOf(request), request.params.id, clientInfo(request));
@@ -90,7 +90,7 @@ export async function sessionRoutes(app: FastifyInstance, { deps }: { deps: Deps
           token: Type.String({ maxLength: 8192, examples: ['eyJhbGciOiJSUzI1NiIsInR5cCI6ImF0K2p3dCIsImtpZCI6Ii4uLiJ9...'] }),
           token_type_hint: Type.Optional(Type.String({ maxLength: 64, examples: ['access_token'] })),
         }),
-        response: { 200: IntrospectionSchema, ...problems(400, 401, 413, 415, 422) },
+        response: { 200: IntrospectionSchema, ...problems(BODY_PROBLEMS, { 401: ['invalid_client'] }, VALIDATION_PROBLEMS) },
       },
     }, async (request, reply) => {
       // The answer describes a credential: no cache may keep it (RFC 7662 §4 refers to RFC 6749 §5.1).

@@ -7,7 +7,7 @@ import { AppError } from '../../errors.ts';
 import { findUserByUsername } from '../../db/repositories/users.ts';
 import { privateUser, publicUser, registerUser } from '../../services/register-user.ts';
 import { clientInfo } from '../plugins/auth.ts';
-import { PrivateUser, problems, PublicUser, SIGN_UP_FIELDS, TotpEnrollmentSchema } from '../schemas.ts';
+import { BODY_PROBLEMS, PrivateUser, problems, PublicUser, RATE_LIMITED, SIGN_UP_FIELDS, TotpEnrollmentSchema, URL_PROBLEMS, VALIDATION_PROBLEMS } from '../schemas.ts';
 
 export async function userRoutes(app: FastifyInstance, { deps }: { deps: Deps }): Promise<void> {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
@@ -20,7 +20,7 @@ export async function userRoutes(app: FastifyInstance, { deps }: { deps: Deps })
       body: Type.Object(SIGN_UP_FIELDS),
       response: {
         201: Type.Intersect([PrivateUser, Type.Object({ totp: Type.Optional(TotpEnrollmentSchema) })]),
-        ...problems(400, 409, 413, 422, 429),
+        ...problems(BODY_PROBLEMS, VALIDATION_PROBLEMS, { 409: ['username_taken', 'email_taken'] }, RATE_LIMITED),
       },
     },
   }, async (request, reply) => {
@@ -34,7 +34,7 @@ export async function userRoutes(app: FastifyInstance, { deps }: { deps: Deps })
       tags: ['Users'],
       summary: 'Public profile of a user',
       params: Type.Object({ username: Type.String() }),
-      response: { 200: PublicUser, ...problems(404) },
+      response: { 200: PublicUser, ...problems(URL_PROBLEMS, { 404: ['user_not_found'] }) },
     },
   }, async (request) => {
     const user = await findUserByUsername(deps.db, request.params.username);

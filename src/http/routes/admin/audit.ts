@@ -4,8 +4,8 @@ import { Type } from 'typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Deps } from '../../../deps.ts';
 import { listAuditEvents } from '../../../services/audit/list.ts';
-import { problems } from '../../schemas.ts';
-import { AuditEventSchema, Cursor, Limit, NextCursor, adminSecurity } from './schemas.ts';
+import { URL_PROBLEMS, VALIDATION_PROBLEMS, problems } from '../../schemas.ts';
+import { ADMIN_PROBLEMS, AuditEventSchema, Cursor, Limit, NextCursor, adminSecurity } from './schemas.ts';
 
 export async function adminAuditRoutes(app: FastifyInstance, { deps }: { deps: Deps }): Promise<void> {
   const r = app.withTypeProvider<TypeBoxTypeProvider>();
@@ -24,7 +24,7 @@ export async function adminAuditRoutes(app: FastifyInstance, { deps }: { deps: D
         limit: Limit,
         cursor: Cursor,
       }),
-      response: { 200: Type.Object({ events: Type.Array(AuditEventSchema), next_cursor: NextCursor }), ...problems(401, 403, 422) },
+      response: { 200: Type.Object({ events: Type.Array(AuditEventSchema), next_cursor: NextCursor }), ...problems(ADMIN_PROBLEMS, URL_PROBLEMS, VALIDATION_PROBLEMS) },
     },
   }, async (request) => listAuditEvents(deps, request.query));
 }

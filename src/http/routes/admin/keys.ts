@@ -6,7 +6,7 @@ import type { Deps } from '../../../deps.ts';
 import { auditRotation, listKeys, rotateSigningKey } from '../../../services/signing-keys/rotate.ts';
 import { DateTime, problems } from '../../schemas.ts';
 import { adminContext } from './guard.ts';
-import { adminSecurity } from './schemas.ts';
+import { ADMIN_PROBLEMS, ADMIN_WRITE_PROBLEMS, adminSecurity } from './schemas.ts';
 
 const KID_EXAMPLE = 'NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs';
 
@@ -36,7 +36,7 @@ export async function adminKeyRoutes(app: FastifyInstance, { deps }: { deps: Dep
             { kid: KID_EXAMPLE, alg: 'RS256', state: 'current', created_at: '2026-03-01T09:00:00.000Z', activates_at: '2026-03-01T09:10:00.000Z', retires_at: '2026-07-31T12:15:00.000Z' },
           ] }],
         }),
-        ...problems(401, 403),
+        ...problems(ADMIN_PROBLEMS),
       },
     },
   }, async () => ({ keys: await listKeys(deps) }));
@@ -51,7 +51,7 @@ export async function adminKeyRoutes(app: FastifyInstance, { deps }: { deps: Dep
       security: adminSecurity,
       response: {
         201: { ...SigningKeySchema, examples: [{ kid: KID_EXAMPLE, alg: 'RS256', state: 'next', created_at: '2026-06-01T12:00:00.000Z', activates_at: '2026-06-01T12:10:00.000Z' }] },
-        ...problems(401, 403),
+        ...problems(ADMIN_WRITE_PROBLEMS),
       },
     },
   }, async (request, reply) => {

@@ -9,9 +9,9 @@ import type { Deps } from '../../../deps.ts';
 import { createClient, listAllClients, removeClient } from '../../../services/oidc/clients.ts';
 import { loadClientsFile } from '../../../oidc/clients-file.ts';
 import { AUTH_METHODS, GRANT_TYPES } from '../../../oidc/client-metadata.ts';
-import { DateTime, problems } from '../../schemas.ts';
+import { DateTime, URL_PROBLEMS, VALIDATION_PROBLEMS, problems } from '../../schemas.ts';
 import { adminContext } from './guard.ts';
-import { adminSecurity } from './schemas.ts';
+import { ADMIN_PROBLEMS, ADMIN_WRITE_PROBLEMS, adminSecurity } from './schemas.ts';
 
 const tags = ['OpenID clients'];
 const Url = Type.String({ maxLength: 2048, examples: ['https://wiki.example.com/callback'] });
@@ -48,7 +48,7 @@ export async function adminOidcClientRoutes(app: FastifyInstance, { deps }: { de
       description: 'RFC 7591 metadata. A confidential client gets a generated `client_secret` (43 characters), returned only in this answer and stored sealed. A `client_id` in use (here or in OIDC_CLIENTS_FILE) is 422 on `client_id`.',
       security: adminSecurity,
       body: Type.Object(Metadata, { additionalProperties: true }),
-      response: { 201: Type.Object({ ...ClientSchema.properties, client_secret: Type.Optional(Type.String({ description: 'Shown once', examples: ['q8V0m1Yg3o6cS8l2bR2S0E9jv0pJvXq5z4b7n6m5k3A'] })) }), ...problems(401, 403, 415, 422) },
+      response: { 201: Type.Object({ ...ClientSchema.properties, client_secret: Type.Optional(Type.String({ description: 'Shown once', examples: ['q8V0m1Yg3o6cS8l2bR2S0E9jv0pJvXq5z4b7n6m5k3A'] })) }), ...problems(ADMIN_WRITE_PROBLEMS, VALIDATION_PROBLEMS) },
     },
   }, async (request, reply) => {
     reply.code(201).header('Cache-Control', 'no-store');
@@ -56,7 +56,7 @@ export async function adminOidcClientRoutes(app: FastifyInstance, { deps }: { de
   });
 
   r.get('/api/v1/admin/oidc-clients', {
-    schema: { tags, summary: 'List OpenID clients', description: 'Clients of OIDC_CLIENTS_FILE first, then registered ones, oldest first; never secrets.', security: adminSecurity, response: { 200: Type.Array(ClientSchema), ...problems(401, 403) } },
+    schema: { tags, summary: 'List OpenID clients', description: 'Clients of OIDC_CLIENTS_FILE first, then registered ones, oldest first; never secrets.', security: adminSecurity, response: { 200: Type.Array(ClientSchema), ...problems(ADMIN_PROBLEMS) } },
   }, async () => listAllClients(deps, fileClients));
 
   r.delete('/api/v1/admin/oidc-clients/:client_id', {
@@ -66,7 +66,7 @@ export async function adminOidcClientRoutes(app: FastifyInstance, { deps }: { de
       description: 'Its grants, codes, access and refresh tokens and remembered consents are deleted with it. Clients of OIDC_CLIENTS_FILE are removed from the file (422 here).',
       security: adminSecurity,
       params: Type.Object({ client_id: Type.String({ maxLength: 100, examples: ['wiki'] }) }),
-      response: { 204: Type.Null({ description: 'Deleted' }), ...problems(401, 403, 404, 422) },
+      response: { 204: Type.Null({ description: 'Deleted' }), ...problems(ADMIN_WRITE_PROBLEMS, URL_PROBLEMS, { 404: ['not_found'] }, VALIDATION_PROBLEMS) },
     },
   }, async (request, reply) => {
     await removeClient(deps, adminContext(request), request.params.client_id, fileClients);

@@ -4,8 +4,8 @@ import { Type } from 'typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Deps } from '../../../deps.ts';
 import { listOutbox } from '../../../services/admin/outbox.ts';
-import { DateTime, Uuid, problems } from '../../schemas.ts';
-import { Cursor, Limit, NextCursor, adminSecurity } from './schemas.ts';
+import { DateTime, URL_PROBLEMS, Uuid, VALIDATION_PROBLEMS, problems } from '../../schemas.ts';
+import { ADMIN_PROBLEMS, Cursor, Limit, NextCursor, adminSecurity } from './schemas.ts';
 
 const Status = Type.Union([Type.Literal('queued'), Type.Literal('sending'), Type.Literal('retrying'), Type.Literal('delivered'), Type.Literal('failed')]);
 
@@ -32,7 +32,7 @@ export async function adminOutboxRoutes(app: FastifyInstance, { deps }: { deps: 
         'Every mail the service queued, newest first: `queued` (not tried yet), `sending` (a worker holds it), `retrying` (failed, waits for `next_attempt_at`), ' +
         '`delivered`, `failed` (given up). Never a body (they hold links and codes) or an address. Filter with `status`.',
       querystring: Type.Object({ status: Type.Optional(Type.String({ maxLength: 16, examples: ['retrying'] })), limit: Limit, cursor: Cursor }),
-      response: { 200: Type.Object({ messages: Type.Array(OutboxMessage), next_cursor: NextCursor }), ...problems(401, 403, 422) },
+      response: { 200: Type.Object({ messages: Type.Array(OutboxMessage), next_cursor: NextCursor }), ...problems(ADMIN_PROBLEMS, URL_PROBLEMS, VALIDATION_PROBLEMS) },
     },
   }, async (request) => listOutbox(deps, request.query));
 }

@@ -1,9 +1,18 @@
 /** TypeBox schemas of the admin API (validation and OpenAPI from one source). */
 import { Type } from 'typebox';
-import { DateTime, Uuid } from '../../schemas.ts';
+import { BODY_PROBLEMS, DateTime, Uuid, type ProblemCodes } from '../../schemas.ts';
 
 /** Both ways to call the admin API: ADMIN_API_KEY or an admin's aal2 access token as Bearer, or that token as cookie. */
 export const adminSecurity: Array<Record<string, string[]>> = [{ adminApiKey: [] }, { bearerAuth: [] }, { cookieAuth: [] }];
+
+/**
+ * What the admin guard (guard.ts, services/admin/authorize.ts) answers before any admin route runs: 401
+ * without credentials or with a bad token, 403 for anyone but an admin (or a deactivated one); a
+ * change also re-checks the admin in its transaction (admin_required).
+ */
+export const ADMIN_PROBLEMS: ProblemCodes = { 401: ['authentication_required', 'invalid_token'], 403: ['admin_required', 'account_inactive'] };
+/** The guard's answers for unsafe methods (a cookie-borne token is held to the CSRF rule), and those of any request body. */
+export const ADMIN_WRITE_PROBLEMS: ProblemCodes = { ...BODY_PROBLEMS, 401: ['authentication_required', 'invalid_token'], 403: ['admin_required', 'account_inactive', 'csrf_rejected'] };
 
 /** Query strings are not type-coerced (ajv coerceTypes is off): the page size is digits, checked by {@link pageLimit}. */
 export const Limit = Type.Optional(Type.String({ pattern: '^[0-9]{1,3}$', description: 'Page size, 1 to 100 (default 50)', examples: ['50'] }));

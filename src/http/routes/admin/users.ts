@@ -5,9 +5,9 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Deps } from '../../../deps.ts';
 import { createUserAsAdmin, getUserForAdmin, searchUsers } from '../../../services/admin/users.ts';
 import { deleteUserAsAdmin, resetMfaAsAdmin, revokeUserSessionsAsAdmin, unlockUserAsAdmin, updateUserAsAdmin } from '../../../services/admin/user-changes.ts';
-import { SIGN_UP_FIELDS, TotpEnrollmentSchema, problems } from '../../schemas.ts';
+import { SIGN_UP_FIELDS, TotpEnrollmentSchema, URL_PROBLEMS, VALIDATION_PROBLEMS, problems } from '../../schemas.ts';
 import { adminContext } from './guard.ts';
-import { AdminSessionSchema, AdminUserSchema, Cursor, Limit, NextCursor, Roles, UserIdParams, adminSecurity } from './schemas.ts';
+import { ADMIN_PROBLEMS, ADMIN_WRITE_PROBLEMS, AdminSessionSchema, AdminUserSchema, Cursor, Limit, NextCursor, Roles, UserIdParams, adminSecurity } from './schemas.ts';
 
 const tags = ['Administration'];
 const security = adminSecurity;
@@ -24,7 +24,7 @@ export async function adminUserRoutes(app: FastifyInstance, { deps }: { deps: De
         'Username matches come first (by username), then e-mail-only matches (by address). Keyset pagination: pass `next_cursor` as `cursor`; ' +
         'each page is an index range scan, as fast at a million users as at ten, and users created meanwhile never make a page repeat or skip one.',
       querystring: Type.Object({ query: Type.Optional(Type.String({ maxLength: 254, examples: ['ali'] })), limit: Limit, cursor: Cursor }),
-      response: { 200: Type.Object({ users: Type.Array(AdminUserSchema), next_cursor: NextCursor }), ...problems(401, 403, 422) },
+      response: { 200: Type.Object({ users: Type.Array(AdminUserSchema), next_cursor: NextCursor }), ...problems(ADMIN_PROBLEMS, URL_PROBLEMS, VALIDATION_PROBLEMS) },
     },
   }, async (request) => searchUsers(deps, request.query));
 
@@ -38,7 +38,7 @@ export async function adminUserRoutes(app: FastifyInstance, { deps }: { deps: De
         roles: Type.Optional(Roles),
         email_verified: Type.Optional(Type.Boolean()),
       }),
-      response: { 201: Type.Intersect([AdminUserSchema, Type.Object({ totp: Type.Optional(TotpEnrollmentSchema) })]), ...problems(400, 401, 403, 409, 413, 422) },
+      response: { 201: Type.Intersect([AdminUserSchema, Type.Object({ totp: Type.Optional(TotpEnrollmentSchema) })]), ...problems(ADMIN_WRITE_PROBLEMS, { 404: ['user_not_found'], 409: ['username_taken', 'email_taken'] }, VALIDATION_PROBLEMS) },
     },
   }, async (request, reply) => {
     const { user, totp } = await createUserAsAdmin(deps, request.body, adminContext(request));
@@ -50,7 +50,7 @@ export async function adminUserRoutes(app: FastifyInstance, { deps }: { deps: De
       tags, security,
       summary: 'Read a user, with live sessions',
       params: UserIdParams,
-      response: { 200: Type.Intersect([AdminUserSchema, Type.Object({ sessions: Type.Array(AdminSessionSchema) })]), ...problems(401, 403, 404) },
+      response: { 200: Type.Intersect([AdminUserSchema, Type.Object({ sessions: Type.Array(AdminSessionSchema) })]), ...problems(ADMIN_PROBLEMS, URL_PROBLEMS, { 404: ['user_not_found'] }) },
     },
   }, async (request) => getUserForAdmin(deps, request.params.uuid.toLowerCase()));
 
@@ -65,7 +65,7 @@ export async function adminUserRoutes(app: FastifyInstance, { deps }: { deps: De
         'Vouching for the address (`email_verified: true`) also activates an account that was inactive only until verification (`REQUIRE_EMAIL_VERIFICATION`).',
       params: UserIdParams,
       body: Type.Object({ is_active: Type.Optional(Type.Boolean()), roles: Type.Optional(Roles), email_verified: Type.Optional(Type.Boolean()) }, { examples: [{ is_active: false }] }),
-      response: { 200: Type.Intersect([AdminUserSchema, Type.Object({ sessions: Type.Array(AdminSessionSchema) })]), ...problems(400, 401, 403, 404, 409, 422) },
+      response: { 200: Type.Intersect([AdminUserSchema, Type.Object({ sessions: Type.Array(AdminSessionSchema) })]), ...problems(ADMIN_WRITE_PROBLEMS, URL_PROBLEMS, { 404: ['user_not_found'], 409: ['last_admin'] }, VALIDATION_PROBLEMS) },
     },
   }, async (request) => {
     await updateUserAsAdmin(deps, request.params.uuid, request.body, adminContext(request));
@@ -80,7 +80,7 @@ export async function adminUserRoutes(app: FastifyInstance, { deps }: { deps: De
         'Each live session is recorded as revoked (`session.revoked`, reason `user_deleted`), and the OpenID provider sessions the user signed in to end with back-channel logouts. ' +
         'Without `ADMIN_API_KEY`, the last active admin cannot be deleted (409 `last_admin`).',
       params: UserIdParams,
-      response: { 204: Type.Null({ description: 'Erased' }), ...problems(401, 403, 404, 409) },
+      response: { 204: Type.Null({ description: 'Erased' }), ...problems(ADMIN_WRITE_PROBLEMS, URL_PROBLEMS, { 404: ['user_not_found'], 409: ['last_admin'] }) },
     },
   }, async (request, reply) => {
     await deleteUserAsAdmin(deps, request.params.uuid, adminContext(request));
@@ -107,7 +107,7 @@ export async function adminUserRoutes(app: FastifyInstance, { deps }: { deps: De
     r.route({
       method: action.method,
       url: action.url,
-      schema: { tags, security, summary: action.summary, description: action.description, params: UserIdParams, response: { 204: Type.Null({ description: 'Done' }), ...problems(401, 403, 404) } },
+      schema: { tags, security, summary: action.summary, description: action.description, params: UserIdParams, response: { 204: Type.Null({ description: 'Done' }), ...problems(ADMIN_WRITE_PROBLEMS, URL_PROBLEMS, { 404: ['user_not_found'] }) } },
       handler: async (request, reply) => {
         await action.run(deps, request.params.uuid, adminContext(request));
         return reply.code(204).send(null);

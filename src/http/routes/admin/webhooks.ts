@@ -9,9 +9,9 @@ import type { Deps } from '../../../deps.ts';
 import * as endpoints from '../../../services/events/endpoints.ts';
 import { pageLimit } from '../../../services/audit/cursor.ts';
 import { EVENT_TYPES } from '../../../services/events/publish.ts';
-import { DateTime, Uuid, problems } from '../../schemas.ts';
+import { DateTime, URL_PROBLEMS, Uuid, VALIDATION_PROBLEMS, problems } from '../../schemas.ts';
 import { adminContext } from './guard.ts';
-import { adminSecurity } from './schemas.ts';
+import { ADMIN_PROBLEMS, ADMIN_WRITE_PROBLEMS, adminSecurity } from './schemas.ts';
 
 const tags = ['Webhooks'];
 const NullableDate = Type.Union([DateTime, Type.Null()]);
@@ -63,7 +63,7 @@ export async function adminWebhookRoutes(app: FastifyInstance, { deps }: { deps:
         events: Type.Array(Type.String({ maxLength: 64 }), { minItems: 1, maxItems: 64, examples: [['session.revoked', 'user.deleted']] }),
         description: Type.Optional(Type.String({ maxLength: 500, examples: ['Billing: drop cached sessions'] })),
       }),
-      response: { 201: Type.Object({ ...EndpointSchema.properties, secret: SecretField }), ...problems(401, 403, 415, 422) },
+      response: { 201: Type.Object({ ...EndpointSchema.properties, secret: SecretField }), ...problems(ADMIN_WRITE_PROBLEMS, VALIDATION_PROBLEMS) },
     },
   }, async (request, reply) => {
     reply.code(201);
@@ -71,11 +71,11 @@ export async function adminWebhookRoutes(app: FastifyInstance, { deps }: { deps:
   });
 
   r.get('/api/v1/admin/webhooks', {
-    schema: { tags, summary: 'List webhook endpoints', description: 'Oldest first, without secrets.', security: adminSecurity, response: { 200: Type.Array(EndpointSchema), ...problems(401, 403) } },
+    schema: { tags, summary: 'List webhook endpoints', description: 'Oldest first, without secrets.', security: adminSecurity, response: { 200: Type.Array(EndpointSchema), ...problems(ADMIN_PROBLEMS) } },
   }, async () => endpoints.listEndpoints(deps));
 
   r.delete('/api/v1/admin/webhooks/:id', {
-    schema: { tags, summary: 'Delete a webhook endpoint', description: 'Its undelivered events are dropped with it.', security: adminSecurity, params: IdParams, response: { 204: Type.Null({ description: 'Deleted' }), ...problems(401, 403, 404) } },
+    schema: { tags, summary: 'Delete a webhook endpoint', description: 'Its undelivered events are dropped with it.', security: adminSecurity, params: IdParams, response: { 204: Type.Null({ description: 'Deleted' }), ...problems(ADMIN_WRITE_PROBLEMS, URL_PROBLEMS, { 404: ['not_found'] }, VALIDATION_PROBLEMS) } },
   }, async (request, reply) => {
     await endpoints.deleteEndpoint(deps, adminContext(request), request.params.id);
     return reply.code(204).send(null);
@@ -88,7 +88,7 @@ export async function adminWebhookRoutes(app: FastifyInstance, { deps }: { deps:
       description: 'A new secret, shown once. Until `previous_secret_expires_at` (WEBHOOK_SECRET_GRACE, default 24 h) every delivery carries two `v1,` signatures, one per secret, so the receiver can switch at its own pace. Rotating again within that time keeps the earlier secrets signing too, each until the end its rotation announced.',
       security: adminSecurity,
       params: IdParams,
-      response: { 200: Type.Object({ id: Uuid, secret: SecretField, previous_secret_expires_at: DateTime }), ...problems(401, 403, 404) },
+      response: { 200: Type.Object({ id: Uuid, secret: SecretField, previous_secret_expires_at: DateTime }), ...problems(ADMIN_WRITE_PROBLEMS, URL_PROBLEMS, { 404: ['not_found'] }, VALIDATION_PROBLEMS) },
     },
   }, async (request) => endpoints.rotateEndpointSecret(deps, adminContext(request), request.params.id));
 
@@ -100,7 +100,7 @@ export async function adminWebhookRoutes(app: FastifyInstance, { deps }: { deps:
       security: adminSecurity,
       params: IdParams,
       querystring: Type.Object({ limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,3}$', description: 'How many, 1 to 100 (default 100)', examples: ['100'] })) }),
-      response: { 200: Type.Array(DeliverySchema), ...problems(401, 403, 404, 422) },
+      response: { 200: Type.Array(DeliverySchema), ...problems(ADMIN_PROBLEMS, URL_PROBLEMS, { 404: ['not_found'] }, VALIDATION_PROBLEMS) },
     },
   }, async (request) => endpoints.listEndpointDeliveries(deps, request.params.id, pageLimit(request.query.limit, 100, 100)));
 
@@ -111,7 +111,7 @@ export async function adminWebhookRoutes(app: FastifyInstance, { deps }: { deps:
       description: 'Makes a pending or given-up delivery due now, with a fresh WEBHOOK_MAX_AGE. An acknowledged delivery is never sent again (409 `already_delivered`).',
       security: adminSecurity,
       params: Type.Object({ id: Uuid, event_id: Uuid }),
-      response: { 202: Type.Object({ status: Type.Literal('queued') }), ...problems(401, 403, 404, 409) },
+      response: { 202: Type.Object({ status: Type.Literal('queued') }), ...problems(ADMIN_WRITE_PROBLEMS, URL_PROBLEMS, { 404: ['not_found'], 409: ['already_delivered'] }, VALIDATION_PROBLEMS) },
     },
   }, async (request, reply) => {
     await endpoints.retryDelivery(deps, adminContext(request), request.params.id, request.params.event_id);
@@ -126,7 +126,7 @@ export async function adminWebhookRoutes(app: FastifyInstance, { deps }: { deps:
       description: 'Makes every pending or given-up delivery of the endpoint due now (after an outage of the receiver).',
       security: adminSecurity,
       params: IdParams,
-      response: { 202: Type.Object({ requeued: Type.Integer({ examples: [12] }) }), ...problems(401, 403, 404) },
+      response: { 202: Type.Object({ requeued: Type.Integer({ examples: [12] }) }), ...problems(ADMIN_WRITE_PROBLEMS, URL_PROBLEMS, { 404: ['not_found'] }, VALIDATION_PROBLEMS) },
     },
   }, async (request, reply) => {
     const requeued = await endpoints.retryAllDeliveries(deps, adminContext(request), request.params.id);

@@ -9,7 +9,7 @@ import { loginWithPasskey, mfaPasskeyOptions, passkeyLoginOptions } from '../../
 import { setTokenCookies } from '../../cookies.ts';
 import { followLoginInBrowser } from '../../browser-session.ts';
 import { bearerToken, clientInfo } from '../../plugins/auth.ts';
-import { TokenPairSchema, problems } from '../../schemas.ts';
+import { BODY_PROBLEMS, RATE_LIMITED, TokenPairSchema, VALIDATION_PROBLEMS, problems } from '../../schemas.ts';
 import { emptyBodyAsObject } from '../../empty-body.ts';
 import { AuthenticationCredential, RequestOptionsSchema } from './schemas.ts';
 
@@ -31,7 +31,7 @@ export async function passkeyLoginRoutes(app: FastifyInstance, { deps }: { deps:
       body: Type.Object({ username: Type.Optional(Type.String({ maxLength: 254, examples: ['alice'] })) }),
       response: {
         200: Type.Object({ challenge_token: Type.String({ examples: ['d3Vx0c1m2VxkXz1Wm4d9cQ7o2qj1c8n0a5b6e7f8g9h'] }), options: RequestOptionsSchema }),
-        ...problems(413, 415, 422, 429),
+        ...problems(BODY_PROBLEMS, VALIDATION_PROBLEMS, RATE_LIMITED),
       },
     },
   }, async (request, reply) => {
@@ -48,7 +48,7 @@ export async function passkeyLoginRoutes(app: FastifyInstance, { deps }: { deps:
         'the session is `aal2` with `amr` `["hwk" | "swk", "user", "mfa"]` (`swk` for a passkey that may be synced). ' +
         '401 `invalid_passkey` for anything wrong (unknown passkey, used or expired challenge, wrong origin or RP ID, no user verification, a signature counter that went back); failures count towards the account lockout and the per-IP limit.',
       body: Type.Object({ challenge_token: Type.String({ minLength: 1, maxLength: 128 }), credential: AuthenticationCredential }),
-      response: { 200: TokenPairSchema, ...problems(401, 403, 422, 429) },
+      response: { 200: TokenPairSchema, ...problems(BODY_PROBLEMS, { 401: ['invalid_passkey'], 403: ['account_inactive', 'email_not_verified'] }, VALIDATION_PROBLEMS, RATE_LIMITED) },
     },
   }, async (request, reply) => {
     const tokens = await loginWithPasskey(deps, { challenge_token: request.body.challenge_token, credential: request.body.credential as AuthenticationResponseJSON }, clientInfo(request));
@@ -64,7 +64,7 @@ export async function passkeyLoginRoutes(app: FastifyInstance, { deps }: { deps:
       summary: 'Request options for a passkey as the second step',
       description: 'For a live MFA challenge (`mfa_token` from the 403 `mfa_required`, or as Bearer): request options limited to that user\'s passkeys. Then `POST /login/mfa` with `method: "passkey"` and the `credential`. 400 `method_not_enabled` when the user has no passkey.',
       body: Type.Object({ mfa_token: Type.Optional(Type.String({ maxLength: 4096 })) }),
-      response: { 200: RequestOptionsSchema, ...problems(400, 401, 429) },
+      response: { 200: RequestOptionsSchema, ...problems(BODY_PROBLEMS, { 400: ['method_not_enabled'], 401: ['invalid_token'] }, VALIDATION_PROBLEMS, RATE_LIMITED) },
     },
   }, async (request, reply) => {
     const mfaToken = request.body.mfa_token ?? bearerToken(request);

@@ -7,7 +7,7 @@ import type { Deps } from '../../../deps.ts';
 import { finishPasskeyRegistration, MAX_PASSKEYS_PER_USER, startPasskeyRegistration } from '../../../services/passkeys/registration.ts';
 import { listOwnPasskeys, removeOwnPasskey, renameOwnPasskey } from '../../../services/passkeys/management.ts';
 import { authOf, clientInfo, requireAuth } from '../../plugins/auth.ts';
-import { problems } from '../../schemas.ts';
+import { AUTH_PROBLEMS, AUTH_WRITE_PROBLEMS, BODY_PROBLEMS, RATE_LIMITED, URL_PROBLEMS, VALIDATION_PROBLEMS, problems } from '../../schemas.ts';
 import { emptyBodyAsObject } from '../../empty-body.ts';
 import { CreationOptionsSchema, PasskeyName, PasskeySchema, RegisteredPasskeySchema, RegistrationCredential } from './schemas.ts';
 import { MAX_CREDENTIAL_ID_BYTES } from '../../../services/passkeys/relying-party.ts';
@@ -33,7 +33,7 @@ export async function passkeyRoutes(app: FastifyInstance, { deps }: { deps: Deps
         `A user holds at most ${MAX_PASSKEYS_PER_USER} passkeys: 409 \`passkey_limit_reached\` at the limit (remove one first).`,
       security,
       body: Type.Object({}),
-      response: { 200: CreationOptionsSchema, ...problems(401, 403, 409, 429) },
+      response: { 200: CreationOptionsSchema, ...problems(AUTH_WRITE_PROBLEMS, BODY_PROBLEMS, { 403: ['step_up_required'], 409: ['passkey_limit_reached'] }, VALIDATION_PROBLEMS, RATE_LIMITED) },
     },
   }, async (request, reply) => {
     const options = await startPasskeyRegistration(deps, authOf(request), clientInfo(request).ip ?? 'unknown');
@@ -52,7 +52,10 @@ export async function passkeyRoutes(app: FastifyInstance, { deps }: { deps: Deps
         `${MAX_CREDENTIAL_ID_BYTES} bytes. 409 \`passkey_already_registered\`; 409 \`passkey_limit_reached\` when the user already holds ${MAX_PASSKEYS_PER_USER} passkeys.`,
       security,
       body: Type.Object({ credential: RegistrationCredential, name: Type.Optional(PasskeyName) }),
-      response: { 201: RegisteredPasskeySchema, ...problems(400, 401, 403, 409, 422) },
+      response: {
+        201: RegisteredPasskeySchema,
+        ...problems(AUTH_WRITE_PROBLEMS, BODY_PROBLEMS, { 400: ['invalid_passkey'], 403: ['step_up_required'], 409: ['passkey_already_registered', 'passkey_limit_reached'] }, VALIDATION_PROBLEMS),
+      },
     },
   }, async (request, reply) => {
     const result = await finishPasskeyRegistration(deps, authOf(request), request.body.credential as RegistrationResponseJSON, request.body.name, clientInfo(request));
@@ -61,7 +64,7 @@ export async function passkeyRoutes(app: FastifyInstance, { deps }: { deps: Deps
 
   r.get('/api/v1/passkeys', {
     onRequest: auth,
-    schema: { tags, summary: 'The caller\'s passkeys', security, response: { 200: Type.Array(PasskeySchema), ...problems(401) } },
+    schema: { tags, summary: 'The caller\'s passkeys', security, response: { 200: Type.Array(PasskeySchema), ...problems(AUTH_PROBLEMS) } },
   }, async (request) => listOwnPasskeys(deps, authOf(request)));
 
   r.patch('/api/v1/passkeys/:id', {
@@ -72,7 +75,7 @@ export async function passkeyRoutes(app: FastifyInstance, { deps }: { deps: Deps
       security,
       params: Type.Object({ id: Type.String() }),
       body: Type.Object({ name: PasskeyName }),
-      response: { 200: PasskeySchema, ...problems(401, 403, 404, 422) },
+      response: { 200: PasskeySchema, ...problems(AUTH_WRITE_PROBLEMS, BODY_PROBLEMS, URL_PROBLEMS, { 404: ['passkey_not_found'] }, VALIDATION_PROBLEMS) },
     },
   }, async (request) => renameOwnPasskey(deps, authOf(request), request.params.id, request.body.name));
 
@@ -84,7 +87,7 @@ export async function passkeyRoutes(app: FastifyInstance, { deps }: { deps: Deps
       description: 'Needs an `aal2` session whose login is at most 10 minutes old (403 `step_up_required`). A notice is e-mailed; when no second factor is left the backup codes are deleted too. 404 `passkey_not_found` for an id that is not one of the caller\'s passkeys.',
       security,
       params: Type.Object({ id: Type.String() }),
-      response: { 204: Type.Null(), ...problems(401, 403, 404) },
+      response: { 204: Type.Null(), ...problems(AUTH_WRITE_PROBLEMS, BODY_PROBLEMS, URL_PROBLEMS, { 403: ['step_up_required'], 404: ['passkey_not_found'] }) },
     },
   }, async (request, reply) => {
     await removeOwnPasskey(deps, authOf(request), request.params.id, clientInfo(request));
