@@ -27,6 +27,7 @@ import { backupCodesRoutes } from './http/routes/backup-codes.ts';
 import { passkeyRoutes } from './http/routes/passkeys/manage.ts';
 import { passkeyLoginRoutes } from './http/routes/passkeys/login.ts';
 import { serviceRoutes, servicePathsOutsideRoutes } from './http/routes/service.ts';
+import { problems, URL_PROBLEMS } from './http/schemas.ts';
 import { sessionRoutes } from './http/routes/sessions.ts';
 import { userRoutes } from './http/routes/users.ts';
 import { webRoutes } from './web/routes.ts';
@@ -152,9 +153,16 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
     },
     // Contract service endpoints whose routes stay hidden (discovery also takes POST and OPTIONS, /docs
     // is swagger-ui's, /openapi.json is this document) are described by hand (routes/service.ts).
+    // The URL guard (input-guard.ts) refuses a NUL or a lone surrogate in any request's path or query
+    // with 400 malformed_request, so every operation declares that 400, also those without parameters.
     transformObject: (doc) => {
       if (!('openapiObject' in doc)) return doc.swaggerObject;
-      Object.assign((doc.openapiObject.paths ??= {}), servicePathsOutsideRoutes());
+      const paths = Object.assign((doc.openapiObject.paths ??= {}), servicePathsOutsideRoutes());
+      for (const operations of Object.values(paths)) {
+        for (const operation of Object.values(operations ?? {}) as Array<{ responses?: Record<string, unknown> }>) {
+          if (operation?.responses && !operation.responses['400']) Object.assign(operation.responses, problems(URL_PROBLEMS));
+        }
+      }
       return doc.openapiObject;
     },
   });

@@ -114,8 +114,8 @@ export function problems(...specs: Array<number | ProblemCodes>): Record<number,
 /** What any request body can be refused with before validation: not JSON (or forms), too large, another media type. */
 export const BODY_PROBLEMS: ProblemCodes = { 400: ['malformed_request'], 413: ['payload_too_large'], 415: ['unsupported_media_type'] };
 /**
- * The query and path parameters of every route are checked for NUL characters and lone surrogates
- * (input-guard.ts): declared where a route takes parameters.
+ * The path and query of every request are checked for NUL characters and lone surrogates
+ * (input-guard.ts). Routes with parameters name it; app.ts adds it to every operation without a 400.
  */
 export const URL_PROBLEMS: ProblemCodes = { 400: ['malformed_request'] };
 /** A body (or query, path) that does not match the route's schema. */

@@ -126,6 +126,18 @@ describeWithApp('OpenAPI error codes', (suite) => {
       }
     }
     assert.ok(withBody >= 40, `${withBody} operations take a body`);
+    // The URL guard refuses a NUL in any request's query, so every operation declares that 400, and answers it.
+    for (const [path, ops] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(ops)) {
+        const declared = problemMedia(op.responses['400'])?.schema?.properties?.code?.enum ?? [];
+        assert.ok(declared.includes('malformed_request'), `${method.toUpperCase()} ${path} declares 400 malformed_request`);
+      }
+    }
+    for (const url of ['/healthz?x=%00', '/api/v1/auth-jwt/user-info?x=%00', '/.well-known/jwks.json?x=%00']) {
+      const res = await app.inject({ method: 'GET', url });
+      assert.equal(res.statusCode, 400, url);
+      assert.equal(res.json().code, 'malformed_request', url);
+    }
     const ready = doc.paths['/readyz']!.get!;
     assert.deepEqual(problemMedia(ready.responses['503'])?.schema?.properties?.code?.enum, ['service_unavailable']);
     assert.ok((ready.responses['200']?.content?.['application/json']?.schema?.properties as Record<string, unknown> | undefined)?.status, '/readyz 200 has a schema');
