@@ -183,6 +183,29 @@ describeWithApp('replay and races', (suite) => {
     for (const r of results) assert.equal((await userInfo(app, r.json().access_token)).statusCode, 200);
   });
 
+  test('thirty concurrent refreshes with the current token and every token rotated away in the grace window: one session, one rotation, nothing revoked', async (t) => {
+    const { app, clock, deps } = await suite.build(t);
+    const user = await createUser(app);
+    const refresh = (rt: string) => app.inject({ method: 'POST', url: '/api/v1/auth-jwt/refresh', payload: { refresh_token: rt } });
+    const chain = [await loginTokens(app, user)];
+    clock.advance(30); // the login's token is no longer recent by its own age: only the lists vouch for it
+    for (let i = 0; i < 5; i++) {
+      clock.advance(1);
+      chain.push((await refresh(chain.at(-1)!.refresh_token)).json());
+    }
+    clock.advance(1);
+    const results = await Promise.all(Array.from({ length: 30 }, (_, i) => refresh(chain[i % chain.length]!.refresh_token)));
+    assert.deepEqual([...new Set(results.map((r) => r.statusCode))], [200], results.map((r) => r.body).join('\n'));
+    assert.equal(new Set(results.map((r) => decodeJwt(r.json().access_token).sid)).size, 1);
+    // One rotation won (from the current token); every other answer re-issued the current token of its
+    // moment: the one before that rotation or the one it made. Never a second rotation.
+    const before = decodeJwt(chain.at(-1)!.refresh_token).jti;
+    const made = new Set(results.map((r) => decodeJwt(r.json().refresh_token).jti).filter((jti) => jti !== before));
+    assert.equal(made.size, 1, 'exactly one rotation');
+    const { rows } = await deps.db.query<{ revoked_at: Date | null; current_jti: string }>('SELECT revoked_at, current_jti FROM sessions WHERE id = $1', [decodeJwt(chain[0]!.access_token).sid]);
+    assert.deepEqual(rows, [{ revoked_at: null, current_jti: [...made][0] }]);
+  });
+
   test('an access token of a revoked session is refused at once, though still signed and unexpired', async (t) => {
     const { app, deps } = await suite.build(t);
     const user = await createUser(app);
