@@ -68,13 +68,6 @@ function isWebScheme(value: string): boolean {
 }
 
 /**
- * The engine's application_type of a client: 'native' when a redirect URI uses an app's own scheme
- * (RFC 8252 7.1), else 'web'. The engine refuses a 'web' client with such a URI at every request, and
- * the admin API stores only what the operator sent, so the type is derived, never configured. Loopback
- * http stays 'web' (it is valid for both types): a web application in development keeps prompt=none,
- * and one client may list its localhost and its production URIs.
- */
-/**
  * Whether every redirect URI of a client is on a loopback host: a desktop application (RFC 8252 §7.3)
  * or one in development. Any local program can listen on such a port first and catch the code, and a
  * desktop application's secret ships with it: such a client must use PKCE like a native one.
@@ -86,6 +79,13 @@ export function redirectsOnlyToLoopback(redirectUris: readonly string[] | undefi
   });
 }
 
+/**
+ * The engine's application_type of a client: 'native' when a redirect URI uses an app's own scheme
+ * (RFC 8252 7.1), else 'web'. The engine refuses a 'web' client with such a URI at every request, and
+ * the admin API stores only what the operator sent, so the type is derived, never configured. Loopback
+ * http stays 'web' (it is valid for both types): a web application in development keeps prompt=none,
+ * and one client may list its localhost and its production URIs.
+ */
 export function applicationType(redirectUris: readonly string[]): 'web' | 'native' {
   return redirectUris.some((u) => !isWebScheme(u)) ? 'native' : 'web';
 }
