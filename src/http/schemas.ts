@@ -85,18 +85,13 @@ function buildCodedProblem(status: number, codes: readonly ErrorCode[], base: TS
 }
 
 /**
- * Response map entries for problem documents. Each argument is either a status (a generic problem,
- * kept for callers that name no code) or a map of statuses to codes; maps are merged, codes of one
- * status listed once each, in order: `problems(BODY_PROBLEMS, { 400: ['invalid_or_expired_token'] })`.
+ * Response map entries for problem documents, from maps of statuses to the codes the route answers
+ * with them; maps are merged, codes of one status listed once each, in order:
+ * `problems(BODY_PROBLEMS, { 400: ['invalid_or_expired_token'] })`.
  */
-export function problems(...specs: Array<number | ProblemCodes>): Record<number, ReturnType<typeof problemResponse>> {
+export function problems(...specs: ProblemCodes[]): Record<number, ReturnType<typeof problemResponse>> {
   const codes = new Map<number, ErrorCode[]>();
-  const generic = new Set<number>();
   for (const spec of specs) {
-    if (typeof spec === 'number') {
-      generic.add(spec);
-      continue;
-    }
     for (const [status, list] of Object.entries(spec)) {
       const merged = codes.get(Number(status)) ?? [];
       for (const code of list ?? []) if (!merged.includes(code)) merged.push(code);
@@ -104,10 +99,7 @@ export function problems(...specs: Array<number | ProblemCodes>): Record<number,
     }
   }
   const out: Record<number, ReturnType<typeof problemResponse>> = {};
-  for (const s of [...new Set([...generic, ...codes.keys()])].sort((a, b) => a - b)) {
-    const list = codes.get(s);
-    out[s] = list && list.length ? codedProblem(s, list) : problemResponse();
-  }
+  for (const [status, list] of [...codes].sort(([a], [b]) => a - b)) out[status] = codedProblem(status, list);
   return out;
 }
 
