@@ -1,6 +1,7 @@
 /** Runs the `twofold` command line in a process of its own, as an operator does (test/e2e/cli*.test.ts). */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { runCli } from '../../src/cli/main.ts';
 import type { Database } from '../../src/db/database.ts';
 import { openPglite } from '../../src/db/pglite.ts';
 import { ROOT } from './root.ts';
@@ -26,7 +27,7 @@ export function runTwofold(args: string[], env: Record<string, string>, stdin = 
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [TWOFOLD_BIN, ...args], {
       cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', NODE_ENV: 'test', LOG_LEVEL: 'warn', PASSWORD_HASH_MEMORY_KIB: '1024', PASSWORD_HASH_ITERATIONS: '1', ...env },
+      env: { PATH: process.env.PATH ?? '', ...cliEnv(env) },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -37,6 +38,25 @@ export function runTwofold(args: string[], env: Record<string, string>, stdin = 
     child.on('close', (code) => resolve({ code, stdout, stderr }));
     child.stdin.end(stdin);
   });
+}
+
+/** The environment of a test's command: cheap password hashing, quiet logs, then `env`. */
+function cliEnv(env: Record<string, string>): Record<string, string> {
+  return { NODE_ENV: 'test', LOG_LEVEL: 'warn', PASSWORD_HASH_MEMORY_KIB: '1024', PASSWORD_HASH_ITERATIONS: '1', ...env };
+}
+
+/**
+ * Runs `twofold …` in this process: runCli, which bin/twofold.js calls with the process's argv, env
+ * and standard input, then exits with what it returns. A spawned command costs about 2.5 s of CPU
+ * (a Node start, the code, PGlite's WebAssembly, the embedded database's start-up); the suites spawn
+ * the commands whose process matters (exit codes, standard input, the lock of a live server) and run
+ * the rest here. Output lines end in a newline, as console.log's do.
+ */
+export async function runTwofoldHere(args: string[], env: Record<string, string>, stdin = ''): Promise<CliRun> {
+  let stdout = '';
+  let stderr = '';
+  const code = await runCli(args, cliEnv(env), (line) => (stdout += `${line}\n`), (line) => (stderr += `${line}\n`), () => stdin);
+  return { code, stdout, stderr };
 }
 
 /**
