@@ -109,8 +109,9 @@ export interface PruneBatch {
  * An event has one delivery per target (endpoint or broker), so a batch of events cascades over up to
  * that many times its rows: the batch is cut, in order of creation, where its deliveries would pass
  * `maxDeliveries` (its first event always goes); a batch the budget cut counts as full, so the caller
- * goes on. The listing has no order: there is no index on occurred_at, and a walk of the seq index
- * would read every recent event whenever fewer than a batch are due.
+ * goes on. The listing has no order: it reads the due events through events_occurred_at_idx
+ * (migration 0014), where a walk of the seq index would read every recent event whenever fewer than a
+ * batch are due.
  *
  * The turn is a transaction-level advisory lock, as purgeDeletedEndpointDeliveries takes one: two
  * pruners at once would list the same rows, and the second wait for the first's row locks and come back
