@@ -12,7 +12,7 @@ import { voidEmailTokens } from '../../db/repositories/email-tokens.ts';
 import { deleteGrantsOfAccount } from '../../db/repositories/oidc/payloads.ts';
 import { deleteAllPasskeys } from '../../db/repositories/passkeys/credentials.ts';
 import { revokeAllSessions } from '../../db/repositories/sessions.ts';
-import { findUserById, type UserRow } from '../../db/repositories/users.ts';
+import type { UserRow } from '../../db/repositories/users.ts';
 import { enqueueMail } from '../../mail/outbox.ts';
 import { recordSessionsRevoked } from '../audit/login-events.ts';
 import { enableEmailOtpAfterVerification } from '../email-otp.ts';
@@ -183,13 +183,17 @@ export async function resetMfaAsAdmin(deps: Deps, userId: string, ctx: AuditCont
  * Clears every login lock and failure count of the account: by username and by e-mail (issue 7
  * counts failures per typed login name, `login:<name>`) and by user id (second step and in-session
  * checks). The per-IP count stays: it belongs to the client, not the account.
+ *
+ * In a transaction like every other admin change: the admin is re-checked as its first statement and
+ * stays locked until the entry commits, so a demotion or erasure of that admin committing meanwhile
+ * either waits for the unlock or refuses it (403). Checked outside one, the check ended with its own
+ * statement, and an admin demoted an instant later still cleared the locks, recorded as its act.
  */
 export async function unlockUserAsAdmin(deps: Deps, userId: string, ctx: AuditContext): Promise<void> {
-  const user = isUuid(userId) ? await findUserById(deps.db, userId.toLowerCase()) : undefined;
-  if (!user) throw notFound();
-  await recheckAdminCaller(deps.db, ctx);
-  // The counters live in the limiter's store (memory or Redis), not in this database: clear first,
-  // so the entry records an unlock that happened.
-  await deps.limiter.clearAccounts(accountNames(user));
-  await recordSecurityEvent(deps.db, { ...ctx, type: 'admin.action', userId: user.id, data: { action: 'unlock' }, at: deps.clock() });
+  await withLockedUser(deps, userId, ctx, async (tx, user) => {
+    // The counters live in the limiter's store (memory or Redis), not in this database: clear first,
+    // so the entry records an unlock that happened.
+    await deps.limiter.clearAccounts(accountNames(user));
+    await recordSecurityEvent(tx, { ...ctx, type: 'admin.action', userId: user.id, data: { action: 'unlock' }, at: deps.clock() });
+  });
 }
