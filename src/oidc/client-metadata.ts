@@ -38,6 +38,21 @@ const KNOWN = new Set([
   'token_endpoint_auth_method', 'scope', 'backchannel_logout_uri', 'skip_consent', 'client_name',
 ]);
 
+/** The characters of a URI (RFC 3986 §2: unreserved, reserved, and "%" of a percent-encoding). */
+const URI_CHARACTERS = /^[A-Za-z0-9\-._~:/?#[\]@!$&'()*+,;=%]*$/;
+/** The authority of a URI written with one ("scheme://authority"), as written. */
+const AUTHORITY = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)/i;
+/** One host and an optional port: a DNS name, an IPv4 address or a bracketed IPv6 address. */
+const HOST_AND_PORT = /^(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$/;
+
+/**
+ * An absolute URI exactly as it will be compared (RFC 6749 §3.1.2: redirect URIs match character for
+ * character). The WHATWG parser forgives what the comparison does not, and what browsers read another
+ * way: it drops a trailing newline or tab, takes a backslash for "/" (`https://evil.example\@good.example`
+ * goes to evil.example), and keeps "user:pass@" and "*" hosts. So the text itself must be a URI of
+ * RFC 3986 characters, with no user information (credentials stored in clear, and the classic
+ * "looks like good.example" trick) and one real host (no wildcard: every redirect URI is exact).
+ */
 function url(value: unknown, field: string, allowFragment = false): string {
   if (typeof value !== 'string') throw new ClientMetadataError(field, 'must be a URL string');
   let u: URL;
@@ -46,11 +61,25 @@ function url(value: unknown, field: string, allowFragment = false): string {
   } catch {
     throw new ClientMetadataError(field, `must be an absolute URL, got "${value}"`);
   }
+  if (/[\s\p{Cc}]/u.test(value)) throw new ClientMetadataError(field, 'must not contain spaces or control characters (line breaks and tabs included)');
+  if (value.includes('\\')) throw new ClientMetadataError(field, 'must not contain a backslash (browsers read it as "/")');
+  if (!URI_CHARACTERS.test(value) || /%(?![0-9A-Fa-f]{2})/.test(value)) {
+    throw new ClientMetadataError(field, 'may contain only the characters of a URI (RFC 3986): percent-encode any other');
+  }
   if (u.protocol !== 'https:' && u.protocol !== 'http:' && !/^[a-z][a-z0-9+.-]*\.[a-z0-9+.-]+:$/.test(u.protocol)) {
     throw new ClientMetadataError(field, `must be an http(s) URL or a reverse-domain app scheme, got "${value}"`);
   }
   // The text, not u.hash: an empty fragment ("…/cb#") has no hash but the engine refuses it all the same.
   if (!allowFragment && value.includes('#')) throw new ClientMetadataError(field, 'must not contain a fragment');
+  const authority = AUTHORITY.exec(value)?.[1];
+  const web = u.protocol === 'https:' || u.protocol === 'http:';
+  // "https:host/cb" (no "//") and "https:///host/cb" (no host) parse as https://host/cb, not what they say.
+  if (web && authority === undefined) throw new ClientMetadataError(field, 'must start with "https://" or "http://" and the host');
+  if (authority?.includes('@')) throw new ClientMetadataError(field, 'must not contain user information ("user:password@" before the host)');
+  // An app scheme may have an empty authority ("com.example.app:///cb"); a web URI needs its host.
+  if (authority !== undefined && (web || authority !== '') && !HOST_AND_PORT.test(authority)) {
+    throw new ClientMetadataError(field, 'must name one host (letters, digits, "-" and "."; no wildcard "*"), an IPv4 address or a bracketed IPv6 address, and optionally a port');
+  }
   return value;
 }
 
