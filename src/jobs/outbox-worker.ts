@@ -249,13 +249,16 @@ export class OutboxWorker {
 
   async #recordFailure(row: OutboxRow, err: unknown): Promise<void> {
     const now = this.#clock();
-    const error = describeError(err);
+    // Masked for the log as for last_error: an SMTP server refusing a recipient quotes the address,
+    // and the logs (shipped, kept, read by more people than the admin API) must not collect them.
+    const error = outbox.maskAddresses(describeError(err));
+    const smtp = smtpReply(err);
     const claim = { id: row.id, attempts: row.attempts };
     const ageSeconds = (now.getTime() - row.created_at.getTime()) / 1000;
     if (ageSeconds >= this.#maxAgeSeconds) {
       if (await outbox.markFailed(this.#db, claim, now, error, this.#keepBodies)) {
         this.#logger.error(
-          { mailId: row.id, kind: row.kind, attempts: row.attempts, ageSeconds: Math.round(ageSeconds), error },
+          { mailId: row.id, kind: row.kind, attempts: row.attempts, ageSeconds: Math.round(ageSeconds), ...smtp, error },
           'outbox worker: giving up on a mail after repeated failures; it will not be sent',
         );
       }
@@ -265,14 +268,26 @@ export class OutboxWorker {
     const nextAttemptAt = new Date(now.getTime() + Math.round(delaySeconds * 1000));
     if (await outbox.markRetry(this.#db, claim, nextAttemptAt, error)) {
       this.#logger.warn(
-        { mailId: row.id, kind: row.kind, attempts: row.attempts, retryInSeconds: Math.round(delaySeconds * 10) / 10, error },
+        { mailId: row.id, kind: row.kind, attempts: row.attempts, retryInSeconds: Math.round(delaySeconds * 10) / 10, ...smtp, error },
         'outbox worker: mail delivery failed; will retry',
       );
     }
   }
 }
 
-/** A one-line description of a delivery error for last_error and the log (no stack). */
+/**
+ * The machine-readable part of a transport error for the log: nodemailer's code (EENVELOPE,
+ * ECONNECTION, …) as `errorCode`, as the error serializer names it (`code` is redacted: request
+ * bodies carry one-time codes there), and the SMTP reply code. Never its `response`, `rejected` or
+ * `rejectedErrors`, which quote the recipients.
+ */
+function smtpReply(err: unknown): { errorCode?: string; responseCode?: number } {
+  if (typeof err !== 'object' || err === null) return {};
+  const { code, responseCode } = err as { code?: unknown; responseCode?: unknown };
+  return { ...(typeof code === 'string' ? { errorCode: code } : {}), ...(typeof responseCode === 'number' ? { responseCode } : {}) };
+}
+
+/** A one-line description of a delivery error for last_error and the log (no stack), addresses not yet masked. */
 export function describeError(err: unknown): string {
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;
