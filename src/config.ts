@@ -1,4 +1,5 @@
-import { isIP } from 'node:net';
+import { trustProxy } from './config-trust-proxy.ts';
+import { connectionUrl, origin, publicUrlSetting } from './config-urls.ts';
 import { webauthnConfig, type WebauthnConfig } from './config-webauthn.ts';
 
 /**
@@ -15,7 +16,7 @@ export interface Config {
   readonly env: 'development' | 'production' | 'test';
   readonly port: number;
   readonly host: string;
-  /** Issuer of tokens and base of e-mailed links, without trailing slash. */
+  /** Issuer of tokens and base of e-mailed links: PUBLIC_URL, an origin as written (no path, query or trailing slash). */
   readonly publicUrl: string;
   readonly publicOrigin: string;
   readonly secureCookies: boolean;
@@ -152,17 +153,32 @@ function int(env: Env, name: string, fallback: number, min = 0, max = Number.MAX
 }
 
 const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+const MINUTE = 60;
+const HOUR = 3600;
+const DAY = 86400;
 
-/** Durations accept plain seconds or a number with s/m/h/d (`3600`, `60m`, `60d`). */
-function duration(env: Env, name: string, fallbackSeconds: number, minSeconds = 0, maxSeconds = Infinity): number {
+/**
+ * Durations accept plain seconds or a number with s/m/h/d (`3600`, `60m`, `60d`). Every one has a
+ * ceiling: beyond 2^31-1 ms Node's timers fire at once (WEBHOOK_TIMEOUT=25d timed out every delivery
+ * after 1 ms), and a lifetime past the Date range made every login fail.
+ */
+function duration(env: Env, name: string, fallbackSeconds: number, minSeconds: number, maxSeconds: number): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallbackSeconds;
   const m = /^(\d+)\s*([smhd]?)$/.exec(raw.trim());
   if (!m) throw new ConfigError(`${name} must be seconds or a number with s, m, h or d, got "${raw}"`);
   const n = Number(m[1]) * (UNIT_SECONDS[m[2] || 's'] ?? 1);
   if (n < minSeconds) throw new ConfigError(`${name} must be at least ${minSeconds} seconds`);
-  if (n > maxSeconds) throw new ConfigError(`${name} must be at most ${maxSeconds} seconds (about ${Math.floor(maxSeconds / 86400)} days), got ${n}`);
+  if (n > maxSeconds) throw new ConfigError(`${name} must be at most ${readable(maxSeconds)}, got "${raw.trim()}"`);
   return n;
+}
+
+/** 86400 → "1d (86400 seconds)", 2147483 → "2147483 seconds (about 24 days)". */
+function readable(seconds: number): string {
+  for (const [unit, size] of [['d', DAY], ['h', HOUR], ['m', MINUTE]] as const) {
+    if (seconds % size === 0) return `${seconds / size}${unit} (${seconds} seconds)`;
+  }
+  return seconds >= DAY ? `${seconds} seconds (about ${Math.floor(seconds / DAY)} days)` : `${seconds} seconds`;
 }
 
 /**
@@ -190,17 +206,6 @@ function bool(env: Env, name: string, fallback: boolean): boolean {
   throw new ConfigError(`${name} must be true or false, got "${raw}"`);
 }
 
-function origin(value: string, name: string): string {
-  let u: URL;
-  try {
-    u = new URL(value);
-  } catch {
-    throw new ConfigError(`${name} must be an absolute http(s) URL, got "${value}"`);
-  }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError(`${name} must be http or https`);
-  return u.origin;
-}
-
 /** The argon2id settings the server accepts (also what `twofold hash-calibrate` may suggest). */
 export const PASSWORD_HASH_BOUNDS = Object.freeze({ memoryKib: { min: 1024, max: 4 * 1024 * 1024 }, parallelism: { min: 1, max: 16 } });
 
@@ -216,9 +221,7 @@ export function loadConfig(env: Env): Config {
   const host = str(env, 'HOST', '127.0.0.1');
   // localhost (not 127.0.0.1) by default: it is what people type, and the passkey RP ID must be a name.
   const defaultHost = host === '0.0.0.0' || host === '::' || isLoopbackHost(host) ? 'localhost' : host;
-  const publicUrlRaw = str(env, 'PUBLIC_URL', `http://${defaultHost}:${port}`);
-  const publicOrigin = origin(publicUrlRaw, 'PUBLIC_URL');
-  const publicUrl = publicUrlRaw.replace(/\/+$/, '');
+  const { publicUrl, publicOrigin } = publicUrlSetting(str(env, 'PUBLIC_URL', `http://${defaultHost}:${port}`));
 
   const trustedOrigins = str(env, 'TRUSTED_ORIGINS', '')
     .split(',')
@@ -239,6 +242,7 @@ export function loadConfig(env: Env): Config {
   }
   if (mfaMethods.length === 0) throw new ConfigError('MFA_METHODS must list at least one of totp, email');
 
+  const smtpUrl = connectionUrl(env, 'SMTP_URL');
   const totpEncryptionKey = opt(env, 'TOTP_ENCRYPTION_KEY');
   const jwtPrivateKeyFile = opt(env, 'JWT_PRIVATE_KEY_FILE');
   if (mode === 'production') {
@@ -247,13 +251,12 @@ export function loadConfig(env: Env): Config {
     // database, sealed under TOTP_ENCRYPTION_KEY, so every instance shares them: a generated one is fine.)
     if (!totpEncryptionKey) throw new ConfigError('TOTP_ENCRYPTION_KEY is required when NODE_ENV=production');
     if (!opt(env, 'TOKEN_HASH_KEY')) throw new ConfigError('TOKEN_HASH_KEY is required when NODE_ENV=production');
-    if (!opt(env, 'SMTP_URL')) throw new ConfigError('SMTP_URL is required when NODE_ENV=production (the development mailbox is never served in production)');
+    if (!smtpUrl) throw new ConfigError('SMTP_URL is required when NODE_ENV=production (the development mailbox is never served in production)');
   }
   const introspectionSecret = bearerSecret(env, 'INTROSPECTION_SECRET', 16);
   // A short key is guessable; refusing it at start beats an admin API anyone can brute-force.
   const adminApiKey = bearerSecret(env, 'ADMIN_API_KEY', 32);
 
-  const smtpUrl = opt(env, 'SMTP_URL');
   // Issue 7's rule: a loopback PUBLIC_URL (or DEV_MAILBOX=true). A start that also listens beyond
   // loopback (HOST=0.0.0.0) says loudly that the mailbox is on the network (mail/dev-mailbox.ts).
   const loopback = isLoopbackHost(new URL(publicOrigin).hostname);
@@ -269,9 +272,10 @@ export function loadConfig(env: Env): Config {
 
   const passwordMinLength = int(env, 'PASSWORD_MIN_LENGTH', 8, 8, 256);
 
-  const jwtKeyActivationDelaySeconds = duration(env, 'JWT_KEY_ACTIVATION_DELAY', 600, 0);
+  // Its ceiling (7 days) is checked on the next line, in words of its own.
+  const jwtKeyActivationDelaySeconds = duration(env, 'JWT_KEY_ACTIVATION_DELAY', 600, 0, Infinity);
   if (jwtKeyActivationDelaySeconds > 7 * 86400) throw new ConfigError('JWT_KEY_ACTIVATION_DELAY must be at most 7 days');
-  const jwtKeyRotationIntervalSeconds = opt(env, 'JWT_KEY_ROTATION_INTERVAL') === undefined ? undefined : duration(env, 'JWT_KEY_ROTATION_INTERVAL', 0, 3600);
+  const jwtKeyRotationIntervalSeconds = opt(env, 'JWT_KEY_ROTATION_INTERVAL') === undefined ? undefined : duration(env, 'JWT_KEY_ROTATION_INTERVAL', 0, HOUR, 400 * DAY);
   if (jwtKeyRotationIntervalSeconds !== undefined && jwtKeyRotationIntervalSeconds <= jwtKeyActivationDelaySeconds) {
     throw new ConfigError('JWT_KEY_ROTATION_INTERVAL must be longer than JWT_KEY_ACTIVATION_DELAY (a key must become current before the next one is made)');
   }
@@ -284,9 +288,9 @@ export function loadConfig(env: Env): Config {
     publicOrigin,
     secureCookies: publicOrigin.startsWith('https:'),
     dataDir: str(env, 'DATA_DIR', './data'),
-    databaseUrl: opt(env, 'DATABASE_URL'),
+    databaseUrl: connectionUrl(env, 'DATABASE_URL'),
     databasePoolSize: int(env, 'DATABASE_POOL_SIZE', 10, 1, 1000),
-    redisUrl: opt(env, 'REDIS_URL'),
+    redisUrl: connectionUrl(env, 'REDIS_URL'),
     redisKeyPrefix: redisKeyPrefix(env),
     smtpUrl,
     mailFrom: str(env, 'MAIL_FROM', `Twofold <no-reply@${new URL(publicOrigin).hostname}>`),
@@ -298,15 +302,15 @@ export function loadConfig(env: Env): Config {
     totpEncryptionKey,
     tokenHashKey: opt(env, 'TOKEN_HASH_KEY'),
     totpIssuer: str(env, 'TOTP_ISSUER', 'Twofold'),
-    accessTokenTtlSeconds: duration(env, 'ACCESS_TOKEN_TTL', 3600, 60),
-    refreshTokenTtlSeconds: duration(env, 'REFRESH_TOKEN_TTL', 60 * 86400, 300),
-    refreshReuseGraceSeconds: duration(env, 'REFRESH_REUSE_GRACE_SECONDS', 10, 0),
-    mfaChallengeTtlSeconds: duration(env, 'MFA_CHALLENGE_TTL', 300, 30),
+    accessTokenTtlSeconds: duration(env, 'ACCESS_TOKEN_TTL', 3600, 60, DAY),
+    refreshTokenTtlSeconds: duration(env, 'REFRESH_TOKEN_TTL', 60 * DAY, 300, 400 * DAY),
+    refreshReuseGraceSeconds: duration(env, 'REFRESH_REUSE_GRACE_SECONDS', 10, 0, HOUR),
+    mfaChallengeTtlSeconds: duration(env, 'MFA_CHALLENGE_TTL', 300, 30, HOUR),
     mfaChallengeMaxAttempts: int(env, 'MFA_CHALLENGE_MAX_ATTEMPTS', 5, 1, 100),
     trustedOrigins,
     introspectionSecret,
     adminApiKey,
-    auditRetentionSeconds: duration(env, 'AUDIT_RETENTION', 400 * 86400, 86400),
+    auditRetentionSeconds: duration(env, 'AUDIT_RETENTION', 400 * DAY, DAY, 36500 * DAY),
     requireEmailVerification: bool(env, 'REQUIRE_EMAIL_VERIFICATION', false),
     mfaPolicy,
     mfaMethods: mfaMethods as MfaMethod[],
@@ -316,9 +320,9 @@ export function loadConfig(env: Env): Config {
       iterations: int(env, 'PASSWORD_HASH_ITERATIONS', 2, 1, 100),
       parallelism: int(env, 'PASSWORD_HASH_PARALLELISM', 1, PASSWORD_HASH_BOUNDS.parallelism.min, PASSWORD_HASH_BOUNDS.parallelism.max),
     },
-    emailVerificationTtlSeconds: duration(env, 'EMAIL_VERIFICATION_TTL', 86400, 60),
-    passwordResetTtlSeconds: duration(env, 'PASSWORD_RESET_TTL', 1800, 60),
-    emailOtpTtlSeconds: duration(env, 'EMAIL_OTP_TTL', 600, 60),
+    emailVerificationTtlSeconds: duration(env, 'EMAIL_VERIFICATION_TTL', DAY, 60, 30 * DAY),
+    passwordResetTtlSeconds: duration(env, 'PASSWORD_RESET_TTL', 1800, 60, DAY),
+    emailOtpTtlSeconds: duration(env, 'EMAIL_OTP_TTL', 600, 60, HOUR),
     emailOtpMaxAttempts: int(env, 'EMAIL_OTP_MAX_ATTEMPTS', 5, 1, 100),
     emailOtpCooldownSeconds: duration(env, 'EMAIL_OTP_COOLDOWN', 60, 0, MAX_LIMIT_SECONDS),
     emailOtpMaxPerHour: int(env, 'EMAIL_OTP_MAX_PER_HOUR', 5, 1, 1000),
@@ -335,12 +339,12 @@ export function loadConfig(env: Env): Config {
     },
     outbox: {
       pollIntervalMs: int(env, 'OUTBOX_POLL_INTERVAL_MS', 1000, 10, 60000),
-      maxAgeSeconds: duration(env, 'OUTBOX_MAX_AGE', 86400, 60),
-      maxBackoffSeconds: duration(env, 'OUTBOX_MAX_BACKOFF', 300, 1),
+      maxAgeSeconds: duration(env, 'OUTBOX_MAX_AGE', DAY, 60, 30 * DAY),
+      maxBackoffSeconds: duration(env, 'OUTBOX_MAX_BACKOFF', 300, 1, DAY),
     },
     logLevel: logLevel(env, mode === 'test' ? 'silent' : 'info'),
     bodyLimitBytes: 64 * 1024,
-    requestTimeoutSeconds: duration(env, 'REQUEST_TIMEOUT', 30, 1),
+    requestTimeoutSeconds: duration(env, 'REQUEST_TIMEOUT', 30, 1, 10 * MINUTE),
     trustProxy: trustProxy(env),
     loopbackAliases: loopback ? loopbackAliasesOf(publicOrigin) : [],
     devMailbox,
@@ -348,23 +352,23 @@ export function loadConfig(env: Env): Config {
     metricsPort,
     webConcurrency: int(env, 'WEB_CONCURRENCY', 1, 1, 64),
     webhooks: {
-      timeoutMs: duration(env, 'WEBHOOK_TIMEOUT', 10, 1) * 1000,
-      maxAgeSeconds: duration(env, 'WEBHOOK_MAX_AGE', 3 * 86400, 60),
-      maxBackoffSeconds: duration(env, 'WEBHOOK_MAX_BACKOFF', 3600, 1),
-      secretGraceSeconds: duration(env, 'WEBHOOK_SECRET_GRACE', 86400, 0),
+      timeoutMs: duration(env, 'WEBHOOK_TIMEOUT', 10, 1, 5 * MINUTE) * 1000,
+      maxAgeSeconds: duration(env, 'WEBHOOK_MAX_AGE', 3 * DAY, 60, 90 * DAY),
+      maxBackoffSeconds: duration(env, 'WEBHOOK_MAX_BACKOFF', HOUR, 1, DAY),
+      secretGraceSeconds: duration(env, 'WEBHOOK_SECRET_GRACE', DAY, 0, 30 * DAY),
       allowPrivate: bool(env, 'WEBHOOK_ALLOW_PRIVATE', false),
     },
     eventsAmqp: {
-      url: amqpUrl(env),
+      url: connectionUrl(env, 'EVENTS_AMQP_URL'),
       exchange: amqpName(env, 'EVENTS_AMQP_EXCHANGE', 'twofold.events'),
       introspectQueue: amqpName(env, 'EVENTS_AMQP_INTROSPECT_QUEUE', 'twofold.introspect'),
       replyQueues: amqpReplyQueues(env),
     },
     oidc: {
       clientsFile: opt(env, 'OIDC_CLIENTS_FILE'),
-      accessTokenTtlSeconds: duration(env, 'OIDC_ACCESS_TOKEN_TTL', 600, 60),
-      idTokenTtlSeconds: duration(env, 'OIDC_ID_TOKEN_TTL', 3600, 60),
-      refreshTokenTtlSeconds: duration(env, 'OIDC_REFRESH_TOKEN_TTL', 30 * 86400, 300),
+      accessTokenTtlSeconds: duration(env, 'OIDC_ACCESS_TOKEN_TTL', 600, 60, DAY),
+      idTokenTtlSeconds: duration(env, 'OIDC_ID_TOKEN_TTL', HOUR, 60, DAY),
+      refreshTokenTtlSeconds: duration(env, 'OIDC_REFRESH_TOKEN_TTL', 30 * DAY, 300, 400 * DAY),
       sweepIntervalMs: int(env, 'OIDC_LOGOUT_SWEEP_INTERVAL_MS', 2000, 100, 600000),
     },
     webauthn: webauthnConfig(publicOrigin, opt(env, 'WEBAUTHN_RP_ID'), str(env, 'PRODUCT_NAME', 'Twofold')),
@@ -376,19 +380,6 @@ export function loadConfig(env: Env): Config {
     if (!config.redisUrl && !config.rateLimit.disabled) throw new ConfigError('WEB_CONCURRENCY > 1 needs REDIS_URL, so that every process shares the brute-force limits');
   }
   return deepFreeze(config);
-}
-
-function amqpUrl(env: Env): string | undefined {
-  const v = opt(env, 'EVENTS_AMQP_URL');
-  if (v === undefined) return undefined;
-  let u: URL;
-  try {
-    u = new URL(v);
-  } catch {
-    throw new ConfigError('EVENTS_AMQP_URL must be an amqp:// or amqps:// URL');
-  }
-  if (u.protocol !== 'amqp:' && u.protocol !== 'amqps:') throw new ConfigError('EVENTS_AMQP_URL must be an amqp:// or amqps:// URL');
-  return v;
 }
 
 /** REDIS_KEY_PREFIX: 1-64 of letters, digits, `-`, `_`, `.`; no `:` (it separates the key's parts) and no glob characters. */
@@ -431,41 +422,6 @@ export function isLoopbackHost(hostname: string): boolean {
 function loopbackAliasesOf(publicOrigin: string): string[] {
   const u = new URL(publicOrigin);
   return LOOPBACK_NAMES.filter((n) => n !== u.hostname).map((n) => `${u.protocol}//${n}${u.port ? `:${u.port}` : ''}`);
-}
-
-const PROXY_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
-
-/**
- * TRUST_PROXY: `false`, a hop count, or a comma-separated list of proxy addresses/CIDRs (and proxy-addr's
- * names loopback, linklocal, uniquelocal). `true` means ONE hop — the address the nearest proxy appended —
- * because "trust every X-Forwarded-For entry" would let any client choose the address limits count against.
- */
-function trustProxy(env: Env): false | number | string[] {
-  const raw = (env.TRUST_PROXY ?? '').trim();
-  const v = raw.toLowerCase();
-  if (v === '' || ['0', 'false', 'no', 'off'].includes(v)) return false;
-  if (['true', 'yes', 'on'].includes(v)) return 1;
-  if (/^\d+$/.test(v)) {
-    const n = Number(v);
-    if (n > 10) throw new ConfigError(`TRUST_PROXY hop count must be at most 10, got ${n}`);
-    return n;
-  }
-  const entries = v.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const e of entries) {
-    if (PROXY_NAMES.has(e)) continue;
-    const [addr, prefix, extra] = e.split('/');
-    const family = isIP(addr ?? '');
-    const maxPrefix = family === 4 ? 32 : 128;
-    if (!family || extra !== undefined || (prefix !== undefined && (!/^\d+$/.test(prefix) || Number(prefix) > maxPrefix))) {
-      throw new ConfigError(`TRUST_PROXY must be false, true (one hop), a hop count, or proxy addresses/CIDRs separated by commas; "${e}" is none of these`);
-    }
-    // A network that large holds clients, not only proxies: 0.0.0.0/0 trusted every X-Forwarded-For
-    // entry, so each client chose the address its limits count against (what `true` is kept from).
-    if (prefix !== undefined && Number(prefix) < 8) {
-      throw new ConfigError(`TRUST_PROXY "${e}" trusts too large a network to be only your proxies (at least /8); list the proxies' own networks`);
-    }
-  }
-  return entries;
 }
 
 function deepFreeze<T>(o: T): T {

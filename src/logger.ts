@@ -15,10 +15,11 @@ export const REDACT_PATHS = [
 
 /**
  * Error fields that hold a failed command's values: a query's bound values (PGlite and pg attach them:
- * password hashes, codes, e-mail addresses), and ioredis' failed `command` with its arguments (the
- * password of `HELLO 3 AUTH default <password>` when Redis refuses it).
+ * password hashes, codes, e-mail addresses), ioredis' failed `command` with its arguments (the
+ * password of `HELLO 3 AUTH default <password>` when Redis refuses it), and the `input` of Node's
+ * ERR_INVALID_URL (a connection URL with its password, from a client library parsing a bad one).
  */
-const QUERY_VALUE_FIELDS = ['params', 'parameters', 'values', 'queryOptions', 'detail', 'where', 'command'];
+const QUERY_VALUE_FIELDS = ['params', 'parameters', 'values', 'queryOptions', 'detail', 'where', 'command', 'input'];
 
 /** A PostgreSQL error (pg or PGlite): it carries a severity and a five-character SQLSTATE. */
 function isDatabaseError(e: unknown): boolean {
@@ -29,6 +30,11 @@ function isDatabaseError(e: unknown): boolean {
 /** PostgreSQL quotes the offending value in its messages (`invalid input syntax for type integer: "…"`). */
 function maskQuoted(text: unknown): unknown {
   return typeof text === 'string' ? text.replace(/"(?:[^"\\]|\\.)*"/g, '"…"') : text;
+}
+
+/** `scheme://user:password@host` → `scheme://***@host`, wherever a URL with credentials appears in a text. */
+export function maskUrlCredentials(text: unknown): unknown {
+  return typeof text === 'string' ? text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#]{0,512}@/gi, '$1***@') : text;
 }
 
 /**
@@ -50,6 +56,9 @@ export function serializeError(err: unknown): unknown {
       o.message = maskQuoted(o.message);
       o.stack = maskQuoted(o.stack);
     }
+    // A library may name the URL it failed on (with its password) in its message.
+    o.message = maskUrlCredentials(o.message);
+    o.stack = maskUrlCredentials(o.stack);
     o = o.cause as Record<string, unknown> | undefined;
   }
   return out;

@@ -27,6 +27,13 @@ test('compose.yaml: Twofold, PostgreSQL, Redis and a mail catcher; health-based 
   assert.ok(used.length >= 3);
 });
 
+test('compose.yaml: only Twofold\'s own port is published to the network; the mail catcher (every reset link) to this machine only', () => {
+  const compose = readCompose(join(ROOT, 'compose.yaml'));
+  assert.deepEqual(compose.services.twofold!.ports, ['8000:8000']);
+  assert.deepEqual(compose.services.mailpit!.ports, ['127.0.0.1:8025:8025']);
+  for (const name of ['postgres', 'redis']) assert.equal(compose.services[name]!.ports, undefined, `${name} publishes no port`);
+});
+
 test('compose.yaml: the twofold environment is a valid production configuration once .env holds the secrets', () => {
   const compose = readCompose(join(ROOT, 'compose.yaml'));
   assert.throws(() => serviceEnvironment(compose, 'twofold', {}), /TOTP_ENCRYPTION_KEY/, 'refuses to start without the secrets');
