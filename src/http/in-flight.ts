@@ -7,8 +7,23 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 
 export interface InFlight {
+  /** How many tracked handlers are running now. */
+  readonly size: number;
   /** Resolves when no tracked handler is running, or after `timeoutMs` (then with how many were left). */
   drain(timeoutMs: number): Promise<number>;
+}
+
+/** What ends the tracking of a request, for {@link handOffSettled} (whichever tracker took it). */
+const finishers = new WeakMap<FastifyRequest, () => void>();
+
+/**
+ * A route that hijacks its reply and hands the raw request to another handler (the OpenID engine)
+ * calls this once that handler has finished: no onSend runs for a hijacked reply, and no onResponse
+ * either when its client went away, so without it a cancelled request would stay "running" for good
+ * (memory an anonymous client can pile up, and a shutdown waiting out the whole drain).
+ */
+export function handOffSettled(request: FastifyRequest): void {
+  finishers.get(request)?.();
 }
 
 /** Adds the tracking hooks to `app` (before it is ready). */
@@ -20,6 +35,7 @@ export function trackInFlight(app: FastifyInstance): InFlight {
   };
   app.addHook('onRequest', (request, _reply, next) => {
     running.add(request);
+    finishers.set(request, () => done(request));
     next();
   });
   // onSend runs once the handler (or the error handler) has produced its answer, even for a client
@@ -33,6 +49,9 @@ export function trackInFlight(app: FastifyInstance): InFlight {
     next();
   });
   return {
+    get size() {
+      return running.size;
+    },
     drain(timeoutMs) {
       if (running.size === 0) return Promise.resolve(0);
       return new Promise((resolve) => {

@@ -8,6 +8,7 @@ import { decodeJwt } from 'jose';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Deps } from '../deps.ts';
 import { ACCESS_COOKIE, BROWSER_SESSION_COOKIE, browserSessionId, clearedCookieHeaders } from '../http/cookies.ts';
+import { handOffSettled } from '../http/in-flight.ts';
 import { problemBody } from '../http/problem.ts';
 import { linkProviderSession } from '../services/oidc/interaction-login.ts';
 import { assertFileClientsUnregistered } from '../services/oidc/clients.ts';
@@ -129,7 +130,13 @@ export async function installOidc(app: FastifyInstance, deps: Deps): Promise<voi
     await new Promise<void>((resolve) => {
       reply.raw.once('finish', resolve);
       reply.raw.once('close', resolve);
-      void callback(request.raw, reply.raw);
+      // The engine's handler may still run after its client has gone (Koa settles once its middleware
+      // is done): the request counts as running until then, not for good (a hijacked reply gets no onSend).
+      const settled = () => {
+        handOffSettled(request);
+        resolve();
+      };
+      void callback(request.raw, reply.raw).then(settled, settled);
     });
     return reply;
   };

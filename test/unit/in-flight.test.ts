@@ -7,7 +7,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import Fastify from 'fastify';
-import { trackInFlight } from '../../src/http/in-flight.ts';
+import { handOffSettled, trackInFlight } from '../../src/http/in-flight.ts';
 
 test('drain() resolves only once the handler of an abandoned request has finished', async () => {
   const app = Fastify();
@@ -58,4 +58,29 @@ test('drain() gives up after its timeout and says how many handlers are still ru
   void app.inject({ method: 'GET', url: '/stuck' });
   await started;
   assert.equal(await inFlight.drain(20), 1);
+});
+
+test('a hijacked request whose client left counts as running until its handler reports it settled', async () => {
+  const app = Fastify();
+  const inFlight = trackInFlight(app);
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  let entered!: () => void;
+  const started = new Promise<void>((r) => (entered = r));
+  // As mount.ts hands the OpenID endpoints to the engine: hijacked, no onSend, no onResponse once the client is gone.
+  app.get('/handed-off', async (request, reply) => {
+    reply.hijack();
+    entered();
+    void gate.then(() => handOffSettled(request));
+  });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const port = (app.server.address() as AddressInfo).port;
+  const request = http.get(`http://127.0.0.1:${port}/handed-off`);
+  request.on('error', () => {});
+  await started;
+  request.destroy();
+  await app.close();
+  assert.equal(inFlight.size, 1, 'the handed-off handler is still running after its client left');
+  release();
+  assert.equal(await inFlight.drain(30_000), 0);
 });
