@@ -38,9 +38,15 @@ function refusal(code: string | undefined): { status: number; reason: string; de
  * Fastify's default is no limit at all, which lets a client trickling a header byte by byte hold a
  * connection (and its memory) forever. Node checks the open connections every
  * `connectionsCheckingInterval`: half the limit, at most its own default of 30 s.
+ *
+ * The limits go to Node's server when it is created (`http`): Fastify sets `requestTimeout` only
+ * afterwards, when Node has already fixed `headersTimeout` at its 60 s default, and Node's check
+ * then let a body trickle for those 60 s whatever REQUEST_TIMEOUT said. `headersTimeout` is the
+ * same limit (Node refuses one longer than `requestTimeout`).
  */
 export function requestTimeoutOptions(timeoutSeconds: number): Pick<FastifyHttpOptions<Server>, 'requestTimeout' | 'http'> {
-  return { requestTimeout: timeoutSeconds * 1000, http: { connectionsCheckingInterval: Math.min(30_000, timeoutSeconds * 500) } };
+  const ms = timeoutSeconds * 1000;
+  return { requestTimeout: ms, http: { requestTimeout: ms, headersTimeout: ms, connectionsCheckingInterval: Math.min(30_000, timeoutSeconds * 500) } };
 }
 
 /**
