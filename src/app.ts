@@ -2,6 +2,7 @@
  * buildApp(deps): the Fastify application from explicit dependencies. It never listens and never
  * reads the environment (server.ts reads it, instance.ts listens); tests hand in PGlite, a frozen clock and a capturing mailer.
  */
+import type { Socket } from 'node:net';
 import { sharedCompilers } from './http/schema-compilers.ts';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import cookie from '@fastify/cookie';
@@ -94,6 +95,10 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
     ajv: { customOptions: { allErrors: true, removeAdditional: true, coerceTypes: false, useDefaults: true } },
     schemaController: { compilersFactory: sharedCompilers },
   });
+  // The client's address is read as soon as its connection is accepted, and Node's socket keeps it:
+  // asked only once a handler runs, a socket its client has reset by then has no peer left to tell,
+  // and request.ip (the limits' key, the audit's address) would be undefined.
+  app.server.on('connection', (socket: Socket) => void socket.remoteAddress);
   app.decorateRequest('auth', null);
   // Every (auth) route authenticates before it reads a body: 401 comes before 415 and 422.
   app.addHook('onRoute', authBeforeBody);

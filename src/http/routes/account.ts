@@ -70,7 +70,7 @@ export async function accountRoutes(app: FastifyInstance, { deps }: { deps: Deps
       response: { 202: Accepted, ...problems(BODY_PROBLEMS, VALIDATION_PROBLEMS, RATE_LIMITED) },
     },
   }, async (request, reply) => {
-    await resendVerification(deps, request.body.email, request.ip);
+    await resendVerification(deps, request.body.email, clientInfo(request).ip ?? 'unknown');
     return reply.code(202).send({ detail: 'If this address belongs to an account that still needs to verify it, a new link is on its way.' });
   });
 
@@ -83,7 +83,7 @@ export async function accountRoutes(app: FastifyInstance, { deps }: { deps: Deps
       response: { 202: Accepted, ...problems(BODY_PROBLEMS, VALIDATION_PROBLEMS, RATE_LIMITED) },
     },
   }, async (request, reply) => {
-    await requestPasswordReset(deps, request.body.email, request.ip);
+    await requestPasswordReset(deps, request.body.email, clientInfo(request).ip ?? 'unknown');
     return reply.code(202).send({ detail: 'If an account uses this address, a link to reset its password is on its way.' });
   });
 

@@ -24,8 +24,10 @@ export async function userRoutes(app: FastifyInstance, { deps }: { deps: Deps })
       },
     },
   }, async (request, reply) => {
-    await deps.limiter.consume('signup:ip', request.ip);
-    const { user, totp } = await registerUser(deps, request.body, { actor: { kind: 'user' }, ...clientInfo(request) });
+    // With no address at all (its socket gone before it was accepted), counted as 'unknown', as login does.
+    const client = clientInfo(request);
+    await deps.limiter.consume('signup:ip', client.ip ?? 'unknown');
+    const { user, totp } = await registerUser(deps, request.body, { actor: { kind: 'user' }, ...client });
     return reply.code(201).send({ ...privateUser(user), ...(totp ? { totp } : {}) });
   });
 
