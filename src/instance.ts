@@ -13,7 +13,7 @@ import { buildMetricsApp, openMetricsWarning } from './http/routes/metrics.ts';
 import { systemClock } from './clock.ts';
 import type { Config } from './config.ts';
 import type { Deps } from './deps.ts';
-import { DataDirInUseError, lockDataDir } from './db/data-dir-lock.ts';
+import { DataDirInUseError, lockDataDirWaiting } from './db/data-dir-lock.ts';
 import { migrate } from './db/migrate.ts';
 import { openDatabase } from './db/open.ts';
 import { amqpLane, webhookLane } from './jobs/event-delivery.ts';
@@ -32,7 +32,8 @@ export async function runInstance(config: Config, logger: Logger): Promise<void>
   let releaseDataDir = () => {};
   if (!config.databaseUrl) {
     try {
-      releaseDataDir = lockDataDir(config.dataDir);
+      // A holder in another container is waited for until its heartbeat goes stale (db/data-dir-lock.ts).
+      releaseDataDir = await lockDataDirWaiting(config.dataDir, (e) => logger.warn(`${e.message}: waiting for it to stop or for its lock to go stale (a container restarted after a crash finds its own earlier run's lock so)`));
     } catch (e) {
       if (!(e instanceof DataDirInUseError)) throw e;
       console.error(`twofold: ${e.message} (another Twofold server?); stop it first, or use another DATA_DIR`);

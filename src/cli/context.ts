@@ -4,7 +4,7 @@
  */
 import pino from 'pino';
 import type { Config } from '../config.ts';
-import { DataDirInUseError, lockDataDir } from '../db/data-dir-lock.ts';
+import { DataDirInUseError, describeInvisible, lockDataDir } from '../db/data-dir-lock.ts';
 import type { Database } from '../db/database.ts';
 import { pendingMigrations } from '../db/migrate.ts';
 import { openDatabase } from '../db/open.ts';
@@ -40,7 +40,7 @@ export async function openCliDatabase(config: Config): Promise<CliDatabase> {
     } catch (e) {
       if (!(e instanceof DataDirInUseError)) throw e;
       throw new CliError(
-        `The embedded database in ${config.dataDir} is in use by ${e.pid > 0 ? `a running Twofold server (pid ${e.pid})` : 'a Twofold process starting now'}.\n` +
+        `The embedded database in ${config.dataDir} is in use by ${e.pid > 0 ? `a running Twofold server (pid ${e.pid}${e.invisible ? ` ${describeInvisible(e.invisible)}` : ''})` : 'a Twofold process starting now'}.\n` +
         'Stop the server first (the embedded database serves one process at a time), or point DATABASE_URL at PostgreSQL.',
         EXIT_DATA_DIR_IN_USE,
       );

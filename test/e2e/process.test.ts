@@ -33,7 +33,7 @@ test('npm start on a fresh directory serves the whole first half of the contract
   assert.ok(!existsSync(join(dataDir, 'jwt-signing-key.pem')), 'no signing key in the clear');
   const totpKeyFile = join(dataDir, 'totp-encryption.key');
   assert.equal(statSync(totpKeyFile).mode & 0o077, 0, 'the key that seals the signing key is readable by its owner only');
-  const holder = readFileSync(join(dataDir, 'twofold.pid'), 'utf8').trim();
+  const holder = readFileSync(join(dataDir, 'twofold.pid'), 'utf8').split('\n')[0];
   assert.match(readFileSync(`/proc/${holder}/cmdline`, 'utf8'), /src\/server\.ts/, 'the data directory is locked by the server process');
   // A second server on the same embedded database would corrupt it: it refuses, naming the holder.
   await assert.rejects(start({ ...env, PORT: String(await freePort()) }), /exited early:[\s\S]*the embedded database in .* is in use by process \d+ .*stop it first/);
