@@ -21,6 +21,7 @@ import { startKeyJob } from './jobs/key-rotation.ts';
 import { startAuditRetentionJob } from './jobs/audit-retention.ts';
 import { OutboxWorker, type OutboxLane } from './jobs/outbox-worker.ts';
 import { onEventsQueued } from './services/events/publish.ts';
+import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { createDevMailboxTransport, noSmtpWarning } from './mail/dev-mailbox.ts';
 import { openDeps } from './open-deps.ts';
@@ -83,11 +84,11 @@ export async function runInstance(config: Config, logger: Logger): Promise<void>
     closing = true;
     logger.info({ signal }, 'shutting down');
     // Stop taking requests first, then let the worker finish the mail it holds, then close resources.
-    await app.close().catch((err: unknown) => logger.error({ err }, 'closing http server failed'));
+    await closeHttp(app, config.requestTimeoutSeconds * 1000, logger).catch((err: unknown) => logger.error({ err }, 'closing http server failed'));
     // Handlers of requests whose clients left are still running: let them finish with the database open.
     const left = await inFlight.drain(15_000);
     if (left) logger.warn({ requests: left }, 'shutting down with request handlers still running');
-    await metricsApp?.close().catch((err: unknown) => logger.error({ err }, 'closing metrics server failed'));
+    if (metricsApp) await closeHttp(metricsApp, config.requestTimeoutSeconds * 1000, logger).catch((err: unknown) => logger.error({ err }, 'closing metrics server failed'));
     stopKeyJob();
     stopAuditJob();
     stopWakingWorker();
@@ -114,6 +115,25 @@ export async function runInstance(config: Config, logger: Logger): Promise<void>
   if (config.webauthn.origin !== config.publicOrigin || isIP(config.host.replace(/^\[|\]$/g, ''))) {
     // The address above is an IP, where browsers refuse passkeys: name the one where they work.
     logger.info({ origin: config.webauthn.origin, rpId: config.webauthn.rpId }, `Open ${config.webauthn.origin} in a browser: passkeys work only at that address (browsers refuse them on an IP address)`);
+  }
+}
+
+/**
+ * `app.close()`, bounded. It waits for the requests of every open connection to be answered, and once
+ * the server is closed Node no longer enforces REQUEST_TIMEOUT: a client trickling its body a byte at
+ * a time held the shutdown open for as long as it liked. A connection still open REQUEST_TIMEOUT after
+ * the signal (all the time any request has to arrive) is closed; a handler still running for it is
+ * then waited for like that of any client that hung up (the drain).
+ */
+async function closeHttp(app: FastifyInstance, graceMs: number, logger: Logger): Promise<void> {
+  const timer = setTimeout(() => {
+    logger.warn({ graceMs }, 'closing connections still open after REQUEST_TIMEOUT of shutting down');
+    app.server.closeAllConnections();
+  }, graceMs);
+  try {
+    await app.close();
+  } finally {
+    clearTimeout(timer);
   }
 }
 
