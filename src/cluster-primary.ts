@@ -11,7 +11,7 @@ import type { Config } from './config.ts';
 import { serveClusterMetrics } from './http/cluster-metrics.ts';
 import { loadSecrets } from './secrets.ts';
 
-/** A worker that dies within this long of its start is failing at start-up: do not loop forking it. */
+/** A worker that dies within this long of its start has failed at start-up even if it was already listening. */
 const MIN_LIFETIME_MS = 5_000;
 
 export async function runClusterPrimary(config: Config, logger: Logger): Promise<void> {
@@ -25,11 +25,20 @@ export async function runClusterPrimary(config: Config, logger: Logger): Promise
   /** Set when the cluster stops because a worker failed: the primary then exits non-zero, so a supervisor (systemd, Docker's restart policy) sees the failure. */
   let failed = false;
   const started = new Map<Worker, number>();
+  /**
+   * The ports each worker listens on (PORT, and METRICS_PORT when set; `localhost` is two addresses on
+   * one port): one that dies before it listens on all of them failed its start-up, however long it took.
+   */
+  const listening = new Map<Worker, Set<number>>();
+  const ports = config.metricsPort === undefined ? 1 : 2;
   const fork = () => started.set(cluster.fork(), Date.now());
   for (let i = 0; i < config.webConcurrency; i++) fork();
 
+  cluster.on('listening', (worker, address) => listening.set(worker, (listening.get(worker) ?? new Set()).add(address.port)));
   cluster.on('exit', (worker, code, signal) => {
     const lived = Date.now() - (started.get(worker) ?? 0);
+    const listened = (listening.get(worker)?.size ?? 0) >= ports;
+    listening.delete(worker);
     started.delete(worker);
     if (stopping) {
       logger.info({ pid: worker.process.pid, exitCode: code, signal }, 'worker stopped');
@@ -37,7 +46,9 @@ export async function runClusterPrimary(config: Config, logger: Logger): Promise
       return;
     }
     logger.error({ pid: worker.process.pid, exitCode: code, signal }, 'worker process exited');
-    if (lived < MIN_LIFETIME_MS) {
+    // Not yet listening: the database unreachable until a connection timed out (10 s and more), a
+    // migration failing after a while; forking again would fail the same way, for ever.
+    if (!listened || lived < MIN_LIFETIME_MS) {
       logger.fatal('a worker failed during start-up; stopping the cluster');
       failed = true;
       stop('SIGTERM');

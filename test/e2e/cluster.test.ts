@@ -2,10 +2,13 @@
  * WEB_CONCURRENCY=2 with the real process on PostgreSQL and Redis: the started process supervises two
  * workers that serve one port; a sign-up on one is a login on either; SIGTERM stops all three.
  * Registered only when DATABASE_URL and REDIS_URL are set (cluster mode needs both): no skipped test.
+ * Except the last: workers whose start fails slowly (a database that never answers) stop the cluster too,
+ * which needs neither.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -144,3 +147,41 @@ if (process.env.DATABASE_URL && process.env.REDIS_URL) {
     assert.equal(await failing.exited, 1, failing.out.text);
   });
 }
+
+test('WEB_CONCURRENCY=2: workers that fail at start-up after a while (a database that never answers) stop the cluster with exit code 1, not a loop of forks', async (t) => {
+  // A "PostgreSQL" that accepts connections and never answers: each worker fails only when its
+  // connection times out (5 s, after loading its code), later than any fixed "died young" limit.
+  const sockets = new Set<Socket>();
+  const silent = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    for (const socket of sockets) socket.destroy();
+    silent.close();
+  });
+  const dataDir = mkdtempSync(join(tmpdir(), 'twofold-cluster-'));
+  t.after(() => rmSync(dataDir, { recursive: true, force: true }));
+  const env = {
+    PATH: process.env.PATH ?? '', NODE_ENV: 'development', PORT: String(await freePort()), HOST: '127.0.0.1', DATA_DIR: dataDir,
+    DATABASE_URL: `postgres://twofold@127.0.0.1:${(silent.address() as { port: number }).port}/twofold`, RATE_LIMIT_DISABLED: 'true', WEB_CONCURRENCY: '2', LOG_LEVEL: 'info',
+  };
+  const primary = spawn(process.execPath, [...SERVER_ARGS], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let output = '';
+  primary.stdout.on('data', (d) => (output += d));
+  primary.stderr.on('data', (d) => (output += d));
+  t.after(() => {
+    if (primary.exitCode === null) process.kill(-primary.pid!, 'SIGKILL');
+  });
+  // 'close': all of its output read (the primary exits only once its workers have, so it comes).
+  const closed = new Promise<void>((done) => primary.once('close', () => done()));
+  const failures = () => output.split('\n').filter((l) => l.includes('"worker process exited"')).length;
+  // Bounded: the primary exits, or a third worker fails (one forked to replace a failed one).
+  for (let i = 0; i < 1200 && primary.exitCode === null && failures() <= 2; i++) await sleep(100);
+  assert.ok(failures() <= 2, `workers that failed at start-up were forked again:\n${output}`);
+  assert.equal(primary.exitCode, 1, output);
+  await closed;
+  assert.match(output, /a worker failed during start-up; stopping the cluster/);
+});
