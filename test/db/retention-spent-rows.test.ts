@@ -43,12 +43,12 @@ withDatabases('retention of spent rows', ({ open }) => {
     await ta.deps.db.query("INSERT INTO outbox (id, kind, to_address, subject, text_body, html_body, created_at, next_attempt_at, sent_at) VALUES ('01937a5e-3f1c-7cc0-9a41-0c5a1d2f7e24', 'verify_email', $1, 's', '', '', $2, $2, $2)", [user.email, new Date(now - 31 * DAY)]);
 
     const deleted = await pruneSpentRows(ta.deps);
-    assert.deepEqual(deleted, { sessions: 2, mfa_challenges: 1, email_tokens: 1, outbox: 1 });
+    assert.deepEqual(deleted, { sessions: 2, mfa_challenges: 1, webauthn_challenges: 0, email_tokens: 1, outbox: 1, signup_ip: 0 });
     const left = (await ta.deps.db.query<{ id: string }>('SELECT id FROM sessions WHERE user_id = $1', [user.uuid])).rows.map((r) => r.id).sort();
     assert.deepEqual(left, [linkedLongAgo, revokedRecently].sort(), 'the linked one and the recent one stay');
     assert.equal(await count(ta, 'SELECT 1 FROM mfa_challenges WHERE user_id = $1', [user.uuid]), 1);
     assert.equal(await count(ta, 'SELECT 1 FROM email_tokens WHERE user_id = $1', [user.uuid]), tokensBefore, 'the live verification link stays');
     assert.equal(await count(ta, 'SELECT 1 FROM outbox WHERE to_address = $1', [user.email]), 1, 'the mail sent now stays');
-    assert.deepEqual(await pruneSpentRows(ta.deps), { sessions: 0, mfa_challenges: 0, email_tokens: 0, outbox: 0 });
+    assert.deepEqual(await pruneSpentRows(ta.deps), { sessions: 0, mfa_challenges: 0, webauthn_challenges: 0, email_tokens: 0, outbox: 0, signup_ip: 0 });
   });
 });

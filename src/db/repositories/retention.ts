@@ -40,3 +40,29 @@ export async function deleteFinishedMails(db: Queryable, before: Date, batch: nu
   );
   return r.rowCount;
 }
+
+/**
+ * WebAuthn challenges of every purpose expired before `before`, up to `batch`. Requests for new
+ * options sweep expired ones too, but only when someone asks: without this, a passwordless sign-in's
+ * typed login name (login_name: whatever was typed, known or not, even a password typed into the
+ * wrong field) stayed until the next such request, also after its account was deleted.
+ */
+export async function deleteExpiredWebauthnChallenges(db: Queryable, before: Date, batch: number): Promise<number> {
+  const r = await db.query('DELETE FROM webauthn_challenges WHERE id IN (SELECT id FROM webauthn_challenges WHERE expires_at < $1 LIMIT $2)', [before, batch]);
+  return r.rowCount;
+}
+
+/**
+ * Clears the sign-up address of users created before `before`, up to `batch`; returns how many. Rows
+ * locked by a transaction in flight (a login, an admin's change) are skipped, not waited for: the
+ * next run takes them, and the job never holds a batch of user rows while it waits for one more. The
+ * NO KEY lock, the UPDATE's own, does not block inserts of rows referencing the user (sessions).
+ */
+export async function clearOldSignupIps(db: Queryable, before: Date, batch: number): Promise<number> {
+  const r = await db.query(
+    `UPDATE users SET signup_ip = NULL WHERE id IN (
+       SELECT id FROM users WHERE signup_ip IS NOT NULL AND created_at < $1 LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED)`,
+    [before, batch],
+  );
+  return r.rowCount;
+}
