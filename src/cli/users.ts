@@ -54,8 +54,15 @@ export async function unlockUser(deps: Deps, login: string, out: (line: string) 
     out(`${user.username}: not locked (the stopped server's lockout counters went with it)`);
     return;
   }
-  // Until Redis answers, the limiter would clear its per-process stand-in counters instead.
-  if (deps.limiter instanceof FlexibleLimiter) await deps.limiter.ready();
+  // The unlock refuses to fall back to per-process stand-in counters, so wait for the connection;
+  // an unreachable Redis fails here (or at the clear, 503 service_unavailable), exit 1, nothing recorded.
+  try {
+    if (deps.limiter instanceof FlexibleLimiter) await deps.limiter.ready();
+  } catch (e) {
+    // A name that resolves to several addresses fails with an AggregateError, whose message is empty.
+    const why = (e as Error).message || (e as { code?: string }).code || 'no connection';
+    throw new CliError(`Redis (REDIS_URL) cannot be reached, so ${user.username} was not unlocked: ${why}`);
+  }
   await unlockUserAsAdmin(deps, user.id, CLI_CONTEXT);
   out(`${user.username}: unlocked`);
 }

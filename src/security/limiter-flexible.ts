@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import { ConfigError, type Config } from '../config.ts';
 import { AppError } from '../errors.ts';
-import type { Attempt, AttemptSubject, Limiter, QuotaName } from './limiter.ts';
+import type { Attempt, AttemptSubject, ClearOptions, Limiter, QuotaName } from './limiter.ts';
 import { AttemptRefused, takeAttempt } from './limiter-attempt.ts';
 import { normalizeIp } from './ip-key.ts';
 
@@ -32,6 +32,11 @@ export interface CounterSpec {
 export interface CounterStore {
   /** Creates one counter; `keyPrefix` already carries the limiter's namespace and the counter's name. */
   counter(spec: CounterSpec, keyPrefix: string): RateLimiterAbstract;
+  /**
+   * Deletes `key` of one of its counters from the store itself, rejecting when that store cannot be
+   * reached (where `delete` would answer from a stand-in). Absent when `delete` already is that.
+   */
+  deleteWithoutFallback?(counter: RateLimiterAbstract, key: string): Promise<void>;
   /** Resolves once the store is reachable; absent for stores that always are. */
   ready?(): Promise<void>;
   close(): Promise<void>;
@@ -158,9 +163,20 @@ export class FlexibleLimiter implements Limiter {
     }
   }
 
-  /** Deletes both failure counts (and so the locks) of each account name. */
-  async clearAccounts(accounts: readonly string[]): Promise<void> {
-    await Promise.all(accounts.flatMap((a) => [this.accountFailures.delete(accountKey(a)), this.accountConsecutive.delete(accountKey(a))]));
+  /**
+   * Deletes both failure counts (and so the locks) of each account name. A login clears with the
+   * fallback (it must work while Redis is down); the admin unlock without: an unlock that cleared
+   * only this process's stand-ins would be reported done while every instance still reads the lock.
+   */
+  async clearAccounts(accounts: readonly string[], options: ClearOptions = {}): Promise<void> {
+    const strict = options.fallback === false ? this.store.deleteWithoutFallback?.bind(this.store) : undefined;
+    const del = strict ?? ((counter: Counter, key: string) => counter.delete(key));
+    try {
+      await Promise.all(accounts.flatMap((a) => [del(this.accountFailures, accountKey(a)), del(this.accountConsecutive, accountKey(a))]));
+    } catch (e) {
+      if (!strict) throw e;
+      throw new AppError('service_unavailable', { detail: 'The shared lockout counters (Redis) could not be cleared: the account may still be locked. Try again once Redis is reachable.', cause: e });
+    }
   }
 
   /**

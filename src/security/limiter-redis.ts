@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { RateLimiterRedis } from 'rate-limiter-flexible';
+import { RateLimiterRedis, type RateLimiterAbstract, type RateLimiterMemory } from 'rate-limiter-flexible';
 import type { Limiter } from './limiter.ts';
 import { DEFAULT_KEY_PREFIX, FlexibleLimiter, type CounterStore, type LimiterConfig } from './limiter-flexible.ts';
 import { memoryCounter } from './limiter-memory.ts';
@@ -51,17 +51,29 @@ export function createRedisClient(url: string, logger?: LimiterLogger): Redis {
 
 /** A store of Redis counters, each insured by an in-process counter with the same limits; close() quits the client. */
 export function redisStore(client: Redis): CounterStore {
+  const insurances = new WeakMap<RateLimiterAbstract, RateLimiterMemory>();
   return {
-    counter: (spec, keyPrefix) =>
-      new RateLimiterRedis({
+    counter: (spec, keyPrefix) => {
+      const insurance = memoryCounter(spec, keyPrefix);
+      const counter = new RateLimiterRedis({
         storeClient: client,
         points: spec.points,
         duration: spec.durationSeconds,
         keyPrefix,
         // Do not even try while the connection is not ready; go to the insurance limiter.
         rejectIfRedisNotReady: true,
-        insuranceLimiter: memoryCounter(spec, keyPrefix),
-      }),
+        insuranceLimiter: insurance,
+      });
+      insurances.set(counter, insurance);
+      return counter;
+    },
+    // The library's delete answers from the insurance when Redis fails; this one rejects instead
+    // (offline commands fail at once, a stalled Redis after commandTimeout). Same key as the library's.
+    deleteWithoutFallback: async (counter, key) => {
+      await client.del(counter.getKey(key));
+      // The stand-in too, so that a later outage does not bring back on this instance a lock cleared here.
+      await insurances.get(counter)?.delete(key);
+    },
     // events.once rejects on an 'error' event, so a Redis that is down fails this instead of hanging.
     ready: async () => {
       if (client.status !== 'ready') await once(client, 'ready');

@@ -41,6 +41,12 @@ export interface Attempt {
   succeeded(alsoClear?: readonly string[]): Promise<void>;
 }
 
+/** How {@link Limiter.clearAccounts} may clear. */
+export interface ClearOptions {
+  /** false: fail rather than fall back to the per-process counters when the shared store is unreachable. Default true. */
+  readonly fallback?: boolean;
+}
+
 /** Named quotas for requests that cost us something (mail, sign-ups), counted whether they succeed or not. */
 export type QuotaName =
   | 'signup:ip'
@@ -74,8 +80,13 @@ export interface Limiter {
    * (the admin API shows it as `locked_until`). `clearAccounts` ends the locks: the admin unlock.
    */
   accountLockMs(accounts: readonly string[]): Promise<number>;
-  /** Deletes every failure count and lock of each account name (admin unlock; a complete login clears them the same way). */
-  clearAccounts(accounts: readonly string[]): Promise<void>;
+  /**
+   * Deletes every failure count and lock of each account name (admin unlock; a complete login clears
+   * them the same way). With `fallback: false` the delete must reach the store every instance reads:
+   * it throws service_unavailable (503) when Redis cannot be reached, instead of clearing only this
+   * process's stand-in counters and leaving the shared lock in place.
+   */
+  clearAccounts(accounts: readonly string[], options?: ClearOptions): Promise<void>;
   /** Counts one request against `quota` for `key`; throws too_many_requests when over. */
   consume(quota: QuotaName, key: string): Promise<void>;
   /** Releases the store (quits the Redis client). */

@@ -192,8 +192,10 @@ export async function resetMfaAsAdmin(deps: Deps, userId: string, ctx: AuditCont
 export async function unlockUserAsAdmin(deps: Deps, userId: string, ctx: AuditContext): Promise<void> {
   await withLockedUser(deps, userId, ctx, async (tx, user) => {
     // The counters live in the limiter's store (memory or Redis), not in this database: clear first,
-    // so the entry records an unlock that happened.
-    await deps.limiter.clearAccounts(accountNames(user));
+    // so the entry records an unlock that happened. Without the fallback: with Redis out of reach
+    // the clear throws (503 service_unavailable), the transaction rolls back and nothing is recorded,
+    // rather than clearing this process's stand-in counters while every instance reads the lock.
+    await deps.limiter.clearAccounts(accountNames(user), { fallback: false });
     await recordSecurityEvent(tx, { ...ctx, type: 'admin.action', userId: user.id, data: { action: 'unlock' }, at: deps.clock() });
   });
 }

@@ -5,7 +5,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Deps } from '../../../deps.ts';
 import { createUserAsAdmin, getUserForAdmin, searchUsers } from '../../../services/admin/users.ts';
 import { deleteUserAsAdmin, resetMfaAsAdmin, revokeUserSessionsAsAdmin, unlockUserAsAdmin, updateUserAsAdmin } from '../../../services/admin/user-changes.ts';
-import { SIGN_UP_FIELDS, TotpEnrollmentSchema, URL_PROBLEMS, VALIDATION_PROBLEMS, problems } from '../../schemas.ts';
+import { SIGN_UP_FIELDS, TotpEnrollmentSchema, URL_PROBLEMS, VALIDATION_PROBLEMS, problems, type ProblemCodes } from '../../schemas.ts';
 import { adminContext } from './guard.ts';
 import { ADMIN_PROBLEMS, ADMIN_WRITE_PROBLEMS, AdminSessionSchema, AdminUserSchema, Cursor, Limit, NextCursor, Roles, UserIdParams, adminSecurity } from './schemas.ts';
 
@@ -88,7 +88,7 @@ export async function adminUserRoutes(app: FastifyInstance, { deps }: { deps: De
   });
 
   // The three actions on a user: same shape, 204 on success.
-  const actions = [
+  const actions: Array<{ method: 'DELETE' | 'POST'; url: string; run: (deps: Deps, userId: string, ctx: ReturnType<typeof adminContext>) => Promise<unknown>; summary: string; description: string; problems?: ProblemCodes }> = [
     {
       method: 'DELETE' as const, url: '/api/v1/admin/users/:uuid/sessions', run: revokeUserSessionsAsAdmin,
       summary: 'End every session of a user', description: 'Every session revoked; their access tokens are refused from the next request.',
@@ -100,14 +100,16 @@ export async function adminUserRoutes(app: FastifyInstance, { deps }: { deps: De
     },
     {
       method: 'POST' as const, url: '/api/v1/admin/users/:uuid/unlock', run: unlockUserAsAdmin,
-      summary: 'Clear login locks', description: 'Clears the failure counts and locks of the account under its username, its e-mail address and its id. The per-IP counts stay.',
+      summary: 'Clear login locks',
+      description: 'Clears the failure counts and locks of the account under its username, its e-mail address and its id. The per-IP counts stay. With `REDIS_URL`, 503 `service_unavailable` when Redis cannot be reached or written: nothing is cleared or recorded; try again.',
+      problems: { 503: ['service_unavailable'] },
     },
   ];
   for (const action of actions) {
     r.route({
       method: action.method,
       url: action.url,
-      schema: { tags, security, summary: action.summary, description: action.description, params: UserIdParams, response: { 204: Type.Null({ description: 'Done' }), ...problems(ADMIN_WRITE_PROBLEMS, URL_PROBLEMS, { 404: ['user_not_found'] }) } },
+      schema: { tags, security, summary: action.summary, description: action.description, params: UserIdParams, response: { 204: Type.Null({ description: 'Done' }), ...problems(ADMIN_WRITE_PROBLEMS, URL_PROBLEMS, { 404: ['user_not_found'] }, action.problems ?? {}) } },
       handler: async (request, reply) => {
         await action.run(deps, request.params.uuid, adminContext(request));
         return reply.code(204).send(null);
