@@ -130,8 +130,11 @@ export async function deleteUserAsAdmin(deps: Deps, userId: string, ctx: AuditCo
     await keepAnAdmin(deps, tx, u, { admin: false, active: false });
     const revoked = await revokeAllSessions(tx, u.id, 'user_deleted', deps.clock());
     await recordSessionsRevoked(deps, tx, ctx, u.id, revoked, 'user_deleted');
-    const mails = await eraseMailTo(tx, u.email);
     if (!(await deleteUserRow(tx, u.id))) throw notFound();
+    // After the row, not before: a code re-sent meanwhile updates its email_otps row (no lock on the
+    // user), so its mail could commit just after an earlier look at the outbox, and be delivered to
+    // the erased address. The cascade waits for such a transaction, so this statement sees its mail.
+    const mails = await eraseMailTo(tx, u.email);
     // Its sessions' and tokens' grants go with the sweep (which still needs the sessions to send the
     // back-channel logouts); a grant nothing names goes now.
     await deleteGrantsOfAccount(tx, u.id);

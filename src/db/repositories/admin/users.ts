@@ -123,9 +123,8 @@ export async function updateUserVerified(tx: Queryable, id: string, verified: bo
 }
 
 /**
- * Deletes the mail bodies still waiting in the outbox for `address` (verification links, reset
- * links, codes): an erased user's secrets must not be delivered or kept. Delivered and given-up
- * rows keep their status row but lose their bodies too. Returns how many rows were erased.
+ * Deletes every outbox row for `address`, pending (verification links, reset links, codes: an erased
+ * user's secrets must not be delivered or kept), delivered or given up. Returns how many went.
  */
 export async function eraseMailTo(tx: Queryable, address: string): Promise<number> {
   const r = await tx.query('DELETE FROM outbox WHERE lower(to_address) = lower($1)', [address]);
