@@ -6,33 +6,12 @@
  * redaction) writing into the test, on the retry (warn) and the giving up (error).
  */
 import assert from 'node:assert/strict';
-import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
-import { SMTPServer } from 'smtp-server';
 import { OutboxWorker } from '../../src/jobs/outbox-worker.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createSmtpTransport } from '../../src/mail/smtp-transport.ts';
+import { startRefusingServer } from '../helpers/smtp-sink.ts';
 import { createUser, describeWithApp } from '../helpers/app.ts';
-
-/** A server that refuses every recipient, naming it in brackets and bare, as Postfix-like servers do. */
-async function startRefusingServer(t: { after: (fn: () => Promise<void>) => void }): Promise<number> {
-  const server = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS'],
-    logger: false,
-    onRcptTo(address, _session, callback) {
-      const err = new Error(`5.1.1 <${address.address}>: Recipient address rejected: User unknown in virtual mailbox table (${address.address})`) as Error & { responseCode: number };
-      err.responseCode = 550;
-      callback(err);
-    },
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  return (server.server.address() as AddressInfo).port;
-}
 
 describeWithApp('log lines of a recipient refused by the SMTP server', (suite) => {
   test('the retry (warn) and the giving up (error) log the reply with the address masked, and the codes', async (t) => {

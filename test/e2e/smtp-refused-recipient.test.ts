@@ -6,33 +6,12 @@
  * transport and the outbox worker; the worker's clock is the test's, moved by nobody.
  */
 import assert from 'node:assert/strict';
-import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
-import { SMTPServer } from 'smtp-server';
 import { OutboxWorker } from '../../src/jobs/outbox-worker.ts';
 import { createSmtpTransport } from '../../src/mail/smtp-transport.ts';
+import { startRefusingServer } from '../helpers/smtp-sink.ts';
 import { createUser, describeWithApp, quietLogger, type TestApp } from '../helpers/app.ts';
 import { ADMIN_ENV, adminCall } from '../helpers/admin.ts';
-
-/** A server that refuses every recipient, naming it in brackets and bare, as Postfix-like servers do. */
-async function startRefusingServer(t: { after: (fn: () => Promise<void>) => void }): Promise<number> {
-  const server = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS'],
-    logger: false,
-    onRcptTo(address, _session, callback) {
-      const err = new Error(`5.1.1 <${address.address}>: Recipient address rejected: User unknown in virtual mailbox table (${address.address})`) as Error & { responseCode: number };
-      err.responseCode = 550;
-      callback(err);
-    },
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  return (server.server.address() as AddressInfo).port;
-}
 
 async function storedError(ta: TestApp, to: string): Promise<string | null> {
   const r = await ta.deps.db.query<{ last_error: string | null }>('SELECT last_error FROM outbox WHERE to_address = $1', [to]);

@@ -60,3 +60,23 @@ export function tokenLink(text: string | undefined): URL {
   if (!m) throw new Error('no link with a token in the mail');
   return new URL(m[0]);
 }
+
+/** A server that refuses every recipient, naming it in brackets and bare, as Postfix-like servers do. */
+export async function startRefusingServer(t: { after: (fn: () => Promise<void>) => void }): Promise<number> {
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['STARTTLS'],
+    logger: false,
+    onRcptTo(address, _session, callback) {
+      const err = new Error(`5.1.1 <${address.address}>: Recipient address rejected: User unknown in virtual mailbox table (${address.address})`) as Error & { responseCode: number };
+      err.responseCode = 550;
+      callback(err);
+    },
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return (server.server.address() as AddressInfo).port;
+}
