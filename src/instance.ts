@@ -32,13 +32,33 @@ export async function runInstance(config: Config, logger: Logger): Promise<void>
   // The embedded database is this process's alone (see db/data-dir-lock.ts); a server has no such lock.
   let releaseDataDir = () => {};
   if (!config.databaseUrl) {
+    // Stopped while it waits for another container's lock: nothing is held yet, so it just ends. (As
+    // pid 1 of a container a signal without a handler is ignored: the stop was lost, and it started.)
+    const stopWaiting = (signal: NodeJS.Signals) => {
+      logger.info({ signal }, 'stopped while waiting for the data directory lock');
+      process.exit(0);
+    };
+    process.once('SIGTERM', stopWaiting);
+    process.once('SIGINT', stopWaiting);
     try {
       // A holder in another container is waited for until its heartbeat goes stale (db/data-dir-lock.ts).
-      releaseDataDir = await lockDataDirWaiting(config.dataDir, (e) => logger.warn(`${e.message}: waiting for it to stop or for its lock to go stale (a container restarted after a crash finds its own earlier run's lock so)`));
+      releaseDataDir = await lockDataDirWaiting(
+        config.dataDir,
+        (e) => logger.warn(`${e.message}: waiting for it to stop or for its lock to go stale (a container restarted after a crash finds its own earlier run's lock so)`),
+        // A lock whose heartbeat stopped may be another process's by now: writing on would corrupt the
+        // database they share, so the process ends at once (a crash, as far as PGlite's files go).
+        { onLost: (why) => {
+          logger.fatal({ why, dataDir: config.dataDir }, 'the data directory lock can no longer be trusted; stopping at once');
+          process.exit(1);
+        } },
+      );
     } catch (e) {
       if (!(e instanceof DataDirInUseError)) throw e;
       console.error(`twofold: ${e.message} (another Twofold server?); stop it first, or use another DATA_DIR`);
       process.exit(2);
+    } finally {
+      process.off('SIGTERM', stopWaiting);
+      process.off('SIGINT', stopWaiting);
     }
     process.once('exit', releaseDataDir);
   }
