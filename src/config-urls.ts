@@ -48,11 +48,13 @@ interface ConnectionUrlRule {
   readonly socketPath?: boolean;
   /** pg's parser: spaces and stray `%` are encoded, and `user:pass@/db?host=/socket` has an empty host. */
   readonly pgLenient?: boolean;
+  /** ioredis also takes `host:port` and a bare port (no password in either), as earlier releases passed on. */
+  readonly hostPort?: boolean;
 }
 
 export const CONNECTION_URLS = {
   DATABASE_URL: { protocols: ['postgres:', 'postgresql:', 'socket:'], example: 'postgres://user:password@host:5432/database', socketPath: true, pgLenient: true },
-  REDIS_URL: { protocols: ['redis:', 'rediss:'], example: 'redis://[:password@]host:6379[/db]', socketPath: true },
+  REDIS_URL: { protocols: ['redis:', 'rediss:'], example: 'redis://[:password@]host:6379[/db]', socketPath: true, hostPort: true },
   SMTP_URL: { protocols: ['smtp:', 'smtps:'], example: 'smtp://user:password@host:587' },
   EVENTS_AMQP_URL: { protocols: ['amqp:', 'amqps:'], example: 'amqp://user:password@host:5672/vhost' },
 } as const satisfies Record<string, ConnectionUrlRule>;
@@ -66,6 +68,7 @@ export function connectionUrl(env: Readonly<Record<string, string | undefined>>,
   if (raw === undefined || raw === '') return undefined;
   const rule: ConnectionUrlRule = CONNECTION_URLS[name];
   if (rule.socketPath && raw.startsWith('/')) return raw;
+  if (rule.hostPort && /^(?:[A-Za-z0-9.-]+:)?\d{1,5}$/.test(raw)) return raw;
   const refused = new ConfigError(
     `${name} must be a URL of the form ${rule.example} (scheme ${rule.protocols.map((p) => p.slice(0, -1)).join(' or ')}); its value is not shown, since it may hold a password`,
   );

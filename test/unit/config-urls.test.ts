@@ -79,6 +79,9 @@ test('the forms each client takes are accepted as they are (a socket path, pg\'s
     ['REDIS_URL', 'redis://redis:6379', 'redisUrl'],
     ['REDIS_URL', 'rediss://:pw@redis:6380/2', 'redisUrl'],
     ['REDIS_URL', '/tmp/redis.sock', 'redisUrl'],
+    // ioredis's own short forms, which earlier releases passed on to it.
+    ['REDIS_URL', 'localhost:6379', 'redisUrl'],
+    ['REDIS_URL', '6379', 'redisUrl'],
     ['SMTP_URL', 'smtp://mailpit:1025?requireTLS=false', 'smtpUrl'],
     ['SMTP_URL', 'smtps://user:pass@smtp.example.com:465', 'smtpUrl'],
   ];
