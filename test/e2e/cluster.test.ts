@@ -131,7 +131,10 @@ if (process.env.DATABASE_URL && process.env.REDIS_URL) {
     };
 
     const ok = await start(url.toString());
-    for (let i = 0; i < 480 && (workersOf(ok.primary.pid!).length < 2 || !(await fetch(`${ok.base}/healthz`).then((r) => r.ok, () => false))); i++) {
+    // Both workers listening (each says so once): /healthz answered by one while the other was still
+    // starting, and a signal reaching a worker before its handlers exist ends it the default way.
+    const listening = () => (ok.out.text.match(/Twofold listening on/g) ?? []).length;
+    for (let i = 0; i < 480 && (workersOf(ok.primary.pid!).length < 2 || listening() < 2 || !(await fetch(`${ok.base}/healthz`).then((r) => r.ok, () => false))); i++) {
       if (ok.primary.exitCode !== null) throw new Error(`the primary exited:\n${ok.out.text}`);
       await sleep(250);
     }
