@@ -3,11 +3,11 @@ import type { Deps } from '../deps.ts';
 import { AppError } from '../errors.ts';
 import { TokenError } from '../crypto/jwt.ts';
 import type { Queryable } from '../db/database.ts';
-import { findSession, findWithinGrace, revokeAllSessions, revokeSession } from '../db/repositories/sessions.ts';
+import { findSession, revokeAllSessions, revokeSession } from '../db/repositories/sessions.ts';
 import { lockUserForUpdate } from '../db/repositories/users.ts';
 import { recordSessionsRevoked } from './audit/login-events.ts';
 import { recordSecurityEvent, userContext } from './audit/record.ts';
-import { verifyRefreshToken } from './refresh.ts';
+import { findInGrace, verifyRefreshToken } from './refresh.ts';
 import type { ClientInfo } from './tokens.ts';
 
 /** What a logout token names: its session and, for a refresh token, which of the family's tokens it is. */
@@ -70,10 +70,7 @@ async function presentedSession(deps: Deps, token: string, now: Date): Promise<P
 async function rotatedAway(deps: Deps, tx: Queryable, sid: string, token: { jti: string; sub: string; iat: number }, now: Date): Promise<boolean> {
   const session = await findSession(tx, sid);
   if (!session || session.user_id !== token.sub || session.current_jti === token.jti) return false;
-  const grace = deps.config.refreshReuseGraceSeconds;
-  const age = now.getTime() - token.iat * 1000;
-  const issuedWithinGrace = age >= 0 && age < grace * 1000;
-  return !(await findWithinGrace(tx, sid, token.jti, now, grace, issuedWithinGrace));
+  return !(await findInGrace(deps, tx, sid, token.jti, token.iat, now));
 }
 
 /**

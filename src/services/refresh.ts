@@ -5,6 +5,7 @@
  * rotated token is a replay (likely a stolen copy), so the whole session is revoked.
  */
 import type { Deps } from '../deps.ts';
+import type { Queryable } from '../db/database.ts';
 import { AppError } from '../errors.ts';
 import { TokenError } from '../crypto/jwt.ts';
 import { newId } from '../crypto/random.ts';
@@ -26,6 +27,19 @@ export async function verifyRefreshToken(deps: Deps, token: string): Promise<{ s
   }
 }
 
+/**
+ * The session of refresh token `jti` (issued at `iat`) when that token was rotated away less than
+ * REFRESH_REUSE_GRACE_SECONDS ago, else undefined: the refresh endpoint's and logout's test for reuse.
+ * A token issued less than the grace period ago and no longer current was rotated away since, so
+ * within the period, however many rotations followed (the session keeps a bounded list of them). An
+ * issue time in the future (another instance's clock ahead) proves nothing: the lists decide then.
+ */
+export function findInGrace(deps: Deps, db: Queryable, sid: string, jti: string, iat: number, now: Date) {
+  const grace = deps.config.refreshReuseGraceSeconds;
+  const age = now.getTime() - iat * 1000;
+  return findWithinGrace(db, sid, jti, now, grace, age >= 0 && age < grace * 1000);
+}
+
 /** Rotates the refresh token of a session and returns a new pair. */
 export async function refreshSession(deps: Deps, token: string, client: ClientInfo): Promise<TokenPair> {
   const { sid, jti, sub, iat } = await verifyRefreshToken(deps, token);
@@ -44,13 +58,7 @@ export async function refreshSession(deps: Deps, token: string, client: ClientIn
   // 401 like any token that no longer works (the contract lists only 401s here; deactivation also
   // revoked the sessions): the login that follows says why, to whoever has the password.
   if (!user.is_active) throw new AppError('invalid_token', { detail: 'The session has ended.' });
-  const grace = deps.config.refreshReuseGraceSeconds;
-  // A token issued less than the grace period ago and no longer current was rotated away since, so
-  // within the period, however many rotations followed (the session keeps a bounded list of them). An
-  // issue time in the future (another instance's clock ahead) proves nothing: the lists decide then.
-  const age = now.getTime() - iat * 1000;
-  const issuedWithinGrace = age >= 0 && age < grace * 1000;
-  const graced = await findWithinGrace(deps.db, sid, jti, now, grace, issuedWithinGrace);
+  const graced = await findInGrace(deps, deps.db, sid, jti, iat, now);
   if (graced && graced.user_id === sub) return signTokenPair(deps, user, graced, graced.current_jti);
 
   const session = await findSession(deps.db, sid);
