@@ -161,7 +161,7 @@ export async function sendLoginEmailCode(deps: Deps, mfaToken: string, ip: strin
   if (!user) throw new AppError('invalid_token');
   // A locked account gets no mails: its codes could not be used anyway. Locked by any of its names,
   // as /login/mfa judges it (a lock earned through the e-mail address also refuses the code there).
-  await deps.limiter.assertAllowed({ account: userId, alsoAccounts: accountNames(user), ip });
+  await deps.limiter.assertAllowed({ account: userId, alsoAccounts: accountNames(deps, user), ip });
   if (!user.is_active) throw new AppError('account_inactive', { detail: 'This account is not active.' });
   if (!(await loadFactorState(deps, user.id)).emailEnabled) {
     throw new AppError('method_not_enabled', { detail: 'E-mailed codes are not a second factor of this account.' });

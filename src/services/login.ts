@@ -92,7 +92,7 @@ async function finishLogin(deps: Deps, user: UserRow, level: AuthLevel, client: 
     if (level.aal === 'aal1' && (await hasStoredFactor(tx, user.id))) throw new FactorAddedDuringLogin();
     return created;
   });
-  await attempt.succeeded(accountNames(user));
+  await attempt.succeeded(accountNames(deps, user));
   const pair = await signTokenPair(deps, { ...user, ...claims }, session, session.current_jti);
   return codes.length > 0 ? { ...pair, backup_codes: codes } : pair;
 }
@@ -144,7 +144,7 @@ export async function loginWithPassword(deps: Deps, input: PasswordLoginInput, c
     // id and by both its names, as at /login/mfa (the password already tells who the account is).
     // Counted only against the name typed, each name gave its own budget of code guesses.
     await proof.attempt.passed();
-    attempt = await deps.limiter.beginAttempt({ account: user.id, alsoAccounts: accountNames(user), ip: client.ip ?? 'unknown' });
+    attempt = await deps.limiter.beginAttempt({ account: user.id, alsoAccounts: accountNames(deps, user), ip: client.ip ?? 'unknown' });
   }
   return afterPassword(deps, user, client, 'password', attempt, async (fail) => {
     assertUsable(deps, user);
@@ -264,7 +264,7 @@ export async function completeMfaLogin(deps: Deps, input: MfaLoginInput, client:
   const user = await findUserById(deps.db, userId);
   if (!user) throw new AppError('invalid_token');
   // The token proves which account this is, so code guesses here also lock its logins by both names.
-  const attempt = await deps.limiter.beginAttempt({ account: userId, alsoAccounts: accountNames(user), ip: client.ip ?? 'unknown' });
+  const attempt = await deps.limiter.beginAttempt({ account: userId, alsoAccounts: accountNames(deps, user), ip: client.ip ?? 'unknown' });
   return afterPassword(deps, user, client, 'mfa', attempt, async (fail) => {
     const challenge = await reserveAttempt(deps.db, challengeId, userId, deps.clock(), deps.config.mfaChallengeMaxAttempts);
     if (!challenge) throw new AppError('invalid_token', { detail: 'The MFA challenge is expired, used or over-tried; log in again.' });
@@ -325,7 +325,7 @@ export async function completeMfaLogin(deps: Deps, input: MfaLoginInput, client:
       .catch(async (e: unknown) =>
         wrongCode ? fail(method, method === 'passkey' ? passkeyError('The passkey was used by another sign-in at the same moment.', undefined, 401) : undefined) : Promise.reject(e),
       );
-    await attempt.succeeded(accountNames(user));
+    await attempt.succeeded(accountNames(deps, user));
     // The roles as the row's lock read them, not as the first read (a role removed meanwhile).
     const pair = await signTokenPair(deps, { ...user, ...claims }, session, session.current_jti);
     if (level?.amr.join() !== AMR.backupCode.join()) return pair;

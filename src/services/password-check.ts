@@ -20,14 +20,19 @@ function credentialsError(): AppError {
  * other way round) only when both belong to one account — that would tell an attacker which
  * address belongs to which username, and that the account exists. So each of an account's two
  * names has its own count, exactly as two made-up names do; a successful login clears both.
+ *
+ * The name is kept as a keyed digest (HMAC-SHA256 under the token-hash key, as codes and tokens are):
+ * what is typed at a login is whatever the person typed, known or not, sometimes a password typed
+ * into the wrong field, and it was stored as typed in the limiter's keys (Redis, for the length of a
+ * lock) and in passwordless challenges. Every instance shares the key, so they count alike.
  */
-export function loginAccountName(login: string): string {
-  return `login:${login.trim().toLowerCase()}`;
+export function loginAccountName(deps: Pick<Deps, 'tokenHasher'>, login: string): string {
+  return `login:${deps.tokenHasher.hash('limiter-login-name', login.trim().toLowerCase())}`;
 }
 
 /** Every limiter account name of `user`: both login names and the id (second-step and in-session checks). */
-export function accountNames(user: Pick<UserRow, 'id' | 'username' | 'email'>): string[] {
-  return [loginAccountName(user.username), loginAccountName(user.email), user.id];
+export function accountNames(deps: Pick<Deps, 'tokenHasher'>, user: Pick<UserRow, 'id' | 'username' | 'email'>): string[] {
+  return [loginAccountName(deps, user.username), loginAccountName(deps, user.email), user.id];
 }
 
 /** A proven password: the user and the still unsettled attempt (the caller settles it). */
@@ -45,7 +50,7 @@ export interface PasswordProof {
  */
 export async function checkLoginPassword(deps: Deps, login: string, password: string, client: ClientInfo): Promise<PasswordProof> {
   const name = login.trim();
-  const attempt = await deps.limiter.beginAttempt({ account: loginAccountName(name), ip: client.ip ?? 'unknown' });
+  const attempt = await deps.limiter.beginAttempt({ account: loginAccountName(deps, name), ip: client.ip ?? 'unknown' });
   let user: UserRow | undefined;
   let ok: false | 'current' | 'legacy';
   try {

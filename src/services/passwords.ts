@@ -128,7 +128,7 @@ export async function resetPassword(deps: Deps, input: ResetPasswordInput, clien
   });
   if (!done) throw invalidResetToken();
   // Every limiter name of the account: both login names and the id.
-  await Promise.all(accountNames(user).map((account) => deps.limiter.recordSuccess({ account, ip })));
+  await Promise.all(accountNames(deps, user).map((account) => deps.limiter.recordSuccess({ account, ip })));
 }
 
 /** Input of {@link changePassword}. */
@@ -148,13 +148,13 @@ export async function changePassword(deps: Deps, auth: Pick<AuthContext, 'userId
   // Counted before the (expensive) check: a burst of guesses gets no more than the limit checked.
   const user = await findUserById(deps.db, auth.userId);
   if (!user) throw new AppError('invalid_token');
-  const attempt = await deps.limiter.beginAttempt({ account: user.id, alsoAccounts: accountNames(user), ip });
+  const attempt = await deps.limiter.beginAttempt({ account: user.id, alsoAccounts: accountNames(deps, user), ip });
   if (!(await deps.passwords.verify(user.password_hash, input.current_password))) {
     const locked = await attempt.failed();
     await recordLoginFailure(deps, user.id, client, { reason: 'invalid_password', step: 'password', method: 'password_change' }, locked);
     throw new AppError('invalid_credentials', { detail: 'The current password is not correct.', errors: [{ field: 'current_password', message: 'is not correct' }] });
   }
-  await attempt.succeeded(accountNames(user));
+  await attempt.succeeded(accountNames(deps, user));
   const errors = await newPasswordErrors(deps, user, input);
   if (errors.length) throw rejectPassword(errors);
   const passwordHash = await deps.passwords.hash(input.password1);

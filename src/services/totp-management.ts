@@ -103,7 +103,7 @@ export async function removeTotp(deps: Deps, auth: AuthContext, proof: TotpRemov
   if (!code && !password) throw validationError('security_code', 'Send security_code (a current TOTP code) or password.');
 
   // Counted before the check (see limiter.ts), so a burst of guesses gets no more than the limit checked.
-  const attempt = await deps.limiter.beginAttempt({ account: user.id, alsoAccounts: accountNames(user), ip });
+  const attempt = await deps.limiter.beginAttempt({ account: user.id, alsoAccounts: accountNames(deps, user), ip });
   if (code) {
     // Consumes the code's time step, like a login: the same code cannot be replayed anywhere.
     if (!(await verifyTotpCode(deps, deps.db, totp, code, false))) {

@@ -17,6 +17,7 @@ import { describe, test, type TestContext } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
 import { loadConfig } from '../../src/config.ts';
 import { SecretBox } from '../../src/crypto/secret-box.ts';
+import { TokenHasher } from '../../src/crypto/token-hash.ts';
 import { isAppError } from '../../src/errors.ts';
 import type { Limiter } from '../../src/security/limiter.ts';
 import { FlexibleLimiter } from '../../src/security/limiter-flexible.ts';
@@ -156,10 +157,12 @@ if (CLUSTER) {
       t.after(() => database.cleanup());
       // The app seals the signing key with the command's TOTP_ENCRYPTION_KEY, which opens it.
       const boxKey = randomBytes(32);
-      const a = await buildTestApp(t, database.db, { env, limiter: up, secretBox: new SecretBox([{ kid: 'test', key: boxKey }]) });
+      // And digests login names (the limiter's account names) under the command's TOKEN_HASH_KEY.
+      const hashKey = randomBytes(32);
+      const a = await buildTestApp(t, database.db, { env, limiter: up, secretBox: new SecretBox([{ kid: 'test', key: boxKey }]), tokenHasher: new TokenHasher(hashKey) });
       const user = await createUser(a.app);
       await lockOut(a, user);
-      const cliEnv = { DATABASE_URL: database.url!, REDIS_KEY_PREFIX: prefix, TOTP_ENCRYPTION_KEY: `test:${boxKey.toString('base64')}` };
+      const cliEnv = { DATABASE_URL: database.url!, REDIS_KEY_PREFIX: prefix, TOTP_ENCRYPTION_KEY: `test:${boxKey.toString('base64')}`, TOKEN_HASH_KEY: hashKey.toString('base64') };
       // Read-only (REDIS_URL left on a replica after a failover): connected, and the delete itself
       // fails, where it used to fall back and say "unlocked". Unreachable: refused before the transaction.
       for (const [url, reason] of [[await readOnlyRedis(t), /could not be cleared.*\[service_unavailable\]/], [UNREACHABLE, /Redis \(REDIS_URL\) cannot be reached, so \S+ was not unlocked: .*ECONNREFUSED/]] as const) {

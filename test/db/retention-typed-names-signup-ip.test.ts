@@ -1,6 +1,6 @@
 /**
- * The retention job's privacy part: expired WebAuthn challenges (which hold a passwordless sign-in's
- * typed login name, known or not, even a password typed into the wrong field) are deleted a day past
+ * The retention job's privacy part: expired WebAuthn challenges (which hold a digest of a passwordless
+ * sign-in's typed login name, known or not) are deleted a day past
  * their expiry, whatever their purpose and also after the account was deleted; a user's sign-up
  * address is cleared once it no longer makes reset requests the owner's (OWNER_MEMORY_DAYS). What is
  * still live or recent stays, and the job's other work is unchanged.
@@ -38,14 +38,14 @@ withDatabases('retention of typed login names and sign-up addresses', ({ open })
     const ta = await buildTestApp(t, d.db, { env: ADMIN_ENV, clock: createTestClock() });
     const erased = await createUser(ta.app);
     const kept = await createUser(ta.app);
-    // What was typed at the passwordless options, known or not: stored as the challenge's login name.
+    // What was typed at the passwordless options, known or not: stored with the challenge as a digest.
     const typed = [erased.email, 'my secret passw0rd typed here', 'nobody@example.org'];
     for (const username of typed) {
       const r = await ta.app.inject({ method: 'POST', url: '/api/v1/auth-jwt/login/passkey/options', payload: { username } });
       assert.equal(r.statusCode, 200, r.body);
     }
-    const stored = (await ta.deps.db.query<{ login_name: string }>('SELECT login_name FROM webauthn_challenges ORDER BY login_name')).rows.map((r) => r.login_name);
-    assert.deepEqual(stored, [...typed].sort());
+    const stored = (await ta.deps.db.query<{ login_name: string }>('SELECT login_name FROM webauthn_challenges')).rows.map((r) => r.login_name);
+    assert.equal(new Set(stored).size, 3, 'one login name per challenge');
     assert.equal((await adminCall(ta, 'DELETE', `/api/v1/admin/users/${erased.uuid}`)).statusCode, 204);
     assert.equal((await challengeIds(ta)).length, 3, 'the deletion leaves challenges keyed by a typed name');
 
@@ -65,7 +65,7 @@ withDatabases('retention of typed login names and sign-up addresses', ({ open })
 
     assert.deepEqual(await pruneSpentRows(ta.deps), { ...NOTHING, webauthn_challenges: 5 });
     assert.deepEqual(await challengeIds(ta), ['live-login', 'live-registration', 'recent-login']);
-    const names = (await ta.deps.db.query<{ n: number }>('SELECT count(*)::int AS n FROM webauthn_challenges WHERE login_name = ANY ($1::text[])', [typed])).rows[0]!.n;
+    const names = (await ta.deps.db.query<{ n: number }>('SELECT count(*)::int AS n FROM webauthn_challenges WHERE login_name = ANY ($1::text[])', [stored])).rows[0]!.n;
     assert.equal(names, 0, 'no typed name is left');
     assert.equal((await ta.deps.db.query('SELECT 1 FROM mfa_challenges')).rows.length, 1, 'the live MFA challenge stays');
     assert.deepEqual(await pruneSpentRows(ta.deps), NOTHING);

@@ -17,6 +17,7 @@ import { after, before, describe, test, type TestContext } from 'node:test';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { loadConfig } from '../../src/config.ts';
 import { SecretBox } from '../../src/crypto/secret-box.ts';
+import { TokenHasher } from '../../src/crypto/token-hash.ts';
 import type { Database } from '../../src/db/database.ts';
 import { openPglite } from '../../src/db/pglite.ts';
 import { createLimiter } from '../../src/security/create-limiter.ts';
@@ -25,13 +26,15 @@ import { createTestDatabase } from '../helpers/pg-database.ts';
 import { peekCliDatabase, runTwofold, runTwofoldHere, type CliRun } from '../helpers/cli.ts';
 
 const BOX_KEY = randomBytes(32);
+/** The token-hash key of the commands and of the apps beside them: login names (the limiter's account names) are digests under it. */
+const HASH_KEY = randomBytes(32);
 /** Runs `twofold …` in its own process with `env` (and `stdin`); resolves when it exits. */
 function twofold(args: string[], env: Record<string, string>, stdin = ''): Promise<CliRun> {
-  return runTwofold(args, { TOTP_ENCRYPTION_KEY: `test:${BOX_KEY.toString('base64')}`, ...env }, stdin);
+  return runTwofold(args, { TOTP_ENCRYPTION_KEY: `test:${BOX_KEY.toString('base64')}`, TOKEN_HASH_KEY: HASH_KEY.toString('base64'), ...env }, stdin);
 }
 /** The same command run in this process (what bin/twofold.js calls), for commands whose process does not matter. */
 function here(args: string[], env: Record<string, string>, stdin = ''): Promise<CliRun> {
-  return runTwofoldHere(args, { TOTP_ENCRYPTION_KEY: `test:${BOX_KEY.toString('base64')}`, ...env }, stdin);
+  return runTwofoldHere(args, { TOTP_ENCRYPTION_KEY: `test:${BOX_KEY.toString('base64')}`, TOKEN_HASH_KEY: HASH_KEY.toString('base64'), ...env }, stdin);
 }
 
 function ok(r: CliRun, what: string): string {
@@ -78,7 +81,7 @@ for (const kind of engines) {
       const appEnv = { ...extra.env, ...(extra.redis ? { REDIS_URL: process.env.REDIS_URL! } : {}) };
       const limiter = extra.redis ? createLimiter(loadConfig({ NODE_ENV: 'test', ...appEnv })) : undefined;
       if (limiter) t.after(() => limiter.close());
-      return buildTestApp(t, await openDb(t), { env: appEnv, secretBox: new SecretBox([{ kid: 'test', key: BOX_KEY }]), ...(extra.clock ? { clock: extra.clock } : {}), ...(limiter ? { limiter } : {}) });
+      return buildTestApp(t, await openDb(t), { env: appEnv, secretBox: new SecretBox([{ kid: 'test', key: BOX_KEY }]), tokenHasher: new TokenHasher(HASH_KEY), ...(extra.clock ? { clock: extra.clock } : {}), ...(limiter ? { limiter } : {}) });
     }
 
     test('migrate, then the first admin: users create and users promote; the admin logs in with the role', async (t) => {

@@ -89,6 +89,8 @@ export interface TestAppOptions {
   logger?: pino.Logger;
   /** The secret box (default: the process-wide testSecretBox). */
   secretBox?: SecretBox;
+  /** The token-hash key's hasher (default: one shared by the process's apps); a CLI run beside the app needs the same TOKEN_HASH_KEY. */
+  tokenHasher?: TokenHasher;
 }
 
 /**
@@ -104,6 +106,12 @@ export function testLogger(): pino.Logger {
 export function quietLogger(): pino.Logger {
   return pino({ level: 'silent' });
 }
+
+/**
+ * One token-hash key for every app of the process, as every instance of a deployment shares its key:
+ * two apps on one database (and one limiter) must digest codes and login names alike.
+ */
+const testTokenHasher = new TokenHasher(randomBytes(32));
 
 /** Builds deps and app on `db`; the app (not the database) is closed when the test ends. */
 export async function buildTestApp(t: TestContext | undefined, db: Database, options: TestAppOptions = {}): Promise<TestApp> {
@@ -128,7 +136,7 @@ export async function buildTestApp(t: TestContext | undefined, db: Database, opt
     clock,
     keys,
     secretBox,
-    tokenHasher: new TokenHasher(randomBytes(32)),
+    tokenHasher: options.tokenHasher ?? testTokenHasher,
     passwords: new PasswordHasher(config.passwordHash),
     limiter,
     mailTransport: mail,

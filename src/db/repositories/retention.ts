@@ -44,8 +44,8 @@ export async function deleteFinishedMails(db: Queryable, before: Date, batch: nu
 /**
  * WebAuthn challenges of every purpose expired before `before`, up to `batch`. Requests for new
  * options sweep expired ones too, but only when someone asks: without this, a passwordless sign-in's
- * typed login name (login_name: whatever was typed, known or not, even a password typed into the
- * wrong field) stayed until the next such request, also after its account was deleted.
+ * login name (login_name: a keyed digest of whatever was typed, known or not; until the eighteenth
+ * session the name as typed) stayed until the next such request, also after its account was deleted.
  */
 export async function deleteExpiredWebauthnChallenges(db: Queryable, before: Date, batch: number): Promise<number> {
   const r = await db.query('DELETE FROM webauthn_challenges WHERE id IN (SELECT id FROM webauthn_challenges WHERE expires_at < $1 LIMIT $2)', [before, batch]);

@@ -142,7 +142,7 @@ export async function deleteUserAsAdmin(deps: Deps, userId: string, ctx: AuditCo
     return u;
   });
   // Counters keyed by the erased names would otherwise lock a new account that reuses them.
-  await deps.limiter.clearAccounts(accountNames(user));
+  await deps.limiter.clearAccounts(accountNames(deps, user));
 }
 
 /** Ends every session of the user (tokens refused at once); session.revoked per session and admin.action. */
@@ -184,7 +184,7 @@ export async function resetMfaAsAdmin(deps: Deps, userId: string, ctx: AuditCont
 
 /**
  * Clears every login lock and failure count of the account: by username and by e-mail (issue 7
- * counts failures per typed login name, `login:<name>`) and by user id (second step and in-session
+ * counts failures per typed login name, `login:<digest of the name>`) and by user id (second step and in-session
  * checks). The per-IP count stays: it belongs to the client, not the account.
  *
  * In a transaction like every other admin change: the admin is re-checked as its first statement and
@@ -198,7 +198,7 @@ export async function unlockUserAsAdmin(deps: Deps, userId: string, ctx: AuditCo
     // so the entry records an unlock that happened. Without the fallback: with Redis out of reach
     // the clear throws (503 service_unavailable), the transaction rolls back and nothing is recorded,
     // rather than clearing this process's stand-in counters while every instance reads the lock.
-    await deps.limiter.clearAccounts(accountNames(user), { fallback: false });
+    await deps.limiter.clearAccounts(accountNames(deps, user), { fallback: false });
     await recordSecurityEvent(tx, { ...ctx, type: 'admin.action', userId: user.id, data: { action: 'unlock' }, at: deps.clock() });
   });
 }

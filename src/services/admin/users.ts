@@ -31,7 +31,7 @@ export interface AdminUserView {
 
 /** Builds the view; the lock is read from the limiter (its store's clock), by every name of the account. */
 export async function adminUserView(deps: Deps, u: AdminUserRow): Promise<AdminUserView> {
-  const lockMs = await deps.limiter.accountLockMs(accountNames(u));
+  const lockMs = await deps.limiter.accountLockMs(accountNames(deps, u));
   return {
     uuid: u.id,
     username: u.username,

@@ -77,7 +77,8 @@ export async function passkeyLoginOptions(deps: Deps, username: string | undefin
   const allow = login ? await allowedForName(deps, login) : [];
   const options = await requestOptions(deps.config.webauthn, allow);
   const token = randomToken(32);
-  await storeChallenge(deps, 'login', token, options.challenge, null, null, login || null);
+  // Stored as the limiter's digest of the name, not as typed (see loginAccountName).
+  await storeChallenge(deps, 'login', token, options.challenge, null, null, login ? loginAccountName(deps, login) : null);
   return { challenge_token: token, options };
 }
 
@@ -133,14 +134,14 @@ async function failed(deps: Deps, attempt: Attempt, userId: string | null, clien
 /**
  * Who a passwordless attempt is counted against, besides the IP. A credential that names an account
  * counts against it (all its names). One that names nobody, answering options asked for a login name,
- * counts against that name, as a wrong password for it would: those options list a decoy for a name
+ * counts against that name (the digest stored with the challenge), as a wrong password for it would: those options list a decoy for a name
  * without passkeys (unknown, or a user who has none), and if failures with the decoy counted only
  * against the IP, the lock that failures with a real credential earn (a 429 here and at the password
  * login) would tell the two apart, undoing the decoy.
  */
-function attemptSubject(owner: UserRow | undefined, loginName: string | null, ip: string): AttemptSubject {
-  if (owner) return { account: owner.id, alsoAccounts: accountNames(owner), ip };
-  return loginName ? { account: loginAccountName(loginName), ip } : { ip };
+function attemptSubject(deps: Deps, owner: UserRow | undefined, loginAccount: string | null, ip: string): AttemptSubject {
+  if (owner) return { account: owner.id, alsoAccounts: accountNames(deps, owner), ip };
+  return loginAccount ? { account: loginAccount, ip } : { ip };
 }
 
 /**
@@ -154,7 +155,7 @@ export async function loginWithPasskey(deps: Deps, input: { challenge_token: str
   // A challenge is tried once either way, and the assertion is verified only after the count.
   const claimed = claimedChallenge(input.credential);
   const taken = claimed ? await takeWebauthnChallenge(deps.db, 'login', claimed, { id: input.challenge_token }, deps.clock()) : undefined;
-  const attempt = await deps.limiter.beginAttempt(attemptSubject(owner?.user, taken?.login_name ?? null, ip));
+  const attempt = await deps.limiter.beginAttempt(attemptSubject(deps, owner?.user, taken?.login_name ?? null, ip));
   let verified: VerifiedAssertion;
   try {
     if (!taken) throw passkeyError('The sign-in challenge is unknown, used or expired; start again.', undefined, 401);
@@ -199,7 +200,7 @@ export async function loginWithPasskey(deps: Deps, input: { challenge_token: str
       else await attempt.passed().catch(() => undefined);
       throw e;
     });
-  await attempt.succeeded(accountNames(user));
+  await attempt.succeeded(accountNames(deps, user));
   // The roles as the row's lock read them (a role removed while the sign-in was in flight is not signed in).
   return signTokenPair(deps, { ...user, ...claims }, session, session.current_jti);
 }

@@ -13,7 +13,10 @@ export interface WebauthnChallengeRow {
   purpose: ChallengePurpose;
   user_id: string | null;
   mfa_challenge_id: string | null;
-  /** The login name a passwordless sign-in's options were asked for; null otherwise. */
+  /**
+   * The limiter's account name (a keyed digest, services/password-check.ts loginAccountName) of the
+   * login name a passwordless sign-in's options were asked for; null otherwise. Never the name as typed.
+   */
   login_name: string | null;
   created_at: Date;
   expires_at: Date;
