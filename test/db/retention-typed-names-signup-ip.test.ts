@@ -125,4 +125,19 @@ withDatabases('retention of typed login names and sign-up addresses', ({ open })
     const sessions = (await ta.deps.db.query<{ n: number }>('SELECT count(*)::int AS n FROM sessions')).rows[0]!.n;
     assert.equal(sessions, users.length * 2);
   });
+
+  test('the hourly clearing finds the users still holding a sign-up address through an index, not by reading every user', async () => {
+    const d = await open();
+    // The planner would read a small table whole anyway; with sequential scans priced out, the plan
+    // shows whether an index can serve the job's statement at all (without one it stays a seq scan).
+    const plan = await d.db.transaction(async (tx) => {
+      await tx.query('SET LOCAL enable_seqscan = off');
+      const r = await tx.query<{ 'QUERY PLAN': string }>(
+        `EXPLAIN UPDATE users SET signup_ip = NULL WHERE id IN (
+           SELECT id FROM users WHERE signup_ip IS NOT NULL AND created_at < '2026-01-01T00:00:00Z' LIMIT 500 FOR NO KEY UPDATE SKIP LOCKED)`,
+      );
+      return r.rows.map((row) => row['QUERY PLAN']).join('\n');
+    });
+    assert.match(plan, /users_signup_ip_created_idx/, plan);
+  });
 });

@@ -57,6 +57,7 @@ export async function deleteExpiredWebauthnChallenges(db: Queryable, before: Dat
  * locked by a transaction in flight (a login, an admin's change) are skipped, not waited for: the
  * next run takes them, and the job never holds a batch of user rows while it waits for one more. The
  * NO KEY lock, the UPDATE's own, does not block inserts of rows referencing the user (sessions).
+ * The partial index users_signup_ip_created_idx (migration 0015) serves the inner query.
  */
 export async function clearOldSignupIps(db: Queryable, before: Date, batch: number): Promise<number> {
   const r = await db.query(
