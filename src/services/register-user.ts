@@ -4,7 +4,7 @@ import { AppError, type FieldError } from '../errors.ts';
 import { newId } from '../crypto/random.ts';
 import { findUserByEmail, findUserByUsername, insertUser, setRolesAndVerified, type UserRow } from '../db/repositories/users.ts';
 import { checkPassword } from '../security/password-policy.ts';
-import { isValidEmail, USERNAME_PATTERN } from '../security/login-names.ts';
+import { isReservedUsername, isValidEmail, USERNAME_PATTERN } from '../security/login-names.ts';
 import { startTotpEnrollment, type TotpEnrollment } from './totp-enrollment.ts';
 import { afterUserRegistered } from './registration-hooks.ts';
 import { recheckAdminCaller } from './admin/authorize.ts';
@@ -54,8 +54,9 @@ export async function registerUser(deps: Deps, input: RegisterInput, ctx: AuditC
   if (errors.length === 0) errors.push(...(await checkPassword(deps.config, input.password1, { username, email, fullName: input.full_name })));
   if (errors.length) throw new AppError('validation_failed', { detail: errors.map((e) => e.message).join(' '), errors });
 
-  // Friendly early answers; the unique indexes below remain the real guard against races.
-  if (await findUserByUsername(deps.db, username)) throw new AppError('username_taken', { detail: 'This username is taken.', errors: [{ field: 'username', message: 'is taken' }] });
+  // Friendly early answers; the unique indexes below remain the real guard against races. A reserved
+  // name is answered as taken: it is, by a path of the service.
+  if (isReservedUsername(username) || (await findUserByUsername(deps.db, username))) throw new AppError('username_taken', { detail: 'This username is taken.', errors: [{ field: 'username', message: 'is taken' }] });
   if (await findUserByEmail(deps.db, email)) throw new AppError('email_taken', { detail: 'An account with this e-mail address exists.', errors: [{ field: 'email', message: 'is taken' }] });
 
   const passwordHash = await deps.passwords.hash(input.password1);
