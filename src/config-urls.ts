@@ -23,9 +23,18 @@ export function publicUrlSetting(raw: string): { publicUrl: string; publicOrigin
   return { publicUrl: value.replace(/\/+$/, ''), publicOrigin: u.origin };
 }
 
-/** An http(s) origin (TRUSTED_ORIGINS); the rest of the URL is dropped. */
+/**
+ * An http(s) origin (TRUSTED_ORIGINS): scheme, host and port, a trailing slash at most. A path, query,
+ * fragment or credentials are refused rather than dropped: browsers send the origin alone, so
+ * `https://app.example.com/admin` trusted the whole of app.example.com without saying so.
+ */
 export function origin(value: string, name: string): string {
-  return parseHttpUrl(value, name).origin;
+  const u = parseHttpUrl(value, name);
+  const shown = value.replace(/\/\/[^\s/?#]*@/, '//***@');
+  if (u.username !== '' || u.password !== '' || value.includes('?') || value.includes('#') || !/^\/?$/.test(u.pathname)) {
+    throw new ConfigError(`${name} lists origins (scheme, host and port) without a path, query or credentials, got "${shown}"`);
+  }
+  return u.origin;
 }
 
 function parseHttpUrl(value: string, name: string): URL {

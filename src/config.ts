@@ -218,7 +218,10 @@ export function loadConfig(env: Env): Config {
   if (!['development', 'production', 'test'].includes(nodeEnv)) throw new ConfigError(`NODE_ENV must be development, production or test, got "${nodeEnv}"`);
   const mode: Config['env'] = nodeEnv === 'production' ? 'production' : nodeEnv === 'test' ? 'test' : 'development';
   const port = int(env, 'PORT', 8000, 0, 65535);
-  const host = str(env, 'HOST', '127.0.0.1');
+  // Trimmed: a value from an env file with a stray space was neither loopback (so the development
+  // mailbox rules took it for a network address) nor a name the listener could resolve.
+  const host = str(env, 'HOST', '127.0.0.1').trim() || '127.0.0.1';
+  if (/\s/.test(host)) throw new ConfigError(`HOST must be one host name or address, got "${host}"`);
   // localhost (not 127.0.0.1) by default: it is what people type, and the passkey RP ID must be a name.
   const defaultHost = host === '0.0.0.0' || host === '::' || isLoopbackHost(host) ? 'localhost' : host;
   const { publicUrl, publicOrigin } = publicUrlSetting(str(env, 'PUBLIC_URL', `http://${defaultHost}:${port}`));

@@ -25,6 +25,15 @@ test('defaults: port 8000 on 127.0.0.1 (public URL http://localhost:8000), PGlit
   assert.ok(Object.isFrozen(c) && Object.isFrozen(c.rateLimit));
 });
 
+test('TRUSTED_ORIGINS takes origins with or without a trailing slash; HOST is trimmed; a refused origin never shows its password', () => {
+  assert.deepEqual(loadConfig({ TRUSTED_ORIGINS: 'https://app.example.com/, http://localhost:3000' }).trustedOrigins, ['https://app.example.com', 'http://localhost:3000']);
+  assert.throws(() => loadConfig({ TRUSTED_ORIGINS: 'https://u:secret@other.example.com/x' }), (e: unknown) => e instanceof ConfigError && !e.message.includes('secret'));
+  const c = loadConfig({ HOST: ' 127.0.0.1 ' });
+  assert.equal(c.host, '127.0.0.1');
+  assert.equal(c.publicUrl, 'http://localhost:8000', 'the padded loopback address is loopback');
+  assert.equal(loadConfig({ HOST: '  ' }).host, '127.0.0.1');
+});
+
 test('durations accept units; PUBLIC_URL https makes cookies Secure', () => {
   const c = loadConfig({ ACCESS_TOKEN_TTL: '15m', REFRESH_TOKEN_TTL: '30d', PUBLIC_URL: 'https://auth.example.com/' });
   assert.equal(c.accessTokenTtlSeconds, 900);
@@ -44,6 +53,11 @@ test('a bad setting stops start-up with a message naming it', () => {
     [{ MFA_METHODS: 'sms' }, 'MFA_METHODS'],
     [{ PUBLIC_URL: 'ftp://x' }, 'PUBLIC_URL'],
     [{ TRUSTED_ORIGINS: 'not a url' }, 'TRUSTED_ORIGINS'],
+    // An origin is scheme, host and port: a path was dropped without a word, trusting the whole host.
+    [{ TRUSTED_ORIGINS: 'https://app.example.com/admin' }, 'TRUSTED_ORIGINS'],
+    [{ TRUSTED_ORIGINS: 'https://app.example.com?x=1' }, 'TRUSTED_ORIGINS'],
+    [{ TRUSTED_ORIGINS: 'https://app.example.com, https://u:secret@other.example.com' }, 'TRUSTED_ORIGINS'],
+    [{ HOST: 'auth.lan 0.0.0.0' }, 'HOST'],
     [{ REQUIRE_EMAIL_VERIFICATION: 'maybe' }, 'REQUIRE_EMAIL_VERIFICATION'],
     [{ PASSWORD_MIN_LENGTH: '4' }, 'PASSWORD_MIN_LENGTH'],
     [{ INTROSPECTION_SECRET: 'short' }, 'INTROSPECTION_SECRET'],
