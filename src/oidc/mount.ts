@@ -124,6 +124,11 @@ export async function installOidc(app: FastifyInstance, deps: Deps): Promise<voi
     request.raw.headers['x-forwarded-proto'] = publicUrl.protocol.slice(0, -1);
     request.raw.headers['x-forwarded-host'] = publicUrl.host;
     request.raw.headers['x-forwarded-for'] = request.ip;
+    // A request line in absolute form (`GET http://evil.example/.well-known/openid-configuration`,
+    // which HTTP/1.1 servers must accept) reached the engine as such, and Koa's `href` takes that
+    // authority over the forwarded host: the discovery document then named the sender's host in every
+    // endpoint and the JWKS address, for any cache in front to keep. Only the path and query go on.
+    request.raw.url = originForm(request.raw.url);
     const { signingKey, callback } = await engine.get();
     await signingKey.refresh();
     reply.hijack();
@@ -160,4 +165,15 @@ export async function installOidc(app: FastifyInstance, deps: Deps): Promise<voi
     unsubscribe?.();
     await sweeper.stop();
   });
+}
+
+/** The path and query of a request target in any form (`/a?b`, or `http://host/a?b`). */
+export function originForm(target: string | undefined): string {
+  if (!target || target.startsWith('/')) return target ?? '/';
+  try {
+    const u = new URL(target);
+    return `${u.pathname}${u.search}`;
+  } catch {
+    return '/';
+  }
 }
