@@ -37,6 +37,13 @@ export async function openPostgres(url: string, poolSize = 10): Promise<Database
   const pool = new pg.Pool({ connectionString: url, max: poolSize, connectionTimeoutMillis: 5000, idleTimeoutMillis: 30000 });
   // An idle client losing its connection (server restart) must not crash the process.
   pool.on('error', () => {});
+  // Nor one checked out for a transaction: the pool listens for errors of idle clients only, and a
+  // connection ended between two statements of a transaction (pg_terminate_backend, a restart or a
+  // failover) emitted 'error' with no listener, which Node throws: the whole instance went down with
+  // every request in flight. The transaction's next statement fails instead, and is rolled back.
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+  });
   const client = await pool.connect();
   client.release();
 
@@ -49,6 +56,7 @@ export async function openPostgres(url: string, poolSize = 10): Promise<Database
     query,
     async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
       const c = await pool.connect();
+      let broken: Error | undefined;
       try {
         await c.query('BEGIN');
         const tx: Queryable = openedTransaction({
@@ -62,10 +70,14 @@ export async function openPostgres(url: string, poolSize = 10): Promise<Database
         committedTransaction(tx);
         return out;
       } catch (e) {
-        await c.query('ROLLBACK').catch(() => {});
+        // A connection that cannot roll back is broken: destroyed, not handed to the next caller.
+        broken = await c.query('ROLLBACK').then(
+          () => undefined,
+          (rollbackError: unknown) => (rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError))),
+        );
         throw e;
       } finally {
-        c.release();
+        c.release(broken);
       }
     },
     async exec(sql: string) {
