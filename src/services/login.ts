@@ -180,14 +180,22 @@ export async function loginWithPassword(deps: Deps, input: PasswordLoginInput, c
       if (!hasActiveFactor(factors)) return fail('backup_code');
       const backupCode = input.backup_code;
       let result: LoginResult;
+      let remaining = 0;
       try {
         // Spent with the session: a code is not used up by a login that a password reset then refuses.
-        result = await finishLogin(deps, user, { amr: [...AMR.backupCode], aal: 'aal2' }, client, attempt, async (tx) => ((await useBackupCode(deps, tx, user.id, backupCode)) ? 'spent' : null));
+        // The codes left are counted in the same transaction: read after its commit, a failed read
+        // (the database gone for a moment) answered 500 for a login whose code was spent and whose
+        // session existed, and the user could not try again with that code.
+        result = await finishLogin(deps, user, { amr: [...AMR.backupCode], aal: 'aal2' }, client, attempt, async (tx) => {
+          if (!(await useBackupCode(deps, tx, user.id, backupCode))) return null;
+          remaining = await countBackupCodes(tx, user.id);
+          return 'spent';
+        });
       } catch (e) {
         if (e instanceof CodeRejected) return fail('backup_code');
         throw e;
       }
-      return { ...result, backup_codes_remaining: await countBackupCodes(deps.db, user.id) };
+      return { ...result, backup_codes_remaining: remaining };
     }
     if (hasActiveFactor(factors)) throw await mfaRequired(deps, user, client, factors);
     if (deps.config.mfaPolicy === 'required') {
@@ -297,6 +305,7 @@ export async function completeMfaLogin(deps: Deps, input: MfaLoginInput, client:
     }
 
     let wrongCode = false;
+    let remaining = 0;
     let level: AuthLevel | undefined;
     let claims: TokenClaimsOfUser | undefined;
     const session = await deps.db
@@ -312,7 +321,10 @@ export async function completeMfaLogin(deps: Deps, input: MfaLoginInput, client:
         if (!(await consumeChallenge(tx, challengeId, deps.clock()))) throw new AppError('invalid_token', { detail: 'The MFA challenge was already used.' });
         if (method === 'totp' && (await verifyTotpCode(deps, tx, factors.totp, code, false))) level = { amr: [...AMR.totp], aal: 'aal2' };
         else if (method === 'email' && emailDigest !== undefined && (await spendEmailCode(tx, user.id, purpose, emailDigest))) level = { amr: [...AMR.email], aal: 'aal2' };
-        else if (method === 'backup_code' && (await useBackupCode(deps, tx, user.id, code))) level = { amr: [...AMR.backupCode], aal: 'aal2' };
+        else if (method === 'backup_code' && (await useBackupCode(deps, tx, user.id, code))) {
+          level = { amr: [...AMR.backupCode], aal: 'aal2' };
+          remaining = await countBackupCodes(tx, user.id); // in the transaction: see the one-step login
+        }
         else if (method === 'passkey' && passkeyProof) level = await spendMfaPasskey(deps, tx, passkeyProof);
         if (!level) {
           wrongCode = true;
@@ -330,6 +342,6 @@ export async function completeMfaLogin(deps: Deps, input: MfaLoginInput, client:
     const pair = await signTokenPair(deps, { ...user, ...claims }, session, session.current_jti);
     if (level?.amr.join() !== AMR.backupCode.join()) return pair;
     // After a backup-code login the client learns how many codes are left (the page shows it).
-    return { ...pair, backup_codes_remaining: await countBackupCodes(deps.db, user.id) };
+    return { ...pair, backup_codes_remaining: remaining };
   });
 }
