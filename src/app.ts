@@ -14,6 +14,7 @@ import { installErrorHandling } from './http/problem.ts';
 import { clientErrorHandler, frameworkErrors, requestTimeoutOptions, type HeaderSetter } from './http/framework-errors.ts';
 import { guardBodyInput, guardUrlInput } from './http/input-guard.ts';
 import { documentOperation } from './http/operation-ids.ts';
+import { documentOptionalBody, markOptionalBody } from './http/empty-body.ts';
 import { noStoreForApi } from './http/no-store.ts';
 import { logRequest } from './http/request-log.ts';
 import { installSecurityHeaders } from './http/security-headers.ts';
@@ -103,6 +104,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
   // Every (auth) route authenticates before it reads a body: 401 comes before 415 and 422.
   app.addHook('onRoute', authBeforeBody);
   app.addHook('onRoute', documentOperation);
+  app.addHook('onRoute', markOptionalBody);
   app.addHook('preValidation', guardBodyInput);
   app.addHook('onResponse', logRequest);
   // Fastify parses text/plain by default; no endpoint takes it, so it must be 415 like any other stranger type.
@@ -160,12 +162,14 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
     // is swagger-ui's, /openapi.json is this document) are described by hand (routes/service.ts).
     // The URL guard (input-guard.ts) refuses a NUL or a lone surrogate in any request's path or query
     // with 400 malformed_request, so every operation declares that 400, also those without parameters.
+    // Routes that take a missing body as `{}` (empty-body.ts) declare their body optional.
     transformObject: (doc) => {
       if (!('openapiObject' in doc)) return doc.swaggerObject;
       const paths = Object.assign((doc.openapiObject.paths ??= {}), servicePathsOutsideRoutes());
       for (const operations of Object.values(paths)) {
-        for (const operation of Object.values(operations ?? {}) as Array<{ responses?: Record<string, unknown> }>) {
+        for (const operation of Object.values(operations ?? {}) as Array<{ responses?: Record<string, unknown>; requestBody?: { required?: boolean } }>) {
           if (operation?.responses && !operation.responses['400']) Object.assign(operation.responses, problems(URL_PROBLEMS));
+          if (operation) documentOptionalBody(operation);
         }
       }
       return doc.openapiObject;

@@ -35,8 +35,38 @@ export const Problem = Type.Object(
 );
 
 /** A response whose body is a problem document, declared (and serialised) as application/problem+json. */
-export function problemResponse(schema: TSchema = Problem, description = 'Problem details (RFC 9457)', example?: Record<string, unknown>) {
+export function problemResponse(schema: TSchema = Problem, description = 'Problem details (RFC 9457)', example?: Record<string, unknown>): ProblemResponse {
   return { description, content: { 'application/problem+json': { schema, ...(example ? { example } : {}) } } };
+}
+
+type HeaderSchemas = Record<string, Record<string, unknown>>;
+type ProblemResponse = { description: string; content: Record<string, { schema: TSchema; example?: Record<string, unknown> }>; headers?: HeaderSchemas };
+
+/**
+ * Response headers the document declares. @fastify/swagger turns a response's `headers` into the
+ * operation's header objects; Fastify's serialiser does not read them, so an answer is never altered.
+ */
+export const RESPONSE_HEADERS = {
+  retryAfter: { 'Retry-After': { type: 'integer', minimum: 0, description: 'Seconds to wait before trying again', examples: [60] } },
+  noStore: { 'Cache-Control': { type: 'string', const: 'no-store', description: 'No cache may keep the answer (it carries tokens)' } },
+  tokenCookies: {
+    'Set-Cookie': {
+      type: 'string',
+      description: 'The HttpOnly cookies `access_token` (path `/`), `refresh_token` (path `/api/v1/auth-jwt`) and `twofold_browser_session` (which session the browser holds; no credential)',
+      examples: ['access_token=eyJhbGciOiJSUzI1NiIs...; Max-Age=3600; Path=/; HttpOnly; SameSite=Lax'],
+    },
+  },
+  location: { Location: { type: 'string', format: 'uri-reference', description: 'Where to go next', examples: ['/verify-email?token=q3J8n0bXc2mU6yQk0C5tGdVf1wHs9pLzR4aE7iYoN2M'] } },
+} satisfies Record<string, HeaderSchemas>;
+
+/** `response` with these headers declared in the document (added to any it declares already). */
+export function withHeaders<T extends object>(response: T, ...headers: HeaderSchemas[]): T & { headers: HeaderSchemas } {
+  return { ...response, headers: Object.assign({}, (response as { headers?: HeaderSchemas }).headers, ...headers) };
+}
+
+/** A 200 that issues tokens: never cached, and the token cookies are set with it. */
+export function tokenResponse<T extends TSchema>(schema: T) {
+  return withHeaders(schema, RESPONSE_HEADERS.noStore, RESPONSE_HEADERS.tokenCookies);
 }
 
 /** The error codes a route can answer, per status (`{ 401: ['invalid_credentials'] }`). */
@@ -57,7 +87,9 @@ export function codedProblem(status: number, codes: readonly ErrorCode[], base: 
   let built = byKey.get(key);
   if (!built) byKey.set(key, (built = buildCodedProblem(status, codes, base, extraExample)));
   // A fresh wrapper each time, as problemResponse gives: only the schema and example are shared.
-  return problemResponse(built.schema, built.description, built.example);
+  const response = problemResponse(built.schema, built.description, built.example);
+  // Every 429 says when to try again (the limiter sets the header: security/limiter-flexible.ts).
+  return status === 429 ? withHeaders(response, RESPONSE_HEADERS.retryAfter) : response;
 }
 
 const coded = new WeakMap<TSchema, Map<string, { schema: TSchema; description: string; example: Record<string, unknown> }>>();
@@ -89,7 +121,7 @@ function buildCodedProblem(status: number, codes: readonly ErrorCode[], base: TS
  * with them; maps are merged, codes of one status listed once each, in order:
  * `problems(BODY_PROBLEMS, { 400: ['invalid_or_expired_token'] })`.
  */
-export function problems(...specs: ProblemCodes[]): Record<number, ReturnType<typeof problemResponse>> {
+export function problems(...specs: ProblemCodes[]): Record<number, ProblemResponse> {
   const codes = new Map<number, ErrorCode[]>();
   for (const spec of specs) {
     for (const [status, list] of Object.entries(spec)) {
@@ -98,7 +130,7 @@ export function problems(...specs: ProblemCodes[]): Record<number, ReturnType<ty
       codes.set(Number(status), merged);
     }
   }
-  const out: Record<number, ReturnType<typeof problemResponse>> = {};
+  const out: Record<number, ProblemResponse> = {};
   for (const [status, list] of [...codes].sort(([a], [b]) => a - b)) out[status] = codedProblem(status, list);
   return out;
 }

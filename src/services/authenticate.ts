@@ -17,17 +17,27 @@ export interface AuthContext {
   exp: number;
 }
 
+/**
+ * The challenge of a refused access token (RFC 6750 §3): the token came as Bearer or as the access
+ * cookie, and either way the client learns that a new token, not another scheme, is what it needs.
+ */
+export const INVALID_TOKEN_CHALLENGE = { 'WWW-Authenticate': 'Bearer error="invalid_token"' } as const;
+
+function invalidToken(options: { detail?: string; cause?: unknown } = {}): AppError {
+  return new AppError('invalid_token', { ...options, headers: { ...INVALID_TOKEN_CHALLENGE } });
+}
+
 /** Verifies `token` as an access token (signature, type, issuer, audience, expiry); no database access. */
 export async function verifyAccessToken(deps: Deps, token: string): Promise<AuthContext> {
   let claims;
   try {
     claims = await deps.keys.verify('access', token, deps.clock());
   } catch (e) {
-    if (e instanceof TokenError) throw new AppError('invalid_token', { cause: e });
+    if (e instanceof TokenError) throw invalidToken({ cause: e });
     throw e;
   }
   const sid = claims.sid;
-  if (typeof sid !== 'string' || typeof claims.sub !== 'string') throw new AppError('invalid_token', { detail: 'Token lacks a session.' });
+  if (typeof sid !== 'string' || typeof claims.sub !== 'string') throw invalidToken({ detail: 'Token lacks a session.' });
   return {
     userId: claims.sub,
     sessionId: sid,
@@ -45,7 +55,7 @@ export async function verifyAccessToken(deps: Deps, token: string): Promise<Auth
  * a revoked session is refused immediately, on every instance.
  */
 export function assertLiveSession<T extends { user_id: string; is_active: boolean }>(auth: Pick<AuthContext, 'userId'>, live: T | undefined): asserts live is T {
-  if (!live || live.user_id !== auth.userId) throw new AppError('invalid_token', { detail: 'The session has ended.' });
+  if (!live || live.user_id !== auth.userId) throw invalidToken({ detail: 'The session has ended.' });
   if (!live.is_active) throw new AppError('account_inactive');
 }
 

@@ -74,6 +74,17 @@ describeWithApp('e-mail verification', (suite) => {
     assert.equal(again.json().code, 'invalid_or_expired_token');
   });
 
+  test('the link\'s 303 carries no body and no JSON media type (the document declares none)', async (t) => {
+    const ta = await suite.build(t);
+    for (const url of [`${VERIFY}?token=some-token`, VERIFY]) {
+      const link = await ta.app.inject({ method: 'GET', url });
+      assert.equal(link.statusCode, 303, url);
+      assert.equal(link.body, '', url);
+      assert.equal(link.headers['content-type'], undefined, url);
+      assert.match(String(link.headers.location), /^\/verify-email\?/, url);
+    }
+  });
+
   test('HEAD of the link (a mail scanner) does not consume the token', async (t) => {
     const ta = await suite.build(t);
     const user = await createUser(ta.app);

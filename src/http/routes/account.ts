@@ -7,7 +7,7 @@ import { settleDeferred } from '../../services/deferred.ts';
 import { VERIFY_EMAIL_PATH, resendVerification, verifyEmail } from '../../services/email-verification.ts';
 import { changePassword, requestPasswordReset, resetPassword } from '../../services/passwords.ts';
 import { authOf, clientInfo, requireAuth } from '../plugins/auth.ts';
-import { AUTH_WRITE_PROBLEMS, BODY_PROBLEMS, Email, Password, RATE_LIMITED, URL_PROBLEMS, VALIDATION_PROBLEMS, problems } from '../schemas.ts';
+import { AUTH_WRITE_PROBLEMS, BODY_PROBLEMS, Email, Password, RATE_LIMITED, RESPONSE_HEADERS, URL_PROBLEMS, VALIDATION_PROBLEMS, problems, withHeaders } from '../schemas.ts';
 
 /** The page of the verification link: a button that posts the token (link scanners only GET). */
 const VERIFY_PAGE = '/verify-email';
@@ -52,13 +52,14 @@ export async function accountRoutes(app: FastifyInstance, { deps }: { deps: Deps
         'let them use up the link. Every GET answers 303 to `/verify-email?token=…`, a page whose button sends the token to ' +
         '`POST /api/v1/user/email/verify` and then shows `/verify-email?status=ok` or `?status=invalid`. API clients POST the token themselves.',
       querystring: Type.Object({ token: Type.Optional(Type.String({ maxLength: 256 })) }),
-      response: { 303: Type.Null({ description: 'To the confirmation page (the token is not spent)' }), ...problems(URL_PROBLEMS, VALIDATION_PROBLEMS) },
+      // No body: `Type.Null` keeps the document from declaring content for the 303, and redirect() sends none.
+      response: { 303: withHeaders(Type.Null({ description: 'To the confirmation page (the token is not spent)' }), RESPONSE_HEADERS.location), ...problems(URL_PROBLEMS, VALIDATION_PROBLEMS) },
     },
   }, async (request, reply) => {
     // The URLs carry a one-time token: never cache them (helmet already sends Referrer-Policy: no-referrer).
     const token = request.query.token ?? '';
     const location = token ? `${VERIFY_PAGE}?token=${encodeURIComponent(token)}` : `${VERIFY_PAGE}?status=invalid`;
-    return reply.code(303).header('Cache-Control', 'no-store').header('Location', location).send(null);
+    return reply.header('Cache-Control', 'no-store').redirect(location, 303);
   });
 
   r.post(`${VERIFY_EMAIL_PATH}/resend`, {

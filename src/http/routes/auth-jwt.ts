@@ -5,10 +5,10 @@ import { Type } from 'typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Deps } from '../../deps.ts';
 import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
-import { AppError, validationError } from '../../errors.ts';
+import { AppError, isAppError, validationError } from '../../errors.ts';
 import { AuthenticationCredential } from './passkeys/schemas.ts';
 import { readUserInfoForSession } from '../../db/repositories/session-reads.ts';
-import { assertLiveSession } from '../../services/authenticate.ts';
+import { INVALID_TOKEN_CHALLENGE, assertLiveSession } from '../../services/authenticate.ts';
 import { completeMfaLogin, loginWithPassword } from '../../services/login.ts';
 import { refreshSession } from '../../services/refresh.ts';
 import { logout, logoutAll } from '../../services/logout.ts';
@@ -18,7 +18,7 @@ import { followLoginInBrowser } from '../browser-session.ts';
 import { assertNotCrossSite, authOf, bearerToken, clientInfo, requireAuth } from '../plugins/auth.ts';
 import {
   AUTH_PROBLEMS, AUTH_WRITE_PROBLEMS, BODY_PROBLEMS, DateTime, LoginResultSchema, MFA_REQUIRED_EXAMPLE, MfaRequired, Password, RATE_LIMITED, SecurityCode, TokenPairSchema, Uuid, VALIDATION_PROBLEMS,
-  codedProblem, problems,
+  codedProblem, problems, tokenResponse,
 } from '../schemas.ts';
 import { emptyBodyAsObject } from '../empty-body.ts';
 import { privateUser } from '../../services/register-user.ts';
@@ -54,7 +54,7 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
         consumes: ['application/json', 'application/x-www-form-urlencoded'],
         body: LoginBody,
         response: {
-          200: LoginResultSchema,
+          200: tokenResponse(LoginResultSchema),
           ...problems(BODY_PROBLEMS, { 401: ['invalid_credentials', 'invalid_security_code', 'invalid_token'] }, VALIDATION_PROBLEMS, RATE_LIMITED),
           // Form bodies are held to the CSRF rule; MFA_POLICY=required refuses a login without a factor.
           403: codedProblem(403, ['mfa_required', 'account_inactive', 'email_not_verified', 'mfa_enrollment_required', 'csrf_rejected'], MfaRequired, MFA_REQUIRED_EXAMPLE),
@@ -84,7 +84,7 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
         credential: Type.Optional(AuthenticationCredential),
       }),
       response: {
-        200: LoginResultSchema,
+        200: tokenResponse(LoginResultSchema),
         ...problems(BODY_PROBLEMS, { 401: ['invalid_security_code', 'invalid_token', 'invalid_passkey'], 403: ['account_inactive', 'email_not_verified'] }, VALIDATION_PROBLEMS, RATE_LIMITED),
       },
     },
@@ -106,7 +106,7 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
       summary: 'Rotate the refresh token',
       description: 'Refresh token as `refresh_token` cookie, Bearer, or `{refresh_token}`. Reusing a rotated token revokes the session (after a grace of REFRESH_REUSE_GRACE_SECONDS).',
       body: Type.Object({ refresh_token: Type.Optional(Type.String({ maxLength: 4096 })) }),
-      response: { 200: TokenPairSchema, ...problems(BODY_PROBLEMS, { 401: ['invalid_token', 'refresh_token_reused'], 403: ['csrf_rejected'] }, VALIDATION_PROBLEMS) },
+      response: { 200: tokenResponse(TokenPairSchema), ...problems(BODY_PROBLEMS, { 401: ['invalid_token', 'refresh_token_reused'], 403: ['csrf_rejected'] }, VALIDATION_PROBLEMS) },
     },
   }, async (request, reply) => {
     const { token, fromCookie } = refreshTokenOf(request, deps);
@@ -130,13 +130,21 @@ export async function authJwtRoutes(app: FastifyInstance, { deps }: { deps: Deps
       response: { 204: Type.Null(), ...problems(BODY_PROBLEMS, { 401: ['authentication_required', 'invalid_token'], 403: ['csrf_rejected'] }, VALIDATION_PROBLEMS) },
     },
   }, async (request, reply) => {
-    let token = request.body?.refresh_token ?? bearerToken(request);
+    const bearer = bearerToken(request);
+    let token = request.body?.refresh_token ?? bearer;
     if (!token) {
       token = request.cookies[REFRESH_COOKIE] ?? request.cookies[ACCESS_COOKIE];
       if (token) assertNotCrossSite(request, deps.config);
     }
-    if (!token) throw new AppError('authentication_required', { detail: 'Send the access or refresh token.' });
-    await logout(deps, token, clientInfo(request));
+    // The challenges of RFC 6750 §3, as every protected route sends them: no token at all, or a bad
+    // Bearer one (not a bad token in the body, which is no Bearer authentication).
+    if (!token) throw new AppError('authentication_required', { detail: 'Send the access or refresh token.', headers: { 'WWW-Authenticate': 'Bearer' } });
+    try {
+      await logout(deps, token, clientInfo(request));
+    } catch (e) {
+      if (token !== bearer || !isAppError(e, 'invalid_token')) throw e;
+      throw new AppError('invalid_token', { detail: e.detail, cause: e, headers: { ...INVALID_TOKEN_CHALLENGE } });
+    }
     clearTokenCookies(reply, deps.config);
     return reply.code(204).send(null);
   });

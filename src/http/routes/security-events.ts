@@ -3,10 +3,10 @@ import type { FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Deps } from '../../deps.ts';
-import { listOwnSecurityEvents } from '../../services/audit/list.ts';
 import { authOf, requireAuth } from '../plugins/auth.ts';
 import { AUTH_PROBLEMS, DateTime, URL_PROBLEMS, VALIDATION_PROBLEMS, problems } from '../schemas.ts';
-import { Cursor, Limit, NextCursor } from './admin/schemas.ts';
+import { OWN_EVENTS_PAGE, listOwnSecurityEvents } from '../../services/audit/list.ts';
+import { Cursor, NextCursor, limitParameter } from './admin/schemas.ts';
 
 const security: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [] }];
 
@@ -29,7 +29,7 @@ export async function securityEventRoutes(app: FastifyInstance, { deps }: { deps
       summary: 'Your recent security activity',
       description: 'Logins (also failed ones), second-factor and password changes, ended sessions on your account, newest first (default 20, at most 100 per page). When an administrator acted, `actor` says so without naming them.',
       security,
-      querystring: Type.Object({ limit: Limit, cursor: Cursor }),
+      querystring: Type.Object({ limit: limitParameter(OWN_EVENTS_PAGE), cursor: Cursor }),
       response: { 200: Type.Object({ events: Type.Array(SecurityEvent), next_cursor: NextCursor }), ...problems(AUTH_PROBLEMS, URL_PROBLEMS, VALIDATION_PROBLEMS) },
     },
   }, async (request) => listOwnSecurityEvents(deps, authOf(request).userId, request.query));

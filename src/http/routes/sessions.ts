@@ -86,6 +86,7 @@ export async function sessionRoutes(app: FastifyInstance, { deps }: { deps: Deps
         summary: 'Introspect a token (RFC 7662), for other services',
         description: 'Authenticate with `Authorization: Bearer <INTROSPECTION_SECRET>` (401 `invalid_client` otherwise, and always when no secret is configured). JSON or application/x-www-form-urlencoded `{token, token_type_hint?}`. An access token of a live session, or the current refresh token of one, is `active: true` with its claims, except that `roles` lists only the token\'s roles the user still holds (a removed role stops here at once); anything else (expired, tampered, revoked, rotated, an MFA token) is just `{"active": false}`.',
         security: [{ bearerAuth: [] }],
+        consumes: ['application/json', 'application/x-www-form-urlencoded'],
         body: Type.Object({
           token: Type.String({ maxLength: 8192, examples: ['eyJhbGciOiJSUzI1NiIsInR5cCI6ImF0K2p3dCIsImtpZCI6Ii4uLiJ9...'] }),
           token_type_hint: Type.Optional(Type.String({ maxLength: 64, examples: ['access_token'] })),

@@ -49,6 +49,8 @@ const isIdCursor = (v: unknown): v is { b: string } => typeof v === 'object' && 
 /** Default and largest page size of listings. */
 export const DEFAULT_PAGE = 50;
 export const MAX_PAGE = 100;
+/** The page size of a person's own security events (the account page shows one page). */
+export const OWN_EVENTS_PAGE = 20;
 
 /**
  * The admin listing, newest first. Pages are cut by id (the insertion order): the cursor is the
@@ -96,7 +98,7 @@ export interface SecurityEventView {
  * An admin's identity and address are not the user's to see; that an admin acted is.
  */
 export async function listOwnSecurityEvents(deps: Deps, userId: string, q: { limit?: string; cursor?: string }): Promise<{ events: SecurityEventView[]; next_cursor: string | null }> {
-  const limit = pageLimit(q.limit, 20, MAX_PAGE);
+  const limit = pageLimit(q.limit, OWN_EVENTS_PAGE, MAX_PAGE);
   const beforeId = q.cursor ? decodeCursor(q.cursor, isIdCursor).b : undefined;
   const rows = await listAuditRows(deps.db, { userId, beforeId, limit: limit + 1 });
   const page = rows.slice(0, limit);

@@ -1,5 +1,6 @@
 /** TypeBox schemas of the admin API (validation and OpenAPI from one source). */
 import { Type } from 'typebox';
+import { DEFAULT_PAGE, MAX_PAGE } from '../../../services/audit/list.ts';
 import { BODY_PROBLEMS, DateTime, Uuid, type ProblemCodes } from '../../schemas.ts';
 
 /** Both ways to call the admin API: ADMIN_API_KEY or an admin's aal2 access token as Bearer, or that token as cookie. */
@@ -14,8 +15,15 @@ export const ADMIN_PROBLEMS: ProblemCodes = { 401: ['authentication_required', '
 /** The guard's answers for unsafe methods (a cookie-borne token is held to the CSRF rule), and those of any request body. */
 export const ADMIN_WRITE_PROBLEMS: ProblemCodes = { ...BODY_PROBLEMS, 401: ['authentication_required', 'invalid_token'], 403: ['admin_required', 'account_inactive', 'csrf_rejected'] };
 
-/** Query strings are not type-coerced (ajv coerceTypes is off): the page size is digits, checked by {@link pageLimit}. */
-export const Limit = Type.Optional(Type.String({ pattern: '^[0-9]{1,3}$', description: 'Page size, 1 to 100 (default 50)', examples: ['50'] }));
+/**
+ * A `limit` query parameter saying the listing's own default page size. Query strings are not
+ * type-coerced (ajv coerceTypes is off): the page size is digits, checked by the service's pageLimit.
+ */
+export function limitParameter(defaultSize: number, max = MAX_PAGE) {
+  return Type.Optional(Type.String({ pattern: '^[0-9]{1,3}$', description: `Page size, 1 to ${max} (default ${defaultSize})`, examples: [String(defaultSize)] }));
+}
+/** The page size of the admin listings. */
+export const Limit = limitParameter(DEFAULT_PAGE);
 export const Cursor = Type.Optional(Type.String({ maxLength: 512, description: 'The `next_cursor` of the previous page' }));
 export const NextCursor = Type.Union([Type.String(), Type.Null()], { description: 'Pass as `cursor` for the next page; null on the last page', examples: ['eyJiIjoiNDIifQ'] });
 

@@ -9,7 +9,7 @@ import { loginWithPasskey, mfaPasskeyOptions, passkeyLoginOptions } from '../../
 import { setTokenCookies } from '../../cookies.ts';
 import { followLoginInBrowser } from '../../browser-session.ts';
 import { bearerToken, clientInfo } from '../../plugins/auth.ts';
-import { BODY_PROBLEMS, RATE_LIMITED, TokenPairSchema, VALIDATION_PROBLEMS, problems } from '../../schemas.ts';
+import { BODY_PROBLEMS, RATE_LIMITED, TokenPairSchema, VALIDATION_PROBLEMS, problems, tokenResponse } from '../../schemas.ts';
 import { emptyBodyAsObject } from '../../empty-body.ts';
 import { AuthenticationCredential, RequestOptionsSchema } from './schemas.ts';
 
@@ -48,7 +48,7 @@ export async function passkeyLoginRoutes(app: FastifyInstance, { deps }: { deps:
         'the session is `aal2` with `amr` `["hwk" | "swk", "user", "mfa"]` (`swk` for a passkey that may be synced). ' +
         '401 `invalid_passkey` for anything wrong (unknown passkey, used or expired challenge, wrong origin or RP ID, no user verification, a signature counter that went back); failures count towards the account lockout and the per-IP limit.',
       body: Type.Object({ challenge_token: Type.String({ minLength: 1, maxLength: 128 }), credential: AuthenticationCredential }),
-      response: { 200: TokenPairSchema, ...problems(BODY_PROBLEMS, { 401: ['invalid_passkey'], 403: ['account_inactive', 'email_not_verified'] }, VALIDATION_PROBLEMS, RATE_LIMITED) },
+      response: { 200: tokenResponse(TokenPairSchema), ...problems(BODY_PROBLEMS, { 401: ['invalid_passkey'], 403: ['account_inactive', 'email_not_verified'] }, VALIDATION_PROBLEMS, RATE_LIMITED) },
     },
   }, async (request, reply) => {
     const tokens = await loginWithPasskey(deps, { challenge_token: request.body.challenge_token, credential: request.body.credential as AuthenticationResponseJSON }, clientInfo(request));
