@@ -6,7 +6,7 @@
  * lost a single-use code and got no session. Now the count is taken inside the login's transaction.
  */
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import type { Database } from '../../src/db/database.ts';
 import { buildTestApp, createUser, enableTotp, login, quietLogger, type TestApp, type TestUser } from '../helpers/app.ts';
 import { loginMfa, mfaChallenge } from '../helpers/factors.ts';
@@ -43,7 +43,7 @@ async function codesLeft(d: TestDatabase, user: TestUser): Promise<number> {
   return (await d.db.query<{ n: number }>('SELECT count(*)::int AS n FROM backup_codes WHERE user_id = $1', [user.uuid])).rows[0]!.n;
 }
 
-async function setUp(t: Parameters<Parameters<typeof test>[1]>[0], d: TestDatabase): Promise<{ ta: TestApp; user: TestUser; codes: string[]; outage: ReturnType<typeof goneAfterCommit> }> {
+async function setUp(t: TestContext, d: TestDatabase): Promise<{ ta: TestApp; user: TestUser; codes: string[]; outage: ReturnType<typeof goneAfterCommit> }> {
   const outage = goneAfterCommit(d);
   const ta = await buildTestApp(t, outage.db, { logger: quietLogger() });
   const user = await createUser(ta.app);
