@@ -11,7 +11,8 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Deps } from './deps.ts';
 import { installErrorHandling } from './http/problem.ts';
-import { clientErrorHandler, frameworkErrors, requestTimeoutOptions, type HeaderSetter } from './http/framework-errors.ts';
+import { appServerOptions, clientErrorHandler, expectationFailed, frameworkErrors, requireHost, type HeaderSetter } from './http/framework-errors.ts';
+import { checkFormEncoding, installJsonBodyParser } from './http/body-encoding.ts';
 import { guardBodyInput, guardUrlInput } from './http/input-guard.ts';
 import { documentOperation } from './http/operation-ids.ts';
 import { documentOptionalBody, markOptionalBody } from './http/empty-body.ts';
@@ -92,7 +93,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
     // parser cannot read) are problem documents too.
     frameworkErrors: frameworkErrors(securityHeaders),
     clientErrorHandler,
-    ...requestTimeoutOptions(config.requestTimeoutSeconds),
+    ...appServerOptions(config.requestTimeoutSeconds),
     ajv: { customOptions: { allErrors: true, removeAdditional: true, coerceTypes: false, useDefaults: true } },
     schemaController: { compilersFactory: sharedCompilers },
   });
@@ -100,6 +101,8 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
   // asked only once a handler runs, a socket its client has reset by then has no peer left to tell,
   // and request.ip (the limits' key, the audit's address) would be undefined.
   app.server.on('connection', (socket: Socket) => void socket.remoteAddress);
+  // An Expect other than 100-continue: a 417 problem document instead of Node's bare one.
+  app.server.on('checkExpectation', expectationFailed(securityHeaders));
   app.decorateRequest('auth', null);
   // Every (auth) route authenticates before it reads a body: 401 comes before 415 and 422.
   app.addHook('onRoute', authBeforeBody);
@@ -109,6 +112,9 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
   app.addHook('onResponse', logRequest);
   // Fastify parses text/plain by default; no endpoint takes it, so it must be 415 like any other stranger type.
   app.removeContentTypeParser('text/plain');
+  // Bodies are UTF-8 or refused, never decoded with replacement characters (body-encoding.ts).
+  installJsonBodyParser(app);
+  app.addHook('preParsing', checkFormEncoding);
   // API answers carry tokens, codes, secrets or personal data: no cache keeps them unless a route says otherwise.
   app.addHook('onSend', noStoreForApi);
 
@@ -124,6 +130,7 @@ export async function buildApp(deps: Deps, options: AppOptions = {}): Promise<Fa
   });
   // After the security headers' hook, so that a refused query or path gets them too.
   app.addHook('onRequest', guardUrlInput);
+  app.addHook('onRequest', requireHost);
   if (config.trustedOrigins.length) {
     // Browser apps on TRUSTED_ORIGINS may call the API with credentials; no other origin may.
     await app.register(cors, { origin: [...config.trustedOrigins], credentials: true, methods: ['GET', 'POST', 'PATCH', 'DELETE'] });

@@ -11,6 +11,8 @@ export const ERROR_CODES = {
   not_acceptable: { status: 406, title: 'Not acceptable' },
   not_found: { status: 404, title: 'Not found' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },
+  // An Expect header other than 100-continue (RFC 9110 §10.1.1), answered before any route.
+  expectation_failed: { status: 417, title: 'Expectation failed' },
   // users
   username_taken: { status: 409, title: 'Username taken' },
   email_taken: { status: 409, title: 'E-mail address taken' },

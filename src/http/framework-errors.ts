@@ -4,7 +4,7 @@
  */
 import type { Socket } from 'node:net';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { FastifyHttpOptions, FastifyInstance, FastifyServerOptions } from 'fastify';
+import type { FastifyHttpOptions, FastifyInstance, FastifyRequest, FastifyServerOptions } from 'fastify';
 import { AppError } from '../errors.ts';
 import { problemBody, sendProblem } from './problem.ts';
 
@@ -69,4 +69,45 @@ export function clientErrorHandler(this: FastifyInstance, err: Error & { code?: 
     );
   }
   socket.destroy(err);
+}
+
+/**
+ * The app's Node server options: {@link requestTimeoutOptions}, and no Host check of Node's own.
+ * Node answered an HTTP/1.1 request without Host with a bare 400 (no problem document, no headers);
+ * {@link requireHost} refuses it instead.
+ */
+export function appServerOptions(timeoutSeconds: number): ReturnType<typeof requestTimeoutOptions> {
+  const options = requestTimeoutOptions(timeoutSeconds);
+  return { ...options, http: { ...options.http, requireHostHeader: false } };
+}
+
+/**
+ * onRequest hook of the whole app: an HTTP/1.1 request must name its Host (RFC 9112 §3.2), and one
+ * that does not is 400 malformed_request, as Node answered it before (in its own words) when it checked.
+ * HTTP/1.0 clients may leave it out.
+ */
+export async function requireHost(request: FastifyRequest): Promise<void> {
+  if (request.raw.httpVersion === '1.1' && request.raw.headers.host === undefined) {
+    throw new AppError('malformed_request', { detail: 'An HTTP/1.1 request must carry a Host header.' });
+  }
+}
+
+/**
+ * Node's 'checkExpectation' listener: a request whose Expect header is not `100-continue` (RFC 9110
+ * §10.1.1 lets a server refuse any other with 417). Node's own answer was a bare 417; this is a problem
+ * document. No route or hook runs for it, so the security headers and no-store are set here, and the
+ * connection is closed: the client may still send the body it held back.
+ */
+export function expectationFailed(securityHeaders: HeaderSetter = {}): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    securityHeaders.set?.(req, res);
+    const body = JSON.stringify(problemBody('expectation_failed', 417, 'The only expectation this server meets is 100-continue.'));
+    res.writeHead(417, {
+      'content-type': 'application/problem+json',
+      'content-length': Buffer.byteLength(body),
+      'cache-control': 'no-store',
+      connection: 'close',
+    });
+    res.end(body);
+  };
 }

@@ -100,6 +100,31 @@ describeWithApp('hostile input', (suite) => {
     }
   });
 
+  test('what Node\'s HTTP server answered itself (no Host, an unknown Expect) is a problem document too', async (t) => {
+    const { app } = await suite.build(t);
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = app.server.address() as AddressInfo;
+    const cases: Array<[string, string, number, string]> = [
+      ['HTTP/1.1 without Host', 'GET /api/v1/health HTTP/1.1\r\nConnection: close\r\n\r\n', 400, 'malformed_request'],
+      ['HTTP/1.1 without Host, a body route', 'POST /api/v1/auth-jwt/login HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}', 400, 'malformed_request'],
+      ['Expect: teapot', 'POST /api/v1/auth-jwt/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: teapot\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}', 417, 'expectation_failed'],
+    ];
+    for (const [what, request, status, code] of cases) {
+      const answer = await rawExchange(port, request);
+      const [head = '', body = ''] = answer.split('\r\n\r\n');
+      assert.match(head, new RegExp(`^HTTP/1\\.1 ${status} `), `${what}: ${answer}`);
+      assert.match(head, /content-type: application\/problem\+json/i, what);
+      assert.match(head, /x-content-type-options: nosniff/i, what);
+      const problem = JSON.parse(body);
+      assert.equal(problem.status, status, what);
+      assert.equal(problem.code, code, what);
+    }
+    // HTTP/1.0 may leave Host out, and Expect: 100-continue is still met.
+    assert.match(await rawExchange(port, 'GET /healthz HTTP/1.0\r\n\r\n'), /^HTTP\/1\.1 200 /);
+    const continued = await rawExchange(port, 'POST /api/v1/auth-jwt/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}');
+    assert.match(continued, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 422 /, continued);
+  });
+
   test('a client that trickles its request gets 408 after REQUEST_TIMEOUT, and its connection is closed', { timeout: 20_000 }, async (t) => {
     const { app } = await suite.build(t, { env: { REQUEST_TIMEOUT: '1' } });
     await app.listen({ port: 0, host: '127.0.0.1' });
