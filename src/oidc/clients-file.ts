@@ -1,5 +1,6 @@
 /** Reads and validates OIDC_CLIENTS_FILE at start-up; a bad entry stops the start with the field named. */
 import { readFileSync } from 'node:fs';
+import { ConfigError } from '../config.ts';
 import { ClientMetadataError, validateClientInput, type ClientInput } from './client-metadata.ts';
 
 /** Parses the file's text (a JSON array of client metadata). `source` prefixes every message; `httpsOnly`: PUBLIC_URL is https. */
@@ -8,19 +9,19 @@ export function parseClientsFile(text: string, source = 'OIDC_CLIENTS_FILE', htt
   try {
     raw = JSON.parse(text);
   } catch (e) {
-    throw new Error(`${source}: not valid JSON (${(e as Error).message})`, { cause: e });
+    throw new ConfigError(`${source}: not valid JSON (${(e as Error).message})`, { cause: e });
   }
-  if (!Array.isArray(raw)) throw new Error(`${source}: must be a JSON array of client objects`);
+  if (!Array.isArray(raw)) throw new ConfigError(`${source}: must be a JSON array of client objects`);
   const seen = new Set<string>();
   return raw.map((entry, i) => {
     let client: ClientInput;
     try {
       client = validateClientInput(entry, true, httpsOnly);
     } catch (e) {
-      if (e instanceof ClientMetadataError) throw new Error(`${source}: [${i}].${e.message}`, { cause: e });
+      if (e instanceof ClientMetadataError) throw new ConfigError(`${source}: [${i}].${e.message}`, { cause: e });
       throw e;
     }
-    if (seen.has(client.client_id)) throw new Error(`${source}: [${i}].client_id "${client.client_id}" appears twice`);
+    if (seen.has(client.client_id)) throw new ConfigError(`${source}: [${i}].client_id "${client.client_id}" appears twice`);
     seen.add(client.client_id);
     return client;
   });
@@ -33,7 +34,7 @@ export function loadClientsFile(file: string | undefined, httpsOnly = false): Cl
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new Error(`OIDC_CLIENTS_FILE: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e });
+    throw new ConfigError(`OIDC_CLIENTS_FILE: cannot read ${file} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e });
   }
   return parseClientsFile(text, 'OIDC_CLIENTS_FILE', httpsOnly);
 }

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -42,6 +42,21 @@ test('a malformed connection URL stops the start with a message naming the varia
     assert.equal(code, 2, `${name}: a configuration error (exit 2), not a failed start: ${output}`);
     assert.match(output, new RegExp(`configuration error: ${name} must be a URL`), name);
     assert.ok(!output.includes(PASSWORD), `${name}: ${output}`);
+  }
+});
+
+test('a bad OIDC_CLIENTS_FILE (read once the database is open) stops the start as any bad setting does: one line, exit 2', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'twofold-badclients-'));
+  try {
+    const file = join(dir, 'clients.json');
+    writeFileSync(file, JSON.stringify([{ client_id: 'wiki', client_secret: 'a client secret that is long enough 123', redirect_uris: ['https://user@rp.example.com/cb'] }]));
+    const { code, output } = await startServer({ OIDC_CLIENTS_FILE: file });
+    assert.equal(code, 2, output);
+    // (stdout holds the start's info lines before it; the error is one line of its own)
+    assert.match(output, /^twofold: configuration error: OIDC_CLIENTS_FILE: \[0\]\.redirect_uris\[0\] must not contain user information[^\n]*$/m, output);
+    assert.doesNotMatch(output, /start-up failed|"stack"|at .*\.ts:/, 'no stack trace');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

@@ -3,6 +3,7 @@
  * once), list (with the clients of OIDC_CLIENTS_FILE, read-only), delete (its grants, tokens and
  * consents go with it). Every change is audited as `admin.action` in its transaction.
  */
+import { ConfigError } from '../../config.ts';
 import { randomBytes } from 'node:crypto';
 import type { Deps } from '../../deps.ts';
 import { AppError, validationError } from '../../errors.ts';
@@ -68,7 +69,7 @@ export async function assertFileClientsUnregistered(deps: Deps, fileClients: rea
   const i = fileClients.findIndex((c) => taken.has(c.client_id));
   if (i < 0) return;
   const id = fileClients[i]!.client_id;
-  throw new Error(`OIDC_CLIENTS_FILE: [${i}].client_id "${id}" is taken by a client registered through the admin API, whose consents and tokens the file's client must not inherit: delete that client first (DELETE /api/v1/admin/oidc-clients/${id}, with this entry left out of the file until then) or give this entry another client_id`);
+  throw new ConfigError(`OIDC_CLIENTS_FILE: [${i}].client_id "${id}" is taken by a client registered through the admin API, whose consents and tokens the file's client must not inherit: delete that client first (DELETE /api/v1/admin/oidc-clients/${id}, with this entry left out of the file until then) or give this entry another client_id`);
 }
 
 /** Every client: the file's first (read-only), then the registered ones, oldest first. */
