@@ -2,6 +2,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, ERROR_CODES, type ErrorCode, type FieldError } from '../errors.ts';
 import { isDeletedUserReference } from '../db/deleted-user.ts';
+import { DATABASE_RETRY_AFTER_SECONDS, isDatabaseUnavailable } from '../db/unavailable.ts';
 
 /** The problem document of an error code. */
 export function problemBody(code: ErrorCode, status: number, detail?: string, errors?: FieldError[], extra?: Record<string, unknown>) {
@@ -103,6 +104,13 @@ export function installErrorHandling(app: FastifyInstance): void {
       // same request sent again succeeds. Still logged as an error: every lock-order cycle is a bug.
       request.log.error({ err: error }, 'deadlock: the transaction was rolled back');
       return sendProblem(reply, new AppError('service_unavailable', { detail: 'A concurrent change got in the way; nothing was changed. Try again.', headers: { 'Retry-After': '1' } }));
+    }
+    if (isDatabaseUnavailable(error)) {
+      // PostgreSQL refused or dropped the connection (down, restarting, failing over, out of
+      // connections): an outage to wait out, not a bug. Unlike a deadlock, a connection lost around a
+      // COMMIT may have committed it, so the answer promises nothing about what was changed.
+      request.log.error({ err: error }, 'database unavailable: answered 503');
+      return sendProblem(reply, new AppError('service_unavailable', { detail: 'The database cannot be reached right now. Try again in a few seconds.', headers: { 'Retry-After': DATABASE_RETRY_AFTER_SECONDS } }));
     }
     if (isDeletedUserReference(error)) {
       request.log.info({ err: error }, 'the account was deleted while the request was in flight');

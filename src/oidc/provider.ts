@@ -9,6 +9,7 @@ import type { Deps } from '../deps.ts';
 import { findUserById } from '../db/repositories/users.ts';
 import { findLinkState } from '../db/repositories/oidc/links.ts';
 import { findSession } from '../db/repositories/sessions.ts';
+import { DATABASE_RETRY_AFTER_SECONDS, isDatabaseUnavailable } from '../db/unavailable.ts';
 import { ACCESS_COOKIE, BROWSER_SESSION_COOKIE, browserSessionId } from '../http/cookies.ts';
 import { AppError } from '../errors.ts';
 import { authenticateAccessToken } from '../services/authenticate.ts';
@@ -245,8 +246,15 @@ export async function createProvider(deps: Deps, fileClients: readonly ClientInp
       const { dispatcher: _ignored, ...rest } = options as RequestInit & { dispatcher?: unknown };
       return fetch(url, rest);
     },
-    async renderError(ctx, out) {
+    async renderError(ctx, out, error) {
       ctx.set('Content-Security-Policy', pageCsp([]));
+      if (isDatabaseUnavailable(error)) {
+        // The database is down or restarting: an outage to wait out (503), not a failed sign-in (500).
+        ctx.status = 503;
+        ctx.set('Retry-After', DATABASE_RETRY_AFTER_SECONDS);
+        html(ctx, oidcErrorPage(config.productName, 'temporarily_unavailable', 'The service cannot be reached right now. Try again in a few seconds.'));
+        return;
+      }
       html(ctx, oidcErrorPage(config.productName, String(out.error), out.error_description ? String(out.error_description) : undefined));
     },
   };

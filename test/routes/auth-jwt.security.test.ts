@@ -322,7 +322,9 @@ describeWithApp('malformed, oversized, unknown and invalid requests', (suite) =>
   });
 });
 
-test('a database outage gives a bare 500 problem without internals, and /readyz says 503', async (t) => {
+// A PostgreSQL connection refused or lost is 503 service_unavailable (database-unavailable.test.ts); a
+// database handle the process closed itself is no outage to wait out, and stays a bare 500.
+test('a closed database (PGlite) gives a bare 500 problem without internals, and /readyz says 503', async (t) => {
   const { openTestPglite } = await import('../helpers/pglite-template.ts');
   const { buildTestApp, quietLogger } = await import('../helpers/app.ts');
   const db = await openTestPglite();

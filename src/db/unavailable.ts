@@ -1,0 +1,52 @@
+/**
+ * Whether an error means the database could not be reached or lost the connection, rather than a
+ * fault of the request or of our code: the error handler answers it 503 with Retry-After instead of
+ * 500, an outage to wait out rather than a bug. Only node-postgres reports these; PGlite runs in the
+ * process and has no connection to lose.
+ */
+
+/** Retry-After of an answer the database could not serve: the pool gives up connecting after 5 s. */
+export const DATABASE_RETRY_AFTER_SECONDS = '5';
+
+/**
+ * SQLSTATEs of a server that ends or refuses the session: admin shutdown, crash shutdown, cannot
+ * connect now (starting up, shutting down, in recovery), too many connections. Class 08 (connection
+ * exceptions) is matched by its prefix.
+ */
+const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300']);
+
+/**
+ * node-postgres's and pg-pool's own errors when a connection ends or cannot be made in time
+ * (node_modules/pg/lib/client.js, pg-pool/index.js). "Connection terminated" also starts pg-pool's
+ * "Connection terminated due to connection timeout" (connectionTimeoutMillis spent connecting).
+ */
+const DRIVER_MESSAGES = [/^Connection terminated\b/, /^Client has encountered a connection error and is not queryable$/, /^timeout exceeded when trying to connect$/];
+
+/** Socket errors of the database connection, as Node reports them (`code` of a system error). */
+const SOCKET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN']);
+
+interface ErrorFields {
+  code?: unknown;
+  severity?: unknown;
+  syscall?: unknown;
+}
+
+/** True when `err` says the database is unreachable or dropped the connection (see the module comment). */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  // Node's connect to a host of several addresses fails with all of its attempts' errors.
+  if (err instanceof AggregateError) return err.errors.length > 0 && err.errors.every(isDatabaseUnavailable);
+  const e = err as Error & ErrorFields;
+  const code = typeof e.code === 'string' ? e.code : undefined;
+  // A server error (node-postgres's DatabaseError carries the SQLSTATE and a severity).
+  if (code !== undefined && typeof e.severity === 'string') {
+    if (code.startsWith('08') || UNAVAILABLE_SQLSTATES.has(code)) return true;
+    // `ALTER DATABASE … ALLOW_CONNECTIONS false` refuses new sessions with FATAL 55000; the same
+    // SQLSTATE at ERROR severity is an ordinary "not in the required state", a bug, still 500.
+    return code === '55000' && e.severity === 'FATAL';
+  }
+  // A socket error has its system call (connect, read, getaddrinfo…); other errors that merely carry
+  // one of these codes (an HTTP client's, say) are not the database's.
+  if (code !== undefined && SOCKET_CODES.has(code) && typeof e.syscall === 'string') return true;
+  return DRIVER_MESSAGES.some((m) => m.test(e.message));
+}
