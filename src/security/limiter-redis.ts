@@ -2,13 +2,13 @@
  * Counters shared by every instance through Redis (REDIS_URL), so that adding instances does not
  * add guesses. Each counter is insured by an in-process one: while Redis is unreachable the
  * service keeps answering and keeps limiting, per instance, instead of failing or letting
- * everything through.
+ * everything through; once Redis answers again, what the insurance counted is added to Redis.
  */
 import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { RateLimiterRedis, type RateLimiterAbstract, type RateLimiterMemory } from 'rate-limiter-flexible';
+import { RateLimiterRedis, type RateLimiterAbstract, type RateLimiterMemory, type RateLimiterRes } from 'rate-limiter-flexible';
 import type { Limiter } from './limiter.ts';
 import { DEFAULT_KEY_PREFIX, FlexibleLimiter, type CounterStore, type LimiterConfig } from './limiter-flexible.ts';
 import { memoryCounter } from './limiter-memory.ts';
@@ -49,21 +49,111 @@ export function createRedisClient(url: string, logger?: LimiterLogger): Redis {
   return client;
 }
 
+/**
+ * Adds points counted elsewhere to a Redis counter, in one step: INCRBY, and the key lives at least
+ * `ms` more (the longer of its own life and theirs; a key INCRBY just created has none yet).
+ */
+const ADD_POINTS_SCRIPT = `local n = redis.call('incrby', KEYS[1], ARGV[1])
+local ms = tonumber(ARGV[2])
+if ms > 0 and redis.call('pttl', KEYS[1]) < ms then redis.call('pexpire', KEYS[1], ms) end
+return n`;
+
+/**
+ * A Redis counter that hands the failures its insurance counted during an outage back to Redis.
+ * The library answers from Redis alone once it is reachable again, so a lock armed in the insurance
+ * while Redis was down was dropped the moment it came back, and the failures counted meanwhile with
+ * it (an account locked during the outage had the rest of its Redis budget again). Now, the first
+ * time Redis answers for a key the insurance holds, the insurance's points are added to the Redis
+ * count (its lock too, as a count over the limit that lives as long as the lock) and the key is
+ * dropped from the insurance. The lock is then in Redis, where every instance reads it. The same
+ * holds for the quotas (mails, sign-ups, e-mailed codes): what was spent during the outage stays spent.
+ */
+class InsuredRedisCounter extends RateLimiterRedis {
+  /** Hand-overs under way, by store key: simultaneous calls for one key add its points once. */
+  readonly #handing = new Map<string, Promise<void>>();
+
+  constructor(
+    opts: ConstructorParameters<typeof RateLimiterRedis>[0],
+    private readonly redis: Redis,
+    private readonly insurance: RateLimiterMemory,
+  ) {
+    super({ ...opts, storeClient: redis, insuranceLimiter: insurance });
+  }
+
+  /**
+   * Moves the insurance's count of `key` into Redis; nothing to do while Redis is not connected or
+   * the insurance holds nothing for the key (the usual case: one in-process lookup).
+   */
+  private handOver(key: string | number): Promise<void> {
+    if (this.redis.status !== 'ready') return Promise.resolve();
+    const rlKey = this.getKey(key);
+    let pending = this.#handing.get(rlKey);
+    if (pending === undefined) {
+      pending = (async () => {
+        const held = await this.insurance.get(key);
+        if (held === null) return;
+        if (held.consumedPoints > 0) await this.redis.eval(ADD_POINTS_SCRIPT, 1, rlKey, held.consumedPoints, Math.max(0, held.msBeforeNext));
+        await this.insurance.delete(key);
+      })()
+        // Redis failed again: the insurance keeps the count, and answers; the next call tries again.
+        .catch(() => undefined)
+        .finally(() => this.#handing.delete(rlKey));
+      this.#handing.set(rlKey, pending);
+    }
+    return pending;
+  }
+
+  override async consume(key: string | number, points?: number, options?: Record<string, unknown>): Promise<RateLimiterRes> {
+    await this.handOver(key);
+    return super.consume(key, points, options);
+  }
+
+  override async penalty(key: string | number, points?: number, options?: Record<string, unknown>): Promise<RateLimiterRes> {
+    await this.handOver(key);
+    return super.penalty(key, points, options);
+  }
+
+  override async reward(key: string | number, points?: number, options?: Record<string, unknown>): Promise<RateLimiterRes> {
+    await this.handOver(key);
+    return super.reward(key, points, options);
+  }
+
+  override async get(key: string | number, options?: Record<string, unknown>): Promise<RateLimiterRes | null> {
+    await this.handOver(key);
+    return super.get(key, options);
+  }
+
+  override async block(key: string | number, secDuration: number, options?: Record<string, unknown>): Promise<RateLimiterRes> {
+    await this.handOver(key);
+    return super.block(key, secDuration, options);
+  }
+
+  /** Clears both stores: a login or unlock that reached Redis must not leave an outage's lock behind. */
+  override async delete(key: string | number, options?: Record<string, unknown>): Promise<boolean> {
+    const deleted = await super.delete(key, options);
+    await this.insurance.delete(key);
+    return deleted;
+  }
+}
+
 /** A store of Redis counters, each insured by an in-process counter with the same limits; close() quits the client. */
 export function redisStore(client: Redis): CounterStore {
   const insurances = new WeakMap<RateLimiterAbstract, RateLimiterMemory>();
   return {
     counter: (spec, keyPrefix) => {
       const insurance = memoryCounter(spec, keyPrefix);
-      const counter = new RateLimiterRedis({
-        storeClient: client,
-        points: spec.points,
-        duration: spec.durationSeconds,
-        keyPrefix,
-        // Do not even try while the connection is not ready; go to the insurance limiter.
-        rejectIfRedisNotReady: true,
-        insuranceLimiter: insurance,
-      });
+      const counter = new InsuredRedisCounter(
+        {
+          storeClient: client,
+          points: spec.points,
+          duration: spec.durationSeconds,
+          keyPrefix,
+          // Do not even try while the connection is not ready; go to the insurance limiter.
+          rejectIfRedisNotReady: true,
+        },
+        client,
+        insurance,
+      );
       insurances.set(counter, insurance);
       return counter;
     },
