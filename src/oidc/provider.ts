@@ -17,7 +17,7 @@ import { linkProviderSession } from '../services/oidc/interaction-login.ts';
 import { loggedOutPage, logoutPage, oidcErrorPage, type LogoutAccounts } from '../web/pages/oidc.ts';
 import { koaClientInfo } from './client-info.ts';
 import { createAdapterClass } from './adapter.ts';
-import { OIDC_SCOPES, redirectsOnlyToLoopback, toProviderMetadata, type ClientInput } from './client-metadata.ts';
+import { AUTH_METHODS, OIDC_SCOPES, redirectsOnlyToLoopback, toProviderMetadata, type ClientInput } from './client-metadata.ts';
 import { RingSigningKey, ringIdTokenValidator } from './signing-key.ts';
 import { acrValuesRequireAal2, formActionSource, pageCsp } from './page-policy.ts';
 
@@ -182,6 +182,10 @@ export async function createProvider(deps: Deps, fileClients: readonly ClientInp
     scopes: [...OIDC_SCOPES],
     acrValues: [...ACR_VALUES],
     responseTypes: ['code'],
+    // What a client can be registered with (client-metadata.ts), and so what discovery advertises for
+    // the token, introspection and revocation endpoints: the engine's default list named
+    // client_secret_jwt and private_key_jwt, which no client here can use.
+    clientAuthMethods: [...AUTH_METHODS],
     enabledJWA: { idTokenSigningAlgValues: ['RS256'] },
     features: {
       devInteractions: { enabled: false },

@@ -30,6 +30,10 @@ describeWithApp('service endpoints', (suite) => {
     assert.equal(doc.issuer, 'http://127.0.0.1:8000');
     assert.equal(doc.jwks_uri, 'http://127.0.0.1:8000/.well-known/jwks.json');
     assert.deepEqual(doc.id_token_signing_alg_values_supported, ['RS256']);
+    // Only the methods a client can be registered with (client_secret_jwt and private_key_jwt cannot);
+    // introspection and revocation take the same (RFC 8414: no list of their own means the token's).
+    assert.deepEqual([...doc.token_endpoint_auth_methods_supported].sort(), ['client_secret_basic', 'client_secret_post', 'none']);
+    assert.deepEqual(Object.keys(doc).filter((k) => k.endsWith('_auth_methods_supported')), ['token_endpoint_auth_methods_supported']);
   });
 
   test('the OpenAPI document describes the contract paths with schemas and examples; /docs renders it', async (t) => {
