@@ -76,7 +76,7 @@ describeWithApp('an admin-API client id put in OIDC_CLIENTS_FILE', (suite) => {
     // The operator puts `wiki` in the file, e.g. for another application: the start stops, naming the entry.
     const fileWiki = { client_id: 'wiki', client_secret: 'w'.repeat(32), redirect_uris: [CALLBACK], grant_types: ['authorization_code', 'refresh_token'] };
     await assert.rejects(startOidcServer(t, suite, [fileWiki], { ADMIN_API_KEY: ADMIN_KEY }, { sameTokenHashKeyAs: a }),
-      /^Error: OIDC_CLIENTS_FILE: \[0\]\.client_id "wiki" is taken by a client registered through the admin API[^\n]*DELETE \/api\/v1\/admin\/oidc-clients\/wiki[^\n]*$/);
+      /^ConfigError: OIDC_CLIENTS_FILE: \[0\]\.client_id "wiki" is taken by a client registered through the admin API[^\n]*DELETE \/api\/v1\/admin\/oidc-clients\/wiki[^\n]*$/);
     // Refusing changed nothing: the API client's tokens still work.
     const refreshed = await client.refreshTokenGrant(apiConfig, apiTokens.refresh_token!);
     assert.ok(refreshed.refresh_token);
