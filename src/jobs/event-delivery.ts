@@ -17,6 +17,7 @@ import { finishEndpointDeletions, secretsInGrace } from '../services/events/endp
 import { eventBody } from '../services/events/publish.ts';
 import { sendWebhook, signersFor, urlForLogs, type WebhookResult, type WebhookSigner } from '../webhooks/send.ts';
 import { backoffSeconds, describeError, type OutboxLane, type OutboxWorkerLogger } from './outbox-worker.ts';
+import { realSleep, recordOrThrow, type Sleep } from './record-retry.ts';
 
 /** An endpoint whose deliveries have failed without a success for this long is marked failing. */
 export const FAILING_AFTER_SECONDS = 86400;
@@ -55,6 +56,8 @@ interface LaneOptions {
   readonly logger: OutboxWorkerLogger;
   /** Uniform random number in [0, 1) for the backoff jitter; injectable for tests. */
   readonly random?: () => number;
+  /** The wait between tries to record an acknowledgement; injectable so that tests move their clock instead. */
+  readonly sleep?: Sleep;
 }
 
 /** The webhook lane's options. */
@@ -93,6 +96,7 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
   const perEndpoint = o.perEndpoint ?? 50;
   const endpointBudgetMs = o.endpointBudgetMs ?? ENDPOINT_BUDGET_MS;
   const pruneBounds = o.pruneBounds ?? { events: PRUNE_BATCH_EVENTS, deliveries: PRUNE_BATCH_DELIVERIES, statementsPerRun: PRUNE_BATCHES_PER_RUN };
+  const sleep = o.sleep ?? realSleep;
 
   type Endpoint = NonNullable<Awaited<ReturnType<typeof endpoints.findEndpoint>>>;
   /** An acknowledged delivery, to be recorded with its run. */
@@ -131,7 +135,7 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
    * one after the other, up to perEndpoint, until one fails. Acknowledgements are recorded per run;
    * rows a run does not reach (a failure, or half its lease used up) are given back unsent.
    */
-  async function serveEndpoint(head: ClaimedDelivery): Promise<Served> {
+  async function serveEndpoint(head: ClaimedDelivery, headLeaseEnd: number): Promise<Served> {
     // Read once per batch: a changed URL or secret applies from the next batch (at most one poll later).
     const endpoint = head.endpoint_id ? await endpoints.findEndpoint(db, head.endpoint_id) : undefined;
     // Deleted (or being deleted) meanwhile: nothing is sent, and its deliveries go with it.
@@ -150,9 +154,11 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
     const servingSince = Date.now();
     let claimed = 1;
     let sent = 0;
-    const record = async (acks: Ack[]) => {
+    const record = async (acks: Ack[], leaseEnd: number) => {
       if (acks.length === 0) return;
-      const recorded = await markRunDelivered(db, head.target, acks, clock());
+      const at = clock();
+      // Tried again while the database fails, within the lease (record-retry.ts): a blip must not resend the run.
+      const recorded = await recordOrThrow(() => markRunDelivered(db, head.target, acks, at), { clock, sleep, until: () => Math.min(leaseEnd, stopDeadline) });
       if (recorded < acks.length) {
         logger.warn({ endpointId: endpoint.id, count: acks.length - recorded }, 'webhook deliveries not recorded: their lease ran out (the receiver got them twice with one webhook-id), or the endpoint was deleted meanwhile');
       }
@@ -167,13 +173,14 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
       await failed(head, endpoint, first);
       return { claimed, sent };
     }
-    await record([{ eventId: head.event_id, statusCode: first.statusCode }]);
+    await record([{ eventId: head.event_id, statusCode: first.statusCode }], headLeaseEnd);
     for (let room = perEndpoint - claimed; room > 0; room = perEndpoint - claimed) {
       const asked = Math.min(RUN_LENGTH, room);
       const run = await claimRun(db, head.target, clock(), asked, leaseSeconds);
       if (run.length === 0) break;
       claimed += run.length;
       const leasedAt = Date.now();
+      const runLeaseEnd = run[0]!.locked_until.getTime();
       const acks: Ack[] = [];
       for (const [i, d] of run.entries()) {
         // Half the run's lease used: give the rest back rather than send past it (another instance may
@@ -185,13 +192,13 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
           acks.push({ eventId: d.event_id, statusCode: result.statusCode });
           continue;
         }
-        await record(acks);
+        await record(acks, runLeaseEnd);
         if (result) await failed(d, endpoint, result);
         await releaseRun(db, run.slice(result ? i + 1 : i));
         // A failure blocks the queue until its backoff; rows given back for the lease are due at once.
         return { claimed, sent, full: !result };
       }
-      await record(acks);
+      await record(acks, runLeaseEnd);
       // A short run took everything of the endpoint's that was due: no empty claim after it.
       if (run.length < asked) break;
     }
@@ -208,9 +215,11 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
   const serving = new Map<string, Promise<Served>>();
   /** Deliveries acknowledged by servings that outlived their batch, not yet reported by settle(). */
   let lateSent = 0;
+  /** Set by stopping(): recordings that still fail end then (clock time, ms). */
+  let stopDeadline = Infinity;
 
-  function serve(head: ClaimedDelivery): Promise<Served> {
-    const run = serveEndpoint(head).catch((err: unknown): Served => {
+  function serve(head: ClaimedDelivery, headLeaseEnd: number): Promise<Served> {
+    const run = serveEndpoint(head, headLeaseEnd).catch((err: unknown): Served => {
       // The leases still protect the rows; once they end, the deliveries are tried again.
       logger.error({ err, eventId: head.event_id, endpointId: head.endpoint_id }, 'webhook delivery could not be recorded');
       return { claimed: 1, sent: 0 };
@@ -256,10 +265,11 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
       }
       // The clock read again: a long prune must not leave the heads a lease that has already ended
       // (another instance could then claim and send them at the same time).
-      const heads = await deliveries.claimHeads(db, 'webhook', clock(), batchSize, leaseSeconds, [...serving.keys()]);
+      const claimedAt = clock();
+      const heads = await deliveries.claimHeads(db, 'webhook', claimedAt, batchSize, leaseSeconds, [...serving.keys()]);
       // Endpoints side by side; each endpoint's events one after the other, the next claimed only once
       // the previous is acknowledged (order holds).
-      const runs = heads.map((head) => serve(head));
+      const runs = heads.map((head) => serve(head, claimedAt.getTime() + leaseSeconds * 1000));
       const served: Served[] = [];
       let waiting = true;
       const finished = runs.map((run) => run.then((s) => {
@@ -280,6 +290,9 @@ export function webhookLane(o: WebhookLaneOptions): OutboxLane {
         sent: served.reduce((a, s) => a + s.sent, 0),
         more: heads.length >= batchSize || served.some((s) => s.full) || (late && served.length > 0),
       };
+    },
+    stopping(graceMs) {
+      stopDeadline = Math.min(stopDeadline, clock().getTime() + graceMs);
     },
     async settle() {
       while (serving.size > 0) await Promise.allSettled([...serving.values()]);
@@ -313,10 +326,17 @@ const AMQP_MAX_BACKOFF_SECONDS = 30;
  */
 export function amqpLane(o: AmqpLaneOptions): OutboxLane {
   const { db, clock, logger } = o;
+  const leaseSeconds = o.leaseSeconds ?? 60;
+  const sleep = o.sleep ?? realSleep;
+  let stopDeadline = Infinity;
   return {
     name: 'amqp',
+    stopping(graceMs) {
+      stopDeadline = Math.min(stopDeadline, clock().getTime() + graceMs);
+    },
     async runBatch() {
-      const [d] = await deliveries.claimHeads(db, 'amqp', clock(), 1, o.leaseSeconds ?? 60, []);
+      const claimedAt = clock();
+      const [d] = await deliveries.claimHeads(db, 'amqp', claimedAt, 1, leaseSeconds, []);
       if (!d) return { claimed: 0, sent: 0 };
       const log = { eventId: d.event_id, type: d.type, attempts: d.attempts };
       try {
@@ -327,7 +347,9 @@ export function amqpLane(o: AmqpLaneOptions): OutboxLane {
         }, log).catch((dbErr: unknown) => logger.error({ err: dbErr, ...log }, 'event publication failure could not be recorded'));
         return { claimed: 1, sent: 0 };
       }
-      const recorded = await deliveries.markDelivered(db, d.event_id, d.target, clock(), null);
+      const at = clock();
+      const leaseEnd = claimedAt.getTime() + leaseSeconds * 1000;
+      const recorded = await recordOrThrow(() => deliveries.markDelivered(db, d.event_id, d.target, at, null), { clock, sleep, until: () => Math.min(leaseEnd, stopDeadline) });
       if (!recorded) logger.warn(log, 'event published again after its lease ran out; consumers got it twice with one message-id');
       return { claimed: 1, sent: 1 };
     },

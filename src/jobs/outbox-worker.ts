@@ -5,7 +5,10 @@
  * Delivery is at-least-once by construction (a crash after the SMTP server accepted a mail but before
  * it was recorded as sent means it is sent again once the lease expires), and exactly-once in every
  * other case: a leased row is invisible to other workers, a sent row is never claimed again, and the
- * stable Message-ID lets a receiver drop the rare duplicate.
+ * stable Message-ID lets a receiver drop the rare duplicate. A database that fails the recording is
+ * not such a case: the recording is tried again while the lease is held, and the lease extended (see
+ * mail-recording.ts). Only an outage outlasting the lease (or a shutdown's grace) can still let another
+ * instance send the mail again; this instance, claiming it again, records it instead of sending it.
  */
 import { randomInt } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -16,6 +19,8 @@ import * as outbox from '../db/repositories/outbox.ts';
 import type { OutboxRow } from '../db/repositories/outbox.ts';
 import type { MailKind, MailMessage, MailTransport } from '../mail/types.ts';
 import { LaneLoop } from './lane-loop.ts';
+import { SentRecorder } from './mail-recording.ts';
+import { realSleep, STOP_RECORD_GRACE_MS, type Sleep } from './record-retry.ts';
 
 /**
  * Another kind of outbox row the worker delivers besides mail (the events' deliveries: see
@@ -36,6 +41,8 @@ export interface OutboxLane {
    * many of them were acknowledged since the last call. drain() and stop() wait for it.
    */
   settle?(): Promise<number>;
+  /** The worker is stopping: acknowledgements still failing to be recorded go on for `graceMs` at most. */
+  stopping?(graceMs: number): void;
 }
 
 /** The logger methods the worker uses. */
@@ -68,6 +75,8 @@ export interface OutboxWorkerOptions {
   readonly lanes?: readonly OutboxLane[];
   /** Least time between the start of a run and a kicked run after it; default {@link KICK_DELAY_MS}. */
   readonly kickDelayMs?: number;
+  /** The wait between tries to record an accepted mail; injectable so that tests move their clock instead. */
+  readonly sleep?: Sleep;
 }
 
 /** Default rows per batch: small, so one slow batch stays well inside its lease. */
@@ -110,6 +119,8 @@ export class OutboxWorker {
   readonly #random: () => number;
   readonly #keepBodies: boolean;
   readonly #lanes: readonly OutboxLane[];
+  /** Records accepted mails, trying again while the database fails (mail-recording.ts). */
+  readonly #recorder: SentRecorder;
 
   #stopped = false;
   /** Each lane's own timer, kick and stop (lane-loop.ts): a busy lane never holds back another. */
@@ -128,6 +139,14 @@ export class OutboxWorker {
     this.#leaseSeconds = options.leaseSeconds ?? DEFAULT_LEASE_SECONDS;
     this.#random = options.random ?? cryptoRandom;
     this.#keepBodies = options.keepBodies ?? false;
+    this.#recorder = new SentRecorder({
+      db: this.#db,
+      clock: this.#clock,
+      logger: this.#logger,
+      sleep: options.sleep ?? realSleep,
+      leaseSeconds: this.#leaseSeconds,
+      keepBodies: this.#keepBodies,
+    });
     this.#lanes = [{ name: 'mail', runBatch: () => this.#runBatch() }, ...(options.lanes ?? [])];
     const kickDelayMs = options.kickDelayMs ?? KICK_DELAY_MS;
     this.#loops = this.#lanes.map((lane) => new LaneLoop({
@@ -157,9 +176,15 @@ export class OutboxWorker {
     for (const loop of this.#loops) loop.kick();
   }
 
-  /** Stops polling and waits for the batches in flight; rows they had not finished keep their lease and are retried later. Does not close the transport. */
+  /**
+   * Stops polling and waits for the batches in flight; rows they had not finished keep their lease and
+   * are retried later. A mail accepted but not yet recorded is tried for STOP_RECORD_GRACE_MS more at
+   * most. Does not close the transport.
+   */
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#recorder.stopping(STOP_RECORD_GRACE_MS);
+    for (const lane of this.#lanes) lane.stopping?.(STOP_RECORD_GRACE_MS);
     await Promise.all(this.#loops.map((loop) => loop.stop()));
     await Promise.all(this.#tails.values());
     await Promise.all(this.#lanes.map((lane) => lane.settle?.()));
@@ -221,6 +246,13 @@ export class OutboxWorker {
       text: row.text_body,
       html: row.html_body,
     };
+    const acceptedEarlier = this.#recorder.acceptedEarlier(row.id);
+    if (acceptedEarlier) {
+      // Accepted in an earlier claim whose recording failed until its lease ended: record, never resend.
+      this.#logger.info({ mailId: row.id, kind: row.kind }, 'outbox worker: recording a mail accepted earlier (not sent again)');
+      await this.#recorder.record(row, acceptedEarlier);
+      return true;
+    }
     try {
       await this.#transport.send(message);
     } catch (err) {
@@ -230,20 +262,7 @@ export class OutboxWorker {
       });
       return false;
     }
-    try {
-      const recorded = await outbox.markSent(this.#db, row.id, this.#clock(), this.#keepBodies);
-      if (!recorded) {
-        this.#logger.warn(
-          { mailId: row.id, kind: row.kind, attempts: row.attempts },
-          'outbox worker: mail was already recorded as sent by another worker (lease expired during delivery); the receiver got it twice with one Message-ID',
-        );
-      }
-    } catch (err) {
-      this.#logger.error(
-        { err, mailId: row.id, kind: row.kind },
-        'outbox worker: mail delivered but not recorded as sent; it will be sent again when its lease ends',
-      );
-    }
+    await this.#recorder.record(row, this.#clock());
     return true;
   }
 

@@ -117,6 +117,21 @@ export async function markSent(db: Queryable, id: string, sentAt: Date, keepBody
 }
 
 /**
+ * Pushes the lease of a claim to `leaseUntil`, only while that claim still holds the row (its attempt
+ * number, its lease not yet ended at `now`, nothing recorded). A worker whose mail was accepted but
+ * cannot be recorded yet keeps it this way from other workers, who would send it again. False: the
+ * claim is no longer held (or the row was recorded meanwhile).
+ */
+export async function extendLease(db: Queryable, claim: OutboxClaim, now: Date, leaseUntil: Date): Promise<boolean> {
+  const r = await db.query(
+    `UPDATE outbox SET locked_until = $4
+      WHERE id = $1 AND attempts = $2 AND sent_at IS NULL AND failed_at IS NULL AND locked_until > $3`,
+    [claim.id, claim.attempts, now, leaseUntil],
+  );
+  return r.rowCount === 1;
+}
+
+/**
  * Schedules another attempt and releases the lease. Guarded on the claim, so a worker whose lease
  * expired and whose row was claimed again cannot overwrite the newer claim's state. False: claim lost.
  */
