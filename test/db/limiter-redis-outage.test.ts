@@ -143,3 +143,70 @@ if (process.env.REDIS_URL) {
     await assert.rejects(other.assertAllowed({ account: 'alice', ip: '198.51.100.9' }), (e) => isAppError(e, 'too_many_requests'));
   });
 }
+
+if (process.env.REDIS_URL) {
+  /** A redis-server of the test's own, with a client and a limiter of `rateLimit` on it; all stopped when the test ends. */
+  async function ownRedis(t: TestContext, rateLimit: Partial<Config['rateLimit']>) {
+    const port = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), 'twofold-redis-slow-'));
+    const server = { current: await startRedis(port, dir) };
+    const client = createRedisClient(`redis://127.0.0.1:${port}`);
+    const control = createRedisClient(`redis://127.0.0.1:${port}`);
+    const prefix = `twofold-test:${randomUUID()}`;
+    const limiter = createRedisLimiter(settings(rateLimit), { client, keyPrefix: prefix });
+    t.after(async () => {
+      client.disconnect();
+      control.disconnect();
+      await stop(server.current);
+      rmSync(dir, { recursive: true, force: true });
+    });
+    await (limiter as FlexibleLimiter).ready();
+    await untilStatus(control, 'ready');
+    return { port, dir, server, client, control, prefix, limiter };
+  }
+
+  /** Every key under `prefix` with its value and time to live (-1: none). */
+  async function keysOf(control: Redis, prefix: string): Promise<Array<{ key: string; value: string | null; pttl: number }>> {
+    const keys = await control.keys(`${prefix}*`);
+    return Promise.all(keys.map(async (key) => ({ key, value: await control.get(key), pttl: await control.pttl(key) })));
+  }
+
+  test('a connected but slow Redis (writes stalled past the command timeout): each failure counts once, and no account locks early', async (t) => {
+    const { control, prefix, limiter } = await ownRedis(t, { accountMaxFailures: LIMIT });
+    const subject = { account: 'dave', ip: '192.0.2.7' };
+    // Writes wait 4 s; the client times its commands out after 1 s and the insurance answers, while
+    // Redis still runs them once the pause ends.
+    await control.call('CLIENT', 'PAUSE', '4000', 'WRITE');
+    assert.equal(await guesses(limiter, 3, () => subject), 3);
+    await control.call('CLIENT', 'UNPAUSE');
+    // The stalled writes land now; then the counts must be those of three failures, not more.
+    for (let i = 0; i < 3; i++) assert.equal(await guesses(limiter, 1, () => subject), 1, 'not locked after a few failures');
+    await sleep(200);
+    const counts = (await keysOf(control, `${prefix}:rl:account:`)).map((k) => Number(k.value));
+    assert.ok(counts.length > 0 && counts.every((n) => n <= 6), `each failure counted once at most: ${counts.join(', ')}`);
+  });
+
+  test('a hand-over of an in-process lock whose time is up adds nothing, and leaves no key without an expiry', async (t) => {
+    const r = await ownRedis(t, { accountMaxFailures: 3, accountLockSeconds: 20 });
+    const subject = { account: 'erin', ip: '192.0.2.8' };
+    await stop(r.server.current);
+    await untilStatus(r.client, 'not ready');
+    assert.equal(await guesses(r.limiter, 3, () => subject), 3);
+    await assert.rejects(r.limiter.assertAllowed(subject), (e) => isAppError(e, 'too_many_requests'), 'locked in process during the outage');
+    r.server.current = await startRedis(r.port, r.dir);
+    await untilStatus(r.client, 'ready');
+    await untilStatus(r.control, 'ready');
+    // The wall clock steps past the lock (an NTP step, a resumed VM) before the in-process record's
+    // own timer, which runs on the monotonic clock, removed it: its time left reads as nothing.
+    const realNow = Date.now;
+    Date.now = () => realNow() + 30_000;
+    try {
+      await r.limiter.assertAllowed(subject);
+    } finally {
+      Date.now = realNow;
+    }
+    const left = await keysOf(r.control, r.prefix);
+    assert.deepEqual(left.filter((k) => k.pttl === -1), [], 'a key without an expiry locks for good');
+    await r.limiter.assertAllowed(subject);
+  });
+}
