@@ -40,10 +40,12 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   const code = typeof e.code === 'string' ? e.code : undefined;
   // A server error (node-postgres's DatabaseError carries the SQLSTATE and a severity).
   if (code !== undefined && typeof e.severity === 'string') {
-    if (code.startsWith('08') || UNAVAILABLE_SQLSTATES.has(code)) return true;
-    // `ALTER DATABASE … ALLOW_CONNECTIONS false` refuses new sessions with FATAL 55000; the same
-    // SQLSTATE at ERROR severity is an ordinary "not in the required state", a bug, still 500.
-    return code === '55000' && e.severity === 'FATAL';
+    // Only a FATAL error ends or refuses the session. The same SQLSTATEs at ERROR severity are the
+    // request's or our code's: 08P01 "bind message supplies 1 parameters, but prepared statement
+    // requires 2" is a protocol violation of a wrong query, on a connection that works on, and a 500.
+    if (e.severity !== 'FATAL') return false;
+    // `ALTER DATABASE … ALLOW_CONNECTIONS false` refuses new sessions with FATAL 55000.
+    return code.startsWith('08') || UNAVAILABLE_SQLSTATES.has(code) || code === '55000';
   }
   // A socket error has its system call (connect, read, getaddrinfo…); other errors that merely carry
   // one of these codes (an HTTP client's, say) are not the database's.

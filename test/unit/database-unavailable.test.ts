@@ -92,6 +92,8 @@ test('a server refusing or ending the session with a connection SQLSTATE is unav
 test('other server errors are not: a query\'s ERROR, even 55000, and a deadlock', async (t) => {
   const cases: Array<[string, string, string]> = [
     ['ERROR', '55000', 'currval of sequence "x" is not yet defined in this session'],
+    // A wrong number of bind parameters: class 08, but an ERROR of the query on a working connection.
+    ['ERROR', '08P01', 'bind message supplies 1 parameters, but prepared statement "" requires 2'],
     ['ERROR', '23505', 'duplicate key value violates unique constraint "users_pkey"'],
     ['ERROR', '40P01', 'deadlock detected'],
     ['FATAL', '28P01', 'password authentication failed for user "twofold"'],
