@@ -190,6 +190,12 @@ class FormEncodingCheck extends Transform {
   }
 }
 
+/** Whether the request carries a body (RFC 9112 §6.3: Transfer-Encoding, or a Content-Length above 0). */
+function hasBody(request: FastifyRequest): boolean {
+  const length = request.headers['content-length'];
+  return request.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
 function isForm(request: FastifyRequest): boolean {
   return (request.headers['content-type'] ?? '').split(';', 1)[0]!.trim().toLowerCase() === 'application/x-www-form-urlencoded';
 }
@@ -199,7 +205,9 @@ function isForm(request: FastifyRequest): boolean {
  * login and introspection routes and the hosted pages) is not ours to replace. Other bodies pass as they are.
  */
 export const checkFormEncoding: preParsingAsyncHookHandler = async (request, _reply, payload) => {
-  if (!isForm(request)) return payload;
+  // Fastify runs the hook for every request; one without a body (a GET with a stray form
+  // Content-Type) has nothing to check, and was refused 415 for its charset.
+  if (!isForm(request) || !hasBody(request)) return payload;
   const check = new FormEncodingCheck(declaredAscii(request));
   // A failing source (the client went away) fails the check stream, which Fastify is reading; the
   // request itself is never destroyed from here, so an answer can still be written.

@@ -95,6 +95,11 @@ describeWithApp('request body encodings', (suite) => {
     for (const [what, payload, status, code, type = FORM] of cases) assertProblem(await login(app, payload, type), status, code, what);
     // Escapes that are UTF-8 (an emoji's four bytes) and an escaped "%" are a form's ordinary contents.
     assertProblem(await login(app, 'username=alice&password=%F0%9F%98%80%25zz', `${FORM}; charset=UTF-8`), 401, 'invalid_credentials', 'valid escapes');
+    // A request without a body has nothing to refuse, whatever Content-Type it names.
+    for (const type of [`${FORM}; charset=iso-8859-1`, 'application/json; charset=iso-8859-1']) {
+      const res = await app.inject({ method: 'GET', url: '/healthz', headers: { 'content-type': type } });
+      assert.equal(res.statusCode, 200, `GET with ${type}: ${res.body}`);
+    }
   });
 
   test('numbers JSON.parse cannot hold (1e999, -1e999, 1e-400) are 400, and nothing is stored', async (t) => {
