@@ -190,10 +190,14 @@ class FormEncodingCheck extends Transform {
   }
 }
 
-/** Whether the request carries a body (RFC 9112 §6.3: Transfer-Encoding, or a Content-Length above 0). */
+/**
+ * Whether the request carries a body Fastify will parse: not for GET and HEAD (whose bodies it never
+ * parses), and otherwise Transfer-Encoding or a Content-Length above 0 (RFC 9112 §6.3; `00` is 0).
+ */
 function hasBody(request: FastifyRequest): boolean {
+  if (request.method === 'GET' || request.method === 'HEAD') return false;
   const length = request.headers['content-length'];
-  return request.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+  return request.headers['transfer-encoding'] !== undefined || (length !== undefined && Number(length) > 0);
 }
 
 function isForm(request: FastifyRequest): boolean {

@@ -100,6 +100,12 @@ describeWithApp('request body encodings', (suite) => {
       const res = await app.inject({ method: 'GET', url: '/healthz', headers: { 'content-type': type } });
       assert.equal(res.statusCode, 200, `GET with ${type}: ${res.body}`);
     }
+    // Nor does a GET whose body the server ignores, or an empty body written `Content-Length: 00`.
+    const latin1Form = { 'content-type': `${FORM}; charset=iso-8859-1` };
+    const ignored = await app.inject({ method: 'GET', url: '/healthz', headers: latin1Form, payload: 'a=1' });
+    assert.equal(ignored.statusCode, 200, `GET with an ignored body: ${ignored.body}`);
+    const zero = await app.inject({ method: 'GET', url: '/healthz', headers: { ...latin1Form, 'content-length': '00' } });
+    assert.equal(zero.statusCode, 200, `Content-Length 00: ${zero.body}`);
   });
 
   test('numbers JSON.parse cannot hold (1e999, -1e999, 1e-400) are 400, and nothing is stored', async (t) => {
