@@ -134,6 +134,9 @@ describeWithApp('admin users API', (suite) => {
     const user = await createUser(ta.app);
     const token = await latestToken(ta, user.email, 'verify_email');
     assert.equal((await adminCall(ta, 'PATCH', `${USERS}/${user.uuid}`, { is_active: false })).statusCode, 200);
+    // Reported as the admin's mark, not as is_active going from false to false.
+    const [update] = (await auditRowsOf(ta, user.uuid)).filter((r) => r.type === 'user.updated');
+    assert.deepEqual(update!.data, { changes: { deactivated: { from: false, to: true } } });
     assert.equal((await ta.app.inject({ method: 'POST', url: '/api/v1/user/email/verify', payload: { token } })).statusCode, 200);
     const after = (await adminCall(ta, 'GET', `${USERS}/${user.uuid}`)).json();
     assert.equal(after.email_verified, true);

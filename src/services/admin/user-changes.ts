@@ -102,7 +102,10 @@ export async function updateUserAsAdmin(deps: Deps, userId: string, patch: UserP
     const deactivating = patch.is_active === false && (user.is_active || !user.deactivated_at);
     if (patch.is_active !== undefined && (patch.is_active !== user.is_active || deactivating)) {
       await updateUserActive(tx, user.id, patch.is_active, now);
-      changes.is_active = { from: user.is_active, to: patch.is_active };
+      // An account already inactive (waiting for its address) changes only its mark: reported as
+      // such, not as an is_active that went from false to false.
+      if (patch.is_active !== user.is_active) changes.is_active = { from: user.is_active, to: patch.is_active };
+      else changes.deactivated = { from: false, to: true };
       if (!patch.is_active) {
         revoked = await revokeAllSessions(tx, user.id, 'deactivated', now);
         await consumeAllChallenges(tx, user.id, now);
