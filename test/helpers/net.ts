@@ -1,6 +1,6 @@
 /** Network helpers for tests and the benchmark. */
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 
 /**
  * The lowest port of the kernel's ephemeral range (32768 unless the host says otherwise). Every
@@ -56,4 +56,20 @@ async function osPort(): Promise<number> {
   await new Promise<void>((resolve) => s.close(() => resolve()));
   if (address === null || typeof address === 'string') throw new Error('no port');
   return address.port;
+}
+
+/**
+ * Sends raw bytes and returns everything the server writes before it closes the connection (or
+ * before the client gives up after 10 idle seconds and closes it itself).
+ */
+export function rawExchange(port: number, request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(request));
+    socket.setTimeout(10_000, () => socket.destroy());
+    let answer = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (d: string) => (answer += d));
+    socket.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? resolve(answer) : reject(e)));
+    socket.on('close', () => resolve(answer));
+  });
 }

@@ -2,30 +2,15 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { randomUUID } from 'node:crypto';
-import { connect, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { createUser, describeWithApp, loginTokens, uniqueName } from '../helpers/app.ts';
+import { rawExchange } from '../helpers/net.ts';
 
 function assertProblem(res: LightMyRequestResponse, status: number, code: string, what: string): void {
   assert.equal(res.statusCode, status, `${what}: ${res.body}`);
   assert.match(String(res.headers['content-type']), /^application\/problem\+json/, what);
   assert.equal(res.json().code, code, what);
-}
-
-/**
- * Sends raw bytes and returns everything the server writes before it closes the connection (or
- * before the client gives up after 10 idle seconds and closes it itself).
- */
-function rawExchange(port: number, request: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1', () => socket.write(request));
-    socket.setTimeout(10_000, () => socket.destroy());
-    let answer = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (d: string) => (answer += d));
-    socket.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? resolve(answer) : reject(e)));
-    socket.on('close', () => resolve(answer));
-  });
 }
 
 function post(app: FastifyInstance, url: string, payload: string, headers: Record<string, string> = {}) {

@@ -7,23 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { connect, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { originForm } from '../../src/oidc/mount.ts';
 import { ADMIN_ENV, adminCall } from '../helpers/admin.ts';
 import { describeWithApp } from '../helpers/app.ts';
-
-/** Sends `request` as raw bytes and returns what the server wrote until it closed the connection. */
-function rawExchange(port: number, request: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1', () => socket.write(request));
-    socket.setTimeout(10_000, () => socket.destroy());
-    let answer = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (d: string) => (answer += d));
-    socket.on('error', reject);
-    socket.on('close', () => resolve(answer));
-  });
-}
+import { rawExchange } from '../helpers/net.ts';
 
 /** The body of a (possibly chunked) HTTP/1.1 answer. */
 function bodyOf(answer: string): string {

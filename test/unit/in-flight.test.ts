@@ -9,13 +9,18 @@ import { test } from 'node:test';
 import Fastify from 'fastify';
 import { handOffSettled, trackInFlight } from '../../src/http/in-flight.ts';
 
+/** A promise and the function that resolves it. */
+function signal(): [Promise<void>, () => void] {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return [promise, resolve];
+}
+
 test('drain() resolves only once the handler of an abandoned request has finished', async () => {
   const app = Fastify();
   const inFlight = trackInFlight(app);
-  let release!: () => void;
-  const gate = new Promise<void>((r) => (release = r));
-  let entered!: () => void;
-  const started = new Promise<void>((r) => (entered = r));
+  const [gate, release] = signal();
+  const [started, entered] = signal();
   const events: string[] = [];
   app.get('/slow', async () => {
     entered();
@@ -48,8 +53,7 @@ test('drain() resolves only once the handler of an abandoned request has finishe
 test('drain() gives up after its timeout and says how many handlers are still running', async () => {
   const app = Fastify();
   const inFlight = trackInFlight(app);
-  let entered!: () => void;
-  const started = new Promise<void>((r) => (entered = r));
+  const [started, entered] = signal();
   app.get('/stuck', async () => {
     entered();
     await new Promise(() => {});
@@ -63,10 +67,8 @@ test('drain() gives up after its timeout and says how many handlers are still ru
 test('a hijacked request whose client left counts as running until its handler reports it settled', async () => {
   const app = Fastify();
   const inFlight = trackInFlight(app);
-  let release!: () => void;
-  const gate = new Promise<void>((r) => (release = r));
-  let entered!: () => void;
-  const started = new Promise<void>((r) => (entered = r));
+  const [gate, release] = signal();
+  const [started, entered] = signal();
   // As mount.ts hands the OpenID endpoints to the engine: hijacked, no onSend, no onResponse once the client is gone.
   app.get('/handed-off', async (request, reply) => {
     reply.hijack();
