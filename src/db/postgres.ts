@@ -56,7 +56,7 @@ export async function openPostgres(url: string, poolSize = 10): Promise<Database
     query,
     async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
       const c = await pool.connect();
-      let broken: Error | undefined;
+      let broken = false;
       try {
         await c.query('BEGIN');
         const tx: Queryable = openedTransaction({
@@ -71,10 +71,9 @@ export async function openPostgres(url: string, poolSize = 10): Promise<Database
         return out;
       } catch (e) {
         // A connection that cannot roll back is broken: destroyed, not handed to the next caller.
-        broken = await c.query('ROLLBACK').then(
-          () => undefined,
-          (rollbackError: unknown) => (rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError))),
-        );
+        await c.query('ROLLBACK').catch(() => {
+          broken = true;
+        });
         throw e;
       } finally {
         c.release(broken);

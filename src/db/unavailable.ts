@@ -9,11 +9,12 @@
 export const DATABASE_RETRY_AFTER_SECONDS = '5';
 
 /**
- * SQLSTATEs of a server that ends or refuses the session: admin shutdown, crash shutdown, cannot
- * connect now (starting up, shutting down, in recovery), too many connections. Class 08 (connection
+ * SQLSTATEs of a server that ends or refuses the session (as FATAL errors): admin shutdown, crash
+ * shutdown, cannot connect now (starting up, shutting down, in recovery), too many connections, and
+ * 55000, which `ALTER DATABASE … ALLOW_CONNECTIONS false` sends to new sessions. Class 08 (connection
  * exceptions) is matched by its prefix.
  */
-const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300']);
+const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53300', '55000']);
 
 /**
  * node-postgres's and pg-pool's own errors when a connection ends or cannot be made in time
@@ -44,8 +45,7 @@ export function isDatabaseUnavailable(err: unknown): boolean {
     // request's or our code's: 08P01 "bind message supplies 1 parameters, but prepared statement
     // requires 2" is a protocol violation of a wrong query, on a connection that works on, and a 500.
     if (e.severity !== 'FATAL') return false;
-    // `ALTER DATABASE … ALLOW_CONNECTIONS false` refuses new sessions with FATAL 55000.
-    return code.startsWith('08') || UNAVAILABLE_SQLSTATES.has(code) || code === '55000';
+    return code.startsWith('08') || UNAVAILABLE_SQLSTATES.has(code);
   }
   // A socket error has its system call (connect, read, getaddrinfo…); other errors that merely carry
   // one of these codes (an HTTP client's, say) are not the database's.

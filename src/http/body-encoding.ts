@@ -40,6 +40,9 @@ function declaredAscii(request: FastifyRequest): boolean {
   return declared.length > 0 && declared.every((c) => c === ASCII_LABEL);
 }
 
+/** One decoder for every JSON body: a one-shot decode() keeps no state between calls. */
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
+
 function notUtf8(): AppError {
   return new AppError('malformed_request', { detail: 'The request body is not valid UTF-8.' });
 }
@@ -89,7 +92,7 @@ export function installJsonBodyParser(app: FastifyInstance): void {
       if (declaredAscii(request) && !isAscii(bytes)) throw notAscii();
       // `ignoreBOM: false` (the default) is what drops a leading byte order mark.
       try {
-        text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+        text = STRICT_UTF8.decode(bytes);
       } catch {
         throw notUtf8();
       }
