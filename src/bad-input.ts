@@ -1,7 +1,7 @@
 /**
  * Values no handler or query should ever see: strings with a NUL character or a lone UTF-16 surrogate
- * (PostgreSQL refuses both in text and jsonb), numbers beyond what JavaScript holds (Infinity) and JSON
- * nested deeper than any field of the contract.
+ * (PostgreSQL refuses both in text and jsonb) and JSON nested deeper than any field of the contract.
+ * (Numbers a double cannot hold are refused by the JSON body parser: http/body-encoding.ts.)
  * The HTTP input guard checks bodies, queries and paths with it; the cursor decoder checks what a
  * base64url cursor carries, which the guard cannot see.
  */
@@ -26,9 +26,6 @@ export function findBadInput(value: unknown, maxDepth: number = MAX_JSON_DEPTH):
     const [v, depth] = stack.pop() as [unknown, number];
     if (typeof v === 'string') {
       if (badString(v)) return 'contains a NUL character or an unpaired UTF-16 surrogate';
-    } else if (typeof v === 'number') {
-      // JSON.parse makes 1e999 Infinity, which JSON.stringify (and so storage) turns into null: refused, not lost.
-      if (!Number.isFinite(v)) return 'contains a number too large to be represented';
     } else if (v !== null && typeof v === 'object') {
       if (depth >= maxDepth) return `is nested deeper than ${maxDepth} levels`;
       for (const [k, child] of Object.entries(v)) {

@@ -52,10 +52,11 @@ function notAscii(): AppError {
 }
 
 /**
- * Whether valid JSON text holds a number literal JSON.parse turned into 0 although its digits are not
- * all zero (`1e-400`): the value sent is lost. A plain scan (strings skipped), linear in the text.
+ * Whether valid JSON text holds a number literal a double cannot hold: one JSON.parse turns into
+ * Infinity (`1e999`, stored as null) or into 0 although its digits are not all zero (`1e-400`). The
+ * value sent would be lost. A plain scan (strings skipped), linear in the text.
  */
-export function hasUnderflowingNumber(text: string): boolean {
+export function hasUnrepresentableNumber(text: string): boolean {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c === 0x22 /* " */) {
@@ -64,8 +65,10 @@ export function hasUnderflowingNumber(text: string): boolean {
       let end = i + 1;
       while (end < text.length && /[0-9.eE+-]/.test(text[end]!)) end++;
       const literal = text.slice(i, end);
+      const value = Number(literal);
+      if (!Number.isFinite(value)) return true;
       // The digits before any exponent decide whether the number meant is zero.
-      if (/[1-9]/.test(literal.split(/[eE]/)[0]!) && Number(literal) === 0) return true;
+      if (value === 0 && /[1-9]/.test(literal.split(/[eE]/)[0]!)) return true;
       i = end - 1;
     }
   }
@@ -102,9 +105,8 @@ export function installJsonBodyParser(app: FastifyInstance): void {
     }
     void parseText(request, text, (err, value) => {
       if (err) done(err, undefined);
-      // Too large a number (1e999) is refused by the input guard (bad-input.ts), which sees Infinity;
-      // one too small is plain 0 by then, so it is found here, while the digits are still at hand.
-      else if (hasUnderflowingNumber(text)) done(new AppError('malformed_request', { detail: 'The request body holds a number too small to be represented (it would become 0).' }), undefined);
+      // Found in the text, while the digits are at hand: once parsed, one too small is a plain 0.
+      else if (hasUnrepresentableNumber(text)) done(new AppError('malformed_request', { detail: 'The request body holds a number too large or too small to be represented.' }), undefined);
       else done(null, value);
     });
   });

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
-import { hasUnderflowingNumber } from '../../src/http/body-encoding.ts';
+import { hasUnrepresentableNumber } from '../../src/http/body-encoding.ts';
 import { describeWithApp, uniqueName } from '../helpers/app.ts';
 
 function assertProblem(res: LightMyRequestResponse, status: number, code: string, what: string): void {
@@ -122,7 +122,7 @@ describeWithApp('request body encodings', (suite) => {
   });
 });
 
-test('hasUnderflowingNumber finds a non-zero literal that became 0, and nothing inside strings', () => {
-  for (const text of ['1e-400', '[0, 2.5e-999]', '{"a":{"b":-1E-324}}', `0.${'0'.repeat(400)}1`]) assert.ok(hasUnderflowingNumber(text), text);
-  for (const text of ['0', '-0', '0e-400', '0.0E+10', '5e-324', '{"1e-400":"1e-400 \\" 1e-400"}', '[1, 2.5, -3e10, true, null]']) assert.ok(!hasUnderflowingNumber(text), text);
+test('hasUnrepresentableNumber finds a literal that became Infinity or a non-zero one that became 0, and nothing inside strings', () => {
+  for (const text of ['1e999', '[-1E+400]', '1e-400', '[0, 2.5e-999]', '{"a":{"b":-1E-324}}', `0.${'0'.repeat(400)}1`]) assert.ok(hasUnrepresentableNumber(text), text);
+  for (const text of ['0', '-0', '0e-400', '0.0E+10', '5e-324', '{"1e-400":"1e-400 \\" 1e-400"}', '[1, 2.5, -3e10, true, null]']) assert.ok(!hasUnrepresentableNumber(text), text);
 });
