@@ -61,7 +61,7 @@ interface ConnectionUrlRule {
   readonly hostPort?: boolean;
 }
 
-export const CONNECTION_URLS = {
+const CONNECTION_URLS = {
   DATABASE_URL: { protocols: ['postgres:', 'postgresql:', 'socket:'], example: 'postgres://user:password@host:5432/database', socketPath: true, pgLenient: true },
   REDIS_URL: { protocols: ['redis:', 'rediss:'], example: 'redis://[:password@]host:6379[/db]', socketPath: true, hostPort: true },
   SMTP_URL: { protocols: ['smtp:', 'smtps:'], example: 'smtp://user:password@host:587' },

@@ -25,7 +25,7 @@ import { startHeartbeat, type HeartbeatLoss } from './data-dir-heartbeat.ts';
 export const DATA_DIR_LOCK_FILE = 'twofold.pid';
 
 /** How often the holder refreshes its lock file's mtime. */
-export const HEARTBEAT_MS = 5_000;
+const HEARTBEAT_MS = 5_000;
 
 /**
  * A lock whose holder is invisible from here (another host, boot or pid namespace) and whose file was

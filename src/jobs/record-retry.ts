@@ -13,9 +13,9 @@ export type Sleep = (ms: number) => Promise<void>;
 export const realSleep: Sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** First wait after a failed try; it doubles after each further failure, up to {@link RECORD_RETRY_MAX_MS}. */
-export const RECORD_RETRY_FIRST_MS = 250;
+const RECORD_RETRY_FIRST_MS = 250;
 /** Longest wait between two tries: a database back after an outage is noticed within a few seconds. */
-export const RECORD_RETRY_MAX_MS = 4000;
+const RECORD_RETRY_MAX_MS = 4000;
 
 /**
  * How long a stopping outbox worker lets recordings that still fail go on trying: a database back
