@@ -30,11 +30,16 @@ export function publicUrlSetting(raw: string): { publicUrl: string; publicOrigin
  */
 export function origin(value: string, name: string): string {
   const u = parseHttpUrl(value, name);
-  const shown = value.replace(/\/\/[^\s/?#]*@/, '//***@');
+  const shown = masked(value);
   if (u.username !== '' || u.password !== '' || value.includes('?') || value.includes('#') || !/^\/?$/.test(u.pathname)) {
     throw new ConfigError(`${name} lists origins (scheme, host and port) without a path, query or credentials, got "${shown}"`);
   }
   return u.origin;
+}
+
+/** `value` with whatever stands between `//` and `@` (user and password) shown as `***`. */
+function masked(value: string): string {
+  return value.replace(/\/\/[^\s/?#]*@/, '//***@');
 }
 
 function parseHttpUrl(value: string, name: string): URL {
@@ -43,7 +48,7 @@ function parseHttpUrl(value: string, name: string): URL {
     u = new URL(value);
   } catch {
     // An unparsable URL may still carry a password (https://user:pw@host:99999): not echoed.
-    throw new ConfigError(`${name} must be an absolute http(s) URL, got "${value.replace(/\/\/[^\s/?#]*@/, '//***@')}"`);
+    throw new ConfigError(`${name} must be an absolute http(s) URL, got "${masked(value)}"`);
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError(`${name} must be http or https`);
   return u;
