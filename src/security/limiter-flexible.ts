@@ -33,10 +33,10 @@ export interface CounterStore {
   /** Creates one counter; `keyPrefix` already carries the limiter's namespace and the counter's name. */
   counter(spec: CounterSpec, keyPrefix: string): RateLimiterAbstract;
   /**
-   * Deletes `key` of one of its counters from the store itself, rejecting when that store cannot be
-   * reached (where `delete` would answer from a stand-in). Absent when `delete` already is that.
+   * Deletes each `[counter, key]` from the store itself, all or none, rejecting when that store cannot
+   * be reached (where `delete` would answer from a stand-in). Absent when `delete` already is that.
    */
-  deleteWithoutFallback?(counter: RateLimiterAbstract, key: string): Promise<void>;
+  deleteWithoutFallback?(entries: ReadonlyArray<readonly [RateLimiterAbstract, string]>): Promise<void>;
   /** Resolves once the store is reachable; absent for stores that always are. */
   ready?(): Promise<void>;
   close(): Promise<void>;
@@ -169,10 +169,11 @@ export class FlexibleLimiter implements Limiter {
    * only this process's stand-ins would be reported done while every instance still reads the lock.
    */
   async clearAccounts(accounts: readonly string[], options: ClearOptions = {}): Promise<void> {
+    const entries = accounts.flatMap((a) => [[this.accountFailures, accountKey(a)], [this.accountConsecutive, accountKey(a)]] as const);
     const strict = options.fallback === false ? this.store.deleteWithoutFallback?.bind(this.store) : undefined;
-    const del = strict ?? ((counter: Counter, key: string) => counter.delete(key));
     try {
-      await Promise.all(accounts.flatMap((a) => [del(this.accountFailures, accountKey(a)), del(this.accountConsecutive, accountKey(a))]));
+      // Strict: one deletion of every key, so a store lost halfway clears nothing (the answer says so).
+      await (strict ? strict(entries) : Promise.all(entries.map(([counter, key]) => counter.delete(key))));
     } catch (e) {
       if (!strict) throw e;
       throw new AppError('service_unavailable', { detail: 'The shared lockout counters (Redis) could not be cleared: the account may still be locked. Try again once Redis is reachable.', cause: e });

@@ -69,10 +69,12 @@ export function redisStore(client: Redis): CounterStore {
     },
     // The library's delete answers from the insurance when Redis fails; this one rejects instead
     // (offline commands fail at once, a stalled Redis after commandTimeout). Same key as the library's.
-    deleteWithoutFallback: async (counter, key) => {
-      await client.del(counter.getKey(key));
-      // The stand-in too, so that a later outage does not bring back on this instance a lock cleared here.
-      await insurances.get(counter)?.delete(key);
+    // One DEL of every key: Redis runs it whole or not at all, so an unlock never clears half the counts.
+    deleteWithoutFallback: async (entries) => {
+      if (entries.length === 0) return;
+      await client.del(...entries.map(([counter, key]) => counter.getKey(key)));
+      // The stand-ins too, so that a later outage does not bring back on this instance a lock cleared here.
+      await Promise.all(entries.map(([counter, key]) => insurances.get(counter)?.delete(key)));
     },
     // events.once rejects on an 'error' event, so a Redis that is down fails this instead of hanging.
     ready: async () => {

@@ -15,6 +15,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { describe, test, type TestContext } from 'node:test';
 import type { LightMyRequestResponse } from 'fastify';
+import { Redis } from 'ioredis';
 import { loadConfig } from '../../src/config.ts';
 import { SecretBox } from '../../src/crypto/secret-box.ts';
 import { TokenHasher } from '../../src/crypto/token-hash.ts';
@@ -179,5 +180,38 @@ if (CLUSTER) {
       assert.equal(await unlocksOf(a, user), 1);
       assert.equal((await login(a.app, { username: user.username, password: user.password })).statusCode, 200);
     });
+  });
+}
+
+if (process.env.REDIS_URL) {
+  test('an unlock that Redis refuses for one of its keys clears none of them (one deletion, all or nothing)', async (t) => {
+    const prefix = `twofold-test:${randomUUID()}`;
+    const owner = redisLimiter(t, process.env.REDIS_URL!, prefix);
+    await (owner as FlexibleLimiter).ready();
+    // A Redis user that may touch the short-window counters only: the consecutive counter's key is
+    // refused, as a store lost halfway through an unlock would refuse the rest.
+    const admin = new Redis(process.env.REDIS_URL!);
+    const user = `twofold-test-${randomBytes(6).toString('hex')}`;
+    const password = randomBytes(12).toString('hex');
+    await admin.call('ACL', 'SETUSER', user, 'on', `>${password}`, `~${prefix}:rl:account:*`, '+@all');
+    t.after(async () => {
+      await admin.call('ACL', 'DELUSER', user);
+      const keys = await admin.keys(`${prefix}*`);
+      if (keys.length) await admin.del(...keys);
+      admin.disconnect();
+    });
+    const url = new URL(process.env.REDIS_URL!);
+    url.username = user;
+    url.password = password;
+    const restricted = redisLimiter(t, url.toString(), prefix);
+    await (restricted as FlexibleLimiter).ready();
+
+    const subject = { account: 'mallory', ip: '192.0.2.44' };
+    for (let i = 0; i < 3; i++) await (await owner.beginAttempt(subject)).failed();
+    const before = (await admin.keys(`${prefix}:rl:account*`)).sort();
+    assert.equal(before.length, 2, `the short-window and consecutive counters: ${before.join(', ')}`);
+    await assert.rejects(restricted.clearAccounts(['mallory'], { fallback: false }), (e) => isAppError(e, 'service_unavailable'));
+    assert.deepEqual((await admin.keys(`${prefix}:rl:account*`)).sort(), before, 'nothing was cleared');
+    await assert.rejects(owner.assertAllowed(subject), (e) => isAppError(e, 'too_many_requests'), 'still locked');
   });
 }
