@@ -260,14 +260,15 @@ function instancePids(root: number | undefined): number[] {
 
 /**
  * CPU seconds (user + system) a process has used, from /proc (0 when it is gone); with `reaped`, also
- * what its children used before they exited and were waited for.
+ * what its children used before they exited and were waited for. `statFile` names one thread's
+ * (`/proc/<pid>/task/<tid>/stat`, same fields) instead of the whole process's.
  */
-function cpuOf(pid: number | undefined, reaped = false): number {
+function cpuOf(pid: number | undefined, reaped = false, statFile = `/proc/${pid}/stat`): number {
   if (!pid) return 0;
   try {
     // Fields after the command name: utime and stime are the 12th and 13th, cutime and cstime (the
     // reaped children's) the 14th and 15th, in clock ticks (100 per second on Linux).
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ').map(Number);
+    const f = readFileSync(statFile, 'utf8').replace(/^.*\) /, '').split(' ').map(Number);
     return (f[11]! + f[12]! + (reaped ? f[13]! + f[14]! : 0)) / 100;
   } catch {
     return 0;
@@ -275,7 +276,7 @@ function cpuOf(pid: number | undefined, reaped = false): number {
 }
 
 /** CPU seconds used so far by each part of the run: the instance, PostgreSQL's processes, the load generator and this driver (with the webhook sinks). */
-function cpuSnapshot(instancePid: number | undefined): Record<'instance' | 'postgres' | 'generator' | 'driver', number> {
+function cpuSnapshot(instancePid: number | undefined): Record<'instance' | 'instanceMain' | 'postgres' | 'generator' | 'driver', number> {
   let postgres = 0;
   for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
     try {
@@ -288,7 +289,10 @@ function cpuSnapshot(instancePid: number | undefined): Record<'instance' | 'post
   }
   const own = process.cpuUsage();
   const instance = instancePids(instancePid).reduce((a, pid) => a + cpuOf(pid), 0);
-  return { instance, postgres, generator: cpuOf(generator?.pid), driver: (own.user + own.system) / 1e6 };
+  // The main thread alone (JavaScript, the HTTP and SQL clients, their system calls): the rest of the
+  // instance is its libuv pool (the password hashes, the RS256 signatures) and V8's helper threads.
+  const instanceMain = instancePid ? cpuOf(instancePid, false, `/proc/${instancePid}/task/${instancePid}/stat`) : 0;
+  return { instance, instanceMain, postgres, generator: cpuOf(generator?.pid), driver: (own.user + own.system) / 1e6 };
 }
 
 /** Signs up `username`, logs in and registers a passkey with the software authenticator; returns it for the load generator. */
@@ -433,7 +437,7 @@ async function main(): Promise<void> {
       let last: LoadResult | undefined;
       // CPU per login of each part, summed over the windows (a "with" window up to the end of its drain).
       type Cpu = ReturnType<typeof cpuSnapshot>;
-      const cpuWithout: Cpu = { instance: 0, postgres: 0, generator: 0, driver: 0 };
+      const cpuWithout: Cpu = { instance: 0, instanceMain: 0, postgres: 0, generator: 0, driver: 0 };
       const cpuWith: Cpu = { ...cpuWithout };
       const addCpu = (into: Cpu, before: Cpu, after: Cpu) => {
         for (const k of Object.keys(into) as Array<keyof Cpu>) into[k] += after[k] - before[k];
@@ -500,6 +504,7 @@ async function main(): Promise<void> {
       sink.close();
       await pending?.end();
       const perLogin = (c: Cpu, logins: number) => Object.entries(c).map(([k, v]) => `${k} ${((v * 1000) / logins).toFixed(1)}`).join(', ');
+      // instanceMain is the part of `instance` spent on its main thread, where the worker's deliveries run.
       console.log(`  CPU ms per login without: ${perLogin(cpuWithout, without.logins)}`);
       console.log(`  CPU ms per login with:    ${perLogin(cpuWith, withHooks.logins)} (the driver's part includes the three sinks and polling the delivery logs)`);
       const withRps = withHooks.logins / withHooks.seconds;
