@@ -7,6 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { decodeJwt } from 'jose';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { Deps } from '../deps.ts';
+import { AppError } from '../errors.ts';
 import { ACCESS_COOKIE, BROWSER_SESSION_COOKIE, browserSessionId, clearedCookieHeaders } from '../http/cookies.ts';
 import { handOffSettled } from '../http/in-flight.ts';
 import { problemBody } from '../http/problem.ts';
@@ -39,6 +40,42 @@ async function unknownRoute(ctx: KoaContextWithOIDC, next: () => Promise<void>) 
   // After the body: Koa sets the type and a 200 status from a body unless told otherwise.
   ctx.type = 'application/problem+json; charset=utf-8';
   ctx.status = 404;
+}
+
+/** The methods that reach those endpoints: GET, HEAD (the engine's router runs GET routes for it), POST (enableHttpPostMethods). */
+const ROW_METHODS = new Set(['GET', 'HEAD', 'POST']);
+
+/**
+ * Koa middleware of the engine, first in line: the endpoints that store a row for any request, without
+ * a login or a client secret — authorization (an interaction, holding the request's parameters, kept
+ * for an hour) and logout (a provider session holding the logout form's secret) — are counted on the
+ * `oidc:ip` quota before the engine's router runs; over it, the service's 429 problem document with
+ * Retry-After. Here rather than in the Fastify hook, because only here is the path the one the router
+ * matches (Koa's parse of the request target); the router ignores ASCII case and one trailing slash,
+ * and so does this. Token, userinfo, JWKS, discovery and introspection are not counted: relying
+ * parties' servers call them at high rates, and they store nothing for an anonymous caller.
+ */
+function anonymousRowQuota(deps: Deps, paths: readonly string[]) {
+  const counted = new Set(paths.map((p) => p.toLowerCase()));
+  return async (ctx: KoaContextWithOIDC, next: () => Promise<void>) => {
+    const path = ctx.path.toLowerCase();
+    const routed = path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
+    if (ROW_METHODS.has(ctx.method) && counted.has(routed)) {
+      try {
+        // ctx.ip is Fastify's client address (the hook below hands it over as X-Forwarded-For).
+        await deps.limiter.consume('oidc:ip', ctx.ip);
+      } catch (e) {
+        if (!(e instanceof AppError)) throw e;
+        for (const [name, value] of Object.entries(e.headers ?? {})) ctx.set(name, value);
+        ctx.body = JSON.stringify(problemBody(e.code, e.status, e.detail, e.errors, e.extra));
+        // After the body: Koa sets the type and a 200 status from a body unless told otherwise.
+        ctx.type = 'application/problem+json; charset=utf-8';
+        ctx.status = e.status;
+        return;
+      }
+    }
+    await next();
+  };
 }
 
 /**
@@ -96,8 +133,9 @@ export async function installOidc(app: FastifyInstance, deps: Deps): Promise<voi
   // that client's consents, grants and tokens (services/oidc/clients.ts says why refused, not dropped).
   await assertFileClientsUnregistered(deps, fileClients);
   const engine = new LazyEngine(async () => {
-    const { createProvider } = await import('./provider.ts');
+    const { createProvider, OIDC_ROUTES } = await import('./provider.ts');
     const { provider, signingKey } = await createProvider(deps, fileClients);
+    provider.use(anonymousRowQuota(deps, [OIDC_ROUTES.authorization, OIDC_ROUTES.end_session]));
     provider.use(unknownRoute);
     provider.use(sessionGlue(deps));
     provider.on('server_error', (_ctx, err) => deps.logger.error({ err }, 'oidc server error'));

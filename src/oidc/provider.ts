@@ -38,6 +38,15 @@ export const OIDC_ROUTES = {
   challenge: '/oidc/challenge',
 } as const;
 
+/**
+ * How long the engine keeps a provider session that no account has logged in to (seconds). The engine
+ * saves one for any browser that opens the logout page (the logout form's secret lives in it), cookie
+ * or not: with the full session lifetime, every bare request would leave a row for a month. Ten
+ * minutes is enough to submit that form or to finish a login; a login gives the session an account,
+ * and the engine recomputes the lifetime on every save (ttl.Session below), so it then gets the full one.
+ */
+export const ANONYMOUS_SESSION_TTL_SECONDS = 600;
+
 /** acr values: aal2 = a second factor was passed in this login. */
 export const ACR_VALUES = ['aal1', 'aal2'] as const;
 
@@ -241,7 +250,8 @@ export async function createProvider(deps: Deps, fileClients: readonly ClientInp
       IdToken: config.oidc.idTokenTtlSeconds,
       RefreshToken: config.oidc.refreshTokenTtlSeconds,
       Interaction: 3600,
-      Session: config.oidc.refreshTokenTtlSeconds,
+      // Never longer than a logged-in session's (OIDC_REFRESH_TOKEN_TTL may be set below ten minutes).
+      Session: (_ctx, session) => (session.accountId ? config.oidc.refreshTokenTtlSeconds : Math.min(ANONYMOUS_SESSION_TTL_SECONDS, config.oidc.refreshTokenTtlSeconds)),
       Grant: config.oidc.refreshTokenTtlSeconds,
     },
     // Back-channel logout URIs are registered by the operator (file or admin API), not by users, so

@@ -131,6 +131,10 @@ export class FlexibleLimiter implements Limiter {
       // Passkey options store a challenge row each, unauthenticated: bounded per IP, but generously,
       // since every visit of the login page asks for one (browser autofill).
       ['passkey:ip', make({ name: 'quota:passkey-ip', points: s.ipMaxRequestsPerMinute * 4, durationSeconds: 60 })],
+      // The OpenID authorization and logout requests store a row each (an interaction, a provider
+      // session), unauthenticated: bounded per IP as generously as passkey options, since every sign-in
+      // to an application starts with one (oidc/mount.ts).
+      ['oidc:ip', make({ name: 'quota:oidc-ip', points: s.ipMaxRequestsPerMinute * 4, durationSeconds: 60 })],
     ]);
     // A cooldown of 0 means none; rate-limiter-flexible would read duration 0 as "never expires".
     if (config.emailOtpCooldownSeconds > 0) {
@@ -325,7 +329,7 @@ export function ipKey(ip: string): string {
 }
 
 function quotaKey(quota: QuotaName, key: string): string {
-  if (quota === 'signup:ip' || quota === 'mail:ip' || quota === 'passkey:ip') return ipKey(key);
+  if (quota === 'signup:ip' || quota === 'mail:ip' || quota === 'passkey:ip' || quota === 'oidc:ip') return ipKey(key);
   // Addresses are compared case-insensitively so case variants cannot multiply the mails sent.
   if (quota === 'mail:address' || quota === 'mail:owner') return digest(key.trim().toLowerCase());
   return digest(key);

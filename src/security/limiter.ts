@@ -56,7 +56,8 @@ export type QuotaName =
   | 'mail:owner'
   | 'email_otp:cooldown'
   | 'email_otp:hour'
-  | 'passkey:ip';
+  | 'passkey:ip'
+  | 'oidc:ip';
 
 /** Brute-force counters and request quotas; see the module comment for the calling order. */
 export interface Limiter {
