@@ -44,6 +44,8 @@ export interface Config {
   readonly accessTokenTtlSeconds: number;
   readonly refreshTokenTtlSeconds: number;
   readonly refreshReuseGraceSeconds: number;
+  /** Live sessions one user may hold (MAX_SESSIONS_PER_USER): a login beyond it ends the oldest (services/sessions-limit.ts). */
+  readonly maxSessionsPerUser: number;
   readonly mfaChallengeTtlSeconds: number;
   readonly mfaChallengeMaxAttempts: number;
   readonly trustedOrigins: readonly string[];
@@ -308,6 +310,7 @@ export function loadConfig(env: Env): Config {
     accessTokenTtlSeconds: duration(env, 'ACCESS_TOKEN_TTL', 3600, 60, DAY),
     refreshTokenTtlSeconds: duration(env, 'REFRESH_TOKEN_TTL', 60 * DAY, 300, 400 * DAY),
     refreshReuseGraceSeconds: duration(env, 'REFRESH_REUSE_GRACE_SECONDS', 10, 0, HOUR),
+    maxSessionsPerUser: int(env, 'MAX_SESSIONS_PER_USER', 100, 1, 10_000),
     mfaChallengeTtlSeconds: duration(env, 'MFA_CHALLENGE_TTL', 300, 30, HOUR),
     mfaChallengeMaxAttempts: int(env, 'MFA_CHALLENGE_MAX_ATTEMPTS', 5, 1, 100),
     trustedOrigins,

@@ -19,6 +19,7 @@ import { endOtherSessionsAtFirstFactor } from './factor-changes.ts';
 import { accountNames, checkLoginPassword } from './password-check.ts';
 import { recordLoginFailure, recordLoginSuccess } from './audit/login-events.ts';
 import { recordSecurityEvent, userContext } from './audit/record.ts';
+import { trimSessionsOverLimit } from './sessions-limit.ts';
 import { AMR, createSession, passwordChangedDuringLogin, signTokenPair, type AuthLevel, type ClientInfo, type TokenPair } from './tokens.ts';
 import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import { checkMfaPasskey, spendMfaPasskey, type MfaPasskeyProof } from './passkeys/login.ts';
@@ -66,7 +67,8 @@ async function finishLogin(deps: Deps, user: UserRow, level: AuthLevel, client: 
   const session = await deps.db.transaction(async (tx) => {
     // The user row's update lock guards the session against a password change (see
     // noteLoginIfPasswordUnchanged). Taken last, it is held only until the commit: logins of one
-    // account wait on each other for one statement, not for a whole transaction. A first factor
+    // account wait on each other for the last few statements (with the session cap's trim), not for
+    // a whole transaction. A first factor
     // takes it first instead: two first logins cannot both issue backup codes, and a factor
     // confirmed elsewhere at the same instant is seen by the check.
     let activated = false;
@@ -90,6 +92,8 @@ async function finishLogin(deps: Deps, user: UserRow, level: AuthLevel, client: 
     // row lock above (which waits for such a change to commit; one that starts later waits for this
     // commit and then ends this session): a password alone no longer opens a session here.
     if (level.aal === 'aal1' && (await hasStoredFactor(tx, user.id))) throw new FactorAddedDuringLogin();
+    // Last, after the user row's lock on either path: see trimSessionsOverLimit (lock order).
+    await trimSessionsOverLimit(deps, tx, user.id, created.id, client);
     return created;
   });
   await attempt.succeeded(accountNames(deps, user));
@@ -332,6 +336,7 @@ export async function completeMfaLogin(deps: Deps, input: MfaLoginInput, client:
         }
         const created = await createSession(deps, tx, { id: user.id, password_changed_at: challenge.password_changed_at }, level, client);
         await recordLoginSuccess(deps, tx, user.id, client, created);
+        await trimSessionsOverLimit(deps, tx, user.id, created.id, client); // last: see its lock order
         return created;
       })
       .catch(async (e: unknown) =>

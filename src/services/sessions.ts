@@ -19,9 +19,13 @@ export interface SessionView {
   current: boolean;
 }
 
-/** The caller's live sessions (not revoked, not expired), newest first. */
+/**
+ * The caller's live sessions (not revoked, not expired), newest first: at most MAX_SESSIONS_PER_USER
+ * (an account over the cap from before it has more until its logins trim them), always with the
+ * caller's own.
+ */
 export async function listSessions(deps: Deps, auth: Pick<AuthContext, 'userId' | 'sessionId'>): Promise<SessionView[]> {
-  const rows = await listLiveSessions(deps.db, auth.userId, deps.clock());
+  const rows = await listLiveSessions(deps.db, auth.userId, deps.clock(), deps.config.maxSessionsPerUser, auth.sessionId);
   return rows.map((s) => ({
     id: s.id,
     created_at: s.created_at.toISOString(),

@@ -170,12 +170,54 @@ export async function revokeAllSessions(tx: Queryable, userId: string, reason: s
   return r.rows.filter((s) => s.live).map((s) => s.id);
 }
 
-/** Live sessions of a user, newest first. */
-export async function listLiveSessions(tx: Queryable, userId: string, now: Date): Promise<SessionRow[]> {
+/**
+ * Revokes, with reason `session_limit`, the user's live sessions beyond the newest `max` (counting
+ * `keepSessionId`, the session just opened, which is never one of them: under a coarse clock it may
+ * share its created_at with others), at most `batch` of them; returns their ids.
+ *
+ * Never waits for a session row: the candidates are picked without locks (`candidates`), then only
+ * those are locked, skipping any another transaction holds (`taken`): a refresh of that session, a
+ * request acting for it (a first factor confirmed from it holds it FOR SHARE, then waits for the user
+ * row the login holds: waiting here would deadlock), or a logout or revocation ending it anyway. Nor
+ * would a trim waiting for rows that a multi-row UPDATE of the user's sessions (revokeAllSessions)
+ * holds, while that waits for rows the trim holds, ever end. The kept newest rows are not locked, so
+ * their refreshes never wait here. A skipped row stays live until a later login trims it: the
+ * overshoot is bounded by the user's old sessions busy at that instant (one refresh or request each).
+ * Served by sessions_live_user_created_idx (migration 0017): only live rows are read.
+ */
+export async function revokeSessionsOverLimit(tx: Queryable, userId: string, keepSessionId: string, max: number, batch: number, now: Date): Promise<string[]> {
+  const r = await tx.query<{ id: string }>(
+    `WITH candidates AS (
+       SELECT id FROM sessions
+       WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $3 AND id <> $2
+       ORDER BY created_at DESC, id DESC OFFSET $4 LIMIT $5
+     ), taken AS MATERIALIZED (
+       SELECT id FROM sessions WHERE id IN (SELECT id FROM candidates) AND revoked_at IS NULL FOR UPDATE SKIP LOCKED
+     )
+     UPDATE sessions s SET revoked_at = $3, revoked_reason = 'session_limit' FROM taken WHERE s.id = taken.id RETURNING s.id`,
+    [userId, keepSessionId, now, max - 1, batch],
+  );
+  return r.rows.map((s) => s.id);
+}
+
+/**
+ * A user's live sessions, newest first, at most `limit` of them (an account over the cap, from before
+ * it or while a later login trims it, has more); `currentSessionId`'s, when live, is always one of
+ * them (in its place by age). Two bounded reads (the newest by the index, the current one by its key), not a
+ * sort of every live session: a listing answered 33 MB for an account with 86,400 sessions.
+ */
+export async function listLiveSessions(tx: Queryable, userId: string, now: Date, limit: number, currentSessionId?: string): Promise<SessionRow[]> {
   return (
     await tx.query<SessionRow>(
-      'SELECT * FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at DESC',
-      [userId, now],
+      `SELECT * FROM (
+         SELECT * FROM (
+           (SELECT * FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND id IS DISTINCT FROM $4::uuid
+            ORDER BY created_at DESC LIMIT $3)
+           UNION ALL
+           SELECT * FROM sessions WHERE id = $4::uuid AND user_id = $1 AND revoked_at IS NULL AND expires_at > $2
+         ) u ORDER BY u.id IS NOT DISTINCT FROM $4::uuid DESC, u.created_at DESC LIMIT $3
+       ) s ORDER BY s.created_at DESC`,
+      [userId, now, limit, currentSessionId ?? null],
     )
   ).rows;
 }

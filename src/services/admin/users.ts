@@ -100,11 +100,11 @@ export interface AdminSessionView {
   amr: string[];
 }
 
-/** One user with their live sessions; 404 user_not_found. */
+/** One user with their live sessions (the newest MAX_SESSIONS_PER_USER); 404 user_not_found. */
 export async function getUserForAdmin(deps: Deps, userId: string): Promise<AdminUserView & { sessions: AdminSessionView[] }> {
   const user = isUuid(userId) ? await findAdminUser(deps.db, userId.toLowerCase()) : undefined;
   if (!user) throw new AppError('user_not_found', { detail: 'No such user.' });
-  const sessions = await listLiveSessions(deps.db, user.id, deps.clock());
+  const sessions = await listLiveSessions(deps.db, user.id, deps.clock(), deps.config.maxSessionsPerUser);
   return {
     ...(await adminUserView(deps, user)),
     sessions: sessions.map((s) => ({

@@ -19,6 +19,7 @@ import { verifyMfaToken } from '../login.ts';
 import { assertUsable, refusalInFlight } from '../login-guards.ts';
 import { accountNames, loginAccountName } from '../password-check.ts';
 import type { Attempt, AttemptSubject } from '../../security/limiter.ts';
+import { trimSessionsOverLimit } from '../sessions-limit.ts';
 import { createSession, signTokenPair, type AuthLevel, type ClientInfo, type TokenPair } from '../tokens.ts';
 import { MAX_CREDENTIAL_ID_CHARS, UNVERIFIED_PASSKEY, passkeyAmr, passkeyError, claimedChallenge, requestOptions, verifyAssertion, type VerifiedAssertion } from './relying-party.ts';
 
@@ -193,6 +194,7 @@ export async function loginWithPasskey(deps: Deps, input: { challenge_token: str
       // invalid_credentials about a password this sign-in never used); it revokes only older sessions.
       const created = await createSession(deps, tx, { id: user.id, password_changed_at: claims.password_changed_at }, passkeyLevel(verified, false), client);
       await recordLoginSuccess(deps, tx, user.id, client, created);
+      await trimSessionsOverLimit(deps, tx, user.id, created.id, client); // last: see its lock order
       return created;
     })
     .catch(async (e: unknown) => {
