@@ -23,7 +23,7 @@ export interface ExportedPasskey {
 export type LoadJob =
   | { kind: 'get'; url: string; connections: number; duration: number; headers?: Record<string, string> }
   | { kind: 'get-as'; base: string; path: string; connections: number; duration: number; bearers: string[] }
-  | { kind: 'post'; url: string; connections: number; duration: number; body: unknown }
+  | { kind: 'login-as'; base: string; connections: number; duration: number; usernames: string[]; password: string }
   | { kind: 'refresh'; base: string; connections: number; duration: number; sessions: string[] }
   | { kind: 'totp-login'; base: string; connections: number; password: string; users: Array<{ username: string; secret: string; lastStep: number }> }
   | { kind: 'passkey-login'; base: string; connections: number; duration: number; passkey: ExportedPasskey };
@@ -69,8 +69,16 @@ function options(job: LoadJob): autocannon.Options {
         requests: [{ method: 'GET', path: job.path, setupRequest: (req) => ({ ...req, headers: { ...req.headers, authorization: bearerOf() } }) }],
       };
     }
-    case 'post':
-      return { url: job.url, method: 'POST', connections: job.connections, duration: job.duration, headers: json, body: JSON.stringify(job.body) };
+    case 'login-as': {
+      // Password logins of many users in turn: a user keeps at most MAX_SESSIONS_PER_USER live sessions
+      // (100), and one user logging in thousands of times would measure a login plus the eviction of
+      // its oldest session (a revocation and its audit entry, and its event for the webhook row).
+      const bodyOf = inTurn(job.usernames.map((username) => JSON.stringify({ username, password: job.password })));
+      return {
+        url: job.base, connections: job.connections, duration: job.duration,
+        requests: [{ method: 'POST', path: '/api/v1/auth-jwt/login', headers: json, setupRequest: (req) => ({ ...req, body: bodyOf() }) }],
+      };
+    }
     case 'refresh': {
       // Each session's current refresh token waits in this pool while no request holds it: a request
       // takes one, its answer puts the rotated one back. Not kept in autocannon's per-connection

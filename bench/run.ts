@@ -358,6 +358,18 @@ async function main(): Promise<void> {
       }
     });
 
+    // Password logins (their row and the webhook row) go round a pool of users, each staying under
+    // MAX_SESSIONS_PER_USER (100 by default) live sessions over the whole run: about 7 windows of
+    // logins at up to 1.3 times the argon2id rate, 80 sessions per user at most.
+    const loginTarget = FLOWS.has('password') || FLOWS.has('events') ? Math.ceil(((7 * DURATION + 6) * argon * 1.3) / 80) : 0;
+    console.log(`creating ${loginTarget} password users…`);
+    const loginUsers = await pool(Array.from({ length: loginTarget }, (_, i) => `bl_${tag}_${i}`), 8, async (username) => {
+      const r = await post(base, '/api/v1/user', { username, email: `${username}@example.com`, password1: PASSWORD, password2: PASSWORD });
+      if (r.status !== 201) throw new Error(`sign-up failed: ${JSON.stringify(r.json)}`);
+      return username;
+    });
+    const passwordLogins = (duration: number) => run({ kind: 'login-as', base, connections: 16, duration, usernames: loginUsers, password: PASSWORD });
+
     const login = await post(base, '/api/v1/auth-jwt/login', { username: plain, password: PASSWORD });
     const access = login.json.access_token as string;
     // user-info: 64 users with a session each; the load generator sends their access tokens in turn.
@@ -399,7 +411,7 @@ async function main(): Promise<void> {
     if (FLOWS.has('refresh')) rows.push(row('POST refresh (rotation)', await run({ kind: 'refresh', base, connections, duration: DURATION, sessions })));
 
     if (FLOWS.has('password')) console.log('password login…');
-    if (FLOWS.has('password')) rows.push(row('POST login (password only)', await run({ kind: 'post', url: `${base}/api/v1/auth-jwt/login`, connections: 16, duration: DURATION, body: { username: plain, password: PASSWORD } })));
+    if (FLOWS.has('password')) rows.push(row('POST login (password only)', await passwordLogins(DURATION)));
 
     if (FLOWS.has('totp')) console.log('TOTP login…');
     if (FLOWS.has('totp')) rows.push(row('POST login + security_code', await run({ kind: 'totp-login', base, connections: 16, password: PASSWORD, users: totpUsers })));
@@ -431,7 +443,7 @@ async function main(): Promise<void> {
       // Windows as long as the other runs: the worker polls every second, and the wait for its last poll
       // (counted in the drain) is latency, not work; a short window would weigh it as throughput.
       const window = Math.max(2, DURATION);
-      const login = () => run({ kind: 'post', url: `${base}/api/v1/auth-jwt/login`, connections: 16, duration: window, body: { username: plain, password: PASSWORD } });
+      const login = () => passwordLogins(window);
       let without = { logins: 0, seconds: 0 };
       let withHooks = { logins: 0, seconds: 0 };
       let last: LoadResult | undefined;
@@ -481,7 +493,7 @@ async function main(): Promise<void> {
       // window, the later ones at 94–100 %.
       console.log('warm-up of the delivery path…');
       const warm = await register();
-      await run({ kind: 'post', url: `${base}/api/v1/auth-jwt/login`, connections: 16, duration: 3, body: { username: plain, password: PASSWORD } });
+      await passwordLogins(3);
       await drained(warm);
       await unregister(warm);
       console.log(`password login without / with three webhook endpoints, alternating ${window}-s windows…`);
