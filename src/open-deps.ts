@@ -9,16 +9,31 @@ import { PasswordHasher } from './crypto/password.ts';
 import type { Database } from './db/database.ts';
 import type { Deps } from './deps.ts';
 import { loadSecrets } from './secrets.ts';
+import { checkTokenHashKey } from './services/deployment-checks.ts';
 import { resealEndpointSecrets } from './services/events/endpoints.ts';
 import { announceEvents } from './services/events/publish.ts';
 import { openKeyStore } from './services/signing-keys/open.ts';
 
-/** Throws when a secret or key cannot be read or used (the caller reports it in one line). */
-export async function openDeps(config: Config, db: Database, logger: Logger, parts: Pick<Deps, 'limiter' | 'mailTransport'>): Promise<Deps> {
+export interface OpenDepsOptions {
+  /**
+   * Whether TOKEN_HASH_KEY must be the one the database was set up with (default true). Only
+   * `twofold token-hash-key adopt`, which records a replaced key, opens without the check.
+   */
+  checkTokenHashKey?: boolean;
+}
+
+/**
+ * Throws when a secret or key cannot be read or used, or TOKEN_HASH_KEY is not the deployment's
+ * (a ConfigError; the caller reports it in one line).
+ */
+export async function openDeps(config: Config, db: Database, logger: Logger, parts: Pick<Deps, 'limiter' | 'mailTransport'>, options: OpenDepsOptions = {}): Promise<Deps> {
   const secrets = await loadSecrets(config);
   // Every process that changes data comes through here (server, CLI): its audited changes are announced as events.
   announceEvents(config);
   const keys = await openKeyStore({ config, db, clock: systemClock, secretBox: secrets.secretBox, logger }, secrets.initialKey);
+  // After the signing keys opened: a process with a wrong TOTP_ENCRYPTION_KEY stops there, before it
+  // could record its TOKEN_HASH_KEY as the deployment's on a database that has none yet.
+  if (options.checkTokenHashKey ?? true) await checkTokenHashKey({ config, db, tokenHasher: secrets.tokenHasher, clock: systemClock });
   await resealEndpointSecrets({ db, secretBox: secrets.secretBox, logger });
   return {
     config,

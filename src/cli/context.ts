@@ -11,7 +11,7 @@ import { openDatabase } from '../db/open.ts';
 import type { Deps } from '../deps.ts';
 import type { MailTransport } from '../mail/types.ts';
 import { createLimiter } from '../security/create-limiter.ts';
-import { openDeps } from '../open-deps.ts';
+import { openDeps, type OpenDepsOptions } from '../open-deps.ts';
 
 /** A failure to report in one line, with the process's exit code. */
 export class CliError extends Error {
@@ -72,11 +72,18 @@ const outboxOnly: MailTransport = {
   async close() {},
 };
 
-/** The service's deps over an open database; refuses a database that still needs `twofold migrate`. */
-export async function cliDeps(open: CliDatabase): Promise<Deps> {
+/** The service's deps over an open database; refuses a database that still needs `twofold migrate`, and (see openDeps) another deployment's TOKEN_HASH_KEY. */
+export async function cliDeps(open: CliDatabase, options: OpenDepsOptions = {}): Promise<Deps> {
   const pending = await pendingMigrations(open.db);
   if (pending.length) throw new CliError(`The database needs migrations (${pending.join(', ')}): run \`twofold migrate\` first.`);
   const { config, db } = open;
   const logger = pino({ level: 'warn' }, pino.destination(2));
-  return openDeps(config, db, logger, { limiter: createLimiter(config, { logger }), mailTransport: outboxOnly });
+  const limiter = createLimiter(config, { logger });
+  try {
+    return await openDeps(config, db, logger, { limiter, mailTransport: outboxOnly }, options);
+  } catch (e) {
+    // Refused (a wrong key): a Redis client left open would keep the command from ending.
+    await limiter.close().catch(() => {});
+    throw e;
+  }
 }

@@ -11,6 +11,7 @@ import { AppError } from '../errors.ts';
 import { CliError, cliDeps, openCliDatabase } from './context.ts';
 import { hashCalibrate } from './hash-calibrate.ts';
 import { listKeysCommand, rotateKeysCommand } from './keys.ts';
+import { adoptTokenHashKeyCommand } from './token-hash-key.ts';
 import { createUser, promoteUser, unlockUser } from './users.ts';
 
 export const USAGE = `usage: twofold <command>
@@ -23,6 +24,8 @@ export const USAGE = `usage: twofold <command>
   users unlock <username>                   clear the user's lockout counters (needs REDIS_URL with PostgreSQL)
   keys list [--json]                        the signing keys: next, current, previous
   keys rotate [--json]                      make a new signing key (state next; current after JWT_KEY_ACTIVATION_DELAY)
+  token-hash-key adopt                      make this TOKEN_HASH_KEY the database's (after replacing the key on
+                                            purpose: every backup code and pending verification link stops working)
   hash-calibrate [--target-ms 500] [--memory-kib 19456] [--parallelism 1]
                                             argon2id settings taking about the target time per hash here
 
@@ -97,7 +100,7 @@ async function dispatch(argv: string[], env: NodeJS.ProcessEnv, out: Out, stdin:
     }, out);
     return;
   }
-  const known: Record<string, number> = { migrate: 0, 'users create': 2, 'users promote': 2, 'users unlock': 1, 'keys list': 0, 'keys rotate': 0 };
+  const known: Record<string, number> = { migrate: 0, 'users create': 2, 'users promote': 2, 'users unlock': 1, 'keys list': 0, 'keys rotate': 0, 'token-hash-key adopt': 0 };
   const name = command === 'migrate' ? 'migrate' : `${command} ${sub ?? ''}`;
   const rest = command === 'migrate' ? [sub, ...args].filter((a) => a !== undefined) : args;
   if (!(name in known)) throw new CliError(`unknown command "${[command, sub].filter(Boolean).join(' ')}"\n\n${USAGE}`, 2);
@@ -111,7 +114,8 @@ async function dispatch(argv: string[], env: NodeJS.ProcessEnv, out: Out, stdin:
       out(applied.length ? `applied: ${applied.join(', ')}` : 'database is up to date');
       return;
     }
-    const deps = await cliDeps(open);
+    // The one command that opens with another key than the recorded one: it records this one.
+    const deps = await cliDeps(open, { checkTokenHashKey: name !== 'token-hash-key adopt' });
     try {
       await run(name, rest as string[], deps, config, values, out, stdin);
     } finally {
@@ -138,6 +142,8 @@ async function run(name: string, a: string[], deps: Awaited<ReturnType<typeof cl
       return listKeysCommand(deps, Boolean(values.json), out);
     case 'keys rotate':
       return rotateKeysCommand(deps, Boolean(values.json), out);
+    case 'token-hash-key adopt':
+      return adoptTokenHashKeyCommand(deps, out);
   }
 }
 
