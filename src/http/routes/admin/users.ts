@@ -48,7 +48,7 @@ export async function adminUserRoutes(app: FastifyInstance, { deps }: { deps: De
   r.get('/api/v1/admin/users/:uuid', {
     schema: {
       tags, security,
-      summary: 'Read a user, with live sessions',
+      summary: 'Read a user, with live sessions (the newest MAX_SESSIONS_PER_USER)',
       params: UserIdParams,
       response: { 200: Type.Intersect([AdminUserSchema, Type.Object({ sessions: Type.Array(AdminSessionSchema) })]), ...problems(ADMIN_PROBLEMS, URL_PROBLEMS, { 404: ['user_not_found'] }) },
     },
