@@ -26,7 +26,7 @@ export type LoadJob =
   | { kind: 'login-as'; base: string; connections: number; duration: number; usernames: string[]; password: string }
   | { kind: 'refresh'; base: string; connections: number; duration: number; sessions: string[] }
   | { kind: 'totp-login'; base: string; connections: number; password: string; users: Array<{ username: string; secret: string; lastStep: number }> }
-  | { kind: 'passkey-login'; base: string; connections: number; duration: number; passkey: ExportedPasskey };
+  | { kind: 'passkey-login'; base: string; connections: number; duration: number; passkeys: ExportedPasskey[] };
 
 /** What the driver needs from autocannon's result. */
 export interface LoadResult {
@@ -107,11 +107,14 @@ function options(job: LoadJob): autocannon.Options {
     }
     case 'passkey-login': {
       // Two requests per login on each connection: options (a fresh challenge), then the signed
-      // assertion. Counter 0, as synced passkeys send: concurrent logins cannot race a counter.
-      const p = job.passkey;
-      const authenticator = new SoftwareAuthenticator(p.origin);
-      authenticator.credentials.push({ id: Buffer.from(p.id, 'base64url'), privateKey: createPrivateKey(p.pem), cosePublicKey: Buffer.alloc(0), rpId: p.rpId, userHandle: p.userHandle, counter: 0 });
-      type Ctx = { token?: string; options?: { challenge: string; rpId?: string } };
+      // assertion. Counter 0, as synced passkeys send: concurrent logins cannot race a counter. The
+      // users' passkeys in turn, one per login, each user staying under MAX_SESSIONS_PER_USER.
+      const authenticatorOf = inTurn(job.passkeys.map((p) => {
+        const authenticator = new SoftwareAuthenticator(p.origin);
+        authenticator.credentials.push({ id: Buffer.from(p.id, 'base64url'), privateKey: createPrivateKey(p.pem), cosePublicKey: Buffer.alloc(0), rpId: p.rpId, userHandle: p.userHandle, counter: 0 });
+        return authenticator;
+      }));
+      type Ctx = { token?: string; options?: { challenge: string; rpId?: string }; authenticator?: SoftwareAuthenticator };
       return {
         url: job.base,
         connections: job.connections,
@@ -127,6 +130,7 @@ function options(job: LoadJob): autocannon.Options {
               const answer = JSON.parse(body) as { challenge_token: string; options: Ctx['options'] };
               (context as Ctx).token = answer.challenge_token;
               (context as Ctx).options = answer.options;
+              (context as Ctx).authenticator = authenticatorOf();
             },
           },
           {
@@ -135,7 +139,7 @@ function options(job: LoadJob): autocannon.Options {
             headers: json,
             setupRequest: (req, context) => {
               const ctx = context as Ctx;
-              const credential = authenticator.get(ctx.options!, { counter: 0 });
+              const credential = ctx.authenticator!.get(ctx.options!, { counter: 0 });
               return { ...req, body: JSON.stringify({ challenge_token: ctx.token, credential }) };
             },
           },
