@@ -198,6 +198,9 @@ export async function createProvider(deps: Deps, fileClients: readonly ClientInp
     enabledJWA: { idTokenSigningAlgValues: ['RS256'] },
     features: {
       devInteractions: { enabled: false },
+      // Pushed authorization requests (on by the engine's default) stored a row of up to 56 KB for 60 s
+      // for anyone who knew a public client's id, uncounted; the contract does not offer them.
+      pushedAuthorizationRequests: { enabled: false },
       externalSigningSupport: { enabled: true, ack: 'experimental-01' },
       clientCredentials: { enabled: true },
       introspection: {
