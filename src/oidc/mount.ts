@@ -11,6 +11,8 @@ import { AppError } from '../errors.ts';
 import { ACCESS_COOKIE, BROWSER_SESSION_COOKIE, browserSessionId, clearedCookieHeaders } from '../http/cookies.ts';
 import { handOffSettled } from '../http/in-flight.ts';
 import { problemBody } from '../http/problem.ts';
+import { oidcErrorPage } from '../web/pages/oidc.ts';
+import { pageCsp } from './page-policy.ts';
 import { linkProviderSession } from '../services/oidc/interaction-login.ts';
 import { assertFileClientsUnregistered } from '../services/oidc/clients.ts';
 import { endLinkedSession } from '../services/oidc/logout.ts';
@@ -49,8 +51,9 @@ const ROW_METHODS = new Set(['GET', 'HEAD', 'POST']);
  * Koa middleware of the engine, first in line: the endpoints that store a row for any request, without
  * a login or a client secret — authorization (an interaction, holding the request's parameters, kept
  * for an hour) and logout (a provider session holding the logout form's secret) — are counted on the
- * `oidc:ip` quota before the engine's router runs; over it, the service's 429 problem document with
- * Retry-After. Here rather than in the Fastify hook, because only here is the path the one the router
+ * `oidc:ip` quota before the engine's router runs; over it, 429 with Retry-After and the engine's own
+ * error page (these are browser pages, as its other errors there, the 503 of an outage included).
+ * Here rather than in the Fastify hook, because only here is the path the one the router
  * matches (Koa's parse of the request target); the router ignores ASCII case and one trailing slash,
  * and so does this. Token, userinfo, JWKS, discovery and introspection are not counted: relying
  * parties' servers call them at high rates, and they store nothing for an anonymous caller.
@@ -67,9 +70,11 @@ function anonymousRowQuota(deps: Deps, paths: readonly string[]) {
       } catch (e) {
         if (!(e instanceof AppError)) throw e;
         for (const [name, value] of Object.entries(e.headers ?? {})) ctx.set(name, value);
-        ctx.body = JSON.stringify(problemBody(e.code, e.status, e.detail, e.errors, e.extra));
+        ctx.set('Content-Security-Policy', pageCsp([]));
+        ctx.set('Cache-Control', 'no-store');
+        ctx.body = oidcErrorPage(deps.config.productName, 'temporarily_unavailable', 'Too many sign-in requests from your network. Try again in a minute.');
         // After the body: Koa sets the type and a 200 status from a body unless told otherwise.
-        ctx.type = 'application/problem+json; charset=utf-8';
+        ctx.type = 'html';
         ctx.status = e.status;
         return;
       }

@@ -78,11 +78,14 @@ describeWithApp('rows the OpenID engine stores for anonymous requests', (suite) 
 
     const refused = await fetch(authUrl(server.base, marker), { redirect: 'manual' });
     assert.equal(refused.status, 429);
-    assert.match(refused.headers.get('content-type') ?? '', /^application\/problem\+json/);
+    // A browser page, as the engine's other errors there: the error page with its security headers.
+    assert.match(refused.headers.get('content-type') ?? '', /^text\/html/);
     assert.ok(Number(refused.headers.get('retry-after')) >= 1);
-    const body = await refused.json();
-    assert.equal(body.code, 'too_many_requests');
-    assert.equal(body.status, 429);
+    assert.match(refused.headers.get('content-security-policy') ?? '', /default-src 'none'|default-src/);
+    assert.equal(refused.headers.get('cache-control'), 'no-store');
+    const body = await refused.text();
+    assert.match(body, /temporarily_unavailable/);
+    assert.match(body, /Too many sign-in requests/);
     // The spellings the engine's router also takes (any ASCII case, one trailing slash, HEAD), and logout.
     for (const [path, method] of [['/oidc/AUTH/', 'GET'], ['/oidc/auth', 'HEAD'], ['/oidc/session/end', 'GET'], ['/oidc/session/END/', 'GET']] as const) {
       const res = await fetch(authUrl(server.base, marker, path), { method, redirect: 'manual' });
