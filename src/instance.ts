@@ -76,7 +76,8 @@ export async function runInstance(config: Config, logger: Logger): Promise<void>
   const mailTransport = config.smtpUrl ? (await import('./mail/smtp-transport.ts')).createSmtpTransport(config) : createDevMailboxTransport(logger);
   let deps: Deps;
   try {
-    deps = await openDeps(config, db, logger, { limiter, mailTransport });
+    // The server records its TOKEN_HASH_KEY as the deployment's when none is (CLI commands only compare).
+    deps = await openDeps(config, db, logger, { limiter, mailTransport }, { tokenHashKey: 'record' });
   } catch (e) {
     // A bad or unreadable key is an operator's mistake, not a crash: one line naming it, no stack trace.
     console.error(`twofold: key error: ${(e as Error).message}`);

@@ -16,10 +16,14 @@ import { openKeyStore } from './services/signing-keys/open.ts';
 
 export interface OpenDepsOptions {
   /**
-   * Whether TOKEN_HASH_KEY must be the one the database was set up with (default true). Only
-   * `twofold token-hash-key adopt`, which records a replaced key, opens without the check.
+   * What is done with TOKEN_HASH_KEY's check value (services/deployment-checks.ts): `record` (the
+   * server: records its key when none is recorded, then compares), `compare` (the default, CLI
+   * commands: compares with a recorded value, records nothing), `skip` (`twofold token-hash-key
+   * adopt`, which records a replaced key). A command records nothing: one run from a shell without the
+   * deployment's key (a development key generated into its own DATA_DIR) would otherwise have made its
+   * key the deployment's, and every correctly configured server refused at its next start.
    */
-  checkTokenHashKey?: boolean;
+  tokenHashKey?: 'record' | 'compare' | 'skip';
 }
 
 /**
@@ -33,7 +37,8 @@ export async function openDeps(config: Config, db: Database, logger: Logger, par
   const keys = await openKeyStore({ config, db, clock: systemClock, secretBox: secrets.secretBox, logger }, secrets.initialKey);
   // After the signing keys opened: a process with a wrong TOTP_ENCRYPTION_KEY stops there, before it
   // could record its TOKEN_HASH_KEY as the deployment's on a database that has none yet.
-  if (options.checkTokenHashKey ?? true) await checkTokenHashKey({ config, db, tokenHasher: secrets.tokenHasher, clock: systemClock });
+  const tokenHashKey = options.tokenHashKey ?? 'compare';
+  if (tokenHashKey !== 'skip') await checkTokenHashKey({ config, db, tokenHasher: secrets.tokenHasher, clock: systemClock }, tokenHashKey === 'record');
   await resealEndpointSecrets({ db, secretBox: secrets.secretBox, logger });
   return {
     config,

@@ -115,7 +115,7 @@ async function dispatch(argv: string[], env: NodeJS.ProcessEnv, out: Out, stdin:
       return;
     }
     // The one command that opens with another key than the recorded one: it records this one.
-    const deps = await cliDeps(open, { checkTokenHashKey: name !== 'token-hash-key adopt' });
+    const deps = await cliDeps(open, { tokenHashKey: name === 'token-hash-key adopt' ? 'skip' : 'compare' });
     try {
       await run(name, rest as string[], deps, config, values, out, stdin);
     } finally {

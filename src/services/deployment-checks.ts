@@ -6,8 +6,8 @@
  * TOTP_ENCRYPTION_KEY stops the start by itself (the signing keys do not open); this makes a wrong
  * TOKEN_HASH_KEY do the same.
  *
- * The first process to open the database with a key records the key's check value; every later one
- * compares. On an existing deployment upgraded to this check, the first instance to start afterwards
+ * The first server to open the database records its key's check value; every later server and every
+ * CLI command compares (a command records nothing: see OpenDepsOptions in open-deps.ts). On an existing deployment upgraded to this check, the first instance to start afterwards
  * records its key, right or wrong: there is nothing older to compare with, and the instances started
  * after it are then held to that key (a wrong first one is noticed at the next start of a right one,
  * and `twofold token-hash-key adopt` settles which key is meant).
@@ -17,7 +17,7 @@ import { ConfigError } from '../config.ts';
 import type { Clock } from '../clock.ts';
 import type { TokenHasher } from '../crypto/token-hash.ts';
 import type { Database } from '../db/database.ts';
-import { lockCheck, recordCheckOnce, replaceCheck } from '../db/repositories/deployment-checks.ts';
+import { lockCheck, readCheck, recordCheckOnce, replaceCheck } from '../db/repositories/deployment-checks.ts';
 import { recordSecurityEvent, type AuditContext } from './audit/record.ts';
 
 /** The deployment_checks row of TOKEN_HASH_KEY. */
@@ -48,14 +48,15 @@ export interface TokenHashKeyCheckDeps {
 }
 
 /**
- * Records this key's check value if none is recorded yet, then refuses (ConfigError, one line) when
- * the recorded one is another key's. Instances starting together on a database without a value: with
- * equal keys all go on, with different keys exactly one key is recorded and the others are refused.
+ * With `record`, records this key's check value if none is recorded yet; then refuses (ConfigError,
+ * one line) when the recorded one is another key's (without `record` and with nothing recorded, there
+ * is nothing to refuse). Servers starting together on a database without a value: with equal keys all
+ * go on, with different keys exactly one key is recorded and the others are refused.
  */
-export async function checkTokenHashKey(deps: TokenHashKeyCheckDeps): Promise<void> {
+export async function checkTokenHashKey(deps: TokenHashKeyCheckDeps, record: boolean): Promise<void> {
   const mine = tokenHashKeyCheckValue(deps.tokenHasher);
-  const recorded = await recordCheckOnce(deps.db, TOKEN_HASH_KEY_CHECK, mine, deps.clock());
-  if (recorded === mine) return;
+  const recorded = record ? await recordCheckOnce(deps.db, TOKEN_HASH_KEY_CHECK, mine, deps.clock()) : await readCheck(deps.db, TOKEN_HASH_KEY_CHECK);
+  if (recorded === undefined || recorded === mine) return;
   throw new ConfigError(
     `${whichKey(deps.config)} differs from the key this database was set up with (other instances, or an earlier start, use another one). ` +
     'Give this instance the same TOKEN_HASH_KEY as the others. If the key was replaced on purpose (every backup code and pending ' +

@@ -106,9 +106,19 @@ for (const kind of engines) {
       return { code: await exited, stdout, stderr };
     }
 
+    test('a command records no key: one run with another key before any server start leaves the first server free to record its own', async (t) => {
+      // A shell without the deployment's key, on a database no server has opened yet (a fresh one, or
+      // between `twofold migrate` and the first start): the command runs, and records nothing.
+      ok(await runTwofoldHere(['keys', 'list'], { ...env, ...keys(KEY_B) }), 'keys list (key B, nothing recorded yet)');
+      const none = await peek((db) => db.query("SELECT 1 FROM deployment_checks WHERE name = 'token_hash_key'"));
+      assert.equal(none.rows.length, 0, 'a command recorded its key');
+      // The first server records key A.
+      const first = await startServer(t, KEY_A);
+      assert.equal(first.code, 'serving', `the first start with key A was refused:\n${first.stdout}\n${first.stderr}`);
+    });
+
     test('a server started with another TOKEN_HASH_KEY than the first one is refused (one line, exit 2); with the same key it starts', async (t) => {
-      // The first open records key A (this database had none).
-      ok(await runTwofoldHere(['keys', 'list'], { ...env, ...keys(KEY_A) }), 'keys list (key A)');
+      ok(await runTwofoldHere(['keys', 'list'], { ...env, ...keys(KEY_A) }), 'keys list (key A, the recorded one)');
 
       const refused = await startServer(t, KEY_B);
       assert.equal(refused.code, 2, `the start with key B was not refused:\n${refused.stdout}\n${refused.stderr}`);
@@ -153,14 +163,14 @@ const noMail: MailTransport = {
   async close() {},
 };
 
-/** openDeps as an instance's start runs it, on `db` with `hashKey`. */
+/** openDeps as an instance's start runs it (recording its key), on `db` with `hashKey`. */
 async function open(t: TestContext, db: Database, hashKey: string): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'twofold-hash-key-open-'));
   t.after(() => rmSync(dataDir, { recursive: true, force: true }));
   const config = loadConfig({ NODE_ENV: 'test', DATA_DIR: dataDir, ...keys(hashKey) });
   const limiter = createMemoryLimiter(config);
   t.after(() => limiter.close());
-  await openDeps(config, db, pino({ level: 'silent' }), { limiter, mailTransport: noMail });
+  await openDeps(config, db, pino({ level: 'silent' }), { limiter, mailTransport: noMail }, { tokenHashKey: 'record' });
 }
 
 for (const kind of engines) {

@@ -1,4 +1,4 @@
--- Values every instance of a deployment must agree on, recorded by the first process that opens the
+-- Values every instance of a deployment must agree on, recorded by the first server that opens the
 -- database with them and compared by every later one at its start (services/deployment-checks.ts).
 -- `token_hash_key` holds an HMAC under TOKEN_HASH_KEY of a fixed label, never the key: an instance
 -- started with another key used to serve silently, refusing the others' backup codes and

@@ -17,6 +17,11 @@ export async function recordCheckOnce(db: Queryable, name: string, value: string
   return r.rows[0]!.value;
 }
 
+/** The value under `name` (undefined when none was recorded). */
+export async function readCheck(db: Queryable, name: string): Promise<string | undefined> {
+  return (await db.query<{ value: string }>('SELECT value FROM deployment_checks WHERE name = $1', [name])).rows[0]?.value;
+}
+
 /** The value under `name`, locked until the end of `tx` (undefined when none was recorded). */
 export async function lockCheck(tx: Queryable, name: string): Promise<string | undefined> {
   const r = await tx.query<{ value: string }>('SELECT value FROM deployment_checks WHERE name = $1 FOR UPDATE', [name]);
