@@ -7,7 +7,7 @@
  */
 import type { Deps } from '../deps.ts';
 import type { Queryable } from '../db/database.ts';
-import { revokeSessionsOverLimit } from '../db/repositories/sessions.ts';
+import { hasSessionsOverLimit, revokeSessionsOverLimit } from '../db/repositories/sessions.ts';
 import { recordSessionsRevoked } from './audit/login-events.ts';
 import { userContext } from './audit/record.ts';
 import type { ClientInfo } from './tokens.ts';
@@ -33,7 +33,10 @@ export const SESSION_TRIM_BATCH = 50;
  * sessions the ones before it committed: simultaneous logins do not overshoot the cap.
  */
 export async function trimSessionsOverLimit(deps: Deps, tx: Queryable, userId: string, sessionId: string, client: ClientInfo): Promise<string[]> {
-  const ids = await revokeSessionsOverLimit(tx, userId, sessionId, deps.config.maxSessionsPerUser, SESSION_TRIM_BATCH, deps.clock());
+  const now = deps.clock();
+  // Nearly every login is under the cap: a cheap read decides whether the trim's statement runs.
+  if (!(await hasSessionsOverLimit(tx, userId, sessionId, deps.config.maxSessionsPerUser, now))) return [];
+  const ids = await revokeSessionsOverLimit(tx, userId, sessionId, deps.config.maxSessionsPerUser, SESSION_TRIM_BATCH, now);
   await recordSessionsRevoked(deps, tx, userContext(userId, client), userId, ids, 'session_limit');
   return ids;
 }

@@ -201,6 +201,22 @@ export async function revokeSessionsOverLimit(tx: Queryable, userId: string, kee
 }
 
 /**
+ * Whether the user has more than `max` live sessions, `keepSessionId` (the one just opened) among
+ * them: whether {@link revokeSessionsOverLimit} has anything to do. A plain read of at most `max`
+ * entries of sessions_live_user_created_idx, asked first because the trim's statement (three CTEs, a
+ * row lock, an UPDATE) cost 0.45 ms of PostgreSQL's CPU per login even with nothing to trim (the
+ * bench's password row: 1.13 against 0.68 ms per login).
+ */
+export async function hasSessionsOverLimit(tx: Queryable, userId: string, keepSessionId: string, max: number, now: Date): Promise<boolean> {
+  const r = await tx.query(
+    `SELECT 1 FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $3 AND id <> $2
+      ORDER BY created_at DESC OFFSET $4 LIMIT 1`,
+    [userId, keepSessionId, now, max - 1],
+  );
+  return r.rows.length > 0;
+}
+
+/**
  * A user's live sessions, newest first, at most `limit` of them (an account over the cap, from before
  * it or while a later login trims it, has more); `currentSessionId`'s, when live, is always one of
  * them (in its place by age). Two bounded reads (the newest by the index, the current one by its key), not a
