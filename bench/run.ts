@@ -292,7 +292,8 @@ function cpuSnapshot(instancePid: number | undefined): Record<'instance' | 'inst
   const instance = instancePids(instancePid).reduce((a, pid) => a + cpuOf(pid), 0);
   // The main thread alone (JavaScript, the HTTP and SQL clients, their system calls): the rest of the
   // instance is its libuv pool (the password hashes, the RS256 signatures) and V8's helper threads.
-  const instanceMain = instancePid ? cpuOf(instancePid, false, `/proc/${instancePid}/task/${instancePid}/stat`) : 0;
+  // Every process's own: with WEB_CONCURRENCY the started process is a supervisor, and the workers run the service.
+  const instanceMain = instancePids(instancePid).reduce((a, pid) => a + cpuOf(pid, false, `/proc/${pid}/task/${pid}/stat`), 0);
   return { instance, instanceMain, postgres, generator: cpuOf(generator?.pid), driver: (own.user + own.system) / 1e6 };
 }
 
@@ -390,7 +391,7 @@ async function main(): Promise<void> {
     const sessions = await pool(Array.from({ length: connections + 8 }), 8, async () => (await post(base, '/api/v1/auth-jwt/login', { username: plain, password: PASSWORD })).json.refresh_token as string);
 
     // Passkey users: registered through the API with the tests' software authenticator (P-256, "none"),
-    // enough for 80 sign-ins each at twice the argon2id rate (passkey logins have run at up to 2.5 times
+    // enough for 80 sign-ins each at 2.6 times the argon2id rate (passkey logins have run at up to 2.5 times
     // the password logins' rate), so that none reaches MAX_SESSIONS_PER_USER.
     const passkeyTarget = FLOWS.has('passkey') ? Math.ceil((DURATION * argon * 2.6) / 80) : 0;
     console.log(`creating ${passkeyTarget} passkey users…`);

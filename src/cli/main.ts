@@ -25,7 +25,8 @@ export const USAGE = `usage: twofold <command>
   keys list [--json]                        the signing keys: next, current, previous
   keys rotate [--json]                      make a new signing key (state next; current after JWT_KEY_ACTIVATION_DELAY)
   token-hash-key adopt                      make this TOKEN_HASH_KEY the database's (after replacing the key on
-                                            purpose: every backup code and pending verification link stops working)
+                                            purpose: every backup code and pending verification link stops
+                                            working, every OpenID Connect session and token ends)
   hash-calibrate [--target-ms 500] [--memory-kib 19456] [--parallelism 1]
                                             argon2id settings taking about the target time per hash here
 

@@ -44,8 +44,8 @@ async function unknownRoute(ctx: KoaContextWithOIDC, next: () => Promise<void>) 
   ctx.status = 404;
 }
 
-/** The methods that reach those endpoints: GET, HEAD (the engine's router runs GET routes for it), POST (enableHttpPostMethods). */
-const ROW_METHODS = new Set(['GET', 'HEAD', 'POST']);
+/** The methods that reach those endpoints: GET, and HEAD (the engine's router runs GET routes for it); POST is not enabled (enableHttpPostMethods). */
+const ROW_METHODS = new Set(['GET', 'HEAD']);
 
 /**
  * Koa middleware of the engine, first in line: the endpoints that store a row for any request, without

@@ -60,7 +60,8 @@ export async function checkTokenHashKey(deps: TokenHashKeyCheckDeps, record: boo
   throw new ConfigError(
     `${whichKey(deps.config)} differs from the key this database was set up with (other instances, or an earlier start, use another one). ` +
     'Give this instance the same TOKEN_HASH_KEY as the others. If the key was replaced on purpose (every backup code and pending ' +
-    `verification link stops working), accept the new one by running \`${ADOPT_COMMAND}\` with it, then restart every instance with it.`,
+    'verification link stops working, and every OpenID Connect session and token ends), accept the new one by running ' +
+    `\`${ADOPT_COMMAND}\` with it, then restart every instance with it.`,
   );
 }
 

@@ -1,6 +1,6 @@
 /**
- * TOKEN_HASH_KEY against the database (services/deployment-checks.ts): the first process to open it
- * records the key's check value; a server or a command with another key is refused in one line
+ * TOKEN_HASH_KEY against the database (services/deployment-checks.ts): the first server to open it
+ * records the key's check value (commands only compare); a server or a command with another key is refused in one line
  * (exit 2) instead of serving with digests no other instance shares; `twofold token-hash-key adopt`
  * accepts a replaced key. On the embedded database in a data directory and, with DATABASE_URL, on a
  * fresh PostgreSQL database.
@@ -44,7 +44,7 @@ function assertRefusal(stderr: string, prefix: string): void {
   assert.equal(lines.length, 1, `one line:\n${stderr}`);
   assert.match(lines[0]!, new RegExp(`^twofold: ${prefix}: TOKEN_HASH_KEY differs from the key this database was set up with \\(other instances, or an earlier start, use another one\\)`));
   assert.match(lines[0]!, /Give this instance the same TOKEN_HASH_KEY as the others/);
-  assert.match(lines[0]!, /replaced on purpose \(every backup code and pending verification link stops working\).*`twofold token-hash-key adopt`/);
+  assert.match(lines[0]!, /replaced on purpose \(every backup code and pending verification link stops working, and every OpenID Connect session and token ends\).*`twofold token-hash-key adopt`/);
 }
 
 const engines: readonly DatabaseKind[] = process.env.DATABASE_URL ? ['pglite', 'postgres'] : ['pglite'];
@@ -132,6 +132,14 @@ for (const kind of engines) {
     });
 
     test('token-hash-key adopt makes the new key the accepted one and the old one refused; audited once', async () => {
+      // Without TOKEN_HASH_KEY it would adopt a key generated into this shell's DATA_DIR: refused, nothing changed.
+      const before = await peek((db) => db.query<{ value: string }>("SELECT value FROM deployment_checks WHERE name = 'token_hash_key'"));
+      const unset = await runTwofoldHere(['token-hash-key', 'adopt'], { ...env, TOTP_ENCRYPTION_KEY: BOX, NODE_ENV: 'development' });
+      assert.equal(unset.code, 2, `${unset.stdout}\n${unset.stderr}`);
+      assert.match(unset.stderr, /set TOKEN_HASH_KEY to the key to adopt/);
+      const after = await peek((db) => db.query<{ value: string }>("SELECT value FROM deployment_checks WHERE name = 'token_hash_key'"));
+      assert.deepEqual(after.rows, before.rows);
+
       assert.match(ok(await runTwofoldHere(['token-hash-key', 'adopt'], { ...env, ...keys(KEY_B) }), 'adopt key B'), /TOKEN_HASH_KEY adopted/);
       ok(await runTwofoldHere(['keys', 'list'], { ...env, ...keys(KEY_B) }), 'keys list (key B, adopted)');
       const old = await runTwofoldHere(['keys', 'list'], { ...env, ...keys(KEY_A) });

@@ -1,6 +1,7 @@
 -- twofold:no-transaction
--- A user's live sessions by creation, for the session cap (MAX_SESSIONS_PER_USER): each login finds
--- the user's live sessions beyond the newest ones it keeps (revokeSessionsOverLimit), and the session
+-- A user's live sessions by creation, for the session cap (MAX_SESSIONS_PER_USER): each login reads
+-- whether the user has live sessions beyond the newest ones it keeps (hasSessionsOverLimit) and, if so,
+-- ends them (revokeSessionsOverLimit), and the session
 -- listing reads the newest. Without it both walked sessions_user_created_idx over every session the
 -- user ever had: revoked ones stay until retention deletes them. Built without stopping writes (see
 -- migrate.ts). Only revoked_at, which only a revocation sets, joins the indexed columns: neither

@@ -1,6 +1,6 @@
 /**
  * SQL for deployment_checks: one value per name that every instance of a deployment must share
- * (migration 0016). A value is recorded once, by the first process to open the database, and only
+ * (migration 0016). A value is recorded once, by the first server to open the database, and only
  * replaced by an operator's explicit command.
  */
 import type { Queryable } from '../database.ts';

@@ -49,7 +49,7 @@ export async function sessionRoutes(app: FastifyInstance, { deps }: { deps: Deps
     schema: {
       tags: ['Login and tokens'],
       summary: 'The caller\'s live sessions',
-      description: 'One entry per login that is neither logged out, revoked nor expired, newest first; `current` marks the session of this request. At most `MAX_SESSIONS_PER_USER` entries (an account holds no more: a login beyond it ends the oldest), the caller\'s own always among them.',
+      description: 'One entry per login that is neither logged out, revoked nor expired, newest first; `current` marks the session of this request. At most `MAX_SESSIONS_PER_USER` entries (a login beyond it ends the oldest), the caller\'s own always among them.',
       security,
       response: { 200: Type.Array(SessionSchema), ...problems(AUTH_PROBLEMS) },
     },
