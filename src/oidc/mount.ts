@@ -12,7 +12,7 @@ import { ACCESS_COOKIE, BROWSER_SESSION_COOKIE, browserSessionId, clearedCookieH
 import { handOffSettled } from '../http/in-flight.ts';
 import { problemBody } from '../http/problem.ts';
 import { oidcErrorPage } from '../web/pages/oidc.ts';
-import { pageCsp } from './page-policy.ts';
+import { pageCsp, sendPage } from './page-policy.ts';
 import { linkProviderSession } from '../services/oidc/interaction-login.ts';
 import { assertFileClientsUnregistered } from '../services/oidc/clients.ts';
 import { endLinkedSession } from '../services/oidc/logout.ts';
@@ -71,10 +71,8 @@ function anonymousRowQuota(deps: Deps, paths: readonly string[]) {
         if (!(e instanceof AppError)) throw e;
         for (const [name, value] of Object.entries(e.headers ?? {})) ctx.set(name, value);
         ctx.set('Content-Security-Policy', pageCsp([]));
-        ctx.set('Cache-Control', 'no-store');
-        ctx.body = oidcErrorPage(deps.config.productName, 'temporarily_unavailable', 'Too many sign-in requests from your network. Try again in a minute.');
-        // After the body: Koa sets the type and a 200 status from a body unless told otherwise.
-        ctx.type = 'html';
+        sendPage(ctx, oidcErrorPage(deps.config.productName, 'temporarily_unavailable', 'Too many sign-in requests from your network. Try again in a minute.'));
+        // After the body: Koa sets a 200 status from a body unless told otherwise.
         ctx.status = e.status;
         return;
       }

@@ -25,6 +25,13 @@ export function formActionSource(uri: string): string {
   return u.protocol === 'http:' || u.protocol === 'https:' ? u.origin : u.protocol;
 }
 
+/** Answers with a provider page: HTML, never cached (the engine's own pages, and the refusals in front of it in mount.ts). */
+export function sendPage(ctx: { type: string; body: unknown; set(name: string, value: string): void }, body: string): void {
+  ctx.type = 'html';
+  ctx.set('Cache-Control', 'no-store');
+  ctx.body = body;
+}
+
 /** Content-Security-Policy of a provider page whose form may lead (by redirect) to `origins` (see {@link formActionSource}). */
 export function pageCsp(origins: readonly string[]): string {
   const formAction = ["'self'", ...new Set(origins)].join(' ');

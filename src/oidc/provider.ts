@@ -19,7 +19,7 @@ import { koaClientInfo } from './client-info.ts';
 import { createAdapterClass } from './adapter.ts';
 import { AUTH_METHODS, OIDC_SCOPES, redirectsOnlyToLoopback, toProviderMetadata, type ClientInput } from './client-metadata.ts';
 import { RingSigningKey, ringIdTokenValidator } from './signing-key.ts';
-import { acrValuesRequireAal2, formActionSource, pageCsp } from './page-policy.ts';
+import { acrValuesRequireAal2, formActionSource, pageCsp, sendPage } from './page-policy.ts';
 
 /** Where the engine's endpoints live (the discovery document lists them). */
 export const OIDC_ROUTES = {
@@ -137,11 +137,6 @@ function policy(deps: Deps) {
 export async function createProvider(deps: Deps, fileClients: readonly ClientInput[]): Promise<{ provider: Provider; signingKey: RingSigningKey }> {
   const { config } = deps;
   const signingKey = await RingSigningKey.create(deps.keys.ring, deps.clock);
-  const html = (ctx: KoaContextWithOIDC, body: string) => {
-    ctx.type = 'html';
-    ctx.set('Cache-Control', 'no-store');
-    ctx.body = body;
-  };
   const configuration: Configuration = {
     adapter: createAdapterClass(deps),
     clients: fileClients.map(toProviderMetadata),
@@ -220,10 +215,10 @@ export async function createProvider(deps: Deps, fileClients: readonly ClientInp
           const origins = (ctx.oidc.client?.postLogoutRedirectUris ?? []).map(formActionSource);
           // The confirmation's 303 goes to the application: the form may lead there (CSP form-action covers redirects).
           ctx.set('Content-Security-Policy', pageCsp(origins));
-          html(ctx, logoutPage(config.productName, form, ctx.oidc.client?.clientName ?? ctx.oidc.client?.clientId, await logoutAccounts(deps, ctx)));
+          sendPage(ctx, logoutPage(config.productName, form, ctx.oidc.client?.clientName ?? ctx.oidc.client?.clientId, await logoutAccounts(deps, ctx)));
         },
         async postLogoutSuccessSource(ctx) {
-          html(ctx, loggedOutPage(config.productName));
+          sendPage(ctx, loggedOutPage(config.productName));
         },
       },
     },
@@ -269,10 +264,10 @@ export async function createProvider(deps: Deps, fileClients: readonly ClientInp
         // The database is down or restarting: an outage to wait out (503), not a failed sign-in (500).
         ctx.status = 503;
         ctx.set('Retry-After', DATABASE_RETRY_AFTER_SECONDS);
-        html(ctx, oidcErrorPage(config.productName, 'temporarily_unavailable', 'The service cannot be reached right now. Try again in a few seconds.'));
+        sendPage(ctx, oidcErrorPage(config.productName, 'temporarily_unavailable', 'The service cannot be reached right now. Try again in a few seconds.'));
         return;
       }
-      html(ctx, oidcErrorPage(config.productName, String(out.error), out.error_description ? String(out.error_description) : undefined));
+      sendPage(ctx, oidcErrorPage(config.productName, String(out.error), out.error_description ? String(out.error_description) : undefined));
     },
   };
   const provider = new Provider(config.publicUrl, configuration);
