@@ -17,11 +17,11 @@ import type { ClientInfo } from './tokens.ts';
  * over it from before the cap (86,000 sessions in the review) is trimmed over several logins rather
  * than by one login writing 86,000 audit entries while it holds the user row's lock.
  */
-export const SESSION_TRIM_BATCH = 50;
+const SESSION_TRIM_BATCH = 50;
 
 /**
  * Ends the user's live sessions beyond the newest MAX_SESSIONS_PER_USER (the one just opened,
- * `sessionId`, always kept), at most {@link SESSION_TRIM_BATCH}; returns their ids.
+ * `sessionId`, always kept), at most {@link SESSION_TRIM_BATCH}.
  *
  * Call it as the LAST statement of a login's transaction, after the user row's update lock that the
  * login takes (at its start or as its last check) and after everything else there that could wait:
@@ -32,11 +32,10 @@ export const SESSION_TRIM_BATCH = 50;
  * row's lock here, the trims of one account's logins run one after the other, each seeing the
  * sessions the ones before it committed: simultaneous logins do not overshoot the cap.
  */
-export async function trimSessionsOverLimit(deps: Deps, tx: Queryable, userId: string, sessionId: string, client: ClientInfo): Promise<string[]> {
+export async function trimSessionsOverLimit(deps: Deps, tx: Queryable, userId: string, sessionId: string, client: ClientInfo): Promise<void> {
   const now = deps.clock();
   // Nearly every login is under the cap: a cheap read decides whether the trim's statement runs.
-  if (!(await hasSessionsOverLimit(tx, userId, sessionId, deps.config.maxSessionsPerUser, now))) return [];
+  if (!(await hasSessionsOverLimit(tx, userId, sessionId, deps.config.maxSessionsPerUser, now))) return;
   const ids = await revokeSessionsOverLimit(tx, userId, sessionId, deps.config.maxSessionsPerUser, SESSION_TRIM_BATCH, now);
   await recordSessionsRevoked(deps, tx, userContext(userId, client), userId, ids, 'session_limit');
-  return ids;
 }

@@ -171,6 +171,14 @@ export async function revokeAllSessions(tx: Queryable, userId: string, reason: s
 }
 
 /**
+ * The user's live sessions beyond the newest `max` ($1 user, $2 the session just opened, counted but
+ * never one of them, $3 now, $4 `max` - 1), oldest last; the trim and its check below read the same.
+ */
+const OVER_LIMIT = `SELECT id FROM sessions
+       WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $3 AND id <> $2
+       ORDER BY created_at DESC, id DESC OFFSET $4`;
+
+/**
  * Revokes, with reason `session_limit`, the user's live sessions beyond the newest `max` (counting
  * `keepSessionId`, the session just opened, which is never one of them: under a coarse clock it may
  * share its created_at with others), at most `batch` of them; returns their ids.
@@ -187,11 +195,7 @@ export async function revokeAllSessions(tx: Queryable, userId: string, reason: s
  */
 export async function revokeSessionsOverLimit(tx: Queryable, userId: string, keepSessionId: string, max: number, batch: number, now: Date): Promise<string[]> {
   const r = await tx.query<{ id: string }>(
-    `WITH candidates AS (
-       SELECT id FROM sessions
-       WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $3 AND id <> $2
-       ORDER BY created_at DESC, id DESC OFFSET $4 LIMIT $5
-     ), taken AS MATERIALIZED (
+    `WITH candidates AS (${OVER_LIMIT} LIMIT $5), taken AS MATERIALIZED (
        SELECT id FROM sessions WHERE id IN (SELECT id FROM candidates) AND revoked_at IS NULL FOR UPDATE SKIP LOCKED
      )
      UPDATE sessions s SET revoked_at = $3, revoked_reason = 'session_limit' FROM taken WHERE s.id = taken.id RETURNING s.id`,
@@ -209,8 +213,7 @@ export async function revokeSessionsOverLimit(tx: Queryable, userId: string, kee
  */
 export async function hasSessionsOverLimit(tx: Queryable, userId: string, keepSessionId: string, max: number, now: Date): Promise<boolean> {
   const r = await tx.query(
-    `SELECT 1 FROM sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $3 AND id <> $2
-      ORDER BY created_at DESC OFFSET $4 LIMIT 1`,
+    `${OVER_LIMIT} LIMIT 1`,
     [userId, keepSessionId, now, max - 1],
   );
   return r.rows.length > 0;
