@@ -95,6 +95,22 @@ describeWithApp('rows the OpenID engine stores for anonymous requests', (suite) 
     assert.equal(await interactionRows(server, marker), QUOTA, 'no interaction stored past the quota');
   });
 
+  test('forty simultaneous authorization and logout requests from one IP: exactly the quota gets through', async (t) => {
+    const server = await limited(suite, t);
+    const marker = `burst-${Date.now()}`;
+    const before = await sessionExpiries(server, 'account_id IS NULL');
+    const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => fetch(i % 2 ? `${server.base}/oidc/session/end` : authUrl(server.base, marker), { redirect: 'manual' }).then(async (r) => {
+      await r.arrayBuffer();
+      return r.status;
+    })));
+    const through = answers.filter((status) => status !== 429);
+    assert.equal(through.length, QUOTA, `answers: ${answers.join(' ')}`);
+    assert.equal(answers.length - through.length, 40 - QUOTA);
+    // What got through stored one row each (an interaction, or a provider session); nothing else did.
+    const sessions = (await sessionExpiries(server, 'account_id IS NULL')).length - before.length;
+    assert.equal((await interactionRows(server, marker)) + sessions, QUOTA);
+  });
+
   test('with RATE_LIMIT_DISABLED=true authorization requests are not counted', async (t) => {
     const server = await limited(suite, t, { RATE_LIMIT_DISABLED: 'true' });
     const marker = `unlimited-${Date.now()}`;
